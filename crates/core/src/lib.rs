@@ -1,0 +1,5 @@
+//! Walden's domain: the database and everything stored in it.
+//!
+//! This crate knows nothing of Leptos, axum or HTML, so the web console and the CLI share every rule.
+
+pub mod db;
