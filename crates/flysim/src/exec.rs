@@ -729,6 +729,12 @@ impl Shell<'_, '_> {
                     Out::ok(format!("{}\n", base64::engine::general_purpose::STANDARD.encode(stdin)))
                 }
             }
+            "exec" | "command" => {
+                if args.is_empty() {
+                    return Out::default();
+                }
+                self.simple(args, stdin, env, background, log_path)
+            }
             "nohup" => {
                 if args.is_empty() {
                     return Out::err(125, "nohup: missing operand\n");
