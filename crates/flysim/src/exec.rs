@@ -72,7 +72,7 @@ pub(crate) fn run(x: &mut ExecEnv<'_>, argv: &[String], stdin: &str, timeout_s: 
         match argv.get(1).map(|s| s.as_str()) {
             Some("-c") => {
                 let script = argv.get(2).cloned().unwrap_or_default();
-                sh.positional = argv.iter().skip(3).cloned().collect();
+                sh.positional = argv.iter().skip(4).cloned().collect();
                 sh.script(&script, stdin)
             }
             _ => Out::err(
@@ -744,7 +744,7 @@ impl Shell<'_, '_> {
             "sh" | "bash" | "dash" if args.first().map(|s| s.as_str()) == Some("-c") => {
                 let script = args.get(1).cloned().unwrap_or_default();
                 let saved = (self.positional.clone(), self.exported.clone(), self.vars.clone());
-                self.positional = args.iter().skip(3).cloned().collect();
+                self.positional = args.iter().skip(3).cloned().collect(); // args[2] is $0
                 self.exported = env.clone();
                 self.vars.clear();
                 let r = self.script(&script, stdin);
