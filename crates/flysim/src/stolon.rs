@@ -1440,15 +1440,16 @@ pub(crate) fn psql(x: &mut ExecEnv<'_>, args: &[String], env: &BTreeMap<String, 
     Out::ok(out)
 }
 
-fn parse_url(
-    s: &str,
-) -> Option<(
+/// (user, password, host, port, database) of a libpq URL.
+type UrlParts = (
     Option<String>,
     Option<String>,
     Option<String>,
     Option<String>,
     Option<String>,
-)> {
+);
+
+fn parse_url(s: &str) -> Option<UrlParts> {
     let rest = s.split_once("://")?.1;
     let (auth, hostpart) = match rest.rsplit_once('@') {
         Some((a, h)) => (Some(a), h),
@@ -1633,11 +1634,11 @@ fn run_sql(x: &mut ExecEnv<'_>, db: &str, q: &str, read_only: bool) -> Result<Sq
         pg.lsn += rows * 128;
         return Ok(SqlResult::Tag(format!("INSERT 0 {rows}")));
     }
-    if lower.starts_with("create database ") {
+    if let Some(rest) = lower.strip_prefix("create database ") {
         if read_only {
             return Err("cannot execute CREATE DATABASE in a read-only transaction".into());
         }
-        let name: String = lower["create database ".len()..]
+        let name: String = rest
             .trim()
             .trim_matches('"')
             .chars()
