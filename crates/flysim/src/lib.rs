@@ -92,3 +92,23 @@ pub fn spawn(
         handle,
     })
 }
+
+/// Demo mode in one call: a real-clock Sim (persisted to `state` if given) with the demo seed, whose
+/// wal-g storage is `storage`, served on `listener` until `cancel` fires. Returns the running server
+/// (base URL) and the demo org/token/app.
+pub async fn start_demo(
+    listener: TcpListener,
+    storage: impl AsRef<std::path::Path>,
+    state: Option<std::path::PathBuf>,
+    cancel: CancellationToken,
+) -> Result<(Running, DemoInfo), SimError> {
+    let mut b = Sim::builder().seed(42);
+    if let Some(path) = state {
+        b = b.persist(path);
+    }
+    let sim = b.build()?;
+    let info = sim.seed_demo(storage)?;
+    let run = spawn(listener, sim, cancel)
+        .map_err(|e| SimError::Invalid(format!("cannot serve: {e}")))?;
+    Ok((run, info))
+}
