@@ -290,3 +290,49 @@ async fn demo_seed_has_a_cluster_with_history_and_survives_restart() {
     assert_eq!(a, b);
     assert_eq!(sim2.pg_phase(DEMO_APP), Some(("normal".into(), None)));
 }
+
+#[tokio::test]
+async fn real_clock_transitions_progress_in_the_background() {
+    let timing = flysim::Timing {
+        start: Duration::from_millis(100),
+        stop: Duration::from_millis(100),
+        ..flysim::Timing::default()
+    };
+    let env = start_with(Sim::builder().timing(timing).build().unwrap()).await;
+    env.create_app("rt").await;
+    let m = env
+        .ok(
+            "POST",
+            "/v1/apps/rt/machines",
+            Some(json!({"config": {"image": "nginx"}})),
+        )
+        .await;
+    let id = m["id"].as_str().unwrap();
+    // The background ticker settles `created → started`; wait long-polls until it does.
+    let r = env
+        .call(
+            "GET",
+            &format!("/v1/apps/rt/machines/{id}/wait?state=started&timeout=10"),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    env.ok("POST", &format!("/v1/apps/rt/machines/{id}/stop"), None)
+        .await;
+    let r = env
+        .call(
+            "GET",
+            &format!("/v1/apps/rt/machines/{id}/wait?state=stopped&timeout=10"),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let r = env
+        .call(
+            "GET",
+            &format!("/v1/apps/rt/machines/{id}/wait?state=started&timeout=1"),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, 408);
+}
