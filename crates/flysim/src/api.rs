@@ -618,6 +618,14 @@ async fn create_machine(
     b: Bytes,
 ) -> R {
     let req: MachineReq = body(&b, "CreateMachineRequest")?;
+    if req
+        .lease_ttl
+        .is_some_and(|t| t == 0 || t > MAX_LEASE_TTL as u64)
+    {
+        return Err(ApiError::bad(format!(
+            "invalid_argument: lease_ttl must be between 1 and {MAX_LEASE_TTL} seconds"
+        )));
+    }
     let cfg = clean_config(
         req.config
             .clone()
@@ -1024,6 +1032,9 @@ async fn uncordon(
     ok(200, json!({"ok": true}))
 }
 
+/// flysim's bound on lease TTLs (Fly documents none; a year keeps the arithmetic safe).
+const MAX_LEASE_TTL: i64 = 365 * 86_400;
+
 const WAIT_STATES: &[&str] = &[
     "started",
     "stopped",
@@ -1295,8 +1306,10 @@ async fn acquire_lease(
             .map_err(|_| ApiError::bad(format!("invalid ttl {t:?}")))?,
         None => req.ttl.unwrap_or(30),
     };
-    if ttl <= 0 {
-        return Err(ApiError::bad("invalid_argument: ttl must be positive"));
+    if !(1..=MAX_LEASE_TTL).contains(&ttl) {
+        return Err(ApiError::bad(format!(
+            "invalid_argument: ttl must be between 1 and {MAX_LEASE_TTL} seconds"
+        )));
     }
     let now = now_ms(&sim);
     let owner = tok.user.clone().unwrap_or_else(|| "flysim".into());
@@ -1574,6 +1587,10 @@ async fn create_volume(
         .region
         .filter(|r| !r.is_empty())
         .ok_or_else(|| ApiError::bad("region is required"))?;
+    let size_gb = req.size_gb.unwrap_or(1);
+    if !(1..=500).contains(&size_gb) {
+        return Err(ApiError::bad("size_gb must be between 1 and 500"));
+    }
     let retention = req.snapshot_retention.unwrap_or(5);
     if !(1..=60).contains(&retention) {
         return Err(ApiError::bad("snapshot_retention must be between 1 and 60"));
@@ -1586,7 +1603,7 @@ async fn create_volume(
             id: id.clone(),
             name,
             state: "created".into(),
-            size_gb: req.size_gb.unwrap_or(1).max(1),
+            size_gb,
             region,
             zone,
             encrypted: req.encrypted.unwrap_or(true),

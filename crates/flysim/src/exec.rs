@@ -42,7 +42,11 @@ pub(crate) struct Shell<'a, 'b> {
     pub deadline: bool,
     pub last_code: i64,
     pub exiting: bool,
+    /// Nesting of `sh -c` and `$(…)`; bounded so a self-invoking script cannot overflow the stack.
+    pub depth: u32,
 }
+
+const MAX_DEPTH: u32 = 16;
 
 /// Run an exec request's argv on the Machine.
 pub(crate) fn run(x: &mut ExecEnv<'_>, argv: &[String], stdin: &str, timeout_s: u64) -> Out {
@@ -63,6 +67,7 @@ pub(crate) fn run(x: &mut ExecEnv<'_>, argv: &[String], stdin: &str, timeout_s: 
         deadline: false,
         last_code: 0,
         exiting: false,
+        depth: 0,
     };
     let Some(prog) = argv.first() else {
         return Out::err(1, "exec: no command given\n");
@@ -350,6 +355,16 @@ impl Shell<'_, '_> {
     }
 
     pub(crate) fn script(&mut self, script: &str, stdin: &str) -> Out {
+        if self.depth >= MAX_DEPTH {
+            return Out::err(2, "sh: flysim: nesting too deep\n");
+        }
+        self.depth += 1;
+        let out = self.script_inner(script, stdin);
+        self.depth -= 1;
+        out
+    }
+
+    fn script_inner(&mut self, script: &str, stdin: &str) -> Out {
         let toks = match self.tokenize(script, stdin) {
             Ok(t) => t,
             Err(e) => return Out::err(2, format!("sh: 1: {e}\n")),

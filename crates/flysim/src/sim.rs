@@ -356,12 +356,14 @@ impl Sim {
             .get_mut(app)
             .and_then(|a| a.pg.as_mut())
             .ok_or_else(|| SimError::Invalid(format!("app {app} has no Postgres cluster")))?;
-        *pg.databases
+        let n = pg
+            .databases
             .entry(db.to_string())
             .or_default()
             .entry(table.to_string())
-            .or_default() += rows;
-        pg.lsn += rows * 128;
+            .or_default();
+        *n = n.saturating_add(rows);
+        pg.lsn = pg.lsn.saturating_add(rows.saturating_mul(128));
         Ok(())
     }
 

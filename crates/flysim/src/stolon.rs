@@ -1650,14 +1650,14 @@ fn run_sql(x: &mut ExecEnv<'_>, db: &str, q: &str, read_only: bool) -> Result<Sq
                 .filter_map(|s| s.trim().parse().ok())
                 .collect();
             match nums.as_slice() {
-                [a, b] if b >= a => b - a + 1,
+                [a, b] if b >= a => (b - a).saturating_add(1),
                 _ => 0,
             }
         } else {
             1
         };
-        *n += rows;
-        pg.lsn += rows * 128;
+        *n = n.saturating_add(rows);
+        pg.lsn = pg.lsn.saturating_add(rows.saturating_mul(128));
         return Ok(SqlResult::Tag(format!("INSERT 0 {rows}")));
     }
     if let Some(rest) = lower.strip_prefix("create database ") {

@@ -272,8 +272,12 @@ pub(crate) fn finish_push(st: &mut State, app: &str, machine: &str, job: &PushJo
 
 /// Estimated size of the emulated database.
 fn db_size(pg: &PgCluster) -> u64 {
-    let rows: u64 = pg.databases.values().flat_map(|t| t.values()).sum();
-    24 * 1024 * 1024 + rows * 120
+    let rows = pg
+        .databases
+        .values()
+        .flat_map(|t| t.values())
+        .fold(0u64, |a, b| a.saturating_add(*b));
+    (24 * 1024 * 1024u64).saturating_add(rows.saturating_mul(120))
 }
 
 /// Write WAL segment objects up to (excluding) `upto_seg` if archiving works; returns the log problem.
