@@ -152,6 +152,11 @@ async fn gate(State(sim): State<Sim>, mut req: Request, next: Next) -> Response 
             Ok(t) => t,
             Err(e) => break 'resp e.into_response(),
         };
+        let method = req.method().as_str().to_string();
+        let limited = !sim.faults().rate_ok(&method, &path, ms(sim.now()));
+        if limited {
+            break 'resp ApiError::new(429, "rate limit exceeded").into_response();
+        }
         let (t429, t5xx) = {
             let mut f = sim.faults();
             let (r429, r5xx) = (f.cfg.rate_429, f.cfg.rate_5xx);

@@ -336,3 +336,59 @@ async fn real_clock_transitions_progress_in_the_background() {
         .await;
     assert_eq!(r.status, 408);
 }
+
+#[tokio::test]
+async fn documented_rate_limits_when_enforced() {
+    let env = start().await;
+    env.create_app("rl").await;
+    let m = env
+        .ok(
+            "POST",
+            "/v1/apps/rl/machines",
+            Some(json!({"config": {"image": "nginx"}})),
+        )
+        .await;
+    let id = m["id"].as_str().unwrap().to_string();
+    env.advance(3);
+    env.sim.set_faults(Faults {
+        enforce_rate_limits: true,
+        ..Faults::default()
+    });
+    // Get Machine: burst 10, then 429 until simulated time refills 5/s.
+    let mut got = Vec::new();
+    for _ in 0..11 {
+        got.push(
+            env.call("GET", &format!("/v1/apps/rl/machines/{id}"), None)
+                .await
+                .status,
+        );
+    }
+    assert_eq!(&got[..10], &[200; 10]);
+    assert_eq!(got[10], 429);
+    env.advance(1);
+    for _ in 0..5 {
+        assert_eq!(
+            env.call("GET", &format!("/v1/apps/rl/machines/{id}"), None)
+                .await
+                .status,
+            200
+        );
+    }
+    // Other actions: 1/s burst 3, per action and Machine.
+    let stop = format!("/v1/apps/rl/machines/{id}/stop");
+    let got: Vec<u16> = {
+        let mut v = Vec::new();
+        for _ in 0..4 {
+            v.push(env.call("POST", &stop, None).await.status);
+        }
+        v
+    };
+    assert_eq!(got, vec![200, 200, 200, 429]);
+    // Another action on the same Machine has its own bucket.
+    assert_eq!(
+        env.call("GET", &format!("/v1/apps/rl/machines/{id}/events"), None)
+            .await
+            .status,
+        200
+    );
+}
