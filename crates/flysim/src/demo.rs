@@ -16,10 +16,45 @@ pub const DEMO_ORG: &str = "demo";
 pub const DEMO_TOKEN: &str = "fm2_flysim_demo_org_token";
 pub const DEMO_APP: &str = "demo-db";
 
+/// A Stolon cluster to seed (see [`Sim::seed_cluster`]).
+#[derive(Debug, Clone)]
+pub struct ClusterSeed {
+    pub org: String,
+    pub app: String,
+    /// wal-g storage (`WALG_FILE_PREFIX`).
+    pub storage: PathBuf,
+    /// One Machine per entry; the first is the leader and its region is `PRIMARY_REGION`.
+    pub regions: Vec<String>,
+    pub image: String,
+    pub su_password: String,
+    pub repl_password: String,
+    pub operator_password: String,
+    /// Hours of archived WAL (a segment every 5 min) with a base backup every 12 h (first after 1 h).
+    pub history_hours: i64,
+}
+
+impl ClusterSeed {
+    /// The demo's shape: 3 Machines (iad, iad, ord), `flyio/postgres:14.6`, 26 h of history.
+    pub fn new(org: &str, app: &str, storage: &Path) -> Self {
+        Self {
+            org: org.into(),
+            app: app.into(),
+            storage: storage.to_path_buf(),
+            regions: vec!["iad".into(), "iad".into(), "ord".into()],
+            image: "flyio/postgres:14.6".into(),
+            su_password: "demo-su-Zq81xKp2".into(),
+            repl_password: "demo-repl-Lw73Hs0".into(),
+            operator_password: "demo-op-Vb55nQe9".into(),
+            history_hours: 26,
+        }
+    }
+}
+
 /// What the demo seed created.
 #[derive(Debug, Clone)]
 pub struct DemoInfo {
     pub org: String,
+    /// The demo token (empty for [`Sim::seed_cluster`], which adds no token).
     pub token: String,
     pub app: String,
     pub storage: PathBuf,
@@ -37,43 +72,59 @@ impl Sim {
     /// Add the demo org, token and cluster (`demo-db`) unless they exist already (a persisted state was
     /// loaded). `storage` becomes the cluster's `WALG_FILE_PREFIX` and receives its backup history.
     pub fn seed_demo(&self, storage: impl AsRef<Path>) -> Result<DemoInfo, SimError> {
-        let storage = storage.as_ref().to_path_buf();
-        std::fs::create_dir_all(&storage).map_err(|e| SimError::Storage {
-            path: storage.display().to_string(),
-            reason: e.to_string(),
-        })?;
-        let storage = storage.canonicalize().unwrap_or(storage);
         self.add_org(DEMO_ORG, "Demo Org");
         self.add_org("personal", "Personal");
         let has_token = self.lock().tokens.contains_key(DEMO_TOKEN);
         if !has_token {
             self.add_token(DEMO_TOKEN, &[DEMO_ORG, "personal"]);
         }
+        let mut info =
+            self.seed_cluster(&ClusterSeed::new(DEMO_ORG, DEMO_APP, storage.as_ref()))?;
+        info.token = DEMO_TOKEN.into();
+        Ok(info)
+    }
+
+    /// Add a running Stolon cluster (as `fly pg create` + the wal-g guide would leave it) to an existing
+    /// org, with `history_hours` of WAL and base backups in `storage` (its `WALG_FILE_PREFIX`). Idempotent:
+    /// an existing app of that name is left as it is. Tests use it for a source cluster to restore from.
+    pub fn seed_cluster(&self, seed: &ClusterSeed) -> Result<DemoInfo, SimError> {
+        let storage = seed.storage.clone();
+        std::fs::create_dir_all(&storage).map_err(|e| SimError::Storage {
+            path: storage.display().to_string(),
+            reason: e.to_string(),
+        })?;
+        let storage = storage.canonicalize().unwrap_or(storage);
+        if !self.lock().orgs.contains_key(&seed.org) {
+            return Err(SimError::Invalid(format!(
+                "org {} does not exist (add_org first)",
+                seed.org
+            )));
+        }
         let now = ms(self.now());
         let mut st = self.lock();
-        if let Some(a) = st.apps.get(DEMO_APP) {
+        if let Some(a) = st.apps.get(&seed.app) {
             let machines = a.machines.keys().cloned().collect();
             return Ok(DemoInfo {
-                org: DEMO_ORG.into(),
-                token: DEMO_TOKEN.into(),
-                app: DEMO_APP.into(),
+                org: seed.org.clone(),
+                token: String::new(),
+                app: seed.app.clone(),
                 storage,
                 machines,
             });
         }
         let mut app = new_app(
             &mut st,
-            DEMO_APP,
-            DEMO_ORG,
+            &seed.app,
+            &seed.org,
             "default",
             "postgres_cluster",
             now - 30 * 86_400_000,
         );
         let secrets: [(&str, String); 10] = [
-            ("SU_PASSWORD", "demo-su-Zq81xKp2".into()),
-            ("REPL_PASSWORD", "demo-repl-Lw73Hs0".into()),
-            ("OPERATOR_PASSWORD", "demo-op-Vb55nQe9".into()),
-            ("PGPASSWORD", "demo-op-Vb55nQe9".into()),
+            ("SU_PASSWORD", seed.su_password.clone()),
+            ("REPL_PASSWORD", seed.repl_password.clone()),
+            ("OPERATOR_PASSWORD", seed.operator_password.clone()),
+            ("PGPASSWORD", seed.operator_password.clone()),
             ("PGUSER", "postgres".into()),
             ("PGHOST", "localhost".into()),
             ("PGPORT", "5432".into()),
@@ -82,8 +133,8 @@ impl Sim {
             (
                 "FLY_CONSUL_URL",
                 format!(
-                    "https://:flysim@consul-iad.fly-shared.net/{DEMO_APP}-{}/",
-                    app.id
+                    "https://:flysim@consul-iad.fly-shared.net/{}-{}/",
+                    seed.app, app.id
                 ),
             ),
         ];
@@ -103,7 +154,7 @@ impl Sim {
             .iter()
             .map(|(k, v)| (k.to_string(), v.clone()))
             .collect();
-        let regions = ["iad", "iad", "ord"];
+        let regions = &seed.regions;
         let mut ids = Vec::new();
         for (i, region) in regions.iter().enumerate() {
             let vol_id = st.next_id("vol_", 16);
@@ -116,8 +167,8 @@ impl Sim {
                 0x4e2a + i * 13
             );
             let config = json!({
-                "image": "flyio/postgres:14.6",
-                "env": {"PRIMARY_REGION": "iad"},
+                "image": seed.image,
+                "env": {"PRIMARY_REGION": regions.first().cloned().unwrap_or_else(|| "iad".into())},
                 "guest": {"cpu_kind": "shared", "cpus": 2, "memory_mb": 4096},
                 "metadata": {"fly-managed-postgres": "true", "fly_platform_version": "v2", "managed-by-fly-deploy": "true"},
                 "mounts": [{"volume": vol_id, "path": "/data", "name": "pg_data", "size_gb": 40, "encrypted": true}],
@@ -132,7 +183,7 @@ impl Sim {
             let mut files = BTreeMap::new();
             files.insert(
                 "/data/.env".to_string(),
-                format!("STOLONCTL_CLUSTER_NAME={DEMO_APP}\nSTOLONCTL_STORE_BACKEND=consul\nSTOLONCTL_STORE_URL={}\nSTOLONCTL_STORE_NODE={}\n",
+                format!("STOLONCTL_CLUSTER_NAME={}\nSTOLONCTL_STORE_BACKEND=consul\nSTOLONCTL_STORE_URL={}\nSTOLONCTL_STORE_NODE={}\n", seed.app,
                     env["FLY_CONSUL_URL"], env["FLY_CONSUL_URL"]),
             );
             app.volumes.insert(
@@ -175,7 +226,17 @@ impl Sim {
                 id.clone(),
                 Machine {
                     id: id.clone(),
-                    name: format!("demo-db-{}", ["bold-wave", "calm-leaf", "misty-pine"][i]),
+                    name: format!(
+                        "{}-{}",
+                        seed.app,
+                        [
+                            "bold-wave",
+                            "calm-leaf",
+                            "misty-pine",
+                            "dawn-lake",
+                            "wild-sun"
+                        ][i % 5]
+                    ),
                     state: "started".into(),
                     region: region.to_string(),
                     instance_id: instance,
@@ -216,26 +277,25 @@ impl Sim {
             system_identifier: 7_301_234_567_890_123_456,
             timeline: 1,
             lsn: 0x0000_0003_0000_0028,
-            pg_version: 140006,
+            pg_version: crate::stolon::pg_version_of(&seed.image),
             roles,
             databases,
             pitr: None,
             archive_armed: true,
             initialised: true,
         };
-        crate::walg::seed_history(&storage, &mut pg, now, 26, 12, 5, &ids[0]).map_err(|e| {
-            SimError::Storage {
+        crate::walg::seed_history(&storage, &mut pg, now, seed.history_hours, 12, 5, &ids[0])
+            .map_err(|e| SimError::Storage {
                 path: storage.display().to_string(),
                 reason: e.to_string(),
-            }
-        })?;
+            })?;
         app.pg = Some(pg);
-        st.apps.insert(DEMO_APP.to_string(), app);
+        st.apps.insert(seed.app.to_string(), app);
         let archive_every = self.timing().archive_timeout.as_millis() as i64;
-        st.schedule(DEMO_APP, now + archive_every, TimerKind::Archive);
+        st.schedule(&seed.app, now + archive_every, TimerKind::Archive);
         for id in &ids {
             st.log(
-                DEMO_APP,
+                &seed.app,
                 id,
                 now,
                 "keeper   | LOG:  database system is ready to accept connections",
@@ -244,9 +304,9 @@ impl Sim {
         drop(st);
         self.save();
         Ok(DemoInfo {
-            org: DEMO_ORG.into(),
-            token: DEMO_TOKEN.into(),
-            app: DEMO_APP.into(),
+            org: seed.org.clone(),
+            token: String::new(),
+            app: seed.app.clone(),
             storage,
             machines: ids,
         })

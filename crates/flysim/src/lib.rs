@@ -22,7 +22,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use api::valid_app_name;
 pub use clock::{Clock, ManualClock, SystemClock};
-pub use demo::{DemoInfo, DEMO_APP, DEMO_ORG, DEMO_TOKEN};
+pub use demo::{ClusterSeed, DemoInfo, DEMO_APP, DEMO_ORG, DEMO_TOKEN};
 pub use faults::Faults;
 pub use sim::{Sim, SimBuilder, SimError, Timing};
 

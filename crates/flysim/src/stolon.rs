@@ -49,7 +49,7 @@ pub(crate) fn default_spec() -> Value {
     })
 }
 
-fn pg_version_of(image: &str) -> u32 {
+pub(crate) fn pg_version_of(image: &str) -> u32 {
     let tag = image
         .split('@')
         .next()
