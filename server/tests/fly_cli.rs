@@ -315,3 +315,88 @@ fn missing_token_and_bad_pairs_are_one_line_errors() {
     );
     assert!(p.log.lock().unwrap().is_empty());
 }
+
+/// The same commands against the emulator (crates/flysim) and its demo Stolon cluster.
+#[test]
+fn against_the_emulator() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (sim, info) = flysim::Sim::demo(dir.path().join("walg")).unwrap();
+    let listener = rt
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .unwrap();
+    let run = {
+        let _g = rt.enter();
+        flysim::spawn(listener, sim, tokio_util::sync::CancellationToken::new()).unwrap()
+    };
+    let cmd = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_walden"))
+            .env_remove("WALDEN_LOG_FORMAT")
+            .env("FLY_API_TOKEN", &info.token)
+            .env("FLY_FLAPS_BASE_URL", &run.base_url)
+            .env("FLY_API_HOSTNAME", &run.base_url)
+            .args(args)
+            .output()
+            .unwrap()
+    };
+
+    let out = cmd(&["fly", "apps", "--org", &info.org]);
+    assert!(
+        text(&out.stdout).contains(&info.app),
+        "{}",
+        text(&out.stderr)
+    );
+
+    let out = cmd(&["fly", "machines", &info.app, "--json"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let ms: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(ms.len(), info.machines.len());
+    let leaders: Vec<&Value> = ms.iter().filter(|m| m["role"] == "leader").collect();
+    assert_eq!(leaders.len(), 1, "{ms:?}");
+    assert!(ms.iter().all(|m| m["image"]
+        .as_str()
+        .is_some_and(|i| i.starts_with("flyio/postgres"))));
+    let leader = leaders[0]["id"].as_str().unwrap().to_string();
+
+    let out = cmd(&[
+        "fly",
+        "exec",
+        &info.app,
+        &leader,
+        "--",
+        "printenv",
+        "FLY_APP_NAME",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), format!("{}\n", info.app));
+    let out = cmd(&["fly", "exec", &info.app, &leader, "--", "no-such-command"]);
+    assert_eq!(out.status.code(), Some(127));
+
+    let out = cmd(&["fly", "secrets", "set", &info.app, "WALDEN_CLI_SECRET=v1"]);
+    assert!(
+        out.status.success(),
+        "{}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    let out = cmd(&[
+        "fly",
+        "exec",
+        &info.app,
+        &leader,
+        "--",
+        "printenv",
+        "WALDEN_CLI_SECRET",
+    ]);
+    assert_eq!(
+        text(&out.stdout),
+        "v1\n",
+        "the rollout delivered the secret: {}",
+        text(&out.stderr)
+    );
+    drop(rt);
+}
