@@ -200,11 +200,11 @@ fn authenticate(sim: &Sim, headers: &HeaderMap) -> Result<Token, ApiError> {
 }
 
 fn can_see(tok: &Token, app: &App) -> Result<(), ApiError> {
-    let org_ok = tok.orgs.iter().any(|o| *o == app.org);
+    let org_ok = tok.orgs.contains(&app.org);
     let app_ok = tok
         .apps
         .as_ref()
-        .is_none_or(|apps| apps.iter().any(|a| *a == app.name));
+        .is_none_or(|apps| apps.contains(&app.name));
     if org_ok && app_ok {
         Ok(())
     } else {
@@ -313,7 +313,7 @@ async fn create_app(
     if org.is_empty() {
         return Err(ApiError::bad("org_slug is required"));
     }
-    if !tok.orgs.iter().any(|o| *o == org) || tok.apps.is_some() {
+    if !tok.orgs.contains(&org) || tok.apps.is_some() {
         return Err(ApiError::new(
             403,
             format!("unauthorized: token cannot create apps in organization {org}"),
@@ -488,7 +488,7 @@ async fn get_machine(
     State(sim): State<Sim>,
     Extension(Caller(tok)): Extension<Caller>,
     Path((app, id)): Path<(String, String)>,
-    Query(qs): Q,
+    Query(_qs): Q,
 ) -> R {
     let now = now_ms(&sim);
     let st = sim.lock();
@@ -498,10 +498,7 @@ async fn get_machine(
         .machines
         .get(&id)
         .ok_or_else(|| ApiError::not_found(format!("machine not found: {id}")))?;
-    ok(
-        200,
-        machine_json(a, m, now, truthy(q(&qs, "include_leases")) || true),
-    )
+    ok(200, machine_json(a, m, now, true))
 }
 
 #[derive(Deserialize, Default)]

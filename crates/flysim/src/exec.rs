@@ -504,8 +504,8 @@ impl Shell<'_, '_> {
         let argv: Vec<String> = words[k..].to_vec();
         if argv.is_empty() {
             for (n, v) in assigns {
-                if self.exported.contains_key(&n) {
-                    self.exported.insert(n, v);
+                if let Some(slot) = self.exported.get_mut(&n) {
+                    *slot = v;
                 } else {
                     self.vars.insert(n, v);
                 }

@@ -506,6 +506,7 @@ impl State {
         }
     }
 
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn push_event(
         &mut self,
         app: &str,
@@ -568,6 +569,7 @@ impl State {
     /// Run every timer due at or before `now`, earliest first. Returns whether anything ran.
     pub(crate) fn run_due(&mut self, now: i64, sim: &Sim) -> bool {
         let mut ran = false;
+        #[allow(clippy::while_let_loop)]
         loop {
             let Some(idx) = self
                 .timers

@@ -341,6 +341,7 @@ pub(crate) fn ready(st: &mut State, app: &str, machine: &str, gen: u64, at: i64)
     }
     let env = env_of(st, app, machine).unwrap_or_default();
     let mut need_arm = false;
+    let mut converged = false;
     if let Some(pg) = st.apps.get_mut(app).and_then(|a| a.pg.as_mut()) {
         if pg
             .pitr
@@ -348,6 +349,22 @@ pub(crate) fn ready(st: &mut State, app: &str, machine: &str, gen: u64, at: i64)
             .is_some_and(|p| p.step != "recovered" && p.step != "failed")
         {
             return;
+        }
+        // A restore that failed only on credentials converges once the Machine boots with the source
+        // cluster's passwords (the data is already restored).
+        let failed_here = pg
+            .pitr
+            .as_ref()
+            .is_some_and(|p| p.step == "failed" && p.keeper == machine);
+        if failed_here && auth_mismatches(pg, &env).is_empty() {
+            pg.phase = "normal".into();
+            pg.master = Some(machine.to_string());
+            if let Some(p) = pg.pitr.as_mut() {
+                p.step = "recovered".into();
+                p.step_started_ms = at;
+                p.message = String::new();
+            }
+            converged = true;
         }
         let master_ok = pg.master.is_some();
         if !master_ok {
@@ -364,6 +381,15 @@ pub(crate) fn ready(st: &mut State, app: &str, machine: &str, gen: u64, at: i64)
         "LOG",
         "database system is ready to accept connections",
     );
+    if converged {
+        st.log(app, machine, at, "keeper   | db initialized");
+        st.log(
+            app,
+            machine,
+            at,
+            "sentinel | db converged, cluster initialized (pitr recovered)",
+        );
+    }
     let bad = st
         .apps
         .get(app)
@@ -1440,15 +1466,16 @@ pub(crate) fn psql(x: &mut ExecEnv<'_>, args: &[String], env: &BTreeMap<String, 
     Out::ok(out)
 }
 
-fn parse_url(
-    s: &str,
-) -> Option<(
+/// (user, password, host, port, database) of a libpq URL.
+type UrlParts = (
     Option<String>,
     Option<String>,
     Option<String>,
     Option<String>,
     Option<String>,
-)> {
+);
+
+fn parse_url(s: &str) -> Option<UrlParts> {
     let rest = s.split_once("://")?.1;
     let (auth, hostpart) = match rest.rsplit_once('@') {
         Some((a, h)) => (Some(a), h),
@@ -1633,11 +1660,11 @@ fn run_sql(x: &mut ExecEnv<'_>, db: &str, q: &str, read_only: bool) -> Result<Sq
         pg.lsn += rows * 128;
         return Ok(SqlResult::Tag(format!("INSERT 0 {rows}")));
     }
-    if lower.starts_with("create database ") {
+    if let Some(rest) = lower.strip_prefix("create database ") {
         if read_only {
             return Err("cannot execute CREATE DATABASE in a read-only transaction".into());
         }
-        let name: String = lower["create database ".len()..]
+        let name: String = rest
             .trim()
             .trim_matches('"')
             .chars()

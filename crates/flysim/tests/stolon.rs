@@ -425,6 +425,34 @@ async fn pitr_fails_when_passwords_do_not_match_the_source() {
         .as_str()
         .unwrap()
         .contains("SU_PASSWORD"));
+
+    // Fix the secrets to the source's values and roll them out: the restored data accepts them.
+    let v = env
+        .set_secrets(
+            "dst-db",
+            json!({"SU_PASSWORD": "su-src", "REPL_PASSWORD": "repl-src"}),
+        )
+        .await;
+    let cfg = env.machine("dst-db", &id).await["config"].clone();
+    env.ok(
+        "POST",
+        &format!("/v1/apps/dst-db/machines/{id}"),
+        Some(json!({"config": cfg, "min_secrets_version": v})),
+    )
+    .await;
+    env.advance(10);
+    assert_eq!(
+        env.sim.pg_phase("dst-db"),
+        Some(("normal".into(), Some("recovered".into())))
+    );
+    assert_eq!(
+        env.role("dst-db", &id).await,
+        ("passing".into(), "leader".into())
+    );
+    assert_eq!(
+        psql(&env, "dst-db", &id, "select count(*) from orders").await["stdout"],
+        "1000\n"
+    );
 }
 
 #[tokio::test]
