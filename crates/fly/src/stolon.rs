@@ -164,8 +164,10 @@ impl fmt::Debug for MachineEnv {
 }
 
 impl MachineEnv {
-    /// Parse `printenv` output (`NAME=value` lines; a line without `=` continues the previous
-    /// value, which had a newline in it).
+    /// Parse `printenv` output (`NAME=value` lines; a line that does not start with `NAME=`
+    /// continues the previous value, which had a newline in it). A continuation line that itself
+    /// looks like `NAME=…` cannot be told apart from a new variable; role passwords and the
+    /// `STOLONCTL_*`/wal-g settings are single-line.
     pub fn parse(stdout: &str) -> Self {
         let mut vars: Vec<(String, String)> = Vec::new();
         for line in stdout.split('\n') {

@@ -90,7 +90,8 @@ pub enum SecretsCommand {
     /// Set secrets, then roll them out with machine updates (as `fly secrets set` does).
     Set {
         app: String,
-        /// NAME=VALUE pairs. Checked after parsing so a malformed one is never echoed by clap.
+        /// NAME=VALUE pairs; `NAME=-` reads that value from the first line of stdin (keeps it out
+        /// of the process list). Checked after parsing so a malformed one is never echoed by clap.
         #[arg(required = true, value_name = "NAME=VALUE", value_parser = parse_secret_arg)]
         pairs: Vec<SecretString>,
         /// Only set the secrets; do not update the machines.
@@ -276,9 +277,20 @@ async fn secrets_set(
     stage: bool,
 ) -> anyhow::Result<ExitCode> {
     let mut pairs = Vec::with_capacity(raw.len());
+    let mut stdin_used = false;
     for (i, r) in raw.iter().enumerate() {
         match parse_pair(r.expose_secret()) {
-            Ok(p) => pairs.push(p),
+            Ok(mut p) => {
+                if p.value.expose_secret() == "-" {
+                    if stdin_used {
+                        bail!("secret argument {}: only one NAME=- may read stdin", i + 1);
+                    }
+                    stdin_used = true;
+                    p.value = read_stdin_line()
+                        .with_context(|| format!("reading {} from stdin", p.name))?;
+                }
+                pairs.push(p)
+            }
             Err(e) => bail!("secret argument {}: {e}", i + 1),
         }
     }
@@ -319,6 +331,17 @@ async fn secrets_set(
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// One line of stdin without its line ending, as a secret.
+fn read_stdin_line() -> anyhow::Result<SecretString> {
+    use std::io::BufRead;
+    use zeroize::Zeroize;
+    let mut line = String::new();
+    std::io::stdin().lock().read_line(&mut line)?;
+    let value = line.trim_end_matches(['\r', '\n']).to_string();
+    line.zeroize();
+    Ok(SecretString::from(value))
 }
 
 fn print_table(headers: &[&str], rows: &[Vec<String>]) {
