@@ -398,5 +398,35 @@ fn against_the_emulator() {
         "the rollout delivered the secret: {}",
         text(&out.stderr)
     );
+
+    // NAME=- takes the value from stdin.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_walden"))
+        .env_remove("WALDEN_LOG_FORMAT")
+        .env("FLY_API_TOKEN", &info.token)
+        .env("FLY_FLAPS_BASE_URL", &run.base_url)
+        .args(["fly", "secrets", "set", &info.app, "WALDEN_STDIN_SECRET=-"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write as _;
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(b"from stdin\n").unwrap();
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(!text(&out.stdout).contains("from stdin"));
+    let out = cmd(&[
+        "fly",
+        "exec",
+        &info.app,
+        &leader,
+        "--",
+        "printenv",
+        "WALDEN_STDIN_SECRET",
+    ]);
+    assert_eq!(text(&out.stdout), "from stdin\n");
     drop(rt);
 }
