@@ -30,6 +30,8 @@ pub enum Command {
     Serve(ServeArgs),
     /// Create or upgrade the database in the data directory, then exit.
     Migrate(DataDirArgs),
+    /// Operator commands on the Fly Machines API (apps, machines, exec, secrets).
+    Fly(cmd::fly::FlyArgs),
 }
 
 /// Parse the command line, run the command, and turn any failure into one `error: …` line and exit code 1.
@@ -62,6 +64,7 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
     match command {
         Command::Serve(args) => cmd::serve::run(args).await,
         Command::Migrate(args) => cmd::migrate::run(args).await,
+        Command::Fly(args) => cmd::fly::run(args).await,
     }
 }
 
