@@ -30,6 +30,8 @@ pub enum Command {
     Serve(ServeArgs),
     /// Create or upgrade the database in the data directory, then exit.
     Migrate(DataDirArgs),
+    /// Operator commands on the Fly Machines API (apps, machines, exec, secrets).
+    Fly(cmd::fly::FlyArgs),
     /// Run the Fly API emulator standalone with a demo org (demo mode, end-to-end tests).
     Flysim(cmd::flysim::FlysimArgs),
 }
@@ -64,6 +66,7 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
     match command {
         Command::Serve(args) => cmd::serve::run(args).await,
         Command::Migrate(args) => cmd::migrate::run(args).await,
+        Command::Fly(args) => cmd::fly::run(args).await,
         Command::Flysim(args) => cmd::flysim::run(args).await,
     }
 }

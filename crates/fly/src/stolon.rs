@@ -3,8 +3,10 @@
 //! * Roles come from each machine's `role` health check (flyctl `machineRole`): when passing its
 //!   output is the role (`leader`, `replica`, `readonly`), otherwise the role is unknown (`error`).
 //! * `stolonctl` needs the store settings in `/data/.env`; an exec'd `sh -c` is not an interactive
-//!   shell, so they are exported explicitly. Arguments are passed as separate argv items, never
-//!   pasted into the script: `["bash","-c","set -a; . /data/.env; exec stolonctl \"$@\"","stolonctl", args…]`.
+//!   shell, so they are exported explicitly, the way the seed guide and flyctl do
+//!   (`export $(cat /data/.env | xargs)`; the file holds four `STOLONCTL_*=value` lines without
+//!   spaces). Arguments are passed as separate argv items, never pasted into the script:
+//!   `["bash","-c","export $(cat /data/.env | xargs) && exec stolonctl \"$@\"","stolonctl", args…]`.
 //! * `stolonctl-run <base64 args>` always exits 0 and prints `{"success":…,"message":…,"data":…}`.
 //! * Role passwords: `SU_PASSWORD` is `flypgadmin`'s, `REPL_PASSWORD` is `repluser`'s and
 //!   `OPERATOR_PASSWORD` is `postgres`'s. Pitfall (seed guide): `wal-g backup-push` connects as
@@ -24,8 +26,11 @@ use crate::client::FlyClient;
 use crate::error::Error;
 use crate::types::{ExecRequest, ListMachines, Machine};
 
-/// The script run by bash: export `/data/.env`, then exec stolonctl with the argv that follows.
-pub const STOLONCTL_SCRIPT: &str = "set -a; . /data/.env; exec stolonctl \"$@\"";
+/// The script run by bash: export `/data/.env`, then exec stolonctl with the argv that follows
+/// (`$0` is `stolonctl`, `"$@"` the caller's arguments, each its own argv item).
+/// `set -a; . /data/.env` would do the same in bash; the `export $(cat … | xargs)` form is the one
+/// the seed guide and fly-platform.md §7.4 document, and the one the emulator's shell understands.
+pub const STOLONCTL_SCRIPT: &str = "export $(cat /data/.env | xargs) && exec stolonctl \"$@\"";
 
 /// A machine's role as its `role` check reports it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -159,8 +164,10 @@ impl fmt::Debug for MachineEnv {
 }
 
 impl MachineEnv {
-    /// Parse `printenv` output (`NAME=value` lines; a line without `=` continues the previous
-    /// value, which had a newline in it).
+    /// Parse `printenv` output (`NAME=value` lines; a line that does not start with `NAME=`
+    /// continues the previous value, which had a newline in it). A continuation line that itself
+    /// looks like `NAME=…` cannot be told apart from a new variable; role passwords and the
+    /// `STOLONCTL_*`/wal-g settings are single-line.
     pub fn parse(stdout: &str) -> Self {
         let mut vars: Vec<(String, String)> = Vec::new();
         for line in stdout.split('\n') {
