@@ -28,7 +28,7 @@ pub async fn run(args: FlysimArgs) -> anyhow::Result<ExitCode> {
     let listener = tokio::net::TcpListener::bind(args.bind)
         .await
         .with_context(|| format!("cannot listen on {}", args.bind))?;
-    let cancel = crate::shutdown::on_signal();
+    let cancel = crate::shutdown::on_signal().context("cannot listen for shutdown signals")?;
     let (running, demo) =
         flysim::start_demo(listener, &args.storage, args.state.clone(), cancel.clone())
             .await
