@@ -185,7 +185,7 @@ impl LibsodiumKey {
 }
 
 fn decode_hex(s: &str) -> Option<Vec<u8>> {
-    if s.len() % 2 != 0 {
+    if !s.len().is_multiple_of(2) {
         return None;
     }
     (0..s.len())
@@ -242,7 +242,7 @@ pub fn encrypt(data: &[u8], key: &LibsodiumKey) -> Result<Vec<u8>, CodecError> {
     let mut out = header.to_vec();
     let chunks: Vec<&[u8]> = data.chunks(SODIUM_CHUNK).collect();
     // wal-g pushes full chunks as MESSAGE and the remainder (possibly empty) as FINAL on close.
-    let full = if data.len() % SODIUM_CHUNK == 0 {
+    let full = if data.len().is_multiple_of(SODIUM_CHUNK) {
         chunks.len()
     } else {
         chunks.len().saturating_sub(1)

@@ -262,13 +262,13 @@ pub fn parse_history(text: &str) -> (Vec<HistoryRecord>, usize) {
         if line.is_empty() || line.starts_with('#') {
             continue;
         }
-        let mut parts = line.splitn(3, |c: char| c == '\t' || c == ' ');
+        let mut parts = line.splitn(3, ['\t', ' ']);
         let tli = parts.next().and_then(|t| t.trim().parse::<u32>().ok());
         let mut rest = parts.next();
         // tolerate several spaces between fields
         let mut tail = parts.next().unwrap_or("");
         while rest == Some("") {
-            let mut p = tail.splitn(2, |c: char| c == '\t' || c == ' ');
+            let mut p = tail.splitn(2, ['\t', ' ']);
             rest = p.next();
             tail = p.next().unwrap_or("");
         }

@@ -9,8 +9,15 @@ pub mod config;
 pub mod docs;
 pub mod index;
 pub mod names;
+pub mod plan;
+pub mod report;
+#[cfg(any(test, feature = "testkit"))]
+pub mod testkit;
+pub mod timeline;
 
 pub use codec::LibsodiumKey;
 pub use config::{parse_env_block, StorageConfig};
 pub use index::{Index, ReadError, ReadStats, Reader};
 pub use names::{Compression, Lsn};
+pub use plan::{Plan, PlanOutcome, Refusal, Target};
+pub use timeline::{Backup, Finding, Severity, Timeline};
