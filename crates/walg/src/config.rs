@@ -52,6 +52,16 @@ pub enum Backend {
     },
 }
 
+/// Fewer retries than object_store's default (10 over 3 minutes): an unreachable bucket should be reported
+/// within seconds.
+fn retry() -> object_store::RetryConfig {
+    object_store::RetryConfig {
+        backoff: Default::default(),
+        max_retries: 3,
+        retry_timeout: std::time::Duration::from_secs(20),
+    }
+}
+
 /// Everything needed to read one wal-g storage root.
 #[derive(Debug, Clone)]
 pub struct StorageConfig {
@@ -358,7 +368,8 @@ impl StorageConfig {
                 use object_store::aws::AmazonS3Builder;
                 let mut b = AmazonS3Builder::new()
                     .with_bucket_name(bucket)
-                    .with_region(region.clone().unwrap_or_else(|| "us-east-1".to_string()));
+                    .with_region(region.clone().unwrap_or_else(|| "us-east-1".to_string()))
+                    .with_retry(retry());
                 if let Some(ep) = endpoint {
                     let ep = if ep.contains("://") {
                         ep.clone()
@@ -395,7 +406,9 @@ impl StorageConfig {
                 service_account_path,
             } => {
                 use object_store::gcp::GoogleCloudStorageBuilder;
-                let mut b = GoogleCloudStorageBuilder::new().with_bucket_name(bucket);
+                let mut b = GoogleCloudStorageBuilder::new()
+                    .with_bucket_name(bucket)
+                    .with_retry(retry());
                 if let Some(p) = service_account_path {
                     b = b.with_service_account_path(p);
                 }
@@ -408,7 +421,9 @@ impl StorageConfig {
                 sas_token,
             } => {
                 use object_store::azure::{AzureConfigKey, MicrosoftAzureBuilder};
-                let mut b = MicrosoftAzureBuilder::new().with_container_name(container);
+                let mut b = MicrosoftAzureBuilder::new()
+                    .with_container_name(container)
+                    .with_retry(retry());
                 if let Some(a) = account {
                     b = b.with_account(a);
                 }
