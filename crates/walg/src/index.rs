@@ -136,6 +136,8 @@ pub struct Reader {
     segment_size: u64,
     key: Option<codec::LibsodiumKey>,
     concurrency: usize,
+    /// For file storage: the directory, so refreshes can filter names before reading metadata.
+    local_dir: Option<std::path::PathBuf>,
 }
 
 impl std::fmt::Debug for Reader {
@@ -150,8 +152,73 @@ fn now_ms() -> i64 {
     (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64
 }
 
-fn meta_ms(m: &ObjectMeta) -> i64 {
-    m.last_modified.timestamp_millis()
+/// One listed object, relative to the listed folder.
+struct Listed {
+    rel: String,
+    size: u64,
+    modified_ms: i64,
+}
+
+fn system_time_ms(t: std::time::SystemTime) -> i64 {
+    match t.duration_since(std::time::UNIX_EPOCH) {
+        Ok(d) => d.as_millis() as i64,
+        Err(e) => -(e.duration().as_millis() as i64),
+    }
+}
+
+/// Lists `dir` recursively, keeping only keys (relative, `/`-separated) after `after`, and reading metadata only
+/// for those. object_store's local `list_with_offset` converts every entry to a URL path before comparing; for a
+/// flat folder of a million WAL files that costs as much as the listing itself.
+fn list_local_after(dir: &std::path::Path, after: &str) -> std::io::Result<Vec<Listed>> {
+    fn walk(
+        dir: &std::path::Path,
+        prefix: &str,
+        after: &str,
+        out: &mut Vec<Listed>,
+    ) -> std::io::Result<()> {
+        let rd = match std::fs::read_dir(dir) {
+            Ok(rd) => rd,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        for entry in rd {
+            let entry = entry?;
+            let name = entry.file_name();
+            let Some(name) = name.to_str() else { continue };
+            if name.contains('#') {
+                continue; // object_store's in-progress upload files
+            }
+            let rel = if prefix.is_empty() {
+                name.to_string()
+            } else {
+                format!("{prefix}/{name}")
+            };
+            let ft = entry.file_type()?;
+            let is_dir = ft.is_dir() || (ft.is_symlink() && entry.path().is_dir());
+            if is_dir {
+                // Every key below starts with "rel/": skip the whole directory when all of them sort before `after`.
+                let lowest = format!("{rel}/");
+                if lowest.as_str() <= after && !after.starts_with(lowest.as_str()) {
+                    continue;
+                }
+                walk(&entry.path(), &rel, after, out)?;
+            } else if rel.as_str() > after {
+                let meta = std::fs::metadata(entry.path())?;
+                if !meta.is_file() {
+                    continue;
+                }
+                out.push(Listed {
+                    rel,
+                    size: meta.len(),
+                    modified_ms: meta.modified().map(system_time_ms).unwrap_or(0),
+                });
+            }
+        }
+        Ok(())
+    }
+    let mut out = Vec::new();
+    walk(dir, "", after, &mut out)?;
+    Ok(out)
 }
 
 impl Reader {
@@ -164,6 +231,10 @@ impl Reader {
             segment_size: cfg.segment_size,
             key: cfg.libsodium_key.clone(),
             concurrency: 16,
+            local_dir: match &cfg.backend {
+                crate::config::Backend::File { path } => Some(path.clone()),
+                _ => None,
+            },
         })
     }
 
@@ -182,6 +253,7 @@ impl Reader {
             segment_size,
             key,
             concurrency: 16,
+            local_dir: None,
         }
     }
 
@@ -209,7 +281,37 @@ impl Reader {
         }
     }
 
-    async fn list(&self, folder: &str, after: Option<&str>) -> Result<Vec<ObjectMeta>, ReadError> {
+    async fn list(&self, folder: &str, after: Option<&str>) -> Result<Vec<Listed>, ReadError> {
+        if let (Some(local), Some(after)) = (&self.local_dir, after) {
+            let mut dir = local.clone();
+            for part in self
+                .root
+                .split('/')
+                .filter(|p| !p.is_empty())
+                .chain(std::iter::once(folder))
+            {
+                dir.push(part);
+            }
+            let after = after.to_string();
+            let res = tokio::task::spawn_blocking(move || list_local_after(&dir, &after)).await;
+            return match res {
+                Ok(Ok(v)) => Ok(v),
+                Ok(Err(e)) => Err(ReadError::List {
+                    url: self.url.clone(),
+                    prefix: format!("{folder}/"),
+                    source: object_store::Error::Generic {
+                        store: "LocalFileSystem",
+                        source: Box::new(e),
+                    },
+                }),
+                Err(e) => Err(ReadError::List {
+                    url: self.url.clone(),
+                    prefix: format!("{folder}/"),
+                    source: object_store::Error::JoinError { source: e },
+                }),
+            };
+        }
+        let skip = self.rel_prefix_len(folder);
         let prefix = self.path(folder);
         let stream = match after {
             Some(a) => self
@@ -217,21 +319,31 @@ impl Reader {
                 .list_with_offset(Some(&prefix), &self.path(&format!("{folder}/{a}"))),
             None => self.store.list(Some(&prefix)),
         };
-        stream
-            .try_collect()
-            .await
-            .map_err(|source| ReadError::List {
-                url: self.url.clone(),
-                prefix: format!("{folder}/"),
-                source,
+        let metas: Vec<ObjectMeta> =
+            stream
+                .try_collect()
+                .await
+                .map_err(|source| ReadError::List {
+                    url: self.url.clone(),
+                    prefix: format!("{folder}/"),
+                    source,
+                })?;
+        Ok(metas
+            .into_iter()
+            .filter_map(|m| {
+                Some(Listed {
+                    rel: m.location.as_ref().get(skip..)?.to_string(),
+                    size: m.size,
+                    modified_ms: m.last_modified.timestamp_millis(),
+                })
             })
+            .collect())
     }
 
     /// Lists both prefixes and nothing else (the baseline the benchmark compares a build with).
     pub async fn raw_list(&self) -> Result<u64, ReadError> {
-        let a = self.list(WAL, None).await?.len();
-        let b = self.list(BASEBACKUPS, None).await?.len();
-        Ok((a + b) as u64)
+        let (a, b) = futures::try_join!(self.list(WAL, None), self.list(BASEBACKUPS, None))?;
+        Ok((a.len() + b.len()) as u64)
     }
 
     /// A full build.
@@ -311,22 +423,17 @@ impl Reader {
     fn ingest_wal(
         &self,
         idx: &mut Index,
-        listed: Vec<ObjectMeta>,
+        listed: Vec<Listed>,
         cursor: Option<&str>,
     ) -> Vec<(String, u32, crate::names::Compression)> {
-        let skip = self.rel_prefix_len(WAL);
         let segsize = self.segment_size;
         let mut fresh: Vec<WalObject> = listed
             .into_iter()
-            .filter_map(|m| {
-                let name = m.location.as_ref().get(skip..)?.to_string();
-                let key = classify_wal_file(&name, segsize);
-                Some(WalObject {
-                    size: m.size,
-                    modified_ms: meta_ms(&m),
-                    key,
-                    name,
-                })
+            .map(|m| WalObject {
+                size: m.size,
+                modified_ms: m.modified_ms,
+                key: classify_wal_file(&m.rel, segsize),
+                name: m.rel,
             })
             .collect();
         fresh.sort_unstable_by(|a, b| a.name.cmp(&b.name));
@@ -357,10 +464,9 @@ impl Reader {
     fn ingest_base(
         &self,
         idx: &mut Index,
-        listed: Vec<ObjectMeta>,
+        listed: Vec<Listed>,
         cursor: Option<&str>,
     ) -> Vec<(String, i64)> {
-        let skip = self.rel_prefix_len(BASEBACKUPS);
         if let Some(c) = cursor {
             // Folders listed after the cursor are listed again in full.
             idx.folders
@@ -373,13 +479,11 @@ impl Reader {
         }
         let mut sentinels = Vec::new();
         for m in listed {
-            let Some(rel) = m.location.as_ref().get(skip..) else {
-                continue;
-            };
+            let rel = m.rel.as_str();
             if let Some(name) = rel.strip_suffix(SENTINEL_SUFFIX) {
                 if !name.contains('/') {
                     if !idx.backups.contains_key(name) {
-                        sentinels.push((name.to_string(), meta_ms(&m)));
+                        sentinels.push((name.to_string(), m.modified_ms));
                     }
                     continue;
                 }
@@ -389,7 +493,7 @@ impl Reader {
                     let f = idx.folders.entry(name.to_string()).or_default();
                     f.objects += 1;
                     f.bytes += m.size;
-                    f.newest_modified_ms = f.newest_modified_ms.max(meta_ms(&m));
+                    f.newest_modified_ms = f.newest_modified_ms.max(m.modified_ms);
                     match inner {
                         "metadata.json" => f.has_metadata = true,
                         "files_metadata.json" => f.has_files_metadata = true,

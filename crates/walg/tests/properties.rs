@@ -34,7 +34,10 @@ fn tree() -> impl Strategy<Value = Tree> {
         )
             .prop_map(|(last, gaps, backups, switch, targets)| Tree {
                 last,
-                gaps: gaps.into_iter().map(|(a, l)| (a, (a + l - 1).min(last - 1))).collect(),
+                gaps: gaps
+                    .into_iter()
+                    .map(|(a, l)| (a, (a + l - 1).min(last - 1)))
+                    .collect(),
                 backups,
                 switch,
                 targets,
