@@ -19,5 +19,5 @@ pub use codec::LibsodiumKey;
 pub use config::{parse_env_block, StorageConfig};
 pub use index::{Index, ReadError, ReadStats, Reader};
 pub use names::{Compression, Lsn};
-pub use plan::{Plan, PlanOutcome, Refusal, Target};
+pub use plan::{parse_target_time, pg_time, Plan, PlanOutcome, Refusal, Target};
 pub use timeline::{Backup, Finding, Severity, Timeline};

@@ -78,6 +78,49 @@ pub fn pg_time(t: OffsetDateTime) -> String {
     }
 }
 
+/// Parses a target time: RFC 3339 (`2026-03-01T12:00:00Z`), or PostgreSQL style (`2026-03-01 12:00:00.5+00`,
+/// `+05:30`, `-08`), with seconds optional. A time without an offset is taken as UTC.
+pub fn parse_target_time(s: &str) -> Result<OffsetDateTime, String> {
+    let s = s.trim();
+    if let Ok(Some(t)) = crate::docs::parse_time(s) {
+        return Ok(t);
+    }
+    let bad =
+        || format!("'{s}' is not a time like 2026-03-01T12:00:00Z or '2026-03-01 12:00:00+00'");
+    let norm = s.replacen('T', " ", 1);
+    let (date, rest) = norm.split_once(' ').ok_or_else(bad)?;
+    // Split the clock from an optional offset (Z, +HH[:MM], -HH[:MM]).
+    let (clock, offset) = match rest.find(['Z', 'z', '+', '-']) {
+        Some(i) => (&rest[..i], rest[i..].trim()),
+        None => (rest, ""),
+    };
+    let offset = match offset {
+        "" | "Z" | "z" => "+00:00".to_string(),
+        o => {
+            let (sign, hm) = o.split_at(1);
+            let (h, m) = match hm.split_once(':') {
+                Some((h, m)) => (h, m),
+                None if hm.len() == 4 => hm.split_at(2),
+                None => (hm, "00"),
+            };
+            let h: u8 = h.parse().map_err(|_| bad())?;
+            let m: u8 = m.parse().map_err(|_| bad())?;
+            format!("{sign}{h:02}:{m:02}")
+        }
+    };
+    let clock = clock.trim();
+    let clock = match clock.matches(':').count() {
+        1 => format!("{clock}:00"),
+        2 => clock.to_string(),
+        _ => return Err(bad()),
+    };
+    let rfc = format!("{date}T{clock}{offset}");
+    match crate::docs::parse_time(&rfc) {
+        Ok(Some(t)) => Ok(t),
+        _ => Err(bad()),
+    }
+}
+
 fn refuse(code: &str, reason: String) -> PlanOutcome {
     PlanOutcome::Refusal(Refusal {
         code: code.to_string(),
@@ -440,6 +483,38 @@ fn unreachable_backup() -> PlanOutcome {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn target_time_forms() {
+        let want = time::macros::datetime!(2026-03-01 12:00 UTC);
+        for s in [
+            "2026-03-01T12:00:00Z",
+            "2026-03-01 12:00:00+00",
+            "2026-03-01 12:00+00",
+            "2026-03-01 12:00",
+            "2026-03-01T14:00:00+02:00",
+            "2026-03-01 07:00:00-05",
+            "2026-03-01 17:30:00+0530",
+        ] {
+            assert_eq!(parse_target_time(s), Ok(want), "{s}");
+        }
+        assert_eq!(
+            parse_target_time("2026-03-01 12:00:00.25+00").map(|t| t.millisecond()),
+            Ok(250)
+        );
+        for bad in [
+            "yesterday",
+            "2026-03-01",
+            "2026-13-01 12:00",
+            "2026-03-01 12",
+            "",
+        ] {
+            assert!(parse_target_time(bad).is_err(), "{bad}");
+        }
+        // Round trip with what the plan prints.
+        let t = time::macros::datetime!(2026-03-01 10:34:56.789 UTC);
+        assert_eq!(parse_target_time(&pg_time(t)), Ok(t));
+    }
 
     #[test]
     fn pg_time_format() {
