@@ -30,6 +30,12 @@ pub enum Command {
     Serve(ServeArgs),
     /// Create or upgrade the database in the data directory, then exit.
     Migrate(DataDirArgs),
+    /// Show a wal-g bucket's backups, timelines, restorable windows and findings.
+    Timeline(cmd::timeline::TimelineArgs),
+    /// Check a wal-g bucket's integrity; exit code 1 when any finding is an error.
+    Verify(cmd::timeline::VerifyArgs),
+    /// Choose the base backup and recovery settings for a target; exit code 3 when refused.
+    Plan(cmd::timeline::PlanArgs),
 }
 
 /// Parse the command line, run the command, and turn any failure into one `error: …` line and exit code 1.
@@ -62,6 +68,9 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
     match command {
         Command::Serve(args) => cmd::serve::run(args).await,
         Command::Migrate(args) => cmd::migrate::run(args).await,
+        Command::Timeline(args) => cmd::timeline::run_timeline(args).await,
+        Command::Verify(args) => cmd::timeline::run_verify(args).await,
+        Command::Plan(args) => cmd::timeline::run_plan(args).await,
     }
 }
 
