@@ -183,32 +183,56 @@ fn list_local_after(dir: &std::path::Path, after: &str) -> std::io::Result<Vec<L
         };
         for entry in rd {
             let entry = entry?;
-            let name = entry.file_name();
-            let Some(name) = name.to_str() else { continue };
+            let os_name = entry.file_name();
+            let Some(name) = os_name.to_str() else {
+                continue;
+            };
             if name.contains('#') {
                 continue; // object_store's in-progress upload files
             }
-            let rel = if prefix.is_empty() {
-                name.to_string()
-            } else {
-                format!("{prefix}/{name}")
-            };
             let ft = entry.file_type()?;
             let is_dir = ft.is_dir() || (ft.is_symlink() && entry.path().is_dir());
+            // Compare without allocating: most entries of a large flat folder are before `after`.
+            let (rel_prefix_matches, rest) = if prefix.is_empty() {
+                (true, after)
+            } else {
+                match after.strip_prefix(prefix).and_then(|r| r.strip_prefix('/')) {
+                    Some(r) => (true, r),
+                    None => (false, after),
+                }
+            };
             if is_dir {
-                // Every key below starts with "rel/": skip the whole directory when all of them sort before `after`.
+                // Every key below starts with "rel/": skip the directory when all of them sort before `after`.
+                let rel = if prefix.is_empty() {
+                    name.to_string()
+                } else {
+                    format!("{prefix}/{name}")
+                };
                 let lowest = format!("{rel}/");
-                if lowest.as_str() <= after && !after.starts_with(lowest.as_str()) {
+                if lowest.as_str() < after && !after.starts_with(lowest.as_str()) {
                     continue;
                 }
                 walk(&entry.path(), &rel, after, out)?;
-            } else if rel.as_str() > after {
+            } else {
+                let newer = if rel_prefix_matches {
+                    name > rest
+                } else {
+                    let rel = format!("{prefix}/{name}");
+                    rel.as_str() > after
+                };
+                if !newer {
+                    continue;
+                }
                 let meta = std::fs::metadata(entry.path())?;
                 if !meta.is_file() {
                     continue;
                 }
                 out.push(Listed {
-                    rel,
+                    rel: if prefix.is_empty() {
+                        name.to_string()
+                    } else {
+                        format!("{prefix}/{name}")
+                    },
                     size: meta.len(),
                     modified_ms: meta.modified().map(system_time_ms).unwrap_or(0),
                 });
