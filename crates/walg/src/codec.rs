@@ -54,8 +54,18 @@ fn read_limited(r: impl Read, c: Compression) -> Result<Vec<u8>, CodecError> {
     Ok(out)
 }
 
-/// Decompresses `data` according to the compression its name showed.
+/// Decompresses `data` according to the compression its name showed. A panic inside a third-party decoder on
+/// hostile input is turned into an error.
 pub fn decompress(data: &[u8], c: Compression) -> Result<Vec<u8>, CodecError> {
+    std::panic::catch_unwind(|| decompress_inner(data, c)).unwrap_or_else(|_| {
+        Err(CodecError::Decompress(
+            name(c),
+            "the decoder failed on malformed input".into(),
+        ))
+    })
+}
+
+fn decompress_inner(data: &[u8], c: Compression) -> Result<Vec<u8>, CodecError> {
     match c {
         Compression::None | Compression::LegacyDot => Ok(data.to_vec()),
         Compression::Lz4 => read_limited(lz4_flex::frame::FrameDecoder::new(data), c),
@@ -392,6 +402,16 @@ mod tests {
         let e = encrypt(b"x", &a).unwrap();
         assert_eq!(decrypt(&e, &b).unwrap(), b"x");
         assert_eq!(format!("{a:?}"), "LibsodiumKey(<redacted>)");
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn arbitrary_bytes_never_panic(data in proptest::collection::vec(proptest::num::u8::ANY, 0..600)) {
+            for c in ALL {
+                let _ = decompress(&data, c);
+            }
+            let _ = decrypt(&data, &key());
+        }
     }
 
     #[test]

@@ -376,6 +376,21 @@ mod tests {
         assert_eq!(z.system_identifier, None);
     }
 
+    proptest::proptest! {
+        #[test]
+        fn arbitrary_documents_never_panic(s in "\\PC{0,200}", b in proptest::collection::vec(proptest::num::u8::ANY, 0..200)) {
+            let _ = Sentinel::parse(s.as_bytes());
+            let _ = Sentinel::parse(&b);
+            let _ = Metadata::parse(s.as_bytes());
+            let _ = parse_history(&s);
+            let _ = parse_time(&s);
+            let _ = crate::names::BackupName::parse(&s);
+            let _ = crate::names::classify_wal_file(&s, crate::names::DEFAULT_SEGMENT_SIZE);
+            let _ = crate::names::Lsn::parse(&s);
+            let _ = crate::plan::parse_target_time(&s);
+        }
+    }
+
     #[test]
     fn history_files() {
         let (r, bad) = parse_history("1\tA/3F1C0000\tno recovery target specified\n\n2\tB/10000000\tbefore 2026-03-02 10:00:00+00\n");

@@ -176,63 +176,46 @@ fn list_local_after(dir: &std::path::Path, after: &str) -> std::io::Result<Vec<L
         after: &str,
         out: &mut Vec<Listed>,
     ) -> std::io::Result<()> {
-        let rd = match std::fs::read_dir(dir) {
-            Ok(rd) => rd,
+        // Within `dir`, file names can be compared directly with the rest of `after` when it is inside `dir`.
+        let rest = if prefix.is_empty() {
+            Some(after)
+        } else {
+            after.strip_prefix(prefix).and_then(|r| r.strip_prefix('/'))
+        };
+        let entries = match read_names(dir, rest) {
+            Ok(e) => e,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
             Err(e) => return Err(e),
         };
-        for entry in rd {
-            let entry = entry?;
-            let os_name = entry.file_name();
-            let Some(name) = os_name.to_str() else {
-                continue;
-            };
+        for (name, kind) in entries {
             if name.contains('#') {
                 continue; // object_store's in-progress upload files
             }
-            let ft = entry.file_type()?;
-            let is_dir = ft.is_dir() || (ft.is_symlink() && entry.path().is_dir());
-            // Compare without allocating: most entries of a large flat folder are before `after`.
-            let (rel_prefix_matches, rest) = if prefix.is_empty() {
-                (true, after)
+            let rel = if prefix.is_empty() {
+                name.clone()
             } else {
-                match after.strip_prefix(prefix).and_then(|r| r.strip_prefix('/')) {
-                    Some(r) => (true, r),
-                    None => (false, after),
-                }
+                format!("{prefix}/{name}")
+            };
+            let path = dir.join(&name);
+            let is_dir = match kind {
+                EntryKind::Dir => true,
+                EntryKind::File => false,
+                EntryKind::Other => path.is_dir(),
             };
             if is_dir {
                 // Every key below starts with "rel/": skip the directory when all of them sort before `after`.
-                let rel = if prefix.is_empty() {
-                    name.to_string()
-                } else {
-                    format!("{prefix}/{name}")
-                };
                 let lowest = format!("{rel}/");
                 if lowest.as_str() < after && !after.starts_with(lowest.as_str()) {
                     continue;
                 }
-                walk(&entry.path(), &rel, after, out)?;
-            } else {
-                let newer = if rel_prefix_matches {
-                    name > rest
-                } else {
-                    let rel = format!("{prefix}/{name}");
-                    rel.as_str() > after
-                };
-                if !newer {
-                    continue;
-                }
-                let meta = std::fs::metadata(entry.path())?;
+                walk(&path, &rel, after, out)?;
+            } else if rel.as_str() > after {
+                let meta = std::fs::metadata(&path)?;
                 if !meta.is_file() {
                     continue;
                 }
                 out.push(Listed {
-                    rel: if prefix.is_empty() {
-                        name.to_string()
-                    } else {
-                        format!("{prefix}/{name}")
-                    },
+                    rel,
                     size: meta.len(),
                     modified_ms: meta.modified().map(system_time_ms).unwrap_or(0),
                 });
@@ -242,6 +225,78 @@ fn list_local_after(dir: &std::path::Path, after: &str) -> std::io::Result<Vec<L
     }
     let mut out = Vec::new();
     walk(dir, "", after, &mut out)?;
+    Ok(out)
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum EntryKind {
+    File,
+    Dir,
+    /// Symlink or unknown type: decided with a stat.
+    Other,
+}
+
+/// Names in `dir` (UTF-8 only), leaving out regular files whose name is `<= skip_upto`. On Linux this reads the
+/// directory with large `getdents64` batches and compares names in place, without an allocation per entry.
+#[cfg(target_os = "linux")]
+fn read_names(
+    dir: &std::path::Path,
+    skip_upto: Option<&str>,
+) -> std::io::Result<Vec<(String, EntryKind)>> {
+    use rustix::fs::{FileType, Mode, OFlags, RawDir};
+    let fd = rustix::fs::open(
+        dir,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )?;
+    let mut buf = vec![std::mem::MaybeUninit::<u8>::uninit(); 1 << 20];
+    let mut raw = RawDir::new(fd, &mut buf);
+    let mut out = Vec::new();
+    while let Some(entry) = raw.next() {
+        let entry = entry?;
+        let bytes = entry.file_name().to_bytes();
+        if bytes == b"." || bytes == b".." {
+            continue;
+        }
+        let kind = match entry.file_type() {
+            FileType::RegularFile => EntryKind::File,
+            FileType::Directory => EntryKind::Dir,
+            _ => EntryKind::Other,
+        };
+        if kind == EntryKind::File && skip_upto.is_some_and(|s| bytes <= s.as_bytes()) {
+            continue;
+        }
+        if let Ok(name) = std::str::from_utf8(bytes) {
+            out.push((name.to_string(), kind));
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(not(target_os = "linux"))]
+fn read_names(
+    dir: &std::path::Path,
+    skip_upto: Option<&str>,
+) -> std::io::Result<Vec<(String, EntryKind)>> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let Ok(name) = entry.file_name().into_string() else {
+            continue;
+        };
+        let ft = entry.file_type()?;
+        let kind = if ft.is_file() {
+            EntryKind::File
+        } else if ft.is_dir() {
+            EntryKind::Dir
+        } else {
+            EntryKind::Other
+        };
+        if kind == EntryKind::File && skip_upto.is_some_and(|s| name.as_str() <= s) {
+            continue;
+        }
+        out.push((name, kind));
+    }
     Ok(out)
 }
 
