@@ -409,7 +409,7 @@ pub fn sample_builder(now: OffsetDateTime) -> BucketBuilder {
     let gap = (450, 455);
     b.wal(2, base + switch_k, base + gap.0 - 1, at(switch_k), step);
     b.wal(2, base + gap.1 + 1, base + last_k, at(gap.1 + 1), step);
-    // Backups: daily at about 02:00 of the sample's days, plus a delta.
+    // Backups: one a day (the oldest permanent), plus a delta twelve hours after the second.
     let b0 = b.backup(&BackupSpec::at(1, base + 12, at(12)).permanent());
     let _ = b0;
     let b1 = b.backup(&BackupSpec::at(1, base + 156, at(156)));
