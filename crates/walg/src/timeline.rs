@@ -670,6 +670,20 @@ impl Timeline {
                 windows: Vec::new(),
             });
         }
+        for b in &backups {
+            if !b.problems.is_empty() {
+                f.push(
+                    Severity::Error,
+                    "backup_incomplete",
+                    format!(
+                        "Backup {} cannot be restored: {}.",
+                        b.name,
+                        b.problems.join("; ")
+                    ),
+                    Some(format!("basebackups_005/{}", b.name)),
+                );
+            }
+        }
         // Delta chains.
         let by_name: HashMap<String, usize> = backups
             .iter()

@@ -288,10 +288,28 @@ async fn bad_input_is_reported_and_the_rest_still_read() {
     marked.permanent = true;
     marked.sentinel_permanent = Some(false);
     b.backup(&marked);
+    // A backup without pg_control.tar, one without any data tar.
+    let mut no_control = BackupSpec::at(1, 84, at(74));
+    no_control.with_pg_control = false;
+    let no_control = b.backup(&no_control);
+    let mut no_data = BackupSpec::at(1, 90, at(78));
+    no_data.with_data = false;
+    let no_data = b.backup(&no_data);
     b.write_dir(dir.path()).unwrap();
 
     let (_, t) = read(dir.path(), &[]).await;
     let c = codes(&t);
+    let incomplete: Vec<_> = t
+        .findings
+        .iter()
+        .filter(|f| f.code == "backup_incomplete")
+        .collect();
+    assert!(incomplete
+        .iter()
+        .any(|f| f.message.contains(&no_control) && f.message.contains("pg_control")));
+    assert!(incomplete
+        .iter()
+        .any(|f| f.message.contains(&no_data) && f.message.contains("no data tar")));
     for expected in [
         "broken_delta_chain",
         "unreadable_sentinel",
