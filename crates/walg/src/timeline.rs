@@ -259,6 +259,9 @@ pub struct Timeline {
     pub history_tlis: BTreeSet<u32>,
 }
 
+/// Most gap findings listed one by one per lineage.
+pub const MAX_GAP_FINDINGS: usize = 50;
+
 pub(crate) fn ms_to_time(ms: i64) -> OffsetDateTime {
     OffsetDateTime::from_unix_timestamp_nanos(ms as i128 * 1_000_000)
         .unwrap_or(OffsetDateTime::UNIX_EPOCH)
@@ -1192,7 +1195,14 @@ impl Timeline {
                 .filter(|b| b.restorable && b.windows.iter().any(|w| w.lineage == lin.leaf))
                 .filter_map(|b| b.start_segment(segsize))
                 .min();
+            let mut reported = 0usize;
+            let mut unreported = 0u64;
             for g in &lin.gaps {
+                if reported >= MAX_GAP_FINDINGS {
+                    unreported += 1;
+                    continue;
+                }
+                reported += 1;
                 let gname = format!(
                     "{} to {}",
                     name(g.timeline, g.missing.from),
@@ -1235,6 +1245,17 @@ impl Timeline {
                         Some(format!("wal_005/{}", name(g.timeline, g.missing.from))),
                     );
                 }
+            }
+            if unreported > 0 {
+                f.push(
+                    Severity::Error,
+                    "wal_gap",
+                    format!(
+                        "{} more WAL gaps on the history of timeline {} are not listed one by one.",
+                        unreported, lin.leaf
+                    ),
+                    None,
+                );
             }
         }
         for b in backups.iter().filter(|b| b.permanent && b.restorable) {

@@ -509,3 +509,24 @@ async fn segment_size_from_env() {
     let (_, t) = read(dir.path(), &[]).await;
     assert!(codes(&t).contains(&"name_lsn_mismatch"), "{:?}", t.findings);
 }
+
+#[tokio::test]
+async fn many_gaps_are_summarised() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut b = BucketBuilder::new();
+    b.wal(1, 1, 4, at(0), Duration::minutes(10));
+    for n in (6..=200).step_by(2) {
+        b.wal(1, n, n, at(n as i64), Duration::minutes(10));
+    }
+    b.backup(&BackupSpec::at(1, 1, at(0)));
+    b.write_dir(dir.path()).unwrap();
+    let (_, t) = read(dir.path(), &[]).await;
+    let gaps: Vec<_> = t.findings.iter().filter(|f| f.code == "wal_gap").collect();
+    assert_eq!(gaps.len(), walg::timeline::MAX_GAP_FINDINGS + 1);
+    assert!(
+        gaps.iter()
+            .any(|f| f.message.starts_with("48 more WAL gaps")),
+        "{gaps:?}"
+    );
+    assert_eq!(t.timelines[0].gaps.len(), 98);
+}
