@@ -4,3 +4,4 @@ pub mod fly;
 pub mod flysim;
 pub mod migrate;
 pub mod serve;
+pub mod timeline;
