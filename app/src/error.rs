@@ -20,6 +20,9 @@ pub enum AppError {
     Conflict(String),
     #[error("Too many attempts. Wait a minute and try again.")]
     RateLimited,
+    /// A service Walden depends on (the Fly API, a bucket) failed; the text says which and why.
+    #[error("{0}")]
+    Upstream(String),
     /// Something failed on the server; the details are in the server log under this request id.
     #[error("Something went wrong on the server (request {request_id}).")]
     Internal { request_id: String },
@@ -38,6 +41,7 @@ impl AppError {
             AppError::Validation { .. } => 422,
             AppError::Conflict(_) => 409,
             AppError::RateLimited => 429,
+            AppError::Upstream(_) => 502,
             AppError::Internal { .. } | AppError::ServerFn(_) => 500,
         }
     }

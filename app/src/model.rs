@@ -16,3 +16,29 @@ pub struct ConsoleStatus {
     /// Server time of the check (RFC 3339, UTC).
     pub checked_at: String,
 }
+
+/// One machine of a Postgres cluster.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MachineView {
+    pub id: String,
+    pub name: String,
+    pub region: String,
+    pub state: String,
+    pub role: String,
+    pub image: String,
+}
+
+/// A Postgres cluster (a Fly app running Fly's Postgres image).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterView {
+    pub app: String,
+    pub status: String,
+    pub machines: Vec<MachineView>,
+}
+
+/// The clusters of the watched Fly organisation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterList {
+    pub org: String,
+    pub clusters: Vec<ClusterView>,
+}

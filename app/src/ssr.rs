@@ -13,6 +13,10 @@ pub struct AppState {
     pub pool: SqlitePool,
     /// No Fly token configured: the console talks to the built-in emulator.
     pub demo_mode: bool,
+    /// The Fly Machines API (the real one, or the built-in emulator in demo mode).
+    pub fly: fly::FlyClient,
+    /// The Fly organisation whose Postgres clusters Walden watches.
+    pub fly_org: String,
 }
 
 /// The application state of the current request.

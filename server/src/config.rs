@@ -53,6 +53,23 @@ pub struct ServeArgs {
     #[arg(long, env = "FLY_API_TOKEN", hide_env_values = true, value_parser = parse_secret, value_name = "TOKEN")]
     pub fly_api_token: Option<SecretString>,
 
+    /// Fly organisation whose Postgres clusters Walden watches (ignored in demo mode).
+    #[arg(
+        long,
+        env = "WALDEN_FLY_ORG",
+        default_value = "personal",
+        value_name = "SLUG"
+    )]
+    pub fly_org: String,
+
+    /// Machines API base URL (flyctl's variable; default https://api.machines.dev).
+    #[arg(long, env = "FLY_FLAPS_BASE_URL", value_name = "URL")]
+    pub fly_machines_url: Option<String>,
+
+    /// api.fly.io base URL, for logs (flyctl's variable; default https://api.fly.io).
+    #[arg(long, env = "FLY_API_HOSTNAME", value_name = "URL")]
+    pub fly_api_url: Option<String>,
+
     /// How long in-flight requests and background work may take to finish after SIGTERM/SIGINT.
     #[arg(
         long,
@@ -72,6 +89,9 @@ impl ServeArgs {
             metrics_bind: None,
             site_root: PathBuf::from(DEFAULT_SITE_ROOT),
             fly_api_token: None,
+            fly_org: "personal".into(),
+            fly_machines_url: None,
+            fly_api_url: None,
             shutdown_grace_secs: 20,
         }
     }
@@ -97,6 +117,9 @@ impl std::fmt::Debug for ServeArgs {
                 "fly_api_token",
                 &self.fly_api_token.as_ref().map(|_| "[redacted]"),
             )
+            .field("fly_org", &self.fly_org)
+            .field("fly_machines_url", &self.fly_machines_url)
+            .field("fly_api_url", &self.fly_api_url)
             .field("shutdown_grace_secs", &self.shutdown_grace_secs)
             .finish()
     }

@@ -34,6 +34,8 @@ pub struct Application {
     router: Router,
     pool: SqlitePool,
     config: ServeArgs,
+    /// The built-in Fly emulator, in demo mode.
+    demo: Option<flysim::Running>,
 }
 
 impl Application {
@@ -58,10 +60,13 @@ impl Application {
         let addr = listener
             .local_addr()
             .context("cannot read the bound address")?;
+        let (fly, fly_org, demo) = fly_client(&config).await?;
         let state = AppState {
             leptos_options: leptos_options(&config, addr),
             pool: pool.clone(),
             demo_mode: config.demo_mode(),
+            fly,
+            fly_org,
         };
         Ok(Application {
             listener,
@@ -69,6 +74,7 @@ impl Application {
             router: router(state),
             pool,
             config,
+            demo,
         })
     }
 
@@ -92,6 +98,7 @@ impl Application {
             router,
             pool,
             config,
+            demo,
         } = self;
         let jobs = Jobs::spawn(pool.clone(), shutdown.child_token());
         let metrics = metrics_listener
@@ -116,10 +123,58 @@ impl Application {
         if let Some(task) = metrics {
             task.abort();
         }
+        if let Some(emulator) = demo {
+            if let Err(e) = emulator.shutdown().await {
+                tracing::warn!(error = %e, "the built-in Fly emulator did not stop cleanly");
+            }
+        }
         pool.close().await;
         tracing::info!("stopped cleanly");
         Ok(())
     }
+}
+
+/// The Fly client: the real API with the configured token, or, in demo mode, the built-in emulator started
+/// on a loopback port with its state and sample wal-g bucket under `<data dir>/demo`.
+async fn fly_client(
+    config: &ServeArgs,
+) -> anyhow::Result<(fly::FlyClient, String, Option<flysim::Running>)> {
+    if let Some(token) = &config.fly_api_token {
+        let mut builder = fly::FlyClient::builder().token(token.clone());
+        if let Some(url) = &config.fly_machines_url {
+            builder = builder.machines_base_url(url.clone());
+        }
+        if let Some(url) = &config.fly_api_url {
+            builder = builder.api_base_url(url.clone());
+        }
+        let client = builder.build().context("invalid Fly API settings")?;
+        return Ok((client, config.fly_org.clone(), None));
+    }
+    let demo_dir = config.data.data_dir.join("demo");
+    let listener = TcpListener::bind("127.0.0.1:0")
+        .await
+        .context("cannot start the built-in Fly emulator for demo mode")?;
+    let (running, info) = flysim::start_demo(
+        listener,
+        demo_dir.join("walg"),
+        Some(demo_dir.join("flysim-state.json")),
+        CancellationToken::new(),
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!("cannot start the built-in Fly emulator for demo mode: {e}"))?;
+    tracing::info!(
+        url = %running.base_url,
+        org = %info.org,
+        bucket = %info.storage.display(),
+        "demo mode: built-in Fly emulator started"
+    );
+    let client = fly::FlyClient::builder()
+        .token(info.token.clone().into())
+        .machines_base_url(running.base_url.clone())
+        .api_base_url(running.base_url.clone())
+        .build()
+        .context("cannot reach the built-in Fly emulator")?;
+    Ok((client, info.org, Some(running)))
 }
 
 fn leptos_options(config: &ServeArgs, addr: SocketAddr) -> LeptosOptions {

@@ -2,4 +2,5 @@
 //!
 //! This crate knows nothing of Leptos, axum or HTML, so the web console and the CLI share every rule.
 
+pub mod clusters;
 pub mod db;

@@ -24,6 +24,12 @@ async fn the_home_page_renders_the_shell() {
     assert!(html.contains("<title>Clusters · Walden</title>"), "title");
     assert!(html.contains("/pkg/walden"), "hydration scripts missing");
     assert!(html.contains("Skip to content"), "skip link");
+    // The demo cluster on the built-in emulator, rendered on the server.
+    assert!(
+        html.contains(&format!(">{}</h2>", flysim::DEMO_APP)),
+        "demo cluster"
+    );
+    assert!(html.contains("one leader"));
     app.stop().await;
 }
 

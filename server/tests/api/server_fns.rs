@@ -31,3 +31,40 @@ async fn console_status_round_trips() {
     .expect("checked_at is RFC 3339");
     app.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn list_clusters_finds_the_demo_cluster_on_the_built_in_emulator() {
+    use walden_app::api::clusters::ListClusters;
+    use walden_app::model::ClusterList;
+
+    let app = spawn_app().await;
+    let res = app
+        .client
+        .post(app.url(<ListClusters as ServerFn>::PATH))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let list: ClusterList = res.json().await.unwrap();
+    assert_eq!(list.org, flysim::DEMO_ORG);
+    assert_eq!(list.clusters.len(), 1, "{list:?}");
+    let cluster = &list.clusters[0];
+    assert_eq!(cluster.app, flysim::DEMO_APP);
+    assert_eq!(
+        cluster
+            .machines
+            .iter()
+            .filter(|m| m.role == "leader")
+            .count(),
+        1
+    );
+    assert!(cluster
+        .machines
+        .iter()
+        .all(|m| m.image.starts_with("flyio/postgres")));
+    // The emulator keeps its state and sample bucket under the data dir.
+    assert!(app.data_dir().join("demo/walg/basebackups_005").is_dir());
+    app.stop().await;
+}

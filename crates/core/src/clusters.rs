@@ -1,0 +1,143 @@
+//! Discovering the Postgres clusters of a Fly organisation: the apps that run the Stolon image, their
+//! machines and the role each machine reports.
+
+use fly::{stolon, FlyClient, ListMachines};
+use serde::{Deserialize, Serialize};
+
+/// One machine of a cluster, as the dashboard shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MachineSummary {
+    pub id: String,
+    pub name: String,
+    pub region: String,
+    pub state: String,
+    /// `leader`, `replica`, `readonly`, or `unknown` when the role check is not passing.
+    pub role: String,
+    pub image: String,
+}
+
+/// A Fly app running Postgres.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterSummary {
+    pub app: String,
+    pub status: String,
+    pub machines: Vec<MachineSummary>,
+}
+
+impl ClusterSummary {
+    /// The machine that reports itself leader, when exactly one does.
+    pub fn leader(&self) -> Option<&MachineSummary> {
+        let mut leaders = self.machines.iter().filter(|m| m.role == "leader");
+        match (leaders.next(), leaders.next()) {
+            (Some(one), None) => Some(one),
+            _ => None,
+        }
+    }
+}
+
+/// Why discovery failed. The Fly error keeps its status and request id for the log; the message is plain.
+#[derive(Debug, thiserror::Error)]
+pub enum DiscoverError {
+    #[error("the Fly API refused or failed the request: {0}")]
+    Fly(#[from] fly::Error),
+}
+
+/// Whether an image is one of Fly's Postgres images (Stolon `flyio/postgres` or `flyio/postgres-flex`).
+pub fn is_postgres_image(image: &str) -> bool {
+    let repository = image.split(['@', ':']).next().unwrap_or(image);
+    let repository = repository
+        .strip_prefix("registry-1.docker.io/")
+        .or_else(|| repository.strip_prefix("docker.io/"))
+        .unwrap_or(repository);
+    repository == "flyio/postgres" || repository == "flyio/postgres-flex"
+}
+
+/// The Postgres clusters of `org`, sorted by app name, machines sorted by name.
+pub async fn discover(client: &FlyClient, org: &str) -> Result<Vec<ClusterSummary>, DiscoverError> {
+    let apps = client.list_apps(org).await?.apps;
+    let mut clusters = Vec::new();
+    for app in apps {
+        let machines = client
+            .list_machines(&app.name, &ListMachines::default())
+            .await?;
+        let machines: Vec<MachineSummary> = machines
+            .iter()
+            .map(|m| MachineSummary {
+                id: m.id.clone(),
+                name: m.name.clone(),
+                region: m.region.clone(),
+                state: m.state.clone(),
+                role: stolon::role(m).to_string(),
+                image: m
+                    .config
+                    .as_ref()
+                    .and_then(|c| c.image.clone())
+                    .unwrap_or_default(),
+            })
+            .collect();
+        if machines.iter().any(|m| is_postgres_image(&m.image)) {
+            let mut machines = machines;
+            machines.sort_by(|a, b| a.name.cmp(&b.name));
+            clusters.push(ClusterSummary {
+                app: app.name,
+                status: app.status.unwrap_or_else(|| "unknown".into()),
+                machines,
+            });
+        }
+    }
+    clusters.sort_by(|a, b| a.app.cmp(&b.app));
+    Ok(clusters)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn recognises_fly_postgres_images() {
+        assert!(is_postgres_image("flyio/postgres:15"));
+        assert!(is_postgres_image("flyio/postgres:14.6@sha256:abc"));
+        assert!(is_postgres_image("registry-1.docker.io/flyio/postgres:15"));
+        assert!(is_postgres_image("flyio/postgres-flex:16"));
+        assert!(!is_postgres_image("flyio/postgres-exporter:1"));
+        assert!(!is_postgres_image("library/postgres:16"));
+        assert!(!is_postgres_image(""));
+    }
+
+    /// The real client against the emulator's demo org over loopback HTTP.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn discovers_the_demo_cluster_with_one_leader() {
+        let dir = tempfile::tempdir().unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let cancel = tokio_util::sync::CancellationToken::new();
+        let (running, info) = flysim::start_demo(listener, dir.path().join("bucket"), None, cancel)
+            .await
+            .unwrap();
+        let client = FlyClient::builder()
+            .token(info.token.clone().into())
+            .machines_base_url(running.base_url.clone())
+            .api_base_url(running.base_url.clone())
+            .build()
+            .unwrap();
+        // An app without Postgres machines in the same org is not a cluster.
+        client
+            .create_app(&fly::CreateAppRequest {
+                name: "walden-web".into(),
+                org_slug: info.org.clone(),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        let clusters = discover(&client, &info.org).await.unwrap();
+        assert_eq!(clusters.len(), 1, "{clusters:?}");
+        let demo = &clusters[0];
+        assert_eq!(demo.app, info.app);
+        assert_eq!(demo.machines.len(), info.machines.len());
+        assert!(demo.leader().is_some(), "one leader: {demo:?}");
+        assert_eq!(
+            demo.machines.iter().filter(|m| m.role == "replica").count(),
+            demo.machines.len() - 1
+        );
+        running.shutdown().await.unwrap();
+    }
+}
