@@ -111,7 +111,8 @@ pub async fn ping(pool: &SqlitePool) -> bool {
 fn classify(path: &Path, e: sqlx::Error) -> OpenError {
     let reason = e.to_string();
     let lower = reason.to_ascii_lowercase();
-    if lower.contains("not a database") || lower.contains("malformed") || lower.contains("corrupt") {
+    if lower.contains("not a database") || lower.contains("malformed") || lower.contains("corrupt")
+    {
         OpenError::Corrupt {
             path: path.to_path_buf(),
             reason,
