@@ -148,33 +148,30 @@ async fn a_changed_row_with_its_hash_recomputed_breaks_the_next_link() {
         "UPDATE audit_log SET outcome = 'denied' WHERE id = 4",
     )
     .await;
-    let (at, prev): (String, Vec<u8>) =
-        sqlx::query_as("SELECT at, prev_hash FROM audit_log WHERE id = 4")
-            .fetch_one(&pool)
-            .await
-            .unwrap();
-    let row: (String, String, Option<String>, Option<String>, Option<String>, Option<String>, Option<String>, Option<String>, Option<String>) =
-        sqlx::query_as("SELECT actor_name, action, cluster_id, app_name, run_id, subject, reason, request_id, detail FROM audit_log WHERE id = 4")
-            .fetch_one(&pool)
-            .await
-            .unwrap();
+    let row = audit::query(&pool, &AuditFilter::default(), Some(5), 1)
+        .await
+        .unwrap()
+        .rows
+        .remove(0);
+    assert_eq!((row.id, row.outcome.as_str()), (4, "denied"));
+    let prev: [u8; 32] = hex::decode(&row.prev_hash).unwrap().try_into().unwrap();
     let forged = audit::canonical_hash(
-        &prev.as_slice().try_into().unwrap(),
+        &prev,
         &audit::RowRef {
-            id: 4,
-            at: &at,
-            actor_id: Some(2),
-            actor_name: &row.0,
-            action: &row.1,
-            cluster_id: row.2.as_deref(),
-            app_name: row.3.as_deref(),
-            run_id: row.4.as_deref(),
-            subject: row.5.as_deref(),
-            reason: row.6.as_deref(),
-            outcome: "denied",
-            request_id: row.7.as_deref(),
-            client_ip: Some("198.51.100.1"),
-            detail: row.8.as_deref(),
+            id: row.id,
+            at: &row.at,
+            actor_id: row.actor_id,
+            actor_name: &row.actor_name,
+            action: &row.action,
+            cluster_id: row.cluster_id.as_deref(),
+            app_name: row.app_name.as_deref(),
+            run_id: row.run_id.as_deref(),
+            subject: row.subject.as_deref(),
+            reason: row.reason.as_deref(),
+            outcome: &row.outcome,
+            request_id: row.request_id.as_deref(),
+            client_ip: row.client_ip.as_deref(),
+            detail: row.detail.as_deref(),
         },
     );
     sqlx::query("UPDATE audit_log SET hash = ? WHERE id = 4")
