@@ -531,3 +531,50 @@ async fn exports_jsonl_and_csv_in_chain_order() {
     .unwrap();
     assert_eq!((n, out.len()), (0, 0));
 }
+
+#[tokio::test]
+async fn an_in_memory_database_is_verified_through_sqlx() {
+    // Not how Walden runs (it always has a file), but verify must still work and still find tampering.
+    let pool = sqlx::sqlite::SqlitePoolOptions::new()
+        .max_connections(1)
+        .connect_with(sqlx::sqlite::SqliteConnectOptions::new().in_memory(true))
+        .await
+        .unwrap();
+    db::MIGRATOR.run(&pool).await.unwrap();
+    fill(&pool, 6).await;
+    let r = audit::verify(&pool).await.unwrap();
+    assert!(r.is_intact() && r.rows == 6, "{r:?}");
+    drop_triggers(&pool).await;
+    exec(&pool, "UPDATE audit_log SET reason = 'edited' WHERE id = 4").await;
+    let b = audit::verify(&pool).await.unwrap().first_broken.unwrap();
+    assert_eq!((b.id, b.breakage), (4, Breakage::Altered));
+    exec(&pool, "DELETE FROM audit_log WHERE id = 2").await;
+    let b = audit::verify(&pool).await.unwrap().first_broken.unwrap();
+    assert_eq!(
+        (b.id, b.breakage),
+        (
+            2,
+            Breakage::Missing {
+                expected: 2,
+                found: 3
+            }
+        )
+    );
+}
+
+#[tokio::test]
+async fn verify_sees_a_consistent_snapshot_while_rows_are_appended() {
+    let (_d, pool) = open().await;
+    fill(&pool, 50).await;
+    let writer = {
+        let pool = pool.clone();
+        tokio::spawn(async move { fill(&pool, 50).await })
+    };
+    for _ in 0..5 {
+        let r = audit::verify(&pool).await.unwrap();
+        assert!(r.is_intact(), "{r:?}");
+        assert!(r.rows >= 50);
+    }
+    writer.await.unwrap();
+    assert_eq!(audit::verify(&pool).await.unwrap().rows, 100);
+}
