@@ -26,7 +26,7 @@ fn event(i: u64) -> (Actor, RequestMeta, Event) {
         client_ip: Some("198.51.100.23".into()),
     };
     let mut ev = Event::new(
-        if i % 3 == 0 {
+        if i.is_multiple_of(3) {
             "restore.step"
         } else {
             "auth.login"
@@ -36,11 +36,11 @@ fn event(i: u64) -> (Actor, RequestMeta, Event) {
     .target(Target {
         cluster_id: Some(format!("cluster-{}", i % 13)),
         app_name: Some("prod-pg".into()),
-        run_id: (i % 3 == 0).then(|| format!("run-{}", i / 100)),
+        run_id: (i.is_multiple_of(3)).then(|| format!("run-{}", i / 100)),
         subject: Some(format!("user:{}", i % 7 + 1)),
     })
     .detail(serde_json::json!({ "step": "create_machine", "n": i }));
-    if i % 10 == 0 {
+    if i.is_multiple_of(10) {
         ev = ev.reason("scheduled restore drill, ticket OPS-1234");
     }
     (actor, meta, ev)
