@@ -1,1 +1,74 @@
-pub fn placeholder() {}
+//! Walden's web console: routes, pages, components and server functions.
+//!
+//! The same crate compiles twice: natively with `ssr` (linked into the `walden` binary, renders HTML and runs
+//! server functions) and to wasm with `hydrate` (takes over the server-rendered page in the browser).
+
+pub mod api;
+pub mod components;
+pub mod error;
+pub mod model;
+pub mod pages;
+#[cfg(feature = "ssr")]
+pub mod ssr;
+
+use leptos::prelude::*;
+use leptos_meta::{provide_meta_context, MetaTags, Stylesheet, Title};
+use leptos_router::components::{Route, Router, Routes};
+use leptos_router::path;
+
+use crate::components::layout::Layout;
+use crate::pages::{
+    audit::AuditPage, clusters::ClustersPage, not_found::NotFound, restores::RestoresPage,
+    settings::SettingsPage,
+};
+
+/// The HTML document around the app; rendered on the server only.
+pub fn shell(options: LeptosOptions) -> impl IntoView {
+    view! {
+        <!DOCTYPE html>
+        <html lang="en">
+            <head>
+                <meta charset="utf-8" />
+                <meta name="viewport" content="width=device-width, initial-scale=1" />
+                <meta name="color-scheme" content="light dark" />
+                <link rel="icon" href="/favicon.svg" type="image/svg+xml" />
+                <AutoReload options=options.clone() />
+                <HydrationScripts options />
+                <MetaTags />
+            </head>
+            <body>
+                <App />
+            </body>
+        </html>
+    }
+}
+
+/// The application: router and page layout.
+#[component]
+pub fn App() -> impl IntoView {
+    provide_meta_context();
+    let output_name = option_env!("LEPTOS_OUTPUT_NAME").unwrap_or("walden");
+    view! {
+        <Stylesheet id="walden-css" href=format!("/pkg/{output_name}.css") />
+        <Title formatter=|text: String| if text.is_empty() { "Walden".to_string() } else { format!("{text} · Walden") } />
+        <Router>
+            <Layout>
+                <Routes fallback=NotFound>
+                    <Route path=path!("/") view=ClustersPage />
+                    <Route path=path!("/clusters") view=ClustersPage />
+                    <Route path=path!("/restores") view=RestoresPage />
+                    <Route path=path!("/audit") view=AuditPage />
+                    <Route path=path!("/settings") view=SettingsPage />
+                </Routes>
+            </Layout>
+        </Router>
+    }
+}
+
+/// The wasm entry point: hydrate the server-rendered body.
+#[cfg(feature = "hydrate")]
+#[wasm_bindgen::prelude::wasm_bindgen]
+pub fn hydrate() {
+    console_error_panic_hook::set_once();
+    leptos::mount::hydrate_body(App);
+}

@@ -1,10 +1,25 @@
+//! The command line: global options, one subcommand per job, and the error-to-exit-code policy.
+
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+use crate::cmd;
+use crate::config::{DataDirArgs, ServeArgs};
+use crate::telemetry::{self, LogFormat};
+
 #[derive(Debug, Parser)]
-#[command(name = "walden", version, about = "Point-in-time backups and restores for Postgres on Fly.io")]
+#[command(
+    name = "walden",
+    version,
+    about = "Point-in-time backups and restores for Postgres on Fly.io",
+    propagate_version = true
+)]
 pub struct Cli {
+    /// Log format: human-readable lines or one JSON object per line.
+    #[arg(long, env = "WALDEN_LOG_FORMAT", value_enum, default_value_t = LogFormat::Pretty, global = true)]
+    pub log_format: LogFormat,
+
     #[command(subcommand)]
     pub command: Command,
 }
@@ -12,10 +27,69 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the web console.
-    Serve,
+    Serve(ServeArgs),
+    /// Create or upgrade the database in the data directory, then exit.
+    Migrate(DataDirArgs),
 }
 
+/// Parse the command line, run the command, and turn any failure into one `error: …` line and exit code 1.
 pub fn main() -> ExitCode {
-    let _cli = Cli::parse();
-    ExitCode::SUCCESS
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => return clap_error(e),
+    };
+    telemetry::init(cli.log_format);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli.command)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(command: Command) -> anyhow::Result<ExitCode> {
+    match command {
+        Command::Serve(args) => cmd::serve::run(args).await,
+        Command::Migrate(args) => cmd::migrate::run(args).await,
+    }
+}
+
+/// Help and version go to stdout as clap prints them; a usage error becomes one line on stderr, exit 2.
+fn clap_error(e: clap::Error) -> ExitCode {
+    use clap::error::ErrorKind;
+    match e.kind() {
+        ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => {
+            let _ = e.print();
+            ExitCode::SUCCESS
+        }
+        ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+            let _ = e.print();
+            ExitCode::from(2)
+        }
+        _ => {
+            let rendered = e.render().to_string();
+            let first = rendered
+                .lines()
+                .find(|l| !l.trim().is_empty())
+                .unwrap_or("error: invalid command line");
+            let first = first.trim();
+            if first.starts_with("error:") {
+                eprintln!("{first} (see 'walden --help')");
+            } else {
+                eprintln!("error: {first} (see 'walden --help')");
+            }
+            ExitCode::from(2)
+        }
+    }
 }

@@ -1,2 +1,10 @@
+//! The `walden` binary's library half: command line, configuration, start-up, router and workers.
+//! `main.rs` only calls [`cli::main`]; tests build the real router with [`startup::Application`].
+
 pub mod cli;
 pub mod cmd;
+pub mod config;
+pub mod jobs;
+pub mod shutdown;
+pub mod startup;
+pub mod telemetry;

@@ -1,1 +1,4 @@
-//! One module per command group. Each exposes an `Args` (clap) and an async `run` returning an exit code.
+//! One module per command group. Each exposes its clap arguments and an async `run` returning an exit code.
+
+pub mod migrate;
+pub mod serve;

@@ -1,0 +1,4 @@
+//! Server functions, one file per resource, named verb_noun. Each body is thin: get the caller, check the
+//! role, call one `walden_core` service, map the error.
+
+pub mod status;

@@ -1,0 +1,74 @@
+use leptos::prelude::*;
+use leptos_router::components::A;
+
+use crate::api::status::get_console_status;
+use crate::error::ErrorList;
+
+/// The page frame: skip link, top bar with the demo badge, primary navigation, content, footer.
+#[component]
+pub fn Layout(children: Children) -> impl IntoView {
+    let status = Resource::new(|| (), |_| get_console_status());
+    let menu_open = RwSignal::new(false);
+    let close_menu = move |_| menu_open.set(false);
+    // Effects run only in the browser: once this one has run, the page is hydrated (end2end tests wait for it).
+    let hydrated = RwSignal::new(false);
+    Effect::new(move |_| hydrated.set(true));
+
+    view! {
+        <a class="skip-link" href="#content">"Skip to content"</a>
+        <header class="topbar">
+            <div class="topbar-inner">
+                <a class="brand" href="/">
+                    <span class="brand-mark" aria-hidden="true">"◆"</span>
+                    "Walden"
+                </a>
+                <Transition fallback=|| ()>
+                    {move || {
+                        status
+                            .get()
+                            .and_then(Result::ok)
+                            .filter(|s| s.demo_mode)
+                            .map(|_| {
+                                view! {
+                                    <span
+                                        class="badge badge-demo"
+                                        data-test="demo-badge"
+                                        title="No Fly token is configured: Walden is talking to its built-in Fly emulator with a sample cluster and bucket."
+                                    >
+                                        "Demo mode"
+                                    </span>
+                                }
+                            })
+                    }}
+                </Transition>
+                <button
+                    class="menu-toggle"
+                    type="button"
+                    aria-controls="primary-nav"
+                    aria-expanded=move || menu_open.get().to_string()
+                    on:click=move |_| menu_open.update(|open| *open = !*open)
+                >
+                    "Menu"
+                </button>
+                <nav id="primary-nav" class="primary-nav" class:open=move || menu_open.get() aria-label="Primary">
+                    <A href="/clusters" on:click=close_menu>"Clusters"</A>
+                    <A href="/restores" on:click=close_menu>"Restores"</A>
+                    <A href="/audit" on:click=close_menu>"Audit"</A>
+                    <A href="/settings" on:click=close_menu>"Settings"</A>
+                </nav>
+            </div>
+        </header>
+        <main
+            id="content"
+            class="content"
+            tabindex="-1"
+            data-hydrated=move || if hydrated.get() { "true" } else { "false" }
+        >
+            <ErrorBoundary fallback=|errors| view! { <ErrorList errors /> }>{children()}</ErrorBoundary>
+        </main>
+        <footer class="footer">
+            <span>"Walden " {env!("CARGO_PKG_VERSION")}</span>
+            <span>"Point-in-time recovery for Postgres on Fly.io"</span>
+        </footer>
+    }
+}

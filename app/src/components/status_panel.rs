@@ -1,0 +1,61 @@
+use leptos::prelude::*;
+
+use crate::api::status::get_console_status;
+
+/// The console's own health, re-checked on demand (a server-function round trip from the browser).
+#[component]
+pub fn StatusPanel() -> impl IntoView {
+    let checks = RwSignal::new(0u32);
+    let status = Resource::new(move || checks.get(), |_| get_console_status());
+
+    view! {
+        <section class="panel" aria-labelledby="status-heading">
+            <div class="panel-head">
+                <h2 id="status-heading">"Console status"</h2>
+                <button
+                    type="button"
+                    class="button"
+                    data-test="recheck"
+                    on:click=move |_| checks.update(|n| *n += 1)
+                >
+                    "Check again"
+                </button>
+            </div>
+            <Transition fallback=|| view! { <p class="muted">"Checking…"</p> }>
+                {move || {
+                    status
+                        .get()
+                        .map(|result| match result {
+                            Ok(s) => {
+                                view! {
+                                    <dl class="facts" data-test="status">
+                                        <dt>"Database"</dt>
+                                        <dd data-test="database">
+                                            {if s.database_ok { "reachable" } else { "not reachable" }}
+                                        </dd>
+                                        <dt>"Schema"</dt>
+                                        <dd>{format!("{} migrations applied", s.migrations)}</dd>
+                                        <dt>"Fly"</dt>
+                                        <dd>
+                                            {if s.demo_mode {
+                                                "built-in emulator (demo mode)"
+                                            } else {
+                                                "Fly Machines API"
+                                            }}
+                                        </dd>
+                                        <dt>"Checked at"</dt>
+                                        <dd data-test="checked-at">{s.checked_at}</dd>
+                                    </dl>
+                                    <p class="muted" data-test="check-count">
+                                        {move || format!("Checks from this page: {}", checks.get())}
+                                    </p>
+                                }
+                                    .into_any()
+                            }
+                            Err(e) => view! { <p class="error" role="alert">{e.to_string()}</p> }.into_any(),
+                        })
+                }}
+            </Transition>
+        </section>
+    }
+}

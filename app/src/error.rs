@@ -1,0 +1,72 @@
+//! One error type for every server function: what the user may see, apart from the logged cause.
+
+use leptos::prelude::*;
+use leptos::server_fn::codec::JsonEncoding;
+use leptos::server_fn::error::{FromServerFnError, ServerFnErrorErr};
+use serde::{Deserialize, Serialize};
+
+/// Errors a server function returns. The text is for people; causes are logged on the server, never sent.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+pub enum AppError {
+    #[error("Please sign in.")]
+    Unauthorized,
+    #[error("Your role does not allow this.")]
+    Forbidden,
+    #[error("Not found: {0}")]
+    NotFound(String),
+    #[error("{field}: {message}")]
+    Validation { field: String, message: String },
+    #[error("{0}")]
+    Conflict(String),
+    #[error("Too many attempts. Wait a minute and try again.")]
+    RateLimited,
+    /// Something failed on the server; the details are in the server log under this request id.
+    #[error("Something went wrong on the server (request {request_id}).")]
+    Internal { request_id: String },
+    /// The call itself failed (network, encoding).
+    #[error("The console could not be reached: {0}")]
+    ServerFn(String),
+}
+
+impl AppError {
+    /// The HTTP status that goes with the error.
+    pub fn status(&self) -> u16 {
+        match self {
+            AppError::Unauthorized => 401,
+            AppError::Forbidden => 403,
+            AppError::NotFound(_) => 404,
+            AppError::Validation { .. } => 422,
+            AppError::Conflict(_) => 409,
+            AppError::RateLimited => 429,
+            AppError::Internal { .. } | AppError::ServerFn(_) => 500,
+        }
+    }
+}
+
+impl FromServerFnError for AppError {
+    type Encoder = JsonEncoding;
+
+    fn from_server_fn_error(value: ServerFnErrorErr) -> Self {
+        AppError::ServerFn(value.to_string())
+    }
+}
+
+/// Shows the errors caught by an `ErrorBoundary`.
+#[component]
+pub fn ErrorList(errors: ArcRwSignal<Errors>) -> impl IntoView {
+    view! {
+        <section class="panel error-panel" role="alert">
+            <h2>"Something went wrong"</h2>
+            <ul>
+                {move || {
+                    errors
+                        .get()
+                        .into_iter()
+                        .map(|(_, e)| view! { <li>{e.to_string()}</li> })
+                        .collect_view()
+                }}
+            </ul>
+            <p><a href="/">"Back to the clusters"</a></p>
+        </section>
+    }
+}

@@ -1,0 +1,21 @@
+use std::process::ExitCode;
+
+use crate::config::ServeArgs;
+use crate::shutdown;
+use crate::startup::Application;
+
+/// `walden serve`: run the console until SIGTERM or SIGINT.
+pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
+    let demo = args.demo_mode();
+    let data_dir = args.data.data_dir.clone();
+    let app = Application::build(args).await?;
+    let addr = app.local_addr()?;
+    tracing::info!(
+        %addr,
+        data_dir = %data_dir.display(),
+        mode = if demo { "demo (built-in Fly emulator)" } else { "Fly" },
+        "Walden is listening on http://{addr}"
+    );
+    app.run_until_stopped(shutdown::on_signal()).await?;
+    Ok(ExitCode::SUCCESS)
+}

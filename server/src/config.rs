@@ -1,0 +1,129 @@
+//! Configuration: every setting is an environment variable with a matching flag and an embedded default.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Args;
+use secrecy::SecretString;
+
+/// Where the site assets (`pkg/walden.{js,wasm,css}`) live. cargo-leptos sets `LEPTOS_SITE_ROOT` at build time.
+pub const DEFAULT_SITE_ROOT: &str = match option_env!("LEPTOS_SITE_ROOT") {
+    Some(root) => root,
+    None => "target/site",
+};
+
+/// The data directory, shared by every command that touches the database.
+#[derive(Debug, Clone, Args)]
+pub struct DataDirArgs {
+    /// Directory holding Walden's SQLite database (created if missing).
+    #[arg(
+        long,
+        env = "WALDEN_DATA_DIR",
+        default_value = "./data",
+        value_name = "DIR"
+    )]
+    pub data_dir: PathBuf,
+}
+
+/// `walden serve`.
+#[derive(Clone, Args)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    pub data: DataDirArgs,
+
+    /// Address and port to listen on (use 0.0.0.0:8080 on Fly).
+    #[arg(
+        long,
+        env = "WALDEN_BIND",
+        default_value = "127.0.0.1:3000",
+        value_name = "IP:PORT"
+    )]
+    pub bind: SocketAddr,
+
+    /// Directory with the built site assets (the `pkg/` bundle and static files).
+    #[arg(long, env = "WALDEN_SITE_ROOT", default_value = DEFAULT_SITE_ROOT, value_name = "DIR")]
+    pub site_root: PathBuf,
+
+    /// Fly API token. Without one Walden runs in demo mode against its built-in Fly emulator.
+    #[arg(long, env = "FLY_API_TOKEN", hide_env_values = true, value_parser = parse_secret, value_name = "TOKEN")]
+    pub fly_api_token: Option<SecretString>,
+
+    /// How long in-flight requests and background work may take to finish after SIGTERM/SIGINT.
+    #[arg(
+        long,
+        env = "WALDEN_SHUTDOWN_GRACE_SECS",
+        default_value_t = 20,
+        value_name = "SECONDS"
+    )]
+    pub shutdown_grace_secs: u64,
+}
+
+impl ServeArgs {
+    /// Settings for a test or an embedded run: defaults, with the given data dir and bind address.
+    pub fn new(data_dir: PathBuf, bind: SocketAddr) -> Self {
+        ServeArgs {
+            data: DataDirArgs { data_dir },
+            bind,
+            site_root: PathBuf::from(DEFAULT_SITE_ROOT),
+            fly_api_token: None,
+            shutdown_grace_secs: 20,
+        }
+    }
+
+    pub fn demo_mode(&self) -> bool {
+        self.fly_api_token.is_none()
+    }
+
+    pub fn shutdown_grace(&self) -> Duration {
+        Duration::from_secs(self.shutdown_grace_secs)
+    }
+}
+
+// Written by hand so that no secret can ever reach a log line through `{:?}`.
+impl std::fmt::Debug for ServeArgs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServeArgs")
+            .field("data_dir", &self.data.data_dir)
+            .field("bind", &self.bind)
+            .field("site_root", &self.site_root)
+            .field(
+                "fly_api_token",
+                &self.fly_api_token.as_ref().map(|_| "[redacted]"),
+            )
+            .field("shutdown_grace_secs", &self.shutdown_grace_secs)
+            .finish()
+    }
+}
+
+fn parse_secret(value: &str) -> Result<SecretString, String> {
+    if value.trim().is_empty() {
+        return Err("must not be empty".into());
+    }
+    Ok(SecretString::from(value.to_owned()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use secrecy::ExposeSecret;
+
+    #[test]
+    fn debug_output_never_shows_the_token() {
+        let mut args = ServeArgs::new("d".into(), "127.0.0.1:0".parse().unwrap());
+        args.fly_api_token = Some(parse_secret("fm2_very-secret").unwrap());
+        let shown = format!("{args:?}");
+        assert!(!shown.contains("very-secret"), "{shown}");
+        assert!(shown.contains("[redacted]"));
+        assert_eq!(
+            args.fly_api_token.unwrap().expose_secret(),
+            "fm2_very-secret"
+        );
+    }
+
+    #[test]
+    fn demo_mode_is_on_without_a_token() {
+        let args = ServeArgs::new("d".into(), "127.0.0.1:0".parse().unwrap());
+        assert!(args.demo_mode());
+    }
+}

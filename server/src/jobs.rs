@@ -1,0 +1,51 @@
+//! Background workers. Each loops until its cancellation token fires and stops only between units of work,
+//! so a shutdown never interrupts a write half-way.
+
+use std::time::Duration;
+
+use sqlx::SqlitePool;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+/// The running workers.
+pub struct Jobs {
+    set: JoinSet<()>,
+}
+
+impl Jobs {
+    /// Start every worker.
+    pub fn spawn(pool: SqlitePool, token: CancellationToken) -> Self {
+        let mut set = JoinSet::new();
+        set.spawn(maintenance(pool, token, Duration::from_secs(15 * 60)));
+        Jobs { set }
+    }
+
+    /// Wait for every worker to reach its stopping point.
+    pub async fn join(mut self) {
+        while let Some(result) = self.set.join_next().await {
+            if let Err(e) = result {
+                tracing::error!(error = %e, "a background worker failed");
+            }
+        }
+    }
+}
+
+/// Keeps the SQLite file healthy: folds the WAL back into the database and refreshes the planner statistics.
+async fn maintenance(pool: SqlitePool, token: CancellationToken, every: Duration) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick.tick().await; // the first tick fires at once; start-up has just migrated
+    loop {
+        tokio::select! {
+            () = token.cancelled() => break,
+            _ = tick.tick() => {
+                for statement in ["PRAGMA wal_checkpoint(PASSIVE)", "PRAGMA optimize"] {
+                    if let Err(e) = sqlx::query(statement).execute(&pool).await {
+                        tracing::warn!(error = %e, statement, "database maintenance failed");
+                    }
+                }
+            }
+        }
+    }
+    tracing::debug!("maintenance worker stopped");
+}

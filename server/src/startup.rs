@@ -1,0 +1,167 @@
+//! Building the application: database, state, router, listener; and running it until shutdown.
+
+use std::future::IntoFuture;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::Context;
+use axum::extract::State;
+use axum::http::{HeaderName, Request, StatusCode};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::Router;
+use leptos::config::LeptosOptions;
+use leptos_axum::{generate_route_list, LeptosRoutes};
+use sqlx::SqlitePool;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tower::ServiceBuilder;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::trace::{DefaultOnResponse, TraceLayer};
+use tracing::Level;
+use walden_app::ssr::AppState;
+use walden_app::{shell, App};
+
+use crate::config::ServeArgs;
+use crate::jobs::Jobs;
+
+const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// A built console, bound to its port, ready to run.
+pub struct Application {
+    listener: TcpListener,
+    router: Router,
+    pool: SqlitePool,
+    config: ServeArgs,
+}
+
+impl Application {
+    /// Bind the configured address, then build.
+    pub async fn build(config: ServeArgs) -> anyhow::Result<Self> {
+        let listener = TcpListener::bind(config.bind).await.with_context(|| {
+            format!(
+                "cannot listen on {} (is another program using that port? set WALDEN_BIND or --bind)",
+                config.bind
+            )
+        })?;
+        Self::build_on(config, listener).await
+    }
+
+    /// Build on a listener the caller bound (tests bind 127.0.0.1:0).
+    pub async fn build_on(config: ServeArgs, listener: TcpListener) -> anyhow::Result<Self> {
+        let pool = walden_core::db::open(&config.data.data_dir).await?;
+        let addr = listener
+            .local_addr()
+            .context("cannot read the bound address")?;
+        let state = AppState {
+            leptos_options: leptos_options(&config, addr),
+            pool: pool.clone(),
+            demo_mode: config.demo_mode(),
+        };
+        Ok(Application {
+            listener,
+            router: router(state),
+            pool,
+            config,
+        })
+    }
+
+    /// The address the console listens on.
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// Serve until `shutdown` fires, then let in-flight requests and workers finish and close the database.
+    pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+        let Application {
+            listener,
+            router,
+            pool,
+            config,
+        } = self;
+        let jobs = Jobs::spawn(pool.clone(), shutdown.child_token());
+        let server = axum::serve(
+            listener,
+            router.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(shutdown.clone().cancelled_owned());
+
+        let grace = config.shutdown_grace();
+        let mut server = std::pin::pin!(server.into_future());
+        tokio::select! {
+            result = &mut server => result.context("the HTTP server failed")?,
+            () = async { shutdown.cancelled().await; tokio::time::sleep(grace).await } => {
+                tracing::warn!(?grace, "requests still running after the grace period; stopping anyway");
+            }
+        }
+        if tokio::time::timeout(grace, jobs.join()).await.is_err() {
+            tracing::warn!("background work did not stop within the grace period");
+        }
+        pool.close().await;
+        tracing::info!("stopped cleanly");
+        Ok(())
+    }
+}
+
+fn leptos_options(config: &ServeArgs, addr: SocketAddr) -> LeptosOptions {
+    LeptosOptions::builder()
+        .output_name(Arc::<str>::from(
+            option_env!("LEPTOS_OUTPUT_NAME").unwrap_or("walden"),
+        ))
+        .site_root(Arc::<str>::from(
+            config.site_root.to_string_lossy().as_ref(),
+        ))
+        .site_pkg_dir(Arc::<str>::from("pkg"))
+        .site_addr(addr)
+        .build()
+}
+
+/// The whole HTTP surface: probes, the Leptos app and its server functions, static files, and the layers.
+pub fn router(state: AppState) -> Router {
+    let routes = generate_route_list(App);
+    let options = state.leptos_options.clone();
+    let request_span = |request: &Request<_>| {
+        let request_id = request
+            .headers()
+            .get(&REQUEST_ID)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("-");
+        // The path only: query strings may carry things that do not belong in logs.
+        tracing::info_span!(
+            "request",
+            method = %request.method(),
+            path = %request.uri().path(),
+            request_id,
+        )
+    };
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .leptos_routes(&state, routes, move || shell(options.clone()))
+        .fallback(leptos_axum::file_and_error_handler::<AppState, _>(shell))
+        .with_state(state)
+        .layer(
+            ServiceBuilder::new()
+                .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
+                .layer(
+                    TraceLayer::new_for_http()
+                        .make_span_with(request_span)
+                        .on_response(DefaultOnResponse::new().level(Level::INFO)),
+                )
+                .layer(PropagateRequestIdLayer::new(REQUEST_ID)),
+        )
+}
+
+/// Liveness: the process is up and serving.
+async fn healthz() -> &'static str {
+    "ok"
+}
+
+/// Readiness: the database answers.
+async fn readyz(State(pool): State<SqlitePool>) -> impl IntoResponse {
+    if walden_core::db::ping(&pool).await {
+        (StatusCode::OK, "ready")
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "database not reachable")
+    }
+}

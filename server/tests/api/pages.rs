@@ -1,0 +1,70 @@
+use crate::helpers::spawn_app;
+
+#[tokio::test]
+async fn the_home_page_renders_the_shell() {
+    let app = spawn_app().await;
+    let res = app.client.get(app.url("/")).send().await.unwrap();
+    assert_eq!(res.status(), 200);
+    let html = res.text().await.unwrap();
+    for (href, label) in [
+        ("/clusters", "Clusters"),
+        ("/restores", "Restores"),
+        ("/audit", "Audit"),
+        ("/settings", "Settings"),
+    ] {
+        assert!(
+            html.contains(&format!("href=\"{href}\"")) && html.contains(label),
+            "navigation link {label} missing"
+        );
+    }
+    assert!(
+        html.contains("data-test=\"demo-badge\""),
+        "demo badge missing"
+    );
+    assert!(html.contains("<title>Clusters · Walden</title>"), "title");
+    assert!(html.contains("/pkg/walden"), "hydration scripts missing");
+    assert!(html.contains("Skip to content"), "skip link");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn each_section_has_its_page() {
+    let app = spawn_app().await;
+    for (path, heading) in [
+        ("/clusters", "Clusters"),
+        ("/restores", "Restores"),
+        ("/audit", "Audit log"),
+        ("/settings", "Settings"),
+    ] {
+        let res = app.client.get(app.url(path)).send().await.unwrap();
+        assert_eq!(res.status(), 200, "{path}");
+        let html = res.text().await.unwrap();
+        assert!(
+            html.contains(&format!("<h1>{heading}</h1>")),
+            "{path}: {html}"
+        );
+        assert!(
+            html.contains(&format!("href=\"{path}\" aria-current=\"page\"")),
+            "{path}: the current section is marked in the navigation"
+        );
+    }
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn an_unknown_address_is_a_404_page() {
+    let app = spawn_app().await;
+    let res = app
+        .client
+        .get(app.url("/no/such/page"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 404);
+    let html = res.text().await.unwrap();
+    assert!(html.contains("Page not found"));
+    assert!(html.contains("data-test=\"not-found\""));
+    // Still inside the shell, so the user can navigate away.
+    assert!(html.contains("href=\"/clusters\""));
+    app.stop().await;
+}

