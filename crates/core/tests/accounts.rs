@@ -873,3 +873,39 @@ async fn nothing_secret_in_debug_or_errors() {
         .unwrap_err();
     assert!(!format!("{err:?} {err}").contains("password12345"));
 }
+
+#[tokio::test]
+async fn admins_and_the_cli_can_reset_a_password() {
+    let e = env().await;
+    let admin = add(&e, "admin", Role::Admin).await;
+    let u = add(&e, "mo", Role::Viewer).await;
+    assert!(matches!(
+        e.acc
+            .reset_password(&u.actor(), &meta(), admin.id, &pw("taken over by mo!"))
+            .await
+            .unwrap_err(),
+        UserError::Forbidden
+    ));
+    assert!(matches!(
+        e.acc
+            .reset_password(&admin.actor(), &meta(), u.id, &pw("short"))
+            .await
+            .unwrap_err(),
+        UserError::Invalid(_)
+    ));
+    let after = e
+        .acc
+        .reset_password(&Actor::cli(), &meta(), u.id, &pw("a fresh start for mo"))
+        .await
+        .unwrap();
+    assert_eq!(after.session_epoch, u.session_epoch + 1);
+    e.acc
+        .authenticate(&meta(), "mo", &pw("a fresh start for mo"), None)
+        .await
+        .unwrap();
+    let r = rows(&e.pool, "user.password_reset").await;
+    assert_eq!(
+        r.iter().map(|r| r.outcome.as_str()).collect::<Vec<_>>(),
+        ["ok", "denied"]
+    );
+}

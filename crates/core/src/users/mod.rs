@@ -746,6 +746,49 @@ impl Accounts {
         self.get(user_id).await?.ok_or(UserError::NotFound)
     }
 
+    /// Set a user's password without knowing the current one: for an admin helping a user, or the CLI
+    /// recovering a locked-out admin. Ends the user's sessions. Records `user.password_reset`.
+    pub async fn reset_password(
+        &self,
+        actor: &Actor,
+        meta: &RequestMeta,
+        user_id: i64,
+        new: &SecretString,
+    ) -> Result<User, UserError> {
+        if !actor.has_role(Role::Admin) {
+            return Err(self
+                .deny(
+                    actor,
+                    meta,
+                    actions::USER_PASSWORD_RESET,
+                    format!("user:{user_id}"),
+                )
+                .await);
+        }
+        let user = self.get(user_id).await?.ok_or(UserError::NotFound)?;
+        check_policy(new, &user.name)?;
+        let phc = self.hasher.hash(new).await?;
+        let mut tx = audit::begin(&self.pool).await?;
+        sqlx::query(
+            "UPDATE users SET password_hash = ?, session_epoch = session_epoch + 1, updated_at = ? WHERE id = ?",
+        )
+        .bind(&phc)
+        .bind(ts::format(ts::now()))
+        .bind(user_id)
+        .execute(&mut *tx)
+        .await?;
+        audit::append(
+            &mut tx,
+            actor,
+            meta,
+            &Event::new(actions::USER_PASSWORD_RESET, Outcome::Ok)
+                .subject(format!("user:{user_id}")),
+        )
+        .await?;
+        tx.commit().await?;
+        self.get(user_id).await?.ok_or(UserError::NotFound)
+    }
+
     /// Count enabled admins other than `except`, inside a transaction.
     async fn other_enabled_admins(
         tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,

@@ -199,7 +199,8 @@ pub fn check_policy(password: &SecretString, user_name: &str) -> Result<(), Fiel
         ));
     }
     let lower = Zeroizing::new(pw.to_lowercase());
-    if !user_name.is_empty() && lower.contains(&user_name.to_lowercase()) {
+    // Short names ("mo") occur inside ordinary words; only names of 4 or more characters are looked for.
+    if user_name.chars().count() >= 4 && lower.contains(&user_name.to_lowercase()) {
         return Err(FieldError::new(
             "password",
             "the password must not contain the user name",
