@@ -30,6 +30,10 @@ pub enum Command {
     Serve(ServeArgs),
     /// Create or upgrade the database in the data directory, then exit.
     Migrate(DataDirArgs),
+    /// Manage console users (first admin, recovery).
+    User(cmd::user::UserArgs),
+    /// Check or export the audit log.
+    Audit(cmd::audit::AuditArgs),
 }
 
 /// Parse the command line, run the command, and turn any failure into one `error: …` line and exit code 1.
@@ -62,6 +66,8 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
     match command {
         Command::Serve(args) => cmd::serve::run(args).await,
         Command::Migrate(args) => cmd::migrate::run(args).await,
+        Command::User(args) => cmd::user::run(args).await,
+        Command::Audit(args) => cmd::audit::run(args).await,
     }
 }
 

@@ -1,4 +1,6 @@
 //! One module per command group. Each exposes its clap arguments and an async `run` returning an exit code.
 
+pub mod audit;
 pub mod migrate;
 pub mod serve;
+pub mod user;
