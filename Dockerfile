@@ -12,7 +12,8 @@ RUN apt-get update \
  && rm -rf /var/lib/apt/lists/*
 RUN rustup target add wasm32-unknown-unknown \
  && cargo install cargo-chef@0.1.78 --locked \
- && cargo install cargo-leptos@0.3.10 --locked --features no_downloads
+ && cargo install cargo-leptos@0.3.10 --locked --features no_downloads \
+ && cargo install wasm-bindgen-cli --version 0.2.130
 # wasm-opt from npm's binaryen 132 (Debian's binaryen 108 breaks hydration).
 RUN npm install --prefix /tools --no-audit --no-fund binaryen@132.0.0
 ENV PATH="/tools/node_modules/.bin:${PATH}"

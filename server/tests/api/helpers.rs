@@ -10,6 +10,7 @@ pub struct TestApp {
     pub base: String,
     pub client: reqwest::Client,
     pub dir: TempDir,
+    pub metrics_base: String,
     pub shutdown: CancellationToken,
     pub handle: JoinHandle<anyhow::Result<()>>,
 }
@@ -40,13 +41,16 @@ pub async fn spawn_app() -> TestApp {
     let addr = listener.local_addr().expect("addr");
     let mut config = ServeArgs::new(dir.path().join("data"), addr);
     config.shutdown_grace_secs = 5;
+    config.metrics_bind = Some("127.0.0.1:0".parse().expect("addr"));
     let app = Application::build_on(config, listener)
         .await
         .expect("build app");
+    let metrics_addr = app.metrics_addr().expect("metrics listener");
     let shutdown = CancellationToken::new();
     let handle = tokio::spawn(app.run_until_stopped(shutdown.clone()));
     TestApp {
         base: format!("http://{addr}"),
+        metrics_base: format!("http://{metrics_addr}"),
         client: reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .build()

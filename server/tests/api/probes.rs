@@ -54,3 +54,40 @@ async fn every_response_carries_a_request_id() {
     );
     app.stop().await;
 }
+
+#[tokio::test]
+async fn metrics_count_requests_by_route_on_their_own_port() {
+    let app = spawn_app().await;
+    for _ in 0..3 {
+        app.client.get(app.url("/readyz")).send().await.unwrap();
+    }
+    app.client.get(app.url("/no/such/page")).send().await.unwrap();
+    let body = app
+        .client
+        .get(format!("{}/metrics", app.metrics_base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let readyz = body
+        .lines()
+        .find(|l| {
+            l.starts_with("http_requests_total{")
+                && l.contains("route=\"/readyz\"")
+                && l.contains("status=\"200\"")
+        })
+        .unwrap_or_else(|| panic!("no readyz counter in:\n{body}"));
+    let count: f64 = readyz.rsplit(' ').next().unwrap().parse().unwrap();
+    assert!(count >= 3.0, "{readyz}");
+    assert!(
+        !body.contains("/no/such/page"),
+        "raw paths must not become labels"
+    );
+    assert!(body.contains("http_request_duration_seconds_bucket"));
+    // The public port does not serve metrics.
+    let public = app.client.get(app.url("/metrics")).send().await.unwrap();
+    assert_eq!(public.status(), 404);
+    app.stop().await;
+}
