@@ -13,6 +13,12 @@ pub struct AppState {
     pub pool: SqlitePool,
     /// No Fly token configured: the console talks to the built-in emulator.
     pub demo_mode: bool,
+    /// Users, passwords, invites (walden_core::users).
+    pub accounts: walden_core::users::Accounts,
+    /// Login throttling per account and per IP.
+    pub login_limits: std::sync::Arc<crate::auth::LoginLimits>,
+    /// Session lifetimes.
+    pub sessions: crate::auth::SessionPolicy,
 }
 
 /// The application state of the current request.

@@ -61,6 +61,33 @@ pub struct ServeArgs {
         value_name = "SECONDS"
     )]
     pub shutdown_grace_secs: u64,
+
+    /// Mark the session cookie `Secure` (sent over HTTPS only). Turn off only for plain-HTTP use that is not
+    /// on localhost.
+    #[arg(long, env = "WALDEN_SECURE_COOKIES", default_value_t = true, action = clap::ArgAction::Set, value_name = "BOOL")]
+    pub secure_cookies: bool,
+
+    /// Sign a user out after this long without a request.
+    #[arg(
+        long,
+        env = "WALDEN_SESSION_IDLE_SECS",
+        default_value_t = 3600,
+        value_name = "SECONDS"
+    )]
+    pub session_idle_secs: u64,
+
+    /// Sign a user out this long after signing in, however active.
+    #[arg(
+        long,
+        env = "WALDEN_SESSION_MAX_SECS",
+        default_value_t = 43_200,
+        value_name = "SECONDS"
+    )]
+    pub session_max_secs: u64,
+
+    /// argon2id cost for passwords; OWASP's parameters unless a test makes them cheaper.
+    #[arg(skip)]
+    pub password_hash: walden_core::users::HashParams,
 }
 
 impl ServeArgs {
@@ -73,6 +100,10 @@ impl ServeArgs {
             site_root: PathBuf::from(DEFAULT_SITE_ROOT),
             fly_api_token: None,
             shutdown_grace_secs: 20,
+            secure_cookies: true,
+            session_idle_secs: 3600,
+            session_max_secs: 43_200,
+            password_hash: walden_core::users::HashParams::OWASP,
         }
     }
 
@@ -98,6 +129,9 @@ impl std::fmt::Debug for ServeArgs {
                 &self.fly_api_token.as_ref().map(|_| "[redacted]"),
             )
             .field("shutdown_grace_secs", &self.shutdown_grace_secs)
+            .field("secure_cookies", &self.secure_cookies)
+            .field("session_idle_secs", &self.session_idle_secs)
+            .field("session_max_secs", &self.session_max_secs)
             .finish()
     }
 }

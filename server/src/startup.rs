@@ -58,15 +58,20 @@ impl Application {
         let addr = listener
             .local_addr()
             .context("cannot read the bound address")?;
+        let sessions = crate::security::session_layer(&pool, &config).await?;
+        let hasher = walden_core::users::Hasher::new(config.password_hash)?;
         let state = AppState {
             leptos_options: leptos_options(&config, addr),
             pool: pool.clone(),
             demo_mode: config.demo_mode(),
+            accounts: walden_core::users::Accounts::new(pool.clone(), hasher),
+            login_limits: crate::security::login_limits(),
+            sessions: crate::security::session_policy(&config),
         };
         Ok(Application {
             listener,
             metrics_listener,
-            router: router(state),
+            router: crate::security::apply(router(state), sessions),
             pool,
             config,
         })

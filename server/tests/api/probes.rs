@@ -61,7 +61,11 @@ async fn metrics_count_requests_by_route_on_their_own_port() {
     for _ in 0..3 {
         app.client.get(app.url("/readyz")).send().await.unwrap();
     }
-    app.client.get(app.url("/no/such/page")).send().await.unwrap();
+    app.client
+        .get(app.url("/no/such/page"))
+        .send()
+        .await
+        .unwrap();
     let body = app
         .client
         .get(format!("{}/metrics", app.metrics_base))
