@@ -14,8 +14,10 @@ const chromiumPath = process.env.CHROMIUM ?? '/usr/bin/chromium';
 export async function startConsole(extraEnv = {}) {
   if (!existsSync(walden)) throw new Error(`${walden} not found: build with 'cargo leptos build --release' first`);
   const dataDir = mkdtempSync(join(tmpdir(), 'walden-e2e-'));
+  const env = { ...process.env, WALDEN_SITE_ROOT: siteRoot, ...extraEnv };
+  delete env.FLY_API_TOKEN; // demo mode: the built-in emulator
   const child = spawn(walden, ['serve', '--bind', '127.0.0.1:0', '--data-dir', dataDir], {
-    env: { ...process.env, WALDEN_SITE_ROOT: siteRoot, FLY_API_TOKEN: '', ...extraEnv },
+    env,
     stdio: ['ignore', 'ignore', 'pipe'],
   });
   let log = '';

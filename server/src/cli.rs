@@ -34,6 +34,16 @@ pub enum Command {
     User(cmd::user::UserArgs),
     /// Check or export the audit log.
     Audit(cmd::audit::AuditArgs),
+    /// Operator commands on the Fly Machines API (apps, machines, exec, secrets).
+    Fly(cmd::fly::FlyArgs),
+    /// Run the Fly API emulator standalone with a demo org (demo mode, end-to-end tests).
+    Flysim(cmd::flysim::FlysimArgs),
+    /// Show a wal-g bucket's backups, timelines, restorable windows and findings.
+    Timeline(cmd::timeline::TimelineArgs),
+    /// Check a wal-g bucket's integrity; exit code 1 when any finding is an error.
+    Verify(cmd::timeline::VerifyArgs),
+    /// Choose the base backup and recovery settings for a target; exit code 3 when refused.
+    Plan(cmd::timeline::PlanArgs),
 }
 
 /// Parse the command line, run the command, and turn any failure into one `error: …` line and exit code 1.
@@ -68,6 +78,11 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Migrate(args) => cmd::migrate::run(args).await,
         Command::User(args) => cmd::user::run(args).await,
         Command::Audit(args) => cmd::audit::run(args).await,
+        Command::Fly(args) => cmd::fly::run(args).await,
+        Command::Flysim(args) => cmd::flysim::run(args).await,
+        Command::Timeline(args) => cmd::timeline::run_timeline(args).await,
+        Command::Verify(args) => cmd::timeline::run_verify(args).await,
+        Command::Plan(args) => cmd::timeline::run_plan(args).await,
     }
 }
 

@@ -2,41 +2,36 @@
 
 use tokio_util::sync::CancellationToken;
 
-/// Resolves on the first SIGINT or SIGTERM.
-pub async fn signal() {
-    let interrupt = async {
-        if let Err(e) = tokio::signal::ctrl_c().await {
-            tracing::error!(error = %e, "cannot listen for SIGINT");
-            std::future::pending::<()>().await;
-        }
-    };
-    #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut stream) => {
-                stream.recv().await;
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "cannot listen for SIGTERM");
-                std::future::pending::<()>().await;
-            }
-        }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        () = interrupt => tracing::info!("SIGINT received: shutting down"),
-        () = terminate => tracing::info!("SIGTERM received: shutting down"),
-    }
-}
-
-/// A token cancelled when a shutdown signal arrives.
-pub fn on_signal() -> CancellationToken {
+/// Register the SIGINT and SIGTERM handlers now, and return a token cancelled by the first of them.
+///
+/// The handlers are registered before this returns (not lazily inside a task), so a signal that arrives
+/// right after the console has announced itself is never missed.
+#[cfg(unix)]
+pub fn on_signal() -> std::io::Result<CancellationToken> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    let mut terminate = signal(SignalKind::terminate())?;
     let token = CancellationToken::new();
     let trigger = token.clone();
     tokio::spawn(async move {
-        signal().await;
+        tokio::select! {
+            _ = interrupt.recv() => tracing::info!("SIGINT received: shutting down"),
+            _ = terminate.recv() => tracing::info!("SIGTERM received: shutting down"),
+        }
         trigger.cancel();
     });
-    token
+    Ok(token)
+}
+
+#[cfg(not(unix))]
+pub fn on_signal() -> std::io::Result<CancellationToken> {
+    let token = CancellationToken::new();
+    let trigger = token.clone();
+    tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            tracing::info!("Ctrl-C received: shutting down");
+            trigger.cancel();
+        }
+    });
+    Ok(token)
 }

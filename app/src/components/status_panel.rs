@@ -34,7 +34,13 @@ pub fn StatusPanel() -> impl IntoView {
                                             {if s.database_ok { "reachable" } else { "not reachable" }}
                                         </dd>
                                         <dt>"Schema"</dt>
-                                        <dd>{format!("{} migrations applied", s.migrations)}</dd>
+                                        <dd>
+                                            {format!(
+                                                "{} migration{} applied",
+                                                s.migrations,
+                                                if s.migrations == 1 { "" } else { "s" },
+                                            )}
+                                        </dd>
                                         <dt>"Fly"</dt>
                                         <dd>
                                             {if s.demo_mode {
@@ -44,7 +50,9 @@ pub fn StatusPanel() -> impl IntoView {
                                             }}
                                         </dd>
                                         <dt>"Checked at"</dt>
-                                        <dd data-test="checked-at">{s.checked_at}</dd>
+                                        <dd data-test="checked-at">
+                                            <time datetime=s.checked_at.clone()>{readable_utc(&s.checked_at)}</time>
+                                        </dd>
                                     </dl>
                                     <p class="muted" data-test="check-count">
                                         {move || format!("Checks from this page: {}", checks.get())}
@@ -57,5 +65,35 @@ pub fn StatusPanel() -> impl IntoView {
                 }}
             </Transition>
         </section>
+    }
+}
+
+/// `2026-11-25T13:35:09.140441309Z` → `2026-11-25 13:35:09.140 UTC` (RFC 3339 from the server, UTC).
+fn readable_utc(rfc3339: &str) -> String {
+    let trimmed = rfc3339.trim_end_matches('Z');
+    let (date_time, fraction) = trimmed.split_once('.').unwrap_or((trimmed, ""));
+    let millis: String = fraction.chars().take(3).collect();
+    let date_time = date_time.replacen('T', " ", 1);
+    if millis.is_empty() {
+        format!("{date_time} UTC")
+    } else {
+        format!("{date_time}.{millis} UTC")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::readable_utc;
+
+    #[test]
+    fn readable_utc_shortens_to_milliseconds() {
+        assert_eq!(
+            readable_utc("2026-11-25T13:35:09.140441309Z"),
+            "2026-11-25 13:35:09.140 UTC"
+        );
+        assert_eq!(
+            readable_utc("2026-11-25T13:35:09Z"),
+            "2026-11-25 13:35:09 UTC"
+        );
     }
 }

@@ -1,1 +1,23 @@
-//! Placeholder: filled by its own issue.
+//! Read wal-g (PostgreSQL) backup buckets directly: base backups, WAL coverage, timelines, restorable windows
+//! and integrity findings, without running wal-g.
+//!
+//! Start with [`StorageConfig`] (from wal-g's environment variables or a storage URL), build an [`Index`] with a
+//! [`Reader`], then compute a [`Timeline`] and ask it [`Timeline::choose_backup`].
+
+pub mod codec;
+pub mod config;
+pub mod docs;
+pub mod index;
+pub mod names;
+pub mod plan;
+pub mod report;
+#[cfg(any(test, feature = "testkit"))]
+pub mod testkit;
+pub mod timeline;
+
+pub use codec::LibsodiumKey;
+pub use config::{parse_env_block, StorageConfig};
+pub use index::{Index, ReadError, ReadStats, Reader};
+pub use names::{Compression, Lsn};
+pub use plan::{parse_target_time, pg_time, Plan, PlanOutcome, Refusal, Target};
+pub use timeline::{Backup, Finding, Severity, Timeline};

@@ -1,5 +1,7 @@
 use std::process::ExitCode;
 
+use anyhow::Context;
+
 use crate::config::ServeArgs;
 use crate::shutdown;
 use crate::startup::Application;
@@ -10,12 +12,14 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let data_dir = args.data.data_dir.clone();
     let app = Application::build(args).await?;
     let addr = app.local_addr()?;
+    // Before announcing readiness: a signal sent as soon as the address is printed must be honoured.
+    let shutdown = shutdown::on_signal().context("cannot install the signal handlers")?;
     tracing::info!(
         %addr,
         data_dir = %data_dir.display(),
         mode = if demo { "demo (built-in Fly emulator)" } else { "Fly" },
         "Walden is listening on http://{addr}"
     );
-    app.run_until_stopped(shutdown::on_signal()).await?;
+    app.run_until_stopped(shutdown).await?;
     Ok(ExitCode::SUCCESS)
 }

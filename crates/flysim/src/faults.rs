@@ -1,0 +1,92 @@
+//! Fault injection knobs, deterministic with a seed.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use serde::{Deserialize, Serialize};
+
+/// Per-test fault settings. All rates are probabilities in `[0, 1]`, drawn from one `StdRng` seeded with
+/// `seed`, in request order: the same seed and the same sequence of requests give the same faults.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Faults {
+    pub seed: u64,
+    /// Added (real time) before every API answer.
+    pub latency: Duration,
+    /// Share of API requests answered `429 Too Many Requests` (nothing happens).
+    pub rate_429: f64,
+    /// Share of API requests answered `503` (nothing happens).
+    pub rate_5xx: f64,
+    /// Share of create calls (app, machine, volume) that succeed and then answer `408` anyway.
+    pub create_408_after_success: f64,
+    /// Share of exec calls answered `408 deadline_exceeded` (the command still ran).
+    pub exec_deadline_exceeded: f64,
+    /// Machines (by id or name) whose Postgres never becomes healthy.
+    pub never_healthy: BTreeSet<String>,
+    /// `FLY_RESTORED_FROM` handling panics on boot (boot loop), whatever the secrets.
+    pub restored_from_fails: bool,
+    /// Enforce Fly's documented rate limits in simulated time (token buckets per action and Machine or
+    /// app: 1 req/s burst 3; Get Machine 5 req/s burst 10) and answer 429 beyond them.
+    pub enforce_rate_limits: bool,
+}
+
+#[derive(Debug)]
+pub(crate) struct FaultState {
+    pub cfg: Faults,
+    rng: StdRng,
+    /// key → (tokens, last refill ms)
+    buckets: std::collections::HashMap<String, (f64, i64)>,
+}
+
+impl FaultState {
+    pub fn new(cfg: Faults) -> Self {
+        let rng = StdRng::seed_from_u64(cfg.seed);
+        Self {
+            cfg,
+            rng,
+            buckets: Default::default(),
+        }
+    }
+
+    /// Take a token from the bucket for this request; `false` = over the limit.
+    pub fn rate_ok(&mut self, method: &str, path: &str, now_ms: i64) -> bool {
+        if !self.cfg.enforce_rate_limits {
+            return true;
+        }
+        let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
+        // /v1/apps/{app}/machines/{id}[/action]
+        let (target, action, get_machine) = match parts.as_slice() {
+            ["v1", "apps", _, "machines", id] => {
+                (id.to_string(), format!("{method} machine"), method == "GET")
+            }
+            ["v1", "apps", _, "machines", id, action, ..] => {
+                (id.to_string(), format!("{method} {action}"), false)
+            }
+            ["v1", "apps", app, rest @ ..] => (
+                app.to_string(),
+                format!("{method} {}", rest.join("/")),
+                false,
+            ),
+            _ => (String::new(), format!("{method} {path}"), false),
+        };
+        let (rate, burst) = if get_machine { (5.0, 10.0) } else { (1.0, 3.0) };
+        let key = format!("{action} {target}");
+        let e = self.buckets.entry(key).or_insert((burst, now_ms));
+        let elapsed = (now_ms - e.1).max(0) as f64 / 1000.0;
+        e.0 = (e.0 + elapsed * rate).min(burst);
+        e.1 = now_ms;
+        if e.0 >= 1.0 {
+            e.0 -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Draw once; `true` with probability `p`. Always draws, so the sequence does not depend on `p`.
+    pub fn hit(&mut self, p: f64) -> bool {
+        let x: f64 = self.rng.random();
+        p > 0.0 && x < p
+    }
+}

@@ -1,0 +1,213 @@
+//! The emulator's in-memory state. Everything here is serde so demo mode can persist it to a JSON file.
+//! Timestamps are unix milliseconds of simulated time.
+
+use std::collections::{BTreeMap, VecDeque};
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+pub const LOG_CAP: usize = 5000;
+pub const EVENT_CAP: usize = 100;
+
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+pub struct State {
+    pub orgs: BTreeMap<String, Org>,
+    pub tokens: BTreeMap<String, Token>,
+    pub apps: BTreeMap<String, App>,
+    pub timers: Vec<Timer>,
+    pub counter: u64,
+    pub seed: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Org {
+    pub slug: String,
+    pub name: String,
+    pub internal_numeric_id: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Token {
+    pub token_id: String,
+    /// Orgs the token can act in.
+    pub orgs: Vec<String>,
+    /// `Some` for app-scoped (deploy) tokens.
+    pub apps: Option<Vec<String>>,
+    pub user: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct App {
+    pub id: String,
+    pub name: String,
+    pub org: String,
+    pub network: String,
+    pub app_role: String,
+    pub internal_numeric_id: u64,
+    pub created_ms: i64,
+    pub machines: BTreeMap<String, Machine>,
+    pub volumes: BTreeMap<String, Volume>,
+    pub secrets: BTreeMap<String, Secret>,
+    pub secrets_version: u64,
+    pub logs: VecDeque<LogLine>,
+    pub pg: Option<PgCluster>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Secret {
+    pub value: String,
+    pub digest: String,
+    pub created_ms: i64,
+    pub updated_ms: i64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LogLine {
+    pub ns: i128,
+    pub id: String,
+    pub instance: String,
+    pub region: String,
+    pub message: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Machine {
+    pub id: String,
+    pub name: String,
+    pub state: String,
+    pub region: String,
+    pub instance_id: String,
+    pub private_ip: String,
+    pub config: Value,
+    pub created_ms: i64,
+    pub updated_ms: i64,
+    pub events: VecDeque<Event>,
+    pub lease: Option<Lease>,
+    pub cordoned: bool,
+    /// The secrets (name → value) this Machine booted with, and their version.
+    pub secrets_env: BTreeMap<String, String>,
+    pub secrets_version: u64,
+    /// Bumped on every state change; timers carrying an older generation are ignored.
+    pub gen: u64,
+    pub restart_count: u64,
+    /// When the current boot's processes are ready (Postgres accepting connections).
+    pub ready_ms: Option<i64>,
+    /// The boot is looping (a panic in `start`); the reason.
+    pub crash_reason: Option<String>,
+    pub volume: Option<String>,
+    pub destroyed: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Event {
+    pub id: String,
+    pub kind: String,
+    pub status: String,
+    pub source: String,
+    pub ms: i64,
+    pub request: Value,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Lease {
+    pub nonce: String,
+    pub owner: String,
+    pub description: String,
+    pub expires_s: i64,
+    pub version: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Volume {
+    pub id: String,
+    pub name: String,
+    pub state: String,
+    pub size_gb: u64,
+    pub region: String,
+    pub zone: String,
+    pub encrypted: bool,
+    pub attached_machine_id: Option<String>,
+    pub created_ms: i64,
+    pub snapshot_retention: u64,
+    pub auto_backup_enabled: bool,
+    /// Files the Stolon image keeps on the volume (`/data/.env`, `/data/restore.lock`, logs of detached runs).
+    pub files: BTreeMap<String, String>,
+    /// `/data/postgres` exists (pg_hba.conf present).
+    pub has_pgdata: bool,
+    /// Keeper local state `Initializing: true` (a PITR run was interrupted).
+    pub keeper_initializing: bool,
+}
+
+/// A Stolon cluster (one per app whose Machines run `flyio/postgres:*`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PgCluster {
+    pub cluster_uid: String,
+    pub spec: Value,
+    pub phase: String,
+    pub master: Option<String>,
+    pub system_identifier: u64,
+    pub timeline: u32,
+    pub lsn: u64,
+    pub pg_version: u32,
+    /// Postgres roles: user → `md5` + md5(password + user), as pg_authid stores them.
+    pub roles: BTreeMap<String, String>,
+    /// Databases → tables → row count.
+    pub databases: BTreeMap<String, BTreeMap<String, u64>>,
+    pub pitr: Option<Pitr>,
+    pub archive_armed: bool,
+    pub initialised: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Pitr {
+    pub keeper: String,
+    pub step: String,
+    pub step_started_ms: i64,
+    pub attempts: u32,
+    pub message: String,
+    pub backup: Option<String>,
+    pub gen: u64,
+    /// Data restored from the backup (roles, databases, lsn), applied when recovery ends.
+    pub restored: Option<RestoredData>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RestoredData {
+    pub roles: BTreeMap<String, String>,
+    pub databases: BTreeMap<String, BTreeMap<String, u64>>,
+    pub system_identifier: u64,
+    pub timeline: u32,
+    pub end_lsn: u64,
+    pub replayed_segments: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Timer {
+    pub at_ms: i64,
+    pub seq: u64,
+    pub app: String,
+    pub kind: TimerKind,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum TimerKind {
+    /// A transient state settles (starting → started, stopping → stopped, …).
+    Settle {
+        machine: String,
+        gen: u64,
+        to: String,
+    },
+    /// Postgres on this Machine is ready (boot finished).
+    Ready { machine: String, gen: u64 },
+    /// `start` panicked; the Machine exits and restarts (restart policy `always`).
+    Crash { machine: String, gen: u64 },
+    /// Next step of a PITR run.
+    Pitr { gen: u64 },
+    /// archive_timeout: the leader switches WAL and archive_command runs.
+    Archive,
+    /// A detached or long `wal-g backup-push` finishes.
+    BackupDone {
+        machine: String,
+        job: Box<crate::walg::PushJob>,
+    },
+}

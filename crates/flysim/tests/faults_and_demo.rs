@@ -1,0 +1,394 @@
+//! Fault injection (deterministic with a seed) and the demo seed (with persistence).
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use common::*;
+use flysim::{Faults, Sim, DEMO_APP, DEMO_TOKEN};
+use serde_json::{json, Value};
+use time::macros::datetime;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+async fn statuses(seed: u64) -> Vec<u16> {
+    let env = start().await;
+    env.sim.set_faults(Faults {
+        seed,
+        rate_429: 0.3,
+        rate_5xx: 0.2,
+        ..Faults::default()
+    });
+    let mut out = Vec::new();
+    for _ in 0..40 {
+        out.push(env.call("GET", "/v1/tokens/current", None).await.status);
+    }
+    out
+}
+
+#[tokio::test]
+async fn rates_are_deterministic_with_a_seed() {
+    let a = statuses(11).await;
+    let b = statuses(11).await;
+    let c = statuses(12).await;
+    assert_eq!(a, b, "same seed, same faults");
+    assert_ne!(a, c, "another seed, other faults");
+    assert!(
+        a.contains(&429) && a.contains(&503) && a.contains(&200),
+        "{a:?}"
+    );
+}
+
+#[tokio::test]
+async fn create_408_after_success_really_created() {
+    let env = start().await;
+    env.create_app("amb").await;
+    env.sim.set_faults(Faults {
+        create_408_after_success: 1.0,
+        ..Faults::default()
+    });
+    let r = env
+        .call(
+            "POST",
+            "/v1/apps/amb/machines",
+            Some(json!({"config": {"image": "nginx", "metadata": {"run": "r1"}}})),
+        )
+        .await;
+    assert_eq!(r.status, 408);
+    assert!(r.body["error"]
+        .as_str()
+        .unwrap()
+        .starts_with("deadline_exceeded"));
+    env.sim.set_faults(Faults::default());
+    // Looking (by metadata) finds the machine that the 408 hid.
+    let list = env
+        .ok("GET", "/v1/apps/amb/machines?metadata.run=r1", None)
+        .await;
+    assert_eq!(list.as_array().unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn exec_deadline_exceeded_and_latency() {
+    let env = start().await;
+    env.create_app("ex").await;
+    let m = env
+        .ok(
+            "POST",
+            "/v1/apps/ex/machines",
+            Some(json!({"config": {"image": "nginx"}})),
+        )
+        .await;
+    let id = m["id"].as_str().unwrap().to_string();
+    env.advance(3);
+    env.sim.set_faults(Faults {
+        exec_deadline_exceeded: 1.0,
+        ..Faults::default()
+    });
+    let r = env
+        .call(
+            "POST",
+            &format!("/v1/apps/ex/machines/{id}/exec"),
+            Some(json!({"command": ["true"]})),
+        )
+        .await;
+    assert_eq!(r.status, 408);
+    assert!(r.body["error"]
+        .as_str()
+        .unwrap()
+        .starts_with("deadline_exceeded"));
+    // Latency is real time added before the answer (measured, not asserted as a performance target).
+    env.sim.set_faults(Faults {
+        latency: Duration::from_millis(120),
+        ..Faults::default()
+    });
+    let t = std::time::Instant::now();
+    env.ok("GET", "/v1/tokens/current", None).await;
+    assert!(t.elapsed() >= Duration::from_millis(120));
+}
+
+#[tokio::test]
+async fn a_machine_that_never_becomes_healthy() {
+    let env = start().await;
+    env.create_app("sick").await;
+    let dir = tempfile::tempdir().unwrap();
+    let v = env
+        .set_secrets(
+            "sick",
+            pg_secrets("a", "b", "c", dir.path().to_str().unwrap()),
+        )
+        .await;
+    let vol = env
+        .ok(
+            "POST",
+            "/v1/apps/sick/volumes",
+            Some(json!({"name": "pg_data", "region": "iad"})),
+        )
+        .await;
+    let cfg =
+        json!({"image": "flyio/postgres:14.6", "mounts": [{"volume": vol["id"], "path": "/data"}]});
+    env.sim.set_faults(Faults {
+        never_healthy: BTreeSet::from(["sick-1".to_string()]),
+        ..Faults::default()
+    });
+    let m = env
+        .ok(
+            "POST",
+            "/v1/apps/sick/machines",
+            Some(json!({"name": "sick-1", "config": cfg, "min_secrets_version": v})),
+        )
+        .await;
+    let id = m["id"].as_str().unwrap().to_string();
+    env.advance(600);
+    assert_eq!(env.machine("sick", &id).await["state"], "started");
+    let (status, output) = env.role("sick", &id).await;
+    assert_eq!(status, "critical");
+    assert!(output.contains("connection refused"), "{output}");
+}
+
+#[tokio::test]
+async fn oom_event_and_restart() {
+    let env = start().await;
+    env.create_app("oom").await;
+    let m = env
+        .ok(
+            "POST",
+            "/v1/apps/oom/machines",
+            Some(json!({"config": {"image": "nginx"}})),
+        )
+        .await;
+    let id = m["id"].as_str().unwrap().to_string();
+    env.advance(3);
+    env.sim.inject_oom("oom", &id).unwrap();
+    assert_eq!(env.machine("oom", &id).await["state"], "starting");
+    env.advance(3);
+    let m = env.machine("oom", &id).await;
+    assert_eq!(m["state"], "started");
+    let exit = m["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["type"] == "exit")
+        .unwrap()
+        .clone();
+    assert_eq!(exit["request"]["exit_event"]["oom_killed"], true);
+    assert_eq!(exit["request"]["exit_event"]["exit_code"], 137);
+    assert!(env.sim.inject_oom("oom", "nope").is_err());
+}
+
+#[tokio::test]
+async fn demo_seed_has_a_cluster_with_history_and_survives_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let storage = dir.path().join("walg");
+    let state = dir.path().join("flysim.json");
+    let sim = Sim::builder()
+        .manual_clock(datetime!(2026-03-01 12:00 UTC))
+        .seed(42)
+        .persist(&state)
+        .build()
+        .unwrap();
+    let info = sim.seed_demo(&storage).unwrap();
+    assert_eq!(info.machines.len(), 3);
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let run = flysim::spawn(listener, sim.clone(), CancellationToken::new()).unwrap();
+    let http = reqwest::Client::new();
+    let get = |p: String| {
+        let http = http.clone();
+        let url = format!("{}{p}", run.base_url);
+        async move {
+            http.get(url)
+                .header("Authorization", format!("FlyV1 {DEMO_TOKEN}"))
+                .send()
+                .await
+                .unwrap()
+                .json::<Value>()
+                .await
+                .unwrap()
+        }
+    };
+    let list = get(format!("/v1/apps/{DEMO_APP}/machines")).await;
+    let roles: Vec<String> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            m["checks"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|c| c["name"] == "role")
+                .unwrap()["output"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    assert_eq!(
+        roles.iter().filter(|r| *r == "leader").count(),
+        1,
+        "{roles:?}"
+    );
+    assert_eq!(
+        roles.iter().filter(|r| *r == "replica").count(),
+        2,
+        "{roles:?}"
+    );
+    let backups: Vec<_> = std::fs::read_dir(storage.join("basebackups_005"))
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .ends_with("_backup_stop_sentinel.json")
+        })
+        .collect();
+    assert_eq!(
+        backups.len(),
+        3,
+        "26 h of history, a base backup every 12 h"
+    );
+    let wal = std::fs::read_dir(storage.join("wal_005")).unwrap().count();
+    assert!(wal > 300, "{wal} WAL objects");
+    // A backup-push through exec on the leader works with the demo's secrets.
+    let leader = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["checks"][1]["output"] == "leader")
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let out = http
+        .post(format!(
+            "{}/v1/apps/{DEMO_APP}/machines/{leader}/exec",
+            run.base_url
+        ))
+        .header("Authorization", format!("FlyV1 {DEMO_TOKEN}"))
+        .json(&json!({"command": ["wal-g", "backup-push", "/data/postgres"]}))
+        .send()
+        .await
+        .unwrap()
+        .json::<Value>()
+        .await
+        .unwrap();
+    assert_eq!(out["exit_code"], 0, "{out}");
+    run.shutdown().await.unwrap();
+
+    // Reload from the state file: same apps, machines and secrets; seeding again is a no-op.
+    let sim2 = Sim::builder()
+        .manual_clock(datetime!(2026-03-01 12:10 UTC))
+        .persist(&state)
+        .build()
+        .unwrap();
+    let info2 = sim2.seed_demo(&storage).unwrap();
+    let mut a = info.machines.clone();
+    let mut b = info2.machines.clone();
+    a.sort();
+    b.sort();
+    assert_eq!(a, b);
+    assert_eq!(sim2.pg_phase(DEMO_APP), Some(("normal".into(), None)));
+}
+
+#[tokio::test]
+async fn real_clock_transitions_progress_in_the_background() {
+    let timing = flysim::Timing {
+        start: Duration::from_millis(100),
+        stop: Duration::from_millis(100),
+        ..flysim::Timing::default()
+    };
+    let env = start_with(Sim::builder().timing(timing).build().unwrap()).await;
+    env.create_app("rt").await;
+    let m = env
+        .ok(
+            "POST",
+            "/v1/apps/rt/machines",
+            Some(json!({"config": {"image": "nginx"}})),
+        )
+        .await;
+    let id = m["id"].as_str().unwrap();
+    // The background ticker settles `created → started`; wait long-polls until it does.
+    let r = env
+        .call(
+            "GET",
+            &format!("/v1/apps/rt/machines/{id}/wait?state=started&timeout=10"),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    env.ok("POST", &format!("/v1/apps/rt/machines/{id}/stop"), None)
+        .await;
+    let r = env
+        .call(
+            "GET",
+            &format!("/v1/apps/rt/machines/{id}/wait?state=stopped&timeout=10"),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let r = env
+        .call(
+            "GET",
+            &format!("/v1/apps/rt/machines/{id}/wait?state=started&timeout=1"),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, 408);
+}
+
+#[tokio::test]
+async fn documented_rate_limits_when_enforced() {
+    let env = start().await;
+    env.create_app("rl").await;
+    let m = env
+        .ok(
+            "POST",
+            "/v1/apps/rl/machines",
+            Some(json!({"config": {"image": "nginx"}})),
+        )
+        .await;
+    let id = m["id"].as_str().unwrap().to_string();
+    env.advance(3);
+    env.sim.set_faults(Faults {
+        enforce_rate_limits: true,
+        ..Faults::default()
+    });
+    // Get Machine: burst 10, then 429 until simulated time refills 5/s.
+    let mut got = Vec::new();
+    for _ in 0..11 {
+        got.push(
+            env.call("GET", &format!("/v1/apps/rl/machines/{id}"), None)
+                .await
+                .status,
+        );
+    }
+    assert_eq!(&got[..10], &[200; 10]);
+    assert_eq!(got[10], 429);
+    env.advance(1);
+    for _ in 0..5 {
+        assert_eq!(
+            env.call("GET", &format!("/v1/apps/rl/machines/{id}"), None)
+                .await
+                .status,
+            200
+        );
+    }
+    // Other actions: 1/s burst 3, per action and Machine.
+    let stop = format!("/v1/apps/rl/machines/{id}/stop");
+    let got: Vec<u16> = {
+        let mut v = Vec::new();
+        for _ in 0..4 {
+            v.push(env.call("POST", &stop, None).await.status);
+        }
+        v
+    };
+    assert_eq!(got, vec![200, 200, 200, 429]);
+    // Another action on the same Machine has its own bucket.
+    assert_eq!(
+        env.call("GET", &format!("/v1/apps/rl/machines/{id}/events"), None)
+            .await
+            .status,
+        200
+    );
+}

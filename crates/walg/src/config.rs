@@ -1,0 +1,553 @@
+//! Storage configuration from wal-g's own environment variables or from a storage URL.
+
+use crate::codec::LibsodiumKey;
+use crate::names::{valid_segment_size, DEFAULT_SEGMENT_SIZE};
+use object_store::path::Path;
+use object_store::ObjectStore;
+use secrecy::{ExposeSecret, SecretString};
+use std::collections::HashMap;
+use std::sync::Arc;
+
+/// A configuration problem. Messages name the variable, never its secret value.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("no storage configured: set one of WALG_S3_PREFIX, WALG_GS_PREFIX, WALG_AZ_PREFIX or WALG_FILE_PREFIX")]
+    NoStorage,
+    #[error("{var}: {problem}")]
+    Invalid { var: String, problem: String },
+    #[error("{0} storage is not supported by this reader (S3, GCS, Azure and local files are)")]
+    Unsupported(String),
+    #[error("cannot open storage {url}: {source}")]
+    Open {
+        url: String,
+        #[source]
+        source: object_store::Error,
+    },
+}
+
+/// Which backend and how to reach it.
+#[derive(Debug, Clone)]
+pub enum Backend {
+    S3 {
+        bucket: String,
+        endpoint: Option<String>,
+        region: Option<String>,
+        force_path_style: bool,
+        access_key_id: Option<String>,
+        secret_access_key: Option<SecretString>,
+        session_token: Option<SecretString>,
+    },
+    Gcs {
+        bucket: String,
+        service_account_path: Option<String>,
+    },
+    Azure {
+        container: String,
+        account: Option<String>,
+        access_key: Option<SecretString>,
+        sas_token: Option<SecretString>,
+    },
+    File {
+        path: std::path::PathBuf,
+    },
+}
+
+/// Fewer retries than object_store's default (10 over 3 minutes): an unreachable bucket should be reported
+/// within seconds.
+fn retry() -> object_store::RetryConfig {
+    object_store::RetryConfig {
+        backoff: Default::default(),
+        max_retries: 3,
+        retry_timeout: std::time::Duration::from_secs(20),
+    }
+}
+
+/// Everything needed to read one wal-g storage root.
+#[derive(Debug, Clone)]
+pub struct StorageConfig {
+    pub backend: Backend,
+    /// Path inside the bucket (or directory) of the wal-g root, without leading or trailing `/`.
+    pub root: String,
+    /// WAL segment size in bytes (`WALG_PG_WAL_SIZE` is in MiB).
+    pub segment_size: u64,
+    /// `WALG_LIBSODIUM_KEY` (+ transform), to open `.history` files.
+    pub libsodium_key: Option<LibsodiumKey>,
+}
+
+fn get<'a>(env: &'a HashMap<String, String>, names: &[&str]) -> Option<(&'a str, String)> {
+    names.iter().find_map(|n| {
+        env.get_key_value(*n)
+            .map(|(k, v)| (k.as_str(), v.trim().to_string()))
+            .filter(|(_, v)| !v.is_empty())
+    })
+}
+
+fn invalid(var: &str, problem: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        var: var.to_string(),
+        problem: problem.into(),
+    }
+}
+
+fn truthy(v: &str) -> bool {
+    matches!(
+        v.to_ascii_lowercase().as_str(),
+        "1" | "true" | "yes" | "on" | "t"
+    )
+}
+
+/// Parses a pasted block of `KEY=value` lines (`export KEY=value`, quotes, comments and blank lines allowed).
+pub fn parse_env_block(text: &str) -> HashMap<String, String> {
+    let mut out = HashMap::new();
+    for line in text.lines() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let line = line.strip_prefix("export ").unwrap_or(line).trim_start();
+        if let Some((k, v)) = line.split_once('=') {
+            let k = k.trim();
+            if k.is_empty() || !k.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+                continue;
+            }
+            let v = v.trim();
+            let v = if v.len() >= 2
+                && ((v.starts_with('"') && v.ends_with('"'))
+                    || (v.starts_with('\'') && v.ends_with('\'')))
+            {
+                &v[1..v.len() - 1]
+            } else {
+                v
+            };
+            out.insert(k.to_string(), v.to_string());
+        }
+    }
+    out
+}
+
+fn join_root(path: &str, storage_prefix: Option<&str>) -> String {
+    let mut parts: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+    if let Some(p) = storage_prefix {
+        parts.extend(p.split('/').filter(|s| !s.is_empty()));
+    }
+    parts.join("/")
+}
+
+impl StorageConfig {
+    /// Configuration from wal-g's variables (a pasted env block or the process environment as a map).
+    /// The first `*_PREFIX` in wal-g's order wins: S3, FILE, GS, AZ (OSS, Swift and SSH are refused).
+    pub fn from_env_map(env: &HashMap<String, String>) -> Result<StorageConfig, ConfigError> {
+        let order: [(&str, &[&str]); 7] = [
+            ("OSS", &["WALG_OSS_PREFIX", "WALE_OSS_PREFIX", "OSS_PREFIX"]),
+            ("S3", &["WALG_S3_PREFIX", "WALE_S3_PREFIX", "S3_PREFIX"]),
+            (
+                "FILE",
+                &["WALG_FILE_PREFIX", "WALE_FILE_PREFIX", "FILE_PREFIX"],
+            ),
+            ("GS", &["WALG_GS_PREFIX", "WALE_GS_PREFIX", "GS_PREFIX"]),
+            ("AZ", &["WALG_AZ_PREFIX", "WALE_AZ_PREFIX", "AZ_PREFIX"]),
+            (
+                "SWIFT",
+                &["WALG_SWIFT_PREFIX", "WALE_SWIFT_PREFIX", "SWIFT_PREFIX"],
+            ),
+            ("SSH", &["WALG_SSH_PREFIX", "WALE_SSH_PREFIX", "SSH_PREFIX"]),
+        ];
+        for (kind, vars) in order {
+            if let Some((var, value)) = get(env, vars) {
+                return match kind {
+                    "S3" | "GS" | "AZ" => Self::from_url_named(&value, var, env),
+                    "FILE" => {
+                        let v = if value.contains("://") {
+                            value.clone()
+                        } else {
+                            format!("file://{value}")
+                        };
+                        Self::from_url_named(&v, var, env)
+                    }
+                    other => Err(ConfigError::Unsupported(other.to_string())),
+                };
+            }
+        }
+        Err(ConfigError::NoStorage)
+    }
+
+    /// Configuration from a storage URL (`s3://bucket/prefix`, `gs://bucket/prefix`, `azure://container/prefix`,
+    /// `file:///path`, or a plain path); credentials and other settings still come from `env`.
+    pub fn from_url(
+        url: &str,
+        env: &HashMap<String, String>,
+    ) -> Result<StorageConfig, ConfigError> {
+        let url = url.trim();
+        if !url.contains("://") {
+            let abs =
+                std::path::absolute(url).map_err(|e| invalid("storage URL", e.to_string()))?;
+            return Self::from_url_named(&format!("file://{}", abs.display()), "storage URL", env);
+        }
+        Self::from_url_named(url, "storage URL", env)
+    }
+
+    fn from_url_named(
+        value: &str,
+        var: &str,
+        env: &HashMap<String, String>,
+    ) -> Result<StorageConfig, ConfigError> {
+        let (scheme, rest) = value
+            .split_once("://")
+            .ok_or_else(|| invalid(var, format!("'{value}' is not a URL like s3://bucket/path")))?;
+        let storage_prefix = get(env, &["WALG_STORAGE_PREFIX", "STORAGE_PREFIX"]).map(|x| x.1);
+        let segment_size = match get(env, &["WALG_PG_WAL_SIZE"]) {
+            None => DEFAULT_SEGMENT_SIZE,
+            Some((v, s)) => {
+                let mib: u64 = s
+                    .parse()
+                    .map_err(|_| invalid(v, format!("'{s}' is not a number of MiB")))?;
+                let bytes = mib.saturating_mul(1024 * 1024);
+                if !valid_segment_size(bytes) {
+                    return Err(invalid(v, format!("{mib} MiB is not a WAL segment size PostgreSQL allows (a power of 2 from 1 to 1024)")));
+                }
+                bytes
+            }
+        };
+        let libsodium_key = match get(env, &["WALG_LIBSODIUM_KEY", "LIBSODIUM_KEY"]) {
+            Some((v, key)) => {
+                let transform = get(
+                    env,
+                    &["WALG_LIBSODIUM_KEY_TRANSFORM", "LIBSODIUM_KEY_TRANSFORM"],
+                )
+                .map(|x| x.1);
+                Some(
+                    LibsodiumKey::from_setting(&key, transform.as_deref())
+                        .map_err(|e| invalid(v, e.to_string()))?,
+                )
+            }
+            None => match get(env, &["WALG_LIBSODIUM_KEY_PATH", "LIBSODIUM_KEY_PATH"]) {
+                Some((v, path)) => {
+                    let key = zeroize::Zeroizing::new(
+                        std::fs::read_to_string(&path)
+                            .map_err(|e| invalid(v, format!("cannot read {path}: {e}")))?,
+                    );
+                    let transform = get(
+                        env,
+                        &["WALG_LIBSODIUM_KEY_TRANSFORM", "LIBSODIUM_KEY_TRANSFORM"],
+                    )
+                    .map(|x| x.1);
+                    Some(
+                        LibsodiumKey::from_setting(&key, transform.as_deref())
+                            .map_err(|e| invalid(v, e.to_string()))?,
+                    )
+                }
+                None => None,
+            },
+        };
+        let (bucket, path) = match rest.split_once('/') {
+            Some((b, p)) => (b.to_string(), p.to_string()),
+            None => (rest.to_string(), String::new()),
+        };
+        let backend = match scheme.to_ascii_lowercase().as_str() {
+            "s3" => {
+                if bucket.is_empty() {
+                    return Err(invalid(var, "the S3 URL has no bucket"));
+                }
+                Backend::S3 {
+                    bucket: bucket.clone(),
+                    endpoint: get(
+                        env,
+                        &[
+                            "AWS_ENDPOINT",
+                            "WALG_S3_ENDPOINT",
+                            "AWS_ENDPOINT_URL_S3",
+                            "AWS_ENDPOINT_URL",
+                        ],
+                    )
+                    .map(|x| x.1),
+                    region: get(env, &["AWS_REGION", "AWS_DEFAULT_REGION"]).map(|x| x.1),
+                    force_path_style: get(env, &["AWS_S3_FORCE_PATH_STYLE"])
+                        .map(|x| truthy(&x.1))
+                        .unwrap_or(false),
+                    access_key_id: get(env, &["AWS_ACCESS_KEY_ID", "AWS_ACCESS_KEY"]).map(|x| x.1),
+                    secret_access_key: get(env, &["AWS_SECRET_ACCESS_KEY", "AWS_SECRET_KEY"])
+                        .map(|x| SecretString::from(x.1)),
+                    session_token: get(env, &["AWS_SESSION_TOKEN"])
+                        .map(|x| SecretString::from(x.1)),
+                }
+            }
+            "gs" => {
+                if bucket.is_empty() {
+                    return Err(invalid(var, "the GCS URL has no bucket"));
+                }
+                Backend::Gcs {
+                    bucket: bucket.clone(),
+                    service_account_path: get(env, &["GOOGLE_APPLICATION_CREDENTIALS"])
+                        .map(|x| x.1),
+                }
+            }
+            "azure" | "az" => {
+                if bucket.is_empty() {
+                    return Err(invalid(var, "the Azure URL has no container"));
+                }
+                Backend::Azure {
+                    container: bucket.clone(),
+                    account: get(env, &["AZURE_STORAGE_ACCOUNT"]).map(|x| x.1),
+                    access_key: get(env, &["AZURE_STORAGE_ACCESS_KEY", "AZURE_STORAGE_KEY"])
+                        .map(|x| SecretString::from(x.1)),
+                    sas_token: get(env, &["AZURE_STORAGE_SAS_TOKEN"])
+                        .map(|x| SecretString::from(x.1)),
+                }
+            }
+            "file" => {
+                // file:///path, file://localhost/path (WAL-E) or file://relative
+                let p = rest.strip_prefix("localhost").unwrap_or(rest);
+                let p = if p.is_empty() { "/" } else { p };
+                let path = std::path::PathBuf::from(p);
+                let root = join_root("", storage_prefix.as_deref());
+                return Ok(StorageConfig {
+                    backend: Backend::File { path },
+                    root,
+                    segment_size,
+                    libsodium_key,
+                });
+            }
+            "oss" | "swift" | "ssh" => {
+                return Err(ConfigError::Unsupported(scheme.to_ascii_uppercase()))
+            }
+            other => return Err(invalid(var, format!("unknown storage scheme '{other}://'"))),
+        };
+        Ok(StorageConfig {
+            backend,
+            root: join_root(&path, storage_prefix.as_deref()),
+            segment_size,
+            libsodium_key,
+        })
+    }
+
+    /// The storage location as a URL without credentials (for messages and logs).
+    pub fn display_url(&self) -> String {
+        let (scheme, bucket) = match &self.backend {
+            Backend::S3 { bucket, .. } => ("s3", bucket.clone()),
+            Backend::Gcs { bucket, .. } => ("gs", bucket.clone()),
+            Backend::Azure { container, .. } => ("azure", container.clone()),
+            Backend::File { path } => (
+                "file",
+                path.display().to_string().trim_end_matches('/').to_string(),
+            ),
+        };
+        if self.root.is_empty() {
+            format!("{scheme}://{bucket}")
+        } else {
+            format!("{scheme}://{bucket}/{}", self.root)
+        }
+    }
+
+    /// The root as an object_store path.
+    pub fn root_path(&self) -> Path {
+        Path::from(self.root.as_str())
+    }
+
+    /// Builds the object store client.
+    pub fn build_store(&self) -> Result<Arc<dyn ObjectStore>, ConfigError> {
+        let url = self.display_url();
+        let open = |source| ConfigError::Open {
+            url: url.clone(),
+            source,
+        };
+        match &self.backend {
+            Backend::File { path } => {
+                let fs =
+                    object_store::local::LocalFileSystem::new_with_prefix(path).map_err(open)?;
+                Ok(Arc::new(fs))
+            }
+            Backend::S3 {
+                bucket,
+                endpoint,
+                region,
+                force_path_style,
+                access_key_id,
+                secret_access_key,
+                session_token,
+            } => {
+                use object_store::aws::AmazonS3Builder;
+                let mut b = AmazonS3Builder::new()
+                    .with_bucket_name(bucket)
+                    .with_region(region.clone().unwrap_or_else(|| "us-east-1".to_string()))
+                    .with_retry(retry());
+                if let Some(ep) = endpoint {
+                    let ep = if ep.contains("://") {
+                        ep.clone()
+                    } else {
+                        format!("https://{ep}")
+                    };
+                    b = b.with_allow_http(ep.starts_with("http://"));
+                    if *force_path_style {
+                        b = b.with_endpoint(ep.trim_end_matches('/'));
+                    } else {
+                        // wal-g (AWS SDK) uses virtual-hosted style: https://<bucket>.<endpoint host>
+                        let (scheme, host) = ep.split_once("://").unwrap_or(("https", ep.as_str()));
+                        b = b
+                            .with_endpoint(format!(
+                                "{scheme}://{bucket}.{}",
+                                host.trim_end_matches('/')
+                            ))
+                            .with_virtual_hosted_style_request(true);
+                    }
+                }
+                if let Some(k) = access_key_id {
+                    b = b.with_access_key_id(k);
+                }
+                if let Some(s) = secret_access_key {
+                    b = b.with_secret_access_key(s.expose_secret());
+                }
+                if let Some(t) = session_token {
+                    b = b.with_token(t.expose_secret());
+                }
+                Ok(Arc::new(b.build().map_err(open)?))
+            }
+            Backend::Gcs {
+                bucket,
+                service_account_path,
+            } => {
+                use object_store::gcp::GoogleCloudStorageBuilder;
+                let mut b = GoogleCloudStorageBuilder::new()
+                    .with_bucket_name(bucket)
+                    .with_retry(retry());
+                if let Some(p) = service_account_path {
+                    b = b.with_service_account_path(p);
+                }
+                Ok(Arc::new(b.build().map_err(open)?))
+            }
+            Backend::Azure {
+                container,
+                account,
+                access_key,
+                sas_token,
+            } => {
+                use object_store::azure::{AzureConfigKey, MicrosoftAzureBuilder};
+                let mut b = MicrosoftAzureBuilder::new()
+                    .with_container_name(container)
+                    .with_retry(retry());
+                if let Some(a) = account {
+                    b = b.with_account(a);
+                }
+                if let Some(k) = access_key {
+                    b = b.with_access_key(k.expose_secret());
+                }
+                if let Some(s) = sas_token {
+                    b = b.with_config(
+                        AzureConfigKey::SasKey,
+                        s.expose_secret().trim_start_matches('?'),
+                    );
+                }
+                Ok(Arc::new(b.build().map_err(open)?))
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn s3_from_env_block() {
+        let e = parse_env_block(
+            "# wal-g\nexport WALG_S3_PREFIX='s3://my-bucket/pg/cluster1/'\nAWS_ACCESS_KEY_ID=AKIA123\nAWS_SECRET_ACCESS_KEY=\"s3cr3t-value\"\nAWS_ENDPOINT=https://fly.storage.tigris.dev\nAWS_REGION=auto\nAWS_S3_FORCE_PATH_STYLE=true\nWALG_STORAGE_PREFIX=/extra\nWALG_PG_WAL_SIZE=64\n",
+        );
+        let c = StorageConfig::from_env_map(&e).unwrap();
+        assert_eq!(c.root, "pg/cluster1/extra");
+        assert_eq!(c.segment_size, 64 << 20);
+        match &c.backend {
+            Backend::S3 {
+                bucket,
+                endpoint,
+                region,
+                force_path_style,
+                access_key_id,
+                ..
+            } => {
+                assert_eq!(bucket, "my-bucket");
+                assert_eq!(endpoint.as_deref(), Some("https://fly.storage.tigris.dev"));
+                assert_eq!(region.as_deref(), Some("auto"));
+                assert!(*force_path_style);
+                assert_eq!(access_key_id.as_deref(), Some("AKIA123"));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(c.display_url(), "s3://my-bucket/pg/cluster1/extra");
+        assert!(!format!("{c:?}").contains("s3cr3t-value"));
+        assert!(c.build_store().is_ok());
+    }
+
+    #[test]
+    fn prefix_order_and_errors() {
+        let e = env(&[
+            ("WALG_GS_PREFIX", "gs://g/p"),
+            ("WALG_S3_PREFIX", "s3://b/x"),
+        ]);
+        assert!(matches!(
+            StorageConfig::from_env_map(&e).unwrap().backend,
+            Backend::S3 { .. }
+        ));
+        assert!(matches!(
+            StorageConfig::from_env_map(&env(&[])),
+            Err(ConfigError::NoStorage)
+        ));
+        let e = env(&[("WALG_SSH_PREFIX", "ssh://h/p")]);
+        assert!(matches!(
+            StorageConfig::from_env_map(&e),
+            Err(ConfigError::Unsupported(_))
+        ));
+        let e = env(&[("WALG_S3_PREFIX", "s3://b/x"), ("WALG_PG_WAL_SIZE", "15")]);
+        let err = StorageConfig::from_env_map(&e).unwrap_err().to_string();
+        assert!(err.contains("WALG_PG_WAL_SIZE"), "{err}");
+        let e = env(&[
+            ("WALG_S3_PREFIX", "s3://b/x"),
+            ("WALG_LIBSODIUM_KEY", "tooshort-secret"),
+        ]);
+        let err = StorageConfig::from_env_map(&e).unwrap_err().to_string();
+        assert!(
+            err.contains("WALG_LIBSODIUM_KEY") && !err.contains("tooshort-secret"),
+            "{err}"
+        );
+        let e = env(&[("WALG_S3_PREFIX", "bucket-without-scheme")]);
+        assert!(StorageConfig::from_env_map(&e).is_err());
+    }
+
+    #[test]
+    fn file_gcs_azure() {
+        let e = env(&[("WALG_FILE_PREFIX", "file://localhost/tmp/walg")]);
+        let c = StorageConfig::from_env_map(&e).unwrap();
+        assert!(
+            matches!(&c.backend, Backend::File { path } if path == std::path::Path::new("/tmp/walg"))
+        );
+        let c = StorageConfig::from_env_map(&env(&[("WALG_FILE_PREFIX", "/var/backups")])).unwrap();
+        assert!(
+            matches!(&c.backend, Backend::File { path } if path == std::path::Path::new("/var/backups"))
+        );
+        let c = StorageConfig::from_url("gs://bkt/a/b", &HashMap::new()).unwrap();
+        assert!(matches!(&c.backend, Backend::Gcs { bucket, .. } if bucket == "bkt"));
+        assert_eq!(c.root, "a/b");
+        let c =
+            StorageConfig::from_url("azure://cont/p", &env(&[("AZURE_STORAGE_ACCOUNT", "acct")]))
+                .unwrap();
+        assert!(matches!(&c.backend, Backend::Azure { container, .. } if container == "cont"));
+        assert!(StorageConfig::from_url("ftp://x/y", &HashMap::new()).is_err());
+    }
+
+    #[test]
+    fn missing_directory_is_a_clear_error() {
+        let c =
+            StorageConfig::from_url("file:///definitely/not/here/walg", &HashMap::new()).unwrap();
+        let err = c
+            .build_store()
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(err.contains("file:///definitely/not/here/walg"), "{err}");
+    }
+}

@@ -1,0 +1,394 @@
+//! `walden timeline`, `walden verify` and `walden plan` run as a user runs them, against buckets written by
+//! `walg::testkit` on local files and on a real S3-protocol server (moto).
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration as StdDuration, Instant};
+
+use serde_json::Value;
+use time::{Duration, OffsetDateTime};
+use walg::testkit::{sample_builder, BackupSpec, BucketBuilder};
+
+fn walden() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_walden"));
+    for (k, _) in std::env::vars() {
+        if k.starts_with("WALG_")
+            || k.starts_with("WALE_")
+            || k.starts_with("AWS_")
+            || k.starts_with("WALDEN_")
+        {
+            cmd.env_remove(k);
+        }
+    }
+    cmd
+}
+
+fn json(out: &Output) -> Value {
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "stdout is not JSON ({e}): {}",
+            String::from_utf8_lossy(&out.stdout)
+        )
+    })
+}
+
+/// The sample bucket's anchor times, as `sample_builder` computes them.
+struct Sample {
+    dir: tempfile::TempDir,
+    start: OffsetDateTime,
+}
+
+impl Sample {
+    fn at(&self, k: i64) -> OffsetDateTime {
+        self.start + Duration::minutes(10 * k)
+    }
+    fn path(&self) -> String {
+        self.dir.path().display().to_string()
+    }
+}
+
+fn sample() -> Sample {
+    let now = OffsetDateTime::now_utc();
+    let dir = tempfile::tempdir().unwrap();
+    sample_builder(now).write_dir(dir.path()).unwrap();
+    let hour = now
+        .replace_minute(0)
+        .unwrap()
+        .replace_second(0)
+        .unwrap()
+        .replace_nanosecond(0)
+        .unwrap();
+    Sample {
+        dir,
+        start: hour - Duration::days(4),
+    }
+}
+
+#[test]
+fn timeline_json_has_the_documented_fields() {
+    let s = sample();
+    let out = walden()
+        .args(["timeline", &s.path(), "--json", "--no-cache"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let j = json(&out);
+    let b = &j["backups"][0];
+    for k in [
+        "name",
+        "timeline",
+        "start_lsn",
+        "finish_lsn",
+        "start_time",
+        "finish_time",
+        "permanent",
+        "delta_from",
+    ] {
+        assert!(b.get(k).is_some(), "backups[].{k} missing: {b}");
+    }
+    assert_eq!(b["start_lsn"], "2A/C000028");
+    assert_eq!(b["permanent"], true);
+    assert_eq!(j["backups"].as_array().unwrap().len(), 5);
+    assert!(j["backups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|b| b["delta_from"].is_string()));
+    let t2 = &j["timelines"][1];
+    assert_eq!(t2["timeline"], 2);
+    assert_eq!(t2["parent"], 1);
+    assert_eq!(t2["switch_lsn"], "2B/68004000");
+    assert_eq!(t2["first_segment"], "000000020000002B00000068");
+    assert_eq!(t2["last_segment"], "000000020000002C0000003F");
+    assert_eq!(t2["gaps"][0]["from"], "000000020000002B000000C2");
+    assert_eq!(t2["gaps"][0]["to"], "000000020000002B000000C7");
+    let w = j["windows"].as_array().unwrap();
+    assert_eq!(w.len(), 2);
+    assert_eq!(w[0]["timeline"], 2);
+    assert!(w[0]["from"].as_str().unwrap().ends_with('Z'));
+    assert!(j["earliest_restorable"].is_string() && j["latest_restorable"].is_string());
+    let f = &j["findings"][0];
+    assert_eq!(f["severity"], "error");
+    assert_eq!(f["code"], "wal_gap");
+    assert!(f["message"].as_str().unwrap().contains("timeline 2"));
+
+    let out = walden()
+        .args(["timeline", &s.path(), "--no-cache"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("BACKUPS") && text.contains("RESTORABLE WINDOWS") && text.contains("wal_gap"),
+        "{text}"
+    );
+}
+
+#[test]
+fn verify_exit_codes() {
+    let s = sample();
+    let out = walden()
+        .args(["verify", &s.path(), "--no-cache"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("ERROR   wal_gap"));
+
+    let clean = tempfile::tempdir().unwrap();
+    let now = OffsetDateTime::now_utc();
+    let mut b = BucketBuilder::new();
+    b.wal(1, 1, 30, now - Duration::hours(5), Duration::minutes(10));
+    b.backup(&BackupSpec::at(1, 2, now - Duration::hours(5)));
+    b.write_dir(clean.path()).unwrap();
+    let out = walden()
+        .args(["verify", "--json", "--no-cache"])
+        .env("WALG_FILE_PREFIX", clean.path())
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert_eq!(json(&out)["status"], "ok");
+}
+
+#[test]
+fn plan_time_gap_latest_and_bad_input() {
+    let s = sample();
+    let target = walg::pg_time(s.at(300));
+    let out = walden()
+        .args([
+            "plan",
+            &s.path(),
+            "--target-time",
+            &target,
+            "--json",
+            "--no-cache",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let j = json(&out);
+    assert!(j["backup"].as_str().unwrap().contains("_D_"));
+    assert_eq!(j["recovery_target_time"], target);
+    assert_eq!(j["recovery_target_timeline"], "2");
+    assert_eq!(j["wal_from"], "000000010000002A000000E4");
+    assert_eq!(j["wal_to"], "000000010000002B0000002C");
+    assert!(j["wal_bytes"].as_u64().unwrap() > 0);
+
+    // In the gap: refusal, exit 3.
+    let gap = walg::pg_time(s.at(452));
+    let out = walden()
+        .args([
+            "plan",
+            &s.path(),
+            "--target-time",
+            &gap,
+            "--json",
+            "--no-cache",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3));
+    let j = json(&out);
+    let reason = j["refusal"]["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("falls in a WAL gap from") && reason.contains("on timeline 2"),
+        "{reason}"
+    );
+    assert!(j.get("backup").is_none());
+
+    let out = walden()
+        .args(["plan", &s.path(), "--latest", "--json", "--no-cache"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let j = json(&out);
+    assert_eq!(j["backup"], "base_000000020000002C00000004");
+    assert!(j["recovery_target_time"].is_null());
+
+    let out = walden()
+        .args(["plan", &s.path(), "--latest", "--no-cache"])
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).contains("recovery_target_timeline = '2'"));
+
+    // Bad input: one clear line, no panic.
+    let out = walden()
+        .args(["plan", &s.path(), "--target-time", "teatime", "--no-cache"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("--target-time") && !err.contains("panicked"),
+        "{err}"
+    );
+    let out = walden()
+        .args(["timeline", "/no/such/bucket/dir", "--no-cache"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("/no/such/bucket/dir"));
+    let out = walden().args(["timeline", "--no-cache"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("WALG_S3_PREFIX"));
+}
+
+#[test]
+fn the_cache_file_is_refreshed() {
+    let s = sample();
+    let cache = s.dir.path().join("cache").join("index.json");
+    let cache_s = cache.display().to_string();
+    let run = || {
+        let out = walden()
+            .args(["timeline", &s.path(), "--json", "--cache", &cache_s])
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        let mut j = json(&out);
+        j["generated_at"] = Value::Null;
+        j["freshness"] = Value::Null;
+        j
+    };
+    let first = run();
+    assert!(cache.exists());
+    assert_eq!(run(), first);
+    // New WAL and a new backup appear after a refresh through the cache.
+    let mut more = BucketBuilder::new();
+    let now = OffsetDateTime::now_utc();
+    more.wal(2, 0x2A00 + 576, 0x2A00 + 590, now, Duration::seconds(1));
+    more.backup(&BackupSpec::at(2, 0x2A00 + 580, now));
+    more.write_dir(s.dir.path()).unwrap();
+    let third = run();
+    assert_eq!(third["backups"].as_array().unwrap().len(), 6);
+    assert_eq!(
+        third["timelines"][1]["last_segment"],
+        "000000020000002C0000004E"
+    );
+}
+
+struct Moto {
+    child: Child,
+    port: u16,
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start_moto() -> Moto {
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let child = Command::new("moto_server")
+        .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| {
+            panic!("this test needs `moto_server` on PATH (`pip install 'moto[server]'`): {e}")
+        });
+    let moto = Moto { child, port };
+    let deadline = Instant::now() + StdDuration::from_secs(30);
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "moto_server did not start on port {port}"
+        );
+        std::thread::sleep(StdDuration::from_millis(100));
+    }
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    write!(s, "PUT /cli-bucket HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n").unwrap();
+    let mut resp = String::new();
+    s.read_to_string(&mut resp).unwrap();
+    assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
+    moto
+}
+
+#[test]
+fn cli_against_s3_with_wal_g_variables() {
+    let moto = start_moto();
+    let vars = [
+        ("WALG_S3_PREFIX", "s3://cli-bucket/pg".to_string()),
+        ("AWS_ENDPOINT", format!("http://127.0.0.1:{}", moto.port)),
+        ("AWS_S3_FORCE_PATH_STYLE", "true".to_string()),
+        ("AWS_REGION", "us-east-1".to_string()),
+        ("AWS_ACCESS_KEY_ID", "test".to_string()),
+        ("AWS_SECRET_ACCESS_KEY", "test-secret".to_string()),
+    ];
+    let env: std::collections::HashMap<String, String> = vars
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.clone()))
+        .collect();
+    let cfg = walg::StorageConfig::from_env_map(&env).unwrap();
+    let store = cfg.build_store().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(sample_builder(OffsetDateTime::now_utc()).write_store(store.as_ref(), &cfg.root))
+        .unwrap();
+
+    // Credentials and the prefix come from the environment (no URL argument), as pasted from wal-g.
+    let mut cmd = walden();
+    cmd.args(["timeline", "--json", "--no-cache"]);
+    for (k, v) in &vars {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let j = json(&out);
+    assert_eq!(j["backups"].as_array().unwrap().len(), 5);
+    assert_eq!(j["timelines"][1]["parent"], 1);
+    assert_eq!(j["url"], "s3://cli-bucket/pg");
+
+    // The same settings from an env file, with an explicit URL.
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("walg.env");
+    let text: String = vars
+        .iter()
+        .map(|(k, v)| format!("export {k}='{v}'\n"))
+        .collect();
+    std::fs::write(&f, text).unwrap();
+    let out = walden()
+        .args([
+            "plan",
+            "s3://cli-bucket/pg",
+            "--latest",
+            "--json",
+            "--no-cache",
+            "--env-file",
+        ])
+        .arg(&f)
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(json(&out)["backup"], "base_000000020000002C00000004");
+}
