@@ -71,8 +71,21 @@ impl std::fmt::Debug for LoginLimits {
     }
 }
 
-/// The caller's address (the TCP peer).
+/// The caller's address: the configured proxy header when there is one (and it parses), else the TCP peer.
 pub async fn client_ip() -> Option<IpAddr> {
+    let header = app_state().ok().and_then(|s| s.client_ip_header);
+    if let Some(header) = header {
+        let from_header =
+            leptos::prelude::use_context::<axum::http::request::Parts>().and_then(|p| {
+                p.headers
+                    .get(&header)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.trim().parse::<IpAddr>().ok())
+            });
+        if from_header.is_some() {
+            return from_header;
+        }
+    }
     leptos_axum::extract::<axum::extract::ConnectInfo<SocketAddr>>()
         .await
         .ok()

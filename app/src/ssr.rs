@@ -19,6 +19,9 @@ pub struct AppState {
     pub login_limits: std::sync::Arc<crate::auth::LoginLimits>,
     /// Session lifetimes.
     pub sessions: crate::auth::SessionPolicy,
+    /// Read the client's address from this header (`Fly-Client-IP` behind Fly's proxy) instead of the TCP
+    /// peer. Only set behind a proxy that always overwrites it.
+    pub client_ip_header: Option<axum::http::HeaderName>,
 }
 
 /// The application state of the current request.

@@ -85,6 +85,11 @@ pub struct ServeArgs {
     )]
     pub session_max_secs: u64,
 
+    /// Take the client's IP address (audit rows, login throttling) from this request header instead of the
+    /// TCP peer: `Fly-Client-IP` on Fly. Set it only behind a proxy that always overwrites the header.
+    #[arg(long, env = "WALDEN_CLIENT_IP_HEADER", value_name = "HEADER", value_parser = parse_header_name)]
+    pub client_ip_header: Option<axum::http::HeaderName>,
+
     /// argon2id cost for passwords; OWASP's parameters unless a test makes them cheaper.
     #[arg(skip)]
     pub password_hash: walden_core::users::HashParams,
@@ -103,6 +108,7 @@ impl ServeArgs {
             secure_cookies: true,
             session_idle_secs: 3600,
             session_max_secs: 43_200,
+            client_ip_header: None,
             password_hash: walden_core::users::HashParams::OWASP,
         }
     }
@@ -132,8 +138,14 @@ impl std::fmt::Debug for ServeArgs {
             .field("secure_cookies", &self.secure_cookies)
             .field("session_idle_secs", &self.session_idle_secs)
             .field("session_max_secs", &self.session_max_secs)
+            .field("client_ip_header", &self.client_ip_header)
             .finish()
     }
+}
+
+fn parse_header_name(value: &str) -> Result<axum::http::HeaderName, String> {
+    axum::http::HeaderName::from_bytes(value.trim().as_bytes())
+        .map_err(|_| format!("{value:?} is not an HTTP header name"))
 }
 
 fn parse_secret(value: &str) -> Result<SecretString, String> {

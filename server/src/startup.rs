@@ -67,6 +67,7 @@ impl Application {
             accounts: walden_core::users::Accounts::new(pool.clone(), hasher),
             login_limits: crate::security::login_limits(),
             sessions: crate::security::session_policy(&config),
+            client_ip_header: config.client_ip_header.clone(),
         };
         Ok(Application {
             listener,

@@ -734,3 +734,50 @@ async fn authorization_matrix() {
     println!("{}", table.join("\n"));
     app.stop().await;
 }
+
+#[tokio::test]
+async fn the_client_ip_comes_from_the_configured_proxy_header() {
+    let app = app_with(|c| c.client_ip_header = Some("fly-client-ip".parse().unwrap())).await;
+    add_users(&app, &[("max", Role::Viewer)]).await;
+    let res = app
+        .client
+        .post(app.url(Login::PATH))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .header("fly-client-ip", "203.0.113.9")
+        .body(encode_form(&[
+            ("name", "max"),
+            ("password", "wrong wrong wrong"),
+            ("code", ""),
+        ]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 422);
+    // Without the header (or with garbage in it), the TCP peer.
+    let res = app
+        .client
+        .post(app.url(Login::PATH))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .header("fly-client-ip", "not an address")
+        .body(encode_form(&[
+            ("name", "max"),
+            ("password", "wrong wrong wrong"),
+            ("code", ""),
+        ]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 422);
+    let pool = walden_core::db::open(&app.data_dir()).await.unwrap();
+    let rows = walden_core::audit::query(&pool, &Default::default(), None, 10)
+        .await
+        .unwrap()
+        .rows;
+    let ips: Vec<_> = rows
+        .iter()
+        .filter(|r| r.action == "auth.login")
+        .map(|r| r.client_ip.clone().unwrap_or_default())
+        .collect();
+    assert_eq!(ips, ["127.0.0.1", "203.0.113.9"]);
+    app.stop().await;
+}
