@@ -143,12 +143,37 @@ pub async fn current_user() -> Result<Option<User>, AppError> {
 
 /// The one authorisation check: the caller must be signed in (else `Unauthorized`) and hold at least
 /// `role` (else `Forbidden`).
+///
+/// An admin who must use TOTP (the `require_totp_for_admins` setting) and has not enrolled yet is refused
+/// everything but enrolment ([`require_signed_in`]) until they do.
 pub async fn require_role(role: Role) -> Result<User, AppError> {
     match current_user().await? {
         None => Err(respond(AppError::Unauthorized)),
+        Some(u) if must_enrol_totp(&u).await? => Err(respond(AppError::Validation {
+            field: "totp".into(),
+            message: "Admins must set up two-factor sign-in first (on the Account page).".into(),
+        })),
         Some(u) if u.role >= role => Ok(u),
         Some(_) => Err(respond(AppError::Forbidden)),
     }
+}
+
+/// Signed in, whatever the role and TOTP state (for enrolling TOTP and signing out).
+pub async fn require_signed_in() -> Result<User, AppError> {
+    current_user()
+        .await?
+        .ok_or_else(|| respond(AppError::Unauthorized))
+}
+
+/// An admin without TOTP while admins must use it.
+pub async fn must_enrol_totp(user: &User) -> Result<bool, AppError> {
+    if user.role != Role::Admin || user.totp_enabled {
+        return Ok(false);
+    }
+    let state = app_state()?;
+    walden_core::settings::get_bool(&state.pool, walden_core::settings::REQUIRE_TOTP_FOR_ADMINS)
+        .await
+        .map_err(internal)
 }
 
 /// Give the HTTP response the error's status (401, 403, 422, 429, ...), then return the error.

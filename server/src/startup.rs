@@ -64,7 +64,12 @@ impl Application {
             leptos_options: leptos_options(&config, addr),
             pool: pool.clone(),
             demo_mode: config.demo_mode(),
-            accounts: walden_core::users::Accounts::new(pool.clone(), hasher),
+            accounts: match &config.secret_key {
+                Some(hex) => walden_core::users::Accounts::new(pool.clone(), hasher).with_seal_key(
+                    walden_core::seal::SealKey::from_hex(hex).context("WALDEN_SECRET_KEY")?,
+                ),
+                None => walden_core::users::Accounts::new(pool.clone(), hasher),
+            },
             login_limits: crate::security::login_limits(),
             sessions: crate::security::session_policy(&config),
             client_ip_header: config.client_ip_header.clone(),

@@ -7,6 +7,9 @@ use walden_app::api::auth::{
     AcceptInvite, ChangePassword, GetCurrentUser, GetSetupNeeded, Login, Logout, LogoutEverywhere,
     SetupAdmin,
 };
+use walden_app::api::totp::{
+    BeginTotp, ConfirmTotp, DisableTotp, GetRequireTotpForAdmins, SetRequireTotpForAdmins,
+};
 use walden_app::api::users::{CreateInvite, ListUsers, SetUserDisabled, SetUserRole};
 use walden_app::error::AppError;
 use walden_core::audit::Actor;
@@ -26,6 +29,7 @@ async fn app_with(tweak: impl FnOnce(&mut walden::config::ServeArgs)) -> TestApp
     spawn_app_with(|c| {
         c.secure_cookies = false;
         c.password_hash = CHEAP;
+        c.secret_key = Some("ab".repeat(32).into());
         tweak(c);
     })
     .await
@@ -671,6 +675,35 @@ async fn authorization_matrix() {
             Body::Json(serde_json::json!({ "query": q, "format": "csv" })),
             Some(Role::Viewer),
         ),
+        (
+            "get_require_totp_for_admins",
+            GetRequireTotpForAdmins::PATH,
+            Body::Form(vec![]),
+            Some(Role::Viewer),
+        ),
+        (
+            "set_require_totp_for_admins",
+            SetRequireTotpForAdmins::PATH,
+            Body::Form(vec![("enabled", "false".into())]),
+            Some(Role::Admin),
+        ),
+        // Someone else's TOTP: admins only (the target has none; removing none is fine).
+        (
+            "disable_totp",
+            DisableTotp::PATH,
+            Body::Form(vec![
+                ("user_id", target.clone()),
+                ("current_password", String::new()),
+            ]),
+            Some(Role::Admin),
+        ),
+        // Enrolment is one's own business: any signed-in user.
+        (
+            "begin_totp",
+            BeginTotp::PATH,
+            Body::Form(vec![]),
+            Some(Role::Viewer),
+        ),
         // A wrong current password: allowed callers get a field error, nothing changes.
         (
             "change_password",
@@ -699,6 +732,7 @@ async fn authorization_matrix() {
                 (Some(_), None) => &[401],
                 (Some(min), Some(r)) if r < min => &[403],
                 (Some(_), Some(_)) if *name == "change_password" => &[422],
+                (Some(_), Some(Role::Viewer | Role::Operator)) if *name == "disable_totp" => &[403],
                 _ => &[200],
             };
             table.push(format!("{who:>9} {name:<18} {status}"));
@@ -779,5 +813,118 @@ async fn the_client_ip_comes_from_the_configured_proxy_header() {
         .map(|r| r.client_ip.clone().unwrap_or_default())
         .collect();
     assert_eq!(ips, ["127.0.0.1", "203.0.113.9"]);
+    app.stop().await;
+}
+
+fn code_for(secret_base32: &str, t: u64) -> String {
+    let secret = walden_core::users::totp::secret_from_base32(secret_base32).unwrap();
+    walden_core::users::totp::code_at(&secret, t).unwrap()
+}
+
+fn unix_now() -> u64 {
+    walden_core::users::totp::unix_now()
+}
+
+#[tokio::test]
+async fn totp_enrolment_then_sign_in_with_a_code() {
+    let app = app().await;
+    add_users(&app, &[("nia", Role::Operator)]).await;
+    let s = login(&app, "nia", PW).await;
+    let res = post_form(&app, BeginTotp::PATH, Some(&s), &[]).await;
+    assert_eq!(res.status(), 200);
+    let setup: serde_json::Value = res.json().await.unwrap();
+    let secret = setup["secret_base32"].as_str().unwrap().to_owned();
+    assert!(setup["otpauth_url"]
+        .as_str()
+        .unwrap()
+        .starts_with("otpauth://totp/"));
+    let res = post_form(&app, ConfirmTotp::PATH, Some(&s), &[("code", "000000")]).await;
+    assert_eq!(res.status(), 422);
+    let now = unix_now();
+    let res = post_form(
+        &app,
+        ConfirmTotp::PATH,
+        Some(&s),
+        &[("code", &code_for(&secret, now - 30))],
+    )
+    .await;
+    assert_eq!(res.status(), 200, "{}", res.text().await.unwrap());
+
+    // Now the password alone is not enough.
+    let res = post_form(
+        &app,
+        Login::PATH,
+        None,
+        &[("name", "nia"), ("password", PW), ("code", "")],
+    )
+    .await;
+    let (status, err) = error_of(res).await;
+    assert_eq!(status, 422);
+    assert!(
+        matches!(err, AppError::Validation { ref field, .. } if field == "code"),
+        "{err:?}"
+    );
+    let res = post_form(
+        &app,
+        Login::PATH,
+        None,
+        &[
+            ("name", "nia"),
+            ("password", PW),
+            ("code", &code_for(&secret, now + 30)),
+        ],
+    )
+    .await;
+    assert_eq!(res.status(), 200);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn admins_without_totp_are_held_at_enrolment_when_required() {
+    let app = app().await;
+    add_users(&app, &[("olga", Role::Admin)]).await;
+    let s = login(&app, "olga", PW).await;
+    let res = post_form(
+        &app,
+        SetRequireTotpForAdmins::PATH,
+        Some(&s),
+        &[("enabled", "true")],
+    )
+    .await;
+    assert_eq!(res.status(), 200);
+    // The same admin, without TOTP, is now refused everything but enrolment and signing out.
+    let res = post_form(&app, ListUsers::PATH, Some(&s), &[]).await;
+    let (status, err) = error_of(res).await;
+    assert_eq!(status, 422);
+    assert!(
+        matches!(err, AppError::Validation { ref field, .. } if field == "totp"),
+        "{err:?}"
+    );
+    let res = post_form(
+        &app,
+        Login::PATH,
+        None,
+        &[("name", "olga"), ("password", PW), ("code", "")],
+    )
+    .await;
+    assert_eq!(res.status(), 200);
+    let me: serde_json::Value = res.json().await.unwrap();
+    assert_eq!(me["must_enrol_totp"], true);
+    let res = post_form(&app, BeginTotp::PATH, Some(&s), &[]).await;
+    assert_eq!(res.status(), 200);
+    let secret = res.json::<serde_json::Value>().await.unwrap()["secret_base32"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let res = post_form(
+        &app,
+        ConfirmTotp::PATH,
+        Some(&s),
+        &[("code", &code_for(&secret, unix_now()))],
+    )
+    .await;
+    assert_eq!(res.status(), 200);
+    let res = post_form(&app, ListUsers::PATH, Some(&s), &[]).await;
+    assert_eq!(res.status(), 200);
     app.stop().await;
 }

@@ -73,6 +73,13 @@ pub fn code_at(secret: &[u8], t: u64) -> Result<String, UserError> {
     Ok(build(secret, "x")?.generate(t).to_string())
 }
 
+/// Decode a base32 secret as shown at enrolment (tests; a user re-entering a secret).
+pub fn secret_from_base32(s: &str) -> Option<Zeroizing<Vec<u8>>> {
+    totp_rs::Secret::try_from_base32(s.trim())
+        .ok()
+        .map(|s| Zeroizing::new(s.as_ref().to_vec()))
+}
+
 /// The current Unix time in seconds.
 pub fn unix_now() -> u64 {
     std::time::SystemTime::now()
