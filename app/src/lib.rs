@@ -4,6 +4,8 @@
 //! server functions) and to wasm with `hydrate` (takes over the server-rendered page in the browser).
 
 pub mod api;
+#[cfg(feature = "ssr")]
+pub mod auth;
 pub mod components;
 pub mod error;
 pub mod model;
@@ -18,8 +20,9 @@ use leptos_router::path;
 
 use crate::components::layout::Layout;
 use crate::pages::{
-    audit::AuditPage, clusters::ClustersPage, not_found::NotFound, restores::RestoresPage,
-    settings::SettingsPage,
+    account::AccountPage, audit::AuditPage, clusters::ClustersPage, invite::InvitePage,
+    login::LoginPage, not_found::NotFound, restores::RestoresPage, settings::SettingsPage,
+    setup::SetupPage, users::UsersPage,
 };
 
 /// The HTML document around the app; rendered on the server only.
@@ -59,6 +62,11 @@ pub fn App() -> impl IntoView {
                     <Route path=path!("/restores") view=RestoresPage />
                     <Route path=path!("/audit") view=AuditPage />
                     <Route path=path!("/settings") view=SettingsPage />
+                    <Route path=path!("/login") view=LoginPage />
+                    <Route path=path!("/setup") view=SetupPage />
+                    <Route path=path!("/invite") view=InvitePage />
+                    <Route path=path!("/account") view=AccountPage />
+                    <Route path=path!("/users") view=UsersPage />
                 </Routes>
             </Layout>
         </Router>

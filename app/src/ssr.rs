@@ -17,6 +17,15 @@ pub struct AppState {
     pub fly: fly::FlyClient,
     /// The Fly organisation whose Postgres clusters Walden watches.
     pub fly_org: String,
+    /// Users, passwords, invites (walden_core::users).
+    pub accounts: walden_core::users::Accounts,
+    /// Login throttling per account and per IP.
+    pub login_limits: std::sync::Arc<crate::auth::LoginLimits>,
+    /// Session lifetimes.
+    pub sessions: crate::auth::SessionPolicy,
+    /// Read the client's address from this header (`Fly-Client-IP` behind Fly's proxy) instead of the TCP
+    /// peer. Only set behind a proxy that always overwrites it.
+    pub client_ip_header: Option<axum::http::HeaderName>,
 }
 
 /// The application state of the current request.

@@ -30,6 +30,10 @@ pub enum Command {
     Serve(ServeArgs),
     /// Create or upgrade the database in the data directory, then exit.
     Migrate(DataDirArgs),
+    /// Manage console users (first admin, recovery).
+    User(cmd::user::UserArgs),
+    /// Check or export the audit log.
+    Audit(cmd::audit::AuditArgs),
     /// Operator commands on the Fly Machines API (apps, machines, exec, secrets).
     Fly(cmd::fly::FlyArgs),
     /// Run the Fly API emulator standalone with a demo org (demo mode, end-to-end tests).
@@ -72,6 +76,8 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
     match command {
         Command::Serve(args) => cmd::serve::run(args).await,
         Command::Migrate(args) => cmd::migrate::run(args).await,
+        Command::User(args) => cmd::user::run(args).await,
+        Command::Audit(args) => cmd::audit::run(args).await,
         Command::Fly(args) => cmd::fly::run(args).await,
         Command::Flysim(args) => cmd::flysim::run(args).await,
         Command::Timeline(args) => cmd::timeline::run_timeline(args).await,

@@ -78,6 +78,43 @@ pub struct ServeArgs {
         value_name = "SECONDS"
     )]
     pub shutdown_grace_secs: u64,
+
+    /// Mark the session cookie `Secure` (sent over HTTPS only). Turn off only for plain-HTTP use that is not
+    /// on localhost.
+    #[arg(long, env = "WALDEN_SECURE_COOKIES", default_value_t = true, action = clap::ArgAction::Set, value_name = "BOOL")]
+    pub secure_cookies: bool,
+
+    /// Sign a user out after this long without a request.
+    #[arg(
+        long,
+        env = "WALDEN_SESSION_IDLE_SECS",
+        default_value_t = 3600,
+        value_name = "SECONDS"
+    )]
+    pub session_idle_secs: u64,
+
+    /// Sign a user out this long after signing in, however active.
+    #[arg(
+        long,
+        env = "WALDEN_SESSION_MAX_SECS",
+        default_value_t = 43_200,
+        value_name = "SECONDS"
+    )]
+    pub session_max_secs: u64,
+
+    /// Take the client's IP address (audit rows, login throttling) from this request header instead of the
+    /// TCP peer: `Fly-Client-IP` on Fly. Set it only behind a proxy that always overwrites the header.
+    #[arg(long, env = "WALDEN_CLIENT_IP_HEADER", value_name = "HEADER", value_parser = parse_header_name)]
+    pub client_ip_header: Option<axum::http::HeaderName>,
+
+    /// 64 hex characters (32 bytes) sealing TOTP secrets at rest; two-factor sign-in is unavailable without it.
+    /// Generate one with `openssl rand -hex 32` and keep it as a Fly secret.
+    #[arg(long, env = "WALDEN_SECRET_KEY", hide_env_values = true, value_parser = parse_secret, value_name = "HEX")]
+    pub secret_key: Option<SecretString>,
+
+    /// argon2id cost for passwords; OWASP's parameters unless a test makes them cheaper.
+    #[arg(skip)]
+    pub password_hash: walden_core::users::HashParams,
 }
 
 impl ServeArgs {
@@ -93,6 +130,12 @@ impl ServeArgs {
             fly_machines_url: None,
             fly_api_url: None,
             shutdown_grace_secs: 20,
+            secure_cookies: true,
+            session_idle_secs: 3600,
+            session_max_secs: 43_200,
+            client_ip_header: None,
+            secret_key: None,
+            password_hash: walden_core::users::HashParams::OWASP,
         }
     }
 
@@ -121,8 +164,21 @@ impl std::fmt::Debug for ServeArgs {
             .field("fly_machines_url", &self.fly_machines_url)
             .field("fly_api_url", &self.fly_api_url)
             .field("shutdown_grace_secs", &self.shutdown_grace_secs)
+            .field("secure_cookies", &self.secure_cookies)
+            .field("session_idle_secs", &self.session_idle_secs)
+            .field("session_max_secs", &self.session_max_secs)
+            .field("client_ip_header", &self.client_ip_header)
+            .field(
+                "secret_key",
+                &self.secret_key.as_ref().map(|_| "[redacted]"),
+            )
             .finish()
     }
+}
+
+fn parse_header_name(value: &str) -> Result<axum::http::HeaderName, String> {
+    axum::http::HeaderName::from_bytes(value.trim().as_bytes())
+        .map_err(|_| format!("{value:?} is not an HTTP header name"))
 }
 
 fn parse_secret(value: &str) -> Result<SecretString, String> {

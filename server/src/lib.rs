@@ -6,6 +6,7 @@ pub mod cmd;
 pub mod config;
 pub mod jobs;
 pub mod metrics;
+pub mod security;
 pub mod shutdown;
 pub mod startup;
 pub mod telemetry;

@@ -61,17 +61,28 @@ impl Application {
             .local_addr()
             .context("cannot read the bound address")?;
         let (fly, fly_org, demo) = fly_client(&config).await?;
+        let sessions = crate::security::session_layer(&pool, &config).await?;
+        let hasher = walden_core::users::Hasher::new(config.password_hash)?;
         let state = AppState {
             leptos_options: leptos_options(&config, addr),
             pool: pool.clone(),
             demo_mode: config.demo_mode(),
             fly,
             fly_org,
+            accounts: match &config.secret_key {
+                Some(hex) => walden_core::users::Accounts::new(pool.clone(), hasher).with_seal_key(
+                    walden_core::seal::SealKey::from_hex(hex).context("WALDEN_SECRET_KEY")?,
+                ),
+                None => walden_core::users::Accounts::new(pool.clone(), hasher),
+            },
+            login_limits: crate::security::login_limits(),
+            sessions: crate::security::session_policy(&config),
+            client_ip_header: config.client_ip_header.clone(),
         };
         Ok(Application {
             listener,
             metrics_listener,
-            router: router(state),
+            router: crate::security::apply(router(state), sessions),
             pool,
             config,
             demo,

@@ -9,6 +9,7 @@ pub async fn list_clusters() -> Result<ClusterList, AppError> {
     use crate::model::{ClusterView, MachineView};
     use crate::ssr::{app_state, request_id};
 
+    crate::auth::require_role(walden_core::users::Role::Viewer).await?;
     let state = app_state()?;
     let clusters = walden_core::clusters::discover(&state.fly, &state.fly_org)
         .await

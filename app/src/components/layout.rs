@@ -1,6 +1,7 @@
 use leptos::prelude::*;
 use leptos_router::components::A;
 
+use crate::api::auth::get_current_user;
 use crate::api::status::get_console_status;
 use crate::error::ErrorList;
 
@@ -8,6 +9,7 @@ use crate::error::ErrorList;
 #[component]
 pub fn Layout(children: Children) -> impl IntoView {
     let status = Resource::new(|| (), |_| get_console_status());
+    let me = Resource::new(|| (), |_| get_current_user());
     let menu_open = RwSignal::new(false);
     let close_menu = move |_| menu_open.set(false);
     // Effects run only in the browser: once this one has run, the page is hydrated (end2end tests wait for it).
@@ -55,6 +57,18 @@ pub fn Layout(children: Children) -> impl IntoView {
                     <A href="/restores" on:click=close_menu>"Restores"</A>
                     <A href="/audit" on:click=close_menu>"Audit"</A>
                     <A href="/settings" on:click=close_menu>"Settings"</A>
+                    // Shown to admins only; the server refuses everyone else anyway.
+                    <Transition fallback=|| ()>
+                        {move || match me.get().and_then(Result::ok).flatten() {
+                            Some(u) => view! {
+                                {(u.role == "admin").then(|| view! { <A href="/users" on:click=close_menu>"Users"</A> })}
+                                <A href="/account" on:click=close_menu>
+                                    <span data-test="current-user">{u.name}</span>
+                                </A>
+                            }.into_any(),
+                            None => view! { <A href="/login" on:click=close_menu>"Sign in"</A> }.into_any(),
+                        }}
+                    </Transition>
                 </nav>
             </div>
         </header>

@@ -3,6 +3,7 @@ use leptos_meta::Title;
 
 use crate::api::clusters::list_clusters;
 use crate::components::status_panel::StatusPanel;
+use crate::error::AppError;
 use crate::model::{ClusterList, ClusterView};
 
 /// The home page: the Postgres clusters of the watched Fly organisation.
@@ -18,6 +19,18 @@ pub fn ClustersPage() -> impl IntoView {
                     .get()
                     .map(|result| match result {
                         Ok(list) => view! { <ClusterCards list /> }.into_any(),
+                        Err(AppError::Unauthorized) => {
+                            view! {
+                                <section class="panel empty-state" data-test="sign-in-needed">
+                                    <h2>"Sign in to see the clusters"</h2>
+                                    <p>
+                                        "Walden shows each Postgres cluster's machines, backups and restorable window to signed-in team members."
+                                    </p>
+                                    <p><a class="button" href="/login">"Sign in"</a></p>
+                                </section>
+                            }
+                                .into_any()
+                        }
                         Err(e) => {
                             view! {
                                 <section class="panel error-panel" role="alert" data-test="clusters-error">

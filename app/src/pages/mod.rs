@@ -1,7 +1,12 @@
 //! One module per route.
 
+pub mod account;
 pub mod audit;
 pub mod clusters;
+pub mod invite;
+pub mod login;
 pub mod not_found;
 pub mod restores;
 pub mod settings;
+pub mod setup;
+pub mod users;

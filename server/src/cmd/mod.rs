@@ -1,7 +1,9 @@
 //! One module per command group. Each exposes its clap arguments and an async `run` returning an exit code.
 
+pub mod audit;
 pub mod fly;
 pub mod flysim;
 pub mod migrate;
 pub mod serve;
 pub mod timeline;
+pub mod user;

@@ -36,12 +36,18 @@ impl TestApp {
 }
 
 pub async fn spawn_app() -> TestApp {
+    spawn_app_with(|_| {}).await
+}
+
+/// Like [`spawn_app`], with the configuration adjusted by `tweak` before the build.
+pub async fn spawn_app_with(tweak: impl FnOnce(&mut ServeArgs)) -> TestApp {
     let dir = tempfile::tempdir().expect("temp dir");
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
     let mut config = ServeArgs::new(dir.path().join("data"), addr);
     config.shutdown_grace_secs = 5;
     config.metrics_bind = Some("127.0.0.1:0".parse().expect("addr"));
+    tweak(&mut config);
     let app = Application::build_on(config, listener)
         .await
         .expect("build app");

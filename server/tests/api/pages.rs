@@ -24,12 +24,43 @@ async fn the_home_page_renders_the_shell() {
     assert!(html.contains("<title>Clusters · Walden</title>"), "title");
     assert!(html.contains("/pkg/walden"), "hydration scripts missing");
     assert!(html.contains("Skip to content"), "skip link");
+    // Signed out: no cluster data, an invitation to sign in instead.
+    assert!(
+        !html.contains(flysim::DEMO_APP),
+        "cluster data shown to an anonymous visitor"
+    );
+    assert!(
+        html.contains("data-test=\"sign-in-needed\""),
+        "sign-in prompt"
+    );
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signed_in_the_home_page_lists_the_demo_cluster() {
+    use crate::accounts::{add_users, app, login, PW};
+    use walden_core::users::Role;
+
+    let app = app().await;
+    add_users(&app, &[("viewer1", Role::Viewer)]).await;
+    let cookie = login(&app, "viewer1", PW).await;
+    let html = app
+        .client
+        .get(app.url("/"))
+        .header("cookie", format!("walden_session={cookie}"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     // The demo cluster on the built-in emulator, rendered on the server.
     assert!(
         html.contains(&format!(">{}</h2>", flysim::DEMO_APP)),
-        "demo cluster"
+        "demo cluster missing"
     );
     assert!(html.contains("one leader"));
+    assert!(!html.contains("data-test=\"sign-in-needed\""));
     app.stop().await;
 }
 

@@ -37,15 +37,15 @@ async fn list_clusters_finds_the_demo_cluster_on_the_built_in_emulator() {
     use walden_app::api::clusters::ListClusters;
     use walden_app::model::ClusterList;
 
-    let app = spawn_app().await;
-    let res = app
-        .client
-        .post(app.url(<ListClusters as ServerFn>::PATH))
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body("")
-        .send()
-        .await
-        .unwrap();
+    use crate::accounts::{add_users, app, login, post_form, PW};
+    use walden_core::users::Role;
+
+    let app = app().await;
+    add_users(&app, &[("viewer1", Role::Viewer)]).await;
+    let anonymous = post_form(&app, <ListClusters as ServerFn>::PATH, None, &[]).await;
+    assert_eq!(anonymous.status(), 401);
+    let cookie = login(&app, "viewer1", PW).await;
+    let res = post_form(&app, <ListClusters as ServerFn>::PATH, Some(&cookie), &[]).await;
     assert_eq!(res.status(), 200);
     let list: ClusterList = res.json().await.unwrap();
     assert_eq!(list.org, flysim::DEMO_ORG);

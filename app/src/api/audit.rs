@@ -1,0 +1,170 @@
+//! The Audit page: filtered, paginated rows; chain status; export of the filtered view. Viewers and up.
+
+use leptos::prelude::*;
+use leptos::server_fn::codec::Json;
+use serde::{Deserialize, Serialize};
+
+use crate::error::AppError;
+
+/// Filters as the page sends them (empty strings mean "any"). Times are RFC 3339.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditQuery {
+    pub actor: String,
+    pub action: String,
+    pub cluster: String,
+    pub since: String,
+    pub until: String,
+    pub text: String,
+}
+
+/// One row as shown.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditEntry {
+    pub id: i64,
+    pub at: String,
+    pub actor: String,
+    pub action: String,
+    pub target: String,
+    pub reason: Option<String>,
+    pub outcome: String,
+    pub client_ip: Option<String>,
+    pub request_id: Option<String>,
+    pub detail: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditPageData {
+    pub rows: Vec<AuditEntry>,
+    pub total: i64,
+    /// Pass as `before` for the next (older) page.
+    pub next_before: Option<i64>,
+}
+
+/// The chain's state.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChainStatus {
+    pub rows: u64,
+    pub verified_through: i64,
+    pub intact: bool,
+    /// Human text for the first broken row, if any.
+    pub problem: Option<String>,
+    pub head_hash: Option<String>,
+}
+
+#[cfg(feature = "ssr")]
+fn to_filter(q: &AuditQuery) -> Result<walden_core::audit::AuditFilter, AppError> {
+    use time::format_description::well_known::Rfc3339;
+    let opt = |s: &str| Some(s.trim().to_owned()).filter(|s| !s.is_empty());
+    let time = |field: &str, s: &str| -> Result<Option<time::OffsetDateTime>, AppError> {
+        match opt(s) {
+            None => Ok(None),
+            Some(s) => time::OffsetDateTime::parse(&s, &Rfc3339)
+                .map(Some)
+                .map_err(|_| AppError::Validation {
+                    field: field.to_owned(),
+                    message: "use a time like 2026-11-25T14:00:00Z".into(),
+                }),
+        }
+    };
+    Ok(walden_core::audit::AuditFilter {
+        actor: opt(&q.actor),
+        action: opt(&q.action),
+        cluster: opt(&q.cluster),
+        since: time("since", &q.since)?,
+        until: time("until", &q.until)?,
+        text: opt(&q.text),
+    })
+}
+
+/// One page of the log, newest first. Viewers and up.
+#[server(endpoint = "list_audit", input = Json)]
+pub async fn list_audit(
+    query: AuditQuery,
+    before: Option<i64>,
+    limit: u32,
+) -> Result<AuditPageData, AppError> {
+    use walden_core::audit;
+    use walden_core::users::Role;
+    crate::auth::require_role(Role::Viewer).await?;
+    let state = crate::ssr::app_state()?;
+    let filter = to_filter(&query)?;
+    let page = audit::query(&state.pool, &filter, before, limit)
+        .await
+        .map_err(crate::auth::audit_error)?;
+    let total = audit::count(&state.pool, &filter)
+        .await
+        .map_err(crate::auth::audit_error)?;
+    let rows = page
+        .rows
+        .into_iter()
+        .map(|r| {
+            let target = [
+                r.cluster_id.as_deref().map(|c| format!("cluster {c}")),
+                r.app_name.as_deref().map(|a| format!("app {a}")),
+                r.run_id.as_deref().map(|x| format!("run {x}")),
+                r.subject.clone(),
+            ]
+            .into_iter()
+            .flatten()
+            .collect::<Vec<_>>()
+            .join(", ");
+            AuditEntry {
+                id: r.id,
+                at: r.at,
+                actor: r.actor_name,
+                action: r.action,
+                target,
+                reason: r.reason,
+                outcome: r.outcome,
+                client_ip: r.client_ip,
+                request_id: r.request_id,
+                detail: r.detail,
+            }
+        })
+        .collect();
+    Ok(AuditPageData {
+        rows,
+        total,
+        next_before: page.next_before,
+    })
+}
+
+/// Walk the chain. Viewers and up.
+#[server(endpoint = "verify_audit")]
+pub async fn verify_audit() -> Result<ChainStatus, AppError> {
+    use walden_core::users::Role;
+    crate::auth::require_role(Role::Viewer).await?;
+    let state = crate::ssr::app_state()?;
+    let r = walden_core::audit::verify(&state.pool)
+        .await
+        .map_err(crate::auth::audit_error)?;
+    Ok(ChainStatus {
+        rows: r.rows,
+        verified_through: r.verified_through,
+        intact: r.is_intact(),
+        problem: r
+            .first_broken
+            .as_ref()
+            .map(|b| format!("row {}: {}", b.id, b.breakage)),
+        head_hash: r.head_hash,
+    })
+}
+
+/// The filtered view as JSONL or CSV text. Viewers and up.
+#[server(endpoint = "export_audit", input = Json)]
+pub async fn export_audit(query: AuditQuery, format: String) -> Result<String, AppError> {
+    use walden_core::audit::{self, ExportFormat};
+    use walden_core::users::Role;
+    crate::auth::require_role(Role::Viewer).await?;
+    let state = crate::ssr::app_state()?;
+    let format: ExportFormat = format.parse().map_err(|m| AppError::Validation {
+        field: "format".into(),
+        message: m,
+    })?;
+    let filter = to_filter(&query)?;
+    let mut out = Vec::new();
+    audit::export(&state.pool, &filter, format, &mut out)
+        .await
+        .map_err(crate::auth::audit_error)?;
+    String::from_utf8(out).map_err(crate::ssr::internal)
+}

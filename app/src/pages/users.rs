@@ -1,0 +1,115 @@
+use leptos::prelude::*;
+use leptos_meta::Title;
+
+use crate::api::totp::{get_require_totp_for_admins, SetRequireTotpForAdmins};
+use crate::api::users::{list_users, CreateInvite, SetUserDisabled, SetUserRole};
+
+/// Users and invitations (admins; the server refuses everyone else).
+#[component]
+pub fn UsersPage() -> impl IntoView {
+    let set_role = ServerAction::<SetUserRole>::new();
+    let set_disabled = ServerAction::<SetUserDisabled>::new();
+    let invite = ServerAction::<CreateInvite>::new();
+    let require = ServerAction::<SetRequireTotpForAdmins>::new();
+    let required = Resource::new(
+        move || require.version().get(),
+        |_| get_require_totp_for_admins(),
+    );
+    let users = Resource::new(
+        move || (set_role.version().get(), set_disabled.version().get()),
+        |_| list_users(),
+    );
+    let action_error = move || {
+        set_role
+            .value()
+            .get()
+            .and_then(Result::err)
+            .or_else(|| set_disabled.value().get().and_then(Result::err))
+            .map(|e| e.to_string())
+    };
+    view! {
+        <Title text="Users" />
+        <h1>"Users"</h1>
+        {move || action_error().map(|e| view! { <p class="form-error" role="alert">{e}</p> })}
+        <Transition fallback=|| view! { <p>"Loading…"</p> }>
+            {move || users.get().map(|r| match r {
+                Err(e) => view! { <p class="panel form-error">{e.to_string()}</p> }.into_any(),
+                Ok(list) => view! {
+                    <table class="table" data-test="users">
+                        <thead><tr><th>"Name"</th><th>"Role"</th><th>"State"</th><th>"Since"</th><th></th></tr></thead>
+                        <tbody>
+                            {list.into_iter().map(|u| {
+                                let id = u.id.to_string();
+                                let id2 = id.clone();
+                                let next = if u.disabled { "false" } else { "true" };
+                                let label = if u.disabled { "Enable" } else { "Disable" };
+                                let role = u.role.clone();
+                                view! {
+                                    <tr>
+                                        <td>{u.name}</td>
+                                        <td>
+                                            <ActionForm action=set_role>
+                                                <input type="hidden" name="user_id" value=id />
+                                                <select name="role">
+                                                    {["viewer", "operator", "admin"].into_iter().map(|r| view! {
+                                                        <option value=r selected=role == r>{r}</option>
+                                                    }).collect_view()}
+                                                </select>
+                                                <button type="submit">"Set"</button>
+                                            </ActionForm>
+                                        </td>
+                                        <td>{if u.disabled { "disabled" } else { "enabled" }}{if u.totp_enabled { ", TOTP" } else { "" }}</td>
+                                        <td>{u.created_at}</td>
+                                        <td>
+                                            <ActionForm action=set_disabled>
+                                                <input type="hidden" name="user_id" value=id2 />
+                                                <input type="hidden" name="disabled" value=next />
+                                                <button type="submit">{label}</button>
+                                            </ActionForm>
+                                        </td>
+                                    </tr>
+                                }
+                            }).collect_view()}
+                        </tbody>
+                    </table>
+                }.into_any(),
+            })}
+        </Transition>
+        <section class="panel form-panel">
+            <h2>"Two-factor sign-in for admins"</h2>
+            <Transition fallback=|| ()>
+                {move || required.get().and_then(Result::ok).map(|on| view! {
+                    <ActionForm action=require>
+                        <input type="hidden" name="enabled" value=(!on).to_string() />
+                        <span>{if on { "Required for admins. " } else { "Not required. " }}</span>
+                        <button type="submit">{if on { "Stop requiring it" } else { "Require it for admins" }}</button>
+                    </ActionForm>
+                })}
+            </Transition>
+            {move || require.value().get().and_then(Result::err).map(|e| view! { <p class="form-error" role="alert">{e.to_string()}</p> })}
+        </section>
+        <section class="panel form-panel">
+            <h2>"Invite someone"</h2>
+            <ActionForm action=invite>
+                <label>"Role"
+                    <select name="role">
+                        <option value="viewer">"viewer"</option>
+                        <option value="operator">"operator"</option>
+                        <option value="admin">"admin"</option>
+                    </select>
+                </label>
+                <label>"Valid for (hours)" <input type="number" name="hours" value="48" min="1" max="720" /></label>
+                <button type="submit">"Make invitation link"</button>
+            </ActionForm>
+            {move || match invite.value().get() {
+                Some(Ok(link)) => view! {
+                    <p class="form-ok" data-test="invite-link">
+                        "Send this link (shown once, valid until " {link.expires_at} "): " <code>{link.path}</code>
+                    </p>
+                }.into_any(),
+                Some(Err(e)) => view! { <p class="form-error" role="alert">{e.to_string()}</p> }.into_any(),
+                None => ().into_any(),
+            }}
+        </section>
+    }
+}

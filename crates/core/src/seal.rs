@@ -1,0 +1,149 @@
+//! Sealing small secrets at rest (the TOTP secrets) with XChaCha20-Poly1305.
+//!
+//! A sealed value is `version (1 byte = 1) ‖ nonce (24 bytes, random) ‖ ciphertext+tag`. The associated data
+//! binds the value to what it is for (e.g. `walden/totp/user/12`), so a sealed value copied to another row
+//! does not open. The key comes from the environment (a Fly secret) as 64 hex characters.
+
+use chacha20poly1305::aead::{Aead, KeyInit, Payload};
+use chacha20poly1305::{Key, XChaCha20Poly1305, XNonce};
+use secrecy::{ExposeSecret, SecretBox, SecretString};
+use zeroize::Zeroizing;
+
+const VERSION: u8 = 1;
+const NONCE_LEN: usize = 24;
+
+/// Why a value could not be sealed or opened. Never carries key or plaintext material.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum SealError {
+    #[error("the encryption key must be 64 hexadecimal characters (32 bytes)")]
+    BadKey,
+    #[error("the system random number generator failed")]
+    Random,
+    #[error("a sealed value could not be opened (wrong key, or the value was changed)")]
+    Open,
+    #[error("a value could not be sealed")]
+    Seal,
+}
+
+/// A 32-byte key. `Debug` shows nothing of it.
+pub struct SealKey(SecretBox<[u8; 32]>);
+
+impl std::fmt::Debug for SealKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SealKey(..)")
+    }
+}
+
+impl Clone for SealKey {
+    fn clone(&self) -> Self {
+        SealKey(SecretBox::new(Box::new(*self.0.expose_secret())))
+    }
+}
+
+impl SealKey {
+    /// Parse 64 hex characters.
+    pub fn from_hex(s: &SecretString) -> Result<Self, SealError> {
+        let mut bytes = Zeroizing::new([0u8; 32]);
+        hex::decode_to_slice(s.expose_secret().trim(), &mut bytes[..])
+            .map_err(|_| SealError::BadKey)?;
+        Ok(SealKey(SecretBox::new(Box::new(*bytes))))
+    }
+
+    /// A fresh random key (tests, first start).
+    pub fn generate() -> Result<Self, SealError> {
+        let mut bytes = Zeroizing::new([0u8; 32]);
+        getrandom::fill(&mut bytes[..]).map_err(|_| SealError::Random)?;
+        Ok(SealKey(SecretBox::new(Box::new(*bytes))))
+    }
+
+    fn cipher(&self) -> XChaCha20Poly1305 {
+        XChaCha20Poly1305::new(&Key::from(*self.0.expose_secret()))
+    }
+
+    /// Seal `plaintext`, bound to `context`.
+    pub fn seal(&self, plaintext: &[u8], context: &str) -> Result<Vec<u8>, SealError> {
+        let mut nonce = [0u8; NONCE_LEN];
+        getrandom::fill(&mut nonce).map_err(|_| SealError::Random)?;
+        let ct = self
+            .cipher()
+            .encrypt(
+                &XNonce::from(nonce),
+                Payload {
+                    msg: plaintext,
+                    aad: context.as_bytes(),
+                },
+            )
+            .map_err(|_| SealError::Seal)?;
+        let mut out = Vec::with_capacity(1 + NONCE_LEN + ct.len());
+        out.push(VERSION);
+        out.extend_from_slice(&nonce);
+        out.extend_from_slice(&ct);
+        Ok(out)
+    }
+
+    /// Open a value sealed for `context`.
+    pub fn open(&self, sealed: &[u8], context: &str) -> Result<Zeroizing<Vec<u8>>, SealError> {
+        let (&version, rest) = sealed.split_first().ok_or(SealError::Open)?;
+        if version != VERSION || rest.len() < NONCE_LEN {
+            return Err(SealError::Open);
+        }
+        let (nonce, ct) = rest.split_at(NONCE_LEN);
+        let nonce: [u8; NONCE_LEN] = nonce.try_into().map_err(|_| SealError::Open)?;
+        self.cipher()
+            .decrypt(
+                &XNonce::from(nonce),
+                Payload {
+                    msg: ct,
+                    aad: context.as_bytes(),
+                },
+            )
+            .map(Zeroizing::new)
+            .map_err(|_| SealError::Open)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seals_and_opens_bound_to_context() {
+        let key = SealKey::generate().unwrap();
+        let sealed = key.seal(b"top secret", "walden/totp/user/1").unwrap();
+        assert!(!sealed.windows(10).any(|w| w == b"top secret"));
+        assert_eq!(
+            &key.open(&sealed, "walden/totp/user/1").unwrap()[..],
+            b"top secret"
+        );
+        assert_eq!(
+            key.open(&sealed, "walden/totp/user/2").unwrap_err(),
+            SealError::Open
+        );
+        let other = SealKey::generate().unwrap();
+        assert_eq!(
+            other.open(&sealed, "walden/totp/user/1").unwrap_err(),
+            SealError::Open
+        );
+        let mut flipped = sealed.clone();
+        let last = flipped.len() - 1;
+        flipped[last] ^= 1;
+        assert!(key.open(&flipped, "walden/totp/user/1").is_err());
+        assert!(key.open(&[], "x").is_err());
+        assert!(key.open(&[1, 2, 3], "x").is_err());
+    }
+
+    #[test]
+    fn keys_parse_from_hex_and_hide_in_debug() {
+        let hex_key = SecretString::from("00".repeat(31) + "ff");
+        let key = SealKey::from_hex(&hex_key).unwrap();
+        assert_eq!(format!("{key:?}"), "SealKey(..)");
+        assert_eq!(
+            SealKey::from_hex(&SecretString::from("zz")).unwrap_err(),
+            SealError::BadKey
+        );
+        assert_eq!(
+            SealKey::from_hex(&SecretString::from("00".repeat(16))).unwrap_err(),
+            SealError::BadKey
+        );
+    }
+}

@@ -1,0 +1,133 @@
+//! TOTP (RFC 6238) second factor, through the `totp-rs` crate: SHA-1, 6 digits, 30-second steps, one step of
+//! clock skew either way — what every authenticator app understands.
+
+use secrecy::SecretString;
+use totp_rs::{Algorithm, Builder, Totp};
+use zeroize::Zeroizing;
+
+use super::UserError;
+
+/// The issuer shown in authenticator apps.
+pub const ISSUER: &str = "Walden";
+/// Secret length in bytes (160 bits, RFC 4226's recommendation).
+pub const SECRET_LEN: usize = 20;
+
+/// What a user needs to add Walden to an authenticator app. Both values are secret.
+pub struct TotpEnrolment {
+    /// The secret in base32, for typing in by hand.
+    pub secret_base32: SecretString,
+    /// The `otpauth://` URL, for a QR code.
+    pub otpauth_url: SecretString,
+}
+
+impl std::fmt::Debug for TotpEnrolment {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TotpEnrolment(..)")
+    }
+}
+
+/// A fresh random secret.
+pub fn new_secret() -> Result<Zeroizing<Vec<u8>>, UserError> {
+    let mut s = Zeroizing::new(vec![0u8; SECRET_LEN]);
+    getrandom::fill(&mut s[..]).map_err(|_| UserError::Internal("random"))?;
+    Ok(s)
+}
+
+fn build(secret: &[u8], account: &str) -> Result<Totp, UserError> {
+    Builder::new()
+        .with_algorithm(Algorithm::SHA1)
+        .with_digits(6)
+        .with_skew(1)
+        .with_step_duration(30)
+        .with_secret(secret)
+        // ':' is not allowed in either part; user names never contain one.
+        .with_account_name(account.replace(':', "_"))
+        .with_issuer(Some(ISSUER))
+        .build()
+        .map_err(|_| UserError::Internal("totp parameters"))
+}
+
+/// The enrolment values for `secret`.
+pub fn enrolment(secret: &[u8], account: &str) -> Result<TotpEnrolment, UserError> {
+    let totp = build(secret, account)?;
+    let url = totp.to_url().map_err(|_| UserError::Internal("totp url"))?;
+    Ok(TotpEnrolment {
+        secret_base32: SecretString::from(totp.secret().to_base32()),
+        otpauth_url: SecretString::from(url),
+    })
+}
+
+/// Check `code` at Unix time `now`, accepting the step before and after. Returns the matched time step, which
+/// the caller must store so that the same code is never accepted twice. The comparison is constant-time
+/// (totp-rs `Token`'s `PartialEq`).
+pub fn check(secret: &[u8], code: &str, now: u64) -> Option<u64> {
+    let code: String = code.chars().filter(|c| !c.is_whitespace()).collect();
+    if code.len() != 6 || !code.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    build(secret, "x").ok()?.check(&code, now)
+}
+
+/// The code for Unix time `t` (tests and the CLI's self-check).
+pub fn code_at(secret: &[u8], t: u64) -> Result<String, UserError> {
+    Ok(build(secret, "x")?.generate(t).to_string())
+}
+
+/// Decode a base32 secret as shown at enrolment (tests; a user re-entering a secret).
+pub fn secret_from_base32(s: &str) -> Option<Zeroizing<Vec<u8>>> {
+    totp_rs::Secret::try_from_base32(s.trim())
+        .ok()
+        .map(|s| Zeroizing::new(s.as_ref().to_vec()))
+}
+
+/// The current Unix time in seconds.
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use secrecy::ExposeSecret;
+
+    #[test]
+    fn rfc6238_test_vector() {
+        // RFC 6238 appendix B, SHA-1, T = 59 → 94287082 (8 digits); the 6-digit code is the last six.
+        let secret = b"12345678901234567890";
+        assert_eq!(code_at(secret, 59).unwrap(), "287082");
+        assert_eq!(check(secret, "287082", 59), Some(1));
+        assert_eq!(check(secret, "287 082", 59), Some(1));
+    }
+
+    #[test]
+    fn a_window_of_one_step_either_way() {
+        let secret = new_secret().unwrap();
+        let t = 1_800_000_000;
+        let code = code_at(&secret, t).unwrap();
+        assert_eq!(check(&secret, &code, t), Some(t / 30));
+        assert_eq!(check(&secret, &code, t + 30), Some(t / 30));
+        assert_eq!(check(&secret, &code, t - 30), Some(t / 30));
+        assert_eq!(check(&secret, &code, t + 90), None);
+        assert_eq!(check(&secret, "abcdef", t), None);
+        assert_eq!(check(&secret, "1234567", t), None);
+        assert_eq!(check(&secret, "", t), None);
+    }
+
+    #[test]
+    fn enrolment_gives_an_otpauth_url() {
+        let secret = new_secret().unwrap();
+        let e = enrolment(&secret, "alice").unwrap();
+        assert!(e
+            .otpauth_url
+            .expose_secret()
+            .starts_with("otpauth://totp/Walden:alice?"));
+        assert!(e
+            .otpauth_url
+            .expose_secret()
+            .contains(e.secret_base32.expose_secret()));
+        assert_eq!(format!("{e:?}"), "TotpEnrolment(..)");
+    }
+}
