@@ -319,12 +319,14 @@ pub(crate) fn backup_history_names(idx: &Index, tli: u32, lsn: u64) -> Vec<Strin
         wal_file_name(tli, segment_of(lsn, segsize), segsize),
         lsn % segsize
     );
-    let mut comps: BTreeSet<String> = idx
-        .wal
-        .iter()
-        .filter(|w| w.key.kind == WalKind::Segment)
-        .map(|w| w.key.compression.key_for(&base))
-        .collect();
+    let mut comps: BTreeSet<String> = BTreeSet::new();
+    let mut previous = None;
+    for w in idx.wal.iter().filter(|w| w.key.kind == WalKind::Segment) {
+        if previous != Some(w.key.compression) {
+            previous = Some(w.key.compression);
+            comps.insert(w.key.compression.key_for(&base));
+        }
+    }
     if comps.is_empty() {
         comps.extend(ALL_COMPRESSIONS.iter().map(|c| c.key_for(&base)));
     }
