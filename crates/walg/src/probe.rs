@@ -11,8 +11,8 @@
 //! Not seen by a probing refresh (a full build sees them; see [`crate::index::FULL_BUILD_MAX_AGE`]):
 //! segments more than [`PROBE_LOOKAHEAD`] names after the newest known one of their timeline; timelines more
 //! than [`PROBE_TIMELINES`] ids above the highest known one; deletions and renames; objects of other shapes
-//! (`-<8hex>.partial`, `.backup` files of old backups, unknown names); a new compression that first appears
-//! inside a gap or in the middle of a run.
+//! (`-<8hex>.partial`, `.backup` files of old backups, unknown names); a new compression (or suffix) whose first
+//! object fills a known gap or follows a missing name (found once the name right after the last hit arrives).
 
 use crate::index::{HistoryEntry, Index, Listed, WalObject};
 use crate::names::{segment_of, wal_file_name, Compression, WalKind};
