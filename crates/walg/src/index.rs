@@ -1,5 +1,6 @@
 //! The incremental index: everything read from a bucket, serializable, refreshed by listing only keys after the
-//! last seen key of each prefix and parsing only new sentinels and history files.
+//! last seen key of each prefix (on local file storage: by probing the WAL names wal-g writes next, see
+//! [`Reader::refresh`]) and parsing only new sentinels and history files.
 //!
 //! The index holds raw facts (keys, sizes, times, parsed documents). The [`crate::Timeline`] is computed from it.
 
