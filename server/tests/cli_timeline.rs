@@ -280,6 +280,45 @@ fn the_cache_file_is_refreshed() {
     );
 }
 
+#[test]
+fn an_old_cache_is_rebuilt_in_full_and_sees_deletions() {
+    let s = sample();
+    let cache = s.dir.path().join("cache").join("index.json");
+    let cache_s = cache.display().to_string();
+    let run = || {
+        let out = walden()
+            .args(["timeline", &s.path(), "--json", "--cache", &cache_s])
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        json(&out)
+    };
+    let first = run();
+    let segments = |j: &Value| j["timelines"][0]["segments"].as_u64().unwrap();
+    let before = segments(&first);
+    // Retention deletes the oldest segment of timeline 1: a refresh does not notice deletions...
+    let oldest = first["timelines"][0]["first_segment"].as_str().unwrap();
+    let wal = s.dir.path().join("wal_005");
+    let file = std::fs::read_dir(&wal)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| {
+            let n = p.file_name().unwrap().to_str().unwrap();
+            n.starts_with(oldest) && !n.contains(".partial")
+        })
+        .unwrap();
+    std::fs::remove_file(file).unwrap();
+    assert_eq!(segments(&run()), before);
+    // ...but once the cache's last full build is over an hour old, the next run builds in full.
+    let mut idx: Value = serde_json::from_slice(&std::fs::read(&cache).unwrap()).unwrap();
+    let built = idx["built_at_ms"].as_i64().unwrap();
+    idx["built_at_ms"] = (built - 2 * 3600 * 1000).into();
+    std::fs::write(&cache, serde_json::to_vec(&idx).unwrap()).unwrap();
+    assert_eq!(segments(&run()), before - 1);
+    let idx: Value = serde_json::from_slice(&std::fs::read(&cache).unwrap()).unwrap();
+    assert!(idx["built_at_ms"].as_i64().unwrap() >= built);
+}
+
 struct Moto {
     child: Child,
     port: u16,

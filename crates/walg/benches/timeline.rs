@@ -103,6 +103,7 @@ fn main() {
     let mut idx = index.expect("index");
     let mut refresh = Vec::new();
     let mut next = wal + 1;
+    let mut last_stats = None;
     for _ in 0..runs {
         extend_large(&dir, next, new).expect("extend");
         next += new;
@@ -111,13 +112,37 @@ fn main() {
         let _tl = Timeline::from_index(&idx, OffsetDateTime::now_utc());
         refresh.push(t.elapsed());
         assert!(!stats.full);
+        assert_eq!(
+            stats.listed, new,
+            "the refresh found exactly the new objects"
+        );
+        last_stats = Some(stats);
     }
     let refresh = median(refresh);
     println!("refresh (+{new} WAL): {} ", secs(refresh));
+    if let Some(s) = last_stats {
+        println!(
+            "  (last refresh: {} objects found, {} names probed with a stat)",
+            s.listed, s.probed
+        );
+    }
     println!(
         "refresh / full:     {:.3}  (target <= 0.05)",
         refresh.as_secs_f64() / full.as_secs_f64()
     );
+    // The refreshed index must equal a full build of the same tree.
+    let (rebuilt, _) = rt.block_on(reader.build()).expect("build");
+    assert_eq!(
+        rebuilt.wal, idx.wal,
+        "refreshed WAL differs from a full build"
+    );
+    assert_eq!(rebuilt.backups, idx.backups);
+    let now = OffsetDateTime::now_utc();
+    assert_eq!(
+        Timeline::from_index(&rebuilt, now).report(),
+        Timeline::from_index(&idx, now).report()
+    );
+    println!("refreshed index == full build: yes");
     if std::env::var("WALG_BENCH_DIR").is_ok() {
         // Leave the tree as generated for the next run.
         for n in wal + 1..next {

@@ -1,5 +1,6 @@
 //! The incremental index: everything read from a bucket, serializable, refreshed by listing only keys after the
-//! last seen key of each prefix and parsing only new sentinels and history files.
+//! last seen key of each prefix (on local file storage: by probing the WAL names wal-g writes next, see
+//! [`Reader::refresh`]) and parsing only new sentinels and history files.
 //!
 //! The index holds raw facts (keys, sizes, times, parsed documents). The [`crate::Timeline`] is computed from it.
 
@@ -7,6 +8,7 @@ use crate::codec;
 use crate::config::{ConfigError, StorageConfig};
 use crate::docs::{parse_history, HistoryRecord, Metadata, Sentinel};
 use crate::names::{classify_wal_file, WalKey, WalKind, BASEBACKUPS, SENTINEL_SUFFIX, WAL};
+use crate::probe;
 use futures::{StreamExt, TryStreamExt};
 use object_store::path::Path;
 use object_store::{ObjectMeta, ObjectStore, ObjectStoreExt};
@@ -20,6 +22,11 @@ pub const INDEX_FORMAT: u32 = 1;
 /// How many trailing WAL keys a refresh lists again, so that segments uploaded out of order (wal-g uploads in
 /// parallel) are not skipped.
 pub const WAL_REFRESH_OVERLAP: usize = 256;
+
+/// Age of the last full build after which [`Reader::refresh_or_build`] builds in full again (one hour). A refresh
+/// does not notice deletions, and on local storage it probes expected names instead of listing (see
+/// [`Reader::refresh`]); a periodic full build catches whatever that misses.
+pub const FULL_BUILD_MAX_AGE: std::time::Duration = std::time::Duration::from_secs(3600);
 
 /// One object in `wal_005/`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -104,6 +111,14 @@ pub struct Index {
     pub refreshed_at_ms: i64,
 }
 
+impl Index {
+    /// Time since the last full build (zero when the clock went backwards).
+    pub fn full_build_age(&self, now: time::OffsetDateTime) -> std::time::Duration {
+        let now_ms = (now.unix_timestamp_nanos() / 1_000_000) as i64;
+        std::time::Duration::from_millis(now_ms.saturating_sub(self.built_at_ms).max(0) as u64)
+    }
+}
+
 /// Counters from a build or a refresh.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ReadStats {
@@ -111,6 +126,9 @@ pub struct ReadStats {
     pub new_sentinels: u64,
     pub new_histories: u64,
     pub full: bool,
+    /// Local storage: names a probing refresh tried with a stat (0 when it listed instead).
+    #[serde(default)]
+    pub probed: u64,
 }
 
 /// Storage could not be read at all (per-object problems become findings instead).
@@ -153,16 +171,28 @@ fn now_ms() -> i64 {
 }
 
 /// One listed object, relative to the listed folder.
-struct Listed {
-    rel: String,
-    size: u64,
-    modified_ms: i64,
+pub(crate) struct Listed {
+    pub(crate) rel: String,
+    pub(crate) size: u64,
+    pub(crate) modified_ms: i64,
 }
 
-fn system_time_ms(t: std::time::SystemTime) -> i64 {
+pub(crate) fn system_time_ms(t: std::time::SystemTime) -> i64 {
     match t.duration_since(std::time::UNIX_EPOCH) {
         Ok(d) => d.as_millis() as i64,
         Err(e) => -(e.duration().as_millis() as i64),
+    }
+}
+
+/// Puts the WAL cursor [`WAL_REFRESH_OVERLAP`] keys before the newest key.
+fn set_wal_cursor(idx: &mut Index) {
+    if idx.wal.len() > WAL_REFRESH_OVERLAP {
+        let c = idx.wal[idx.wal.len() - 1 - WAL_REFRESH_OVERLAP]
+            .name
+            .clone();
+        idx.cursors.insert(WAL.to_string(), c);
+    } else {
+        idx.cursors.remove(WAL);
     }
 }
 
@@ -361,34 +391,11 @@ impl Reader {
     }
 
     async fn list(&self, folder: &str, after: Option<&str>) -> Result<Vec<Listed>, ReadError> {
-        if let (Some(local), Some(after)) = (&self.local_dir, after) {
-            let mut dir = local.clone();
-            for part in self
-                .root
-                .split('/')
-                .filter(|p| !p.is_empty())
-                .chain(std::iter::once(folder))
-            {
-                dir.push(part);
-            }
+        if let (Some(dir), Some(after)) = (self.local_folder(folder), after) {
             let after = after.to_string();
-            let res = tokio::task::spawn_blocking(move || list_local_after(&dir, &after)).await;
-            return match res {
-                Ok(Ok(v)) => Ok(v),
-                Ok(Err(e)) => Err(ReadError::List {
-                    url: self.url.clone(),
-                    prefix: format!("{folder}/"),
-                    source: object_store::Error::Generic {
-                        store: "LocalFileSystem",
-                        source: Box::new(e),
-                    },
-                }),
-                Err(e) => Err(ReadError::List {
-                    url: self.url.clone(),
-                    prefix: format!("{folder}/"),
-                    source: object_store::Error::JoinError { source: e },
-                }),
-            };
+            return self
+                .blocking(folder, move || list_local_after(&dir, &after))
+                .await;
         }
         let skip = self.rel_prefix_len(folder);
         let prefix = self.path(folder);
@@ -440,14 +447,17 @@ impl Reader {
             built_at_ms: now_ms(),
             refreshed_at_ms: now_ms(),
         };
-        let mut stats = self.update(&mut idx).await?;
+        let mut stats = self.update(&mut idx, false).await?;
         stats.full = true;
         Ok((idx, stats))
     }
 
-    /// Brings `index` up to date by listing only keys after each prefix's cursor. Falls back to a full build
-    /// when the index belongs to another storage, segment size or format. Deletions (retention) are noticed
-    /// only by a full build; run one now and then.
+    /// Brings `index` up to date. On S3, GCS and Azure it lists only keys after each prefix's cursor. On local
+    /// file storage, where a directory cannot be read "after a key", it probes the names wal-g will write next
+    /// (see [`crate::PROBE_LOOKAHEAD`] and the README for what that cannot see) and lists `basebackups_005/`
+    /// after its cursor; when probing cannot stand in for a listing it reads the directory. Falls back to a full
+    /// build when the index belongs to another storage, segment size or format. Deletions (retention) are
+    /// noticed only by a full build: use [`Reader::refresh_or_build`] or build now and then.
     pub async fn refresh(&self, index: &mut Index) -> Result<ReadStats, ReadError> {
         if index.format != INDEX_FORMAT
             || index.url != self.url
@@ -457,14 +467,184 @@ impl Reader {
             *index = idx;
             return Ok(stats);
         }
-        let stats = self.update(index).await?;
+        let stats = self.update(index, true).await?;
         index.refreshed_at_ms = now_ms();
         Ok(stats)
     }
 
-    async fn update(&self, idx: &mut Index) -> Result<ReadStats, ReadError> {
+    /// A full build when the index's last full build is older than `max_age` (e.g. [`FULL_BUILD_MAX_AGE`]),
+    /// otherwise a [`Reader::refresh`].
+    pub async fn refresh_or_build(
+        &self,
+        index: &mut Index,
+        max_age: std::time::Duration,
+    ) -> Result<ReadStats, ReadError> {
+        if index.full_build_age(time::OffsetDateTime::now_utc()) > max_age {
+            let (idx, stats) = self.build().await?;
+            *index = idx;
+            return Ok(stats);
+        }
+        self.refresh(index).await
+    }
+
+    /// The local directory of `folder` under the wal-g root, for file storage.
+    fn local_folder(&self, folder: &str) -> Option<std::path::PathBuf> {
+        let mut dir = self.local_dir.clone()?;
+        for part in self
+            .root
+            .split('/')
+            .filter(|p| !p.is_empty())
+            .chain(std::iter::once(folder))
+        {
+            dir.push(part);
+        }
+        Some(dir)
+    }
+
+    /// Runs blocking file-system work; errors name the storage and folder.
+    async fn blocking<T: Send + 'static>(
+        &self,
+        folder: &str,
+        f: impl FnOnce() -> std::io::Result<T> + Send + 'static,
+    ) -> Result<T, ReadError> {
+        match tokio::task::spawn_blocking(f).await {
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(e)) => Err(ReadError::List {
+                url: self.url.clone(),
+                prefix: format!("{folder}/"),
+                source: object_store::Error::Generic {
+                    store: "LocalFileSystem",
+                    source: Box::new(e),
+                },
+            }),
+            Err(e) => Err(ReadError::List {
+                url: self.url.clone(),
+                prefix: format!("{folder}/"),
+                source: object_store::Error::JoinError { source: e },
+            }),
+        }
+    }
+
+    fn wal_object(&self, m: Listed) -> WalObject {
+        WalObject {
+            size: m.size,
+            modified_ms: m.modified_ms,
+            key: classify_wal_file(&m.rel, self.segment_size),
+            name: m.rel,
+        }
+    }
+
+    async fn read_histories(
+        &self,
+        idx: &mut Index,
+        new: Vec<(String, u32, crate::names::Compression)>,
+    ) {
+        let histories: Vec<HistoryEntry> = futures::stream::iter(new)
+            .map(|(name, tli, compression)| self.read_history(name, tli, compression))
+            .buffer_unordered(self.concurrency)
+            .collect()
+            .await;
+        for h in histories {
+            idx.histories.insert(h.name.clone(), h);
+        }
+    }
+
+    async fn read_backups(&self, idx: &mut Index, new: Vec<(String, i64)>) {
+        let backups: Vec<BackupEntry> = futures::stream::iter(new)
+            .map(|(name, ms)| self.read_backup(name, ms))
+            .buffer_unordered(self.concurrency)
+            .collect()
+            .await;
+        for b in backups {
+            idx.backups.insert(b.name.clone(), b);
+        }
+    }
+
+    /// A local refresh by probing (see the module `probe`). `Ok(None)`: probing cannot stand in for a listing
+    /// here; the caller lists instead (history files found so far are already in the index).
+    async fn update_local(
+        &self,
+        idx: &mut Index,
+        wal_dir: std::path::PathBuf,
+        base_cursor: Option<String>,
+    ) -> Result<Option<ReadStats>, ReadError> {
+        let mut stats = ReadStats::default();
+        // 1. History files of new timelines (their switch points start the new timelines' probes).
+        let names = probe::history_candidates(idx);
+        stats.probed += names.len() as u64;
+        let d = wal_dir.clone();
+        let found = self
+            .blocking(WAL, move || probe::stat_all(&d, &names))
+            .await?;
+        let found: Vec<WalObject> = found.into_iter().map(|l| self.wal_object(l)).collect();
+        let new_histories: Vec<_> = found
+            .iter()
+            .filter(|w| w.key.kind == WalKind::History && !idx.histories.contains_key(&w.name))
+            .map(|w| (w.name.clone(), w.key.tli, w.key.compression))
+            .collect();
+        stats.listed += found.len() as u64;
+        stats.new_histories = new_histories.len() as u64;
+        probe::merge(idx, found);
+        self.read_histories(idx, new_histories).await;
+
+        // 2. Segments (and their sidecars) per timeline, gaps, partials.
+        let Some(plan) = probe::plan(idx, wal_dir.clone()) else {
+            return Ok(None);
+        };
+        let (found, tried) = self.blocking(WAL, move || probe::run(&plan)).await?;
+        stats.probed += tried;
+        stats.listed += found.len() as u64;
+        let found: Vec<WalObject> = found.into_iter().map(|l| self.wal_object(l)).collect();
+        probe::merge(idx, found);
+        set_wal_cursor(idx);
+
+        // 3. Base backups: listed after the cursor (a small folder).
+        let base = self.list(BASEBACKUPS, base_cursor.as_deref()).await?;
+        stats.listed += base.len() as u64;
+        let new_sentinels = self.ingest_base(idx, base, base_cursor.as_deref());
+        stats.new_sentinels = new_sentinels.len() as u64;
+        let new_names: Vec<String> = new_sentinels.iter().map(|(n, _)| n.clone()).collect();
+        self.read_backups(idx, new_sentinels).await;
+
+        // 4. PostgreSQL's `.backup` history files of the new backups.
+        let mut names = Vec::new();
+        for n in &new_names {
+            let tli = crate::names::BackupName::parse(n).map(|b| b.timeline);
+            let lsn = idx
+                .backups
+                .get(n)
+                .and_then(|b| b.sentinel.ok())
+                .and_then(|s| s.lsn);
+            if let (Some(tli), Some(lsn)) = (tli, lsn) {
+                names.extend(probe::backup_history_names(idx, tli, lsn));
+            }
+        }
+        if !names.is_empty() {
+            stats.probed += names.len() as u64;
+            let found = self
+                .blocking(WAL, move || probe::stat_all(&wal_dir, &names))
+                .await?;
+            stats.listed += found.len() as u64;
+            let found: Vec<WalObject> = found.into_iter().map(|l| self.wal_object(l)).collect();
+            probe::merge(idx, found);
+            set_wal_cursor(idx);
+        }
+        Ok(Some(stats))
+    }
+
+    async fn update(&self, idx: &mut Index, refresh: bool) -> Result<ReadStats, ReadError> {
         let wal_cursor = idx.cursors.get(WAL).cloned();
         let base_cursor = idx.cursors.get(BASEBACKUPS).cloned();
+        let mut probed_histories = 0;
+        if refresh {
+            if let Some(dir) = self.local_folder(WAL) {
+                let before = idx.histories.len();
+                if let Some(stats) = self.update_local(idx, dir, base_cursor.clone()).await? {
+                    return Ok(stats);
+                }
+                probed_histories = (idx.histories.len() - before) as u64;
+            }
+        }
         let (wal, base) = futures::try_join!(
             self.list(WAL, wal_cursor.as_deref()),
             self.list(BASEBACKUPS, base_cursor.as_deref())
@@ -475,26 +655,12 @@ impl Reader {
         };
         let new_histories = self.ingest_wal(idx, wal, wal_cursor.as_deref());
         let new_sentinels = self.ingest_base(idx, base, base_cursor.as_deref());
-        stats.new_histories = new_histories.len() as u64;
+        stats.new_histories = new_histories.len() as u64 + probed_histories;
         stats.new_sentinels = new_sentinels.len() as u64;
 
         // Fetch new documents concurrently.
-        let histories: Vec<HistoryEntry> = futures::stream::iter(new_histories)
-            .map(|(name, tli, compression)| self.read_history(name, tli, compression))
-            .buffer_unordered(self.concurrency)
-            .collect()
-            .await;
-        for h in histories {
-            idx.histories.insert(h.name.clone(), h);
-        }
-        let backups: Vec<BackupEntry> = futures::stream::iter(new_sentinels)
-            .map(|(name, ms)| self.read_backup(name, ms))
-            .buffer_unordered(self.concurrency)
-            .collect()
-            .await;
-        for b in backups {
-            idx.backups.insert(b.name.clone(), b);
-        }
+        self.read_histories(idx, new_histories).await;
+        self.read_backups(idx, new_sentinels).await;
         Ok(stats)
     }
 
@@ -505,16 +671,7 @@ impl Reader {
         listed: Vec<Listed>,
         cursor: Option<&str>,
     ) -> Vec<(String, u32, crate::names::Compression)> {
-        let segsize = self.segment_size;
-        let mut fresh: Vec<WalObject> = listed
-            .into_iter()
-            .map(|m| WalObject {
-                size: m.size,
-                modified_ms: m.modified_ms,
-                key: classify_wal_file(&m.rel, segsize),
-                name: m.rel,
-            })
-            .collect();
+        let mut fresh: Vec<WalObject> = listed.into_iter().map(|m| self.wal_object(m)).collect();
         fresh.sort_unstable_by(|a, b| a.name.cmp(&b.name));
         if let Some(c) = cursor {
             let keep = idx.wal.partition_point(|w| w.name.as_str() <= c);
@@ -528,14 +685,7 @@ impl Reader {
             .map(|w| (w.name.clone(), w.key.tli, w.key.compression))
             .collect();
         idx.wal.extend(fresh);
-        if idx.wal.len() > WAL_REFRESH_OVERLAP {
-            let c = idx.wal[idx.wal.len() - 1 - WAL_REFRESH_OVERLAP]
-                .name
-                .clone();
-            idx.cursors.insert(WAL.to_string(), c);
-        } else {
-            idx.cursors.remove(WAL);
-        }
+        set_wal_cursor(idx);
         histories
     }
 

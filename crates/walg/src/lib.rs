@@ -10,6 +10,7 @@ pub mod docs;
 pub mod index;
 pub mod names;
 pub mod plan;
+mod probe;
 pub mod report;
 #[cfg(any(test, feature = "testkit"))]
 pub mod testkit;
@@ -17,7 +18,8 @@ pub mod timeline;
 
 pub use codec::LibsodiumKey;
 pub use config::{parse_env_block, StorageConfig};
-pub use index::{Index, ReadError, ReadStats, Reader};
+pub use index::{Index, ReadError, ReadStats, Reader, FULL_BUILD_MAX_AGE};
 pub use names::{Compression, Lsn};
 pub use plan::{parse_target_time, pg_time, Plan, PlanOutcome, Refusal, Target};
+pub use probe::{PROBE_LOOKAHEAD, PROBE_MAX_GAP_NAMES, PROBE_TIMELINES};
 pub use timeline::{Backup, Finding, Severity, Timeline};

@@ -23,7 +23,8 @@ pub struct StorageArgs {
     /// Also read wal-g settings from this file of KEY=value lines (e.g. a pasted wal-g env block).
     #[arg(long, value_name = "FILE")]
     pub env_file: Option<PathBuf>,
-    /// Index cache file; refreshes list only new keys. Default: one file per storage under the user cache dir.
+    /// Index cache file; refreshes read only new keys, and a cache whose last full build is over an hour old is
+    /// rebuilt in full (refreshes miss deletions). Default: one file per storage under the user cache dir.
     #[arg(long, value_name = "FILE", env = "WALDEN_TIMELINE_CACHE")]
     pub cache: Option<PathBuf>,
     /// Read everything again instead of refreshing the cached index.
@@ -118,7 +119,9 @@ async fn load(args: &StorageArgs) -> anyhow::Result<Timeline> {
         .and_then(|b| serde_json::from_slice(&b).ok());
     let index = match cached {
         Some(mut idx) => {
-            reader.refresh(&mut idx).await?;
+            reader
+                .refresh_or_build(&mut idx, walg::FULL_BUILD_MAX_AGE)
+                .await?;
             idx
         }
         None => reader.build().await?.0,
