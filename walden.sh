@@ -17,7 +17,10 @@ export PATH="$HOME/.cargo/bin:$TOOLS/node_modules/.bin:$PATH"
 export CARGO_TARGET_DIR="$ROOT/target"
 CARGO_LEPTOS_VERSION=0.3.10
 BINARYEN_VERSION=132.0.0
-BUNDLE_BUDGET_KIB=350
+# The front end's gzip size: the target for the finished app, and a ceiling that fails the build so growth is
+# caught the day it happens (see README "Build").
+BUNDLE_TARGET_KIB=350
+BUNDLE_CEILING_KIB=420
 
 log() { printf '\n==> %s\n' "$*" >&2; }
 step_start=0
@@ -105,10 +108,13 @@ bundle_report() {
     total=$((total + size))
     printf '    %-14s %7d bytes raw  %7d bytes gzip\n' "$(basename "$f")" "$(wc -c <"$f")" "$size" >&2
   done
-  printf '    total          %d KiB gzip (budget %d KiB)\n' "$((total / 1024))" "$BUNDLE_BUDGET_KIB" >&2
-  if [ $((total / 1024)) -gt "$BUNDLE_BUDGET_KIB" ]; then
-    echo "error: the front-end bundle is over its ${BUNDLE_BUDGET_KIB} KiB gzip budget" >&2
+  printf '    total          %d KiB gzip (target %d KiB, ceiling %d KiB)\n' \
+    "$((total / 1024))" "$BUNDLE_TARGET_KIB" "$BUNDLE_CEILING_KIB" >&2
+  if [ $((total / 1024)) -gt "$BUNDLE_CEILING_KIB" ]; then
+    echo "error: the front-end bundle is over its ${BUNDLE_CEILING_KIB} KiB gzip ceiling" >&2
     exit 1
+  elif [ $((total / 1024)) -gt "$BUNDLE_TARGET_KIB" ]; then
+    echo "    warning: over the ${BUNDLE_TARGET_KIB} KiB target" >&2
   fi
 }
 
