@@ -26,7 +26,7 @@ pub fn ClustersPage() -> impl IntoView {
                                     <p>
                                         "Walden shows each Postgres cluster's machines, backups and restorable window to signed-in team members."
                                     </p>
-                                    <p><a class="button" href="/login">"Sign in"</a></p>
+                                    <p><a class="button" href="/login">"Go to the sign-in page"</a></p>
                                 </section>
                             }
                                 .into_any()
