@@ -107,10 +107,11 @@ pub struct ServeArgs {
     #[arg(long, env = "WALDEN_CLIENT_IP_HEADER", value_name = "HEADER", value_parser = parse_header_name)]
     pub client_ip_header: Option<axum::http::HeaderName>,
 
-    /// 64 hex characters (32 bytes) sealing TOTP secrets at rest; two-factor sign-in is unavailable without it.
+    /// 64 hex characters (32 bytes) sealing secrets at rest (TOTP secrets); two-factor sign-in is unavailable
+    /// without it.
     /// Generate one with `openssl rand -hex 32` and keep it as a Fly secret.
-    #[arg(long, env = "WALDEN_SECRET_KEY", hide_env_values = true, value_parser = parse_secret, value_name = "HEX")]
-    pub secret_key: Option<SecretString>,
+    #[arg(long, env = "WALDEN_MASTER_KEY", hide_env_values = true, value_parser = parse_secret, value_name = "HEX")]
+    pub master_key: Option<SecretString>,
 
     /// argon2id cost for passwords; OWASP's parameters unless a test makes them cheaper.
     #[arg(skip)]
@@ -134,7 +135,7 @@ impl ServeArgs {
             session_idle_secs: 3600,
             session_max_secs: 43_200,
             client_ip_header: None,
-            secret_key: None,
+            master_key: None,
             password_hash: walden_core::users::HashParams::OWASP,
         }
     }
@@ -169,8 +170,8 @@ impl std::fmt::Debug for ServeArgs {
             .field("session_max_secs", &self.session_max_secs)
             .field("client_ip_header", &self.client_ip_header)
             .field(
-                "secret_key",
-                &self.secret_key.as_ref().map(|_| "[redacted]"),
+                "master_key",
+                &self.master_key.as_ref().map(|_| "[redacted]"),
             )
             .finish()
     }

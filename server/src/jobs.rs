@@ -6,6 +6,8 @@ use std::time::Duration;
 use sqlx::SqlitePool;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
+use tower_sessions::session_store::ExpiredDeletion;
+use tower_sessions_sqlx_store::SqliteStore;
 
 /// The running workers.
 pub struct Jobs {
@@ -30,7 +32,8 @@ impl Jobs {
     }
 }
 
-/// Keeps the SQLite file healthy: folds the WAL back into the database and refreshes the planner statistics.
+/// Keeps the SQLite file healthy: deletes expired sessions, folds the WAL back into the database and refreshes
+/// the planner statistics.
 async fn maintenance(pool: SqlitePool, token: CancellationToken, every: Duration) {
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -39,6 +42,9 @@ async fn maintenance(pool: SqlitePool, token: CancellationToken, every: Duration
         tokio::select! {
             () = token.cancelled() => break,
             _ = tick.tick() => {
+                if let Err(e) = delete_expired_sessions(&pool).await {
+                    tracing::warn!(error = %e, "deleting expired sessions failed");
+                }
                 for statement in ["PRAGMA wal_checkpoint(PASSIVE)", "PRAGMA optimize"] {
                     if let Err(e) = sqlx::query(statement).execute(&pool).await {
                         tracing::warn!(error = %e, statement, "database maintenance failed");
@@ -48,4 +54,10 @@ async fn maintenance(pool: SqlitePool, token: CancellationToken, every: Duration
         }
     }
     tracing::debug!("maintenance worker stopped");
+}
+
+/// Sessions past their expiry are refused when presented, but their rows stay until deleted here.
+pub async fn delete_expired_sessions(pool: &SqlitePool) -> anyhow::Result<()> {
+    SqliteStore::new(pool.clone()).delete_expired().await?;
+    Ok(())
 }

@@ -3,6 +3,7 @@
 use std::future::IntoFuture;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 use axum::extract::State;
@@ -17,8 +18,8 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tower::ServiceBuilder;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
-use tower_http::trace::{DefaultOnResponse, TraceLayer};
-use tracing::Level;
+use tower_http::trace::TraceLayer;
+use tracing::{Level, Span};
 use walden_app::ssr::AppState;
 use walden_app::{shell, App};
 
@@ -69,9 +70,9 @@ impl Application {
             demo_mode: config.demo_mode(),
             fly,
             fly_org,
-            accounts: match &config.secret_key {
+            accounts: match &config.master_key {
                 Some(hex) => walden_core::users::Accounts::new(pool.clone(), hasher).with_seal_key(
-                    walden_core::seal::SealKey::from_hex(hex).context("WALDEN_SECRET_KEY")?,
+                    walden_core::seal::SealKey::from_hex(hex).context("WALDEN_MASTER_KEY")?,
                 ),
                 None => walden_core::users::Accounts::new(pool.clone(), hasher),
             },
@@ -213,13 +214,27 @@ pub fn router(state: AppState) -> Router {
             .get(&REQUEST_ID)
             .and_then(|v| v.to_str().ok())
             .unwrap_or("-");
+        let path = request.uri().path();
+        // Fly's health checks hit the probes every few seconds: they log at debug, everything else at info.
         // The path only: query strings may carry things that do not belong in logs.
-        tracing::info_span!(
-            "request",
-            method = %request.method(),
-            path = %request.uri().path(),
-            request_id,
-        )
+        if matches!(path, "/healthz" | "/readyz") {
+            tracing::debug_span!("request", method = %request.method(), path, request_id)
+        } else {
+            tracing::info_span!("request", method = %request.method(), path, request_id)
+        }
+    };
+    let on_response = |response: &axum::http::Response<_>, latency: Duration, span: &Span| {
+        let status = response.status().as_u16();
+        let latency_ms = latency.as_millis();
+        // A disabled span (its level filtered out) or a debug one marks a probe: keep its line quiet too.
+        let quiet = span
+            .metadata()
+            .is_none_or(|meta| *meta.level() == Level::DEBUG);
+        if quiet {
+            tracing::debug!(status, latency_ms, "finished processing request");
+        } else {
+            tracing::info!(status, latency_ms, "finished processing request");
+        }
     };
     Router::new()
         .route("/healthz", get(healthz))
@@ -234,7 +249,7 @@ pub fn router(state: AppState) -> Router {
                 .layer(
                     TraceLayer::new_for_http()
                         .make_span_with(request_span)
-                        .on_response(DefaultOnResponse::new().level(Level::INFO)),
+                        .on_response(on_response),
                 )
                 .layer(PropagateRequestIdLayer::new(REQUEST_ID)),
         )

@@ -1,10 +1,7 @@
 //! `walden timeline`, `walden verify` and `walden plan` run as a user runs them, against buckets written by
 //! `walg::testkit` on local files and on a real S3-protocol server (moto).
 
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration as StdDuration, Instant};
+use std::process::{Command, Output};
 
 use serde_json::Value;
 use time::{Duration, OffsetDateTime};
@@ -319,60 +316,10 @@ fn an_old_cache_is_rebuilt_in_full_and_sees_deletions() {
     assert!(idx["built_at_ms"].as_i64().unwrap() >= built);
 }
 
-struct Moto {
-    child: Child,
-    port: u16,
-}
-
-impl Drop for Moto {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start_moto() -> Moto {
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let child = Command::new("moto_server")
-        .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap_or_else(|e| {
-            panic!("this test needs `moto_server` on PATH (`pip install 'moto[server]'`): {e}")
-        });
-    let moto = Moto { child, port };
-    let deadline = Instant::now() + StdDuration::from_secs(30);
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            Instant::now() < deadline,
-            "moto_server did not start on port {port}"
-        );
-        std::thread::sleep(StdDuration::from_millis(100));
-    }
-    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    write!(s, "PUT /cli-bucket HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n").unwrap();
-    let mut resp = String::new();
-    s.read_to_string(&mut resp).unwrap();
-    assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
-    moto
-}
-
 #[test]
 fn cli_against_s3_with_wal_g_variables() {
-    let moto = start_moto();
-    let vars = [
-        ("WALG_S3_PREFIX", "s3://cli-bucket/pg".to_string()),
-        ("AWS_ENDPOINT", format!("http://127.0.0.1:{}", moto.port)),
-        ("AWS_S3_FORCE_PATH_STYLE", "true".to_string()),
-        ("AWS_REGION", "us-east-1".to_string()),
-        ("AWS_ACCESS_KEY_ID", "test".to_string()),
-        ("AWS_SECRET_ACCESS_KEY", "test-secret".to_string()),
-    ];
+    let moto = walg::testkit::MotoServer::start("cli-bucket");
+    let vars = moto.walg_env("pg");
     let env: std::collections::HashMap<String, String> = vars
         .iter()
         .map(|(k, v)| (k.to_string(), v.clone()))

@@ -467,3 +467,95 @@ pub fn extend_large(dir: &Path, from_segment: u64, count: u64) -> std::io::Resul
     }
     Ok(())
 }
+
+/// A real S3-protocol server for tests: moto (`moto_server`, Python) on 127.0.0.1 with a free port and one
+/// bucket created. Killed when dropped. moto does not check signatures, so any credentials do.
+pub struct MotoServer {
+    child: std::process::Child,
+    port: u16,
+    bucket: String,
+}
+
+impl MotoServer {
+    /// Start moto and create `bucket`. Panics with the install hint when `moto_server` is not on PATH.
+    pub fn start(bucket: &str) -> MotoServer {
+        use std::io::{Read, Write};
+        use std::net::{TcpListener, TcpStream};
+        use std::time::{Duration as StdDuration, Instant};
+
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .expect("bind 127.0.0.1:0");
+        let child = std::process::Command::new("moto_server")
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!(
+                    "this test needs `moto_server` (Python moto) on PATH to run a real S3-protocol server: \
+                     `pip install 'moto[server]'` ({e})"
+                )
+            });
+        let moto = MotoServer {
+            child,
+            port,
+            bucket: bucket.to_owned(),
+        };
+        let deadline = Instant::now() + StdDuration::from_secs(30);
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "moto_server did not listen on 127.0.0.1:{port} within 30 s"
+            );
+            std::thread::sleep(StdDuration::from_millis(100));
+        }
+        // Create the bucket with a plain path-style PUT.
+        let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect to moto");
+        write!(
+            s,
+            "PUT /{bucket} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        )
+        .expect("write to moto");
+        let mut resp = String::new();
+        s.read_to_string(&mut resp).expect("read from moto");
+        assert!(
+            resp.starts_with("HTTP/1.1 200"),
+            "bucket creation failed: {resp}"
+        );
+        moto
+    }
+
+    /// The endpoint URL (`AWS_ENDPOINT`).
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// The bucket created at start.
+    pub fn bucket(&self) -> &str {
+        &self.bucket
+    }
+
+    /// The wal-g variables a cluster would have for `prefix` inside the bucket.
+    pub fn walg_env(&self, prefix: &str) -> Vec<(String, String)> {
+        [
+            ("WALG_S3_PREFIX", format!("s3://{}/{prefix}", self.bucket)),
+            ("AWS_ENDPOINT", self.endpoint()),
+            ("AWS_S3_FORCE_PATH_STYLE", "true".into()),
+            ("AWS_REGION", "us-east-1".into()),
+            ("AWS_ACCESS_KEY_ID", "test".into()),
+            ("AWS_SECRET_ACCESS_KEY", "test-secret".into()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect()
+    }
+}
+
+impl Drop for MotoServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -2,32 +2,17 @@
 //! 127.0.0.1 with a free port.
 
 use std::collections::HashMap;
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
-use std::process::{Child, Command, Stdio};
+use std::net::TcpListener;
 use std::sync::Arc;
-use std::time::{Duration as StdDuration, Instant};
 use time::macros::datetime;
 use time::{Duration, OffsetDateTime};
 use walg::codec::LibsodiumKey;
 use walg::names::Compression;
 use walg::plan::{PlanOutcome, Target};
-use walg::testkit::{sample_builder, BackupSpec, BucketBuilder};
+use walg::testkit::{sample_builder, BackupSpec, BucketBuilder, MotoServer};
 use walg::{ReadError, Reader, StorageConfig, Timeline};
 
 const BUCKET: &str = "walden-test";
-
-struct Moto {
-    child: Child,
-    port: u16,
-}
-
-impl Drop for Moto {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
@@ -36,60 +21,19 @@ fn free_port() -> u16 {
         .expect("bind 127.0.0.1:0")
 }
 
-fn start_moto() -> Moto {
-    let port = free_port();
-    let child = Command::new("moto_server")
-        .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap_or_else(|e| {
-            panic!(
-                "these tests need `moto_server` (Python moto) on PATH to run a real S3-protocol server: \
-                 `pip install 'moto[server]'` ({e})"
-            )
-        });
-    let moto = Moto { child, port };
-    let deadline = Instant::now() + StdDuration::from_secs(30);
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            Instant::now() < deadline,
-            "moto_server did not listen on 127.0.0.1:{port} within 30 s"
-        );
-        std::thread::sleep(StdDuration::from_millis(100));
-    }
-    // Create the bucket with a plain path-style PUT (moto does not check signatures).
-    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    write!(s, "PUT /{BUCKET} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
-        .unwrap();
-    let mut resp = String::new();
-    s.read_to_string(&mut resp).unwrap();
-    assert!(
-        resp.starts_with("HTTP/1.1 200"),
-        "bucket creation failed: {resp}"
-    );
-    moto
+fn start_moto() -> MotoServer {
+    MotoServer::start(BUCKET)
 }
 
-fn env(moto: &Moto, prefix: &str, extra: &[(&str, &str)]) -> HashMap<String, String> {
-    let mut e: HashMap<String, String> = [
-        ("WALG_S3_PREFIX", format!("s3://{BUCKET}/{prefix}")),
-        ("AWS_ENDPOINT", format!("http://127.0.0.1:{}", moto.port)),
-        ("AWS_S3_FORCE_PATH_STYLE", "true".into()),
-        ("AWS_REGION", "us-east-1".into()),
-        ("AWS_ACCESS_KEY_ID", "test".into()),
-        ("AWS_SECRET_ACCESS_KEY", "test-secret".into()),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_string(), v))
-    .collect();
+fn env(moto: &MotoServer, prefix: &str, extra: &[(&str, &str)]) -> HashMap<String, String> {
+    let mut e: HashMap<String, String> = moto.walg_env(prefix).into_iter().collect();
     for (k, v) in extra {
         e.insert(k.to_string(), v.to_string());
     }
     e
 }
 
-async fn upload(moto: &Moto, prefix: &str, b: &BucketBuilder) {
+async fn upload(moto: &MotoServer, prefix: &str, b: &BucketBuilder) {
     let cfg = StorageConfig::from_env_map(&env(moto, prefix, &[])).unwrap();
     let store: Arc<dyn object_store::ObjectStore> = cfg.build_store().unwrap();
     b.write_store(store.as_ref(), &cfg.root).await.unwrap();

@@ -31,7 +31,7 @@ pub(crate) async fn app_with(tweak: impl FnOnce(&mut walden::config::ServeArgs))
     spawn_app_with(|c| {
         c.secure_cookies = false;
         c.password_hash = CHEAP;
-        c.secret_key = Some("ab".repeat(32).into());
+        c.master_key = Some("ab".repeat(32).into());
         tweak(c);
     })
     .await
@@ -473,6 +473,18 @@ async fn idle_sessions_expire() {
     assert_eq!(whoami(&app, Some(&s)).await.as_deref(), Some("ivy"));
     tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
     assert_eq!(whoami(&app, Some(&s)).await, None);
+    // The refused session's row is still on disk until the maintenance worker deletes expired ones.
+    let pool = walden_core::db::open(&app.data_dir()).await.unwrap();
+    let count = || async {
+        sqlx::query_scalar::<_, i64>("SELECT count(*) FROM tower_sessions")
+            .fetch_one(&pool)
+            .await
+            .unwrap()
+    };
+    assert_eq!(count().await, 1);
+    walden::jobs::delete_expired_sessions(&pool).await.unwrap();
+    assert_eq!(count().await, 0);
+    pool.close().await;
     app.stop().await;
 }
 
