@@ -100,7 +100,8 @@ pub fn parse_target_time(s: &str) -> Result<OffsetDateTime, String> {
             let (sign, hm) = o.split_at(1);
             let (h, m) = match hm.split_once(':') {
                 Some((h, m)) => (h, m),
-                None if hm.len() == 4 => hm.split_at(2),
+                // `+0530`; ASCII only, so the split falls on a character boundary.
+                None if hm.len() == 4 && hm.is_ascii() => hm.split_at(2),
                 None => (hm, "00"),
             };
             let h: u8 = h.parse().map_err(|_| bad())?;
@@ -508,6 +509,10 @@ mod tests {
             "2026-13-01 12:00",
             "2026-03-01 12",
             "",
+            // Found by the property test: a 4-byte offset that is one character, not HHMM.
+            "! Z🌀",
+            "2026-03-01 12:00+🌀",
+            "2026-03-01 12:00-0é3",
         ] {
             assert!(parse_target_time(bad).is_err(), "{bad}");
         }
