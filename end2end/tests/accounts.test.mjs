@@ -1,7 +1,7 @@
 // Accounts in a real browser: first admin through /setup, sign out, a failed sign-in, sign in, sign out.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { startConsole, launchBrowser, hydrated } from './harness.mjs';
+import { startConsole, launchBrowser, hydrated, newPage, setUpFirstAdmin } from './harness.mjs';
 
 const PASSWORD = 'correct horse battery staple';
 let server;
@@ -24,20 +24,13 @@ async function open(page, path) {
 }
 
 test('set up, sign out, fail to sign in, sign in, see the shell, sign out', async () => {
-  const context = await browser.newContext();
-  const page = await context.newPage();
-  const errors = [];
-  page.on('pageerror', (e) => errors.push(String(e)));
+  const { context, page, errors } = await newPage(browser);
 
   // Nobody yet: the login page points to setup.
   await open(page, '/login');
   assert.ok(await page.locator('[data-test=setup-hint]').isVisible(), 'setup hint');
 
-  await open(page, '/setup');
-  await page.fill('input[name=name]', 'admin');
-  await page.fill('input[name=password]', PASSWORD);
-  await page.click('button[type=submit]');
-  await page.waitForSelector('text=Welcome, admin');
+  await setUpFirstAdmin(page, server.base, 'admin', PASSWORD);
 
   await open(page, '/');
   assert.equal(await page.locator('[data-test=current-user]').textContent(), 'admin');

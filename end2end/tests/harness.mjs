@@ -57,3 +57,22 @@ export async function launchBrowser() {
 export async function hydrated(page) {
   await page.waitForSelector('[data-hydrated="true"]', { state: 'attached', timeout: 20_000 });
 }
+
+/** A fresh browser context and page, with the page's uncaught errors collected (a test asserts there are none). */
+export async function newPage(browser) {
+  const context = await browser.newContext();
+  const page = await context.newPage();
+  const errors = [];
+  page.on('pageerror', (e) => errors.push(String(e)));
+  return { context, page, errors };
+}
+
+/** Create the first admin through /setup (only works while the console has no users); signs them in. */
+export async function setUpFirstAdmin(page, base, name, password) {
+  await page.goto(base + '/setup');
+  await hydrated(page);
+  await page.fill('input[name=name]', name);
+  await page.fill('input[name=password]', password);
+  await page.click('button[type=submit]');
+  await page.waitForSelector(`text=Welcome, ${name}`);
+}

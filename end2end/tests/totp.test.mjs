@@ -4,7 +4,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHmac } from 'node:crypto';
-import { startConsole, launchBrowser, hydrated } from './harness.mjs';
+import { startConsole, launchBrowser, hydrated, newPage, setUpFirstAdmin } from './harness.mjs';
 
 const PASSWORD = 'correct horse battery staple';
 let server;
@@ -65,16 +65,9 @@ async function signIn(page, code) {
 }
 
 test('enrol an authenticator app, then sign-in needs its code', async () => {
-  const context = await browser.newContext();
-  const page = await context.newPage();
-  const errors = [];
-  page.on('pageerror', (e) => errors.push(String(e)));
+  const { context, page, errors } = await newPage(browser);
 
-  await open(page, '/setup');
-  await page.fill('input[name=name]', 'root');
-  await page.fill('input[name=password]', PASSWORD);
-  await page.click('button[type=submit]');
-  await page.waitForSelector('text=Welcome, root');
+  await setUpFirstAdmin(page, server.base, 'root', PASSWORD);
 
   await open(page, '/account');
   await page.getByRole('button', { name: 'Set up an authenticator app' }).click();
