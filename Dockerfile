@@ -31,7 +31,7 @@ RUN cargo chef cook --release --recipe-path recipe.json --package walden \
  && cargo chef cook --profile wasm-release --target wasm32-unknown-unknown --recipe-path recipe.json \
       --package walden-app --no-default-features --features hydrate
 COPY . .
-RUN cargo leptos build --release \
+RUN cargo leptos build --release --split \
  && cp target/release/walden /walden \
  && cp -r target/site /site
 

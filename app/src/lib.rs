@@ -16,7 +16,7 @@ pub mod ssr;
 use leptos::prelude::*;
 use leptos_meta::{provide_meta_context, MetaTags, Stylesheet, Title};
 use leptos_router::components::{Route, Router, Routes};
-use leptos_router::path;
+use leptos_router::{lazy_route, path, Lazy, LazyRoute};
 
 use crate::components::layout::Layout;
 use crate::pages::{
@@ -59,18 +59,48 @@ pub fn App() -> impl IntoView {
                 <Routes fallback=NotFound>
                     <Route path=path!("/") view=ClustersPage />
                     <Route path=path!("/clusters") view=ClustersPage />
-                    <Route path=path!("/restores") view=RestoresPage />
-                    <Route path=path!("/audit") view=AuditPage />
-                    <Route path=path!("/settings") view=SettingsPage />
-                    <Route path=path!("/login") view=LoginPage />
-                    <Route path=path!("/setup") view=SetupPage />
-                    <Route path=path!("/invite") view=InvitePage />
-                    <Route path=path!("/account") view=AccountPage />
-                    <Route path=path!("/users") view=UsersPage />
+                    <Route path=path!("/restores") view={Lazy::<LazyRestoresPage>::new()} />
+                    <Route path=path!("/audit") view={Lazy::<LazyAuditPage>::new()} />
+                    <Route path=path!("/settings") view={Lazy::<LazySettingsPage>::new()} />
+                    <Route path=path!("/login") view={Lazy::<LazyLoginPage>::new()} />
+                    <Route path=path!("/setup") view={Lazy::<LazySetupPage>::new()} />
+                    <Route path=path!("/invite") view={Lazy::<LazyInvitePage>::new()} />
+                    <Route path=path!("/account") view={Lazy::<LazyAccountPage>::new()} />
+                    <Route path=path!("/users") view={Lazy::<LazyUsersPage>::new()} />
                 </Routes>
             </Layout>
         </Router>
     }
+}
+
+/// A page whose code the browser loads when the page is first visited (`cargo leptos build --split`), so the
+/// first download holds the shell and the cluster list only.
+macro_rules! lazy_page {
+    ($($route:ident => $page:ident),* $(,)?) => {$(
+        struct $route;
+
+        #[lazy_route]
+        impl LazyRoute for $route {
+            fn data() -> Self {
+                $route
+            }
+
+            fn view(_this: Self) -> AnyView {
+                view! { <$page /> }.into_any()
+            }
+        }
+    )*};
+}
+
+lazy_page! {
+    LazyRestoresPage => RestoresPage,
+    LazyAuditPage => AuditPage,
+    LazySettingsPage => SettingsPage,
+    LazyLoginPage => LoginPage,
+    LazySetupPage => SetupPage,
+    LazyInvitePage => InvitePage,
+    LazyAccountPage => AccountPage,
+    LazyUsersPage => UsersPage,
 }
 
 /// The wasm entry point: hydrate the server-rendered body.
@@ -78,5 +108,6 @@ pub fn App() -> impl IntoView {
 #[wasm_bindgen::prelude::wasm_bindgen]
 pub fn hydrate() {
     console_error_panic_hook::set_once();
-    leptos::mount::hydrate_body(App);
+    // hydrate_lazy: some routes are lazy-loaded (see `lazy_page!`); it waits for their code before hydrating.
+    leptos::mount::hydrate_lazy(App);
 }

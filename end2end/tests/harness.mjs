@@ -12,7 +12,7 @@ const chromiumPath = process.env.CHROMIUM ?? '/usr/bin/chromium';
 
 /** Start `walden serve` on 127.0.0.1:0 and resolve once it logs its address. */
 export async function startConsole(extraEnv = {}) {
-  if (!existsSync(walden)) throw new Error(`${walden} not found: build with 'cargo leptos build --release' first`);
+  if (!existsSync(walden)) throw new Error(`${walden} not found: build with 'cargo leptos build --release --split' first`);
   const dataDir = mkdtempSync(join(tmpdir(), 'walden-e2e-'));
   const env = { ...process.env, WALDEN_SITE_ROOT: siteRoot, ...extraEnv };
   delete env.FLY_API_TOKEN; // demo mode: the built-in emulator
