@@ -64,7 +64,7 @@ async function signIn(page, code) {
   ]);
 }
 
-test('enrol an authenticator app, then sign-in needs its code', async () => {
+test('enrol an authenticator app, then sign-in needs its code; require it for admins', async () => {
   const { context, page, errors } = await newPage(browser);
 
   await setUpFirstAdmin(page, server.base, 'root', PASSWORD);
@@ -106,6 +106,15 @@ test('enrol an authenticator app, then sign-in needs its code', async () => {
   // The secret is shown once, at enrolment: never again on the account page.
   assert.equal(await page.locator('[data-test=totp-secret]').count(), 0);
   assert.ok(!(await page.content()).includes(shown));
+
+  // With an authenticator of their own, the admin can require one for every admin (Settings).
+  await open(page, '/settings');
+  const state = page.locator('[data-test=require-totp-state]');
+  assert.equal(await state.textContent(), 'Not required.');
+  await page.getByRole('button', { name: 'Require it for admins' }).click();
+  await page.getByText('Required for admins.').waitFor();
+  await open(page, '/settings');
+  assert.equal(await state.textContent(), 'Required for admins.');
 
   assert.deepEqual(errors, []);
   await context.close();

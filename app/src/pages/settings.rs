@@ -1,15 +1,45 @@
 use leptos::prelude::*;
 use leptos_meta::Title;
 
-/// Console settings.
+use crate::api::auth::get_current_user;
+use crate::api::totp::{get_require_totp_for_admins, SetRequireTotpForAdmins};
+
+/// Console settings. Signed-in users see them; only admins are offered the controls (the server checks).
 #[component]
 pub fn SettingsPage() -> impl IntoView {
+    let require = ServerAction::<SetRequireTotpForAdmins>::new();
+    let required = Resource::new(
+        move || require.version().get(),
+        |_| get_require_totp_for_admins(),
+    );
+    let me = Resource::new(|| (), |_| get_current_user());
+    let is_admin = move || {
+        me.get()
+            .and_then(Result::ok)
+            .flatten()
+            .is_some_and(|u| u.role == "admin")
+    };
     view! {
         <Title text="Settings" />
         <h1>"Settings"</h1>
-        <section class="panel empty-state">
-            <h2>"Console settings"</h2>
-            <p>"Team members, roles and security settings are managed here."</p>
+        <section class="panel form-panel" data-test="require-totp">
+            <h2>"Two-factor sign-in for admins"</h2>
+            <p>"When it is required, an admin without an authenticator app can only set one up or sign out."</p>
+            <Transition fallback=|| view! { <p>"Loading…"</p> }>
+                {move || required.get().map(|r| match r {
+                    Err(e) => view! { <p class="form-error">{e.to_string()}</p> }.into_any(),
+                    Ok(on) => view! {
+                        <p data-test="require-totp-state">{if on { "Required for admins." } else { "Not required." }}</p>
+                        {is_admin().then(|| view! {
+                            <ActionForm action=require>
+                                <input type="hidden" name="enabled" value=(!on).to_string() />
+                                <button type="submit">{if on { "Stop requiring it" } else { "Require it for admins" }}</button>
+                            </ActionForm>
+                        })}
+                    }.into_any(),
+                })}
+            </Transition>
+            {move || require.value().get().and_then(Result::err).map(|e| view! { <p class="form-error" role="alert">{e.to_string()}</p> })}
         </section>
     }
 }

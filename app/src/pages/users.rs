@@ -1,20 +1,14 @@
 use leptos::prelude::*;
 use leptos_meta::Title;
 
-use crate::api::totp::{get_require_totp_for_admins, SetRequireTotpForAdmins};
 use crate::api::users::{list_users, CreateInvite, SetUserDisabled, SetUserRole};
 
-/// Users and invitations (admins; the server refuses everyone else).
+/// Users and invitations (admins; the server refuses everyone else). Two-factor policy is on Settings.
 #[component]
 pub fn UsersPage() -> impl IntoView {
     let set_role = ServerAction::<SetUserRole>::new();
     let set_disabled = ServerAction::<SetUserDisabled>::new();
     let invite = ServerAction::<CreateInvite>::new();
-    let require = ServerAction::<SetRequireTotpForAdmins>::new();
-    let required = Resource::new(
-        move || require.version().get(),
-        |_| get_require_totp_for_admins(),
-    );
     let users = Resource::new(
         move || (set_role.version().get(), set_disabled.version().get()),
         |_| list_users(),
@@ -51,9 +45,9 @@ pub fn UsersPage() -> impl IntoView {
                                             <ActionForm action=set_role>
                                                 <input type="hidden" name="user_id" value=id />
                                                 <select name="role">
-                                                    {["viewer", "operator", "admin"].into_iter().map(|r| view! {
-                                                        <option value=r selected=role == r>{r}</option>
-                                                    }).collect_view()}
+                                                    <option value="viewer" selected=role == "viewer">"viewer"</option>
+                                                    <option value="operator" selected=role == "operator">"operator"</option>
+                                                    <option value="admin" selected=role == "admin">"admin"</option>
                                                 </select>
                                                 <button type="submit">"Set"</button>
                                             </ActionForm>
@@ -75,19 +69,6 @@ pub fn UsersPage() -> impl IntoView {
                 }.into_any(),
             })}
         </Transition>
-        <section class="panel form-panel">
-            <h2>"Two-factor sign-in for admins"</h2>
-            <Transition fallback=|| ()>
-                {move || required.get().and_then(Result::ok).map(|on| view! {
-                    <ActionForm action=require>
-                        <input type="hidden" name="enabled" value=(!on).to_string() />
-                        <span>{if on { "Required for admins. " } else { "Not required. " }}</span>
-                        <button type="submit">{if on { "Stop requiring it" } else { "Require it for admins" }}</button>
-                    </ActionForm>
-                })}
-            </Transition>
-            {move || require.value().get().and_then(Result::err).map(|e| view! { <p class="form-error" role="alert">{e.to_string()}</p> })}
-        </section>
         <section class="panel form-panel">
             <h2>"Invite someone"</h2>
             <ActionForm action=invite>
