@@ -57,8 +57,8 @@ pub fn App() -> impl IntoView {
         <Router>
             <Layout>
                 <Routes fallback=NotFound>
-                    <Route path=path!("/") view=ClustersPage />
-                    <Route path=path!("/clusters") view=ClustersPage />
+                    <Route path=path!("/") view={Lazy::<LazyClustersPage>::new()} />
+                    <Route path=path!("/clusters") view={Lazy::<LazyClustersPage>::new()} />
                     <Route path=path!("/restores") view={Lazy::<LazyRestoresPage>::new()} />
                     <Route path=path!("/audit") view={Lazy::<LazyAuditPage>::new()} />
                     <Route path=path!("/settings") view={Lazy::<LazySettingsPage>::new()} />
@@ -73,8 +73,8 @@ pub fn App() -> impl IntoView {
     }
 }
 
-/// A page whose code the browser loads when the page is first visited (`cargo leptos build --split`), so the
-/// first download holds the shell and the cluster list only.
+/// A page whose code the browser loads when the page is first visited (`cargo leptos build --split`): the main
+/// module holds the shell (layout, navigation, the 404 page) and each first visit adds only that page's code.
 macro_rules! lazy_page {
     ($($route:ident => $page:ident),* $(,)?) => {$(
         struct $route;
@@ -93,6 +93,7 @@ macro_rules! lazy_page {
 }
 
 lazy_page! {
+    LazyClustersPage => ClustersPage,
     LazyRestoresPage => RestoresPage,
     LazyAuditPage => AuditPage,
     LazySettingsPage => SettingsPage,
