@@ -118,6 +118,18 @@ fn help_lists_the_commands() {
 fn start_server(
     dir: &std::path::Path,
 ) -> (std::process::Child, BufReader<std::process::ChildStderr>) {
+    let (child, stderr, _) = start_server_at(dir);
+    (child, stderr)
+}
+
+/// [`start_server`], also returning the `host:port` it listens on.
+fn start_server_at(
+    dir: &std::path::Path,
+) -> (
+    std::process::Child,
+    BufReader<std::process::ChildStderr>,
+    String,
+) {
     let mut child = walden()
         .args(["serve", "--bind", "127.0.0.1:0", "--data-dir"])
         .arg(dir)
@@ -127,15 +139,15 @@ fn start_server(
         .unwrap();
     let mut stderr = BufReader::new(child.stderr.take().unwrap());
     let mut line = String::new();
-    loop {
+    let addr = loop {
         line.clear();
         let n = stderr.read_line(&mut line).unwrap();
         assert!(n > 0, "server exited before listening");
-        if line.contains("Walden is listening on") {
-            break;
+        if let Some((_, rest)) = line.split_once("Walden is listening on http://") {
+            break rest.split_whitespace().next().unwrap().to_owned();
         }
-    }
-    (child, stderr)
+    };
+    (child, stderr, addr)
 }
 
 fn stop_with(signal: &str) {
@@ -166,4 +178,48 @@ fn sigterm_stops_the_server_cleanly() {
 #[test]
 fn sigint_stops_the_server_cleanly() {
     stop_with("-INT");
+}
+
+/// One plain HTTP/1.1 request; the status line of the answer.
+fn get_status_line(addr: &str, path: &str) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(std::time::Duration::from_secs(20)))
+        .unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut answer = String::new();
+    let _ = s.read_to_string(&mut answer);
+    answer.lines().next().unwrap_or("no answer").to_owned()
+}
+
+#[test]
+fn a_closed_log_pipe_neither_hangs_requests_nor_blocks_shutdown() {
+    // The process that read the log is gone (a crashed log shipper, `walden serve | head`): writing a log line
+    // now fails. Requests are still answered and SIGTERM still stops the server.
+    let dir = tempfile::tempdir().unwrap();
+    let (mut child, stderr, addr) = start_server_at(dir.path());
+    drop(stderr);
+    assert!(get_status_line(&addr, "/nope").contains(" 404 "));
+    assert!(get_status_line(&addr, "/").contains(" 200 "));
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let exit = loop {
+        if let Some(exit) = child.try_wait().unwrap() {
+            break exit;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("the server did not stop within 30 s of SIGTERM");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    assert!(exit.success(), "exit {exit:?}");
 }
