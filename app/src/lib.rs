@@ -18,7 +18,7 @@ use leptos_meta::{provide_meta_context, MetaTags, Stylesheet, Title};
 use leptos_router::components::{Route, Router, Routes};
 use leptos_router::{lazy_route, path, Lazy, LazyRoute};
 
-use crate::components::layout::Layout;
+use crate::components::layout::{Layout, MarkHydrated};
 use crate::pages::{
     account::AccountPage, audit::AuditPage, clusters::ClustersPage, invite::InvitePage,
     login::LoginPage, not_found::NotFound, restores::RestoresPage, settings::SettingsPage,
@@ -86,7 +86,7 @@ macro_rules! lazy_page {
             }
 
             fn view(_this: Self) -> AnyView {
-                view! { <$page /> }.into_any()
+                view! { <$page /> <MarkHydrated /> }.into_any()
             }
         }
     )*};

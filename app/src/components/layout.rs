@@ -5,6 +5,22 @@ use crate::api::auth::get_current_user;
 use crate::api::status::get_console_status;
 use crate::error::ErrorList;
 
+/// Whether the current page has hydrated: `<main data-hydrated="true">` then, which end2end tests wait for
+/// before they click. The frame hydrates before a lazy page's code has arrived, so the page itself says so.
+#[derive(Clone, Copy)]
+pub struct PageHydrated(pub RwSignal<bool>);
+
+/// Placed in every page: its effect runs only in the browser, once the page around it has hydrated.
+#[component]
+pub fn MarkHydrated() -> impl IntoView {
+    let mark = use_context::<PageHydrated>();
+    Effect::new(move |_| {
+        if let Some(PageHydrated(hydrated)) = mark {
+            hydrated.set(true);
+        }
+    });
+}
+
 /// The page frame: skip link, top bar with the demo badge, primary navigation, content, footer.
 #[component]
 pub fn Layout(children: Children) -> impl IntoView {
@@ -12,9 +28,9 @@ pub fn Layout(children: Children) -> impl IntoView {
     let me = Resource::new(|| (), |_| get_current_user());
     let menu_open = RwSignal::new(false);
     let close_menu = move |_| menu_open.set(false);
-    // Effects run only in the browser: once this one has run, the page is hydrated (end2end tests wait for it).
+    // Set by the page's own `MarkHydrated` once the page (loaded lazily, after this frame) has hydrated.
     let hydrated = RwSignal::new(false);
-    Effect::new(move |_| hydrated.set(true));
+    provide_context(PageHydrated(hydrated));
 
     view! {
         <a class="skip-link" href="#content">"Skip to content"</a>

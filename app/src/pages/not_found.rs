@@ -1,6 +1,8 @@
 use leptos::prelude::*;
 use leptos_meta::Title;
 
+use crate::components::layout::MarkHydrated;
+
 /// Shown for any address the router does not know; answers HTTP 404 on the server.
 #[component]
 pub fn NotFound() -> impl IntoView {
@@ -15,5 +17,6 @@ pub fn NotFound() -> impl IntoView {
             <p>"There is nothing at this address. It may have moved, or the link may be mistyped."</p>
             <p><a href="/" class="button">"Go to the clusters"</a></p>
         </section>
+        <MarkHydrated />
     }
 }
