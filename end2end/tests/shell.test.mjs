@@ -28,6 +28,10 @@ async function openPage(path = '/', viewport = { width: 1280, height: 800 }) {
 test('the home page renders the shell with the demo badge', async () => {
   const { page, response, context } = await openPage('/');
   assert.equal(response.status(), 200);
+  // The server-rendered document, before any script runs.
+  assert.match(await response.text(), /<title>Clusters · Walden<\/title>/);
+  // Then the live page, once hydrated: while the lazy page hydrates, the title is briefly empty.
+  await hydrated(page);
   assert.equal(await page.title(), 'Clusters · Walden');
   assert.equal(await page.locator('h1').first().textContent(), 'Clusters');
   for (const label of ['Clusters', 'Restores', 'Audit', 'Settings']) {
