@@ -160,6 +160,18 @@ disk_report() {
   fi
 }
 
+self_contained() {
+  # A clone has no sibling reference folder: any path into one works on a developer's machine and breaks for a
+  # user. Reference material the project needs lives in docs/reference/ and crates/openapi-contract/spec/.
+  local hits
+  hits=$(git grep -n -I -E '\.\./shared|shared/(reference|ARCHITECTURE)' -- . 2>/dev/null || true)
+  if [ -n "$hits" ]; then
+    printf '%s\n' "$hits" >&2
+    echo "error: the files above refer to a folder outside the repository; vendor what they need instead" >&2
+    exit 1
+  fi
+}
+
 cmd_test() {
   local started=$SECONDS
   if [ "${CI:-}" = true ]; then
@@ -173,6 +185,10 @@ cmd_test() {
   ensure_wasm_bindgen
   ensure_wasm_opt
   ensure_test_tools
+
+  step "the repository stands on its own (nothing refers to a sibling shared/ folder)"
+  self_contained
+  step_done
 
   step "cargo fmt --check"
   cargo fmt --all -- --check

@@ -1,5 +1,5 @@
 //! Request and response types. Field names follow the OpenAPI document
-//! (`../shared/reference/fly-machines-openapi.yml`). Every response type tolerates unknown fields
+//! (`crates/openapi-contract/spec/fly-machines-openapi.yml`). Every response type tolerates unknown fields
 //! and `null`s; types that are sent back to Fly after being read (`MachineConfig` and its parts)
 //! keep unknown fields in `extra` so a full-config update never drops what this crate does not model.
 

@@ -1,5 +1,5 @@
 //! Contract tests: every request the client sends is validated against the OpenAPI document
-//! (`../shared/reference/fly-machines-openapi.yml`), and every canned response it decodes is itself
+//! (`crates/openapi-contract/spec/fly-machines-openapi.yml`), and every canned response it decodes is itself
 //! checked against the document's schemas, so the client is proven against spec-valid bodies.
 
 mod common;

@@ -1,7 +1,8 @@
 //! Check HTTP requests and responses against an OpenAPI 3.0 document.
 //!
-//! Built for the Fly Machines API copy in `../shared/reference/fly-machines-openapi.yml` (relative to
-//! the workspace root), used by the `fly` client's and the `flysim` emulator's contract tests.
+//! Built for the Fly Machines API document vendored in `spec/fly-machines-openapi.yml` (beside this crate's
+//! `Cargo.toml`; its source and date are in `spec/SOURCE.md`), used by the `fly` client's and the `flysim`
+//! emulator's contract tests.
 //!
 //! ```no_run
 //! use openapi_contract::Contract;
@@ -43,8 +44,8 @@ use std::sync::{Arc, Mutex};
 
 use serde_json::{Map, Value};
 
-/// Where the Fly Machines API document lives, relative to the workspace root.
-pub const FLY_MACHINES_OPENAPI: &str = "../shared/reference/fly-machines-openapi.yml";
+/// Where the Fly Machines API document lives, relative to this crate's directory (see `spec/SOURCE.md`).
+pub const FLY_MACHINES_OPENAPI: &str = "spec/fly-machines-openapi.yml";
 
 /// Failure to load or compile the document itself (not a contract violation).
 #[derive(Debug, thiserror::Error)]
@@ -145,11 +146,10 @@ impl fmt::Debug for Contract {
 }
 
 impl Contract {
-    /// Load the Fly Machines API document ([`FLY_MACHINES_OPENAPI`]), found from this crate's
-    /// `CARGO_MANIFEST_DIR` (the workspace root is two levels up).
+    /// Load the Fly Machines API document ([`FLY_MACHINES_OPENAPI`]), vendored beside this crate and found
+    /// from its `CARGO_MANIFEST_DIR`, so a fresh clone needs nothing outside the repository.
     pub fn load() -> Result<Self, LoadError> {
-        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-        Self::load_from(root.join(FLY_MACHINES_OPENAPI))
+        Self::load_from(Path::new(env!("CARGO_MANIFEST_DIR")).join(FLY_MACHINES_OPENAPI))
     }
 
     /// Load any OpenAPI 3.0 YAML (or JSON) document.
