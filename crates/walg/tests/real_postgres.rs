@@ -1,0 +1,658 @@
+//! The real-PostgreSQL tier: walg's plans executed by real PostgreSQL 15 recovery.
+//!
+//! One story is written once per test run into a wal-g-layout bucket on local storage (see `pg/mod.rs` for how
+//! the bucket is filled like wal-g fills it):
+//!
+//! 1. a primary (timeline 1) with `archive_mode = on`, a table `t`, and a streaming standby;
+//! 2. base backup B1 (`pg_basebackup -Ft -X none`), then commits 1 and 2, a segment switch;
+//! 3. base backup B2, then commits 3 and 4, a segment switch;
+//! 4. the primary stops, the standby is promoted (timeline 2: a real `00000002.history` and the old timeline's
+//!    `.partial` are archived), commits 5 and 6 on timeline 2, a segment switch.
+//!
+//! The server clock (`clock_timestamp()`) and `pg_current_wal_insert_lsn()` are recorded right after commits, so
+//! each target lies between two known commits. Each test asks walg (Reader → Index → Timeline → plan) for a
+//! plan, then executes it: the plan's backup is fetched into a new data directory, only the plan's WAL range
+//! (plus the `.history` files) is offered to `restore_command`, and `postgresql.conf` gets exactly the recovery
+//! settings the plan states. The assertions read the restored rows and PostgreSQL's recovery state.
+//!
+//! Needs PostgreSQL 15's programs (Debian `postgresql-15`, `/usr/lib/postgresql/15/bin`, or `WALDEN_PG_BIN`);
+//! without them every test fails with an explanation unless `WALDEN_SKIP_REAL_POSTGRES=1`. As root (CI) the
+//! servers run as the `postgres` user.
+
+mod pg;
+
+use pg::{parse_epoch, parse_lsn, Bucket, Postgres, Result, Server, SEGMENT_SIZE};
+use std::collections::HashMap;
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+use time::{Duration, OffsetDateTime};
+use walg::names::{segment_of, wal_file_name};
+use walg::plan::{Plan, PlanOutcome, Target};
+use walg::{Reader, StorageConfig, Timeline};
+
+/// What the story recorded while writing the bucket.
+struct Story {
+    pg: Postgres,
+    bucket: Bucket,
+    timeline: Timeline,
+    first_backup: String,
+    second_backup: String,
+    /// Server clock right after commit 1 (before commit 2).
+    after_1: OffsetDateTime,
+    /// WAL insert position right after commit 3 (before commit 4).
+    lsn_after_3: u64,
+    /// Server clock right after commit 5 (on timeline 2, before commit 6).
+    after_5: OffsetDateTime,
+    /// Server clock right after commit 6, the last commit in the archive.
+    after_6: OffsetDateTime,
+    /// The LSN where timeline 2 begins.
+    switch_lsn: u64,
+}
+
+static STORY: OnceLock<std::result::Result<Option<Story>, String>> = OnceLock::new();
+
+/// The story, written on first use; `None` when the tier is skipped. Fails the test when it cannot be written.
+fn story() -> Option<&'static Story> {
+    let outcome = STORY.get_or_init(|| {
+        let Some(pg) = pg::find_postgres()? else {
+            return Ok(None);
+        };
+        write_story(pg).map(Some)
+    });
+    match outcome {
+        Ok(story) => story.as_ref(),
+        Err(e) => panic!("the real-PostgreSQL story could not be written: {e}"),
+    }
+}
+
+/// The bucket lives in Cargo's per-target scratch directory (a static is never dropped, so it cannot be a
+/// `TempDir`); buckets of earlier runs whose process is gone are removed first.
+fn bucket_root() -> Result<PathBuf> {
+    let parent = Path::new(env!("CARGO_TARGET_TMPDIR")).join("real_postgres");
+    fs::create_dir_all(&parent).map_err(|e| format!("{}: {e}", parent.display()))?;
+    for entry in fs::read_dir(&parent).map_err(|e| e.to_string())?.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let pid = name
+            .strip_prefix("bucket-")
+            .and_then(|p| p.parse::<u32>().ok());
+        if pid.is_some_and(|p| !Path::new(&format!("/proc/{p}")).exists()) {
+            let _ = fs::remove_dir_all(entry.path());
+        }
+    }
+    let root = parent.join(format!("bucket-{}", std::process::id()));
+    let _ = fs::remove_dir_all(&root);
+    Ok(root)
+}
+
+fn primary_settings(stage: &Path) -> Vec<(&'static str, String)> {
+    let stage = stage.display();
+    vec![
+        ("fsync", "off".into()),
+        ("shared_buffers", "16MB".into()),
+        ("min_wal_size", "32MB".into()),
+        ("max_wal_size", "64MB".into()),
+        ("autovacuum", "off".into()),
+        ("timezone", "UTC".into()),
+        ("wal_level", "replica".into()),
+        ("max_wal_senders", "4".into()),
+        ("archive_mode", "on".into()),
+        // Only a copy (atomic by rename): the harness uploads staged files like `wal-g wal-push` would.
+        (
+            "archive_command",
+            format!("test ! -f '{stage}/%f' && cp %p '{stage}/%f.tmp' && mv '{stage}/%f.tmp' '{stage}/%f'"),
+        ),
+    ]
+}
+
+/// Inserts row `id` in its own transaction; returns the server clock and WAL insert position right after its
+/// commit.
+fn commit(server: &Server, id: u32) -> Result<(OffsetDateTime, u64)> {
+    let out = server.sql(&[
+        &format!("insert into t values ({id})"),
+        "select extract(epoch from clock_timestamp()) || ' ' || pg_current_wal_insert_lsn()",
+    ])?;
+    let (clock, lsn) = out
+        .split_once(' ')
+        .ok_or_else(|| format!("unexpected {out:?}"))?;
+    Ok((parse_epoch(clock)?, parse_lsn(lsn)?))
+}
+
+/// `pg_switch_wal()`, waits until the finished segment (and `also`) are archived, then pushes them.
+fn switch_and_push(
+    server: &Server,
+    stage: &Path,
+    bucket: &mut Bucket,
+    also: &[String],
+) -> Result<()> {
+    let finished = server.sql(&["select pg_walfile_name(pg_switch_wal())"])?;
+    let mut names = vec![finished];
+    names.extend_from_slice(also);
+    pg::wait_staged(stage, &names)?;
+    bucket.push_wal(stage).map(drop)
+}
+
+/// A base backup with pg_basebackup, uploaded as wal-g would: the backup's WAL (its stop segment and
+/// PostgreSQL's `.backup` history file) reaches `wal_005/` before the sentinel.
+fn take_backup(
+    pg: &Postgres,
+    work: &Path,
+    server: &Server,
+    stage: &Path,
+    bucket: &mut Bucket,
+) -> Result<String> {
+    let start_time = OffsetDateTime::now_utc();
+    let dir =
+        pg.directory(&work.join(format!("basebackup-{}", start_time.unix_timestamp_nanos())))?;
+    // pg_basebackup waits until the stop segment is archived ("all required WAL segments have been archived").
+    let out = pg
+        .command("pg_basebackup", work)
+        .args([
+            "-U",
+            "postgres",
+            "-p",
+            &pg::PORT.to_string(),
+            "-Ft",
+            "-X",
+            "none",
+            "-c",
+            "fast",
+            "-h",
+        ])
+        .arg(&server.socket_dir)
+        .arg("-D")
+        .arg(&dir)
+        .output()
+        .map_err(|e| format!("pg_basebackup: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "pg_basebackup failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    let base = fs::read(dir.join("base.tar")).map_err(|e| format!("base.tar: {e}"))?;
+    let label = pg::file_in_tar(&base, "backup_label")?;
+    let (start_lsn, start_file) = location(pg::label_field(&label, "START WAL LOCATION")?)?;
+    let history = format!("{start_file}.{:08X}.backup", start_lsn % SEGMENT_SIZE);
+    pg::wait_staged(stage, std::slice::from_ref(&history))?;
+    let history_text =
+        fs::read_to_string(stage.join(&history)).map_err(|e| format!("{history}: {e}"))?;
+    let (finish_lsn, stop_file) = location(pg::label_field(&history_text, "STOP WAL LOCATION")?)?;
+    pg::wait_staged(stage, &[stop_file])?;
+    bucket.push_wal(stage)?;
+    let facts = pg::BackupFacts {
+        start_lsn,
+        finish_lsn,
+        start_wal_file: start_file,
+        start_time,
+        system_identifier: number(
+            &server.sql(&["select system_identifier from pg_control_system()"])?,
+        )?,
+        pg_version: number(&server.sql(&["show server_version_num"])?)?,
+        data_dir: server.sql(&["show data_directory"])?,
+    };
+    let _ = fs::remove_dir_all(&dir);
+    bucket.upload_backup(&base, &facts)
+}
+
+fn number<T: std::str::FromStr>(text: &str) -> Result<T>
+where
+    T::Err: std::fmt::Display,
+{
+    text.trim().parse().map_err(|e| format!("{text:?}: {e}"))
+}
+
+/// `0/2000028 (file 000000010000000000000002)` → (LSN, file).
+fn location(field: &str) -> Result<(u64, String)> {
+    let (lsn, file) = field
+        .split_once(" (file ")
+        .ok_or_else(|| format!("unexpected location {field:?}"))?;
+    Ok((parse_lsn(lsn)?, file.trim_end_matches(')').to_string()))
+}
+
+/// A streaming standby of `primary` (`pg_basebackup -R`); it archives into the same stage once promoted
+/// (`archive_mode = on` archives nothing during recovery).
+fn start_standby(pg: &Postgres, work: &Path, primary: &Server) -> Result<Server> {
+    let data = work.join("standby");
+    let out = pg
+        .command("pg_basebackup", work)
+        .args([
+            "-U",
+            "postgres",
+            "-p",
+            &pg::PORT.to_string(),
+            "-X",
+            "stream",
+            "-R",
+            "-c",
+            "fast",
+            "-h",
+        ])
+        .arg(&primary.socket_dir)
+        .arg("-D")
+        .arg(&data)
+        .output()
+        .map_err(|e| format!("pg_basebackup (standby): {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "pg_basebackup (standby) failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    let standby = Server::on(pg, work, "standby", data)?;
+    standby.configure(&[])?;
+    standby.start()?;
+    Ok(standby)
+}
+
+fn write_story(pg: Postgres) -> Result<Story> {
+    let work_dir = pg.temp_dir("walg-real-postgres-")?;
+    let work = work_dir.path();
+    let stage = pg.directory(&work.join("archive-stage"))?;
+    let mut bucket = Bucket::new(bucket_root()?)?;
+
+    let primary = Server::init(&pg, work, "primary")?;
+    primary.configure(&primary_settings(&stage))?;
+    primary.start()?;
+    primary.sql(&["create table t (id int primary key)"])?;
+    let standby = start_standby(&pg, work, &primary)?;
+
+    let first_backup = take_backup(&pg, work, &primary, &stage, &mut bucket)?;
+    let (after_1, _) = commit(&primary, 1)?;
+    commit(&primary, 2)?;
+    switch_and_push(&primary, &stage, &mut bucket, &[])?;
+
+    let second_backup = take_backup(&pg, work, &primary, &stage, &mut bucket)?;
+    let (_, lsn_after_3) = commit(&primary, 3)?;
+    commit(&primary, 4)?;
+    switch_and_push(&primary, &stage, &mut bucket, &[])?;
+
+    // The standby has replayed all of timeline 1 before the primary goes away, so promoting it loses nothing.
+    let end = primary.sql(&["select pg_current_wal_insert_lsn()"])?;
+    standby.wait_for(
+        &format!("select pg_last_wal_replay_lsn() >= '{end}'"),
+        "t",
+        "the standby to replay timeline 1",
+    )?;
+    // With archiving on, a clean shutdown finishes the current segment and archives it before the postmaster
+    // exits; wal-g would upload it inside that archive_command, so push it now (its upload time is a window end).
+    primary.stop()?;
+    bucket.push_wal(&stage)?;
+    standby.promote()?;
+    standby.wait_for("select pg_is_in_recovery()", "f", "the standby's promotion")?;
+
+    // PostgreSQL archives the new timeline's history file and the old timeline's last segment as `.partial`.
+    pg::wait_staged(&stage, &["00000002.history".to_string()])?;
+    let history = fs::read_to_string(stage.join("00000002.history")).map_err(|e| e.to_string())?;
+    let switch_lsn = history
+        .lines()
+        .find_map(|l| l.split('\t').nth(1))
+        .ok_or_else(|| format!("no switch point in 00000002.history: {history:?}"))
+        .and_then(parse_lsn)?;
+    let partial = format!(
+        "{}.partial",
+        wal_file_name(1, segment_of(switch_lsn, SEGMENT_SIZE), SEGMENT_SIZE)
+    );
+    pg::wait_staged(&stage, &[partial])?;
+    bucket.push_wal(&stage)?;
+
+    let (after_5, _) = commit(&standby, 5)?;
+    let (after_6, _) = commit(&standby, 6)?;
+    switch_and_push(&standby, &stage, &mut bucket, &[])?;
+    standby.stop()?;
+
+    let timeline = read_timeline(&bucket.root)?;
+    Ok(Story {
+        pg,
+        bucket,
+        timeline,
+        first_backup,
+        second_backup,
+        after_1,
+        lsn_after_3,
+        after_5,
+        after_6,
+        switch_lsn,
+    })
+}
+
+/// Reader → Index → Timeline, as `walden plan` does (`WALG_FILE_PREFIX` = the bucket).
+fn read_timeline(root: &Path) -> Result<Timeline> {
+    let env = HashMap::from([("WALG_FILE_PREFIX".to_string(), root.display().to_string())]);
+    let config = StorageConfig::from_env_map(&env).map_err(|e| e.to_string())?;
+    let reader = Reader::new(&config).map_err(|e| e.to_string())?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    let (index, _) = runtime
+        .block_on(reader.build())
+        .map_err(|e| e.to_string())?;
+    Ok(Timeline::from_index(&index, OffsetDateTime::now_utc()))
+}
+
+fn plan(story: &Story, target: Target) -> Plan {
+    match story.timeline.choose_backup(&target, None) {
+        PlanOutcome::Plan(plan) => *plan,
+        PlanOutcome::Refusal(r) => panic!("walg refused {target:?}: {} ({})", r.reason, r.code),
+    }
+}
+
+/// A server restored from the bucket by the plan; the server is dropped (stopped) before its directory.
+struct Restored {
+    server: Server,
+    wal_offered: Vec<String>,
+    _work: tempfile::TempDir,
+}
+
+/// Executes `plan`: fetches its backup into a new data directory, offers only its WAL range (and the history
+/// files) to `restore_command`, writes `recovery.signal` and exactly the recovery settings the plan states, and
+/// starts the server.
+fn restore(story: &Story, plan: &Plan) -> Result<Restored> {
+    let restored = prepare_restore(story, plan)?;
+    restored.server.start()?;
+    Ok(restored)
+}
+
+/// [`restore`] without starting the server.
+fn prepare_restore(story: &Story, plan: &Plan) -> Result<Restored> {
+    let pg = &story.pg;
+    let work = pg.temp_dir("walg-restore-")?;
+    let data = work.path().join("data");
+    story.bucket.fetch_backup(&plan.backup, &data)?;
+    fs::write(data.join("recovery.signal"), "").map_err(|e| e.to_string())?;
+    fs::set_permissions(&data, fs::Permissions::from_mode(0o700)).map_err(|e| e.to_string())?;
+    pg.give(&data)?;
+    let wal = work.path().join("wal");
+    fs::create_dir_all(&wal).map_err(|e| e.to_string())?;
+    let wal_offered = story.bucket.stage_wal(&plan.wal_from, &plan.wal_to, &wal)?;
+    pg.give(&wal)?;
+
+    let server = Server::on(pg, work.path(), "restored", data)?;
+    server.configure(&recovery_settings(plan, &wal))?;
+    Ok(Restored {
+        server,
+        wal_offered,
+        _work: work,
+    })
+}
+
+/// Starts a restore that is expected to stop with `error` in its log, and returns that log line. `pg_ctl start`
+/// may report success or failure, depending on whether the error comes before the server is consistent.
+fn failed_recovery(story: &Story, plan: &Plan, error: &str) -> Result<String> {
+    let restored = prepare_restore(story, plan)?;
+    let _ = restored.server.start();
+    let line = restored.server.wait_for_log(error)?;
+    let stopped = std::time::Instant::now();
+    while restored.server.running() && stopped.elapsed() < pg::WAIT {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    if restored.server.running() {
+        return Err(format!("the server still runs after {line:?}"));
+    }
+    Ok(line)
+}
+
+/// The plan's recovery settings, as `walden plan` tells the operator to write them, plus what any restore needs
+/// (a socket of its own, no archiving into the source bucket, the `restore_command`).
+fn recovery_settings(plan: &Plan, wal: &Path) -> Vec<(&'static str, String)> {
+    let mut settings = vec![
+        ("archive_mode", "off".to_string()),
+        ("restore_command", format!("cp '{}/%f' '%p'", wal.display())),
+        (
+            "recovery_target_timeline",
+            plan.recovery_target_timeline.clone(),
+        ),
+    ];
+    let targets = [
+        ("recovery_target_time", &plan.recovery_target_time),
+        ("recovery_target_lsn", &plan.recovery_target_lsn),
+        ("recovery_target", &plan.recovery_target),
+    ];
+    for (key, value) in targets {
+        if let Some(v) = value {
+            settings.push((key, v.clone()));
+        }
+    }
+    settings
+}
+
+/// The ids in `t`, in order.
+fn rows(server: &Server) -> Result<String> {
+    server.sql(&["select coalesce(string_agg(id::text, ',' order by id), '') from t"])
+}
+
+fn timeline_id(server: &Server) -> Result<String> {
+    server.sql(&["select timeline_id from pg_control_checkpoint()"])
+}
+
+/// Walden's plans state no `recovery_target_action`, so PostgreSQL's default `pause` applies: the server stops
+/// replaying at the target and stays in (hot-standby, read-only) recovery until `pg_wal_replay_resume()`, which
+/// then ends recovery and promotes it onto a new timeline.
+fn wait_paused(server: &Server) -> Result<()> {
+    server.wait_for(
+        "select pg_get_wal_replay_pause_state()",
+        "paused",
+        "recovery to pause at the target",
+    )?;
+    if server.sql(&["select pg_is_in_recovery()"])? != "t" {
+        return Err("a paused server must still be in recovery".into());
+    }
+    Ok(())
+}
+
+fn resume_and_wait_promoted(server: &Server) -> Result<()> {
+    server.sql(&["select pg_wal_replay_resume()"])?;
+    server.wait_for(
+        "select pg_is_in_recovery()",
+        "f",
+        "promotion after pg_wal_replay_resume()",
+    )
+}
+
+fn ok<T>(result: Result<T>) -> T {
+    result.unwrap_or_else(|e| panic!("{e}"))
+}
+
+#[test]
+fn the_bucket_reads_as_two_backups_on_a_two_timeline_history() {
+    let Some(story) = story() else { return };
+    let t = &story.timeline;
+    let names: Vec<&str> = t.backups.iter().map(|b| b.name.as_str()).collect();
+    assert_eq!(
+        names,
+        [story.first_backup.as_str(), story.second_backup.as_str()]
+    );
+    assert!(t.backups.iter().all(|b| b.restorable), "{:?}", t.backups);
+    // The standby's promotion: timeline 2 branches from timeline 1 at the LSN its history file states.
+    let two = t
+        .timelines
+        .iter()
+        .find(|i| i.timeline == 2)
+        .expect("timeline 2 is known");
+    assert_eq!(
+        (two.parent, two.switch_lsn),
+        (Some(1), Some(story.switch_lsn))
+    );
+    assert_eq!(t.main_lineage, Some(2));
+    let errors: Vec<_> = t
+        .findings
+        .iter()
+        .filter(|f| f.severity == walg::Severity::Error)
+        .collect();
+    assert!(errors.is_empty(), "{errors:?}");
+}
+
+#[test]
+fn a_target_time_on_the_first_timeline_restores_up_to_it() {
+    let Some(story) = story() else { return };
+    let plan = plan(story, Target::Time(story.after_1));
+    // B2 finished after the target: only B1 is consistent by then.
+    assert_eq!(plan.backup, story.first_backup);
+    assert_eq!(
+        plan.recovery_target_time.as_deref(),
+        Some(walg::pg_time(story.after_1).as_str())
+    );
+    assert_eq!(plan.recovery_target_timeline, "2");
+    let restored = ok(restore(story, &plan));
+    let server = &restored.server;
+    ok(wait_paused(server));
+    // recovery_target_time (inclusive by default) stops before the first commit after the target: commit 1
+    // (before it) is restored, commit 2 (after it) is not.
+    assert_eq!(
+        ok(rows(server)),
+        "1",
+        "WAL offered: {:?}",
+        restored.wal_offered
+    );
+    ok(resume_and_wait_promoted(server));
+    // PostgreSQL picks a timeline id above every history in the archive (00000002.history exists): 3.
+    assert_eq!(ok(timeline_id(server)), "3");
+    assert_eq!(ok(rows(server)), "1");
+}
+
+#[test]
+fn a_target_lsn_restores_the_commit_before_it_and_not_the_one_after() {
+    let Some(story) = story() else { return };
+    let plan = plan(story, Target::Lsn(story.lsn_after_3));
+    assert_eq!(plan.backup, story.second_backup);
+    assert_eq!(
+        plan.recovery_target_lsn,
+        Some(walg::Lsn(story.lsn_after_3).to_string())
+    );
+    let restored = ok(restore(story, &plan));
+    ok(wait_paused(&restored.server));
+    // recovery_target_lsn (inclusive) stops after the first record at or past the LSN: commit 3 ended before it,
+    // commit 4's commit record comes after its insert record, so it is not replayed.
+    assert_eq!(
+        ok(rows(&restored.server)),
+        "1,2,3",
+        "WAL offered: {:?}",
+        restored.wal_offered
+    );
+}
+
+#[test]
+fn a_target_time_after_the_promotion_follows_the_history_to_timeline_2() {
+    let Some(story) = story() else { return };
+    let plan = plan(story, Target::Time(story.after_5));
+    // Both backups are on timeline 1; the newest one consistent before the target is B2.
+    assert_eq!(plan.backup, story.second_backup);
+    assert_eq!(plan.backup_timeline, 1);
+    assert_eq!(plan.recovery_target_timeline, "2");
+    assert!(plan.wal_to.starts_with("00000002"), "{}", plan.wal_to);
+    let restored = ok(restore(story, &plan));
+    let server = &restored.server;
+    ok(wait_paused(server));
+    assert_eq!(
+        ok(rows(server)),
+        "1,2,3,4,5",
+        "WAL offered: {:?}",
+        restored.wal_offered
+    );
+    ok(resume_and_wait_promoted(server));
+    // The new timeline's history, written by PostgreSQL at promotion, shows the path recovery took: timeline 1
+    // up to the switch point of 00000002.history, then timeline 2 (as recovery_target_timeline said), then 3.
+    let history = ok(
+        fs::read_to_string(server.data.join("pg_wal/00000003.history")).map_err(|e| e.to_string()),
+    );
+    let parents: Vec<(&str, &str)> = history
+        .lines()
+        .filter_map(|l| {
+            let mut fields = l.split('\t');
+            Some((fields.next()?, fields.next()?))
+        })
+        .collect();
+    assert_eq!(parents.len(), 2, "{history}");
+    assert_eq!(
+        (parents[0].0, ok(parse_lsn(parents[0].1))),
+        ("1", story.switch_lsn),
+        "{history}"
+    );
+    assert_eq!(parents[1].0, "2", "{history}");
+}
+
+#[test]
+fn latest_replays_all_archived_wal_and_promotes() {
+    let Some(story) = story() else { return };
+    let plan = plan(story, Target::Latest);
+    assert_eq!(plan.backup, story.second_backup);
+    assert_eq!(plan.recovery_target_timeline, "2");
+    assert_eq!(
+        (
+            plan.recovery_target_time.as_ref(),
+            plan.recovery_target_lsn.as_ref(),
+            plan.recovery_target.as_ref()
+        ),
+        (None, None, None)
+    );
+    let restored = ok(restore(story, &plan));
+    let server = &restored.server;
+    // Without a recovery target PostgreSQL replays until restore_command finds no next segment, then ends
+    // recovery and promotes by itself (no pause).
+    ok(server.wait_for(
+        "select pg_is_in_recovery()",
+        "f",
+        "the end of archive recovery",
+    ));
+    assert_eq!(
+        ok(rows(server)),
+        "1,2,3,4,5,6",
+        "WAL offered: {:?}",
+        restored.wal_offered
+    );
+    assert_eq!(ok(timeline_id(server)), "3");
+}
+
+#[test]
+fn a_named_backup_restores_to_its_consistency_point() {
+    let Some(story) = story() else { return };
+    let plan = plan(story, Target::Backup(story.first_backup.clone()));
+    assert_eq!(plan.recovery_target.as_deref(), Some("immediate"));
+    let restored = ok(restore(story, &plan));
+    ok(wait_paused(&restored.server));
+    // recovery_target = 'immediate' stops as soon as the backup is consistent: the table exists, empty.
+    assert_eq!(ok(rows(&restored.server)), "");
+}
+
+#[test]
+fn a_target_after_the_newest_wal_is_refused_where_postgresql_would_fail() {
+    let Some(story) = story() else { return };
+    let target = OffsetDateTime::now_utc() + Duration::hours(1);
+    match story.timeline.choose_backup(&Target::Time(target), None) {
+        PlanOutcome::Refusal(r) => assert_eq!(r.code, "after_latest", "{}", r.reason),
+        PlanOutcome::Plan(p) => panic!("walg planned a target after the newest WAL: {p:?}"),
+    }
+    // What PostgreSQL 13+ does with such a target: it replays all WAL, then stops with a FATAL error instead of
+    // opening a database that is older than asked for.
+    let mut plan = plan(story, Target::Latest);
+    plan.recovery_target_time = Some(walg::pg_time(target));
+    let line = ok(failed_recovery(
+        story,
+        &plan,
+        "recovery ended before configured recovery target was reached",
+    ));
+    assert!(line.contains("FATAL"), "{line}");
+}
+
+#[test]
+fn a_target_after_the_last_commit_but_inside_the_archived_wal_is_planned_with_a_warning() {
+    let Some(story) = story() else { return };
+    // The last archived segment was uploaded after commit 6, so walg's window (segment upload times) reaches past
+    // `after_6`; no commit follows it, which walg cannot see without reading WAL. The plan says so in a note.
+    let plan = plan(story, Target::Time(story.after_6));
+    assert!(
+        plan.notes
+            .iter()
+            .any(|n| n.contains("needs a commit after the target")),
+        "{:?}",
+        plan.notes
+    );
+    let line = ok(failed_recovery(
+        story,
+        &plan,
+        "recovery ended before configured recovery target was reached",
+    ));
+    assert!(line.contains("FATAL"), "{line}");
+}
