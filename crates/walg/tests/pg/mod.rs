@@ -15,8 +15,6 @@
 //!   base backup is uploaded as data tar, `pg_control.tar` and `backup_label.tar`, then `metadata.json`, then the
 //!   sentinel, after its stop segment is in `wal_005/` (wal-g's `pg_backup_stop` waits for archiving).
 
-#![allow(dead_code)]
-
 use std::collections::BTreeSet;
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -339,11 +337,6 @@ impl Server {
             self.log.display(),
             lines[from..].join("\n")
         )
-    }
-
-    /// `select clock_timestamp()` on the server, exact to the microsecond (the clock commit records use).
-    pub fn clock(&self) -> Result<OffsetDateTime> {
-        parse_epoch(&self.sql(&["select extract(epoch from clock_timestamp())"])?)
     }
 }
 
