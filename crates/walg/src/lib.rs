@@ -6,20 +6,22 @@
 
 pub mod codec;
 pub mod config;
-pub mod docs;
+pub mod documents;
 pub mod index;
 pub mod names;
 pub mod plan;
-mod probe;
 pub mod report;
 #[cfg(any(test, feature = "testkit"))]
 pub mod testkit;
 pub mod timeline;
 
+/// The old name of [`documents`], kept so existing paths (`walg::docs::Sentinel`) still work.
+pub use documents as docs;
+
 pub use codec::LibsodiumKey;
 pub use config::{parse_env_block, StorageConfig};
 pub use index::{Index, ReadError, ReadStats, Reader, FULL_BUILD_MAX_AGE};
+pub use index::{PROBE_LOOKAHEAD, PROBE_MAX_GAP_NAMES, PROBE_TIMELINES};
 pub use names::{Compression, Lsn};
 pub use plan::{parse_target_time, pg_time, Plan, PlanOutcome, Refusal, Target};
-pub use probe::{PROBE_LOOKAHEAD, PROBE_MAX_GAP_NAMES, PROBE_TIMELINES};
 pub use timeline::{Backup, Finding, Severity, Timeline};

@@ -82,7 +82,7 @@ pub fn pg_time(t: OffsetDateTime) -> String {
 /// `+05:30`, `-08`), with seconds optional. A time without an offset is taken as UTC.
 pub fn parse_target_time(s: &str) -> Result<OffsetDateTime, String> {
     let s = s.trim();
-    if let Ok(Some(t)) = crate::docs::parse_time(s) {
+    if let Ok(Some(t)) = crate::documents::parse_time(s) {
         return Ok(t);
     }
     let bad =
@@ -116,7 +116,7 @@ pub fn parse_target_time(s: &str) -> Result<OffsetDateTime, String> {
         _ => return Err(bad()),
     };
     let rfc = format!("{date}T{clock}{offset}");
-    match crate::docs::parse_time(&rfc) {
+    match crate::documents::parse_time(&rfc) {
         Ok(Some(t)) => Ok(t),
         _ => Err(bad()),
     }

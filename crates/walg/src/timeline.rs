@@ -1,7 +1,7 @@
 //! The `Timeline` model computed from an [`Index`]: backups and delta chains, per-timeline segment runs and gaps,
 //! the timeline tree, lineages, restorable windows, freshness and findings.
 
-use crate::docs::HistoryRecord;
+use crate::documents::HistoryRecord;
 use crate::index::{Doc, Index};
 use crate::names::{segment_of, wal_file_name, BackupName, Compression, Lsn, WalKind};
 use serde::{Deserialize, Serialize};
