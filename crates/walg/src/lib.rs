@@ -24,4 +24,4 @@ pub use index::{Index, ReadError, ReadStats, Reader, FULL_BUILD_MAX_AGE};
 pub use index::{PROBE_LOOKAHEAD, PROBE_MAX_GAP_NAMES, PROBE_TIMELINES};
 pub use names::{Compression, Lsn};
 pub use plan::{parse_target_time, pg_time, Plan, PlanOutcome, Refusal, Target};
-pub use timeline::{Backup, Finding, Severity, Timeline};
+pub use timeline::{Backup, Finding, FindingCode, Severity, Timeline};
