@@ -2,7 +2,8 @@
 //! and integrity findings, without running wal-g.
 //!
 //! Start with [`StorageConfig`] (from wal-g's environment variables or a storage URL), build an [`Index`] with a
-//! [`Reader`], then compute a [`Timeline`] and ask it [`Timeline::choose_backup`].
+//! [`Reader`], then compute a [`BucketTimeline`] (old name [`Timeline`]) and ask it
+//! [`BucketTimeline::choose_backup`].
 
 pub mod codec;
 pub mod config;
@@ -24,4 +25,4 @@ pub use index::{Index, ReadError, ReadStats, Reader, FULL_BUILD_MAX_AGE};
 pub use index::{PROBE_LOOKAHEAD, PROBE_MAX_GAP_NAMES, PROBE_TIMELINES};
 pub use names::{Compression, Lsn};
 pub use plan::{parse_target_time, pg_time, Plan, PlanOutcome, Refusal, Target};
-pub use timeline::{Backup, Finding, FindingCode, Severity, Timeline};
+pub use timeline::{Backup, BucketTimeline, Finding, FindingCode, PgTimeline, Severity, Timeline};

@@ -1,7 +1,7 @@
 //! Choosing a base backup for a recovery target.
 
 use crate::names::{segment_of, Lsn};
-use crate::timeline::{short_time, Backup, BackupWindow, Lineage, LineageGap, Timeline};
+use crate::timeline::{short_time, Backup, BackupWindow, BucketTimeline, Lineage, LineageGap};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
@@ -141,7 +141,7 @@ fn newest<'a>(candidates: impl Iterator<Item = &'a &'a Backup>) -> Option<&'a Ba
         .copied()
 }
 
-impl Timeline {
+impl BucketTimeline {
     /// Picks the base backup for `target` on the lineage of `timeline` (default: the lineage with the newest WAL).
     pub fn choose_backup(&self, target: &Target, timeline: Option<u32>) -> PlanOutcome {
         let lin = match self.target_lineage(timeline) {

@@ -2,7 +2,7 @@
 //! last seen key of each prefix (on local file storage: by probing the WAL names wal-g writes next, see
 //! [`Reader::refresh`]) and parsing only new sentinels and history files.
 //!
-//! The index holds raw facts (keys, sizes, times, parsed documents). The [`crate::Timeline`] is computed from it.
+//! The index holds raw facts (keys, sizes, times, parsed documents). The [`crate::BucketTimeline`] is computed from it.
 
 use crate::codec;
 use crate::config::{ConfigError, StorageConfig};

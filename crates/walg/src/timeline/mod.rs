@@ -1,7 +1,7 @@
-//! The `Timeline` model computed from an [`Index`]: backups and delta chains, per-timeline segment runs and gaps,
+//! The [`BucketTimeline`] (old name `Timeline`) computed from an [`Index`]: backups and delta chains, per-timeline segment runs and gaps,
 //! the timeline tree, lineages, restorable windows, freshness and findings.
 //!
-//! [`Timeline::from_index_with`] runs named passes in order; each takes the typed output of earlier passes plus
+//! [`BucketTimeline::from_index_with`] runs named passes in order; each takes the typed output of earlier passes plus
 //! the `Findings` collector and returns its own typed result:
 //!
 //! 1. `wal_scan`: `wal_005/` objects into per-timeline segment tables (`WalScan`); duplicates, empty and
@@ -10,7 +10,7 @@
 //! 3. `backups`: complete backups, their problems and delta chains (`BackupSet`); folders without sentinel.
 //! 4. `tree`: every timeline and the leaves of the timeline tree (`Tree`).
 //! 5. `lineages`: one [`Lineage`] per leaf (segment ownership, runs, gaps) and the main lineage.
-//! 6. `per_timeline`: one [`TimelineInfo`] per timeline (wal-show's view) and abandoned segments.
+//! 6. `per_timeline`: one [`PgTimeline`] per timeline (wal-show's view) and abandoned segments.
 //! 7. `restorable`: backups against the WAL (consistency WAL, per-lineage windows, restorability) and what
 //!    `recovery_target_timeline=latest` would pick.
 //! 8. `windows`: merged restorable windows per lineage, WAL gap findings, earliest and latest restorable.
@@ -33,6 +33,11 @@ mod wal_scan;
 mod windows;
 
 pub use findings::{Finding, FindingCode, Severity};
+
+/// The old name of [`BucketTimeline`], kept so existing code (`walg::Timeline::from_index`) still compiles.
+pub use self::BucketTimeline as Timeline;
+/// The old name of [`PgTimeline`].
+pub use self::PgTimeline as TimelineInfo;
 
 use crate::documents::HistoryRecord;
 use crate::index::Index;
@@ -116,9 +121,9 @@ impl Backup {
     }
 }
 
-/// One timeline as stored.
+/// One PostgreSQL timeline as stored.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct TimelineInfo {
+pub struct PgTimeline {
     pub timeline: u32,
     /// Direct parent from the `.history` file (last record).
     pub parent: Option<u32>,
@@ -252,13 +257,13 @@ impl SegTable {
 
 /// Everything known about one wal-g root.
 #[derive(Debug, Clone)]
-pub struct Timeline {
+pub struct BucketTimeline {
     pub url: String,
     pub segment_size: u64,
     pub generated_at: OffsetDateTime,
     /// Complete backups, oldest start first.
     pub backups: Vec<Backup>,
-    pub timelines: Vec<TimelineInfo>,
+    pub timelines: Vec<PgTimeline>,
     /// One per leaf timeline.
     pub lineages: Vec<Lineage>,
     /// The lineage used by default: the leaf with the newest WAL.
@@ -302,14 +307,14 @@ pub(crate) fn plural(n: u64, one: &str, many: &str) -> String {
     }
 }
 
-impl Timeline {
+impl BucketTimeline {
     /// Computes the timeline with default thresholds.
-    pub fn from_index(index: &Index, now: OffsetDateTime) -> Timeline {
+    pub fn from_index(index: &Index, now: OffsetDateTime) -> BucketTimeline {
         Self::from_index_with(index, now, Options::default())
     }
 
     /// Computes the timeline: the passes in order, each adding its findings.
-    pub fn from_index_with(index: &Index, now: OffsetDateTime, opts: Options) -> Timeline {
+    pub fn from_index_with(index: &Index, now: OffsetDateTime, opts: Options) -> BucketTimeline {
         let segsize = index.segment_size;
         let mut findings = Findings::default();
         let wal = wal_scan::scan(index, &mut findings);
@@ -330,7 +335,7 @@ impl Timeline {
         let merged = windows::merge(&backup_set, &lineages, &tree, segsize, &mut findings);
         let freshness =
             freshness::assess(index, now, opts, &wal, &backup_set, &tree, &mut findings);
-        Timeline {
+        BucketTimeline {
             url: index.url.clone(),
             segment_size: segsize,
             generated_at: now,

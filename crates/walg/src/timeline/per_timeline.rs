@@ -1,14 +1,14 @@
 //! Pass 6, per timeline: wal-show's view of each timeline on its own (first and last segment, count, bytes, gaps
 //! between first and last, no timeline switching) and the segments it kept writing after a child branched off.
 //!
-//! Invariants: one [`TimelineInfo`] per timeline of the tree, ascending; `abandoned` covers the segments at or
+//! Invariants: one [`PgTimeline`] per timeline of the tree, ascending; `abandoned` covers the segments at or
 //! after the segment of the earliest switch to any child (they are never used to recover the child).
 
 use super::findings::{FindingCode, Findings, Severity};
 use super::histories::Histories;
 use super::tree::Tree;
 use super::wal_scan::WalScan;
-use super::{ms_to_time, plural, SegRange, SegTable, TimelineInfo};
+use super::{ms_to_time, plural, PgTimeline, SegRange, SegTable};
 use crate::names::{segment_of, wal_file_name, Lsn};
 
 /// Runs the pass.
@@ -18,7 +18,7 @@ pub(crate) fn describe(
     wal: &WalScan,
     segsize: u64,
     findings: &mut Findings,
-) -> Vec<TimelineInfo> {
+) -> Vec<PgTimeline> {
     tree.all
         .iter()
         .map(|&tli| describe_one(tli, histories, wal, segsize, findings))
@@ -31,7 +31,7 @@ fn describe_one(
     wal: &WalScan,
     segsize: u64,
     findings: &mut Findings,
-) -> TimelineInfo {
+) -> PgTimeline {
     let table = wal.table(tli);
     let history = histories.get(&tli);
     let last_record = history.and_then(|h| h.last());
@@ -40,7 +40,7 @@ fn describe_one(
     if let (Some((range, count)), Some(lsn)) = (abandoned, child_switch) {
         report_abandoned(tli, range, count, lsn, segsize, findings);
     }
-    TimelineInfo {
+    PgTimeline {
         timeline: tli,
         parent: last_record.map(|r| r.parent),
         switch_lsn: last_record.map(|r| r.switch_lsn),
