@@ -2,24 +2,27 @@
 //! and integrity findings, without running wal-g.
 //!
 //! Start with [`StorageConfig`] (from wal-g's environment variables or a storage URL), build an [`Index`] with a
-//! [`Reader`], then compute a [`Timeline`] and ask it [`Timeline::choose_backup`].
+//! [`Reader`], then compute a [`BucketTimeline`] (old name [`Timeline`]) and ask it
+//! [`BucketTimeline::choose_backup`].
 
 pub mod codec;
 pub mod config;
-pub mod docs;
+pub mod documents;
 pub mod index;
 pub mod names;
 pub mod plan;
-mod probe;
 pub mod report;
 #[cfg(any(test, feature = "testkit"))]
 pub mod testkit;
 pub mod timeline;
 
+/// The old name of [`documents`], kept so existing paths (`walg::docs::Sentinel`) still work.
+pub use documents as docs;
+
 pub use codec::LibsodiumKey;
 pub use config::{parse_env_block, StorageConfig};
 pub use index::{Index, ReadError, ReadStats, Reader, FULL_BUILD_MAX_AGE};
+pub use index::{PROBE_LOOKAHEAD, PROBE_MAX_GAP_NAMES, PROBE_TIMELINES};
 pub use names::{Compression, Lsn};
 pub use plan::{parse_target_time, pg_time, Plan, PlanOutcome, Refusal, Target};
-pub use probe::{PROBE_LOOKAHEAD, PROBE_MAX_GAP_NAMES, PROBE_TIMELINES};
-pub use timeline::{Backup, Finding, Severity, Timeline};
+pub use timeline::{Backup, BucketTimeline, Finding, FindingCode, PgTimeline, Severity, Timeline};

@@ -1,7 +1,7 @@
 //! Choosing a base backup for a recovery target.
 
 use crate::names::{segment_of, Lsn};
-use crate::timeline::{short_time, Backup, Lineage, Timeline};
+use crate::timeline::{short_time, Backup, BackupWindow, BucketTimeline, Lineage, LineageGap};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
@@ -82,7 +82,7 @@ pub fn pg_time(t: OffsetDateTime) -> String {
 /// `+05:30`, `-08`), with seconds optional. A time without an offset is taken as UTC.
 pub fn parse_target_time(s: &str) -> Result<OffsetDateTime, String> {
     let s = s.trim();
-    if let Ok(Some(t)) = crate::docs::parse_time(s) {
+    if let Ok(Some(t)) = crate::documents::parse_time(s) {
         return Ok(t);
     }
     let bad =
@@ -116,7 +116,7 @@ pub fn parse_target_time(s: &str) -> Result<OffsetDateTime, String> {
         _ => return Err(bad()),
     };
     let rfc = format!("{date}T{clock}{offset}");
-    match crate::docs::parse_time(&rfc) {
+    match crate::documents::parse_time(&rfc) {
         Ok(Some(t)) => Ok(t),
         _ => Err(bad()),
     }
@@ -129,191 +129,224 @@ fn refuse(code: &str, reason: String) -> PlanOutcome {
     })
 }
 
-impl Timeline {
+/// The window of `backup` on the lineage ending at `leaf`.
+fn window_on(backup: &Backup, leaf: u32) -> Option<&BackupWindow> {
+    backup.windows.iter().find(|w| w.lineage == leaf)
+}
+
+/// The newest of `candidates` by finish LSN, then finish time.
+fn newest<'a>(candidates: impl Iterator<Item = &'a &'a Backup>) -> Option<&'a Backup> {
+    candidates
+        .max_by_key(|b| (b.finish_lsn, b.finish_time))
+        .copied()
+}
+
+impl BucketTimeline {
     /// Picks the base backup for `target` on the lineage of `timeline` (default: the lineage with the newest WAL).
     pub fn choose_backup(&self, target: &Target, timeline: Option<u32>) -> PlanOutcome {
-        let Some(tgt) = timeline.or(self.main_lineage) else {
-            return refuse(
-                "no_backup",
-                "No WAL and no timeline in storage: nothing can be restored.".into(),
-            );
+        let lin = match self.target_lineage(timeline) {
+            Ok(lin) => lin,
+            Err(refusal) => return refusal,
         };
-        let Some(lin) = self.lineage(tgt) else {
-            let leaves: Vec<String> = self.lineages.iter().map(|l| l.leaf.to_string()).collect();
-            return refuse(
-                "unknown_timeline",
-                format!(
-                    "Timeline {tgt} is not the end of a history in this storage; choose one of: {}.",
-                    leaves.join(", ")
-                ),
-            );
-        };
-        let on_lin: Vec<&Backup> = self
-            .backups
-            .iter()
-            .filter(|b| b.restorable && b.windows.iter().any(|w| w.lineage == tgt))
-            .collect();
         if let Target::Backup(name) = target {
             return self.plan_named(name, lin);
         }
+        let on_lin = self.restorable_on(lin.leaf);
         if on_lin.is_empty() {
             let why = if self.backups.is_empty() {
                 "there is no complete base backup".to_string()
             } else {
-                format!("no backup on the history of timeline {tgt} is restorable")
+                format!(
+                    "no backup on the history of timeline {} is restorable",
+                    lin.leaf
+                )
             };
             return refuse("no_backup", format!("Nothing can be restored: {why}."));
         }
-        let win = |b: &Backup| b.windows.iter().find(|w| w.lineage == tgt).cloned();
         match target {
-            Target::Time(t) => {
-                let t = *t;
-                let best = on_lin
-                    .iter()
-                    .filter(|b| b.finish_time.is_some_and(|f| f <= t))
-                    .filter(|b| win(b).is_some_and(|w| t <= w.end_time))
-                    .max_by_key(|b| (b.finish_lsn, b.finish_time));
-                match best {
-                    Some(b) => {
-                        let w = win(b).map(|w| w.end_segment).unwrap_or(0);
-                        let s = b.start_segment(self.segment_size).unwrap_or(0);
-                        // First segment archived at or after T: its records reach past T.
-                        let mut to = w;
-                        for n in s..=w {
-                            if let Some(owner) = lin.owner(n) {
-                                if self.segment(owner, n).is_some_and(|(_, m)| m >= t) {
-                                    to = n;
-                                    break;
-                                }
-                            }
-                        }
-                        let mut notes = Vec::new();
-                        if to == w {
-                            notes.push(format!(
-                                "The target is close to the end of the archived WAL (about {}); PostgreSQL needs a \
-                                 commit after the target and stops with an error if the WAL ends first.",
-                                win(b).map(|w| short_time(w.end_time)).unwrap_or_default()
-                            ));
-                        }
-                        self.make_plan(b, lin, Some(pg_time(t)), None, None, s, to.max(s), notes)
-                    }
-                    None => self.refuse_time(t, lin, &on_lin),
-                }
-            }
-            Target::Latest => {
-                let end = lin.runs.last().map(|r| r.to).unwrap_or(0);
-                let best = on_lin
-                    .iter()
-                    .filter(|b| win(b).is_some_and(|w| w.end_segment == end))
-                    .max_by_key(|b| (b.finish_lsn, b.finish_time));
-                match best {
-                    Some(b) => {
-                        let s = b.start_segment(self.segment_size).unwrap_or(0);
-                        self.make_plan(b, lin, None, None, None, s, end, Vec::new())
-                    }
-                    None => {
-                        let gap = lin.gaps.last();
-                        let latest = self
-                            .windows
-                            .iter()
-                            .filter(|w| w.timeline == tgt)
-                            .map(|w| w.to)
-                            .max();
-                        let mut reason = format!(
-                            "No backup on timeline {tgt}'s history is followed by unbroken WAL up to the newest segment"
-                        );
-                        if let Some(g) = gap {
-                            reason.push_str(&format!(
-                                ": WAL gap from {} to {} on timeline {}",
-                                self.wal_name(g.timeline, g.missing.from),
-                                self.wal_name(
-                                    lin.owner(g.missing.to).unwrap_or(g.timeline),
-                                    g.missing.to
-                                ),
-                                g.timeline
-                            ));
-                            if let (Some(a), Some(z)) = (g.after, g.before) {
-                                reason.push_str(&format!(
-                                    " ({} to {})",
-                                    short_time(a),
-                                    short_time(z)
-                                ));
-                            }
-                        }
-                        if let Some(l) = latest {
-                            reason.push_str(&format!(
-                                ". The latest restorable time is about {}; plan a --target-time before it, or take a \
-                                 new base backup",
-                                short_time(l)
-                            ));
-                        }
-                        reason.push('.');
-                        refuse("wal_gap", reason)
-                    }
-                }
-            }
-            Target::Lsn(l) => {
-                let l = *l;
-                let best = on_lin
-                    .iter()
-                    .filter(|b| b.finish_lsn.is_some_and(|f| f <= l))
-                    .filter(|b| win(b).is_some_and(|w| l < w.end_lsn))
-                    .filter(|b| lin.contains(b.timeline, b.start_lsn.unwrap_or(0)))
-                    .max_by_key(|b| (b.finish_lsn, b.finish_time));
-                match best {
-                    Some(b) => {
-                        let s = b.start_segment(self.segment_size).unwrap_or(0);
-                        let to = segment_of(l, self.segment_size).max(s);
-                        self.make_plan(
-                            b,
-                            lin,
-                            None,
-                            Some(Lsn(l).to_string()),
-                            None,
-                            s,
-                            to,
-                            Vec::new(),
-                        )
-                    }
-                    None => {
-                        let earliest = on_lin
-                            .iter()
-                            .filter_map(|b| b.finish_lsn)
-                            .min()
-                            .unwrap_or(0);
-                        let reason = if l < earliest {
-                            format!(
-                                "{} is before the end of the oldest restorable backup ({}); no backup is consistent by then.",
-                                Lsn(l),
-                                Lsn(earliest)
-                            )
-                        } else if let Some(g) = lin.gaps.iter().find(|g| {
-                            let a = g.missing.from.saturating_mul(self.segment_size);
-                            let z = (g.missing.to + 1).saturating_mul(self.segment_size);
-                            a <= l && l < z
-                        }) {
-                            format!(
-                                "{} falls in a WAL gap ({} to {} are missing on timeline {}).",
-                                Lsn(l),
-                                self.wal_name(g.timeline, g.missing.from),
-                                self.wal_name(
-                                    lin.owner(g.missing.to).unwrap_or(g.timeline),
-                                    g.missing.to
-                                ),
-                                g.timeline
-                            )
-                        } else {
-                            format!(
-                                "{} is not reachable from any backup on timeline {tgt}'s history with unbroken WAL.",
-                                Lsn(l)
-                            )
-                        };
-                        refuse("lsn_unreachable", reason)
-                    }
-                }
-            }
+            Target::Time(t) => self.plan_time(*t, lin, &on_lin),
+            Target::Latest => self.plan_latest(lin, &on_lin),
+            Target::Lsn(l) => self.plan_lsn(*l, lin, &on_lin),
             Target::Backup(_) => unreachable_backup(),
         }
+    }
+
+    /// The lineage of `timeline` (default: the main one), or why there is none.
+    fn target_lineage(&self, timeline: Option<u32>) -> Result<&Lineage, PlanOutcome> {
+        let Some(leaf) = timeline.or(self.main_lineage) else {
+            return Err(refuse(
+                "no_backup",
+                "No WAL and no timeline in storage: nothing can be restored.".into(),
+            ));
+        };
+        self.lineage(leaf).ok_or_else(|| {
+            let leaves: Vec<String> = self.lineages.iter().map(|l| l.leaf.to_string()).collect();
+            refuse(
+                "unknown_timeline",
+                format!(
+                    "Timeline {leaf} is not the end of a history in this storage; choose one of: {}.",
+                    leaves.join(", ")
+                ),
+            )
+        })
+    }
+
+    /// The restorable backups with a window on the lineage ending at `leaf`.
+    fn restorable_on(&self, leaf: u32) -> Vec<&Backup> {
+        self.backups
+            .iter()
+            .filter(|b| b.restorable && window_on(b, leaf).is_some())
+            .collect()
+    }
+
+    /// Recovery to time `t`: the newest backup finished by `t` whose window reaches `t`.
+    fn plan_time(&self, t: OffsetDateTime, lin: &Lineage, on_lin: &[&Backup]) -> PlanOutcome {
+        let best = newest(
+            on_lin
+                .iter()
+                .filter(|b| b.finish_time.is_some_and(|f| f <= t))
+                .filter(|b| window_on(b, lin.leaf).is_some_and(|w| t <= w.end_time)),
+        );
+        let Some(b) = best else {
+            return self.refuse_time(t, lin, on_lin);
+        };
+        let window = window_on(b, lin.leaf);
+        let end = window.map(|w| w.end_segment).unwrap_or(0);
+        let start = b.start_segment(self.segment_size).unwrap_or(0);
+        // First segment archived at or after T: its records reach past T.
+        let to = (start..=end)
+            .find(|&n| {
+                lin.owner(n)
+                    .is_some_and(|owner| self.segment(owner, n).is_some_and(|(_, m)| m >= t))
+            })
+            .unwrap_or(end);
+        let mut notes = Vec::new();
+        if to == end {
+            notes.push(format!(
+                "The target is close to the end of the archived WAL (about {}); PostgreSQL needs a commit after the \
+                 target and stops with an error if the WAL ends first.",
+                window.map(|w| short_time(w.end_time)).unwrap_or_default()
+            ));
+        }
+        self.make_plan(
+            b,
+            lin,
+            Some(pg_time(t)),
+            None,
+            None,
+            start,
+            to.max(start),
+            notes,
+        )
+    }
+
+    /// Recovery to the end of the WAL: the newest backup whose window reaches the lineage's last segment.
+    fn plan_latest(&self, lin: &Lineage, on_lin: &[&Backup]) -> PlanOutcome {
+        let end = lin.runs.last().map(|r| r.to).unwrap_or(0);
+        let best = newest(
+            on_lin
+                .iter()
+                .filter(|b| window_on(b, lin.leaf).is_some_and(|w| w.end_segment == end)),
+        );
+        match best {
+            Some(b) => {
+                let start = b.start_segment(self.segment_size).unwrap_or(0);
+                self.make_plan(b, lin, None, None, None, start, end, Vec::new())
+            }
+            None => self.refuse_latest(lin),
+        }
+    }
+
+    fn refuse_latest(&self, lin: &Lineage) -> PlanOutcome {
+        let tgt = lin.leaf;
+        let latest = self
+            .windows
+            .iter()
+            .filter(|w| w.timeline == tgt)
+            .map(|w| w.to)
+            .max();
+        let mut reason = format!(
+            "No backup on timeline {tgt}'s history is followed by unbroken WAL up to the newest segment"
+        );
+        if let Some(g) = lin.gaps.last() {
+            let (first, last) = self.gap_names(lin, g);
+            reason.push_str(&format!(
+                ": WAL gap from {first} to {last} on timeline {}",
+                g.timeline
+            ));
+            if let (Some(a), Some(z)) = (g.after, g.before) {
+                reason.push_str(&format!(" ({} to {})", short_time(a), short_time(z)));
+            }
+        }
+        if let Some(l) = latest {
+            reason.push_str(&format!(
+                ". The latest restorable time is about {}; plan a --target-time before it, or take a new base \
+                 backup",
+                short_time(l)
+            ));
+        }
+        reason.push('.');
+        refuse("wal_gap", reason)
+    }
+
+    /// Recovery to LSN `l`: the newest backup finished by `l` whose window reaches past `l`.
+    fn plan_lsn(&self, l: u64, lin: &Lineage, on_lin: &[&Backup]) -> PlanOutcome {
+        let best = newest(
+            on_lin
+                .iter()
+                .filter(|b| b.finish_lsn.is_some_and(|f| f <= l))
+                .filter(|b| window_on(b, lin.leaf).is_some_and(|w| l < w.end_lsn))
+                .filter(|b| lin.contains(b.timeline, b.start_lsn.unwrap_or(0))),
+        );
+        let Some(b) = best else {
+            return self.refuse_lsn(l, lin, on_lin);
+        };
+        let start = b.start_segment(self.segment_size).unwrap_or(0);
+        let to = segment_of(l, self.segment_size).max(start);
+        let lsn = Some(Lsn(l).to_string());
+        self.make_plan(b, lin, None, lsn, None, start, to, Vec::new())
+    }
+
+    fn refuse_lsn(&self, l: u64, lin: &Lineage, on_lin: &[&Backup]) -> PlanOutcome {
+        let earliest = on_lin
+            .iter()
+            .filter_map(|b| b.finish_lsn)
+            .min()
+            .unwrap_or(0);
+        let in_gap = lin.gaps.iter().find(|g| {
+            let a = g.missing.from.saturating_mul(self.segment_size);
+            let z = (g.missing.to + 1).saturating_mul(self.segment_size);
+            a <= l && l < z
+        });
+        let reason = if l < earliest {
+            format!(
+                "{} is before the end of the oldest restorable backup ({}); no backup is consistent by then.",
+                Lsn(l),
+                Lsn(earliest)
+            )
+        } else if let Some(g) = in_gap {
+            let (first, last) = self.gap_names(lin, g);
+            format!(
+                "{} falls in a WAL gap ({first} to {last} are missing on timeline {}).",
+                Lsn(l),
+                g.timeline
+            )
+        } else {
+            format!(
+                "{} is not reachable from any backup on timeline {}'s history with unbroken WAL.",
+                Lsn(l),
+                lin.leaf
+            )
+        };
+        refuse("lsn_unreachable", reason)
+    }
+
+    /// The names of the first and last missing segment of a gap on `lin`.
+    fn gap_names(&self, lin: &Lineage, g: &LineageGap) -> (String, String) {
+        (
+            self.wal_name(g.timeline, g.missing.from),
+            self.wal_name(lin.owner(g.missing.to).unwrap_or(g.timeline), g.missing.to),
+        )
     }
 
     fn refuse_time(&self, t: OffsetDateTime, lin: &Lineage, on_lin: &[&Backup]) -> PlanOutcome {
@@ -358,13 +391,14 @@ impl Timeline {
                 g.after.map(short_time).unwrap_or_default(),
                 g.before.map(short_time).unwrap_or_default(),
             );
+            let (first, last) = self.gap_names(lin, g);
             return refuse(
                 "wal_gap",
                 format!(
                     "{ts} falls in a WAL gap from {a} to {z} on timeline {} (segments {} to {} are missing).",
                     g.timeline,
-                    self.wal_name(g.timeline, g.missing.from),
-                    self.wal_name(lin.owner(g.missing.to).unwrap_or(g.timeline), g.missing.to)
+                    first,
+                    last
                 ),
             );
         }

@@ -1,11 +1,11 @@
-//! The stable JSON shape of a [`Timeline`] and of a plan, and a readable text rendering.
+//! The stable JSON shape of a [`BucketTimeline`] and of a plan, and a readable text rendering.
 //!
 //! JSON conventions: LSNs are `X/Y` strings, segments are 24-hex WAL file names, times are RFC 3339 in UTC,
 //! ranges `{from, to}` are inclusive.
 
 use crate::names::Lsn;
 use crate::plan::{PlanOutcome, Refusal};
-use crate::timeline::{human_age, human_bytes, Finding, SegRange, Severity, Timeline};
+use crate::timeline::{human_age, human_bytes, BucketTimeline, Finding, SegRange, Severity};
 use serde::{Deserialize, Serialize};
 use std::fmt::Write;
 use time::format_description::well_known::Rfc3339;
@@ -158,14 +158,14 @@ impl PlanJson {
     }
 }
 
-fn range(t: &Timeline, tli: u32, r: SegRange) -> RangeJson {
+fn range(t: &BucketTimeline, tli: u32, r: SegRange) -> RangeJson {
     RangeJson {
         from: t.wal_name(tli, r.from),
         to: t.wal_name(tli, r.to),
     }
 }
 
-impl Timeline {
+impl BucketTimeline {
     /// The stable JSON report.
     pub fn report(&self) -> TimelineReport {
         TimelineReport {

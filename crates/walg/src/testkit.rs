@@ -476,28 +476,39 @@ pub struct MotoServer {
     bucket: String,
 }
 
+/// Why moto could not be started.
+#[derive(Debug, thiserror::Error)]
+pub enum MotoError {
+    #[error(
+        "this test needs `moto_server` (Python moto) on PATH to run a real S3-protocol server: \
+         `pip install 'moto[server]'` ({0})"
+    )]
+    NotInstalled(std::io::Error),
+    #[error("moto_server did not listen on 127.0.0.1:{0} within 30 s")]
+    NotListening(u16),
+    #[error("cannot talk to moto_server: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("bucket creation failed: {0}")]
+    Bucket(String),
+}
+
 impl MotoServer {
-    /// Start moto and create `bucket`. Panics with the install hint when `moto_server` is not on PATH.
-    pub fn start(bucket: &str) -> MotoServer {
+    /// Start moto and create `bucket`; fails with the install hint when `moto_server` is not on PATH.
+    pub fn try_start(bucket: &str) -> Result<MotoServer, MotoError> {
         use std::io::{Read, Write};
         use std::net::{TcpListener, TcpStream};
         use std::time::{Duration as StdDuration, Instant};
 
         let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map(|a| a.port())
-            .expect("bind 127.0.0.1:0");
+            .and_then(|l| l.local_addr())?
+            .port();
         let child = std::process::Command::new("moto_server")
             .args(["-H", "127.0.0.1", "-p", &port.to_string()])
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .spawn()
-            .unwrap_or_else(|e| {
-                panic!(
-                    "this test needs `moto_server` (Python moto) on PATH to run a real S3-protocol server: \
-                     `pip install 'moto[server]'` ({e})"
-                )
-            });
+            .map_err(MotoError::NotInstalled)?;
+        // From here on, dropping `moto` stops the child.
         let moto = MotoServer {
             child,
             port,
@@ -505,26 +516,32 @@ impl MotoServer {
         };
         let deadline = Instant::now() + StdDuration::from_secs(30);
         while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "moto_server did not listen on 127.0.0.1:{port} within 30 s"
-            );
+            if Instant::now() >= deadline {
+                return Err(MotoError::NotListening(port));
+            }
             std::thread::sleep(StdDuration::from_millis(100));
         }
         // Create the bucket with a plain path-style PUT.
-        let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect to moto");
+        let mut stream = TcpStream::connect(("127.0.0.1", port))?;
         write!(
-            s,
+            stream,
             "PUT /{bucket} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
-        )
-        .expect("write to moto");
-        let mut resp = String::new();
-        s.read_to_string(&mut resp).expect("read from moto");
-        assert!(
-            resp.starts_with("HTTP/1.1 200"),
-            "bucket creation failed: {resp}"
-        );
-        moto
+        )?;
+        let mut response = String::new();
+        stream.read_to_string(&mut response)?;
+        if !response.starts_with("HTTP/1.1 200") {
+            return Err(MotoError::Bucket(response));
+        }
+        Ok(moto)
+    }
+
+    /// [`MotoServer::try_start`] for tests, which want a failed start to fail the test with its reason.
+    #[allow(clippy::panic)]
+    pub fn start(bucket: &str) -> MotoServer {
+        match MotoServer::try_start(bucket) {
+            Ok(moto) => moto,
+            Err(e) => panic!("{e}"),
+        }
     }
 
     /// The endpoint URL (`AWS_ENDPOINT`).

@@ -14,7 +14,7 @@
 //! (`-<8hex>.partial`, `.backup` files of old backups, unknown names); a new compression (or suffix) whose first
 //! object fills a known gap or follows a missing name (found once the name right after the last hit arrives).
 
-use crate::index::{HistoryEntry, Index, Listed, WalObject};
+use super::{HistoryEntry, Index, Listed, WalObject};
 use crate::names::{segment_of, wal_file_name, Compression, WalKind};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -241,7 +241,7 @@ pub(crate) fn stat(dir: &Path, name: &str) -> std::io::Result<Option<Listed>> {
         Ok(m) if m.is_file() => Ok(Some(Listed {
             rel: name.to_string(),
             size: m.len(),
-            modified_ms: m.modified().map(crate::index::system_time_ms).unwrap_or(0),
+            modified_ms: m.modified().map(super::system_time_ms).unwrap_or(0),
         })),
         Ok(_) => Ok(None),
         Err(e)

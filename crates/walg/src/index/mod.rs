@@ -2,19 +2,21 @@
 //! last seen key of each prefix (on local file storage: by probing the WAL names wal-g writes next, see
 //! [`Reader::refresh`]) and parsing only new sentinels and history files.
 //!
-//! The index holds raw facts (keys, sizes, times, parsed documents). The [`crate::Timeline`] is computed from it.
+//! The index holds raw facts (keys, sizes, times, parsed documents). The [`crate::BucketTimeline`] is computed from it.
 
 use crate::codec;
 use crate::config::{ConfigError, StorageConfig};
-use crate::docs::{parse_history, HistoryRecord, Metadata, Sentinel};
+use crate::documents::{parse_history, HistoryRecord, Metadata, Sentinel};
 use crate::names::{classify_wal_file, WalKey, WalKind, BASEBACKUPS, SENTINEL_SUFFIX, WAL};
-use crate::probe;
 use futures::{StreamExt, TryStreamExt};
 use object_store::path::Path;
 use object_store::{ObjectMeta, ObjectStore, ObjectStoreExt};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::sync::Arc;
+
+mod probe;
+pub use probe::{PROBE_LOOKAHEAD, PROBE_MAX_GAP_NAMES, PROBE_TIMELINES};
 
 /// Version of the serialized index; a different value forces a full build.
 pub const INDEX_FORMAT: u32 = 1;
