@@ -475,7 +475,7 @@ async fn list_machines(
         .values()
         .filter(|m| include_deleted || !m.destroyed)
         .filter(|m| region.is_none_or(|r| r == m.region))
-        .filter(|m| states.is_empty() || states.contains(&m.state))
+        .filter(|m| states.is_empty() || states.iter().any(|s| s == m.state.as_str()))
         .filter(|m| {
             meta.iter().all(|(k, v)| {
                 m.config
@@ -704,7 +704,7 @@ async fn create_machine(
         let m = Machine {
             id: id.clone(),
             name,
-            state: "created".into(),
+            state: MachineState::Created,
             region,
             instance_id: instance,
             private_ip: ip,
@@ -732,7 +732,14 @@ async fn create_machine(
         a.machines.insert(id.clone(), m);
         st.push_event(&app, &id, "launch", "created", "user", now, json!({}));
         if !req.skip_launch.unwrap_or(false) {
-            st.transition(&app, &id, "created", "started", now, timing.start)?;
+            st.transition(
+                &app,
+                &id,
+                MachineState::Created,
+                MachineState::Started,
+                now,
+                timing.start,
+            )?;
         }
         let a = st.app(&app)?;
         let m = a
@@ -825,7 +832,7 @@ async fn update_machine(
             req.min_secrets_version,
             req.skip_secrets.unwrap_or(false),
         )?;
-        let was = m.state.clone();
+        let was = m.state;
         let instance = st.ulid(now);
         let m = st.machine_mut(&app, &id)?;
         m.config = cfg.clone();
@@ -838,9 +845,16 @@ async fn update_machine(
             l.version = m.instance_id.clone();
         }
         st.push_event(&app, &id, "update", "replacing", "user", now, json!({}));
-        if was == "started" || !req.skip_launch.unwrap_or(false) {
+        if was == MachineState::Started || !req.skip_launch.unwrap_or(false) {
             stolon::halted(st, &app, &id, now);
-            st.transition(&app, &id, "replacing", "started", now, timing.start)?;
+            st.transition(
+                &app,
+                &id,
+                MachineState::Replacing,
+                MachineState::Started,
+                now,
+                timing.start,
+            )?;
         }
         let a = st.app(&app)?;
         let m = a
@@ -865,15 +879,18 @@ async fn destroy_machine(
     with_app(&sim, &tok, &app, |st| {
         let m = st.machine_mut(&app, &id)?;
         check_lease(m, &headers, now)?;
-        if matches!(
-            m.state.as_str(),
-            "started" | "starting" | "replacing" | "restarting"
-        ) && !force
-        {
+        if m.state.is_running() && !force {
             return Err(ApiError::new(412, "failed_precondition: unable to destroy machine, not currently stopped, suspended or failed (use force=true)"));
         }
         stolon::halted(st, &app, &id, now);
-        st.transition(&app, &id, "destroying", "destroyed", now, timing.stop)
+        st.transition(
+            &app,
+            &id,
+            MachineState::Destroying,
+            MachineState::Destroyed,
+            now,
+            timing.stop,
+        )
     })?;
     ok(200, json!({"ok": true}))
 }
@@ -899,12 +916,22 @@ async fn stop_machine(
     with_app(&sim, &tok, &app, |st| {
         let m = st.machine_mut(&app, &id)?;
         check_lease(m, &headers, now)?;
-        match m.state.as_str() {
-            "stopped" | "stopping" | "created" | "suspended" => Ok(()),
-            "started" | "starting" | "replacing" | "restarting" => {
+        match m.state {
+            MachineState::Stopped
+            | MachineState::Stopping
+            | MachineState::Created
+            | MachineState::Suspended => Ok(()),
+            s if s.is_running() => {
                 st.push_event(&app, &id, "stop", "stopping", "user", now, json!({}));
                 stolon::halted(st, &app, &id, now);
-                st.transition(&app, &id, "stopping", "stopped", now, timing.stop)
+                st.transition(
+                    &app,
+                    &id,
+                    MachineState::Stopping,
+                    MachineState::Stopped,
+                    now,
+                    timing.stop,
+                )
             }
             s => Err(ApiError::new(
                 412,
@@ -931,14 +958,24 @@ async fn start_machine(
         };
         let m = st.machine_mut(&app, &id)?;
         check_lease(m, &headers, now)?;
-        let prev = m.state.clone();
-        match prev.as_str() {
-            "stopped" | "created" | "suspended" | "failed" => {
+        let prev = m.state;
+        match prev {
+            MachineState::Stopped
+            | MachineState::Created
+            | MachineState::Suspended
+            | MachineState::Failed => {
                 // Docs: staged secrets reach Machines that are started or updated after the change.
                 m.secrets_env = secrets;
                 m.secrets_version = sv;
                 st.push_event(&app, &id, "start", "starting", "user", now, json!({}));
-                st.transition(&app, &id, "starting", "started", now, timing.start)?;
+                st.transition(
+                    &app,
+                    &id,
+                    MachineState::Starting,
+                    MachineState::Started,
+                    now,
+                    timing.start,
+                )?;
                 Ok(prev)
             }
             s => Err(ApiError::new(
@@ -964,7 +1001,7 @@ async fn restart_machine(
     with_app(&sim, &tok, &app, |st| {
         let m = st.machine_mut(&app, &id)?;
         check_lease(m, &headers, now)?;
-        if m.state != "started" {
+        if m.state != MachineState::Started {
             return Err(ApiError::new(
                 412,
                 format!(
@@ -978,8 +1015,8 @@ async fn restart_machine(
         st.transition(
             &app,
             &id,
-            "restarting",
-            "started",
+            MachineState::Restarting,
+            MachineState::Started,
             now,
             timing.start + timing.stop,
         )
@@ -998,7 +1035,7 @@ async fn suspend_machine(
     with_app(&sim, &tok, &app, |st| {
         let m = st.machine_mut(&app, &id)?;
         check_lease(m, &headers, now)?;
-        if m.state != "started" {
+        if m.state != MachineState::Started {
             return Err(ApiError::new(
                 412,
                 format!(
@@ -1008,7 +1045,14 @@ async fn suspend_machine(
             ));
         }
         stolon::halted(st, &app, &id, now);
-        st.transition(&app, &id, "suspending", "suspended", now, timing.stop)
+        st.transition(
+            &app,
+            &id,
+            MachineState::Suspending,
+            MachineState::Suspended,
+            now,
+            timing.stop,
+        )
     })?;
     ok(200, json!({"ok": true}))
 }
@@ -1047,14 +1091,6 @@ const WAIT_STATES: &[&str] = &[
     "destroyed",
     "failed",
     "settled",
-];
-const SETTLED: &[&str] = &[
-    "started",
-    "stopped",
-    "suspended",
-    "destroyed",
-    "failed",
-    "created",
 ];
 
 async fn wait_machine(
@@ -1124,14 +1160,14 @@ async fn wait_machine(
                     return true; // that version was replaced
                 }
                 if s.as_str() == "settled" {
-                    SETTLED.contains(&m.state.as_str())
+                    m.state.is_settled()
                 } else {
-                    m.state == **s
+                    MachineState::parse(s) == Some(m.state)
                 }
             });
             if let Some(s) = reached {
                 let state = if s == "settled" {
-                    m.state.clone()
+                    m.state.to_string()
                 } else {
                     s.clone()
                 };
@@ -1193,7 +1229,7 @@ async fn exec_machine(
     let now = now_ms(&sim);
     let out = with_app(&sim, &tok, &app, |st| {
         let m = st.machine_mut(&app, &id)?;
-        if m.state != "started" {
+        if m.state != MachineState::Started {
             return Err(ApiError::new(
                 412,
                 format!(

@@ -237,7 +237,7 @@ impl Sim {
                             "wild-sun"
                         ][i % 5]
                     ),
-                    state: "started".into(),
+                    state: MachineState::Started,
                     region: region.to_string(),
                     instance_id: instance,
                     private_ip: ip,

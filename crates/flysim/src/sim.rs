@@ -329,7 +329,7 @@ impl Sim {
             .get(app)?
             .machines
             .get(machine)
-            .map(|m| m.state.clone())
+            .map(|m| m.state.as_str().to_string())
     }
 
     /// Log messages of an app, oldest first.
@@ -545,13 +545,13 @@ impl State {
         &mut self,
         app: &str,
         machine: &str,
-        transient: &str,
-        to: &str,
+        transient: MachineState,
+        to: MachineState,
         at_ms: i64,
         after: Duration,
     ) -> ApiResult<()> {
         let m = self.machine_any_mut(app, machine)?;
-        m.state = transient.to_string();
+        m.state = transient;
         m.gen += 1;
         m.updated_ms = at_ms;
         m.ready_ms = None;
@@ -562,7 +562,7 @@ impl State {
             TimerKind::Settle {
                 machine: machine.to_string(),
                 gen,
-                to: to.to_string(),
+                to,
             },
         );
         Ok(())
@@ -601,23 +601,22 @@ impl State {
                 if m.gen != gen {
                     return;
                 }
-                let from = std::mem::replace(&mut m.state, to.clone());
+                m.state = to;
                 m.updated_ms = at;
                 m.gen += 1;
-                match to.as_str() {
-                    "started" => {
+                match to {
+                    MachineState::Started => {
                         self.push_event(&app, &machine, "start", "started", "flyd", at, json!({}));
                         crate::stolon::boot(self, &app, &machine, at, sim);
                     }
-                    "stopped" => {
+                    MachineState::Stopped => {
                         let exit = json!({"exit_event": {"exit_code": 0, "guest_exit_code": 0, "signal": -1,
                             "oom_killed": false, "requested_stop": true, "restarting": false,
                             "exited_at": rfc3339(at)}});
                         self.push_event(&app, &machine, "exit", "stopped", "flyd", at, exit);
                         crate::stolon::halted(self, &app, &machine, at);
-                        let _ = from;
                     }
-                    "suspended" => {
+                    MachineState::Suspended => {
                         self.push_event(
                             &app,
                             &machine,
@@ -629,7 +628,7 @@ impl State {
                         );
                         crate::stolon::halted(self, &app, &machine, at);
                     }
-                    "destroyed" => {
+                    MachineState::Destroyed => {
                         self.push_event(
                             &app,
                             &machine,
@@ -687,7 +686,7 @@ impl State {
         timing: &Timing,
     ) -> ApiResult<()> {
         let m = self.machine_mut(app, machine)?;
-        if m.state != "started" && m.state != "starting" {
+        if m.state != MachineState::Started && m.state != MachineState::Starting {
             return Err(ApiError::new(
                 412,
                 format!(
@@ -707,7 +706,14 @@ impl State {
             self.log(app, machine, at, "Out of memory: Killed process (postgres)");
         }
         crate::stolon::halted(self, app, machine, at);
-        self.transition(app, machine, "starting", "started", at, timing.start)
+        self.transition(
+            app,
+            machine,
+            MachineState::Starting,
+            MachineState::Started,
+            at,
+            timing.start,
+        )
     }
 }
 

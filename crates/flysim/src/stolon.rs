@@ -150,12 +150,7 @@ pub(crate) fn boot(st: &mut State, app: &str, machine: &str, at: i64, sim: &Sim)
         at,
         "Preparing to run: `docker-entrypoint.sh start` as root",
     );
-    st.log(
-        app,
-        machine,
-        at,
-        "2026/01/01 00:00:00 listening on [::]:5500 (flycheck)".replace("2026/01/01 00:00:00 ", ""),
-    );
+    st.log(app, machine, at, "listening on [::]:5500 (flycheck)");
     if st.apps.get(app).and_then(|a| a.pg.as_ref()).is_none() {
         let sysid = 7_000_000_000_000_000_000 + st.rand() % 1_000_000_000_000_000_000;
         let uid = st.next_id("", 8);
@@ -331,7 +326,7 @@ pub(crate) fn ready(st: &mut State, app: &str, machine: &str, gen: u64, at: i64)
     let Ok(m) = st.machine_mut(app, machine) else {
         return;
     };
-    if m.gen != gen || m.state != "started" {
+    if m.gen != gen || m.state != MachineState::Started {
         return;
     }
     m.ready_ms = Some(at);
@@ -432,7 +427,12 @@ pub(crate) fn halted(st: &mut State, app: &str, machine: &str, at: i64) {
     let candidate = a
         .machines
         .values()
-        .find(|m| m.id != machine && !m.destroyed && m.state == "started" && m.ready_ms.is_some())
+        .find(|m| {
+            m.id != machine
+                && !m.destroyed
+                && m.state == MachineState::Started
+                && m.ready_ms.is_some()
+        })
         .map(|m| m.id.clone());
     if let Some(pg) = st.apps.get_mut(app).and_then(|a| a.pg.as_mut()) {
         pg.master = candidate.clone();
@@ -459,7 +459,7 @@ pub(crate) fn role_of(a: &App, m: &Machine) -> Role {
         role: None,
         problem: Some(p.to_string()),
     };
-    if m.state != "started" {
+    if m.state != MachineState::Started {
         return fail("machine is not running");
     }
     if let Some(r) = &m.crash_reason {
@@ -519,7 +519,7 @@ pub(crate) fn checks(a: &App, m: &Machine, now: i64) -> Vec<Value> {
         (None, Some(p)) => ("critical", p.clone(), p.clone()),
         _ => ("critical", "unknown".into(), "unknown".into()),
     };
-    let vm_status = if m.state == "started" {
+    let vm_status = if m.state == MachineState::Started {
         "passing"
     } else {
         "critical"
@@ -653,7 +653,7 @@ pub(crate) fn pitr_step(st: &mut State, app: &str, gen: u64, at: i64, sim: &Sim)
     let keeper_up = a
         .machines
         .get(&keeper)
-        .is_some_and(|m| m.state == "started");
+        .is_some_and(|m| m.state == MachineState::Started);
     if !keeper_up {
         return; // resumes (from scratch) when the Machine boots again
     }
@@ -799,7 +799,9 @@ pub(crate) fn pitr_step(st: &mut State, app: &str, gen: u64, at: i64, sim: &Sim)
                     .map(|a| {
                         a.machines
                             .values()
-                            .filter(|m| m.id != keeper && m.state == "started" && !m.destroyed)
+                            .filter(|m| {
+                                m.id != keeper && m.state == MachineState::Started && !m.destroyed
+                            })
                             .map(|m| m.id.clone())
                             .collect()
                     })
@@ -1081,7 +1083,9 @@ fn init(x: &mut ExecEnv<'_>, args: &[String], stdin: &str) -> Out {
         .map(|a| {
             a.machines
                 .values()
-                .filter(|m| !m.destroyed && m.state == "started" && is_stolon_image(image_of(m)))
+                .filter(|m| {
+                    !m.destroyed && m.state == MachineState::Started && is_stolon_image(image_of(m))
+                })
                 .map(|m| m.id.clone())
                 .collect()
         })
@@ -1168,7 +1172,7 @@ fn status_text(st: &State, app: &str) -> String {
     for m in a
         .machines
         .values()
-        .filter(|m| m.state == "started" && !m.destroyed)
+        .filter(|m| m.state == MachineState::Started && !m.destroyed)
     {
         s.push_str(&format!(
             "{}\t{}\n",
@@ -1179,7 +1183,7 @@ fn status_text(st: &State, app: &str) -> String {
     }
     s.push_str("\n=== Active proxies ===\n\nNo active proxies\n\n=== Keepers ===\n\nUID\t\tHEALTHY\tPG LISTENADDRESS\t\tPG HEALTHY\tPG WANTEDGENERATION\tPG CURRENTGENERATION\n");
     for m in a.machines.values().filter(|m| !m.destroyed) {
-        let healthy = m.state == "started";
+        let healthy = m.state == MachineState::Started;
         let pg_healthy = role_of(a, m).role.is_some();
         s.push_str(&format!(
             "{}\t{}\t[{}]:5433\t{}\t\t{}\t\t\t{}\n",
@@ -1236,7 +1240,7 @@ pub(crate) fn clusterdata(st: &State, app: &str, now: i64) -> String {
         keepers.insert(
             uid.clone(),
             json!({"uid": uid, "generation": m.gen, "changeTime": rfc3339(m.updated_ms),
-                "spec": {}, "status": {"healthy": m.state == "started", "lastHealthyTime": rfc3339(now),
+                "spec": {}, "status": {"healthy": m.state == MachineState::Started, "lastHealthyTime": rfc3339(now),
                 "bootUUID": m.instance_id, "postgresBinaryVersion": {"Maj": pg.pg_version / 10000, "Min": 0},
                 "canBeMaster": true, "canBeSynchronousReplica": true}}),
         );
@@ -1415,8 +1419,8 @@ pub(crate) fn psql(x: &mut ExecEnv<'_>, args: &[String], env: &BTreeMap<String, 
             .pitr
             .as_ref()
             .is_some_and(|p| p.step != "recovered" && p.step != "failed");
-    if target.state != "started" || starting || target.crash_reason.is_some() {
-        if starting && target.state == "started" {
+    if target.state != MachineState::Started || starting || target.crash_reason.is_some() {
+        if starting && target.state == MachineState::Started {
             return Out::err(
                 2,
                 format!("psql: error: {where_}: FATAL:  the database system is starting up\n"),

@@ -7,7 +7,6 @@ use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
-use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use crate::clock::{from_ms, rfc3339};
@@ -112,28 +111,6 @@ fn tar_of(files: &[(&str, Vec<u8>)], mtime_s: u64) -> std::io::Result<Vec<u8>> {
         b.append_data(&mut h, name, data.as_slice())?;
     }
     b.into_inner()
-}
-
-/// A backup-push in flight (persisted in a timer when it finishes later).
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct PushJob {
-    pub root: PathBuf,
-    pub name: String,
-    pub start_ms: i64,
-    pub finish_ms: i64,
-    pub start_lsn: u64,
-    pub finish_lsn: u64,
-    pub pg_version: u32,
-    pub system_identifier: u64,
-    pub timeline: u32,
-    pub hostname: String,
-    pub data_dir: String,
-    pub roles: BTreeMap<String, String>,
-    pub databases: BTreeMap<String, BTreeMap<String, u64>>,
-    pub compression: String,
-    pub permanent: bool,
-    pub uncompressed_size: u64,
-    pub log_path: Option<String>,
 }
 
 fn push_log(job: &PushJob) -> String {
@@ -342,7 +319,7 @@ pub(crate) fn archive_segment(st: &mut State, app: &str, at: i64) {
     let Some(master) = pg.master.as_ref().and_then(|id| a.machines.get(id)) else {
         return;
     };
-    if master.state != "started" || master.ready_ms.is_none() {
+    if master.state != MachineState::Started || master.ready_ms.is_none() {
         return;
     }
     let env = machine_env(a, master);
