@@ -4,8 +4,9 @@
 
 use std::collections::BTreeMap;
 
+use crate::image::ExecContext;
 use crate::sim::machine_env;
-use crate::stolon::{self, ExecEnv};
+use crate::stolon;
 
 #[derive(Debug, Clone, Default)]
 pub struct Out {
@@ -34,7 +35,7 @@ impl Out {
 }
 
 pub(crate) struct Shell<'a, 'b> {
-    pub x: &'a mut ExecEnv<'b>,
+    pub context: &'a mut ExecContext<'b>,
     pub exported: BTreeMap<String, String>,
     pub vars: BTreeMap<String, String>,
     pub positional: Vec<String>,
@@ -49,17 +50,22 @@ pub(crate) struct Shell<'a, 'b> {
 const MAX_DEPTH: u32 = 16;
 
 /// Run an exec request's argv on the Machine.
-pub(crate) fn run(x: &mut ExecEnv<'_>, argv: &[String], stdin: &str, timeout_s: u64) -> Out {
+pub(crate) fn run(
+    context: &mut ExecContext<'_>,
+    argv: &[String],
+    stdin: &str,
+    timeout_s: u64,
+) -> Out {
     let env = {
-        let a = x.st.apps.get(&x.app);
-        let m = a.and_then(|a| a.machines.get(&x.machine));
+        let a = context.state.apps.get(&context.app);
+        let m = a.and_then(|a| a.machines.get(&context.machine));
         match (a, m) {
             (Some(a), Some(m)) => machine_env(a, m),
             _ => BTreeMap::new(),
         }
     };
     let mut sh = Shell {
-        x,
+        context,
         exported: env,
         vars: BTreeMap::new(),
         positional: Vec::new(),
@@ -548,9 +554,9 @@ impl Shell<'_, '_> {
     }
 
     fn volume_files(&mut self) -> Option<&mut BTreeMap<String, String>> {
-        let app = self.x.app.clone();
-        let machine = self.x.machine.clone();
-        let a = self.x.st.apps.get_mut(&app)?;
+        let app = self.context.app.clone();
+        let machine = self.context.machine.clone();
+        let a = self.context.state.apps.get_mut(&app)?;
         let vol = a.machines.get(&machine)?.volume.clone()?;
         a.volumes.get_mut(&vol).map(|v| &mut v.files)
     }
@@ -766,15 +772,15 @@ impl Shell<'_, '_> {
                 (self.positional, self.exported, self.vars) = saved;
                 r
             }
-            "stolonctl" => stolon::stolonctl(self.x, args, env, stdin),
-            "stolonctl-run" => stolon::stolonctl_run(self.x, args, env),
-            "psql" => stolon::psql(self.x, args, env),
+            "stolonctl" => stolon::stolonctl(self.context, args, env, stdin),
+            "stolonctl-run" => stolon::stolonctl_run(self.context, args, env),
+            "psql" => stolon::psql(self.context, args, env),
             "wal-g" => self.walg(args, env, background, log_path),
             "pg-role" => {
-                let (app, machine) = (self.x.app.clone(), self.x.machine.clone());
+                let (app, machine) = (self.context.app.clone(), self.context.machine.clone());
                 let role = self
-                    .x
-                    .st
+                    .context
+                    .state
                     .apps
                     .get(&app)
                     .and_then(|a| a.machines.get(&machine).map(|m| stolon::role_of(a, m)));
@@ -783,8 +789,8 @@ impl Shell<'_, '_> {
                     None => Out::err(1, "failed to connect to local node\n"),
                 }
             }
-            "hostname" => Out::ok(format!("{}\n", self.x.machine)),
-            "date" => Out::ok(format!("{}\n", crate::clock::rfc3339(self.x.now))),
+            "hostname" => Out::ok(format!("{}\n", self.context.machine)),
+            "date" => Out::ok(format!("{}\n", crate::clock::rfc3339(self.context.now))),
             "ps" => Out::ok("  PID TTY          TIME CMD\n    1 ?        00:00:00 init\n  310 ?        00:00:01 start\n  321 ?        00:00:04 stolon-keeper\n  322 ?        00:00:02 stolon-sentinel\n  330 ?        00:00:00 haproxy\n"),
             other => Out::err(127, format!("sh: 1: {other}: not found\n")),
         }
@@ -800,10 +806,10 @@ impl Shell<'_, '_> {
         let sub = args.first().map(|s| s.as_str()).unwrap_or("");
         let rest = if args.is_empty() { &[][..] } else { &args[1..] };
         match sub {
-            "backup-list" => crate::walg::backup_list(rest, env, self.x.now),
+            "backup-list" => crate::walg::backup_list(rest, env, self.context.now),
             "backup-push" => {
                 let (out, deadline) = crate::walg::backup_push(
-                    self.x,
+                    self.context,
                     rest,
                     env,
                     background,

@@ -9,6 +9,7 @@ pub mod clock;
 mod demo;
 mod exec;
 pub mod faults;
+mod image;
 mod model;
 mod sim;
 mod stolon;
@@ -20,11 +21,10 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-pub use api::valid_app_name;
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use demo::{ClusterSeed, DemoInfo, DEMO_APP, DEMO_ORG, DEMO_TOKEN};
 pub use faults::Faults;
-pub use sim::{Sim, SimBuilder, SimError, Timing};
+pub use sim::{valid_app_name, Sim, SimBuilder, SimError, Timing};
 
 /// Serve the emulator on `listener` until the process ends.
 pub async fn serve(listener: TcpListener, sim: Sim) -> std::io::Result<()> {

@@ -9,8 +9,9 @@ use serde_json::{json, Value};
 
 use crate::clock::rfc3339;
 use crate::exec::Out;
+use crate::image::{image_of, is_stolon_image, ExecContext};
 use crate::model::*;
-use crate::sim::{image_of, is_stolon_image, machine_env, Sim};
+use crate::sim::{machine_env, Sim};
 
 pub(crate) const USERS: [(&str, &str); 3] = [
     ("flypgadmin", "SU_PASSWORD"),
@@ -113,6 +114,23 @@ pub(crate) fn auth_mismatches(pg: &PgCluster, env: &BTreeMap<String, String>) ->
     bad
 }
 
+/// The `flyio/postgres` image: Stolon keeper, sentinel and proxy behind Fly's `start`.
+pub(crate) struct StolonImage;
+
+impl crate::image::ImageBehaviour for StolonImage {
+    fn boot(&self, state: &mut State, app: &str, machine: &str, at: i64, sim: &Sim) {
+        boot(state, app, machine, at, sim);
+    }
+
+    fn ready(&self, state: &mut State, app: &str, machine: &str, at: i64) {
+        ready(state, app, machine, at);
+    }
+
+    fn checks(&self, app: &App, machine: &Machine, now: i64) -> Vec<Value> {
+        checks(app, machine, now)
+    }
+}
+
 /// A Machine finished starting: run the image's `start`.
 pub(crate) fn boot(st: &mut State, app: &str, machine: &str, at: i64, sim: &Sim) {
     let Some(a) = st.apps.get(app) else { return };
@@ -121,17 +139,6 @@ pub(crate) fn boot(st: &mut State, app: &str, machine: &str, at: i64, sim: &Sim)
     };
     let gen = m.gen;
     let image = image_of(m).to_string();
-    if !is_stolon_image(&image) {
-        st.schedule(
-            app,
-            at + 500,
-            TimerKind::Ready {
-                machine: machine.into(),
-                gen,
-            },
-        );
-        return;
-    }
     let env = machine_env(a, m);
     let name = m.name.clone();
     let vol_id = m.volume.clone();
@@ -321,19 +328,8 @@ pub(crate) fn boot(st: &mut State, app: &str, machine: &str, at: i64, sim: &Sim)
     );
 }
 
-/// Postgres on the Machine accepts connections.
-pub(crate) fn ready(st: &mut State, app: &str, machine: &str, gen: u64, at: i64) {
-    let Ok(m) = st.machine_mut(app, machine) else {
-        return;
-    };
-    if m.gen != gen || m.state != MachineState::Started {
-        return;
-    }
-    m.ready_ms = Some(at);
-    let image = image_of(m).to_string();
-    if !is_stolon_image(&image) {
-        return;
-    }
+/// Postgres on the Machine accepts connections (the Machine is started and its boot current).
+pub(crate) fn ready(st: &mut State, app: &str, machine: &str, at: i64) {
     let env = env_of(st, app, machine).unwrap_or_default();
     let mut need_arm = false;
     let mut converged = false;
@@ -505,9 +501,6 @@ pub(crate) fn role_of(a: &App, m: &Machine) -> Role {
 
 /// `checks` of a Machine as Fly reports them (Stolon image: pg, role, vm on :5500).
 pub(crate) fn checks(a: &App, m: &Machine, now: i64) -> Vec<Value> {
-    if !is_stolon_image(image_of(m)) {
-        return Vec::new();
-    }
     let r = role_of(a, m);
     let ts = rfc3339(m.ready_ms.unwrap_or(now));
     let (status, role_out, pg_out) = match (&r.role, &r.problem) {
@@ -909,16 +902,8 @@ fn merge_patch(target: &mut Value, patch: &Value) {
     }
 }
 
-pub(crate) struct ExecEnv<'a> {
-    pub st: &'a mut State,
-    pub sim: &'a Sim,
-    pub app: String,
-    pub machine: String,
-    pub now: i64,
-}
-
 pub(crate) fn stolonctl(
-    x: &mut ExecEnv<'_>,
+    context: &mut ExecContext<'_>,
     args: &[String],
     env: &BTreeMap<String, String>,
     stdin: &str,
@@ -961,14 +946,21 @@ pub(crate) fn stolonctl(
     if backend.as_deref().is_none_or(|b| b.is_empty()) {
         return Out::err(1, "stolonctl: store backend type required\n");
     }
-    let app = x.app.clone();
-    if cluster != app || x.st.apps.get(&app).and_then(|a| a.pg.as_ref()).is_none() {
+    let app = context.app.clone();
+    if cluster != app
+        || context
+            .state
+            .apps
+            .get(&app)
+            .and_then(|a| a.pg.as_ref())
+            .is_none()
+    {
         return Out::err(1, "stolonctl: nil cluster data: cluster not initialized\n");
     }
     let args: Vec<String> = rest[1..].to_vec();
     match sub.as_str() {
         "spec" => {
-            let pg = x.st.apps.get(&app).and_then(|a| a.pg.as_ref());
+            let pg = context.state.apps.get(&app).and_then(|a| a.pg.as_ref());
             let spec = pg.map(|p| p.spec.clone()).unwrap_or(Value::Null);
             Out::ok(format!("{}\n", serde_json::to_string_pretty(&spec).unwrap_or_default()))
         }
@@ -984,7 +976,7 @@ pub(crate) fn stolonctl(
             if !v.is_object() {
                 return Out::err(1, "stolonctl: failed to patch cluster spec: not a JSON object\n");
             }
-            let Some(pg) = x.st.apps.get_mut(&app).and_then(|a| a.pg.as_mut()) else {
+            let Some(pg) = context.state.apps.get_mut(&app).and_then(|a| a.pg.as_mut()) else {
                 return Out::err(1, "stolonctl: nil cluster data\n");
             };
             if patch_mode {
@@ -992,15 +984,15 @@ pub(crate) fn stolonctl(
             } else {
                 pg.spec = v;
             }
-            let (m, now) = (x.machine.clone(), x.now);
-            x.st.log(&app, &m, now, "sentinel | cluster spec updated");
+            let (m, now) = (context.machine.clone(), context.now);
+            context.state.log(&app, &m, now, "sentinel | cluster spec updated");
             Out::ok("")
         }
-        "init" => init(x, &args, stdin),
-        "status" => Out::ok(status_text(x.st, &app)),
+        "init" => init(context, &args, stdin),
+        "status" => Out::ok(status_text(context.state, &app)),
         "clusterdata" => {
             if args.first().map(|s| s.as_str()) == Some("read") {
-                Out::ok(format!("{}\n", clusterdata(x.st, &app, x.now)))
+                Out::ok(format!("{}\n", clusterdata(context.state, &app, context.now)))
             } else {
                 Out::err(1, "stolonctl: only `clusterdata read` is emulated by flysim\n")
             }
@@ -1009,7 +1001,7 @@ pub(crate) fn stolonctl(
     }
 }
 
-fn init(x: &mut ExecEnv<'_>, args: &[String], stdin: &str) -> Out {
+fn init(context: &mut ExecContext<'_>, args: &[String], stdin: &str) -> Out {
     let yes = args.iter().any(|a| a == "--yes" || a == "-y");
     let doc = args.iter().find(|a| !a.starts_with('-')).cloned();
     let warning = "WARNING: The current cluster data will be removed\nWARNING: The databases managed by the keepers will be overwritten depending on the provided cluster spec.\n";
@@ -1074,10 +1066,10 @@ fn init(x: &mut ExecEnv<'_>, args: &[String], stdin: &str) -> Out {
             format!("stolonctl: flysim emulates initMode \"new\" and \"pitr\", not {mode:?}\n"),
         );
     }
-    let app = x.app.clone();
+    let app = context.app.clone();
     // The sentinel picks a random registered (running) keeper.
-    let keepers: Vec<String> = x
-        .st
+    let keepers: Vec<String> = context
+        .state
         .apps
         .get(&app)
         .map(|a| {
@@ -1093,11 +1085,11 @@ fn init(x: &mut ExecEnv<'_>, args: &[String], stdin: &str) -> Out {
     if keepers.is_empty() {
         return Out::err(1, "stolonctl: no keepers available\n");
     }
-    let pick = (x.st.rand() % keepers.len() as u64) as usize;
+    let pick = (context.state.rand() % keepers.len() as u64) as usize;
     let keeper = keepers[pick].clone();
-    let uid = x.st.next_id("", 8);
-    let now = x.now;
-    let Some(pg) = x.st.apps.get_mut(&app).and_then(|a| a.pg.as_mut()) else {
+    let uid = context.state.next_id("", 8);
+    let now = context.now;
+    let Some(pg) = context.state.apps.get_mut(&app).and_then(|a| a.pg.as_mut()) else {
         return Out::err(1, "stolonctl: nil cluster data\n");
     };
     pg.cluster_uid = uid;
@@ -1110,8 +1102,8 @@ fn init(x: &mut ExecEnv<'_>, args: &[String], stdin: &str) -> Out {
         pg.timeline = 1;
         pg.lsn = 0x0100_0028;
         pg.master = Some(keeper.clone());
-        let env = env_of(x.st, &app, &keeper).unwrap_or_default();
-        if let Some(pg) = x.st.apps.get_mut(&app).and_then(|a| a.pg.as_mut()) {
+        let env = env_of(context.state, &app, &keeper).unwrap_or_default();
+        if let Some(pg) = context.state.apps.get_mut(&app).and_then(|a| a.pg.as_mut()) {
             pg.roles.clear();
             for (user, var) in USERS {
                 if let Some(pw) = env.get(var) {
@@ -1119,7 +1111,7 @@ fn init(x: &mut ExecEnv<'_>, args: &[String], stdin: &str) -> Out {
                 }
             }
         }
-        x.st.log(
+        context.state.log(
             &app,
             &keeper,
             now,
@@ -1140,23 +1132,23 @@ fn init(x: &mut ExecEnv<'_>, args: &[String], stdin: &str) -> Out {
     });
     let all: Vec<String> = keepers.clone();
     for k in all {
-        if let Ok(m) = x.st.machine_mut(&app, &k) {
+        if let Ok(m) = context.state.machine_mut(&app, &k) {
             m.ready_ms = None;
         }
     }
-    x.st.log(
+    context.state.log(
         &app,
         &keeper,
         now,
         "sentinel | trying to find initial master",
     );
-    x.st.log(
+    context.state.log(
         &app,
         &keeper,
         now,
         format!("sentinel | initializing cluster in pitr mode using keeper {keeper}"),
     );
-    start_restore(x.st, &app, now, x.sim);
+    start_restore(context.state, &app, now, context.sim);
     Out::ok("")
 }
 
@@ -1276,7 +1268,7 @@ pub(crate) fn clusterdata(st: &State, app: &str, now: i64) -> String {
 
 /// `stolonctl-run <base64 args>`: reads /data/.env itself, always exits 0, prints one JSON line.
 pub(crate) fn stolonctl_run(
-    x: &mut ExecEnv<'_>,
+    context: &mut ExecContext<'_>,
     args: &[String],
     env: &BTreeMap<String, String>,
 ) -> Out {
@@ -1299,23 +1291,24 @@ pub(crate) fn stolonctl_run(
         return Out::ok(format!("{line}\n"));
     };
     let mut env = env.clone();
-    let dotenv =
-        x.st.apps
-            .get(&x.app)
-            .and_then(|a| {
-                a.machines
-                    .get(&x.machine)
-                    .and_then(|m| m.volume.clone())
-                    .and_then(|v| a.volumes.get(&v))
-            })
-            .and_then(|v| v.files.get("/data/.env").cloned())
-            .unwrap_or_default();
+    let dotenv = context
+        .state
+        .apps
+        .get(&context.app)
+        .and_then(|a| {
+            a.machines
+                .get(&context.machine)
+                .and_then(|m| m.volume.clone())
+                .and_then(|v| a.volumes.get(&v))
+        })
+        .and_then(|v| v.files.get("/data/.env").cloned())
+        .unwrap_or_default();
     for line in dotenv.lines() {
         if let Some((k, v)) = line.split_once('=') {
             env.insert(k.to_string(), v.to_string());
         }
     }
-    let out = stolonctl(x, &argv, &env, "");
+    let out = stolonctl(context, &argv, &env, "");
     let line = if out.code == 0 {
         json!({"success": true, "message": "", "data": out.stdout})
     } else {
@@ -1328,7 +1321,11 @@ pub(crate) fn stolonctl_run(
 // psql
 // ----------------------------------------------------------------------------------------------
 
-pub(crate) fn psql(x: &mut ExecEnv<'_>, args: &[String], env: &BTreeMap<String, String>) -> Out {
+pub(crate) fn psql(
+    context: &mut ExecContext<'_>,
+    args: &[String],
+    env: &BTreeMap<String, String>,
+) -> Out {
     let mut host = env
         .get("PGHOST")
         .cloned()
@@ -1394,8 +1391,8 @@ pub(crate) fn psql(x: &mut ExecEnv<'_>, args: &[String], env: &BTreeMap<String, 
     }
     let db = db.unwrap_or_else(|| user.clone());
     let where_ = format!("connection to server at \"{host}\", port {port} failed");
-    let app = x.app.clone();
-    let Some(a) = x.st.apps.get(&app) else {
+    let app = context.app.clone();
+    let Some(a) = context.state.apps.get(&app) else {
         return Out::err(2, "psql: error: no app\n");
     };
     let Some(pg) = a.pg.as_ref() else {
@@ -1405,7 +1402,7 @@ pub(crate) fn psql(x: &mut ExecEnv<'_>, args: &[String], env: &BTreeMap<String, 
     let target = if port == "5432" {
         pg.master.clone()
     } else {
-        Some(x.machine.clone())
+        Some(context.machine.clone())
     };
     let Some(target) = target.and_then(|t| a.machines.get(&t)) else {
         return Out::err(
@@ -1449,7 +1446,7 @@ pub(crate) fn psql(x: &mut ExecEnv<'_>, args: &[String], env: &BTreeMap<String, 
     let read_only = role.role == Some("replica");
     let mut out = String::new();
     for q in sql {
-        match run_sql(x, &db, &q, read_only) {
+        match run_sql(context, &db, &q, read_only) {
             Ok(SqlResult::Rows(col, rows)) => {
                 out.push_str(&render(&col, &rows, tuples_only, unaligned));
             }
@@ -1525,10 +1522,15 @@ fn lsn_text(lsn: u64) -> String {
     format!("{:X}/{:X}", lsn >> 32, lsn & 0xFFFF_FFFF)
 }
 
-fn run_sql(x: &mut ExecEnv<'_>, db: &str, q: &str, read_only: bool) -> Result<SqlResult, String> {
-    let app = x.app.clone();
-    let now = x.now;
-    let Some(pg) = x.st.apps.get_mut(&app).and_then(|a| a.pg.as_mut()) else {
+fn run_sql(
+    context: &mut ExecContext<'_>,
+    db: &str,
+    q: &str,
+    read_only: bool,
+) -> Result<SqlResult, String> {
+    let app = context.app.clone();
+    let now = context.now;
+    let Some(pg) = context.state.apps.get_mut(&app).and_then(|a| a.pg.as_mut()) else {
         return Err("no cluster".into());
     };
     let q = q.trim().trim_end_matches(';').trim();

@@ -11,9 +11,10 @@ use serde_json::{json, Value};
 
 use crate::clock::{from_ms, rfc3339};
 use crate::exec::Out;
+use crate::image::ExecContext;
 use crate::model::*;
 use crate::sim::machine_env;
-use crate::stolon::{md5_password, walg_stamp, ExecEnv};
+use crate::stolon::{md5_password, walg_stamp};
 
 pub(crate) const SEG_SIZE: u64 = 16 * 1024 * 1024;
 const DATE_FMT: &str = "%Y-%m-%dT%H:%M:%S.%fZ";
@@ -523,14 +524,14 @@ pub(crate) fn backup_list(args: &[String], env: &BTreeMap<String, String>, at: i
 
 /// Everything `wal-g backup-push` needs; run by exec.
 pub(crate) fn backup_push(
-    x: &mut ExecEnv<'_>,
+    context: &mut ExecContext<'_>,
     args: &[String],
     env: &BTreeMap<String, String>,
     detached: bool,
     log_path: Option<String>,
     timeout_s: u64,
 ) -> (Out, bool) {
-    let at = x.now;
+    let at = context.now;
     let root = match storage_root(env, at) {
         Ok(r) => r,
         Err(e) => return (Out::err(1, format!("{e}\n")), false),
@@ -544,11 +545,11 @@ pub(crate) fn backup_push(
         return (Out::err(1, "Error: accepts 1 arg(s), received 0\n"), false);
     };
     let permanent = args.iter().any(|a| a == "--permanent" || a == "-p");
-    let app = x.app.clone();
-    let Some(a) = x.st.apps.get(&app) else {
+    let app = context.app.clone();
+    let Some(a) = context.state.apps.get(&app) else {
         return (Out::err(1, "no app\n"), false);
     };
-    let Some(m) = a.machines.get(&x.machine) else {
+    let Some(m) = a.machines.get(&context.machine) else {
         return (Out::err(1, "no machine\n"), false);
     };
     let Some(pg) = a.pg.as_ref() else {
@@ -575,7 +576,7 @@ pub(crate) fn backup_push(
     }
     let size = db_size(pg);
     let secs_ms =
-        (size.saturating_mul(1000) / x.sim.timing().push_bytes_per_sec.max(1)) as i64 + 2000;
+        (size.saturating_mul(1000) / context.sim.timing().push_bytes_per_sec.max(1)) as i64 + 2000;
     let seg = pg.lsn / SEG_SIZE;
     let start_lsn = (seg + 1) * SEG_SIZE + 0x28;
     let finish_lsn = start_lsn + 0x1B8 + (pg.lsn % 0x1000);
@@ -619,12 +620,12 @@ pub(crate) fn backup_push(
             at,
         );
     }
-    if let Some(pg) = x.st.apps.get_mut(&app).and_then(|a| a.pg.as_mut()) {
+    if let Some(pg) = context.state.apps.get_mut(&app).and_then(|a| a.pg.as_mut()) {
         pg.lsn = (finish_lsn / SEG_SIZE + 1) * SEG_SIZE + 40;
     }
-    let machine = x.machine.clone();
+    let machine = context.machine.clone();
     if detached || secs_ms > timeout_s as i64 * 1000 {
-        x.st.schedule(
+        context.state.schedule(
             &app,
             at + secs_ms,
             TimerKind::BackupDone {
@@ -638,7 +639,7 @@ pub(crate) fn backup_push(
         Ok(()) => {
             let log = push_log(&job);
             for l in log.lines() {
-                x.st.log(&app, &machine, at, l.to_string());
+                context.state.log(&app, &machine, at, l.to_string());
             }
             (
                 Out {
