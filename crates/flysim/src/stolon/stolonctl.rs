@@ -125,39 +125,72 @@ pub(crate) fn stolonctl(
     }
 }
 
+/// `stolonctl init [--yes] [SPEC]`: asks without `--yes`; `new` re-creates the cluster on a random
+/// running keeper, `pitr` starts a restore there.
 pub(super) fn init(context: &mut ExecContext<'_>, args: &[String], stdin: &str) -> Out {
-    let yes = args.iter().any(|a| a == "--yes" || a == "-y");
-    let doc = args.iter().find(|a| !a.starts_with('-')).cloned();
-    let warning = "WARNING: The current cluster data will be removed\nWARNING: The databases managed by the keepers will be overwritten depending on the provided cluster spec.\n";
-    if !yes {
-        let answer = stdin.lines().next().unwrap_or("").trim().to_string();
-        if answer != "yes" {
-            return Out {
-                code: 1,
-                stdout: format!("{warning}Are you sure you want to continue? [yes/no] "),
-                stderr: if answer.is_empty() {
-                    "stolonctl: EOF\n".into()
-                } else {
-                    String::new()
-                },
-                ..Out::default()
-            };
-        }
+    init_steps(context, args, stdin).unwrap_or_else(|refused| refused)
+}
+
+/// `init`'s steps; `Err` carries the refusal stolonctl prints.
+fn init_steps(context: &mut ExecContext<'_>, args: &[String], stdin: &str) -> Result<Out, Out> {
+    confirm(args, stdin)?;
+    let document = args.iter().find(|a| !a.starts_with('-'));
+    let (spec, mode) = init_spec(document)?;
+    let (keepers, keeper) = pick_keeper(context)?;
+    let cluster_uid = context.state.next_id("", 8);
+    let app = context.app.clone();
+    let Some(pg) = context.state.apps.get_mut(&app).and_then(|a| a.pg.as_mut()) else {
+        return Err(Out::err(1, "stolonctl: nil cluster data\n"));
+    };
+    pg.cluster_uid = cluster_uid;
+    pg.spec = spec;
+    pg.master = None;
+    if mode == "new" {
+        init_new(context, &keeper);
+    } else {
+        init_pitr(context, &keepers, &keeper);
     }
-    let spec: Value = match doc {
-        Some(d) => match serde_json::from_str(&d) {
-            Ok(v @ Value::Object(_)) => v,
+    Ok(Out::ok(""))
+}
+
+/// Without `--yes`, stolonctl asks and needs `yes` on stdin.
+fn confirm(args: &[String], stdin: &str) -> Result<(), Out> {
+    if args.iter().any(|a| a == "--yes" || a == "-y") {
+        return Ok(());
+    }
+    let warning = "WARNING: The current cluster data will be removed\nWARNING: The databases managed by the keepers will be overwritten depending on the provided cluster spec.\n";
+    let answer = stdin.lines().next().unwrap_or("").trim().to_string();
+    if answer == "yes" {
+        return Ok(());
+    }
+    Err(Out {
+        code: 1,
+        stdout: format!("{warning}Are you sure you want to continue? [yes/no] "),
+        stderr: if answer.is_empty() {
+            "stolonctl: EOF\n".into()
+        } else {
+            String::new()
+        },
+        ..Out::default()
+    })
+}
+
+/// The spec to initialise with (default `{"initMode": "new"}`) and its mode, validated.
+fn init_spec(document: Option<&String>) -> Result<(Value, String), Out> {
+    let spec: Value = match document {
+        Some(text) => match serde_json::from_str(text) {
+            Ok(spec @ Value::Object(_)) => spec,
             Ok(_) => {
-                return Out::err(
+                return Err(Out::err(
                     1,
                     "stolonctl: failed to unmarshal cluster spec: not an object\n",
-                )
+                ))
             }
             Err(e) => {
-                return Out::err(
+                return Err(Out::err(
                     1,
                     format!("stolonctl: failed to unmarshal cluster spec: {e}\n"),
-                )
+                ))
             }
         },
         None => json!({"initMode": "new"}),
@@ -168,36 +201,39 @@ pub(super) fn init(context: &mut ExecContext<'_>, args: &[String], stdin: &str) 
         .unwrap_or("")
         .to_string();
     if mode.is_empty() {
-        return Out::err(
+        return Err(Out::err(
             1,
             "stolonctl: failed to validate cluster spec: initMode undefined\n",
-        );
+        ));
     }
-    if mode == "pitr"
-        && spec
-            .pointer("/pitrConfig/dataRestoreCommand")
-            .and_then(|v| v.as_str())
-            .is_none_or(|s| s.is_empty())
-    {
-        return Out::err(
+    let no_restore_command = spec
+        .pointer("/pitrConfig/dataRestoreCommand")
+        .and_then(|v| v.as_str())
+        .is_none_or(|s| s.is_empty());
+    if mode == "pitr" && no_restore_command {
+        return Err(Out::err(
             1,
             "stolonctl: failed to validate cluster spec: pitrConfig.dataRestoreCommand undefined\n",
-        );
+        ));
     }
     if mode != "pitr" && mode != "new" {
-        return Out::err(
+        return Err(Out::err(
             1,
             format!("stolonctl: flysim emulates initMode \"new\" and \"pitr\", not {mode:?}\n"),
-        );
+        ));
     }
-    let app = context.app.clone();
-    // The sentinel picks a random registered (running) keeper.
+    Ok((spec, mode))
+}
+
+/// The sentinel picks a random registered (running) keeper: all of them, and the pick.
+fn pick_keeper(context: &mut ExecContext<'_>) -> Result<(Vec<String>, String), Out> {
     let keepers: Vec<String> = context
         .state
         .apps
-        .get(&app)
-        .map(|a| {
-            a.machines
+        .get(&context.app)
+        .map(|owner| {
+            owner
+                .machines
                 .values()
                 .filter(|m| {
                     !m.destroyed && m.state == MachineState::Started && is_stolon_image(image_of(m))
@@ -207,73 +243,74 @@ pub(super) fn init(context: &mut ExecContext<'_>, args: &[String], stdin: &str) 
         })
         .unwrap_or_default();
     if keepers.is_empty() {
-        return Out::err(1, "stolonctl: no keepers available\n");
+        return Err(Out::err(1, "stolonctl: no keepers available\n"));
     }
     let pick = (context.state.rand() % keepers.len() as u64) as usize;
     let keeper = keepers[pick].clone();
-    let uid = context.state.next_id("", 8);
-    let now = context.now;
-    let Some(pg) = context.state.apps.get_mut(&app).and_then(|a| a.pg.as_mut()) else {
-        return Out::err(1, "stolonctl: nil cluster data\n");
-    };
-    pg.cluster_uid = uid;
-    pg.spec = spec;
-    pg.master = None;
-    if mode == "new" {
+    Ok((keepers, keeper))
+}
+
+/// `initMode: new`: an empty cluster on `keeper`, roles from its env.
+fn init_new(context: &mut ExecContext<'_>, keeper: &str) {
+    let app = context.app.clone();
+    let env = env_of(context.state, &app, keeper).unwrap_or_default();
+    if let Some(pg) = context.state.apps.get_mut(&app).and_then(|a| a.pg.as_mut()) {
         pg.phase = "normal".into();
         pg.pitr = None;
         pg.databases = BTreeMap::from([("postgres".to_string(), BTreeMap::new())]);
         pg.timeline = 1;
         pg.lsn = 0x0100_0028;
-        pg.master = Some(keeper.clone());
-        let env = env_of(context.state, &app, &keeper).unwrap_or_default();
-        if let Some(pg) = context.state.apps.get_mut(&app).and_then(|a| a.pg.as_mut()) {
-            pg.roles.clear();
-            for (user, var) in USERS {
-                if let Some(pw) = env.get(var) {
-                    pg.roles.insert(user.to_string(), md5_password(user, pw));
-                }
+        pg.master = Some(keeper.to_string());
+        pg.roles.clear();
+        for (user, var) in USERS {
+            if let Some(password) = env.get(var) {
+                pg.roles
+                    .insert(user.to_string(), md5_password(user, password));
             }
-        }
-        context.state.log(
-            &app,
-            &keeper,
-            now,
-            format!("sentinel | initializing cluster using keeper {keeper}"),
-        );
-        return Out::ok("");
-    }
-    pg.phase = "initializing".into();
-    pg.pitr = Some(Pitr {
-        keeper: keeper.clone(),
-        step: "restoring".into(),
-        step_started_ms: now,
-        attempts: 0,
-        message: String::new(),
-        backup: None,
-        gen: 0,
-        restored: None,
-    });
-    let all: Vec<String> = keepers.clone();
-    for k in all {
-        if let Ok(m) = context.state.machine_mut(&app, &k) {
-            m.ready_ms = None;
         }
     }
     context.state.log(
         &app,
-        &keeper,
+        keeper,
+        context.now,
+        format!("sentinel | initializing cluster using keeper {keeper}"),
+    );
+}
+
+/// `initMode: pitr`: every keeper stops serving; the chosen one starts the restore.
+fn init_pitr(context: &mut ExecContext<'_>, keepers: &[String], keeper: &str) {
+    let (app, now) = (context.app.clone(), context.now);
+    if let Some(pg) = context.state.apps.get_mut(&app).and_then(|a| a.pg.as_mut()) {
+        pg.phase = "initializing".into();
+        pg.pitr = Some(Pitr {
+            keeper: keeper.to_string(),
+            step: "restoring".into(),
+            step_started_ms: now,
+            attempts: 0,
+            message: String::new(),
+            backup: None,
+            gen: 0,
+            restored: None,
+        });
+    }
+    for other in keepers {
+        if let Ok(machine) = context.state.machine_mut(&app, other) {
+            machine.ready_ms = None;
+        }
+    }
+    context.state.log(
+        &app,
+        keeper,
         now,
         "sentinel | trying to find initial master",
     );
     context.state.log(
         &app,
-        &keeper,
+        keeper,
         now,
         format!("sentinel | initializing cluster in pitr mode using keeper {keeper}"),
     );
     start_restore(context.state, &app, now, context.sim);
-    Out::ok("")
 }
 
 pub(super) fn status_text(st: &State, app: &str) -> String {
