@@ -8,82 +8,136 @@ use crate::exec::Out;
 use crate::image::ExecContext;
 use crate::model::MachineState;
 
+/// Where and how `psql` connects, and what it runs.
+struct Connection {
+    host: String,
+    port: String,
+    user: String,
+    password: Option<String>,
+    database: Option<String>,
+    commands: Vec<String>,
+    tuples_only: bool,
+    unaligned: bool,
+}
+
+impl Connection {
+    /// libpq's defaults from the environment.
+    fn from_env(env: &BTreeMap<String, String>) -> Self {
+        let var = |name: &str, default: &str| {
+            env.get(name)
+                .cloned()
+                .unwrap_or_else(|| default.to_string())
+        };
+        Self {
+            host: var("PGHOST", "localhost"),
+            port: var("PGPORT", "5432"),
+            user: var("PGUSER", "root"),
+            password: env.get("PGPASSWORD").cloned(),
+            database: env.get("PGDATABASE").cloned(),
+            commands: Vec::new(),
+            tuples_only: false,
+            unaligned: false,
+        }
+    }
+
+    /// Apply the command line (flags, a URL, or a bare database name).
+    fn parse_args(mut self, args: &[String]) -> Result<Self, Out> {
+        let mut i = 0;
+        while i < args.len() {
+            let arg = args[i].as_str();
+            let mut next = || {
+                i += 1;
+                args.get(i).cloned().unwrap_or_default()
+            };
+            match arg {
+                "-h" | "--host" => self.host = next(),
+                "-p" | "--port" => self.port = next(),
+                "-U" | "--username" => self.user = next(),
+                "-d" | "--dbname" => self.database = Some(next()),
+                "-c" | "--command" => self.commands.push(next()),
+                "-t" | "--tuples-only" => self.tuples_only = true,
+                "-A" | "--no-align" => self.unaligned = true,
+                "-tA" | "-At" => {
+                    self.tuples_only = true;
+                    self.unaligned = true
+                }
+                "-X" | "-q" | "--no-psqlrc" | "--quiet" | "-w" => {}
+                "-v" | "--set" => {
+                    let _ = next();
+                }
+                url if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
+                    self.apply_url(url)
+                }
+                flag if flag.starts_with('-') => {
+                    return Err(Out::err(
+                        1,
+                        format!("psql: error: flysim does not emulate option {flag}\n"),
+                    ));
+                }
+                name => self.database = Some(name.to_string()),
+            }
+            i += 1;
+        }
+        Ok(self)
+    }
+
+    fn apply_url(&mut self, url: &str) {
+        let Some((user, password, host, port, database)) = parse_url(url) else {
+            return;
+        };
+        if let Some(user) = user {
+            self.user = user;
+        }
+        if password.is_some() {
+            self.password = password;
+        }
+        if let Some(host) = host {
+            self.host = host;
+        }
+        if let Some(port) = port {
+            self.port = port;
+        }
+        if let Some(database) = database {
+            self.database = Some(database);
+        }
+    }
+}
+
+/// `psql`: connect (through HAProxy on :5432 to the leader, or :5433 locally), authenticate, run the
+/// `-c` commands.
 pub(crate) fn psql(
     context: &mut ExecContext<'_>,
     args: &[String],
     env: &BTreeMap<String, String>,
 ) -> Out {
-    let mut host = env
-        .get("PGHOST")
-        .cloned()
-        .unwrap_or_else(|| "localhost".into());
-    let mut port = env.get("PGPORT").cloned().unwrap_or_else(|| "5432".into());
-    let mut user = env.get("PGUSER").cloned().unwrap_or_else(|| "root".into());
-    let mut password = env.get("PGPASSWORD").cloned();
-    let mut db: Option<String> = env.get("PGDATABASE").cloned();
-    let mut sql: Vec<String> = Vec::new();
-    let mut tuples_only = false;
-    let mut unaligned = false;
-    let mut i = 0;
-    while i < args.len() {
-        let a = args[i].as_str();
-        let mut next = || {
-            i += 1;
-            args.get(i).cloned().unwrap_or_default()
-        };
-        match a {
-            "-h" | "--host" => host = next(),
-            "-p" | "--port" => port = next(),
-            "-U" | "--username" => user = next(),
-            "-d" | "--dbname" => db = Some(next()),
-            "-c" | "--command" => sql.push(next()),
-            "-t" | "--tuples-only" => tuples_only = true,
-            "-A" | "--no-align" => unaligned = true,
-            "-tA" | "-At" => {
-                tuples_only = true;
-                unaligned = true
-            }
-            "-X" | "-q" | "--no-psqlrc" | "--quiet" | "-w" => {}
-            "-v" | "--set" => {
-                let _ = next();
-            }
-            s if s.starts_with("postgres://") || s.starts_with("postgresql://") => {
-                if let Some((u, p, h, po, d)) = parse_url(s) {
-                    if let Some(u) = u {
-                        user = u;
-                    }
-                    if p.is_some() {
-                        password = p;
-                    }
-                    if let Some(h) = h {
-                        host = h;
-                    }
-                    if let Some(po) = po {
-                        port = po;
-                    }
-                    if let Some(d) = d {
-                        db = Some(d);
-                    }
-                }
-            }
-            s if s.starts_with('-') => {
-                return Out::err(
-                    1,
-                    format!("psql: error: flysim does not emulate option {s}\n"),
-                );
-            }
-            s => db = Some(s.to_string()),
-        }
-        i += 1;
-    }
-    let db = db.unwrap_or_else(|| user.clone());
-    let where_ = format!("connection to server at \"{host}\", port {port} failed");
-    let app = context.app.clone();
-    let Some(a) = context.state.apps.get(&app) else {
-        return Out::err(2, "psql: error: no app\n");
+    let connection = match Connection::from_env(env).parse_args(args) {
+        Ok(connection) => connection,
+        Err(refused) => return refused,
     };
-    let Some(pg) = a.pg.as_ref() else {
-        return Out::err(2, format!("psql: error: {where_}: Connection refused\n"));
+    let database = connection
+        .database
+        .clone()
+        .unwrap_or_else(|| connection.user.clone());
+    match connect(context, &connection, &database) {
+        Ok(read_only) => run_commands(context, &connection, &database, read_only),
+        Err(refused) => refused,
+    }
+}
+
+/// Reach a ready server and authenticate; `Ok(read_only)` (a replica) or psql's error.
+fn connect(
+    context: &ExecContext<'_>,
+    connection: &Connection,
+    database: &str,
+) -> Result<bool, Out> {
+    let (host, port, user) = (&connection.host, &connection.port, &connection.user);
+    let where_ = format!("connection to server at \"{host}\", port {port} failed");
+    let fail = |message: String| Err(Out::err(2, format!("psql: error: {message}\n")));
+    let Some(owner) = context.state.apps.get(&context.app) else {
+        return fail("no app".into());
+    };
+    let Some(pg) = owner.pg.as_ref() else {
+        return fail(format!("{where_}: Connection refused"));
     };
     // :5432 is HAProxy → the leader; :5433 is the local Postgres.
     let target = if port == "5432" {
@@ -91,51 +145,61 @@ pub(crate) fn psql(
     } else {
         Some(context.machine.clone())
     };
-    let Some(target) = target.and_then(|t| a.machines.get(&t)) else {
-        return Out::err(
-            2,
-            format!("psql: error: {where_}: server closed the connection unexpectedly\n"),
-        );
+    let Some(target) = target.and_then(|t| owner.machines.get(&t)) else {
+        return fail(format!(
+            "{where_}: server closed the connection unexpectedly"
+        ));
     };
-    let role = role_of(a, target);
     let starting = target.ready_ms.is_none()
         || pg
             .pitr
             .as_ref()
             .is_some_and(|p| p.step != "recovered" && p.step != "failed");
-    if target.state != MachineState::Started || starting || target.crash_reason.is_some() {
-        if starting && target.state == MachineState::Started {
-            return Out::err(
-                2,
-                format!("psql: error: {where_}: FATAL:  the database system is starting up\n"),
-            );
+    let started = target.state == MachineState::Started;
+    if !started || starting || target.crash_reason.is_some() {
+        if starting && started {
+            return fail(format!(
+                "{where_}: FATAL:  the database system is starting up"
+            ));
         }
-        return Out::err(2, format!("psql: error: {where_}: Connection refused\n"));
+        return fail(format!("{where_}: Connection refused"));
     }
-    let Some(pw) = password else {
-        return Out::err(
-            2,
-            format!("psql: error: {where_}: fe_sendauth: no password supplied\n"),
-        );
+    let Some(password) = &connection.password else {
+        return fail(format!("{where_}: fe_sendauth: no password supplied"));
     };
-    match pg.roles.get(&user) {
-        Some(h) if *h == md5_password(&user, &pw) => {}
+    match pg.roles.get(user) {
+        Some(hash) if *hash == md5_password(user, password) => {}
         _ => {
-            return Out::err(2, format!("psql: error: {where_}: FATAL:  password authentication failed for user \"{user}\"\n"));
+            return fail(format!(
+                "{where_}: FATAL:  password authentication failed for user \"{user}\""
+            ))
         }
     }
-    if !pg.databases.contains_key(&db) {
-        return Out::err(
-            2,
-            format!("psql: error: {where_}: FATAL:  database \"{db}\" does not exist\n"),
-        );
+    if !pg.databases.contains_key(database) {
+        return fail(format!(
+            "{where_}: FATAL:  database \"{database}\" does not exist"
+        ));
     }
-    let read_only = role.role == Some("replica");
+    Ok(role_of(owner, target).role == Some("replica"))
+}
+
+/// Run each `-c` command in order, stopping at the first error.
+fn run_commands(
+    context: &mut ExecContext<'_>,
+    connection: &Connection,
+    database: &str,
+    read_only: bool,
+) -> Out {
     let mut out = String::new();
-    for q in sql {
-        match run_sql(context, &db, &q, read_only) {
-            Ok(SqlResult::Rows(col, rows)) => {
-                out.push_str(&render(&col, &rows, tuples_only, unaligned));
+    for command in &connection.commands {
+        match run_sql(context, database, command, read_only) {
+            Ok(SqlResult::Rows(column, rows)) => {
+                out.push_str(&render(
+                    &column,
+                    &rows,
+                    connection.tuples_only,
+                    connection.unaligned,
+                ));
             }
             Ok(SqlResult::Tag(tag)) => {
                 out.push_str(&tag);
