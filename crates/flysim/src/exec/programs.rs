@@ -225,12 +225,14 @@ impl Shell<'_, '_> {
         let text = match file {
             Some(path) => match self.read_file(&path) {
                 Some(text) => text,
-                None => return Out::err(
-                    1,
-                    format!(
+                None => {
+                    return Out::err(
+                        1,
+                        format!(
                         "{program}: cannot open '{path}' for reading: No such file or directory\n"
                     ),
-                ),
+                    )
+                }
             },
             None => call.stdin.to_string(),
         };
