@@ -34,8 +34,8 @@ impl ImageBehaviour for PlainImage {
         let Some(gen) = state
             .apps
             .get(app)
-            .and_then(|a| a.machines.get(machine))
-            .map(|m| m.gen)
+            .and_then(|owner| owner.machines.get(machine))
+            .map(|member| member.gen)
         else {
             return;
         };
@@ -71,7 +71,11 @@ pub(crate) struct ExecContext<'a> {
 
 /// The Machine reached `started`.
 pub(crate) fn boot(state: &mut State, app: &str, machine: &str, at: i64, sim: &Sim) {
-    let Some(found) = state.apps.get(app).and_then(|a| a.machines.get(machine)) else {
+    let Some(found) = state
+        .apps
+        .get(app)
+        .and_then(|owner| owner.machines.get(machine))
+    else {
         return;
     };
     behaviour_of(found).boot(state, app, machine, at, sim);
@@ -114,8 +118,12 @@ pub(crate) fn cluster_timer(state: &mut State, app: &str, kind: TimerKind, at: i
 }
 
 /// The image a Machine runs (`config.image`).
-pub(crate) fn image_of(m: &Machine) -> &str {
-    m.config.get("image").and_then(|v| v.as_str()).unwrap_or("")
+pub(crate) fn image_of(member: &Machine) -> &str {
+    member
+        .config
+        .get("image")
+        .and_then(|v| v.as_str())
+        .unwrap_or("")
 }
 
 /// `flyio/postgres` (any tag or digest, with or without a Docker Hub host).

@@ -62,10 +62,10 @@ pub(crate) fn run(
     timeout_s: u64,
 ) -> Out {
     let env = {
-        let a = context.state.apps.get(&context.app);
-        let m = a.and_then(|a| a.machines.get(&context.machine));
-        match (a, m) {
-            (Some(a), Some(m)) => machine_env(a, m),
+        let owner = context.state.apps.get(&context.app);
+        let member = owner.and_then(|owner| owner.machines.get(&context.machine));
+        match (owner, member) {
+            (Some(owner), Some(member)) => machine_env(owner, member),
             _ => BTreeMap::new(),
         }
     };

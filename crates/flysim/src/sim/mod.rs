@@ -117,31 +117,28 @@ impl SimBuilder {
         self.timing = Some(timing);
         self
     }
+    /// Build the Sim, loading the state file if one is configured and exists.
     pub fn build(self) -> Result<Sim, SimError> {
+        let state = match &self.persist {
+            Some(path) if path.exists() => load_state(path)?,
+            _ => State {
+                seed: self.seed,
+                ..State::default()
+            },
+        };
+        Ok(self.assemble(state))
+    }
+
+    /// The Sim around `state` (infallible: nothing is read).
+    fn assemble(self, state: State) -> Sim {
         let (clock, manual): (Arc<dyn Clock>, _) = match self.manual {
-            Some(t) => {
-                let m = Arc::new(ManualClock::new(t));
-                (m.clone(), Some(m))
+            Some(start) => {
+                let manual = Arc::new(ManualClock::new(start));
+                (manual.clone(), Some(manual))
             }
             None => (Arc::new(SystemClock), None),
         };
-        let mut state = State {
-            seed: self.seed,
-            ..State::default()
-        };
-        if let Some(path) = &self.persist {
-            if path.exists() {
-                let text = std::fs::read_to_string(path).map_err(|e| SimError::Persist {
-                    path: path.display().to_string(),
-                    reason: e.to_string(),
-                })?;
-                state = serde_json::from_str(&text).map_err(|e| SimError::Persist {
-                    path: path.display().to_string(),
-                    reason: e.to_string(),
-                })?;
-            }
-        }
-        Ok(Sim {
+        Sim {
             inner: Arc::new(Inner {
                 state: Mutex::new(state),
                 clock,
@@ -151,8 +148,18 @@ impl SimBuilder {
                 faults: Mutex::new(FaultState::new(Faults::default())),
                 timing: self.timing.unwrap_or_default(),
             }),
-        })
+        }
     }
+}
+
+/// The persisted state in `path`.
+fn load_state(path: &std::path::Path) -> Result<State, SimError> {
+    let persist_error = |reason: String| SimError::Persist {
+        path: path.display().to_string(),
+        reason,
+    };
+    let text = std::fs::read_to_string(path).map_err(|e| persist_error(e.to_string()))?;
+    serde_json::from_str(&text).map_err(|e| persist_error(e.to_string()))
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -198,9 +205,7 @@ impl Sim {
 
     /// A Sim on real time with no orgs (add them with [`Sim::add_org`]).
     pub fn new() -> Self {
-        Self::builder()
-            .build()
-            .unwrap_or_else(|_| unreachable!("a builder without a state file cannot fail"))
+        Self::builder().assemble(State::default())
     }
 
     pub fn now(&self) -> OffsetDateTime {
@@ -217,9 +222,9 @@ impl Sim {
 
     /// Add an org (idempotent).
     pub fn add_org(&self, slug: &str, name: &str) {
-        let mut st = self.lock();
-        let n = st.orgs.len() as u64 + 1;
-        st.orgs.entry(slug.to_string()).or_insert_with(|| Org {
+        let mut state = self.lock();
+        let n = state.orgs.len() as u64 + 1;
+        state.orgs.entry(slug.to_string()).or_insert_with(|| Org {
             slug: slug.to_string(),
             name: name.to_string(),
             internal_numeric_id: 1000 + n,
@@ -228,9 +233,9 @@ impl Sim {
 
     /// Accept `token` for the given orgs (an org token).
     pub fn add_token(&self, token: &str, orgs: &[&str]) {
-        let mut st = self.lock();
-        let id = st.next_id("tok_", 16);
-        st.tokens.insert(
+        let mut state = self.lock();
+        let id = state.next_id("tok_", 16);
+        state.tokens.insert(
             token.to_string(),
             Token {
                 token_id: id,
@@ -243,9 +248,9 @@ impl Sim {
 
     /// Accept `token` for the given apps of one org only (a deploy token).
     pub fn add_app_token(&self, token: &str, org: &str, apps: &[&str]) {
-        let mut st = self.lock();
-        let id = st.next_id("tok_", 16);
-        st.tokens.insert(
+        let mut state = self.lock();
+        let id = state.next_id("tok_", 16);
+        state.tokens.insert(
             token.to_string(),
             Token {
                 token_id: id,
@@ -267,23 +272,23 @@ impl Sim {
     /// Advance a manual clock and run everything that falls due, in time order.
     /// Panics never; on a real clock this only runs due work.
     pub fn advance(&self, by: Duration) {
-        if let Some(m) = &self.inner.manual {
+        if let Some(manual) = &self.inner.manual {
             // Step through due timers so each runs at its own time.
-            let target = m.now() + by;
+            let target = manual.now() + by;
             loop {
                 let next = {
-                    let st = self.lock();
-                    st.timers.iter().map(|t| t.at_ms).min()
+                    let state = self.lock();
+                    state.timers.iter().map(|t| t.at_ms).min()
                 };
                 match next {
                     Some(at) if at <= ms(target) => {
-                        m.set(crate::clock::from_ms(at));
+                        manual.set(crate::clock::from_ms(at));
                         self.tick();
                     }
                     _ => break,
                 }
             }
-            m.set(target);
+            manual.set(target);
         }
         self.tick();
     }
@@ -292,8 +297,8 @@ impl Sim {
     pub fn tick(&self) -> bool {
         let now = ms(self.now());
         let ran = {
-            let mut st = self.lock();
-            st.run_due(now, self)
+            let mut state = self.lock();
+            state.run_due(now, self)
         };
         if ran {
             self.inner.notify.notify_waiters();
@@ -304,8 +309,9 @@ impl Sim {
 
     /// The earliest pending timer (simulated time), if any.
     pub fn next_due(&self) -> Option<OffsetDateTime> {
-        let st = self.lock();
-        st.timers
+        let state = self.lock();
+        state
+            .timers
             .iter()
             .map(|t| t.at_ms)
             .min()
@@ -323,8 +329,8 @@ impl Sim {
             return;
         };
         let text = {
-            let st = self.lock();
-            serde_json::to_string(&*st)
+            let state = self.lock();
+            serde_json::to_string(&*state)
         };
         match text {
             Ok(text) => {
@@ -343,37 +349,39 @@ impl Sim {
     /// A Machine's current state (`None` if unknown).
     pub fn machine_state(&self, app: &str, machine: &str) -> Option<String> {
         self.tick();
-        let st = self.lock();
-        st.apps
+        let state = self.lock();
+        state
+            .apps
             .get(app)?
             .machines
             .get(machine)
-            .map(|m| m.state.as_str().to_string())
+            .map(|member| member.state.as_str().to_string())
     }
 
     /// Log messages of an app, oldest first.
     pub fn log_messages(&self, app: &str) -> Vec<String> {
-        let st = self.lock();
-        st.apps
+        let state = self.lock();
+        state
+            .apps
             .get(app)
-            .map(|a| a.logs.iter().map(|l| l.message.clone()).collect())
+            .map(|owner| owner.logs.iter().map(|l| l.message.clone()).collect())
             .unwrap_or_default()
     }
 
     /// The Stolon cluster phase of an app (`normal`, `initializing`), and the PITR step if one ran.
     pub fn pg_phase(&self, app: &str) -> Option<(String, Option<String>)> {
-        let st = self.lock();
-        let pg = st.apps.get(app)?.pg.as_ref()?;
+        let state = self.lock();
+        let pg = state.apps.get(app)?.pg.as_ref()?;
         Some((pg.phase.clone(), pg.pitr.as_ref().map(|p| p.step.clone())))
     }
 
     /// Insert rows into a table of the app's Postgres (for tests and the demo: data to restore).
     pub fn pg_insert(&self, app: &str, db: &str, table: &str, rows: u64) -> Result<(), SimError> {
-        let mut st = self.lock();
-        let pg = st
+        let mut state = self.lock();
+        let pg = state
             .apps
             .get_mut(app)
-            .and_then(|a| a.pg.as_mut())
+            .and_then(|owner| owner.pg.as_mut())
             .ok_or_else(|| SimError::Invalid(format!("app {app} has no Postgres cluster")))?;
         let n = pg
             .databases
@@ -401,8 +409,9 @@ impl Sim {
     ) -> Result<(), SimError> {
         let now = ms(self.now());
         {
-            let mut st = self.lock();
-            st.exit_and_restart(app, machine, now, exit_code, oom, &self.inner.timing)
+            let mut state = self.lock();
+            state
+                .exit_and_restart(app, machine, now, exit_code, oom, &self.inner.timing)
                 .map_err(|e| SimError::Invalid(e.error))?;
         }
         self.changed();

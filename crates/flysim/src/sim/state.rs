@@ -81,7 +81,7 @@ impl State {
         self.app_mut(app)?
             .machines
             .get_mut(id)
-            .filter(|m| !m.destroyed)
+            .filter(|member| !member.destroyed)
             .ok_or_else(|| ApiError::not_found(format!("machine not found: {id}")))
     }
 
@@ -89,30 +89,30 @@ impl State {
         self.counter += 1;
         let seq = self.counter;
         let id = format!("{:016x}", splitmix(seq));
-        let Some(a) = self.apps.get_mut(app) else {
+        let Some(owner) = self.apps.get_mut(app) else {
             return;
         };
-        let region = a
+        let region = owner
             .machines
             .get(machine)
-            .map(|m| m.region.clone())
+            .map(|member| member.region.clone())
             .unwrap_or_default();
         // Nanosecond stamps strictly increase so next_token paging never loses a line.
         let mut ns = at_ms as i128 * 1_000_000;
-        if let Some(last) = a.logs.back() {
+        if let Some(last) = owner.logs.back() {
             if ns <= last.ns {
                 ns = last.ns + 1;
             }
         }
-        a.logs.push_back(LogLine {
+        owner.logs.push_back(LogLine {
             ns,
             id,
             instance: machine.to_string(),
             region,
             message: message.into(),
         });
-        while a.logs.len() > LOG_CAP {
-            a.logs.pop_front();
+        while owner.logs.len() > LOG_CAP {
+            owner.logs.pop_front();
         }
     }
 
@@ -128,8 +128,8 @@ impl State {
         request: Value,
     ) {
         let id = self.ulid(at_ms);
-        if let Ok(m) = self.machine_any_mut(app, machine) {
-            m.events.push_front(Event {
+        if let Ok(member) = self.machine_any_mut(app, machine) {
+            member.events.push_front(Event {
                 id,
                 kind: kind.into(),
                 status: status.into(),
@@ -137,7 +137,7 @@ impl State {
                 ms: at_ms,
                 request,
             });
-            m.events.truncate(EVENT_CAP);
+            member.events.truncate(EVENT_CAP);
         }
     }
 
@@ -158,12 +158,12 @@ impl State {
         at_ms: i64,
         after: Duration,
     ) -> ApiResult<()> {
-        let m = self.machine_any_mut(app, machine)?;
-        m.state = transient;
-        m.gen += 1;
-        m.updated_ms = at_ms;
-        m.ready_ms = None;
-        let gen = m.gen;
+        let member = self.machine_any_mut(app, machine)?;
+        member.state = transient;
+        member.gen += 1;
+        member.updated_ms = at_ms;
+        member.ready_ms = None;
+        let gen = member.gen;
         self.schedule(
             app,
             at_ms + after.as_millis() as i64,
@@ -178,29 +178,29 @@ impl State {
 }
 
 /// Env a process on the Machine sees: config env, then the secrets it booted with, then Fly's own vars.
-pub(crate) fn machine_env(app: &App, m: &Machine) -> BTreeMap<String, String> {
+pub(crate) fn machine_env(app: &App, member: &Machine) -> BTreeMap<String, String> {
     let mut env = BTreeMap::new();
-    if let Some(obj) = m.config.get("env").and_then(|e| e.as_object()) {
+    if let Some(obj) = member.config.get("env").and_then(|e| e.as_object()) {
         for (k, v) in obj {
             if let Some(s) = v.as_str() {
                 env.insert(k.clone(), s.to_string());
             }
         }
     }
-    for (k, v) in &m.secrets_env {
+    for (k, v) in &member.secrets_env {
         env.insert(k.clone(), v.clone());
     }
     env.insert("FLY_APP_NAME".into(), app.name.clone());
-    env.insert("FLY_MACHINE_ID".into(), m.id.clone());
-    env.insert("FLY_ALLOC_ID".into(), m.id.clone());
-    env.insert("FLY_REGION".into(), m.region.clone());
-    env.insert("FLY_PRIVATE_IP".into(), m.private_ip.clone());
+    env.insert("FLY_MACHINE_ID".into(), member.id.clone());
+    env.insert("FLY_ALLOC_ID".into(), member.id.clone());
+    env.insert("FLY_REGION".into(), member.region.clone());
+    env.insert("FLY_PRIVATE_IP".into(), member.private_ip.clone());
     env.insert(
         "FLY_IMAGE_REF".into(),
-        crate::image::image_of(m).to_string(),
+        crate::image::image_of(member).to_string(),
     );
-    env.insert("FLY_MACHINE_VERSION".into(), m.instance_id.clone());
-    env.insert("HOSTNAME".into(), m.id.clone());
+    env.insert("FLY_MACHINE_VERSION".into(), member.instance_id.clone());
+    env.insert("HOSTNAME".into(), member.id.clone());
     env.insert(
         "PATH".into(),
         "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into(),
@@ -209,15 +209,15 @@ pub(crate) fn machine_env(app: &App, m: &Machine) -> BTreeMap<String, String> {
 }
 
 pub(crate) fn new_app(
-    st: &mut State,
+    state: &mut State,
     name: &str,
     org: &str,
     network: &str,
     role: &str,
     now: i64,
 ) -> App {
-    let id = st.next_id("", 14);
-    let n = st.rand() % 900_000 + 100_000;
+    let id = state.next_id("", 14);
+    let n = state.rand() % 900_000 + 100_000;
     App {
         id,
         name: name.to_string(),

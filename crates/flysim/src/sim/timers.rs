@@ -35,15 +35,15 @@ impl State {
         let app = timer.app.clone();
         match timer.kind {
             TimerKind::Settle { machine, gen, to } => {
-                let Ok(m) = self.machine_any_mut(&app, &machine) else {
+                let Ok(member) = self.machine_any_mut(&app, &machine) else {
                     return;
                 };
-                if m.gen != gen {
+                if member.gen != gen {
                     return;
                 }
-                m.state = to;
-                m.updated_ms = at;
-                m.gen += 1;
+                member.state = to;
+                member.updated_ms = at;
+                member.gen += 1;
                 match to {
                     MachineState::Started => {
                         self.push_event(&app, &machine, "start", "started", "flyd", at, json!({}));
@@ -79,11 +79,11 @@ impl State {
                             json!({}),
                         );
                         crate::image::halted(self, &app, &machine, at);
-                        if let Ok(a) = self.app_mut(&app) {
-                            if let Some(m) = a.machines.get_mut(&machine) {
-                                m.destroyed = true;
-                                let vol = m.volume.take();
-                                if let Some(v) = vol.and_then(|v| a.volumes.get_mut(&v)) {
+                        if let Ok(owner) = self.app_mut(&app) {
+                            if let Some(member) = owner.machines.get_mut(&machine) {
+                                member.destroyed = true;
+                                let vol = member.volume.take();
+                                if let Some(v) = vol.and_then(|v| owner.volumes.get_mut(&v)) {
                                     v.attached_machine_id = None;
                                 }
                             }
@@ -96,10 +96,10 @@ impl State {
                 crate::image::ready(self, &app, &machine, gen, at);
             }
             TimerKind::Crash { machine, gen } => {
-                let Ok(m) = self.machine_any_mut(&app, &machine) else {
+                let Ok(member) = self.machine_any_mut(&app, &machine) else {
                     return;
                 };
-                if m.gen != gen {
+                if member.gen != gen {
                     return;
                 }
                 let _ = self.exit_and_restart(&app, &machine, at, 2, false, &sim.inner.timing);
@@ -119,19 +119,19 @@ impl State {
         oom: bool,
         timing: &Timing,
     ) -> ApiResult<()> {
-        let m = self.machine_mut(app, machine)?;
-        if m.state != MachineState::Started && m.state != MachineState::Starting {
+        let member = self.machine_mut(app, machine)?;
+        if member.state != MachineState::Started && member.state != MachineState::Starting {
             return Err(ApiError::new(
                 412,
                 format!(
                     "failed_precondition: machine {machine} is not running (state {})",
-                    m.state
+                    member.state
                 ),
             ));
         }
-        m.restart_count += 1;
-        m.crash_reason = None;
-        let restart_count = m.restart_count;
+        member.restart_count += 1;
+        member.crash_reason = None;
+        let restart_count = member.restart_count;
         let req = json!({"exit_event": {"exit_code": exit_code, "guest_exit_code": exit_code,
             "signal": if oom { 9 } else { -1 }, "oom_killed": oom, "requested_stop": false,
             "restarting": true, "exited_at": rfc3339(at)}, "restart_count": restart_count});

@@ -114,7 +114,12 @@ fn prepare(state: &mut State, app: &str, machine: &str, at: i64) -> Option<Boot>
 
 /// The app's cluster record, created (new system identifier, default spec) by its first boot.
 fn ensure_cluster(state: &mut State, app: &str, image: &str) {
-    if state.apps.get(app).and_then(|a| a.pg.as_ref()).is_some() {
+    if state
+        .apps
+        .get(app)
+        .and_then(|owner| owner.pg.as_ref())
+        .is_some()
+    {
         return;
     }
     let system_identifier = 7_000_000_000_000_000_000 + state.rand() % 1_000_000_000_000_000_000;
@@ -172,7 +177,7 @@ fn unlock_restored(
         at,
         "Restore detected: reconfiguring users to match the environment",
     );
-    if let Some(pg) = state.apps.get_mut(app).and_then(|a| a.pg.as_mut()) {
+    if let Some(pg) = state.apps.get_mut(app).and_then(|owner| owner.pg.as_mut()) {
         for (user, var) in USERS {
             if let Some(password) = boot.env.get(var) {
                 pg.roles
@@ -251,7 +256,7 @@ fn restart_interrupted_restore(
     let Some(pitr) = state
         .apps
         .get_mut(app)
-        .and_then(|a| a.pg.as_mut())
+        .and_then(|owner| owner.pg.as_mut())
         .and_then(|pg| pg.pitr.as_mut())
     else {
         return false;
@@ -272,7 +277,7 @@ fn restart_interrupted_restore(
 
 /// The first keeper to boot initialises the cluster with the env's passwords and becomes master.
 fn initialise_cluster(state: &mut State, app: &str, machine: &str, at: i64, boot: &Boot) {
-    let Some(pg) = state.apps.get_mut(app).and_then(|a| a.pg.as_mut()) else {
+    let Some(pg) = state.apps.get_mut(app).and_then(|owner| owner.pg.as_mut()) else {
         return;
     };
     if pg.initialised {
@@ -300,11 +305,11 @@ fn initialise_cluster(state: &mut State, app: &str, machine: &str, at: i64, boot
 }
 
 /// Postgres on the Machine accepts connections (the Machine is started and its boot current).
-pub(crate) fn ready(st: &mut State, app: &str, machine: &str, at: i64) {
-    let env = env_of(st, app, machine).unwrap_or_default();
+pub(crate) fn ready(state: &mut State, app: &str, machine: &str, at: i64) {
+    let env = env_of(state, app, machine).unwrap_or_default();
     let mut need_arm = false;
     let mut converged = false;
-    if let Some(pg) = st.apps.get_mut(app).and_then(|a| a.pg.as_mut()) {
+    if let Some(pg) = state.apps.get_mut(app).and_then(|owner| owner.pg.as_mut()) {
         if pg
             .pitr
             .as_ref()
@@ -336,7 +341,7 @@ pub(crate) fn ready(st: &mut State, app: &str, machine: &str, at: i64) {
         pg.archive_armed = true;
     }
     pglog(
-        st,
+        state,
         app,
         machine,
         at,
@@ -344,23 +349,23 @@ pub(crate) fn ready(st: &mut State, app: &str, machine: &str, at: i64) {
         "database system is ready to accept connections",
     );
     if converged {
-        st.log(app, machine, at, "keeper   | db initialized");
-        st.log(
+        state.log(app, machine, at, "keeper   | db initialized");
+        state.log(
             app,
             machine,
             at,
             "sentinel | db converged, cluster initialized (pitr recovered)",
         );
     }
-    let bad = st
+    let bad = state
         .apps
         .get(app)
-        .and_then(|a| a.pg.as_ref())
+        .and_then(|owner| owner.pg.as_ref())
         .map(|pg| auth_mismatches(pg, &env))
         .unwrap_or_default();
     for user in bad {
         pglog(
-            st,
+            state,
             app,
             machine,
             at,
@@ -369,44 +374,46 @@ pub(crate) fn ready(st: &mut State, app: &str, machine: &str, at: i64) {
         );
     }
     if need_arm {
-        st.schedule(app, at + 60_000, TimerKind::Archive);
+        state.schedule(app, at + 60_000, TimerKind::Archive);
     }
 }
 
 /// The Machine stopped (or exited): Postgres is gone; fail over if it was the master.
-pub(crate) fn halted(st: &mut State, app: &str, machine: &str, at: i64) {
-    if let Ok(m) = st.machine_mut(app, machine) {
-        m.ready_ms = None;
-    } else if let Some(m) = st
+pub(crate) fn halted(state: &mut State, app: &str, machine: &str, at: i64) {
+    if let Ok(member) = state.machine_mut(app, machine) {
+        member.ready_ms = None;
+    } else if let Some(member) = state
         .apps
         .get_mut(app)
-        .and_then(|a| a.machines.get_mut(machine))
+        .and_then(|owner| owner.machines.get_mut(machine))
     {
-        m.ready_ms = None;
+        member.ready_ms = None;
     }
-    let Some(a) = st.apps.get(app) else { return };
-    let Some(pg) = a.pg.as_ref() else { return };
+    let Some(owner) = state.apps.get(app) else {
+        return;
+    };
+    let Some(pg) = owner.pg.as_ref() else { return };
     if pg.master.as_deref() != Some(machine)
         || pg.pitr.as_ref().is_some_and(|p| p.step != "recovered")
     {
         return;
     }
-    let candidate = a
+    let candidate = owner
         .machines
         .values()
-        .find(|m| {
-            m.id != machine
-                && !m.destroyed
-                && m.state == MachineState::Started
-                && m.ready_ms.is_some()
+        .find(|member| {
+            member.id != machine
+                && !member.destroyed
+                && member.state == MachineState::Started
+                && member.ready_ms.is_some()
         })
-        .map(|m| m.id.clone());
-    if let Some(pg) = st.apps.get_mut(app).and_then(|a| a.pg.as_mut()) {
+        .map(|member| member.id.clone());
+    if let Some(pg) = state.apps.get_mut(app).and_then(|owner| owner.pg.as_mut()) {
         pg.master = candidate.clone();
     }
-    st.log(app, machine, at, "sentinel | master db is failed");
+    state.log(app, machine, at, "sentinel | master db is failed");
     if let Some(c) = candidate {
-        st.log(
+        state.log(
             app,
             &c,
             at,
@@ -416,13 +423,13 @@ pub(crate) fn halted(st: &mut State, app: &str, machine: &str, at: i64) {
 }
 
 /// archive_timeout: the master switches WAL; archive_command runs in its env.
-pub(crate) fn archive_tick(st: &mut State, app: &str, at: i64, sim: &Sim) {
-    if !st.apps.contains_key(app) {
+pub(crate) fn archive_tick(state: &mut State, app: &str, at: i64, sim: &Sim) {
+    if !state.apps.contains_key(app) {
         return;
     }
     let timeout_ms = sim.timing().archive_timeout.as_millis().max(1000) as i64;
-    st.schedule(app, at + timeout_ms, TimerKind::Archive);
-    crate::walg::archive_segment(st, app, at);
+    state.schedule(app, at + timeout_ms, TimerKind::Archive);
+    crate::walg::archive_segment(state, app, at);
 }
 
 // ----------------------------------------------------------------------------------------------

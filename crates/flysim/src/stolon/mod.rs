@@ -70,16 +70,16 @@ pub(crate) fn pg_version_of(image: &str) -> u32 {
     major * 10000 + minor
 }
 
-pub(crate) fn keeper_uid(m: &Machine) -> String {
-    let groups: Vec<&str> = m.private_ip.split(':').collect();
+pub(crate) fn keeper_uid(member: &Machine) -> String {
+    let groups: Vec<&str> = member.private_ip.split(':').collect();
     if groups.len() >= 4 {
         groups[groups.len() - 4..].concat()
     } else {
-        m.id.clone()
+        member.id.clone()
     }
 }
 
-pub(super) fn pglog(st: &mut State, app: &str, machine: &str, at: i64, level: &str, msg: &str) {
+pub(super) fn pglog(state: &mut State, app: &str, machine: &str, at: i64, level: &str, msg: &str) {
     let ts = crate::clock::from_ms(at);
     let stamp = format!(
         "{:04}-{:02}-{:02} {:02}:{:02}:{:02}.{:03} UTC",
@@ -92,7 +92,7 @@ pub(super) fn pglog(st: &mut State, app: &str, machine: &str, at: i64, level: &s
         ts.millisecond()
     );
     let pid = 500 + (at.rem_euclid(3000)) as u32;
-    st.log(
+    state.log(
         app,
         machine,
         at,
@@ -100,10 +100,10 @@ pub(super) fn pglog(st: &mut State, app: &str, machine: &str, at: i64, level: &s
     );
 }
 
-pub(super) fn env_of(st: &State, app: &str, machine: &str) -> Option<BTreeMap<String, String>> {
-    let a = st.apps.get(app)?;
-    let m = a.machines.get(machine)?;
-    Some(machine_env(a, m))
+pub(super) fn env_of(state: &State, app: &str, machine: &str) -> Option<BTreeMap<String, String>> {
+    let owner = state.apps.get(app)?;
+    let member = owner.machines.get(machine)?;
+    Some(machine_env(owner, member))
 }
 
 /// Users whose password in the data differs from the Machine's env.
@@ -145,18 +145,18 @@ pub(crate) struct Role {
 }
 
 /// What the `role` check would say for this Machine now.
-pub(crate) fn role_of(a: &App, m: &Machine) -> Role {
+pub(crate) fn role_of(owner: &App, member: &Machine) -> Role {
     let fail = |p: &str| Role {
         role: None,
         problem: Some(p.to_string()),
     };
-    if m.state != MachineState::Started {
+    if member.state != MachineState::Started {
         return fail("machine is not running");
     }
-    if let Some(r) = &m.crash_reason {
+    if let Some(r) = &member.crash_reason {
         return fail(&format!("failed to connect to local node: {r}"));
     }
-    let Some(pg) = a.pg.as_ref() else {
+    let Some(pg) = owner.pg.as_ref() else {
         return fail("failed to connect to local node: connection refused");
     };
     if let Some(p) = &pg.pitr {
@@ -166,17 +166,17 @@ pub(crate) fn role_of(a: &App, m: &Machine) -> Role {
             );
         }
     }
-    if m.ready_ms.is_none() {
+    if member.ready_ms.is_none() {
         return fail(
             "failed to connect to local node: dial tcp [::1]:5433: connect: connection refused",
         );
     }
-    let env = machine_env(a, m);
+    let env = machine_env(owner, member);
     let bad = auth_mismatches(pg, &env);
     if bad.contains(&"flypgadmin") {
         return fail("failed to connect to local node: FATAL: password authentication failed for user \"flypgadmin\"");
     }
-    if pg.master.as_deref() == Some(&m.id) {
+    if pg.master.as_deref() == Some(&member.id) {
         Role {
             role: Some("leader"),
             problem: None,
@@ -195,9 +195,9 @@ pub(crate) fn role_of(a: &App, m: &Machine) -> Role {
 }
 
 /// `checks` of a Machine as Fly reports them (Stolon image: pg, role, vm on :5500).
-pub(crate) fn checks(a: &App, m: &Machine, now: i64) -> Vec<Value> {
-    let r = role_of(a, m);
-    let ts = rfc3339(m.ready_ms.unwrap_or(now));
+pub(crate) fn checks(owner: &App, member: &Machine, now: i64) -> Vec<Value> {
+    let r = role_of(owner, member);
+    let ts = rfc3339(member.ready_ms.unwrap_or(now));
     let (status, role_out, pg_out) = match (&r.role, &r.problem) {
         (Some(role), _) => (
             "passing",
@@ -207,7 +207,7 @@ pub(crate) fn checks(a: &App, m: &Machine, now: i64) -> Vec<Value> {
         (None, Some(p)) => ("critical", p.clone(), p.clone()),
         _ => ("critical", "unknown".into(), "unknown".into()),
     };
-    let vm_status = if m.state == MachineState::Started {
+    let vm_status = if member.state == MachineState::Started {
         "passing"
     } else {
         "critical"

@@ -49,7 +49,7 @@ pub(crate) fn start_restore(state: &mut State, app: &str, at: i64, sim: &Sim) {
     let env = owner
         .machines
         .get(&keeper)
-        .map(|m| machine_env(owner, m))
+        .map(|member| machine_env(owner, member))
         .unwrap_or_default();
     let command = owner
         .pg
@@ -148,7 +148,7 @@ pub(crate) fn pitr_step(state: &mut State, app: &str, gen: u64, at: i64, sim: &S
     let Some(keeper_machine) = owner
         .machines
         .get(&keeper)
-        .filter(|m| m.state == MachineState::Started)
+        .filter(|member| member.state == MachineState::Started)
     else {
         return;
     };
@@ -258,7 +258,7 @@ fn recover(
         "LOG",
         "database system is ready to accept connections",
     );
-    let Some(pg) = state.apps.get_mut(app).and_then(|a| a.pg.as_mut()) else {
+    let Some(pg) = state.apps.get_mut(app).and_then(|owner| owner.pg.as_mut()) else {
         return;
     };
     pg.roles = restored.roles.clone();
@@ -280,7 +280,7 @@ fn recover(
 
 /// `recovered`: the keeper is master, the others resync, the new timeline's history is archived.
 fn converge(state: &mut State, app: &str, keeper: &str, at: i64, timeline: u32, end_lsn: u64) {
-    let Some(pg) = state.apps.get_mut(app).and_then(|a| a.pg.as_mut()) else {
+    let Some(pg) = state.apps.get_mut(app).and_then(|owner| owner.pg.as_mut()) else {
         return;
     };
     pg.phase = "normal".into();
@@ -303,8 +303,12 @@ fn converge(state: &mut State, app: &str, keeper: &str, at: i64, timeline: u32, 
             owner
                 .machines
                 .values()
-                .filter(|m| m.id != keeper && m.state == MachineState::Started && !m.destroyed)
-                .map(|m| m.id.clone())
+                .filter(|member| {
+                    member.id != keeper
+                        && member.state == MachineState::Started
+                        && !member.destroyed
+                })
+                .map(|member| member.id.clone())
                 .collect()
         })
         .unwrap_or_default();

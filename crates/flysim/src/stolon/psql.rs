@@ -230,13 +230,13 @@ pub(super) type UrlParts = (
 pub(super) fn parse_url(s: &str) -> Option<UrlParts> {
     let rest = s.split_once("://")?.1;
     let (auth, hostpart) = match rest.rsplit_once('@') {
-        Some((a, h)) => (Some(a), h),
+        Some((credentials, host)) => (Some(credentials), host),
         None => (None, rest),
     };
     let (user, pass) = match auth {
-        Some(a) => match a.split_once(':') {
-            Some((u, p)) => (Some(u.to_string()), Some(p.to_string())),
-            None => (Some(a.to_string()), None),
+        Some(credentials) => match credentials.split_once(':') {
+            Some((user, password)) => (Some(user.to_string()), Some(password.to_string())),
+            None => (Some(credentials.to_string()), None),
         },
         None => (None, None),
     };

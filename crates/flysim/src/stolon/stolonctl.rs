@@ -37,24 +37,24 @@ pub(crate) fn stolonctl(
     let mut rest = Vec::new();
     let mut i = 0;
     while i < args.len() {
-        let a = &args[i];
+        let arg = &args[i];
         let take = |i: &mut usize| -> Option<String> {
             *i += 1;
             args.get(*i).cloned()
         };
-        if let Some(v) = a.strip_prefix("--cluster-name=") {
+        if let Some(v) = arg.strip_prefix("--cluster-name=") {
             cluster = Some(v.into());
-        } else if a == "--cluster-name" {
+        } else if arg == "--cluster-name" {
             cluster = take(&mut i);
-        } else if let Some(v) = a.strip_prefix("--store-backend=") {
+        } else if let Some(v) = arg.strip_prefix("--store-backend=") {
             backend = Some(v.into());
-        } else if a == "--store-backend" {
+        } else if arg == "--store-backend" {
             backend = take(&mut i);
-        } else if a == "--store-endpoints" || a == "--store-url" || a == "--store-node" {
+        } else if arg == "--store-endpoints" || arg == "--store-url" || arg == "--store-node" {
             let _ = take(&mut i);
-        } else if a.starts_with("--store-") {
+        } else if arg.starts_with("--store-") {
         } else {
-            rest.push(a.clone());
+            rest.push(arg.clone());
         }
         i += 1;
     }
@@ -76,7 +76,7 @@ pub(crate) fn stolonctl(
             .state
             .apps
             .get(&app)
-            .and_then(|a| a.pg.as_ref())
+            .and_then(|owner| owner.pg.as_ref())
             .is_none()
     {
         return Out::err(1, "stolonctl: nil cluster data: cluster not initialized\n");
@@ -84,13 +84,13 @@ pub(crate) fn stolonctl(
     let args: Vec<String> = rest[1..].to_vec();
     match sub.as_str() {
         "spec" => {
-            let pg = context.state.apps.get(&app).and_then(|a| a.pg.as_ref());
+            let pg = context.state.apps.get(&app).and_then(|owner| owner.pg.as_ref());
             let spec = pg.map(|p| p.spec.clone()).unwrap_or(Value::Null);
             Out::ok(format!("{}\n", serde_json::to_string_pretty(&spec).unwrap_or_default()))
         }
         "update" => {
-            let patch_mode = args.iter().any(|a| a == "--patch" || a == "-p");
-            let Some(doc) = args.iter().find(|a| !a.starts_with('-')) else {
+            let patch_mode = args.iter().any(|arg| arg == "--patch" || arg == "-p");
+            let Some(doc) = args.iter().find(|arg| !arg.starts_with('-')) else {
                 return Out::err(1, "stolonctl: no cluster spec provided as argument and no file provided (--file/-f option)\n");
             };
             let v: Value = match serde_json::from_str(doc) {
@@ -100,7 +100,7 @@ pub(crate) fn stolonctl(
             if !v.is_object() {
                 return Out::err(1, "stolonctl: failed to patch cluster spec: not a JSON object\n");
             }
-            let Some(pg) = context.state.apps.get_mut(&app).and_then(|a| a.pg.as_mut()) else {
+            let Some(pg) = context.state.apps.get_mut(&app).and_then(|owner| owner.pg.as_mut()) else {
                 return Out::err(1, "stolonctl: nil cluster data\n");
             };
             if patch_mode {
@@ -108,8 +108,8 @@ pub(crate) fn stolonctl(
             } else {
                 pg.spec = v;
             }
-            let (m, now) = (context.machine.clone(), context.now);
-            context.state.log(&app, &m, now, "sentinel | cluster spec updated");
+            let (machine, now) = (context.machine.clone(), context.now);
+            context.state.log(&app, &machine, now, "sentinel | cluster spec updated");
             Out::ok("")
         }
         "init" => init(context, &args, stdin),
@@ -134,12 +134,17 @@ pub(super) fn init(context: &mut ExecContext<'_>, args: &[String], stdin: &str) 
 /// `init`'s steps; `Err` carries the refusal stolonctl prints.
 fn init_steps(context: &mut ExecContext<'_>, args: &[String], stdin: &str) -> Result<Out, Out> {
     confirm(args, stdin)?;
-    let document = args.iter().find(|a| !a.starts_with('-'));
+    let document = args.iter().find(|arg| !arg.starts_with('-'));
     let (spec, mode) = init_spec(document)?;
     let (keepers, keeper) = pick_keeper(context)?;
     let cluster_uid = context.state.next_id("", 8);
     let app = context.app.clone();
-    let Some(pg) = context.state.apps.get_mut(&app).and_then(|a| a.pg.as_mut()) else {
+    let Some(pg) = context
+        .state
+        .apps
+        .get_mut(&app)
+        .and_then(|owner| owner.pg.as_mut())
+    else {
         return Err(Out::err(1, "stolonctl: nil cluster data\n"));
     };
     pg.cluster_uid = cluster_uid;
@@ -155,7 +160,7 @@ fn init_steps(context: &mut ExecContext<'_>, args: &[String], stdin: &str) -> Re
 
 /// Without `--yes`, stolonctl asks and needs `yes` on stdin.
 fn confirm(args: &[String], stdin: &str) -> Result<(), Out> {
-    if args.iter().any(|a| a == "--yes" || a == "-y") {
+    if args.iter().any(|arg| arg == "--yes" || arg == "-y") {
         return Ok(());
     }
     let warning = "WARNING: The current cluster data will be removed\nWARNING: The databases managed by the keepers will be overwritten depending on the provided cluster spec.\n";
@@ -235,10 +240,12 @@ fn pick_keeper(context: &mut ExecContext<'_>) -> Result<(Vec<String>, String), O
             owner
                 .machines
                 .values()
-                .filter(|m| {
-                    !m.destroyed && m.state == MachineState::Started && is_stolon_image(image_of(m))
+                .filter(|member| {
+                    !member.destroyed
+                        && member.state == MachineState::Started
+                        && is_stolon_image(image_of(member))
                 })
-                .map(|m| m.id.clone())
+                .map(|member| member.id.clone())
                 .collect()
         })
         .unwrap_or_default();
@@ -254,7 +261,12 @@ fn pick_keeper(context: &mut ExecContext<'_>) -> Result<(Vec<String>, String), O
 fn init_new(context: &mut ExecContext<'_>, keeper: &str) {
     let app = context.app.clone();
     let env = env_of(context.state, &app, keeper).unwrap_or_default();
-    if let Some(pg) = context.state.apps.get_mut(&app).and_then(|a| a.pg.as_mut()) {
+    if let Some(pg) = context
+        .state
+        .apps
+        .get_mut(&app)
+        .and_then(|owner| owner.pg.as_mut())
+    {
         pg.phase = "normal".into();
         pg.pitr = None;
         pg.databases = BTreeMap::from([("postgres".to_string(), BTreeMap::new())]);
@@ -280,7 +292,12 @@ fn init_new(context: &mut ExecContext<'_>, keeper: &str) {
 /// `initMode: pitr`: every keeper stops serving; the chosen one starts the restore.
 fn init_pitr(context: &mut ExecContext<'_>, keepers: &[String], keeper: &str) {
     let (app, now) = (context.app.clone(), context.now);
-    if let Some(pg) = context.state.apps.get_mut(&app).and_then(|a| a.pg.as_mut()) {
+    if let Some(pg) = context
+        .state
+        .apps
+        .get_mut(&app)
+        .and_then(|owner| owner.pg.as_mut())
+    {
         pg.phase = "initializing".into();
         pg.pitr = Some(Pitr {
             keeper: keeper.to_string(),
@@ -313,57 +330,59 @@ fn init_pitr(context: &mut ExecContext<'_>, keepers: &[String], keeper: &str) {
     start_restore(context.state, &app, now, context.sim);
 }
 
-pub(super) fn status_text(st: &State, app: &str) -> String {
-    let Some(a) = st.apps.get(app) else {
+pub(super) fn status_text(state: &State, app: &str) -> String {
+    let Some(owner) = state.apps.get(app) else {
         return String::new();
     };
-    let Some(pg) = a.pg.as_ref() else {
+    let Some(pg) = owner.pg.as_ref() else {
         return String::new();
     };
     let mut s = String::from("=== Active sentinels ===\n\nID\t\tLEADER\n");
     let mut first = true;
-    for m in a
+    for member in owner
         .machines
         .values()
-        .filter(|m| m.state == MachineState::Started && !m.destroyed)
+        .filter(|member| member.state == MachineState::Started && !member.destroyed)
     {
         s.push_str(&format!(
             "{}\t{}\n",
-            &keeper_uid(m)[..8.min(keeper_uid(m).len())],
+            &keeper_uid(member)[..8.min(keeper_uid(member).len())],
             first
         ));
         first = false;
     }
     s.push_str("\n=== Active proxies ===\n\nNo active proxies\n\n=== Keepers ===\n\nUID\t\tHEALTHY\tPG LISTENADDRESS\t\tPG HEALTHY\tPG WANTEDGENERATION\tPG CURRENTGENERATION\n");
-    for m in a.machines.values().filter(|m| !m.destroyed) {
-        let healthy = m.state == MachineState::Started;
-        let pg_healthy = role_of(a, m).role.is_some();
+    for member in owner.machines.values().filter(|member| !member.destroyed) {
+        let healthy = member.state == MachineState::Started;
+        let pg_healthy = role_of(owner, member).role.is_some();
         s.push_str(&format!(
             "{}\t{}\t[{}]:5433\t{}\t\t{}\t\t\t{}\n",
-            keeper_uid(m),
+            keeper_uid(member),
             healthy,
-            m.private_ip,
+            member.private_ip,
             pg_healthy,
-            m.gen,
-            if pg_healthy { m.gen } else { 0 }
+            member.gen,
+            if pg_healthy { member.gen } else { 0 }
         ));
     }
     s.push_str("\n=== Cluster Info ===\n\n");
-    match pg.master.as_ref().and_then(|id| a.machines.get(id)) {
-        Some(m) if pg.phase == "normal" => {
-            s.push_str(&format!("Master Keeper: {}\n", keeper_uid(m)))
+    match pg.master.as_ref().and_then(|id| owner.machines.get(id)) {
+        Some(member) if pg.phase == "normal" => {
+            s.push_str(&format!("Master Keeper: {}\n", keeper_uid(member)))
         }
         _ => s.push_str("No cluster available\n"),
     }
     if pg.phase == "normal" {
         s.push_str("\n===== Keepers/DB tree =====\n\n");
-        if let Some(master) = pg.master.as_ref().and_then(|id| a.machines.get(id)) {
+        if let Some(master) = pg.master.as_ref().and_then(|id| owner.machines.get(id)) {
             s.push_str(&format!("{} (master)\n", keeper_uid(master)));
-            let replicas: Vec<&Machine> = a
+            let replicas: Vec<&Machine> = owner
                 .machines
                 .values()
-                .filter(|m| {
-                    m.id != master.id && !m.destroyed && role_of(a, m).role == Some("replica")
+                .filter(|member| {
+                    member.id != master.id
+                        && !member.destroyed
+                        && role_of(owner, member).role == Some("replica")
                 })
                 .collect();
             for (i, r) in replicas.iter().enumerate() {
@@ -379,41 +398,41 @@ pub(super) fn status_text(st: &State, app: &str) -> String {
     s
 }
 
-pub(crate) fn clusterdata(st: &State, app: &str, now: i64) -> String {
-    let Some(a) = st.apps.get(app) else {
+pub(crate) fn clusterdata(state: &State, app: &str, now: i64) -> String {
+    let Some(owner) = state.apps.get(app) else {
         return "{}".into();
     };
-    let Some(pg) = a.pg.as_ref() else {
+    let Some(pg) = owner.pg.as_ref() else {
         return "{}".into();
     };
     let mut keepers = serde_json::Map::new();
     let mut dbs = serde_json::Map::new();
-    for m in a.machines.values().filter(|m| !m.destroyed) {
-        let uid = keeper_uid(m);
+    for member in owner.machines.values().filter(|member| !member.destroyed) {
+        let uid = keeper_uid(member);
         keepers.insert(
             uid.clone(),
-            json!({"uid": uid, "generation": m.gen, "changeTime": rfc3339(m.updated_ms),
-                "spec": {}, "status": {"healthy": m.state == MachineState::Started, "lastHealthyTime": rfc3339(now),
-                "bootUUID": m.instance_id, "postgresBinaryVersion": {"Maj": pg.pg_version / 10000, "Min": 0},
+            json!({"uid": uid, "generation": member.gen, "changeTime": rfc3339(member.updated_ms),
+                "spec": {}, "status": {"healthy": member.state == MachineState::Started, "lastHealthyTime": rfc3339(now),
+                "bootUUID": member.instance_id, "postgresBinaryVersion": {"Maj": pg.pg_version / 10000, "Min": 0},
                 "canBeMaster": true, "canBeSynchronousReplica": true}}),
         );
-        let is_master = pg.master.as_deref() == Some(&m.id);
-        let healthy = role_of(a, m).role.is_some();
+        let is_master = pg.master.as_deref() == Some(&member.id);
+        let healthy = role_of(owner, member).role.is_some();
         dbs.insert(
             format!("db-{uid}"),
-            json!({"uid": format!("db-{uid}"), "generation": m.gen, "changeTime": rfc3339(m.updated_ms),
+            json!({"uid": format!("db-{uid}"), "generation": member.gen, "changeTime": rfc3339(member.updated_ms),
                 "spec": {"keeperUID": uid, "role": if is_master {"master"} else {"standby"},
                     "initMode": if is_master { pg.spec.get("initMode").cloned().unwrap_or(json!("none")) } else { json!("resync") }},
-                "status": {"healthy": healthy, "currentGeneration": if healthy { m.gen } else { 0 },
-                    "listenAddress": m.private_ip, "port": "5433",
+                "status": {"healthy": healthy, "currentGeneration": if healthy { member.gen } else { 0 },
+                    "listenAddress": member.private_ip, "port": "5433",
                     "systemdID": pg.system_identifier.to_string(), "timelineID": pg.timeline, "xLogPos": pg.lsn}}),
         );
     }
     let master_db = pg
         .master
         .as_ref()
-        .and_then(|id| a.machines.get(id))
-        .map(|m| format!("db-{}", keeper_uid(m)))
+        .and_then(|id| owner.machines.get(id))
+        .map(|member| format!("db-{}", keeper_uid(member)))
         .unwrap_or_default();
     let mut status = json!({"phase": pg.phase, "master": master_db});
     if let Some(p) = &pg.pitr {
@@ -456,11 +475,12 @@ pub(crate) fn stolonctl_run(
         .state
         .apps
         .get(&context.app)
-        .and_then(|a| {
-            a.machines
+        .and_then(|owner| {
+            owner
+                .machines
                 .get(&context.machine)
-                .and_then(|m| m.volume.clone())
-                .and_then(|v| a.volumes.get(&v))
+                .and_then(|member| member.volume.clone())
+                .and_then(|v| owner.volumes.get(&v))
         })
         .and_then(|v| v.files.get("/data/.env").cloned())
         .unwrap_or_default();

@@ -15,7 +15,7 @@ pub(super) fn db_size(pg: &PgCluster) -> u64 {
         .databases
         .values()
         .flat_map(|t| t.values())
-        .fold(0u64, |a, b| a.saturating_add(*b));
+        .fold(0u64, |total, size| total.saturating_add(*size));
     (24 * 1024 * 1024u64).saturating_add(rows.saturating_mul(120))
 }
 
@@ -72,34 +72,36 @@ pub(super) fn archive_target(
     storage_root(env, at).map(Some)
 }
 
-pub(crate) fn archive_segment(st: &mut State, app: &str, at: i64) {
-    let Some(a) = st.apps.get(app) else { return };
-    let Some(pg) = a.pg.as_ref() else { return };
+pub(crate) fn archive_segment(state: &mut State, app: &str, at: i64) {
+    let Some(owner) = state.apps.get(app) else {
+        return;
+    };
+    let Some(pg) = owner.pg.as_ref() else { return };
     if pg.pitr.as_ref().is_some_and(|p| p.step != "recovered") {
         return;
     }
-    let Some(master) = pg.master.as_ref().and_then(|id| a.machines.get(id)) else {
+    let Some(master) = pg.master.as_ref().and_then(|id| owner.machines.get(id)) else {
         return;
     };
     if master.state != MachineState::Started || master.ready_ms.is_none() {
         return;
     }
-    let env = machine_env(a, master);
+    let env = machine_env(owner, master);
     let mid = master.id.clone();
     let tli = pg.timeline;
     let seg = pg.lsn / SEG_SIZE;
     match archive_target(pg, &env, at) {
         Ok(None) => {
-            if let Some(pg) = st.apps.get_mut(app).and_then(|a| a.pg.as_mut()) {
+            if let Some(pg) = state.apps.get_mut(app).and_then(|owner| owner.pg.as_mut()) {
                 pg.lsn = (seg + 1) * SEG_SIZE + 40;
             }
         }
         Ok(Some(root)) => match push_segments(&root, tli, seg, seg + 1, compression(&env), at) {
             Ok(()) => {
-                if let Some(pg) = st.apps.get_mut(app).and_then(|a| a.pg.as_mut()) {
+                if let Some(pg) = state.apps.get_mut(app).and_then(|owner| owner.pg.as_mut()) {
                     pg.lsn = (seg + 1) * SEG_SIZE + 40;
                 }
-                st.log(
+                state.log(
                     app,
                     &mid,
                     at,
@@ -110,21 +112,21 @@ pub(crate) fn archive_segment(st: &mut State, app: &str, at: i64) {
                     ),
                 );
             }
-            Err(e) => archive_failed(st, app, &mid, at, &e),
+            Err(e) => archive_failed(state, app, &mid, at, &e),
         },
-        Err(e) => archive_failed(st, app, &mid, at, &e),
+        Err(e) => archive_failed(state, app, &mid, at, &e),
     }
 }
 
-pub(super) fn archive_failed(st: &mut State, app: &str, machine: &str, at: i64, e: &str) {
-    st.log(app, machine, at, format!("keeper   | {e}"));
-    st.log(
+pub(super) fn archive_failed(state: &mut State, app: &str, machine: &str, at: i64, e: &str) {
+    state.log(app, machine, at, format!("keeper   | {e}"));
+    state.log(
         app,
         machine,
         at,
         "keeper   | LOG:  archive command failed with exit code 1",
     );
-    st.log(
+    state.log(
         app,
         machine,
         at,
@@ -134,19 +136,21 @@ pub(super) fn archive_failed(st: &mut State, app: &str, machine: &str, at: i64, 
 
 /// At the end of a PITR the new timeline's history file (and the old timeline's partial) get archived.
 pub(crate) fn archive_history(
-    st: &mut State,
+    state: &mut State,
     app: &str,
     machine: &str,
     at: i64,
     new_tli: u32,
     switch_lsn: u64,
 ) {
-    let Some(a) = st.apps.get(app) else { return };
-    let Some(m) = a.machines.get(machine) else {
+    let Some(owner) = state.apps.get(app) else {
         return;
     };
-    let Some(pg) = a.pg.as_ref() else { return };
-    let env = machine_env(a, m);
+    let Some(member) = owner.machines.get(machine) else {
+        return;
+    };
+    let Some(pg) = owner.pg.as_ref() else { return };
+    let env = machine_env(owner, member);
     if let Ok(Some(root)) = archive_target(pg, &env, at) {
         let method = compression(&env);
         let mut hist = String::new();

@@ -192,8 +192,8 @@ pub(crate) fn fetch_for_recovery(
         };
         replayed += 1;
         seg += 1;
-        if let (Some(t), Some(m)) = (target_ms, mtime_ms(&path)) {
-            if m >= t && seg > finish_seg {
+        if let (Some(t), Some(member)) = (target_ms, mtime_ms(&path)) {
+            if member >= t && seg > finish_seg {
                 break;
             }
         }

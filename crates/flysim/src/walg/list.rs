@@ -46,7 +46,9 @@ pub(crate) fn list_backups(root: &Path) -> Vec<BackupEntry> {
             metadata,
         });
     }
-    out.sort_by(|a, b| (a.modified_ms, &a.name).cmp(&(b.modified_ms, &b.name)));
+    out.sort_by(|left, right| {
+        (left.modified_ms, &left.name).cmp(&(right.modified_ms, &right.name))
+    });
     out
 }
 
@@ -63,8 +65,8 @@ pub(crate) fn backup_list(args: &[String], env: &BTreeMap<String, String>, at: i
         Ok(r) => r,
         Err(e) => return Out::err(1, format!("{e}\n")),
     };
-    let as_json = args.iter().any(|a| a == "--json");
-    let detail = args.iter().any(|a| a == "--detail");
+    let as_json = args.iter().any(|arg| arg == "--json");
+    let detail = args.iter().any(|arg| arg == "--detail");
     let mut backups = list_backups(&root);
     if backups.is_empty() {
         return Out {
@@ -75,21 +77,15 @@ pub(crate) fn backup_list(args: &[String], env: &BTreeMap<String, String>, at: i
         };
     }
     if detail && backups.iter().all(|b| b.metadata.is_some()) {
-        backups.sort_by(|a, b| {
-            let sa = a
+        let start_time = |backup: &BackupEntry| {
+            backup
                 .metadata
                 .as_ref()
-                .and_then(|m| m["start_time"].as_str())
+                .and_then(|metadata| metadata["start_time"].as_str())
                 .unwrap_or("")
-                .to_string();
-            let sb = b
-                .metadata
-                .as_ref()
-                .and_then(|m| m["start_time"].as_str())
-                .unwrap_or("")
-                .to_string();
-            sa.cmp(&sb)
-        });
+                .to_string()
+        };
+        backups.sort_by_key(start_time);
     }
     if as_json {
         let items: Vec<Value> = backups

@@ -129,25 +129,29 @@ pub(crate) fn write_backup(job: &PushJob) -> std::io::Result<()> {
     )
 }
 
-pub(crate) fn finish_push(st: &mut State, app: &str, machine: &str, job: &PushJob, at: i64) {
+pub(crate) fn finish_push(state: &mut State, app: &str, machine: &str, job: &PushJob, at: i64) {
     let result = write_backup(job);
     let log = match &result {
         Ok(()) => push_log(job),
         Err(e) => format!("ERROR: {} failed to upload backup: {e}\n", walg_stamp(at)),
     };
     if let Some(path) = &job.log_path {
-        let vol = st
+        let vol = state
             .apps
             .get(app)
-            .and_then(|a| a.machines.get(machine))
-            .and_then(|m| m.volume.clone());
-        if let Some(v) = vol.and_then(|v| st.apps.get_mut(app).and_then(|a| a.volumes.get_mut(&v)))
-        {
+            .and_then(|owner| owner.machines.get(machine))
+            .and_then(|member| member.volume.clone());
+        if let Some(v) = vol.and_then(|v| {
+            state
+                .apps
+                .get_mut(app)
+                .and_then(|owner| owner.volumes.get_mut(&v))
+        }) {
             v.files.entry(path.clone()).or_default().push_str(&log);
         }
     }
     for line in log.lines() {
-        st.log(app, machine, at, line.to_string());
+        state.log(app, machine, at, line.to_string());
     }
 }
 
@@ -209,11 +213,11 @@ fn check_push(
     let root = storage_root(env, at).map_err(|e| Out::err(1, format!("{e}\n")))?;
     let data_dir = args
         .iter()
-        .find(|a| !a.starts_with('-'))
+        .find(|arg| !arg.starts_with('-'))
         .cloned()
         .or_else(|| env.get("PGDATA").cloned())
         .ok_or_else(|| Out::err(1, "Error: accepts 1 arg(s), received 0\n"))?;
-    let permanent = args.iter().any(|a| a == "--permanent" || a == "-p");
+    let permanent = args.iter().any(|arg| arg == "--permanent" || arg == "-p");
     let failed = |what: String| Out::err(1, format!("ERROR: {} {what}\n", walg_stamp(at)));
     let owner = context
         .state
@@ -306,7 +310,7 @@ fn plan_push(
         .state
         .apps
         .get_mut(&context.app)
-        .and_then(|a| a.pg.as_mut())
+        .and_then(|owner| owner.pg.as_mut())
     {
         pg.lsn = (finish_lsn / SEG_SIZE + 1) * SEG_SIZE + 40;
     }
