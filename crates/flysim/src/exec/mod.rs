@@ -159,11 +159,11 @@ impl Shell<'_, '_> {
             if l.is_empty() {
                 continue;
             }
-            let r = self.and_or(&l, stdin, background);
-            out.stdout.push_str(&r.stdout);
-            out.stderr.push_str(&r.stderr);
-            out.code = if background { 0 } else { r.code };
-            out.deadline |= r.deadline;
+            let result = self.and_or(&l, stdin, background);
+            out.stdout.push_str(&result.stdout);
+            out.stderr.push_str(&result.stderr);
+            out.code = if background { 0 } else { result.code };
+            out.deadline |= result.deadline;
             self.last_code = out.code;
             if self.exiting {
                 break;
@@ -193,11 +193,11 @@ impl Shell<'_, '_> {
             if i > 0 && ((op == "&&" && code != 0) || (op == "||" && code == 0)) {
                 continue;
             }
-            let r = self.pipeline(seg, stdin, background);
-            out.stdout.push_str(&r.stdout);
-            out.stderr.push_str(&r.stderr);
-            out.deadline |= r.deadline;
-            code = r.code;
+            let result = self.pipeline(seg, stdin, background);
+            out.stdout.push_str(&result.stdout);
+            out.stderr.push_str(&result.stderr);
+            out.deadline |= result.deadline;
+            code = result.code;
             self.last_code = code;
         }
         out.code = code;
@@ -219,11 +219,11 @@ impl Shell<'_, '_> {
         let mut input = stdin.to_string();
         let mut out = Out::default();
         for c in cmds {
-            let r = self.command(&c, &input, background);
-            input = r.stdout.clone();
-            out.stderr.push_str(&r.stderr);
-            out.deadline |= r.deadline;
-            out.code = r.code;
+            let result = self.command(&c, &input, background);
+            input = result.stdout.clone();
+            out.stderr.push_str(&result.stderr);
+            out.deadline |= result.deadline;
+            out.code = result.code;
         }
         out.stdout = input;
         out

@@ -196,15 +196,15 @@ pub(crate) fn role_of(owner: &App, member: &Machine) -> Role {
 
 /// `checks` of a Machine as Fly reports them (Stolon image: pg, role, vm on :5500).
 pub(crate) fn checks(owner: &App, member: &Machine, now: i64) -> Vec<Value> {
-    let r = role_of(owner, member);
+    let role = role_of(owner, member);
     let ts = rfc3339(member.ready_ms.unwrap_or(now));
-    let (status, role_out, pg_out) = match (&r.role, &r.problem) {
-        (Some(role), _) => (
+    let (status, role_out, pg_out) = match (&role.role, &role.problem) {
+        (Some(name), _) => (
             "passing",
-            role.to_string(),
+            name.to_string(),
             "[✓] connections: 8 used, 3 reserved, 300 max (4.12ms)".to_string(),
         ),
-        (None, Some(p)) => ("critical", p.clone(), p.clone()),
+        (None, Some(problem)) => ("critical", problem.clone(), problem.clone()),
         _ => ("critical", "unknown".into(), "unknown".into()),
     };
     let vm_status = if member.state == MachineState::Started {

@@ -93,20 +93,20 @@ pub(crate) fn stolonctl(
             let Some(doc) = args.iter().find(|arg| !arg.starts_with('-')) else {
                 return Out::err(1, "stolonctl: no cluster spec provided as argument and no file provided (--file/-f option)\n");
             };
-            let v: Value = match serde_json::from_str(doc) {
-                Ok(v) => v,
+            let patch: Value = match serde_json::from_str(doc) {
+                Ok(patch) => patch,
                 Err(e) => return Out::err(1, format!("stolonctl: failed to patch cluster spec: {e}\n")),
             };
-            if !v.is_object() {
+            if !patch.is_object() {
                 return Out::err(1, "stolonctl: failed to patch cluster spec: not a JSON object\n");
             }
             let Some(pg) = context.state.apps.get_mut(&app).and_then(|owner| owner.pg.as_mut()) else {
                 return Out::err(1, "stolonctl: nil cluster data\n");
             };
             if patch_mode {
-                merge_patch(&mut pg.spec, &v);
+                merge_patch(&mut pg.spec, &patch);
             } else {
-                pg.spec = v;
+                pg.spec = patch;
             }
             let (machine, now) = (context.machine.clone(), context.now);
             context.state.log(&app, &machine, now, "sentinel | cluster spec updated");

@@ -91,16 +91,16 @@ pub(crate) fn backup_list(args: &[String], env: &BTreeMap<String, String>, at: i
         let items: Vec<Value> = backups
             .iter()
             .map(|b| {
-                let mut v = json!({"backup_name": b.name, "time": rfc3339(b.modified_ms),
+                let mut entry = json!({"backup_name": b.name, "time": rfc3339(b.modified_ms),
                     "wal_file_name": first_wal(&b.name), "storage_name": "default"});
                 if detail {
-                    if let (Some(Value::Object(md)), Value::Object(o)) = (&b.metadata, &mut v) {
+                    if let (Some(Value::Object(md)), Value::Object(o)) = (&b.metadata, &mut entry) {
                         for (k, val) in md {
                             o.insert(k.clone(), val.clone());
                         }
                     }
                 }
-                v
+                entry
             })
             .collect();
         return Out::ok(format!("{}\n", Value::Array(items)));
