@@ -1,4 +1,11 @@
 //! The `Sim` handle: state, clock, timers, and the Machine state machine.
+//!
+//! Every rule of the emulated platform lives under this module, one file per resource (`apps`,
+//! `machines`, `actions`, `wait`, `leases`, `metadata`, `volumes`, `secrets`, `logs`); the HTTP layer
+//! (`crate::api`) only decodes, calls one method here and encodes. Invariants: all state sits behind one
+//! mutex and every change happens under it; ids and random choices come from the seeded `State::rand`, in
+//! call order, so the same seed and requests give the same answers; what runs inside a Machine is reached
+//! only through `crate::image`.
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
