@@ -88,227 +88,260 @@ impl Sim {
     /// org, with `history_hours` of WAL and base backups in `storage` (its `WALG_FILE_PREFIX`). Idempotent:
     /// an existing app of that name is left as it is. Tests use it for a source cluster to restore from.
     pub fn seed_cluster(&self, seed: &ClusterSeed) -> Result<DemoInfo, SimError> {
-        let storage = seed.storage.clone();
-        std::fs::create_dir_all(&storage).map_err(|e| SimError::Storage {
-            path: storage.display().to_string(),
-            reason: e.to_string(),
-        })?;
-        let storage = storage.canonicalize().unwrap_or(storage);
+        let storage = prepare_storage(&seed.storage)?;
         if !self.lock().orgs.contains_key(&seed.org) {
             return Err(SimError::Invalid(format!(
                 "org {} does not exist (add_org first)",
                 seed.org
             )));
         }
+        let info = |machines| DemoInfo {
+            org: seed.org.clone(),
+            token: String::new(),
+            app: seed.app.clone(),
+            storage: storage.clone(),
+            machines,
+        };
         let now = ms(self.now());
-        let mut st = self.lock();
-        if let Some(a) = st.apps.get(&seed.app) {
-            let machines = a.machines.keys().cloned().collect();
-            return Ok(DemoInfo {
-                org: seed.org.clone(),
-                token: String::new(),
-                app: seed.app.clone(),
-                storage,
-                machines,
-            });
+        let mut state = self.lock();
+        if let Some(existing) = state.apps.get(&seed.app) {
+            return Ok(info(existing.machines.keys().cloned().collect()));
+        }
+        if seed.regions.is_empty() {
+            return Err(SimError::Invalid(format!(
+                "cluster {} needs at least one region",
+                seed.app
+            )));
         }
         let mut app = new_app(
-            &mut st,
+            &mut state,
             &seed.app,
             &seed.org,
             "default",
             "postgres_cluster",
-            now - 30 * 86_400_000,
+            now - 30 * DAY_MS,
         );
-        let secrets: [(&str, String); 10] = [
-            ("SU_PASSWORD", seed.su_password.clone()),
-            ("REPL_PASSWORD", seed.repl_password.clone()),
-            ("OPERATOR_PASSWORD", seed.operator_password.clone()),
-            ("PGPASSWORD", seed.operator_password.clone()),
-            ("PGUSER", "postgres".into()),
-            ("PGHOST", "localhost".into()),
-            ("PGPORT", "5432".into()),
-            ("ENABLE_WALG", "true".into()),
-            ("WALG_FILE_PREFIX", storage.display().to_string()),
-            (
-                "FLY_CONSUL_URL",
-                format!(
-                    "https://:flysim@consul-iad.fly-shared.net/{}-{}/",
-                    seed.app, app.id
-                ),
-            ),
-        ];
-        for (k, v) in &secrets {
-            app.secrets.insert(
-                k.to_string(),
-                Secret {
-                    digest: format!("{:016x}", st.rand()),
-                    value: v.clone(),
-                    created_ms: now - 29 * 86_400_000,
-                    updated_ms: now - 29 * 86_400_000,
-                },
-            );
-        }
-        app.secrets_version = 3;
-        let env: BTreeMap<String, String> = secrets
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.clone()))
+        let env = seed_secrets(&mut state, &mut app, seed, &storage, now);
+        let ids: Vec<String> = (0..seed.regions.len())
+            .map(|index| seed_member(&mut state, &mut app, seed, index, &env, now))
             .collect();
-        let regions = &seed.regions;
-        let mut ids = Vec::new();
-        for (i, region) in regions.iter().enumerate() {
-            let vol_id = st.next_id("vol_", 16);
-            let id = st.next_id("", 14);
-            let instance = st.ulid(now);
-            let ip = format!(
-                "fdaa:0:1a2b:a7b:{:x}:{:x}:{:x}:2",
-                0x1c3 + i,
-                0x2b5f + i * 7,
-                0x4e2a + i * 13
-            );
-            let config = json!({
-                "image": seed.image,
-                "env": {"PRIMARY_REGION": regions.first().cloned().unwrap_or_else(|| "iad".into())},
-                "guest": {"cpu_kind": "shared", "cpus": 2, "memory_mb": 4096},
-                "metadata": {"fly-managed-postgres": "true", "fly_platform_version": "v2", "managed-by-fly-deploy": "true"},
-                "mounts": [{"volume": vol_id, "path": "/data", "name": "pg_data", "size_gb": 40, "encrypted": true}],
-                "metrics": {"port": 9187, "path": "/metrics"},
-                "checks": {
-                    "pg": {"type": "http", "port": 5500, "path": "/flycheck/pg", "interval": "15s", "timeout": "10s"},
-                    "role": {"type": "http", "port": 5500, "path": "/flycheck/role", "interval": "15s", "timeout": "10s"},
-                    "vm": {"type": "http", "port": 5500, "path": "/flycheck/vm", "interval": "15s", "timeout": "10s"}
-                },
-                "restart": {"policy": "always"}
-            });
-            let mut files = BTreeMap::new();
-            files.insert(
-                "/data/.env".to_string(),
-                format!("STOLONCTL_CLUSTER_NAME={}\nSTOLONCTL_STORE_BACKEND=consul\nSTOLONCTL_STORE_URL={}\nSTOLONCTL_STORE_NODE={}\n", seed.app,
-                    env["FLY_CONSUL_URL"], env["FLY_CONSUL_URL"]),
-            );
-            app.volumes.insert(
-                vol_id.clone(),
-                Volume {
-                    id: vol_id.clone(),
-                    name: "pg_data".into(),
-                    state: "created".into(),
-                    size_gb: 40,
-                    region: region.to_string(),
-                    zone: format!("{:04x}", 0x2a1b + i),
-                    encrypted: true,
-                    attached_machine_id: Some(id.clone()),
-                    created_ms: now - 30 * 86_400_000,
-                    snapshot_retention: 5,
-                    auto_backup_enabled: true,
-                    files,
-                    has_pgdata: true,
-                    keeper_initializing: false,
-                },
-            );
-            let mut events = VecDeque::new();
-            events.push_front(Event {
-                id: st.ulid(now - 3_600_000),
-                kind: "launch".into(),
-                status: "created".into(),
-                source: "user".into(),
-                ms: now - 3_600_000,
-                request: json!({}),
-            });
-            events.push_front(Event {
-                id: st.ulid(now - 3_598_000),
-                kind: "start".into(),
-                status: "started".into(),
-                source: "flyd".into(),
-                ms: now - 3_598_000,
-                request: json!({}),
-            });
-            app.machines.insert(
-                id.clone(),
-                Machine {
-                    id: id.clone(),
-                    name: format!(
-                        "{}-{}",
-                        seed.app,
-                        [
-                            "bold-wave",
-                            "calm-leaf",
-                            "misty-pine",
-                            "dawn-lake",
-                            "wild-sun"
-                        ][i % 5]
-                    ),
-                    state: "started".into(),
-                    region: region.to_string(),
-                    instance_id: instance,
-                    private_ip: ip,
-                    config,
-                    created_ms: now - 3_600_000,
-                    updated_ms: now - 3_598_000,
-                    events,
-                    lease: None,
-                    cordoned: false,
-                    secrets_env: env.clone(),
-                    secrets_version: 3,
-                    gen: 1,
-                    restart_count: 0,
-                    ready_ms: Some(now - 3_590_000),
-                    crash_reason: None,
-                    volume: Some(vol_id),
-                    destroyed: false,
-                },
-            );
-            ids.push(id);
-        }
-        let mut roles = BTreeMap::new();
-        for (user, var) in USERS {
-            roles.insert(user.to_string(), md5_password(user, &env[var]));
-        }
-        let mut databases = BTreeMap::new();
-        databases.insert("postgres".to_string(), BTreeMap::new());
-        databases.insert(
-            "app".to_string(),
-            BTreeMap::from([("events".to_string(), 0u64), ("users".to_string(), 1200u64)]),
-        );
-        let mut pg = PgCluster {
-            cluster_uid: "a1b2c3d4".into(),
-            spec: default_spec(),
-            phase: "normal".into(),
-            master: Some(ids[0].clone()),
-            system_identifier: 7_301_234_567_890_123_456,
-            timeline: 1,
-            lsn: 0x0000_0003_0000_0028,
-            pg_version: crate::stolon::pg_version_of(&seed.image),
-            roles,
-            databases,
-            pitr: None,
-            archive_armed: true,
-            initialised: true,
-        };
-        crate::walg::seed_history(&storage, &mut pg, now, seed.history_hours, 12, 5, &ids[0])
+        let leader = ids.first().cloned().unwrap_or_default();
+        let mut pg = seed_pg(seed, &env, &leader);
+        crate::walg::seed_history(&storage, &mut pg, now, seed.history_hours, 12, 5, &leader)
             .map_err(|e| SimError::Storage {
                 path: storage.display().to_string(),
                 reason: e.to_string(),
             })?;
         app.pg = Some(pg);
-        st.apps.insert(seed.app.to_string(), app);
+        state.apps.insert(seed.app.to_string(), app);
         let archive_every = self.timing().archive_timeout.as_millis() as i64;
-        st.schedule(&seed.app, now + archive_every, TimerKind::Archive);
+        state.schedule(&seed.app, now + archive_every, TimerKind::Archive);
         for id in &ids {
-            st.log(
+            state.log(
                 &seed.app,
                 id,
                 now,
                 "keeper   | LOG:  database system is ready to accept connections",
             );
         }
-        drop(st);
+        drop(state);
         self.save();
-        Ok(DemoInfo {
-            org: seed.org.clone(),
-            token: String::new(),
-            app: seed.app.clone(),
-            storage,
-            machines: ids,
+        Ok(info(ids))
+    }
+}
+
+const DAY_MS: i64 = 86_400_000;
+
+/// Create the storage directory; its canonical path becomes `WALG_FILE_PREFIX`.
+fn prepare_storage(storage: &Path) -> Result<PathBuf, SimError> {
+    std::fs::create_dir_all(storage).map_err(|e| SimError::Storage {
+        path: storage.display().to_string(),
+        reason: e.to_string(),
+    })?;
+    Ok(storage
+        .canonicalize()
+        .unwrap_or_else(|_| storage.to_path_buf()))
+}
+
+/// The secrets `fly pg create` and the wal-g guide set; returns them as the Machines' env.
+fn seed_secrets(
+    state: &mut State,
+    app: &mut App,
+    seed: &ClusterSeed,
+    storage: &Path,
+    now: i64,
+) -> BTreeMap<String, String> {
+    let consul = format!(
+        "https://:flysim@consul-iad.fly-shared.net/{}-{}/",
+        seed.app, app.id
+    );
+    let secrets: [(&str, String); 10] = [
+        ("SU_PASSWORD", seed.su_password.clone()),
+        ("REPL_PASSWORD", seed.repl_password.clone()),
+        ("OPERATOR_PASSWORD", seed.operator_password.clone()),
+        ("PGPASSWORD", seed.operator_password.clone()),
+        ("PGUSER", "postgres".into()),
+        ("PGHOST", "localhost".into()),
+        ("PGPORT", "5432".into()),
+        ("ENABLE_WALG", "true".into()),
+        ("WALG_FILE_PREFIX", storage.display().to_string()),
+        ("FLY_CONSUL_URL", consul),
+    ];
+    for (name, value) in &secrets {
+        app.secrets.insert(
+            name.to_string(),
+            Secret {
+                digest: format!("{:016x}", state.rand()),
+                value: value.clone(),
+                created_ms: now - 29 * DAY_MS,
+                updated_ms: now - 29 * DAY_MS,
+            },
+        );
+    }
+    app.secrets_version = 3;
+    secrets
+        .into_iter()
+        .map(|(name, value)| (name.to_string(), value))
+        .collect()
+}
+
+/// The config `fly pg create` gives a member.
+fn member_config(seed: &ClusterSeed, volume: &str) -> serde_json::Value {
+    let primary = seed
+        .regions
+        .first()
+        .cloned()
+        .unwrap_or_else(|| "iad".into());
+    json!({
+        "image": seed.image,
+        "env": {"PRIMARY_REGION": primary},
+        "guest": {"cpu_kind": "shared", "cpus": 2, "memory_mb": 4096},
+        "metadata": {"fly-managed-postgres": "true", "fly_platform_version": "v2", "managed-by-fly-deploy": "true"},
+        "mounts": [{"volume": volume, "path": "/data", "name": "pg_data", "size_gb": 40, "encrypted": true}],
+        "metrics": {"port": 9187, "path": "/metrics"},
+        "checks": {
+            "pg": {"type": "http", "port": 5500, "path": "/flycheck/pg", "interval": "15s", "timeout": "10s"},
+            "role": {"type": "http", "port": 5500, "path": "/flycheck/role", "interval": "15s", "timeout": "10s"},
+            "vm": {"type": "http", "port": 5500, "path": "/flycheck/vm", "interval": "15s", "timeout": "10s"}
+        },
+        "restart": {"policy": "always"}
+    })
+}
+
+/// Member `index`: a started Machine (booted an hour ago) with its attached `pg_data` volume. Returns
+/// the Machine's id.
+fn seed_member(
+    state: &mut State,
+    app: &mut App,
+    seed: &ClusterSeed,
+    index: usize,
+    env: &BTreeMap<String, String>,
+    now: i64,
+) -> String {
+    let region = seed.regions.get(index).cloned().unwrap_or_default();
+    let volume_id = state.next_id("vol_", 16);
+    let id = state.next_id("", 14);
+    let instance_id = state.ulid(now);
+    let consul = env.get("FLY_CONSUL_URL").cloned().unwrap_or_default();
+    let dotenv = format!("STOLONCTL_CLUSTER_NAME={}\nSTOLONCTL_STORE_BACKEND=consul\nSTOLONCTL_STORE_URL={consul}\nSTOLONCTL_STORE_NODE={consul}\n", seed.app);
+    let volume = Volume {
+        id: volume_id.clone(),
+        name: "pg_data".into(),
+        state: "created".into(),
+        size_gb: 40,
+        region: region.clone(),
+        zone: format!("{:04x}", 0x2a1b + index),
+        encrypted: true,
+        attached_machine_id: Some(id.clone()),
+        created_ms: now - 30 * DAY_MS,
+        snapshot_retention: 5,
+        auto_backup_enabled: true,
+        files: BTreeMap::from([("/data/.env".to_string(), dotenv)]),
+        has_pgdata: true,
+        keeper_initializing: false,
+    };
+    app.volumes.insert(volume_id.clone(), volume);
+    let mut events = VecDeque::new();
+    for (ago, kind, status, source) in [
+        (3_600_000, "launch", "created", "user"),
+        (3_598_000, "start", "started", "flyd"),
+    ] {
+        events.push_front(Event {
+            id: state.ulid(now - ago),
+            kind: kind.into(),
+            status: status.into(),
+            source: source.into(),
+            ms: now - ago,
+            request: json!({}),
+        });
+    }
+    const NAMES: [&str; 5] = [
+        "bold-wave",
+        "calm-leaf",
+        "misty-pine",
+        "dawn-lake",
+        "wild-sun",
+    ];
+    let machine = Machine {
+        id: id.clone(),
+        name: format!("{}-{}", seed.app, NAMES[index % NAMES.len()]),
+        state: MachineState::Started,
+        region,
+        instance_id,
+        private_ip: format!(
+            "fdaa:0:1a2b:a7b:{:x}:{:x}:{:x}:2",
+            0x1c3 + index,
+            0x2b5f + index * 7,
+            0x4e2a + index * 13
+        ),
+        config: member_config(seed, &volume_id),
+        created_ms: now - 3_600_000,
+        updated_ms: now - 3_598_000,
+        events,
+        lease: None,
+        cordoned: false,
+        secrets_env: env.clone(),
+        secrets_version: 3,
+        gen: 1,
+        restart_count: 0,
+        ready_ms: Some(now - 3_590_000),
+        crash_reason: None,
+        volume: Some(volume_id),
+        destroyed: false,
+    };
+    app.machines.insert(id.clone(), machine);
+    id
+}
+
+/// The cluster's data: roles from the seed's passwords, an `app` database with two tables.
+fn seed_pg(seed: &ClusterSeed, env: &BTreeMap<String, String>, leader: &str) -> PgCluster {
+    let roles = USERS
+        .iter()
+        .map(|(user, var)| {
+            let password = env.get(*var).map(String::as_str).unwrap_or("");
+            (user.to_string(), md5_password(user, password))
         })
+        .collect();
+    let databases = BTreeMap::from([
+        ("postgres".to_string(), BTreeMap::new()),
+        (
+            "app".to_string(),
+            BTreeMap::from([("events".to_string(), 0u64), ("users".to_string(), 1200u64)]),
+        ),
+    ]);
+    PgCluster {
+        cluster_uid: "a1b2c3d4".into(),
+        spec: default_spec(),
+        phase: "normal".into(),
+        master: Some(leader.to_string()),
+        system_identifier: 7_301_234_567_890_123_456,
+        timeline: 1,
+        lsn: 0x0000_0003_0000_0028,
+        pg_version: crate::stolon::pg_version_of(&seed.image),
+        roles,
+        databases,
+        pitr: None,
+        archive_armed: true,
+        initialised: true,
     }
 }

@@ -72,12 +72,12 @@ impl FaultState {
         };
         let (rate, burst) = if get_machine { (5.0, 10.0) } else { (1.0, 3.0) };
         let key = format!("{action} {target}");
-        let e = self.buckets.entry(key).or_insert((burst, now_ms));
-        let elapsed = (now_ms - e.1).max(0) as f64 / 1000.0;
-        e.0 = (e.0 + elapsed * rate).min(burst);
-        e.1 = now_ms;
-        if e.0 >= 1.0 {
-            e.0 -= 1.0;
+        let (tokens, refilled_ms) = self.buckets.entry(key).or_insert((burst, now_ms));
+        let elapsed = (now_ms - *refilled_ms).max(0) as f64 / 1000.0;
+        *tokens = (*tokens + elapsed * rate).min(burst);
+        *refilled_ms = now_ms;
+        if *tokens >= 1.0 {
+            *tokens -= 1.0;
             true
         } else {
             false
@@ -85,8 +85,8 @@ impl FaultState {
     }
 
     /// Draw once; `true` with probability `p`. Always draws, so the sequence does not depend on `p`.
-    pub fn hit(&mut self, p: f64) -> bool {
-        let x: f64 = self.rng.random();
-        p > 0.0 && x < p
+    pub fn hit(&mut self, probability: f64) -> bool {
+        let draw: f64 = self.rng.random();
+        probability > 0.0 && draw < probability
     }
 }

@@ -9,6 +9,7 @@ pub mod clock;
 mod demo;
 mod exec;
 pub mod faults;
+mod image;
 mod model;
 mod sim;
 mod stolon;
@@ -20,11 +21,10 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-pub use api::valid_app_name;
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use demo::{ClusterSeed, DemoInfo, DEMO_APP, DEMO_ORG, DEMO_TOKEN};
 pub use faults::Faults;
-pub use sim::{Sim, SimBuilder, SimError, Timing};
+pub use sim::{valid_app_name, Sim, SimBuilder, SimError, Timing};
 
 /// Serve the emulator on `listener` until the process ends.
 pub async fn serve(listener: TcpListener, sim: Sim) -> std::io::Result<()> {
@@ -38,24 +38,24 @@ pub async fn serve_with_shutdown(
     cancel: CancellationToken,
 ) -> std::io::Result<()> {
     if sim.inner.manual.is_none() {
-        let sim2 = sim.clone();
-        let c2 = cancel.clone();
+        let ticker = sim.clone();
+        let stop_ticking = cancel.clone();
         tokio::spawn(async move {
             loop {
                 tokio::select! {
-                    _ = c2.cancelled() => break,
-                    _ = tokio::time::sleep(Duration::from_millis(200)) => { sim2.tick(); }
+                    _ = stop_ticking.cancelled() => break,
+                    _ = tokio::time::sleep(Duration::from_millis(200)) => { ticker.tick(); }
                 }
             }
         });
     }
-    let app = api::router(sim.clone());
-    let c3 = cancel.clone();
-    let r = axum::serve(listener, app)
-        .with_graceful_shutdown(async move { c3.cancelled().await })
+    let router = api::router(sim.clone());
+    let stop_serving = cancel.clone();
+    let served = axum::serve(listener, router)
+        .with_graceful_shutdown(async move { stop_serving.cancelled().await })
         .await;
     sim.save();
-    r
+    served
 }
 
 /// A running emulator (see [`spawn`]).
@@ -83,8 +83,7 @@ pub fn spawn(
     cancel: CancellationToken,
 ) -> std::io::Result<Running> {
     let addr = listener.local_addr()?;
-    let c = cancel.clone();
-    let handle = tokio::spawn(serve_with_shutdown(listener, sim, c));
+    let handle = tokio::spawn(serve_with_shutdown(listener, sim, cancel.clone()));
     Ok(Running {
         addr,
         base_url: format!("http://{addr}"),
@@ -102,11 +101,11 @@ pub async fn start_demo(
     state: Option<std::path::PathBuf>,
     cancel: CancellationToken,
 ) -> Result<(Running, DemoInfo), SimError> {
-    let mut b = Sim::builder().seed(42);
+    let mut builder = Sim::builder().seed(42);
     if let Some(path) = state {
-        b = b.persist(path);
+        builder = builder.persist(path);
     }
-    let sim = b.build()?;
+    let sim = builder.build()?;
     let info = sim.seed_demo(storage)?;
     let run = spawn(listener, sim, cancel)
         .map_err(|e| SimError::Invalid(format!("cannot serve: {e}")))?;

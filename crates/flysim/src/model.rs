@@ -1,7 +1,12 @@
 //! The emulator's in-memory state. Everything here is serde so demo mode can persist it to a JSON file.
 //! Timestamps are unix milliseconds of simulated time.
+//!
+//! Invariant: this is a leaf module. It imports nothing from the crate, so every other module (the API,
+//! the Machine state machine, the Stolon image, wal-g) can share its vocabulary without import cycles.
 
 use std::collections::{BTreeMap, VecDeque};
+use std::fmt;
+use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -74,7 +79,7 @@ pub struct LogLine {
 pub struct Machine {
     pub id: String,
     pub name: String,
-    pub state: String,
+    pub state: MachineState,
     pub region: String,
     pub instance_id: String,
     pub private_ip: String,
@@ -96,6 +101,91 @@ pub struct Machine {
     pub crash_reason: Option<String>,
     pub volume: Option<String>,
     pub destroyed: bool,
+}
+
+/// A Machine's state, serialised as the lowercase word the Machines API returns (`"started"`, …).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MachineState {
+    Created,
+    Starting,
+    Started,
+    Stopping,
+    Stopped,
+    Restarting,
+    Replacing,
+    Suspending,
+    Suspended,
+    Destroying,
+    Destroyed,
+    Failed,
+}
+
+impl MachineState {
+    pub const ALL: [MachineState; 12] = [
+        Self::Created,
+        Self::Starting,
+        Self::Started,
+        Self::Stopping,
+        Self::Stopped,
+        Self::Restarting,
+        Self::Replacing,
+        Self::Suspending,
+        Self::Suspended,
+        Self::Destroying,
+        Self::Destroyed,
+        Self::Failed,
+    ];
+
+    /// The word the API uses for this state.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Created => "created",
+            Self::Starting => "starting",
+            Self::Started => "started",
+            Self::Stopping => "stopping",
+            Self::Stopped => "stopped",
+            Self::Restarting => "restarting",
+            Self::Replacing => "replacing",
+            Self::Suspending => "suspending",
+            Self::Suspended => "suspended",
+            Self::Destroying => "destroying",
+            Self::Destroyed => "destroyed",
+            Self::Failed => "failed",
+        }
+    }
+
+    /// The state named `word` (`None` for anything the API does not use).
+    pub fn parse(word: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|state| state.as_str() == word)
+    }
+
+    /// Running or about to run: the states a stop (or a forced destroy) interrupts.
+    pub fn is_running(self) -> bool {
+        matches!(
+            self,
+            Self::Started | Self::Starting | Self::Replacing | Self::Restarting
+        )
+    }
+
+    /// A resting state: nothing is in flight (`settled` in a wait).
+    pub fn is_settled(self) -> bool {
+        matches!(
+            self,
+            Self::Started
+                | Self::Stopped
+                | Self::Suspended
+                | Self::Destroyed
+                | Self::Failed
+                | Self::Created
+        )
+    }
+}
+
+impl fmt::Display for MachineState {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        formatter.write_str(self.as_str())
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -195,7 +285,7 @@ pub enum TimerKind {
     Settle {
         machine: String,
         gen: u64,
-        to: String,
+        to: MachineState,
     },
     /// Postgres on this Machine is ready (boot finished).
     Ready { machine: String, gen: u64 },
@@ -206,8 +296,27 @@ pub enum TimerKind {
     /// archive_timeout: the leader switches WAL and archive_command runs.
     Archive,
     /// A detached or long `wal-g backup-push` finishes.
-    BackupDone {
-        machine: String,
-        job: Box<crate::walg::PushJob>,
-    },
+    BackupDone { machine: String, job: Box<PushJob> },
+}
+
+/// A `wal-g backup-push` in flight (persisted in a timer when it finishes later).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PushJob {
+    pub root: PathBuf,
+    pub name: String,
+    pub start_ms: i64,
+    pub finish_ms: i64,
+    pub start_lsn: u64,
+    pub finish_lsn: u64,
+    pub pg_version: u32,
+    pub system_identifier: u64,
+    pub timeline: u32,
+    pub hostname: String,
+    pub data_dir: String,
+    pub roles: BTreeMap<String, String>,
+    pub databases: BTreeMap<String, BTreeMap<String, u64>>,
+    pub compression: String,
+    pub permanent: bool,
+    pub uncompressed_size: u64,
+    pub log_path: Option<String>,
 }

@@ -1,0 +1,437 @@
+//! The Stolon image on one Machine: `start` at boot (cluster init, replicas, `FLY_RESTORED_FROM`,
+//! boot loops), readiness, failover when the master goes away, and the archive_timeout tick.
+
+use std::collections::BTreeMap;
+
+use super::{
+    auth_mismatches, default_spec, env_of, keeper_uid, md5_password, pg_version_of, pglog,
+    start_restore, USERS,
+};
+use crate::image::image_of;
+use crate::model::*;
+use crate::sim::{machine_env, Sim};
+
+/// What `start` learned about the Machine it runs on.
+struct Boot {
+    gen: u64,
+    name: String,
+    env: BTreeMap<String, String>,
+    volume: Option<String>,
+    keeper: String,
+    /// `/data/postgres` existed before this boot.
+    had_pgdata: bool,
+    /// The app named in `/data/restore.lock`, if any.
+    restore_lock: Option<String>,
+}
+
+/// A Machine finished starting: run the image's `start` (cmd/start/main.go) step by step.
+pub(crate) fn boot(state: &mut State, app: &str, machine: &str, at: i64, sim: &Sim) {
+    let Some(boot) = prepare(state, app, machine, at) else {
+        return;
+    };
+    let never_healthy = {
+        let faults = sim.faults();
+        faults.cfg.never_healthy.contains(machine) || faults.cfg.never_healthy.contains(&boot.name)
+    };
+    if !unlock_restored(state, app, machine, at, sim, &boot) {
+        return;
+    }
+    if restart_interrupted_restore(state, app, machine, at, sim) {
+        return;
+    }
+    initialise_cluster(state, app, machine, at, &boot);
+    if let Some(volume) = volume_mut(state, app, boot.volume.as_ref()) {
+        volume.has_pgdata = true;
+    }
+    if never_healthy {
+        state.log(app, machine, at, "keeper   | waiting for db to be ready");
+        return;
+    }
+    let ready_at = at + sim.timing().boot.as_millis() as i64;
+    let machine = machine.to_string();
+    state.schedule(
+        app,
+        ready_at,
+        TimerKind::Ready {
+            machine,
+            gen: boot.gen,
+        },
+    );
+}
+
+fn volume_mut<'a>(
+    state: &'a mut State,
+    app: &str,
+    volume: Option<&String>,
+) -> Option<&'a mut Volume> {
+    state.apps.get_mut(app)?.volumes.get_mut(volume?)
+}
+
+/// Log the entrypoint, create the app's cluster record on the first boot, write `/data/.env`.
+fn prepare(state: &mut State, app: &str, machine: &str, at: i64) -> Option<Boot> {
+    let owner = state.apps.get(app)?;
+    let record = owner.machines.get(machine)?;
+    let image = image_of(record).to_string();
+    let env = machine_env(owner, record);
+    let store_url = env
+        .get("FLY_CONSUL_URL")
+        .or_else(|| env.get("CONSUL_URL"))
+        .cloned()
+        .unwrap_or_else(|| format!("https://consul-flysim.fly-shared.net/{app}-{}/", owner.id));
+    let keeper = keeper_uid(record);
+    let dotenv = format!(
+        "STOLONCTL_CLUSTER_NAME={app}\nSTOLONCTL_STORE_BACKEND=consul\nSTOLONCTL_STORE_URL={store_url}\nSTOLONCTL_STORE_NODE={store_url}{keeper}\n"
+    );
+    let (gen, name, volume) = (record.gen, record.name.clone(), record.volume.clone());
+    state.log(
+        app,
+        machine,
+        at,
+        "Preparing to run: `docker-entrypoint.sh start` as root",
+    );
+    state.log(app, machine, at, "listening on [::]:5500 (flycheck)");
+    ensure_cluster(state, app, &image);
+    let (had_pgdata, restore_lock) = match volume_mut(state, app, volume.as_ref()) {
+        Some(found) => {
+            found.files.insert("/data/.env".into(), dotenv);
+            (
+                found.has_pgdata,
+                found.files.get("/data/restore.lock").cloned(),
+            )
+        }
+        None => (false, None),
+    };
+    Some(Boot {
+        gen,
+        name,
+        env,
+        volume,
+        keeper,
+        had_pgdata,
+        restore_lock,
+    })
+}
+
+/// The app's cluster record, created (new system identifier, default spec) by its first boot.
+fn ensure_cluster(state: &mut State, app: &str, image: &str) {
+    if state
+        .apps
+        .get(app)
+        .and_then(|owner| owner.pg.as_ref())
+        .is_some()
+    {
+        return;
+    }
+    let system_identifier = 7_000_000_000_000_000_000 + state.rand() % 1_000_000_000_000_000_000;
+    let cluster_uid = state.next_id("", 8);
+    if let Some(owner) = state.apps.get_mut(app) {
+        owner.pg = Some(PgCluster {
+            cluster_uid,
+            spec: default_spec(),
+            phase: "normal".into(),
+            master: None,
+            system_identifier,
+            timeline: 1,
+            lsn: 0x0100_0028,
+            pg_version: pg_version_of(image),
+            roles: BTreeMap::new(),
+            databases: BTreeMap::new(),
+            pitr: None,
+            archive_armed: false,
+            initialised: false,
+        });
+    }
+}
+
+/// `FLY_RESTORED_FROM` (cmd/start/main.go, pkg/flyunlock): on restored data without a matching lock,
+/// rewrite the role passwords to the env's and write the lock. `false` when `start` panicked (the
+/// Machine will exit and restart: a boot loop).
+fn unlock_restored(
+    state: &mut State,
+    app: &str,
+    machine: &str,
+    at: i64,
+    sim: &Sim,
+    boot: &Boot,
+) -> bool {
+    let restored_from = boot.env.get("FLY_RESTORED_FROM").filter(|v| !v.is_empty());
+    if restored_from.is_none() || boot.restore_lock.as_deref() == Some(app) {
+        return true;
+    }
+    if !boot.had_pgdata {
+        state.log(
+            app,
+            machine,
+            at,
+            "pg_hba.conf not found: treating as a new standby, nothing to unlock",
+        );
+        return true;
+    }
+    if let Some(reason) = unlock_failure(sim, &boot.env) {
+        crash(state, app, machine, at, sim, boot.gen, reason);
+        return false;
+    }
+    state.log(
+        app,
+        machine,
+        at,
+        "Restore detected: reconfiguring users to match the environment",
+    );
+    if let Some(pg) = state.apps.get_mut(app).and_then(|owner| owner.pg.as_mut()) {
+        for (user, var) in USERS {
+            if let Some(password) = boot.env.get(var) {
+                pg.roles
+                    .insert(user.to_string(), md5_password(user, password));
+            }
+        }
+    }
+    if let Some(volume) = volume_mut(state, app, boot.volume.as_ref()) {
+        volume
+            .files
+            .insert("/data/restore.lock".into(), app.to_string());
+    }
+    state.log(
+        app,
+        machine,
+        at,
+        "Restore lock written to /data/restore.lock",
+    );
+    true
+}
+
+/// Why unlocking restored data panics: the `restored_from_fails` fault, or missing passwords.
+fn unlock_failure(sim: &Sim, env: &BTreeMap<String, String>) -> Option<String> {
+    if sim.faults().cfg.restored_from_fails {
+        return Some(
+            "failed to unlock restored data: failed to establish connection: timeout".to_string(),
+        );
+    }
+    let missing: Vec<&str> = ["SU_PASSWORD", "REPL_PASSWORD"]
+        .into_iter()
+        .filter(|key| env.get(*key).is_none_or(|v| v.is_empty()))
+        .collect();
+    if missing.is_empty() {
+        return None;
+    }
+    Some(format!(
+        "failed to unlock restored data: {} is required",
+        missing.join(", ")
+    ))
+}
+
+/// `start` panics: log it like Go does and schedule the exit.
+fn crash(
+    state: &mut State,
+    app: &str,
+    machine: &str,
+    at: i64,
+    sim: &Sim,
+    gen: u64,
+    reason: String,
+) {
+    state.log(
+        app,
+        machine,
+        at,
+        "Restore detected: reconfiguring users to match the environment",
+    );
+    state.log(app, machine, at, format!("panic: {reason}"));
+    state.log(app, machine, at, "goroutine 1 [running]:\nmain.main()\n\t/go/src/github.com/fly-apps/postgres-ha/cmd/start/main.go:56 +0x2a5");
+    if let Ok(record) = state.machine_mut(app, machine) {
+        record.crash_reason = Some(reason);
+    }
+    let exit_at = at + sim.timing().crash.as_millis() as i64;
+    let machine = machine.to_string();
+    state.schedule(app, exit_at, TimerKind::Crash { machine, gen });
+}
+
+/// A PITR interrupted on this keeper (restart, stop, OOM) starts again from scratch. `true` if so.
+fn restart_interrupted_restore(
+    state: &mut State,
+    app: &str,
+    machine: &str,
+    at: i64,
+    sim: &Sim,
+) -> bool {
+    let Some(pitr) = state
+        .apps
+        .get_mut(app)
+        .and_then(|owner| owner.pg.as_mut())
+        .and_then(|pg| pg.pitr.as_mut())
+    else {
+        return false;
+    };
+    if pitr.keeper != machine || !(pitr.step == "restoring" || pitr.step == "recovering") {
+        return false;
+    }
+    pitr.attempts += 1;
+    state.log(
+        app,
+        machine,
+        at,
+        "keeper   | db failed to initialize or resync",
+    );
+    start_restore(state, app, at, sim);
+    true
+}
+
+/// The first keeper to boot initialises the cluster with the env's passwords and becomes master.
+fn initialise_cluster(state: &mut State, app: &str, machine: &str, at: i64, boot: &Boot) {
+    let Some(pg) = state.apps.get_mut(app).and_then(|owner| owner.pg.as_mut()) else {
+        return;
+    };
+    if pg.initialised {
+        return;
+    }
+    for (user, var) in USERS {
+        if let Some(password) = boot.env.get(var) {
+            pg.roles
+                .insert(user.to_string(), md5_password(user, password));
+        }
+    }
+    pg.databases.entry("postgres".into()).or_default();
+    pg.initialised = true;
+    pg.master = Some(machine.to_string());
+    state.log(app, machine, at, "sentinel | trying to find initial master");
+    state.log(
+        app,
+        machine,
+        at,
+        format!(
+            "sentinel | initializing cluster using keeper {}",
+            boot.keeper
+        ),
+    );
+}
+
+/// Postgres on the Machine accepts connections (the Machine is started and its boot current).
+pub(crate) fn ready(state: &mut State, app: &str, machine: &str, at: i64) {
+    let env = env_of(state, app, machine).unwrap_or_default();
+    let mut need_arm = false;
+    let mut converged = false;
+    if let Some(pg) = state.apps.get_mut(app).and_then(|owner| owner.pg.as_mut()) {
+        if pg
+            .pitr
+            .as_ref()
+            .is_some_and(|p| p.step != "recovered" && p.step != "failed")
+        {
+            return;
+        }
+        // A restore that failed only on credentials converges once the Machine boots with the source
+        // cluster's passwords (the data is already restored).
+        let failed_here = pg
+            .pitr
+            .as_ref()
+            .is_some_and(|p| p.step == "failed" && p.keeper == machine);
+        if failed_here && auth_mismatches(pg, &env).is_empty() {
+            pg.phase = "normal".into();
+            pg.master = Some(machine.to_string());
+            if let Some(p) = pg.pitr.as_mut() {
+                p.step = "recovered".into();
+                p.step_started_ms = at;
+                p.message = String::new();
+            }
+            converged = true;
+        }
+        let master_ok = pg.master.is_some();
+        if !master_ok {
+            pg.master = Some(machine.to_string());
+        }
+        need_arm = !pg.archive_armed;
+        pg.archive_armed = true;
+    }
+    pglog(
+        state,
+        app,
+        machine,
+        at,
+        "LOG",
+        "database system is ready to accept connections",
+    );
+    if converged {
+        state.log(app, machine, at, "keeper   | db initialized");
+        state.log(
+            app,
+            machine,
+            at,
+            "sentinel | db converged, cluster initialized (pitr recovered)",
+        );
+    }
+    let bad = state
+        .apps
+        .get(app)
+        .and_then(|owner| owner.pg.as_ref())
+        .map(|pg| auth_mismatches(pg, &env))
+        .unwrap_or_default();
+    for user in bad {
+        pglog(
+            state,
+            app,
+            machine,
+            at,
+            "FATAL",
+            &format!("password authentication failed for user \"{user}\""),
+        );
+    }
+    if need_arm {
+        state.schedule(app, at + 60_000, TimerKind::Archive);
+    }
+}
+
+/// The Machine stopped (or exited): Postgres is gone; fail over if it was the master.
+pub(crate) fn halted(state: &mut State, app: &str, machine: &str, at: i64) {
+    if let Ok(member) = state.machine_mut(app, machine) {
+        member.ready_ms = None;
+    } else if let Some(member) = state
+        .apps
+        .get_mut(app)
+        .and_then(|owner| owner.machines.get_mut(machine))
+    {
+        member.ready_ms = None;
+    }
+    let Some(owner) = state.apps.get(app) else {
+        return;
+    };
+    let Some(pg) = owner.pg.as_ref() else { return };
+    if pg.master.as_deref() != Some(machine)
+        || pg.pitr.as_ref().is_some_and(|p| p.step != "recovered")
+    {
+        return;
+    }
+    let candidate = owner
+        .machines
+        .values()
+        .find(|member| {
+            member.id != machine
+                && !member.destroyed
+                && member.state == MachineState::Started
+                && member.ready_ms.is_some()
+        })
+        .map(|member| member.id.clone());
+    if let Some(pg) = state.apps.get_mut(app).and_then(|owner| owner.pg.as_mut()) {
+        pg.master = candidate.clone();
+    }
+    state.log(app, machine, at, "sentinel | master db is failed");
+    if let Some(c) = candidate {
+        state.log(
+            app,
+            &c,
+            at,
+            format!("sentinel | electing db as the new master: {c}"),
+        );
+    }
+}
+
+/// archive_timeout: the master switches WAL; archive_command runs in its env.
+pub(crate) fn archive_tick(state: &mut State, app: &str, at: i64, sim: &Sim) {
+    if !state.apps.contains_key(app) {
+        return;
+    }
+    let timeout_ms = sim.timing().archive_timeout.as_millis().max(1000) as i64;
+    state.schedule(app, at + timeout_ms, TimerKind::Archive);
+    crate::walg::archive_segment(state, app, at);
+}
+
+// ----------------------------------------------------------------------------------------------
+// stolonctl, stolonctl-run
+// ----------------------------------------------------------------------------------------------

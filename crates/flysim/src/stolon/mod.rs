@@ -1,0 +1,238 @@
+//! The Stolon image (`flyio/postgres:*`, fly-apps/postgres-ha): boot, roles, checks, PITR, archiving,
+//! and the `stolonctl`, `stolonctl-run` and `psql` commands run by exec.
+
+use std::collections::BTreeMap;
+
+use md5::{Digest, Md5};
+use serde_json::{json, Value};
+
+use crate::clock::rfc3339;
+use crate::model::*;
+use crate::sim::{machine_env, Sim};
+
+mod lifecycle;
+mod pitr;
+mod psql;
+mod sql;
+mod stolonctl;
+
+pub(crate) use lifecycle::{archive_tick, boot, halted, ready};
+pub(crate) use pitr::{pitr_step, start_restore};
+pub(crate) use psql::psql;
+pub(crate) use stolonctl::{stolonctl, stolonctl_run};
+
+pub(crate) const USERS: [(&str, &str); 3] = [
+    ("flypgadmin", "SU_PASSWORD"),
+    ("repluser", "REPL_PASSWORD"),
+    ("postgres", "OPERATOR_PASSWORD"),
+];
+
+pub(crate) fn md5_password(user: &str, password: &str) -> String {
+    let mut h = Md5::new();
+    h.update(password.as_bytes());
+    h.update(user.as_bytes());
+    format!("md5{}", hex::encode(h.finalize()))
+}
+
+/// The spec Fly's `start` generates when a cluster is first initialised (`pkg/flypg/config.go`).
+pub(crate) fn default_spec() -> Value {
+    json!({
+        "initMode": "new",
+        "sleepInterval": "1s",
+        "failInterval": "10s",
+        "maxStandbysPerSender": 50,
+        "deadKeeperRemovalInterval": "1h",
+        "synchronousReplication": false,
+        "usePgrewind": true,
+        "pgParameters": {
+            "archive_mode": "on",
+            "archive_timeout": "60",
+            "archive_command": "if [ $ENABLE_WALG ]; then /usr/local/bin/wal-g wal-push \"%p\"; fi",
+            "max_connections": "300",
+            "shared_buffers": "64MB",
+            "max_wal_size": "1GB",
+            "min_wal_size": "80MB",
+            "wal_level": "replica",
+            "log_statement": "ddl"
+        }
+    })
+}
+
+pub(crate) fn pg_version_of(image: &str) -> u32 {
+    let tag = image
+        .split('@')
+        .next()
+        .and_then(|n| n.rsplit_once(':').map(|(_, t)| t))
+        .unwrap_or("14");
+    let mut parts = tag.split(['.', '-']);
+    let major: u32 = parts.next().and_then(|s| s.parse().ok()).unwrap_or(14);
+    let minor: u32 = parts.next().and_then(|s| s.parse().ok()).unwrap_or(0);
+    major * 10000 + minor
+}
+
+pub(crate) fn keeper_uid(member: &Machine) -> String {
+    let groups: Vec<&str> = member.private_ip.split(':').collect();
+    if groups.len() >= 4 {
+        groups[groups.len() - 4..].concat()
+    } else {
+        member.id.clone()
+    }
+}
+
+pub(super) fn pglog(state: &mut State, app: &str, machine: &str, at: i64, level: &str, msg: &str) {
+    let ts = crate::clock::from_ms(at);
+    let stamp = format!(
+        "{:04}-{:02}-{:02} {:02}:{:02}:{:02}.{:03} UTC",
+        ts.year(),
+        ts.month() as u8,
+        ts.day(),
+        ts.hour(),
+        ts.minute(),
+        ts.second(),
+        ts.millisecond()
+    );
+    let pid = 500 + (at.rem_euclid(3000)) as u32;
+    state.log(
+        app,
+        machine,
+        at,
+        format!("keeper   | {stamp} [{pid}] {level}:  {msg}"),
+    );
+}
+
+pub(super) fn env_of(state: &State, app: &str, machine: &str) -> Option<BTreeMap<String, String>> {
+    let owner = state.apps.get(app)?;
+    let member = owner.machines.get(machine)?;
+    Some(machine_env(owner, member))
+}
+
+/// Users whose password in the data differs from the Machine's env.
+pub(crate) fn auth_mismatches(pg: &PgCluster, env: &BTreeMap<String, String>) -> Vec<&'static str> {
+    let mut bad = Vec::new();
+    for (user, var) in USERS {
+        let Some(stored) = pg.roles.get(user) else {
+            continue;
+        };
+        match env.get(var) {
+            Some(pw) if md5_password(user, pw) == *stored => {}
+            None if user == "postgres" => {}
+            _ => bad.push(user),
+        }
+    }
+    bad
+}
+
+/// The `flyio/postgres` image: Stolon keeper, sentinel and proxy behind Fly's `start`.
+pub(crate) struct StolonImage;
+
+impl crate::image::ImageBehaviour for StolonImage {
+    fn boot(&self, state: &mut State, app: &str, machine: &str, at: i64, sim: &Sim) {
+        boot(state, app, machine, at, sim);
+    }
+
+    fn ready(&self, state: &mut State, app: &str, machine: &str, at: i64) {
+        ready(state, app, machine, at);
+    }
+
+    fn checks(&self, app: &App, machine: &Machine, now: i64) -> Vec<Value> {
+        checks(app, machine, now)
+    }
+}
+
+pub(crate) struct Role {
+    pub role: Option<&'static str>,
+    pub problem: Option<String>,
+}
+
+/// What the `role` check would say for this Machine now.
+pub(crate) fn role_of(owner: &App, member: &Machine) -> Role {
+    let fail = |p: &str| Role {
+        role: None,
+        problem: Some(p.to_string()),
+    };
+    if member.state != MachineState::Started {
+        return fail("machine is not running");
+    }
+    if let Some(r) = &member.crash_reason {
+        return fail(&format!("failed to connect to local node: {r}"));
+    }
+    let Some(pg) = owner.pg.as_ref() else {
+        return fail("failed to connect to local node: connection refused");
+    };
+    if let Some(p) = &pg.pitr {
+        if p.step != "recovered" {
+            return fail(
+                "failed to connect to local node: FATAL: the database system is starting up",
+            );
+        }
+    }
+    if member.ready_ms.is_none() {
+        return fail(
+            "failed to connect to local node: dial tcp [::1]:5433: connect: connection refused",
+        );
+    }
+    let env = machine_env(owner, member);
+    let bad = auth_mismatches(pg, &env);
+    if bad.contains(&"flypgadmin") {
+        return fail("failed to connect to local node: FATAL: password authentication failed for user \"flypgadmin\"");
+    }
+    if pg.master.as_deref() == Some(&member.id) {
+        Role {
+            role: Some("leader"),
+            problem: None,
+        }
+    } else {
+        if bad.contains(&"repluser") {
+            return fail(
+                "replication: FATAL: password authentication failed for user \"repluser\"",
+            );
+        }
+        Role {
+            role: Some("replica"),
+            problem: None,
+        }
+    }
+}
+
+/// `checks` of a Machine as Fly reports them (Stolon image: pg, role, vm on :5500).
+pub(crate) fn checks(owner: &App, member: &Machine, now: i64) -> Vec<Value> {
+    let role = role_of(owner, member);
+    let ts = rfc3339(member.ready_ms.unwrap_or(now));
+    let (status, role_out, pg_out) = match (&role.role, &role.problem) {
+        (Some(name), _) => (
+            "passing",
+            name.to_string(),
+            "[✓] connections: 8 used, 3 reserved, 300 max (4.12ms)".to_string(),
+        ),
+        (None, Some(problem)) => ("critical", problem.clone(), problem.clone()),
+        _ => ("critical", "unknown".into(), "unknown".into()),
+    };
+    let vm_status = if member.state == MachineState::Started {
+        "passing"
+    } else {
+        "critical"
+    };
+    vec![
+        json!({"name": "pg", "status": status, "output": pg_out, "updated_at": ts}),
+        json!({"name": "role", "status": status, "output": role_out, "updated_at": ts}),
+        json!({"name": "vm", "status": vm_status, "output": "[✓] checkDisk: 912.3 MB (92.4%) free space on /data/ (46.27µs)\n[✓] checkLoad: load averages: 0.00 0.01 0.00 (60.2µs)", "updated_at": ts}),
+    ]
+}
+
+// ----------------------------------------------------------------------------------------------
+// PITR
+// ----------------------------------------------------------------------------------------------
+
+pub(crate) fn walg_stamp(at: i64) -> String {
+    let t = crate::clock::from_ms(at);
+    format!(
+        "{:04}/{:02}/{:02} {:02}:{:02}:{:02}.{:06}",
+        t.year(),
+        t.month() as u8,
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second(),
+        t.microsecond()
+    )
+}

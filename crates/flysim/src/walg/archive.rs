@@ -1,0 +1,175 @@
+//! WAL archiving: the leader's `archive_command` every archive_timeout, and the history file a PITR
+//! leaves on its new timeline.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use super::{compress, compression, storage_root, wal_name, with_ext, write_file, SEG_SIZE};
+use crate::model::*;
+use crate::sim::machine_env;
+use crate::stolon::walg_stamp;
+
+/// Estimated size of the emulated database.
+pub(super) fn db_size(pg: &PgCluster) -> u64 {
+    let rows = pg
+        .databases
+        .values()
+        .flat_map(|t| t.values())
+        .fold(0u64, |total, size| total.saturating_add(*size));
+    (24 * 1024 * 1024u64).saturating_add(rows.saturating_mul(120))
+}
+
+/// Write WAL segment objects up to (excluding) `upto_seg` if archiving works; returns the log problem.
+pub(super) fn push_segments(
+    root: &Path,
+    tli: u32,
+    from_seg: u64,
+    upto_seg: u64,
+    method: &str,
+    at: i64,
+) -> Result<(), String> {
+    for seg in from_seg..upto_seg {
+        let name = wal_name(tli, seg);
+        let path = root.join("wal_005").join(with_ext(&name, method));
+        if path.exists() {
+            continue;
+        }
+        let mut page = vec![0u8; 8192];
+        // XLogLongPageHeader magic of PG 14 (0xD10D) and the timeline, so the object is recognisable.
+        page[0..2].copy_from_slice(&0xD10Du16.to_le_bytes());
+        page[4..8].copy_from_slice(&tli.to_le_bytes());
+        let data = compress(&page, method).map_err(|e| e.to_string())?;
+        write_file(&path, &data, at).map_err(|e| format!("failed to upload {name}: {e}"))?;
+    }
+    Ok(())
+}
+
+/// What archive_command would do for the master now: `Ok(Some(root))` pushes, `Ok(None)` is a no-op
+/// success (archiving off or the ENABLE_WALG switch unset), `Err` fails.
+pub(super) fn archive_target(
+    pg: &PgCluster,
+    env: &BTreeMap<String, String>,
+    at: i64,
+) -> Result<Option<PathBuf>, String> {
+    let p = |k: &str| {
+        pg.spec
+            .pointer(&format!("/pgParameters/{k}"))
+            .and_then(|v| v.as_str())
+            .unwrap_or("")
+            .to_string()
+    };
+    let mode = p("archive_mode");
+    if !matches!(mode.as_str(), "on" | "yes" | "always" | "true" | "1") {
+        return Ok(None);
+    }
+    let cmd = p("archive_command");
+    if !cmd.contains("wal-push") {
+        return Ok(None);
+    }
+    if cmd.contains("ENABLE_WALG") && env.get("ENABLE_WALG").is_none_or(|v| v.is_empty()) {
+        return Ok(None);
+    }
+    storage_root(env, at).map(Some)
+}
+
+pub(crate) fn archive_segment(state: &mut State, app: &str, at: i64) {
+    let Some(owner) = state.apps.get(app) else {
+        return;
+    };
+    let Some(pg) = owner.pg.as_ref() else { return };
+    if pg.pitr.as_ref().is_some_and(|p| p.step != "recovered") {
+        return;
+    }
+    let Some(master) = pg.master.as_ref().and_then(|id| owner.machines.get(id)) else {
+        return;
+    };
+    if master.state != MachineState::Started || master.ready_ms.is_none() {
+        return;
+    }
+    let env = machine_env(owner, master);
+    let mid = master.id.clone();
+    let tli = pg.timeline;
+    let seg = pg.lsn / SEG_SIZE;
+    match archive_target(pg, &env, at) {
+        Ok(None) => {
+            if let Some(pg) = state.apps.get_mut(app).and_then(|owner| owner.pg.as_mut()) {
+                pg.lsn = (seg + 1) * SEG_SIZE + 40;
+            }
+        }
+        Ok(Some(root)) => match push_segments(&root, tli, seg, seg + 1, compression(&env), at) {
+            Ok(()) => {
+                if let Some(pg) = state.apps.get_mut(app).and_then(|owner| owner.pg.as_mut()) {
+                    pg.lsn = (seg + 1) * SEG_SIZE + 40;
+                }
+                state.log(
+                    app,
+                    &mid,
+                    at,
+                    format!(
+                        "keeper   | INFO: {} FILE PATH: {}.lz4",
+                        walg_stamp(at),
+                        wal_name(tli, seg)
+                    ),
+                );
+            }
+            Err(e) => archive_failed(state, app, &mid, at, &e),
+        },
+        Err(e) => archive_failed(state, app, &mid, at, &e),
+    }
+}
+
+pub(super) fn archive_failed(state: &mut State, app: &str, machine: &str, at: i64, e: &str) {
+    state.log(app, machine, at, format!("keeper   | {e}"));
+    state.log(
+        app,
+        machine,
+        at,
+        "keeper   | LOG:  archive command failed with exit code 1",
+    );
+    state.log(
+        app,
+        machine,
+        at,
+        "keeper   | DETAIL:  The failed archive command was: wal-g wal-push pg_wal/…",
+    );
+}
+
+/// At the end of a PITR the new timeline's history file (and the old timeline's partial) get archived.
+pub(crate) fn archive_history(
+    state: &mut State,
+    app: &str,
+    machine: &str,
+    at: i64,
+    new_tli: u32,
+    switch_lsn: u64,
+) {
+    let Some(owner) = state.apps.get(app) else {
+        return;
+    };
+    let Some(member) = owner.machines.get(machine) else {
+        return;
+    };
+    let Some(pg) = owner.pg.as_ref() else { return };
+    let env = machine_env(owner, member);
+    if let Ok(Some(root)) = archive_target(pg, &env, at) {
+        let method = compression(&env);
+        let mut hist = String::new();
+        for t in 1..new_tli {
+            hist.push_str(&format!(
+                "{t}\t{:X}/{:X}\tno recovery target specified\n",
+                switch_lsn >> 32,
+                switch_lsn & 0xFFFF_FFFF
+            ));
+        }
+        let name = format!("{new_tli:08X}.history");
+        if let Ok(data) = compress(hist.as_bytes(), method) {
+            let _ = write_file(
+                &root.join("wal_005").join(with_ext(&name, method)),
+                &data,
+                at,
+            );
+        }
+    }
+}
+
+// ---- reading ----

@@ -1,0 +1,212 @@
+//! The restore side: resolving `dataRestoreCommand`, then backup-fetch and WAL replay as the keeper
+//! does them (roles and databases come out of the backup's own tar).
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use serde_json::Value;
+
+use super::list::list_backups;
+use super::{decompress, mtime_ms, storage_root, wal_name, SEG_SIZE};
+use crate::model::*;
+
+pub(crate) struct ResolvedBackup {
+    pub name: String,
+    pub compressed_size: u64,
+}
+
+/// Resolve `dataRestoreCommand` (`wal-g backup-fetch %d LATEST|<name>`) against the keeper's env.
+pub(crate) fn resolve_restore_command(
+    cmd: &str,
+    env: &BTreeMap<String, String>,
+) -> Result<ResolvedBackup, String> {
+    let argv = shlex::split(cmd)
+        .ok_or_else(|| format!("sh: 1: Syntax error: Unterminated quoted string ({cmd})"))?;
+    let prog = argv
+        .first()
+        .map(|s| s.rsplit('/').next().unwrap_or(s))
+        .unwrap_or("");
+    if prog != "wal-g" {
+        return Err(format!(
+            "sh: 1: {}: not found (flysim emulates `wal-g backup-fetch` as dataRestoreCommand)",
+            argv.first().cloned().unwrap_or_default()
+        ));
+    }
+    if argv.get(1).map(|s| s.as_str()) != Some("backup-fetch") {
+        return Err(format!(
+            "flysim: dataRestoreCommand {cmd:?} is not `wal-g backup-fetch %d <backup>`"
+        ));
+    }
+    let which = argv.get(3).cloned().unwrap_or_else(|| "LATEST".into());
+    let root = storage_root(env, 0)?;
+    let backups = list_backups(&root);
+    let found = if which == "LATEST" {
+        backups
+            .last()
+            .cloned()
+            .ok_or_else(|| "ERROR: No backups found".to_string())?
+    } else {
+        backups
+            .iter()
+            .find(|b| b.name == which)
+            .cloned()
+            .ok_or_else(|| format!("ERROR: Backup '{which}' does not exist."))?
+    };
+    Ok(ResolvedBackup {
+        compressed_size: found.sentinel["CompressedSize"].as_u64().unwrap_or(0),
+        name: found.name,
+    })
+}
+
+pub(super) fn parse_pg_time(s: &str) -> Option<i64> {
+    use time::format_description::well_known::Rfc3339;
+    use time::macros::format_description;
+    let s = s.trim();
+    if let Ok(t) = time::OffsetDateTime::parse(s, &Rfc3339) {
+        return Some(crate::clock::ms(t));
+    }
+    // Postgres' own form: "2022-05-07 20:34:02.998+00"
+    let norm = if s.ends_with("+00") || s.ends_with("-00") {
+        format!("{s}:00")
+    } else {
+        s.to_string()
+    };
+    let f1 = format_description!("[year]-[month]-[day] [hour]:[minute]:[second].[subsecond][offset_hour sign:mandatory]:[offset_minute]");
+    let f2 = format_description!(
+        "[year]-[month]-[day] [hour]:[minute]:[second][offset_hour sign:mandatory]:[offset_minute]"
+    );
+    time::OffsetDateTime::parse(&norm, f1)
+        .or_else(|_| time::OffsetDateTime::parse(&norm, f2))
+        .ok()
+        .map(crate::clock::ms)
+}
+
+pub(super) fn find_segment(root: &Path, name: &str) -> Option<PathBuf> {
+    let dir = root.join("wal_005");
+    for ext in [".lz4", ".", "", ".zst", ".lzma", ".br", ".gz"] {
+        let p = dir.join(format!("{name}{ext}"));
+        if p.is_file() {
+            return Some(p);
+        }
+    }
+    None
+}
+
+/// `backup-fetch` + WAL replay as the keeper does it; the restored roles and databases come out of the
+/// backup's own tar.
+pub(crate) fn fetch_for_recovery(
+    name: &str,
+    spec: &Value,
+    env: &BTreeMap<String, String>,
+) -> Result<RestoredData, String> {
+    let root = storage_root(env, 0)?;
+    let backups = list_backups(&root);
+    let b = backups
+        .iter()
+        .find(|b| b.name == name)
+        .ok_or_else(|| format!("ERROR: Backup '{name}' does not exist."))?;
+    let parts = root
+        .join("basebackups_005")
+        .join(name)
+        .join("tar_partitions");
+    let part = ["part_001.tar.lz4", "part_001.tar.", "part_001.tar"]
+        .iter()
+        .map(|n| parts.join(n))
+        .find(|p| p.is_file())
+        .ok_or_else(|| format!("ERROR: failed to fetch backup {name}: part_001.tar not found"))?;
+    let raw = std::fs::read(&part)
+        .map_err(|e| format!("ERROR: failed to read {}: {e}", part.display()))?;
+    let tarb = decompress(&raw, &part.to_string_lossy())
+        .map_err(|e| format!("ERROR: failed to decompress {}: {e}", part.display()))?;
+    let mut ar = tar::Archive::new(tarb.as_slice());
+    let mut roles: Option<BTreeMap<String, String>> = None;
+    let mut dbs: Option<BTreeMap<String, BTreeMap<String, u64>>> = None;
+    let entries = ar
+        .entries()
+        .map_err(|e| format!("ERROR: bad tar in {name}: {e}"))?;
+    for e in entries {
+        let mut e = e.map_err(|e| format!("ERROR: bad tar in {name}: {e}"))?;
+        let path = e
+            .path()
+            .map(|p| p.to_string_lossy().to_string())
+            .unwrap_or_default();
+        let mut buf = Vec::new();
+        e.read_to_end(&mut buf)
+            .map_err(|e| format!("ERROR: bad tar in {name}: {e}"))?;
+        match path.as_str() {
+            "global/flysim_authid.json" => roles = serde_json::from_slice(&buf).ok(),
+            "base/flysim_databases.json" => dbs = serde_json::from_slice(&buf).ok(),
+            _ => {}
+        }
+    }
+    let (Some(roles), Some(databases)) = (roles, dbs) else {
+        return Err(format!(
+            "flysim: backup {name} was not written by flysim: its data cannot be emulated"
+        ));
+    };
+    let start_lsn = b.sentinel["LSN"].as_u64().unwrap_or(0);
+    let finish_lsn = b.sentinel["FinishLSN"].as_u64().unwrap_or(start_lsn);
+    let sysid = b.sentinel["SystemIdentifier"].as_u64().unwrap_or(0);
+    let finish_ms = b
+        .sentinel
+        .get("FinishTime")
+        .and_then(|v| v.as_str())
+        .and_then(parse_pg_time)
+        .unwrap_or(b.modified_ms);
+    let tli = u32::from_str_radix(name.get(5..13).unwrap_or("1"), 16).unwrap_or(1);
+    let restore_cmd = spec
+        .pointer("/pitrConfig/archiveRecoverySettings/restoreCommand")
+        .and_then(|v| v.as_str())
+        .unwrap_or("");
+    let target = spec
+        .pointer("/pitrConfig/recoveryTargetSettings/recoveryTargetTime")
+        .and_then(|v| v.as_str());
+    let target_ms = match target {
+        Some(t) => Some(parse_pg_time(t).ok_or_else(|| {
+            format!("FATAL:  invalid value for parameter \"recovery_target_time\": \"{t}\"")
+        })?),
+        None => None,
+    };
+    if let Some(t) = target_ms {
+        if t < finish_ms {
+            return Err(
+                "FATAL:  requested recovery stop point is before consistent recovery point".into(),
+            );
+        }
+    }
+    let start_seg = start_lsn / SEG_SIZE;
+    let finish_seg = finish_lsn / SEG_SIZE;
+    if !restore_cmd.contains("wal-fetch") {
+        return Err("FATAL:  WAL ends before end of online backup\nHINT:  All WAL generated while online backup was taken must be available at recovery. (no restore_command: archiveRecoverySettings.restoreCommand is not wal-g wal-fetch)".into());
+    }
+    let mut seg = start_seg;
+    let mut replayed = 0u64;
+    loop {
+        let wal = wal_name(tli, seg);
+        let Some(path) = find_segment(&root, &wal) else {
+            if seg <= finish_seg {
+                return Err(format!("ERROR: Archive '{wal}' does not exist.\nFATAL:  WAL ends before end of online backup"));
+            }
+            break;
+        };
+        replayed += 1;
+        seg += 1;
+        if let (Some(t), Some(member)) = (target_ms, mtime_ms(&path)) {
+            if member >= t && seg > finish_seg {
+                break;
+            }
+        }
+        if replayed > 1_000_000 {
+            break;
+        }
+    }
+    Ok(RestoredData {
+        roles,
+        databases,
+        system_identifier: sysid,
+        timeline: tli,
+        end_lsn: seg * SEG_SIZE,
+        replayed_segments: replayed,
+    })
+}
