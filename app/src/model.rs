@@ -42,3 +42,28 @@ pub struct ClusterList {
     pub org: String,
     pub clusters: Vec<ClusterView>,
 }
+
+#[cfg(feature = "ssr")]
+impl From<walden_core::clusters::ClusterSummary> for ClusterView {
+    fn from(c: walden_core::clusters::ClusterSummary) -> Self {
+        ClusterView {
+            app: c.app,
+            status: c.status,
+            machines: c.machines.into_iter().map(MachineView::from).collect(),
+        }
+    }
+}
+
+#[cfg(feature = "ssr")]
+impl From<walden_core::clusters::MachineSummary> for MachineView {
+    fn from(m: walden_core::clusters::MachineSummary) -> Self {
+        MachineView {
+            id: m.id,
+            name: m.name,
+            region: m.region,
+            state: m.state,
+            role: m.role,
+            image: m.image,
+        }
+    }
+}
