@@ -6,7 +6,6 @@
 pub mod api;
 pub mod components;
 pub mod error;
-pub mod model;
 pub mod pages;
 #[cfg(feature = "ssr")]
 pub mod server;

@@ -1,15 +1,30 @@
 //! The console's own health, shown to everyone (the demo badge shows on the sign-in page too).
 
 use leptos::prelude::*;
+use serde::{Deserialize, Serialize};
 
 use crate::error::AppError;
-use crate::model::ConsoleStatus;
 #[cfg(feature = "ssr")]
 use leptos::server_fn::ServerFn;
 
 /// Who may call each server function of this module (`None`: anyone).
 #[cfg(feature = "ssr")]
 pub const POLICY: &[super::Access] = &[(<GetConsoleStatus as ServerFn>::PATH, None)];
+
+/// What the console says about itself: shown in the header and on the status panel.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConsoleStatus {
+    /// Walden's version.
+    pub version: String,
+    /// True when no Fly token is configured: the console runs against the built-in Fly emulator.
+    pub demo_mode: bool,
+    /// True when the database answered.
+    pub database_ok: bool,
+    /// How many schema migrations are applied.
+    pub migrations: i64,
+    /// Server time of the check (RFC 3339, UTC).
+    pub checked_at: String,
+}
 
 /// The console's own health: version, demo mode, database reachability, schema version.
 #[server(endpoint = "get_console_status")]

@@ -2,10 +2,9 @@
 
 use leptos::server_fn::ServerFn;
 use walden_app::api::audit::{AuditQuery, ExportAudit, ListAudit};
-use walden_app::api::clusters::ListClusters;
-use walden_app::api::status::GetConsoleStatus;
+use walden_app::api::clusters::{ClusterList, ListClusters};
+use walden_app::api::status::{ConsoleStatus, GetConsoleStatus};
 use walden_app::error::AppError;
-use walden_app::model::{ClusterList, ConsoleStatus};
 use walden_core::users::Role;
 
 use crate::helpers::{app, app_with, error_of, spawn_app};
