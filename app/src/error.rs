@@ -3,6 +3,7 @@
 use leptos::prelude::*;
 use leptos::server_fn::codec::JsonEncoding;
 use leptos::server_fn::error::{FromServerFnError, ServerFnErrorErr};
+use leptos::server_fn::{Bytes, Encodes};
 use serde::{Deserialize, Serialize};
 
 /// Errors a server function returns. The text is for people; causes are logged on the server, never sent.
@@ -52,6 +53,16 @@ impl FromServerFnError for AppError {
 
     fn from_server_fn_error(value: ServerFnErrorErr) -> Self {
         AppError::ServerFn(value.to_string())
+    }
+
+    /// server_fn calls this once, when it turns a server function's `Err` into the response: on the server,
+    /// that is where the response gets the error's status (otherwise every error would answer 500).
+    fn ser(&self) -> Bytes {
+        #[cfg(feature = "ssr")]
+        crate::server::errors::set_status(self);
+        JsonEncoding::encode(self).unwrap_or_else(|_| {
+            Bytes::from_static(br#"{"ServerFn":"the error could not be encoded"}"#)
+        })
     }
 }
 

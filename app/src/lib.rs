@@ -4,14 +4,11 @@
 //! server functions) and to wasm with `hydrate` (takes over the server-rendered page in the browser).
 
 pub mod api;
-#[cfg(feature = "ssr")]
-pub mod auth;
 pub mod components;
 pub mod error;
-pub mod model;
 pub mod pages;
 #[cfg(feature = "ssr")]
-pub mod ssr;
+pub mod server;
 
 use leptos::prelude::*;
 use leptos_meta::{provide_meta_context, MetaTags, Stylesheet, Title};

@@ -13,7 +13,7 @@ use tower_http::set_header::SetResponseHeaderLayer;
 use tower_sessions::cookie::SameSite;
 use tower_sessions::{Expiry, SessionManagerLayer};
 use tower_sessions_sqlx_store::SqliteStore;
-use walden_app::auth::{LoginLimits, SessionPolicy};
+use walden_app::server::{LoginLimits, SessionPolicy};
 
 use crate::config::ServeArgs;
 
@@ -59,8 +59,9 @@ pub async fn session_layer(
         .with_same_site(SameSite::Strict)
         .with_secure(config.secure_cookies)
         .with_path("/")
-        // Signed-in sessions are touched on every authenticated call (walden_app::auth::current_user), so
-        // "idle" means "since the last request"; anonymous visits write nothing.
+        // Signed-in sessions are touched on every authenticated call
+        // (walden_app::server::session::current_user), so "idle" means "since the last request"; anonymous
+        // visits write nothing.
         .with_expiry(Expiry::OnInactivity(policy.idle)))
 }
 

@@ -20,7 +20,7 @@ use tower::ServiceBuilder;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
 use tracing::{Level, Span};
-use walden_app::ssr::AppState;
+use walden_app::server::AppState;
 use walden_app::{shell, App};
 
 use crate::config::ServeArgs;

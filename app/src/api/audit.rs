@@ -5,7 +5,16 @@ use leptos::server_fn::codec::Json;
 use serde::{Deserialize, Serialize};
 
 use crate::error::AppError;
+#[cfg(feature = "ssr")]
+use {leptos::server_fn::ServerFn, tracing::field::Empty, walden_core::users::Role};
 
+/// Who may call each server function of this module (`None`: anyone).
+#[cfg(feature = "ssr")]
+pub const POLICY: &[super::Access] = &[
+    (<ListAudit as ServerFn>::PATH, Some(Role::Viewer)),
+    (<VerifyAudit as ServerFn>::PATH, Some(Role::Viewer)),
+    (<ExportAudit as ServerFn>::PATH, Some(Role::Viewer)),
+];
 /// Filters as the page sends them (empty strings mean "any"). Times are RFC 3339.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AuditQuery {
@@ -78,66 +87,64 @@ fn to_filter(q: &AuditQuery) -> Result<walden_core::audit::AuditFilter, AppError
 
 /// One page of the log, newest first. Viewers and up.
 #[server(endpoint = "list_audit", input = Json)]
+#[cfg_attr(
+    feature = "ssr",
+    tracing::instrument(skip_all, fields(user_id = Empty, before, limit), err(level = "info"))
+)]
 pub async fn list_audit(
     query: AuditQuery,
     before: Option<i64>,
     limit: u32,
 ) -> Result<AuditPageData, AppError> {
     use walden_core::audit;
-    use walden_core::users::Role;
-    crate::auth::require_role(Role::Viewer).await?;
-    let state = crate::ssr::app_state()?;
+    let cx = crate::server::Caller::require(Role::Viewer).await?;
     let filter = to_filter(&query)?;
-    let page = audit::query(&state.pool, &filter, before, limit)
-        .await
-        .map_err(crate::auth::audit_error)?;
-    let total = audit::count(&state.pool, &filter)
-        .await
-        .map_err(crate::auth::audit_error)?;
-    let rows = page
-        .rows
-        .into_iter()
-        .map(|r| {
-            let target = [
-                r.cluster_id.as_deref().map(|c| format!("cluster {c}")),
-                r.app_name.as_deref().map(|a| format!("app {a}")),
-                r.run_id.as_deref().map(|x| format!("run {x}")),
-                r.subject.clone(),
-            ]
-            .into_iter()
-            .flatten()
-            .collect::<Vec<_>>()
-            .join(", ");
-            AuditEntry {
-                id: r.id,
-                at: r.at,
-                actor: r.actor_name,
-                action: r.action,
-                target,
-                reason: r.reason,
-                outcome: r.outcome,
-                client_ip: r.client_ip,
-                request_id: r.request_id,
-                detail: r.detail,
-            }
-        })
-        .collect();
+    let page = audit::query(cx.pool(), &filter, before, limit).await?;
+    let total = audit::count(cx.pool(), &filter).await?;
     Ok(AuditPageData {
-        rows,
+        rows: page.rows.into_iter().map(AuditEntry::from).collect(),
         total,
         next_before: page.next_before,
     })
 }
 
+#[cfg(feature = "ssr")]
+impl From<walden_core::audit::AuditRow> for AuditEntry {
+    fn from(r: walden_core::audit::AuditRow) -> Self {
+        let target = [
+            r.cluster_id.as_deref().map(|c| format!("cluster {c}")),
+            r.app_name.as_deref().map(|a| format!("app {a}")),
+            r.run_id.as_deref().map(|x| format!("run {x}")),
+            r.subject.clone(),
+        ]
+        .into_iter()
+        .flatten()
+        .collect::<Vec<_>>()
+        .join(", ");
+        AuditEntry {
+            id: r.id,
+            at: r.at,
+            actor: r.actor_name,
+            action: r.action,
+            target,
+            reason: r.reason,
+            outcome: r.outcome,
+            client_ip: r.client_ip,
+            request_id: r.request_id,
+            detail: r.detail,
+        }
+    }
+}
+
 /// Walk the chain. Viewers and up.
 #[server(endpoint = "verify_audit")]
+#[cfg_attr(
+    feature = "ssr",
+    tracing::instrument(skip_all, fields(user_id = Empty), err(level = "info"))
+)]
 pub async fn verify_audit() -> Result<ChainStatus, AppError> {
-    use walden_core::users::Role;
-    crate::auth::require_role(Role::Viewer).await?;
-    let state = crate::ssr::app_state()?;
-    let r = walden_core::audit::verify(&state.pool)
-        .await
-        .map_err(crate::auth::audit_error)?;
+    let cx = crate::server::Caller::require(Role::Viewer).await?;
+    let r = walden_core::audit::verify(cx.pool()).await?;
     Ok(ChainStatus {
         rows: r.rows,
         verified_through: r.verified_through,
@@ -152,19 +159,19 @@ pub async fn verify_audit() -> Result<ChainStatus, AppError> {
 
 /// The filtered view as JSONL or CSV text. Viewers and up.
 #[server(endpoint = "export_audit", input = Json)]
+#[cfg_attr(
+    feature = "ssr",
+    tracing::instrument(skip_all, fields(user_id = Empty, format), err(level = "info"))
+)]
 pub async fn export_audit(query: AuditQuery, format: String) -> Result<String, AppError> {
     use walden_core::audit::{self, ExportFormat};
-    use walden_core::users::Role;
-    crate::auth::require_role(Role::Viewer).await?;
-    let state = crate::ssr::app_state()?;
-    let format: ExportFormat = format.parse().map_err(|m| AppError::Validation {
+    let cx = crate::server::Caller::require(Role::Viewer).await?;
+    let format: ExportFormat = format.parse().map_err(|message| AppError::Validation {
         field: "format".into(),
-        message: m,
+        message,
     })?;
     let filter = to_filter(&query)?;
     let mut out = Vec::new();
-    audit::export(&state.pool, &filter, format, &mut out)
-        .await
-        .map_err(crate::auth::audit_error)?;
-    String::from_utf8(out).map_err(crate::ssr::internal)
+    audit::export(cx.pool(), &filter, format, &mut out).await?;
+    Ok(String::from_utf8(out)?)
 }

@@ -4,6 +4,28 @@ use leptos::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::error::AppError;
+#[cfg(feature = "ssr")]
+use {
+    crate::server::{session, Caller, Visitor},
+    leptos::server_fn::ServerFn,
+    secrecy::SecretString,
+    tracing::field::Empty,
+    walden_core::users::Role,
+};
+
+/// Who may call each server function of this module (`None`: anyone).
+#[cfg(feature = "ssr")]
+pub const POLICY: &[super::Access] = &[
+    (<GetCurrentUser as ServerFn>::PATH, None),
+    (<GetSetupNeeded as ServerFn>::PATH, None),
+    (<Login as ServerFn>::PATH, None),
+    (<Logout as ServerFn>::PATH, None),
+    // Any signed-in user, even an admin held at TOTP enrolment.
+    (<LogoutEverywhere as ServerFn>::PATH, Some(Role::Viewer)),
+    (<SetupAdmin as ServerFn>::PATH, None),
+    (<AcceptInvite as ServerFn>::PATH, None),
+    (<ChangePassword as ServerFn>::PATH, Some(Role::Viewer)),
+];
 
 /// The signed-in user as the UI sees them.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -30,137 +52,121 @@ impl SessionUser {
 
 /// Who is signed in (`None` when nobody is).
 #[server(endpoint = "get_current_user")]
+#[cfg_attr(feature = "ssr", tracing::instrument(skip_all, err(level = "info")))]
 pub async fn get_current_user() -> Result<Option<SessionUser>, AppError> {
-    Ok(crate::auth::current_user()
+    let visitor = Visitor::new().await?;
+    Ok(visitor
+        .user()
         .await?
         .map(|u| SessionUser::from_user(&u, false)))
 }
 
 /// `true` while no user exists: the setup page is open.
 #[server(endpoint = "get_setup_needed")]
+#[cfg_attr(feature = "ssr", tracing::instrument(skip_all, err(level = "info")))]
 pub async fn get_setup_needed() -> Result<bool, AppError> {
-    let state = crate::ssr::app_state()?;
-    state
-        .accounts
-        .needs_setup()
-        .await
-        .map_err(crate::auth::user_error)
+    let visitor = Visitor::new().await?;
+    Ok(visitor.accounts().needs_setup().await?)
 }
 
 /// Sign in. Throttled per account and per IP; every failure gives the same text. `code` is the TOTP code
 /// (empty when the user has none).
 #[server(endpoint = "login")]
+#[cfg_attr(feature = "ssr", tracing::instrument(skip_all, err(level = "info")))]
 pub async fn login(name: String, password: String, code: String) -> Result<SessionUser, AppError> {
-    use crate::auth::{client_ip, login_error, request_meta, start_session};
-    use secrecy::SecretString;
-
-    let state = crate::ssr::app_state()?;
-    let meta = request_meta().await;
+    let visitor = Visitor::new().await?;
     let password = SecretString::from(password);
-    if !state.login_limits.allow(&name, client_ip().await) {
-        state
-            .accounts
-            .record_login_throttled(&meta, &name)
-            .await
-            .map_err(crate::auth::user_error)?;
-        return Err(crate::auth::respond(AppError::RateLimited));
+    if !visitor.login_allowed(&name) {
+        visitor
+            .accounts()
+            .record_login_throttled(&visitor.meta, &name)
+            .await?;
+        return Err(AppError::RateLimited);
     }
     let code = Some(code.trim()).filter(|c| !c.is_empty());
-    let ok = state
-        .accounts
-        .authenticate(&meta, &name, &password, code)
-        .await
-        .map_err(login_error)?;
-    start_session(&ok.user).await?;
+    let accounts = visitor.accounts();
+    let ok = accounts
+        .authenticate(&visitor.meta, &name, &password, code)
+        .await?;
+    session::start(&ok.user).await?;
     Ok(SessionUser::from_user(&ok.user, ok.must_enrol_totp))
 }
 
 /// Sign out of this session.
 #[server(endpoint = "logout")]
+#[cfg_attr(feature = "ssr", tracing::instrument(skip_all, err(level = "info")))]
 pub async fn logout() -> Result<(), AppError> {
-    let state = crate::ssr::app_state()?;
-    if let Some(user) = crate::auth::current_user().await? {
-        let meta = crate::auth::request_meta().await;
-        state
-            .accounts
-            .record_logout(&user.actor(), &meta)
-            .await
-            .map_err(crate::auth::user_error)?;
+    let visitor = Visitor::new().await?;
+    if let Some(user) = visitor.user().await? {
+        let accounts = visitor.accounts();
+        accounts.record_logout(&user.actor(), &visitor.meta).await?;
     }
-    crate::auth::end_session().await
+    session::end().await
 }
 
 /// Sign out of every session of the signed-in user, on every device.
 #[server(endpoint = "logout_everywhere")]
+#[cfg_attr(
+    feature = "ssr",
+    tracing::instrument(skip_all, fields(user_id = Empty), err(level = "info"))
+)]
 pub async fn logout_everywhere() -> Result<(), AppError> {
-    let state = crate::ssr::app_state()?;
-    let user = crate::auth::require_signed_in().await?;
-    let meta = crate::auth::request_meta().await;
-    state
-        .accounts
-        .logout_everywhere(&user.actor(), &meta, user.id)
-        .await
-        .map_err(crate::auth::user_error)?;
-    crate::auth::end_session().await
+    let cx = Caller::signed_in().await?;
+    let accounts = cx.accounts();
+    accounts
+        .logout_everywhere(&cx.actor, &cx.meta, cx.user.id)
+        .await?;
+    session::end().await
 }
 
 /// Create the first admin. Works only while no user exists; signs the new admin in.
 #[server(endpoint = "setup_admin")]
+#[cfg_attr(feature = "ssr", tracing::instrument(skip_all, err(level = "info")))]
 pub async fn setup_admin(name: String, password: String) -> Result<SessionUser, AppError> {
-    let state = crate::ssr::app_state()?;
-    let meta = crate::auth::request_meta().await;
-    let user = state
-        .accounts
-        .setup_first_admin(&meta, &name, &secrecy::SecretString::from(password))
-        .await
-        .map_err(crate::auth::user_error)?;
-    crate::auth::start_session(&user).await?;
+    let visitor = Visitor::new().await?;
+    let password = SecretString::from(password);
+    let accounts = visitor.accounts();
+    let user = accounts
+        .setup_first_admin(&visitor.meta, &name, &password)
+        .await?;
+    session::start(&user).await?;
     Ok(SessionUser::from_user(&user, false))
 }
 
 /// Accept an invitation: create the account with the invite's role and sign it in.
 #[server(endpoint = "accept_invite")]
+#[cfg_attr(feature = "ssr", tracing::instrument(skip_all, err(level = "info")))]
 pub async fn accept_invite(
     token: String,
     name: String,
     password: String,
 ) -> Result<SessionUser, AppError> {
-    use secrecy::SecretString;
-    let state = crate::ssr::app_state()?;
-    let meta = crate::auth::request_meta().await;
-    let user = state
-        .accounts
-        .accept_invite(
-            &meta,
-            &SecretString::from(token),
-            &name,
-            &SecretString::from(password),
-        )
-        .await
-        .map_err(crate::auth::user_error)?;
-    crate::auth::start_session(&user).await?;
+    let visitor = Visitor::new().await?;
+    let (token, password) = (SecretString::from(token), SecretString::from(password));
+    let accounts = visitor.accounts();
+    let user = accounts
+        .accept_invite(&visitor.meta, &token, &name, &password)
+        .await?;
+    session::start(&user).await?;
     Ok(SessionUser::from_user(&user, false))
 }
 
 /// Change one's own password. Other sessions end; this one continues with a new id.
 #[server(endpoint = "change_password")]
+#[cfg_attr(
+    feature = "ssr",
+    tracing::instrument(skip_all, fields(user_id = Empty), err(level = "info"))
+)]
 pub async fn change_password(
     current_password: String,
     new_password: String,
 ) -> Result<(), AppError> {
-    use secrecy::SecretString;
-    let state = crate::ssr::app_state()?;
-    let user = crate::auth::require_role(walden_core::users::Role::Viewer).await?;
-    let meta = crate::auth::request_meta().await;
-    let updated = state
-        .accounts
-        .change_password(
-            &user.actor(),
-            &meta,
-            &SecretString::from(current_password),
-            &SecretString::from(new_password),
-        )
-        .await
-        .map_err(crate::auth::user_error)?;
-    crate::auth::start_session(&updated).await
+    let cx = Caller::require(Role::Viewer).await?;
+    let current = SecretString::from(current_password);
+    let new = SecretString::from(new_password);
+    let accounts = cx.accounts();
+    let updated = accounts
+        .change_password(&cx.actor, &cx.meta, &current, &new)
+        .await?;
+    session::start(&updated).await
 }

@@ -1,5 +1,8 @@
-//! Server functions, one file per resource, named verb_noun. Each body is thin: get the caller, check the
-//! role, call one `walden_core` service, map the error.
+//! Server functions, one file per resource, named verb_noun. Each body is thin: one line says who may call
+//! it (`crate::server::Caller`), then one `walden_core` call; errors convert with `?`.
+//!
+//! Each module exports `POLICY`, who may call each of its functions; [`POLICY`] gathers them. The HTTP tests
+//! check every registered server function is listed, and every role against every function.
 
 pub mod audit;
 pub mod auth;
@@ -7,3 +10,19 @@ pub mod clusters;
 pub mod status;
 pub mod totp;
 pub mod users;
+
+/// A server function's path and the least role that may call it (`None`: anyone, signed in or not).
+/// `Some(Role::Viewer)` means any signed-in user.
+#[cfg(feature = "ssr")]
+pub type Access = (&'static str, Option<walden_core::users::Role>);
+
+/// Every module's policy.
+#[cfg(feature = "ssr")]
+pub const POLICY: &[&[Access]] = &[
+    audit::POLICY,
+    auth::POLICY,
+    clusters::POLICY,
+    status::POLICY,
+    totp::POLICY,
+    users::POLICY,
+];

@@ -4,6 +4,31 @@ use leptos::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::error::AppError;
+#[cfg(feature = "ssr")]
+use {
+    crate::server::Caller,
+    leptos::server_fn::ServerFn,
+    tracing::field::Empty,
+    walden_core::{settings, users::Role},
+};
+
+/// Who may call each server function of this module (`None`: anyone).
+#[cfg(feature = "ssr")]
+pub const POLICY: &[super::Access] = &[
+    // Enrolment: any signed-in user, even an admin held at enrolment.
+    (<BeginTotp as ServerFn>::PATH, Some(Role::Viewer)),
+    (<ConfirmTotp as ServerFn>::PATH, Some(Role::Viewer)),
+    // One's own with the current password; someone else's: the domain asks for an admin.
+    (<DisableTotp as ServerFn>::PATH, Some(Role::Viewer)),
+    (
+        <GetRequireTotpForAdmins as ServerFn>::PATH,
+        Some(Role::Viewer),
+    ),
+    (
+        <SetRequireTotpForAdmins as ServerFn>::PATH,
+        Some(Role::Admin),
+    ),
+];
 
 /// What the user types into (or scans with) their authenticator app. Shown to that user only, once.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -14,77 +39,70 @@ pub struct TotpSetup {
 
 /// Start enrolling an authenticator for oneself. Any signed-in user, including an admin who must enrol.
 #[server(endpoint = "begin_totp")]
+#[cfg_attr(
+    feature = "ssr",
+    tracing::instrument(skip_all, fields(user_id = Empty), err(level = "info"))
+)]
 pub async fn begin_totp() -> Result<TotpSetup, AppError> {
     use secrecy::ExposeSecret;
-    let user = crate::auth::require_signed_in().await?;
-    let state = crate::ssr::app_state()?;
-    let e = state
-        .accounts
-        .begin_totp(&user.actor())
-        .await
-        .map_err(crate::auth::user_error)?;
+    let cx = Caller::signed_in().await?;
+    let enrolment = cx.accounts().begin_totp(&cx.actor).await?;
     Ok(TotpSetup {
-        secret_base32: e.secret_base32.expose_secret().to_owned(),
-        otpauth_url: e.otpauth_url.expose_secret().to_owned(),
+        secret_base32: enrolment.secret_base32.expose_secret().to_owned(),
+        otpauth_url: enrolment.otpauth_url.expose_secret().to_owned(),
     })
 }
 
 /// Finish enrolment with a first code.
 #[server(endpoint = "confirm_totp")]
+#[cfg_attr(
+    feature = "ssr",
+    tracing::instrument(skip_all, fields(user_id = Empty), err(level = "info"))
+)]
 pub async fn confirm_totp(code: String) -> Result<(), AppError> {
-    let user = crate::auth::require_signed_in().await?;
-    let state = crate::ssr::app_state()?;
-    let meta = crate::auth::request_meta().await;
-    state
-        .accounts
-        .confirm_totp(&user.actor(), &meta, &code)
-        .await
-        .map_err(crate::auth::user_error)?;
+    let cx = Caller::signed_in().await?;
+    cx.accounts()
+        .confirm_totp(&cx.actor, &cx.meta, &code)
+        .await?;
     Ok(())
 }
 
 /// Remove a user's authenticator: one's own with the current password, anyone's for an admin.
 #[server(endpoint = "disable_totp")]
+#[cfg_attr(
+    feature = "ssr",
+    tracing::instrument(skip_all, fields(user_id = Empty, target_user_id = user_id), err(level = "info"))
+)]
 pub async fn disable_totp(user_id: i64, current_password: String) -> Result<(), AppError> {
-    use walden_core::users::Role;
-    let user = crate::auth::require_role(Role::Viewer).await?;
-    let state = crate::ssr::app_state()?;
-    let meta = crate::auth::request_meta().await;
-    let pw = secrecy::SecretString::from(current_password);
-    let pw = (user.id == user_id).then_some(&pw);
-    state
-        .accounts
-        .disable_totp(&user.actor(), &meta, user_id, pw)
-        .await
-        .map_err(crate::auth::user_error)?;
+    let cx = Caller::require(Role::Viewer).await?;
+    let password = secrecy::SecretString::from(current_password);
+    let own_password = (cx.user.id == user_id).then_some(&password);
+    let accounts = cx.accounts();
+    accounts
+        .disable_totp(&cx.actor, &cx.meta, user_id, own_password)
+        .await?;
     Ok(())
 }
 
 /// Whether admins must use TOTP. Viewers and up.
 #[server(endpoint = "get_require_totp_for_admins")]
+#[cfg_attr(
+    feature = "ssr",
+    tracing::instrument(skip_all, fields(user_id = Empty), err(level = "info"))
+)]
 pub async fn get_require_totp_for_admins() -> Result<bool, AppError> {
-    use walden_core::users::Role;
-    crate::auth::require_role(Role::Viewer).await?;
-    let state = crate::ssr::app_state()?;
-    walden_core::settings::get_bool(&state.pool, walden_core::settings::REQUIRE_TOTP_FOR_ADMINS)
-        .await
-        .map_err(crate::ssr::internal)
+    let cx = Caller::require(Role::Viewer).await?;
+    cx.require_totp_for_admins().await
 }
 
 /// Require (or stop requiring) TOTP for admins. Admins only; audited.
 #[server(endpoint = "set_require_totp_for_admins")]
+#[cfg_attr(
+    feature = "ssr",
+    tracing::instrument(skip_all, fields(user_id = Empty, enabled), err(level = "info"))
+)]
 pub async fn set_require_totp_for_admins(enabled: bool) -> Result<(), AppError> {
-    use walden_core::users::Role;
-    let admin = crate::auth::require_role(Role::Admin).await?;
-    let state = crate::ssr::app_state()?;
-    let meta = crate::auth::request_meta().await;
-    walden_core::settings::set_bool(
-        &state.pool,
-        &admin.actor(),
-        &meta,
-        walden_core::settings::REQUIRE_TOTP_FOR_ADMINS,
-        enabled,
-    )
-    .await
-    .map_err(crate::auth::user_error)
+    let cx = Caller::require(Role::Admin).await?;
+    let key = settings::REQUIRE_TOTP_FOR_ADMINS;
+    Ok(settings::set_bool(cx.pool(), &cx.actor, &cx.meta, key, enabled).await?)
 }

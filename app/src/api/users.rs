@@ -4,6 +4,20 @@ use leptos::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::error::AppError;
+#[cfg(feature = "ssr")]
+use {
+    crate::server::Caller, leptos::server_fn::ServerFn, tracing::field::Empty,
+    walden_core::users::Role,
+};
+
+/// Who may call each server function of this module (`None`: anyone).
+#[cfg(feature = "ssr")]
+pub const POLICY: &[super::Access] = &[
+    (<ListUsers as ServerFn>::PATH, Some(Role::Admin)),
+    (<SetUserRole as ServerFn>::PATH, Some(Role::Admin)),
+    (<SetUserDisabled as ServerFn>::PATH, Some(Role::Admin)),
+    (<CreateInvite as ServerFn>::PATH, Some(Role::Admin)),
+];
 
 /// A user row on the Users page.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -26,85 +40,77 @@ pub struct InviteLink {
     pub path: String,
 }
 
-#[cfg(feature = "ssr")]
-fn parse_role(role: &str) -> Result<walden_core::users::Role, AppError> {
-    role.parse().map_err(crate::auth::user_error_from_field)
-}
-
 /// Every user. Admins only.
 #[server(endpoint = "list_users")]
+#[cfg_attr(
+    feature = "ssr",
+    tracing::instrument(skip_all, fields(user_id = Empty), err(level = "info"))
+)]
 pub async fn list_users() -> Result<Vec<UserRow>, AppError> {
-    use walden_core::users::Role;
-    let admin = crate::auth::require_role(Role::Admin).await?;
-    let state = crate::ssr::app_state()?;
-    let users = state
-        .accounts
-        .list(&admin.actor())
-        .await
-        .map_err(crate::auth::user_error)?;
-    Ok(users
-        .into_iter()
-        .map(|u| UserRow {
+    let cx = Caller::require(Role::Admin).await?;
+    let users = cx.accounts().list(&cx.actor).await?;
+    Ok(users.into_iter().map(UserRow::from).collect())
+}
+
+#[cfg(feature = "ssr")]
+impl From<walden_core::users::User> for UserRow {
+    fn from(u: walden_core::users::User) -> Self {
+        UserRow {
             id: u.id,
             name: u.name,
             role: u.role.as_str().to_owned(),
             disabled: u.disabled,
             totp_enabled: u.totp_enabled,
             created_at: u.created_at,
-        })
-        .collect())
+        }
+    }
 }
 
 /// Change a user's role. Admins only.
 #[server(endpoint = "set_user_role")]
+#[cfg_attr(
+    feature = "ssr",
+    tracing::instrument(skip_all, fields(user_id = Empty, target_user_id = user_id, role = %role), err(level = "info"))
+)]
 pub async fn set_user_role(user_id: i64, role: String) -> Result<(), AppError> {
-    use walden_core::users::Role;
-    let admin = crate::auth::require_role(Role::Admin).await?;
-    let role = parse_role(&role)?;
-    let state = crate::ssr::app_state()?;
-    let meta = crate::auth::request_meta().await;
-    state
-        .accounts
-        .set_role(&admin.actor(), &meta, user_id, role)
-        .await
-        .map_err(crate::auth::user_error)?;
+    let cx = Caller::require(Role::Admin).await?;
+    let role: Role = role.parse()?;
+    cx.accounts()
+        .set_role(&cx.actor, &cx.meta, user_id, role)
+        .await?;
     Ok(())
 }
 
 /// Disable or enable a user. Admins only.
 #[server(endpoint = "set_user_disabled")]
+#[cfg_attr(
+    feature = "ssr",
+    tracing::instrument(skip_all, fields(user_id = Empty, target_user_id = user_id, disabled), err(level = "info"))
+)]
 pub async fn set_user_disabled(user_id: i64, disabled: bool) -> Result<(), AppError> {
-    use walden_core::users::Role;
-    let admin = crate::auth::require_role(Role::Admin).await?;
-    let state = crate::ssr::app_state()?;
-    let meta = crate::auth::request_meta().await;
-    state
-        .accounts
-        .set_disabled(&admin.actor(), &meta, user_id, disabled)
-        .await
-        .map_err(crate::auth::user_error)?;
+    let cx = Caller::require(Role::Admin).await?;
+    let accounts = cx.accounts();
+    accounts
+        .set_disabled(&cx.actor, &cx.meta, user_id, disabled)
+        .await?;
     Ok(())
 }
 
 /// Make a one-time invitation link for `role`, valid for `hours`. Admins only.
 #[server(endpoint = "create_invite")]
+#[cfg_attr(
+    feature = "ssr",
+    tracing::instrument(skip_all, fields(user_id = Empty, role = %role, hours), err(level = "info"))
+)]
 pub async fn create_invite(role: String, hours: u32) -> Result<InviteLink, AppError> {
     use secrecy::ExposeSecret;
-    use walden_core::users::Role;
-    let admin = crate::auth::require_role(Role::Admin).await?;
-    let role = parse_role(&role)?;
-    let state = crate::ssr::app_state()?;
-    let meta = crate::auth::request_meta().await;
-    let (invite, token) = state
-        .accounts
-        .create_invite(
-            &admin.actor(),
-            &meta,
-            role,
-            time::Duration::hours(i64::from(hours)),
-        )
-        .await
-        .map_err(crate::auth::user_error)?;
+    let cx = Caller::require(Role::Admin).await?;
+    let role: Role = role.parse()?;
+    let lifetime = time::Duration::hours(i64::from(hours));
+    let accounts = cx.accounts();
+    let (invite, token) = accounts
+        .create_invite(&cx.actor, &cx.meta, role, lifetime)
+        .await?;
     Ok(InviteLink {
         id: invite.id,
         role: invite.role.as_str().to_owned(),

@@ -2,9 +2,9 @@ use leptos::prelude::*;
 use leptos_meta::Title;
 
 use crate::api::clusters::list_clusters;
+use crate::api::clusters::{ClusterList, ClusterView};
 use crate::components::status_panel::StatusPanel;
 use crate::error::AppError;
-use crate::model::{ClusterList, ClusterView};
 
 /// The home page: the Postgres clusters of the watched Fly organisation.
 #[component]

@@ -8,13 +8,6 @@ use walden_core::seal::SealKey;
 use walden_core::users::{totp, Accounts, HashParams, Hasher, LoginError, Role, User, UserError};
 use walden_core::{db, settings};
 
-/// Cheap argon2 parameters: the tests check behaviour, not cost.
-const CHEAP: HashParams = HashParams {
-    m_cost: 64,
-    t_cost: 1,
-    p_cost: 1,
-};
-
 const PW: &str = "a perfectly fine passphrase";
 
 struct Env {
@@ -26,7 +19,7 @@ struct Env {
 async fn env() -> Env {
     let dir = tempfile::tempdir().unwrap();
     let pool = db::open(dir.path()).await.unwrap();
-    let acc = Accounts::new(pool.clone(), Hasher::new(CHEAP).unwrap())
+    let acc = Accounts::new(pool.clone(), Hasher::new(HashParams::TEST).unwrap())
         .with_seal_key(SealKey::generate().unwrap());
     Env {
         _dir: dir,
@@ -465,7 +458,7 @@ async fn invites_are_one_time_hashed_and_expire() {
     assert!(!file.windows(needle.len()).any(|w| w == needle));
     assert!(!wal.windows(needle.len()).any(|w| w == needle));
     let pool = db::open(e._dir.path()).await.unwrap();
-    let acc = Accounts::new(pool.clone(), Hasher::new(CHEAP).unwrap());
+    let acc = Accounts::new(pool.clone(), Hasher::new(HashParams::TEST).unwrap());
 
     assert_eq!(acc.check_invite(&token).await.unwrap(), Role::Operator);
     // A weak password is a form error and does not spend the invite.
@@ -753,7 +746,7 @@ async fn admins_must_enrol_when_the_setting_says_so() {
 async fn totp_without_a_key_is_a_clear_error() {
     let e = env().await;
     let u = add(&e, "lee", Role::Viewer).await;
-    let keyless = Accounts::new(e.pool.clone(), Hasher::new(CHEAP).unwrap());
+    let keyless = Accounts::new(e.pool.clone(), Hasher::new(HashParams::TEST).unwrap());
     assert!(matches!(
         keyless.begin_totp(&u.actor()).await.unwrap_err(),
         UserError::NoSealKey

@@ -1,177 +1,33 @@
-//! Sign-in, sessions, throttling, CSRF, headers and the authorization matrix, over real HTTP.
+//! Sign-in, sessions, throttling, CSRF, headers and TOTP, over real HTTP.
 
-use leptos::server_fn::ServerFn;
-use reqwest::{Response, StatusCode};
-use walden_app::api::audit::{ExportAudit, ListAudit, VerifyAudit};
 use walden_app::api::auth::{
-    AcceptInvite, ChangePassword, GetCurrentUser, GetSetupNeeded, Login, Logout, LogoutEverywhere,
-    SetupAdmin,
+    AcceptInvite, ChangePassword, GetSetupNeeded, Login, Logout, LogoutEverywhere, SetupAdmin,
 };
-use walden_app::api::clusters::ListClusters;
-use walden_app::api::status::GetConsoleStatus;
-use walden_app::api::totp::{
-    BeginTotp, ConfirmTotp, DisableTotp, GetRequireTotpForAdmins, SetRequireTotpForAdmins,
-};
-use walden_app::api::users::{CreateInvite, ListUsers, SetUserDisabled, SetUserRole};
+use walden_app::api::totp::{BeginTotp, ConfirmTotp, SetRequireTotpForAdmins};
+use walden_app::api::users::{CreateInvite, ListUsers};
 use walden_app::error::AppError;
-use walden_core::audit::Actor;
-use walden_core::users::{Accounts, HashParams, Hasher, Role};
+use walden_core::users::Role;
 
-use crate::helpers::{spawn_app_with, TestApp};
+use crate::helpers::{app, app_with, error_of, set_cookie, PW};
 
-const CHEAP: HashParams = HashParams {
-    m_cost: 64,
-    t_cost: 1,
-    p_cost: 1,
-};
-pub(crate) const PW: &str = "a perfectly fine passphrase";
-const COOKIE: &str = "walden_session";
-
-pub(crate) async fn app_with(tweak: impl FnOnce(&mut walden::config::ServeArgs)) -> TestApp {
-    spawn_app_with(|c| {
-        c.secure_cookies = false;
-        c.password_hash = CHEAP;
-        c.master_key = Some("ab".repeat(32).into());
-        tweak(c);
-    })
-    .await
-}
-
-pub(crate) async fn app() -> TestApp {
-    app_with(|_| {}).await
-}
-
-/// Add users straight through walden_core, on the console's own database file.
-pub(crate) async fn add_users(app: &TestApp, users: &[(&str, Role)]) -> Vec<i64> {
-    let pool = walden_core::db::open(&app.data_dir()).await.unwrap();
-    let acc = Accounts::new(pool.clone(), Hasher::new(CHEAP).unwrap());
-    let mut ids = Vec::new();
-    for (name, role) in users {
-        let u = acc
-            .create_user(&Actor::cli(), &Default::default(), name, &PW.into(), *role)
-            .await
-            .unwrap();
-        ids.push(u.id);
+/// The arguments of a login without a TOTP code.
+fn credentials(name: &str, password: &str) -> Login {
+    Login {
+        name: name.into(),
+        password: password.into(),
+        code: String::new(),
     }
-    pool.close().await;
-    ids
-}
-
-/// The session id from a response's Set-Cookie, if it sets one.
-fn session_cookie(res: &Response) -> Option<String> {
-    res.headers()
-        .get_all("set-cookie")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .find(|v| v.starts_with(&format!("{COOKIE}=")))
-        .map(str::to_owned)
-}
-
-fn cookie_value(set_cookie: &str) -> String {
-    set_cookie
-        .split(';')
-        .next()
-        .unwrap()
-        .trim_start_matches(&format!("{COOKIE}="))
-        .to_owned()
-}
-
-/// `application/x-www-form-urlencoded`.
-fn encode_form(pairs: &[(&str, &str)]) -> String {
-    let enc = |s: &str| {
-        let mut out = String::new();
-        for b in s.bytes() {
-            if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
-                out.push(b as char);
-            } else if b == b' ' {
-                out.push('+');
-            } else {
-                out.push_str(&format!("%{b:02X}"));
-            }
-        }
-        out
-    };
-    pairs
-        .iter()
-        .map(|(k, v)| format!("{}={}", enc(k), enc(v)))
-        .collect::<Vec<_>>()
-        .join("&")
-}
-
-/// POST a form-encoded server function.
-pub(crate) async fn post_form(
-    app: &TestApp,
-    path: &str,
-    cookie: Option<&str>,
-    form: &[(&str, &str)],
-) -> Response {
-    let mut req = app
-        .client
-        .post(app.url(path))
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body(encode_form(form));
-    if let Some(c) = cookie {
-        req = req.header("cookie", format!("{COOKIE}={c}"));
-    }
-    req.send().await.unwrap()
-}
-
-/// POST a JSON-encoded server function.
-async fn post_json(
-    app: &TestApp,
-    path: &str,
-    cookie: Option<&str>,
-    body: serde_json::Value,
-) -> Response {
-    let mut req = app.client.post(app.url(path)).json(&body);
-    if let Some(c) = cookie {
-        req = req.header("cookie", format!("{COOKIE}={c}"));
-    }
-    req.send().await.unwrap()
-}
-
-/// Log in; returns the session id.
-pub(crate) async fn login(app: &TestApp, name: &str, pw: &str) -> String {
-    let res = post_form(
-        app,
-        Login::PATH,
-        None,
-        &[("name", name), ("password", pw), ("code", "")],
-    )
-    .await;
-    assert_eq!(res.status(), 200, "login {name}");
-    cookie_value(&session_cookie(&res).expect("login sets the session cookie"))
-}
-
-async fn whoami(app: &TestApp, cookie: Option<&str>) -> Option<String> {
-    let res = post_form(app, GetCurrentUser::PATH, cookie, &[]).await;
-    assert_eq!(res.status(), 200);
-    let v: serde_json::Value = res.json().await.unwrap();
-    v.get("name").and_then(|n| n.as_str()).map(str::to_owned)
-}
-
-async fn error_of(res: Response) -> (StatusCode, AppError) {
-    let status = res.status();
-    let text = res.text().await.unwrap();
-    let err: AppError =
-        serde_json::from_str(&text).unwrap_or_else(|e| panic!("{status} {text}: {e}"));
-    (status, err)
 }
 
 #[tokio::test]
 async fn login_sets_a_strict_http_only_cookie_and_rotates_the_id() {
     let app = app().await;
-    add_users(&app, &[("alice", Role::Viewer)]).await;
+    app.add_users(&[("alice", Role::Viewer)]).await;
 
-    let res = post_form(
-        &app,
-        Login::PATH,
-        None,
-        &[("name", "alice"), ("password", PW), ("code", "")],
-    )
-    .await;
+    let browser = app.session();
+    let res = browser.login("alice", PW).await;
     assert_eq!(res.status(), 200);
-    let set = session_cookie(&res).unwrap();
+    let set = set_cookie(&res).unwrap();
     assert!(set.contains("HttpOnly"), "{set}");
     assert!(set.contains("SameSite=Strict"), "{set}");
     assert!(set.contains("Path=/"), "{set}");
@@ -179,50 +35,38 @@ async fn login_sets_a_strict_http_only_cookie_and_rotates_the_id() {
         !set.contains("Secure"),
         "secure cookies are off in this test app: {set}"
     );
-    let first = cookie_value(&set);
-    assert_eq!(whoami(&app, Some(&first)).await.as_deref(), Some("alice"));
-    assert_eq!(whoami(&app, None).await, None);
+    let first = browser.id().unwrap();
+    assert_eq!(browser.whoami().await.as_deref(), Some("alice"));
+    assert_eq!(app.session().whoami().await, None);
 
     // Session fixation: logging in while presenting a session id never keeps that id.
-    let res = post_form(
-        &app,
-        Login::PATH,
-        Some(&first),
-        &[("name", "alice"), ("password", PW), ("code", "")],
-    )
-    .await;
-    let second = cookie_value(&session_cookie(&res).unwrap());
+    let res = browser.login("alice", PW).await;
+    assert!(set_cookie(&res).is_some());
+    let second = browser.id().unwrap();
     assert_ne!(first, second);
-    assert_eq!(whoami(&app, Some(&first)).await, None, "the old id is dead");
-    assert_eq!(whoami(&app, Some(&second)).await.as_deref(), Some("alice"));
+    assert_eq!(
+        app.session_with_id(&first).whoami().await,
+        None,
+        "the old id is dead"
+    );
+    assert_eq!(browser.whoami().await.as_deref(), Some("alice"));
 
     // An id planted by an attacker is not adopted either.
     let planted = "AAAAAAAAAAAAAAAAAAAAAA";
-    let res = post_form(
-        &app,
-        Login::PATH,
-        Some(planted),
-        &[("name", "alice"), ("password", PW), ("code", "")],
-    )
-    .await;
-    let got = cookie_value(&session_cookie(&res).unwrap());
-    assert_ne!(got, planted);
-    assert_eq!(whoami(&app, Some(planted)).await, None);
+    let victim = app.session_with_id(planted);
+    let res = victim.login("alice", PW).await;
+    assert!(set_cookie(&res).is_some());
+    assert_ne!(victim.id().unwrap(), planted);
+    assert_eq!(app.session_with_id(planted).whoami().await, None);
     app.stop().await;
 }
 
 #[tokio::test]
 async fn the_cookie_is_secure_when_configured() {
     let app = app_with(|c| c.secure_cookies = true).await;
-    add_users(&app, &[("bob", Role::Viewer)]).await;
-    let res = post_form(
-        &app,
-        Login::PATH,
-        None,
-        &[("name", "bob"), ("password", PW), ("code", "")],
-    )
-    .await;
-    let set = session_cookie(&res).unwrap();
+    app.add_users(&[("bob", Role::Viewer)]).await;
+    let res = app.session().login("bob", PW).await;
+    let set = set_cookie(&res).unwrap();
     assert!(set.contains("Secure"), "{set}");
     app.stop().await;
 }
@@ -230,27 +74,12 @@ async fn the_cookie_is_secure_when_configured() {
 #[tokio::test]
 async fn failed_logins_are_generic_and_audited() {
     let app = app().await;
-    add_users(&app, &[("carol", Role::Viewer)]).await;
-    let wrong = post_form(
-        &app,
-        Login::PATH,
-        None,
-        &[
-            ("name", "carol"),
-            ("password", "not her password"),
-            ("code", ""),
-        ],
-    )
-    .await;
-    assert!(session_cookie(&wrong).is_none());
+    app.add_users(&[("carol", Role::Viewer)]).await;
+    let browser = app.session();
+    let wrong = browser.login("carol", "not her password").await;
+    assert!(set_cookie(&wrong).is_none());
     let (s1, e1) = error_of(wrong).await;
-    let unknown = post_form(
-        &app,
-        Login::PATH,
-        None,
-        &[("name", "nobody"), ("password", PW), ("code", "")],
-    )
-    .await;
+    let unknown = browser.login("nobody", PW).await;
     let (s2, e2) = error_of(unknown).await;
     assert_eq!((s1, &e1), (s2, &e2));
     assert_eq!(s1, 422);
@@ -285,35 +114,21 @@ async fn failed_logins_are_generic_and_audited() {
 #[tokio::test]
 async fn logins_are_throttled_per_account() {
     let app = app().await;
-    add_users(&app, &[("dave", Role::Viewer), ("erin", Role::Viewer)]).await;
-    for _ in 0..5 {
-        let res = post_form(
-            &app,
-            Login::PATH,
-            None,
-            &[
-                ("name", "dave"),
-                ("password", "wrong wrong wrong"),
-                ("code", ""),
-            ],
-        )
+    app.add_users(&[("dave", Role::Viewer), ("erin", Role::Viewer)])
         .await;
+    let browser = app.session();
+    for _ in 0..5 {
+        let res = browser.login("dave", "wrong wrong wrong").await;
         assert_eq!(res.status(), 422);
     }
     // Now even the right password is refused for a while, without being checked.
-    let res = post_form(
-        &app,
-        Login::PATH,
-        None,
-        &[("name", "DAVE"), ("password", PW), ("code", "")],
-    )
-    .await;
-    assert!(session_cookie(&res).is_none());
+    let res = browser.login("DAVE", PW).await;
+    assert!(set_cookie(&res).is_none());
     let (status, err) = error_of(res).await;
     assert_eq!(status, 429);
     assert_eq!(err, AppError::RateLimited);
     // Another account from the same address is unaffected.
-    login(&app, "erin", PW).await;
+    app.login("erin", PW).await;
 
     let pool = walden_core::db::open(&app.data_dir()).await.unwrap();
     let denied = walden_core::audit::count(
@@ -332,35 +147,27 @@ async fn logins_are_throttled_per_account() {
 #[tokio::test]
 async fn cross_origin_posts_are_refused() {
     let app = app().await;
-    add_users(&app, &[("fay", Role::Viewer)]).await;
-    let form = [("name", "fay"), ("password", PW), ("code", "")];
-    let evil = app
-        .client
-        .post(app.url(Login::PATH))
+    app.add_users(&[("fay", Role::Viewer)]).await;
+    let browser = app.session();
+    let login = credentials("fay", PW);
+    let evil = browser
+        .request(&login)
         .header("origin", "https://evil.example")
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body(encode_form(&form))
         .send()
         .await
         .unwrap();
     assert_eq!(evil.status(), 403);
-    assert!(session_cookie(&evil).is_none());
-    let evil = app
-        .client
-        .post(app.url(Login::PATH))
+    assert!(set_cookie(&evil).is_none());
+    let evil = browser
+        .request(&login)
         .header("sec-fetch-site", "cross-site")
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body(encode_form(&form))
         .send()
         .await
         .unwrap();
     assert_eq!(evil.status(), 403);
-    let evil = app
-        .client
-        .post(app.url(Login::PATH))
+    let evil = browser
+        .request(&login)
         .header("referer", "https://evil.example/page")
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body(encode_form(&form))
         .send()
         .await
         .unwrap();
@@ -380,13 +187,10 @@ async fn cross_origin_posts_are_refused() {
         0
     );
 
-    let same = app
-        .client
-        .post(app.url(Login::PATH))
+    let same = browser
+        .request(&login)
         .header("origin", app.base.clone())
         .header("sec-fetch-site", "same-origin")
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body(encode_form(&form))
         .send()
         .await
         .unwrap();
@@ -423,56 +227,51 @@ async fn security_headers_are_set() {
 #[tokio::test]
 async fn logout_and_logout_everywhere() {
     let app = app().await;
-    add_users(&app, &[("gina", Role::Operator)]).await;
-    let a = login(&app, "gina", PW).await;
-    let b = login(&app, "gina", PW).await;
-    let c = login(&app, "gina", PW).await;
-    let res = post_form(&app, Logout::PATH, Some(&a), &[]).await;
+    app.add_users(&[("gina", Role::Operator)]).await;
+    let a = app.login("gina", PW).await;
+    let b = app.login("gina", PW).await;
+    let c = app.login("gina", PW).await;
+    let (a_id, b_id) = (a.id().unwrap(), b.id().unwrap());
+    let res = a.call(&Logout {}).await;
     assert_eq!(res.status(), 200);
-    assert_eq!(whoami(&app, Some(&a)).await, None);
-    assert_eq!(whoami(&app, Some(&b)).await.as_deref(), Some("gina"));
-    let res = post_form(&app, LogoutEverywhere::PATH, Some(&b), &[]).await;
+    assert_eq!(app.session_with_id(&a_id).whoami().await, None);
+    assert_eq!(b.whoami().await.as_deref(), Some("gina"));
+    let res = b.call(&LogoutEverywhere {}).await;
     assert_eq!(res.status(), 200);
-    assert_eq!(whoami(&app, Some(&b)).await, None);
-    assert_eq!(
-        whoami(&app, Some(&c)).await,
-        None,
-        "the other device is signed out too"
-    );
+    assert_eq!(app.session_with_id(&b_id).whoami().await, None);
+    assert_eq!(c.whoami().await, None, "the other device is signed out too");
     app.stop().await;
 }
 
 #[tokio::test]
 async fn a_password_change_ends_other_sessions_but_keeps_this_one() {
     let app = app().await;
-    add_users(&app, &[("hank", Role::Viewer)]).await;
-    let here = login(&app, "hank", PW).await;
-    let there = login(&app, "hank", PW).await;
-    let res = post_form(
-        &app,
-        ChangePassword::PATH,
-        Some(&here),
-        &[
-            ("current_password", PW),
-            ("new_password", "a brand new passphrase"),
-        ],
-    )
-    .await;
+    app.add_users(&[("hank", Role::Viewer)]).await;
+    let here = app.login("hank", PW).await;
+    let there = app.login("hank", PW).await;
+    let res = here
+        .call(&ChangePassword {
+            current_password: PW.into(),
+            new_password: "a brand new passphrase".into(),
+        })
+        .await;
     assert_eq!(res.status(), 200);
-    let here = cookie_value(&session_cookie(&res).expect("a fresh id for this session"));
-    assert_eq!(whoami(&app, Some(&here)).await.as_deref(), Some("hank"));
-    assert_eq!(whoami(&app, Some(&there)).await, None);
+    set_cookie(&res).expect("a fresh id for this session");
+    assert_eq!(here.whoami().await.as_deref(), Some("hank"));
+    assert_eq!(there.whoami().await, None);
     app.stop().await;
 }
 
 #[tokio::test]
 async fn idle_sessions_expire() {
     let app = app_with(|c| c.session_idle_secs = 1).await;
-    add_users(&app, &[("ivy", Role::Viewer)]).await;
-    let s = login(&app, "ivy", PW).await;
-    assert_eq!(whoami(&app, Some(&s)).await.as_deref(), Some("ivy"));
+    app.add_users(&[("ivy", Role::Viewer)]).await;
+    let s = app.login("ivy", PW).await;
+    assert_eq!(s.whoami().await.as_deref(), Some("ivy"));
+    // Present the id after the idle time (the client-side cookie would have expired by itself).
+    let id = s.id().unwrap();
     tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
-    assert_eq!(whoami(&app, Some(&s)).await, None);
+    assert_eq!(app.session_with_id(&id).whoami().await, None);
     // The refused session's row is still on disk until the maintenance worker deletes expired ones.
     let pool = walden_core::db::open(&app.data_dir()).await.unwrap();
     let count = || async {
@@ -495,14 +294,14 @@ async fn sessions_expire_after_the_absolute_lifetime_however_active() {
         c.session_max_secs = 2;
     })
     .await;
-    add_users(&app, &[("jo", Role::Viewer)]).await;
-    let s = login(&app, "jo", PW).await;
+    app.add_users(&[("jo", Role::Viewer)]).await;
+    let s = app.login("jo", PW).await;
     let start = std::time::Instant::now();
-    let mut last = whoami(&app, Some(&s)).await;
+    let mut last = s.whoami().await;
     assert_eq!(last.as_deref(), Some("jo"));
     while start.elapsed() < std::time::Duration::from_millis(3500) {
         tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-        last = whoami(&app, Some(&s)).await;
+        last = s.whoami().await;
         if last.is_none() {
             break;
         }
@@ -515,35 +314,28 @@ async fn sessions_expire_after_the_absolute_lifetime_however_active() {
 #[tokio::test]
 async fn setup_works_once_and_signs_in() {
     let app = app().await;
-    let res = post_form(&app, GetSetupNeeded::PATH, None, &[]).await;
+    let browser = app.session();
+    let res = browser.call(&GetSetupNeeded {}).await;
     assert!(res.json::<bool>().await.unwrap());
-    let res = post_form(
-        &app,
-        SetupAdmin::PATH,
-        None,
-        &[("name", "root"), ("password", "short")],
-    )
-    .await;
+    let setup = |password: &str| SetupAdmin {
+        name: "root".into(),
+        password: password.into(),
+    };
+    let res = browser.call(&setup("short")).await;
     let (status, err) = error_of(res).await;
     assert_eq!(status, 422);
     assert!(matches!(err, AppError::Validation { ref field, .. } if field == "password"));
-    let res = post_form(
-        &app,
-        SetupAdmin::PATH,
-        None,
-        &[("name", "root"), ("password", PW)],
-    )
-    .await;
+    let res = browser.call(&setup(PW)).await;
     assert_eq!(res.status(), 200);
-    let s = cookie_value(&session_cookie(&res).unwrap());
-    assert_eq!(whoami(&app, Some(&s)).await.as_deref(), Some("root"));
-    let res = post_form(
-        &app,
-        SetupAdmin::PATH,
-        None,
-        &[("name", "root2"), ("password", PW)],
-    )
-    .await;
+    assert!(set_cookie(&res).is_some());
+    assert_eq!(browser.whoami().await.as_deref(), Some("root"));
+    let res = app
+        .session()
+        .call(&SetupAdmin {
+            name: "root2".into(),
+            password: PW.into(),
+        })
+        .await;
     let (status, _) = error_of(res).await;
     assert_eq!(status, 409);
     app.stop().await;
@@ -552,279 +344,52 @@ async fn setup_works_once_and_signs_in() {
 #[tokio::test]
 async fn an_invite_link_makes_an_account_once() {
     let app = app().await;
-    add_users(&app, &[("kim", Role::Admin)]).await;
-    let admin = login(&app, "kim", PW).await;
-    let res = post_form(
-        &app,
-        CreateInvite::PATH,
-        Some(&admin),
-        &[("role", "operator"), ("hours", "24")],
-    )
-    .await;
+    app.add_users(&[("kim", Role::Admin)]).await;
+    let admin = app.login("kim", PW).await;
+    let res = admin
+        .call(&CreateInvite {
+            role: "operator".into(),
+            hours: 24,
+        })
+        .await;
     assert_eq!(res.status(), 200);
     let link: serde_json::Value = res.json().await.unwrap();
     let path = link["path"].as_str().unwrap();
     let token = path.split("token=").nth(1).unwrap();
-    let res = post_form(
-        &app,
-        AcceptInvite::PATH,
-        None,
-        &[("token", token), ("name", "lena"), ("password", PW)],
-    )
-    .await;
+    let accept = |name: &str| AcceptInvite {
+        token: token.into(),
+        name: name.into(),
+        password: PW.into(),
+    };
+    let newcomer = app.session();
+    let res = newcomer.call(&accept("lena")).await;
     assert_eq!(res.status(), 200);
-    let s = cookie_value(&session_cookie(&res).unwrap());
-    assert_eq!(whoami(&app, Some(&s)).await.as_deref(), Some("lena"));
-    let res = post_form(
-        &app,
-        AcceptInvite::PATH,
-        None,
-        &[("token", token), ("name", "lena2"), ("password", PW)],
-    )
-    .await;
+    assert!(set_cookie(&res).is_some());
+    assert_eq!(newcomer.whoami().await.as_deref(), Some("lena"));
+    let res = app.session().call(&accept("lena2")).await;
     let (status, err) = error_of(res).await;
     assert_eq!(status, 422);
     assert!(matches!(err, AppError::Validation { ref field, .. } if field == "token"));
     app.stop().await;
 }
 
-/// Who may call what. Every server function of this issue, as anonymous, viewer, operator and admin. Grows
-/// with every later issue.
-#[tokio::test]
-async fn authorization_matrix() {
-    let app = app().await;
-    let ids = add_users(
-        &app,
-        &[
-            ("viewer1", Role::Viewer),
-            ("operator1", Role::Operator),
-            ("admin1", Role::Admin),
-            ("target", Role::Viewer),
-        ],
-    )
-    .await;
-    let target = ids[3].to_string();
-    let sessions: Vec<(&str, Option<String>, Option<Role>)> = vec![
-        ("anonymous", None, None),
-        (
-            "viewer",
-            Some(login(&app, "viewer1", PW).await),
-            Some(Role::Viewer),
-        ),
-        (
-            "operator",
-            Some(login(&app, "operator1", PW).await),
-            Some(Role::Operator),
-        ),
-        (
-            "admin",
-            Some(login(&app, "admin1", PW).await),
-            Some(Role::Admin),
-        ),
-    ];
-
-    enum Body {
-        Form(Vec<(&'static str, String)>),
-        Json(serde_json::Value),
-    }
-    let q = serde_json::json!({
-        "actor": "", "action": "", "cluster": "", "since": "", "until": "", "text": ""
-    });
-    // (name, path, body, minimum role; None = open to anyone)
-    let calls: Vec<(&str, &str, Body, Option<Role>)> = vec![
-        // The console's own health (the demo badge shows on the sign-in page too).
-        (
-            "get_console_status",
-            GetConsoleStatus::PATH,
-            Body::Form(vec![]),
-            None,
-        ),
-        (
-            "list_clusters",
-            ListClusters::PATH,
-            Body::Form(vec![]),
-            Some(Role::Viewer),
-        ),
-        (
-            "get_current_user",
-            GetCurrentUser::PATH,
-            Body::Form(vec![]),
-            None,
-        ),
-        (
-            "get_setup_needed",
-            GetSetupNeeded::PATH,
-            Body::Form(vec![]),
-            None,
-        ),
-        (
-            "list_users",
-            ListUsers::PATH,
-            Body::Form(vec![]),
-            Some(Role::Admin),
-        ),
-        (
-            "set_user_role",
-            SetUserRole::PATH,
-            Body::Form(vec![("user_id", target.clone()), ("role", "viewer".into())]),
-            Some(Role::Admin),
-        ),
-        (
-            "set_user_disabled",
-            SetUserDisabled::PATH,
-            Body::Form(vec![
-                ("user_id", target.clone()),
-                ("disabled", "false".into()),
-            ]),
-            Some(Role::Admin),
-        ),
-        (
-            "create_invite",
-            CreateInvite::PATH,
-            Body::Form(vec![("role", "viewer".into()), ("hours", "1".into())]),
-            Some(Role::Admin),
-        ),
-        (
-            "list_audit",
-            ListAudit::PATH,
-            Body::Json(serde_json::json!({ "query": q, "before": null, "limit": 50 })),
-            Some(Role::Viewer),
-        ),
-        (
-            "verify_audit",
-            VerifyAudit::PATH,
-            Body::Form(vec![]),
-            Some(Role::Viewer),
-        ),
-        (
-            "export_audit",
-            ExportAudit::PATH,
-            Body::Json(serde_json::json!({ "query": q, "format": "csv" })),
-            Some(Role::Viewer),
-        ),
-        (
-            "get_require_totp_for_admins",
-            GetRequireTotpForAdmins::PATH,
-            Body::Form(vec![]),
-            Some(Role::Viewer),
-        ),
-        (
-            "set_require_totp_for_admins",
-            SetRequireTotpForAdmins::PATH,
-            Body::Form(vec![("enabled", "false".into())]),
-            Some(Role::Admin),
-        ),
-        // Someone else's TOTP: admins only (the target has none; removing none is fine).
-        (
-            "disable_totp",
-            DisableTotp::PATH,
-            Body::Form(vec![
-                ("user_id", target.clone()),
-                ("current_password", String::new()),
-            ]),
-            Some(Role::Admin),
-        ),
-        // Enrolment is one's own business: any signed-in user.
-        (
-            "begin_totp",
-            BeginTotp::PATH,
-            Body::Form(vec![]),
-            Some(Role::Viewer),
-        ),
-        // A wrong current password: allowed callers get a field error, nothing changes.
-        (
-            "change_password",
-            ChangePassword::PATH,
-            Body::Form(vec![
-                ("current_password", "not the password".into()),
-                ("new_password", "a brand new passphrase".into()),
-            ]),
-            Some(Role::Viewer),
-        ),
-    ];
-
-    let mut table = Vec::new();
-    for (who, cookie, role) in &sessions {
-        for (name, path, body, min) in &calls {
-            let res = match body {
-                Body::Form(f) => {
-                    let f: Vec<(&str, &str)> = f.iter().map(|(k, v)| (*k, v.as_str())).collect();
-                    post_form(&app, path, cookie.as_deref(), &f).await
-                }
-                Body::Json(v) => post_json(&app, path, cookie.as_deref(), v.clone()).await,
-            };
-            let status = res.status().as_u16();
-            let expected: &[u16] = match (min, role) {
-                (None, _) => &[200],
-                (Some(_), None) => &[401],
-                (Some(min), Some(r)) if r < min => &[403],
-                (Some(_), Some(_)) if *name == "change_password" => &[422],
-                (Some(_), Some(Role::Viewer | Role::Operator)) if *name == "disable_totp" => &[403],
-                _ => &[200],
-            };
-            table.push(format!("{who:>9} {name:<18} {status}"));
-            assert!(
-                expected.contains(&status),
-                "{who} calling {name}: got {status}, expected {expected:?}\n{}",
-                res.text().await.unwrap_or_default()
-            );
-        }
-    }
-    // Logging out everywhere: anyone signed in; last, since it ends the sessions.
-    for (who, cookie, role) in &sessions {
-        let res = post_form(&app, LogoutEverywhere::PATH, cookie.as_deref(), &[]).await;
-        let want = if role.is_some() { 200 } else { 401 };
-        assert_eq!(res.status(), want, "{who} logout_everywhere");
-        let res = post_form(&app, Logout::PATH, cookie.as_deref(), &[]).await;
-        assert_eq!(res.status(), 200, "{who} logout");
-    }
-    // Pages render for everyone (the shell); their data comes through the server functions above.
-    for path in [
-        "/",
-        "/clusters",
-        "/restores",
-        "/audit",
-        "/settings",
-        "/login",
-        "/users",
-        "/account",
-    ] {
-        let res = app.client.get(app.url(path)).send().await.unwrap();
-        assert_eq!(res.status(), 200, "{path}");
-    }
-    println!("{}", table.join("\n"));
-    app.stop().await;
-}
-
 #[tokio::test]
 async fn the_client_ip_comes_from_the_configured_proxy_header() {
     let app = app_with(|c| c.client_ip_header = Some("fly-client-ip".parse().unwrap())).await;
-    add_users(&app, &[("max", Role::Viewer)]).await;
-    let res = app
-        .client
-        .post(app.url(Login::PATH))
-        .header("content-type", "application/x-www-form-urlencoded")
+    app.add_users(&[("max", Role::Viewer)]).await;
+    let browser = app.session();
+    let wrong = credentials("max", "wrong wrong wrong");
+    let res = browser
+        .request(&wrong)
         .header("fly-client-ip", "203.0.113.9")
-        .body(encode_form(&[
-            ("name", "max"),
-            ("password", "wrong wrong wrong"),
-            ("code", ""),
-        ]))
         .send()
         .await
         .unwrap();
     assert_eq!(res.status(), 422);
     // Without the header (or with garbage in it), the TCP peer.
-    let res = app
-        .client
-        .post(app.url(Login::PATH))
-        .header("content-type", "application/x-www-form-urlencoded")
+    let res = browser
+        .request(&wrong)
         .header("fly-client-ip", "not an address")
-        .body(encode_form(&[
-            ("name", "max"),
-            ("password", "wrong wrong wrong"),
-            ("code", ""),
-        ]))
         .send()
         .await
         .unwrap();
@@ -852,12 +417,16 @@ fn unix_now() -> u64 {
     walden_core::users::totp::unix_now()
 }
 
+fn confirm(code: &str) -> ConfirmTotp {
+    ConfirmTotp { code: code.into() }
+}
+
 #[tokio::test]
 async fn totp_enrolment_then_sign_in_with_a_code() {
     let app = app().await;
-    add_users(&app, &[("nia", Role::Operator)]).await;
-    let s = login(&app, "nia", PW).await;
-    let res = post_form(&app, BeginTotp::PATH, Some(&s), &[]).await;
+    app.add_users(&[("nia", Role::Operator)]).await;
+    let s = app.login("nia", PW).await;
+    let res = s.call(&BeginTotp {}).await;
     assert_eq!(res.status(), 200);
     let setup: serde_json::Value = res.json().await.unwrap();
     let secret = setup["secret_base32"].as_str().unwrap().to_owned();
@@ -865,43 +434,27 @@ async fn totp_enrolment_then_sign_in_with_a_code() {
         .as_str()
         .unwrap()
         .starts_with("otpauth://totp/"));
-    let res = post_form(&app, ConfirmTotp::PATH, Some(&s), &[("code", "000000")]).await;
+    let res = s.call(&confirm("000000")).await;
     assert_eq!(res.status(), 422);
     let now = unix_now();
-    let res = post_form(
-        &app,
-        ConfirmTotp::PATH,
-        Some(&s),
-        &[("code", &code_for(&secret, now - 30))],
-    )
-    .await;
+    let res = s.call(&confirm(&code_for(&secret, now - 30))).await;
     assert_eq!(res.status(), 200, "{}", res.text().await.unwrap());
 
     // Now the password alone is not enough.
-    let res = post_form(
-        &app,
-        Login::PATH,
-        None,
-        &[("name", "nia"), ("password", PW), ("code", "")],
-    )
-    .await;
+    let res = app.session().login("nia", PW).await;
     let (status, err) = error_of(res).await;
     assert_eq!(status, 422);
     assert!(
         matches!(err, AppError::Validation { ref field, .. } if field == "code"),
         "{err:?}"
     );
-    let res = post_form(
-        &app,
-        Login::PATH,
-        None,
-        &[
-            ("name", "nia"),
-            ("password", PW),
-            ("code", &code_for(&secret, now + 30)),
-        ],
-    )
-    .await;
+    let res = app
+        .session()
+        .call(&Login {
+            code: code_for(&secret, now + 30),
+            ..credentials("nia", PW)
+        })
+        .await;
     assert_eq!(res.status(), 200);
     app.stop().await;
 }
@@ -909,49 +462,31 @@ async fn totp_enrolment_then_sign_in_with_a_code() {
 #[tokio::test]
 async fn admins_without_totp_are_held_at_enrolment_when_required() {
     let app = app().await;
-    add_users(&app, &[("olga", Role::Admin)]).await;
-    let s = login(&app, "olga", PW).await;
-    let res = post_form(
-        &app,
-        SetRequireTotpForAdmins::PATH,
-        Some(&s),
-        &[("enabled", "true")],
-    )
-    .await;
+    app.add_users(&[("olga", Role::Admin)]).await;
+    let s = app.login("olga", PW).await;
+    let res = s.call(&SetRequireTotpForAdmins { enabled: true }).await;
     assert_eq!(res.status(), 200);
     // The same admin, without TOTP, is now refused everything but enrolment and signing out.
-    let res = post_form(&app, ListUsers::PATH, Some(&s), &[]).await;
+    let res = s.call(&ListUsers {}).await;
     let (status, err) = error_of(res).await;
     assert_eq!(status, 422);
     assert!(
         matches!(err, AppError::Validation { ref field, .. } if field == "totp"),
         "{err:?}"
     );
-    let res = post_form(
-        &app,
-        Login::PATH,
-        None,
-        &[("name", "olga"), ("password", PW), ("code", "")],
-    )
-    .await;
+    let res = app.session().login("olga", PW).await;
     assert_eq!(res.status(), 200);
     let me: serde_json::Value = res.json().await.unwrap();
     assert_eq!(me["must_enrol_totp"], true);
-    let res = post_form(&app, BeginTotp::PATH, Some(&s), &[]).await;
+    let res = s.call(&BeginTotp {}).await;
     assert_eq!(res.status(), 200);
     let secret = res.json::<serde_json::Value>().await.unwrap()["secret_base32"]
         .as_str()
         .unwrap()
         .to_owned();
-    let res = post_form(
-        &app,
-        ConfirmTotp::PATH,
-        Some(&s),
-        &[("code", &code_for(&secret, unix_now()))],
-    )
-    .await;
+    let res = s.call(&confirm(&code_for(&secret, unix_now()))).await;
     assert_eq!(res.status(), 200);
-    let res = post_form(&app, ListUsers::PATH, Some(&s), &[]).await;
+    let res = s.call(&ListUsers {}).await;
     assert_eq!(res.status(), 200);
     app.stop().await;
 }

@@ -41,16 +41,14 @@ async fn the_home_page_renders_the_shell() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn signed_in_the_home_page_lists_the_demo_cluster() {
-    use crate::accounts::{add_users, app, login, PW};
+    use crate::helpers::app;
     use walden_core::users::Role;
 
     let app = app().await;
-    add_users(&app, &[("viewer1", Role::Viewer)]).await;
-    let cookie = login(&app, "viewer1", PW).await;
-    let html = app
+    let viewer = app.signed_in(Role::Viewer).await;
+    let html = viewer
         .client
         .get(app.url("/"))
-        .header("cookie", format!("walden_session={cookie}"))
         .send()
         .await
         .unwrap()

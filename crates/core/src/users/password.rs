@@ -32,6 +32,15 @@ impl HashParams {
         t_cost: 2,
         p_cost: 1,
     };
+
+    /// Far too cheap for real passwords, fast enough for hundreds of test logins (feature `testkit`, for tests
+    /// only).
+    #[cfg(feature = "testkit")]
+    pub const TEST: HashParams = HashParams {
+        m_cost: 64,
+        t_cost: 1,
+        p_cost: 1,
+    };
 }
 
 impl Default for HashParams {

@@ -1,0 +1,119 @@
+//! Server-only: from domain errors to what the user may see.
+//!
+//! Invariants:
+//! - Every domain error converts with `?` (`From` impls below); no server function maps errors by hand.
+//! - A cause the user must not see (database, audit log, session store) is logged here with the request id
+//!   and becomes [`AppError::Internal`], whose text names that id.
+//! - The HTTP status (401, 403, 422, 502, ...) is set in one place, [`set_status`], when server_fn encodes
+//!   the error for the response (`AppError`'s `FromServerFnError::ser`), so no error path can leave a 500.
+
+use walden_core::audit::AuditError;
+use walden_core::clusters::DiscoverError;
+use walden_core::users::{FieldError, LoginError, UserError};
+
+use super::request_id;
+use crate::error::AppError;
+
+/// Log an internal failure with the request id and turn it into the opaque error the user sees.
+pub fn internal(cause: impl std::fmt::Display) -> AppError {
+    let request_id = request_id();
+    tracing::error!(%request_id, error = %cause, "server function failed");
+    AppError::Internal { request_id }
+}
+
+/// Give the HTTP response the error's status. Only for server-function calls: a page that renders an error
+/// panel for one of its resources is still a page (200).
+pub(crate) fn set_status(error: &AppError) {
+    use leptos::prelude::use_context;
+    let is_server_fn = use_context::<axum::http::request::Parts>()
+        .is_some_and(|parts| parts.uri.path().starts_with("/api/"));
+    if !is_server_fn {
+        return;
+    }
+    if let Some(response) = use_context::<leptos_axum::ResponseOptions>() {
+        let status = axum::http::StatusCode::from_u16(error.status())
+            .unwrap_or(axum::http::StatusCode::INTERNAL_SERVER_ERROR);
+        response.set_status(status);
+    }
+}
+
+/// The Fly API could not list the clusters of `org`.
+#[derive(Debug, thiserror::Error)]
+#[error("Cannot list the clusters of {org}: {source}")]
+pub struct ClustersUnavailable {
+    pub org: String,
+    #[source]
+    pub source: DiscoverError,
+}
+
+impl From<ClustersUnavailable> for AppError {
+    fn from(e: ClustersUnavailable) -> Self {
+        tracing::warn!(request_id = %request_id(), error = %e.source, "cluster discovery failed");
+        AppError::Upstream(e.to_string())
+    }
+}
+
+impl From<FieldError> for AppError {
+    /// A field the user typed is not valid (a bad role name, say).
+    fn from(f: FieldError) -> Self {
+        AppError::Validation {
+            field: f.field.to_owned(),
+            message: f.message,
+        }
+    }
+}
+
+impl From<UserError> for AppError {
+    fn from(e: UserError) -> Self {
+        let field = |field: &str, e: UserError| AppError::Validation {
+            field: field.into(),
+            message: e.to_string(),
+        };
+        match e {
+            UserError::Invalid(f) => f.into(),
+            UserError::NameTaken | UserError::LastAdmin | UserError::SetupClosed => {
+                AppError::Conflict(e.to_string())
+            }
+            UserError::NotFound => AppError::NotFound("user".into()),
+            UserError::Forbidden => AppError::Forbidden,
+            UserError::InviteInvalid | UserError::InviteExpired => field("token", e),
+            UserError::WrongPassword => field("current_password", e),
+            UserError::TotpInvalid | UserError::NoPendingTotp => field("code", e),
+            other => internal(other),
+        }
+    }
+}
+
+impl From<LoginError> for AppError {
+    /// One generic text for every credential failure.
+    fn from(e: LoginError) -> Self {
+        let field = |field: &str, e: LoginError| AppError::Validation {
+            field: field.into(),
+            message: e.to_string(),
+        };
+        match e {
+            LoginError::InvalidCredentials => field("login", e),
+            LoginError::TotpRequired | LoginError::TotpInvalid => field("code", e),
+            LoginError::Internal(e) => internal(e),
+        }
+    }
+}
+
+/// Opaque to the user: the details are in the log under the request id.
+macro_rules! internal_from {
+    ($($error:ty),* $(,)?) => {$(
+        impl From<$error> for AppError {
+            fn from(e: $error) -> Self {
+                internal(e)
+            }
+        }
+    )*};
+}
+
+internal_from!(
+    AuditError,
+    sqlx::Error,
+    tower_sessions::session::Error,
+    time::error::Format,
+    std::string::FromUtf8Error,
+);

@@ -1,0 +1,213 @@
+//! Server-only toolkit for server functions (compiled with `ssr`, never to wasm): the state every request can
+//! reach, and who is asking.
+//!
+//! A server function starts with one line that says who may call it, then makes one `walden_core` call:
+//!
+//! ```ignore
+//! let cx = Caller::require(Role::Admin).await?;
+//! cx.accounts().set_role(&cx.actor, &cx.meta, user_id, role.parse()?).await?;
+//! ```
+//!
+//! Invariants:
+//! - Every server function reaches the state through [`Visitor`]'s accessors (`accounts()`, `pool()`,
+//!   `clusters()`, ...), never through `AppState` fields, so the state can change shape in one place.
+//! - [`Caller::require`] is the one role check. An admin who must enrol TOTP and has not is refused
+//!   everything but [`Caller::signed_in`] functions (enrolment, signing out).
+//! - Errors convert with `?` (see [`errors`]); their HTTP status is set when the error is encoded for the
+//!   response, so no error path answers 500 by accident.
+
+pub mod errors;
+pub mod limits;
+pub mod session;
+
+use std::net::IpAddr;
+use std::ops::Deref;
+use std::sync::Arc;
+
+use axum::extract::FromRef;
+use leptos::prelude::*;
+use sqlx::SqlitePool;
+use walden_core::audit::{Actor, RequestMeta};
+use walden_core::clusters::ClusterSummary;
+use walden_core::users::{Accounts, Role, User};
+
+use crate::error::AppError;
+pub use errors::{internal, ClustersUnavailable};
+pub use limits::LoginLimits;
+pub use session::SessionPolicy;
+
+/// Handles shared by every request. `leptos_axum` provides it as context to server functions and renders.
+#[derive(Clone, FromRef)]
+pub struct AppState {
+    pub leptos_options: LeptosOptions,
+    pub pool: SqlitePool,
+    /// No Fly token configured: the console talks to the built-in emulator.
+    pub demo_mode: bool,
+    /// The Fly Machines API (the real one, or the built-in emulator in demo mode).
+    pub fly: fly::FlyClient,
+    /// The Fly organisation whose Postgres clusters Walden watches.
+    pub fly_org: String,
+    /// Users, passwords, invites (walden_core::users).
+    pub accounts: Accounts,
+    /// Login throttling per account and per IP.
+    pub login_limits: Arc<LoginLimits>,
+    /// Session lifetimes.
+    pub sessions: SessionPolicy,
+    /// Read the client's address from this header (`Fly-Client-IP` behind Fly's proxy) instead of the TCP
+    /// peer. Only set behind a proxy that always overwrites it.
+    pub client_ip_header: Option<axum::http::HeaderName>,
+}
+
+/// The application state of the current request.
+pub fn app_state() -> Result<AppState, AppError> {
+    use_context::<AppState>().ok_or_else(|| internal("AppState missing from the request context"))
+}
+
+/// The id of the current request (set by the request-id layer), for logs and error texts; `-` when none.
+pub fn request_id() -> String {
+    use_context::<axum::http::request::Parts>()
+        .and_then(|parts| {
+            parts
+                .headers
+                .get("x-request-id")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+        })
+        .unwrap_or_else(|| "-".to_owned())
+}
+
+/// Any request to a server function, signed in or not: the state, and where the request comes from.
+pub struct Visitor {
+    /// Request id and client address, for audit rows.
+    pub meta: RequestMeta,
+    client_ip: Option<IpAddr>,
+    state: AppState,
+}
+
+impl Visitor {
+    /// The current request.
+    pub async fn new() -> Result<Self, AppError> {
+        let state = app_state()?;
+        let client_ip = limits::client_ip(&state).await;
+        let meta = RequestMeta {
+            request_id: Some(request_id()).filter(|r| r != "-"),
+            client_ip: client_ip.map(|ip| ip.to_string()),
+        };
+        Ok(Visitor {
+            meta,
+            client_ip,
+            state,
+        })
+    }
+
+    /// Users, passwords, invites, TOTP.
+    pub fn accounts(&self) -> &Accounts {
+        &self.state.accounts
+    }
+
+    /// The database (audit log, settings, health).
+    pub fn pool(&self) -> &SqlitePool {
+        &self.state.pool
+    }
+
+    /// True when the console runs against the built-in Fly emulator.
+    pub fn demo_mode(&self) -> bool {
+        self.state.demo_mode
+    }
+
+    /// The Fly organisation whose clusters Walden watches.
+    pub fn fly_org(&self) -> &str {
+        &self.state.fly_org
+    }
+
+    /// The Postgres clusters of the watched organisation, from the Fly API.
+    pub async fn clusters(&self) -> Result<Vec<ClusterSummary>, ClustersUnavailable> {
+        walden_core::clusters::discover(&self.state.fly, &self.state.fly_org)
+            .await
+            .map_err(|source| ClustersUnavailable {
+                org: self.state.fly_org.clone(),
+                source,
+            })
+    }
+
+    /// Spend one login attempt for `name` from this client; `false` when over the limit.
+    pub fn login_allowed(&self, name: &str) -> bool {
+        self.state.login_limits.allow(name, self.client_ip)
+    }
+
+    /// Whether admins must sign in with TOTP.
+    pub async fn require_totp_for_admins(&self) -> Result<bool, AppError> {
+        let key = walden_core::settings::REQUIRE_TOTP_FOR_ADMINS;
+        Ok(walden_core::settings::get_bool(self.pool(), key).await?)
+    }
+
+    /// The signed-in user, or `None`. A stale session (expired, signed out everywhere, user disabled) is
+    /// flushed.
+    pub async fn user(&self) -> Result<Option<User>, AppError> {
+        session::current_user(&self.state).await
+    }
+
+    /// An admin without TOTP while admins must use it.
+    async fn must_enrol_totp(&self, user: &User) -> Result<bool, AppError> {
+        if user.role != Role::Admin || user.totp_enabled {
+            return Ok(false);
+        }
+        self.require_totp_for_admins().await
+    }
+}
+
+/// A signed-in caller allowed past the role check: the user, the audit actor, and the request.
+pub struct Caller {
+    pub user: User,
+    /// Who audit rows name.
+    pub actor: Actor,
+    visitor: Visitor,
+}
+
+impl Caller {
+    /// The one authorisation check: the caller must be signed in (else `Unauthorized`) and hold at least
+    /// `role` (else `Forbidden`).
+    ///
+    /// An admin who must use TOTP (the `require_totp_for_admins` setting) and has not enrolled yet is
+    /// refused everything but enrolment ([`Caller::signed_in`]) until they do.
+    pub async fn require(role: Role) -> Result<Caller, AppError> {
+        let visitor = Visitor::new().await?;
+        let user = visitor.user().await?.ok_or(AppError::Unauthorized)?;
+        if visitor.must_enrol_totp(&user).await? {
+            return Err(AppError::Validation {
+                field: "totp".into(),
+                message: "Admins must set up two-factor sign-in first (on the Account page)."
+                    .into(),
+            });
+        }
+        if user.role < role {
+            return Err(AppError::Forbidden);
+        }
+        Ok(Caller::new(user, visitor))
+    }
+
+    /// Signed in, whatever the role and TOTP state (for enrolling TOTP and signing out).
+    pub async fn signed_in() -> Result<Caller, AppError> {
+        let visitor = Visitor::new().await?;
+        let user = visitor.user().await?.ok_or(AppError::Unauthorized)?;
+        Ok(Caller::new(user, visitor))
+    }
+
+    fn new(user: User, visitor: Visitor) -> Caller {
+        tracing::Span::current().record("user_id", user.id);
+        Caller {
+            actor: user.actor(),
+            user,
+            visitor,
+        }
+    }
+}
+
+/// A caller is a visitor too: the same accessors.
+impl Deref for Caller {
+    type Target = Visitor;
+
+    fn deref(&self) -> &Visitor {
+        &self.visitor
+    }
+}

@@ -1,0 +1,256 @@
+//! Who may call what: the policy each API module declares (`walden_app::api::POLICY`), checked against the
+//! server functions actually registered, then tried over HTTP as anonymous, viewer, operator and admin.
+
+use std::collections::BTreeSet;
+
+use leptos::server_fn::ServerFn;
+use reqwest::RequestBuilder;
+use serde::Serialize;
+use walden_app::api::audit::{AuditQuery, ExportAudit, ListAudit, VerifyAudit};
+use walden_app::api::auth::{
+    AcceptInvite, ChangePassword, GetCurrentUser, GetSetupNeeded, Login, Logout, LogoutEverywhere,
+    SetupAdmin,
+};
+use walden_app::api::clusters::ListClusters;
+use walden_app::api::status::GetConsoleStatus;
+use walden_app::api::totp::{
+    BeginTotp, ConfirmTotp, DisableTotp, GetRequireTotpForAdmins, SetRequireTotpForAdmins,
+};
+use walden_app::api::users::{CreateInvite, ListUsers, SetUserDisabled, SetUserRole};
+use walden_app::api::Access;
+use walden_core::users::Role;
+
+use crate::helpers::{app, InputEncoding, Session, PW};
+
+/// Every module's policy, in one list.
+fn policy() -> Vec<Access> {
+    walden_app::api::POLICY
+        .iter()
+        .flat_map(|module| module.iter().copied())
+        .collect()
+}
+
+#[test]
+fn every_registered_server_function_has_a_policy() {
+    let registered: BTreeSet<&str> = leptos::server_fn::axum::server_fn_paths()
+        .map(|(path, _method)| path)
+        .collect();
+    let policy = policy();
+    let listed: BTreeSet<&str> = policy.iter().map(|(path, _)| *path).collect();
+    assert_eq!(listed.len(), policy.len(), "a path is listed twice");
+    let missing: Vec<_> = registered.difference(&listed).collect();
+    assert!(
+        missing.is_empty(),
+        "add these server functions to their module's POLICY: {missing:?}"
+    );
+    let unknown: Vec<_> = listed.difference(&registered).collect();
+    assert!(
+        unknown.is_empty(),
+        "POLICY lists unknown paths: {unknown:?}"
+    );
+}
+
+/// One server function called with sample arguments.
+struct Probe {
+    path: &'static str,
+    request: Box<dyn Fn(&Session) -> RequestBuilder>,
+    /// The status a caller whose role is allowed gets (200, or a field error for sample arguments that are
+    /// deliberately wrong so nothing changes).
+    allowed: u16,
+    /// The arguments ask for more than the function's own role check (someone else's TOTP: admins only).
+    domain_min: Option<Role>,
+}
+
+fn probe<F>(args: F, allowed: u16) -> Probe
+where
+    F: ServerFn + Serialize + 'static,
+    F::Protocol: InputEncoding,
+{
+    Probe {
+        path: F::PATH,
+        request: Box::new(move |session| session.request(&args)),
+        allowed,
+        domain_min: None,
+    }
+}
+
+/// Sample calls, one per server function. Those that end the session come last.
+fn probes(target: i64) -> Vec<Probe> {
+    let any = AuditQuery::default();
+    vec![
+        // The console's own health (the demo badge shows on the sign-in page too).
+        probe(GetConsoleStatus {}, 200),
+        probe(ListClusters {}, 200),
+        probe(GetCurrentUser {}, 200),
+        probe(GetSetupNeeded {}, 200),
+        // Wrong credentials or closed doors: nothing changes, for anyone.
+        probe(
+            Login {
+                name: "nobody".into(),
+                password: "not a password".into(),
+                code: String::new(),
+            },
+            422,
+        ),
+        probe(
+            SetupAdmin {
+                name: "root".into(),
+                password: PW.into(),
+            },
+            409,
+        ),
+        probe(
+            AcceptInvite {
+                token: "not-an-invitation".into(),
+                name: "newcomer".into(),
+                password: PW.into(),
+            },
+            422,
+        ),
+        probe(ListUsers {}, 200),
+        probe(
+            SetUserRole {
+                user_id: target,
+                role: "viewer".into(),
+            },
+            200,
+        ),
+        probe(
+            SetUserDisabled {
+                user_id: target,
+                disabled: false,
+            },
+            200,
+        ),
+        probe(
+            CreateInvite {
+                role: "viewer".into(),
+                hours: 1,
+            },
+            200,
+        ),
+        probe(
+            ListAudit {
+                query: any.clone(),
+                before: None,
+                limit: 50,
+            },
+            200,
+        ),
+        probe(VerifyAudit {}, 200),
+        probe(
+            ExportAudit {
+                query: any,
+                format: "csv".into(),
+            },
+            200,
+        ),
+        probe(GetRequireTotpForAdmins {}, 200),
+        probe(SetRequireTotpForAdmins { enabled: false }, 200),
+        // Someone else's TOTP: admins only (the target has none; removing none is fine).
+        Probe {
+            domain_min: Some(Role::Admin),
+            ..probe(
+                DisableTotp {
+                    user_id: target,
+                    current_password: String::new(),
+                },
+                200,
+            )
+        },
+        // Enrolment is one's own business: any signed-in user. A wrong first code changes nothing.
+        probe(BeginTotp {}, 200),
+        probe(
+            ConfirmTotp {
+                code: "000000".into(),
+            },
+            422,
+        ),
+        // A wrong current password: allowed callers get a field error, nothing changes.
+        probe(
+            ChangePassword {
+                current_password: "not the password".into(),
+                new_password: "a brand new passphrase".into(),
+            },
+            422,
+        ),
+        // Last: they end the session.
+        probe(LogoutEverywhere {}, 200),
+        probe(Logout {}, 200),
+    ]
+}
+
+/// What `caller` should get from `probe`, given the function's least role `min`.
+fn expected(min: Option<Role>, caller: Option<Role>, probe: &Probe) -> u16 {
+    match (min, caller) {
+        (None, _) => probe.allowed,
+        (Some(_), None) => 401,
+        (Some(min), Some(role)) if role < min => 403,
+        (Some(_), Some(role)) if probe.domain_min.is_some_and(|least| role < least) => 403,
+        _ => probe.allowed,
+    }
+}
+
+#[tokio::test]
+async fn authorization_matrix() {
+    let app = app().await;
+    let target = app.add_users(&[("target", Role::Viewer)]).await[0];
+    let callers = [
+        ("anonymous", app.session(), None),
+        (
+            "viewer",
+            app.signed_in(Role::Viewer).await,
+            Some(Role::Viewer),
+        ),
+        (
+            "operator",
+            app.signed_in(Role::Operator).await,
+            Some(Role::Operator),
+        ),
+        ("admin", app.signed_in(Role::Admin).await, Some(Role::Admin)),
+    ];
+    let policy = policy();
+    let probes = probes(target);
+    let probed: BTreeSet<&str> = probes.iter().map(|p| p.path).collect();
+    for (path, _) in &policy {
+        assert!(probed.contains(path), "add a probe for {path}");
+    }
+
+    let mut table = Vec::new();
+    for (who, session, role) in &callers {
+        for probe in &probes {
+            let min = policy
+                .iter()
+                .find(|(path, _)| *path == probe.path)
+                .unwrap_or_else(|| panic!("{} has a probe but no policy", probe.path))
+                .1;
+            let res = (probe.request)(session).send().await.unwrap();
+            let status = res.status().as_u16();
+            let want = expected(min, *role, probe);
+            table.push(format!("{who:>9} {:<32} {status}", probe.path));
+            assert_eq!(
+                status,
+                want,
+                "{who} calling {}\n{}",
+                probe.path,
+                res.text().await.unwrap_or_default()
+            );
+        }
+    }
+    // Pages render for everyone (the shell); their data comes through the server functions above.
+    for path in [
+        "/",
+        "/clusters",
+        "/restores",
+        "/audit",
+        "/settings",
+        "/login",
+        "/users",
+        "/account",
+    ] {
+        let res = app.client.get(app.url(path)).send().await.unwrap();
+        assert_eq!(res.status(), 200, "{path}");
+    }
+    println!("{}", table.join("\n"));
+    app.stop().await;
+}
