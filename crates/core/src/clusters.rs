@@ -1,5 +1,8 @@
 //! Discovering the Postgres clusters of a Fly organisation: the apps that run the Stolon image, their
 //! machines and the role each machine reports.
+//!
+//! [`Clusters`] is the service [`crate::Walden`] hands out; it owns the Fly connection, so nothing outside
+//! this crate needs a Fly client to list clusters.
 
 use fly::{stolon, FlyClient, ListMachines};
 use serde::{Deserialize, Serialize};
@@ -40,6 +43,41 @@ impl ClusterSummary {
 pub enum DiscoverError {
     #[error("the Fly API refused or failed the request: {0}")]
     Fly(#[from] fly::Error),
+    #[error("no Fly organisation is configured")]
+    NotConfigured,
+}
+
+/// How Walden reaches Fly: a client (the real API or the emulator) and the organisation it watches.
+#[derive(Clone, Debug)]
+pub struct FlyConnection {
+    pub client: FlyClient,
+    pub org: String,
+}
+
+/// The clusters as a service of [`crate::Walden`]. Cheap to clone.
+#[derive(Clone, Debug, Default)]
+pub struct Clusters {
+    fly: Option<FlyConnection>,
+}
+
+impl Clusters {
+    /// Without a connection (the CLI's user and audit commands) listing fails with
+    /// [`DiscoverError::NotConfigured`].
+    pub fn new(fly: Option<FlyConnection>) -> Self {
+        Clusters { fly }
+    }
+
+    /// The watched organisation, when there is a connection.
+    pub fn org(&self) -> Option<&str> {
+        self.fly.as_ref().map(|f| f.org.as_str())
+    }
+
+    /// The Postgres clusters of the watched organisation (see [`discover`]).
+    #[tracing::instrument(skip_all, fields(org = self.org()), err(level = "warn"))]
+    pub async fn list(&self) -> Result<Vec<ClusterSummary>, DiscoverError> {
+        let fly = self.fly.as_ref().ok_or(DiscoverError::NotConfigured)?;
+        discover(&fly.client, &fly.org).await
+    }
 }
 
 /// Whether an image is one of Fly's Postgres images (Stolon `flyio/postgres` or `flyio/postgres-flex`).
