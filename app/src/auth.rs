@@ -13,6 +13,7 @@ use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use serde::{Deserialize, Serialize};
 use tower_sessions::Session;
 use walden_core::audit::RequestMeta;
+use walden_core::settings::SettingsError;
 use walden_core::users::{LoginError, Role, User, UserError};
 
 use crate::error::AppError;
@@ -123,7 +124,8 @@ pub async fn current_user() -> Result<Option<User>, AppError> {
     let fresh = now_unix() - auth.login_at < state.sessions.absolute.whole_seconds();
     let user = if fresh {
         state
-            .accounts
+            .walden
+            .accounts()
             .session_user(auth.user_id, auth.epoch)
             .await
             .map_err(user_error)?
@@ -165,15 +167,15 @@ pub async fn require_signed_in() -> Result<User, AppError> {
         .ok_or_else(|| respond(AppError::Unauthorized))
 }
 
-/// An admin without TOTP while admins must use it.
+/// An admin without TOTP while admins must use it (the rule is `walden_core`'s
+/// [`Accounts::must_enrol_totp`](walden_core::users::Accounts::must_enrol_totp)).
 pub async fn must_enrol_totp(user: &User) -> Result<bool, AppError> {
-    if user.role != Role::Admin || user.totp_enabled {
-        return Ok(false);
-    }
-    let state = app_state()?;
-    walden_core::settings::get_bool(&state.pool, walden_core::settings::REQUIRE_TOTP_FOR_ADMINS)
+    app_state()?
+        .walden
+        .accounts()
+        .must_enrol_totp(user)
         .await
-        .map_err(internal)
+        .map_err(user_error)
 }
 
 /// Give the HTTP response the error's status (401, 403, 422, 429, ...), then return the error.
@@ -239,6 +241,18 @@ pub fn user_error(e: UserError) -> AppError {
             field: "code".into(),
             message: e.to_string(),
         },
+        other => internal(other),
+    })
+}
+
+/// Map a settings error to what the user may see.
+pub fn settings_error(e: SettingsError) -> AppError {
+    respond(match e {
+        SettingsError::Invalid(f) => AppError::Validation {
+            field: f.field.to_owned(),
+            message: f.message,
+        },
+        SettingsError::Forbidden => AppError::Forbidden,
         other => internal(other),
     })
 }

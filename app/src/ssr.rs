@@ -13,12 +13,9 @@ pub struct AppState {
     pub pool: SqlitePool,
     /// No Fly token configured: the console talks to the built-in emulator.
     pub demo_mode: bool,
-    /// The Fly Machines API (the real one, or the built-in emulator in demo mode).
-    pub fly: fly::FlyClient,
-    /// The Fly organisation whose Postgres clusters Walden watches.
-    pub fly_org: String,
-    /// Users, passwords, invites (walden_core::users).
-    pub accounts: walden_core::users::Accounts,
+    /// The domain: accounts, audit log, settings, clusters (and through it, Fly). Server functions reach
+    /// state only through it.
+    pub walden: walden_core::Walden,
     /// Login throttling per account and per IP.
     pub login_limits: std::sync::Arc<crate::auth::LoginLimits>,
     /// Session lifetimes.

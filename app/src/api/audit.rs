@@ -83,15 +83,17 @@ pub async fn list_audit(
     before: Option<i64>,
     limit: u32,
 ) -> Result<AuditPageData, AppError> {
-    use walden_core::audit;
     use walden_core::users::Role;
     crate::auth::require_role(Role::Viewer).await?;
     let state = crate::ssr::app_state()?;
     let filter = to_filter(&query)?;
-    let page = audit::query(&state.pool, &filter, before, limit)
+    let audit = state.walden.audit();
+    let page = audit
+        .query(&filter, before, limit)
         .await
         .map_err(crate::auth::audit_error)?;
-    let total = audit::count(&state.pool, &filter)
+    let total = audit
+        .count(&filter)
         .await
         .map_err(crate::auth::audit_error)?;
     let rows = page
@@ -135,7 +137,10 @@ pub async fn verify_audit() -> Result<ChainStatus, AppError> {
     use walden_core::users::Role;
     crate::auth::require_role(Role::Viewer).await?;
     let state = crate::ssr::app_state()?;
-    let r = walden_core::audit::verify(&state.pool)
+    let r = state
+        .walden
+        .audit()
+        .verify()
         .await
         .map_err(crate::auth::audit_error)?;
     Ok(ChainStatus {
@@ -153,7 +158,7 @@ pub async fn verify_audit() -> Result<ChainStatus, AppError> {
 /// The filtered view as JSONL or CSV text. Viewers and up.
 #[server(endpoint = "export_audit", input = Json)]
 pub async fn export_audit(query: AuditQuery, format: String) -> Result<String, AppError> {
-    use walden_core::audit::{self, ExportFormat};
+    use walden_core::audit::ExportFormat;
     use walden_core::users::Role;
     crate::auth::require_role(Role::Viewer).await?;
     let state = crate::ssr::app_state()?;
@@ -163,7 +168,10 @@ pub async fn export_audit(query: AuditQuery, format: String) -> Result<String, A
     })?;
     let filter = to_filter(&query)?;
     let mut out = Vec::new();
-    audit::export(&state.pool, &filter, format, &mut out)
+    state
+        .walden
+        .audit()
+        .export(&filter, format, &mut out)
         .await
         .map_err(crate::auth::audit_error)?;
     String::from_utf8(out).map_err(crate::ssr::internal)

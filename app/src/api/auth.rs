@@ -28,12 +28,20 @@ impl SessionUser {
     }
 }
 
+/// The user as the UI sees them, told whether they must enrol TOTP first.
+#[cfg(feature = "ssr")]
+async fn session_user(u: &walden_core::users::User) -> Result<SessionUser, AppError> {
+    let must_enrol_totp = crate::auth::must_enrol_totp(u).await?;
+    Ok(SessionUser::from_user(u, must_enrol_totp))
+}
+
 /// Who is signed in (`None` when nobody is).
 #[server(endpoint = "get_current_user")]
 pub async fn get_current_user() -> Result<Option<SessionUser>, AppError> {
-    Ok(crate::auth::current_user()
-        .await?
-        .map(|u| SessionUser::from_user(&u, false)))
+    match crate::auth::current_user().await? {
+        Some(u) => Ok(Some(session_user(&u).await?)),
+        None => Ok(None),
+    }
 }
 
 /// `true` while no user exists: the setup page is open.
@@ -41,7 +49,8 @@ pub async fn get_current_user() -> Result<Option<SessionUser>, AppError> {
 pub async fn get_setup_needed() -> Result<bool, AppError> {
     let state = crate::ssr::app_state()?;
     state
-        .accounts
+        .walden
+        .accounts()
         .needs_setup()
         .await
         .map_err(crate::auth::user_error)
@@ -59,7 +68,8 @@ pub async fn login(name: String, password: String, code: String) -> Result<Sessi
     let password = SecretString::from(password);
     if !state.login_limits.allow(&name, client_ip().await) {
         state
-            .accounts
+            .walden
+            .accounts()
             .record_login_throttled(&meta, &name)
             .await
             .map_err(crate::auth::user_error)?;
@@ -67,7 +77,8 @@ pub async fn login(name: String, password: String, code: String) -> Result<Sessi
     }
     let code = Some(code.trim()).filter(|c| !c.is_empty());
     let ok = state
-        .accounts
+        .walden
+        .accounts()
         .authenticate(&meta, &name, &password, code)
         .await
         .map_err(login_error)?;
@@ -82,7 +93,8 @@ pub async fn logout() -> Result<(), AppError> {
     if let Some(user) = crate::auth::current_user().await? {
         let meta = crate::auth::request_meta().await;
         state
-            .accounts
+            .walden
+            .accounts()
             .record_logout(&user.actor(), &meta)
             .await
             .map_err(crate::auth::user_error)?;
@@ -97,7 +109,8 @@ pub async fn logout_everywhere() -> Result<(), AppError> {
     let user = crate::auth::require_signed_in().await?;
     let meta = crate::auth::request_meta().await;
     state
-        .accounts
+        .walden
+        .accounts()
         .logout_everywhere(&user.actor(), &meta, user.id)
         .await
         .map_err(crate::auth::user_error)?;
@@ -110,12 +123,13 @@ pub async fn setup_admin(name: String, password: String) -> Result<SessionUser, 
     let state = crate::ssr::app_state()?;
     let meta = crate::auth::request_meta().await;
     let user = state
-        .accounts
+        .walden
+        .accounts()
         .setup_first_admin(&meta, &name, &secrecy::SecretString::from(password))
         .await
         .map_err(crate::auth::user_error)?;
     crate::auth::start_session(&user).await?;
-    Ok(SessionUser::from_user(&user, false))
+    session_user(&user).await
 }
 
 /// Accept an invitation: create the account with the invite's role and sign it in.
@@ -129,7 +143,8 @@ pub async fn accept_invite(
     let state = crate::ssr::app_state()?;
     let meta = crate::auth::request_meta().await;
     let user = state
-        .accounts
+        .walden
+        .accounts()
         .accept_invite(
             &meta,
             &SecretString::from(token),
@@ -139,7 +154,7 @@ pub async fn accept_invite(
         .await
         .map_err(crate::auth::user_error)?;
     crate::auth::start_session(&user).await?;
-    Ok(SessionUser::from_user(&user, false))
+    session_user(&user).await
 }
 
 /// Change one's own password. Other sessions end; this one continues with a new id.
@@ -153,7 +168,8 @@ pub async fn change_password(
     let user = crate::auth::require_role(walden_core::users::Role::Viewer).await?;
     let meta = crate::auth::request_meta().await;
     let updated = state
-        .accounts
+        .walden
+        .accounts()
         .change_password(
             &user.actor(),
             &meta,

@@ -11,18 +11,15 @@ pub async fn list_clusters() -> Result<ClusterList, AppError> {
 
     crate::auth::require_role(walden_core::users::Role::Viewer).await?;
     let state = app_state()?;
-    let clusters = walden_core::clusters::discover(&state.fly, &state.fly_org)
-        .await
-        .map_err(|e| {
-            tracing::warn!(request_id = %request_id(), error = %e, "cluster discovery failed");
-            AppError::Upstream(format!(
-                "Cannot list the clusters of {}: {e}",
-                state.fly_org
-            ))
-        })?;
+    let clusters = state.walden.clusters();
+    let org = clusters.org().unwrap_or_default().to_owned();
+    let list = clusters.list().await.map_err(|e| {
+        tracing::warn!(request_id = %request_id(), error = %e, "cluster discovery failed");
+        AppError::Upstream(format!("Cannot list the clusters of {org}: {e}"))
+    })?;
     Ok(ClusterList {
-        org: state.fly_org.clone(),
-        clusters: clusters
+        org,
+        clusters: list
             .into_iter()
             .map(|c| ClusterView {
                 app: c.app,

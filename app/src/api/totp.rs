@@ -19,7 +19,8 @@ pub async fn begin_totp() -> Result<TotpSetup, AppError> {
     let user = crate::auth::require_signed_in().await?;
     let state = crate::ssr::app_state()?;
     let e = state
-        .accounts
+        .walden
+        .accounts()
         .begin_totp(&user.actor())
         .await
         .map_err(crate::auth::user_error)?;
@@ -36,7 +37,8 @@ pub async fn confirm_totp(code: String) -> Result<(), AppError> {
     let state = crate::ssr::app_state()?;
     let meta = crate::auth::request_meta().await;
     state
-        .accounts
+        .walden
+        .accounts()
         .confirm_totp(&user.actor(), &meta, &code)
         .await
         .map_err(crate::auth::user_error)?;
@@ -53,7 +55,8 @@ pub async fn disable_totp(user_id: i64, current_password: String) -> Result<(), 
     let pw = secrecy::SecretString::from(current_password);
     let pw = (user.id == user_id).then_some(&pw);
     state
-        .accounts
+        .walden
+        .accounts()
         .disable_totp(&user.actor(), &meta, user_id, pw)
         .await
         .map_err(crate::auth::user_error)?;
@@ -66,9 +69,12 @@ pub async fn get_require_totp_for_admins() -> Result<bool, AppError> {
     use walden_core::users::Role;
     crate::auth::require_role(Role::Viewer).await?;
     let state = crate::ssr::app_state()?;
-    walden_core::settings::get_bool(&state.pool, walden_core::settings::REQUIRE_TOTP_FOR_ADMINS)
+    state
+        .walden
+        .settings()
+        .require_totp_for_admins()
         .await
-        .map_err(crate::ssr::internal)
+        .map_err(crate::auth::settings_error)
 }
 
 /// Require (or stop requiring) TOTP for admins. Admins only; audited.
@@ -78,13 +84,15 @@ pub async fn set_require_totp_for_admins(enabled: bool) -> Result<(), AppError> 
     let admin = crate::auth::require_role(Role::Admin).await?;
     let state = crate::ssr::app_state()?;
     let meta = crate::auth::request_meta().await;
-    walden_core::settings::set_bool(
-        &state.pool,
-        &admin.actor(),
-        &meta,
-        walden_core::settings::REQUIRE_TOTP_FOR_ADMINS,
-        enabled,
-    )
-    .await
-    .map_err(crate::auth::user_error)
+    state
+        .walden
+        .settings()
+        .set_bool(
+            &admin.actor(),
+            &meta,
+            walden_core::settings::REQUIRE_TOTP_FOR_ADMINS,
+            enabled,
+        )
+        .await
+        .map_err(crate::auth::settings_error)
 }

@@ -38,7 +38,8 @@ pub async fn list_users() -> Result<Vec<UserRow>, AppError> {
     let admin = crate::auth::require_role(Role::Admin).await?;
     let state = crate::ssr::app_state()?;
     let users = state
-        .accounts
+        .walden
+        .accounts()
         .list(&admin.actor())
         .await
         .map_err(crate::auth::user_error)?;
@@ -64,7 +65,8 @@ pub async fn set_user_role(user_id: i64, role: String) -> Result<(), AppError> {
     let state = crate::ssr::app_state()?;
     let meta = crate::auth::request_meta().await;
     state
-        .accounts
+        .walden
+        .accounts()
         .set_role(&admin.actor(), &meta, user_id, role)
         .await
         .map_err(crate::auth::user_error)?;
@@ -79,7 +81,8 @@ pub async fn set_user_disabled(user_id: i64, disabled: bool) -> Result<(), AppEr
     let state = crate::ssr::app_state()?;
     let meta = crate::auth::request_meta().await;
     state
-        .accounts
+        .walden
+        .accounts()
         .set_disabled(&admin.actor(), &meta, user_id, disabled)
         .await
         .map_err(crate::auth::user_error)?;
@@ -96,7 +99,8 @@ pub async fn create_invite(role: String, hours: u32) -> Result<InviteLink, AppEr
     let state = crate::ssr::app_state()?;
     let meta = crate::auth::request_meta().await;
     let (invite, token) = state
-        .accounts
+        .walden
+        .accounts()
         .create_invite(
             &admin.actor(),
             &meta,

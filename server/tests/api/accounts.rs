@@ -927,6 +927,12 @@ async fn admins_without_totp_are_held_at_enrolment_when_required() {
         matches!(err, AppError::Validation { ref field, .. } if field == "totp"),
         "{err:?}"
     );
+    // A reload (the page asks who is signed in) tells the UI too, not only the login answer.
+    let res = post_form(&app, GetCurrentUser::PATH, Some(&s), &[]).await;
+    assert_eq!(res.status(), 200);
+    let me: serde_json::Value = res.json().await.unwrap();
+    assert_eq!(me["name"], "olga");
+    assert_eq!(me["must_enrol_totp"], true);
     let res = post_form(
         &app,
         Login::PATH,
@@ -953,5 +959,8 @@ async fn admins_without_totp_are_held_at_enrolment_when_required() {
     assert_eq!(res.status(), 200);
     let res = post_form(&app, ListUsers::PATH, Some(&s), &[]).await;
     assert_eq!(res.status(), 200);
+    let res = post_form(&app, GetCurrentUser::PATH, Some(&s), &[]).await;
+    let me: serde_json::Value = res.json().await.unwrap();
+    assert_eq!(me["must_enrol_totp"], false);
     app.stop().await;
 }
