@@ -1117,7 +1117,11 @@ impl AuditLog {
     }
 
     /// See [`record`].
-    #[tracing::instrument(skip_all, fields(action = %event.action, outcome = %event.outcome), err)]
+    #[tracing::instrument(
+        skip_all,
+        fields(action = %event.action, outcome = %event.outcome),
+        err(level = "debug")
+    )]
     pub async fn record(
         &self,
         actor: &Actor,
@@ -1128,13 +1132,13 @@ impl AuditLog {
     }
 
     /// See [`verify`].
-    #[tracing::instrument(skip_all, err)]
+    #[tracing::instrument(skip_all, err(level = "debug"))]
     pub async fn verify(&self) -> Result<VerifyReport, AuditError> {
         verify(&self.pool).await
     }
 
     /// See [`query`].
-    #[tracing::instrument(skip_all, fields(?before, limit = limit), err)]
+    #[tracing::instrument(skip_all, fields(?before, limit = limit), err(level = "debug"))]
     pub async fn query(
         &self,
         filter: &AuditFilter,
@@ -1145,13 +1149,13 @@ impl AuditLog {
     }
 
     /// See [`count`].
-    #[tracing::instrument(skip_all, err)]
+    #[tracing::instrument(skip_all, err(level = "debug"))]
     pub async fn count(&self, filter: &AuditFilter) -> Result<i64, AuditError> {
         count(&self.pool, filter).await
     }
 
     /// See [`export`].
-    #[tracing::instrument(skip_all, fields(?format), err)]
+    #[tracing::instrument(skip_all, fields(?format), err(level = "debug"))]
     pub async fn export<W: Write>(
         &self,
         filter: &AuditFilter,

@@ -73,7 +73,7 @@ impl Clusters {
     }
 
     /// The Postgres clusters of the watched organisation (see [`discover`]).
-    #[tracing::instrument(skip_all, fields(org = self.org()), err(level = "warn"))]
+    #[tracing::instrument(skip_all, fields(org = self.org()), err(level = "debug"))]
     pub async fn list(&self) -> Result<Vec<ClusterSummary>, DiscoverError> {
         let fly = self.fly.as_ref().ok_or(DiscoverError::NotConfigured)?;
         discover(&fly.client, &fly.org).await

@@ -98,13 +98,13 @@ impl Settings {
     }
 
     /// Read a boolean setting (`false` when unset).
-    #[tracing::instrument(skip_all, fields(key = key), err(level = "info"))]
+    #[tracing::instrument(skip_all, fields(key = key), err(level = "debug"))]
     pub async fn get_bool(&self, key: &str) -> Result<bool, SettingsError> {
         Ok(get_bool(&self.pool, key).await?)
     }
 
     /// Set a boolean setting. Admins only; audited (see [`set_bool`]).
-    #[tracing::instrument(skip_all, fields(key = key, value = value), err(level = "info"))]
+    #[tracing::instrument(skip_all, fields(key = key, value = value), err(level = "debug"))]
     pub async fn set_bool(
         &self,
         actor: &Actor,

@@ -13,7 +13,11 @@ use crate::ts;
 
 impl Accounts {
     /// Create a user. Admins (and the CLI) only.
-    #[tracing::instrument(skip_all, fields(actor = %actor.display_name(), role = %role), err(level = "info"))]
+    #[tracing::instrument(
+        skip_all,
+        fields(actor = %actor.display_name(), role = %role),
+        err(level = "debug")
+    )]
     pub async fn create_user(
         &self,
         actor: &Actor,
@@ -38,7 +42,7 @@ impl Accounts {
 
     /// Create the first admin from the setup page. Works only while no user exists; the check and the insert
     /// are one write transaction, so two racing setups cannot both win.
-    #[tracing::instrument(skip_all, err(level = "info"))]
+    #[tracing::instrument(skip_all, err(level = "debug"))]
     pub async fn setup_first_admin(
         &self,
         meta: &RequestMeta,
@@ -66,7 +70,7 @@ impl Accounts {
 
     /// Change one's own password (the current one is required). Ends every other session of the user by
     /// bumping the session epoch; returns the updated user so the caller can re-issue its own session.
-    #[tracing::instrument(skip_all, fields(actor = %actor.display_name()), err(level = "info"))]
+    #[tracing::instrument(skip_all, fields(actor = %actor.display_name()), err(level = "debug"))]
     pub async fn change_password(
         &self,
         actor: &Actor,
@@ -108,7 +112,11 @@ impl Accounts {
 
     /// Set a user's password without knowing the current one: for an admin helping a user, or the CLI
     /// recovering a locked-out admin. Ends the user's sessions. Records `user.password_reset`.
-    #[tracing::instrument(skip_all, fields(actor = %actor.display_name(), user_id = user_id), err(level = "info"))]
+    #[tracing::instrument(
+        skip_all,
+        fields(actor = %actor.display_name(), user_id = user_id),
+        err(level = "debug")
+    )]
     pub async fn reset_password(
         &self,
         actor: &Actor,
@@ -169,7 +177,11 @@ impl Accounts {
     }
 
     /// Change a user's role. Admins only; the last enabled admin cannot be demoted.
-    #[tracing::instrument(skip_all, fields(actor = %actor.display_name(), user_id = user_id, role = %role), err(level = "info"))]
+    #[tracing::instrument(
+        skip_all,
+        fields(actor = %actor.display_name(), user_id = user_id, role = %role),
+        err(level = "debug")
+    )]
     pub async fn set_role(
         &self,
         actor: &Actor,
@@ -209,7 +221,11 @@ impl Accounts {
 
     /// Disable or re-enable a user. Admins only; the last enabled admin cannot be disabled. Disabling ends
     /// the user's sessions.
-    #[tracing::instrument(skip_all, fields(actor = %actor.display_name(), user_id = user_id, disabled = disabled), err(level = "info"))]
+    #[tracing::instrument(
+        skip_all,
+        fields(actor = %actor.display_name(), user_id = user_id, disabled = disabled),
+        err(level = "debug")
+    )]
     pub async fn set_disabled(
         &self,
         actor: &Actor,
@@ -255,7 +271,11 @@ impl Accounts {
     }
 
     /// End every session of a user (one's own, or anyone's for an admin).
-    #[tracing::instrument(skip_all, fields(actor = %actor.display_name(), user_id = user_id), err(level = "info"))]
+    #[tracing::instrument(
+        skip_all,
+        fields(actor = %actor.display_name(), user_id = user_id),
+        err(level = "debug")
+    )]
     pub async fn logout_everywhere(
         &self,
         actor: &Actor,

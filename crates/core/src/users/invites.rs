@@ -30,7 +30,11 @@ fn invite_subject(id: i64) -> String {
 impl Accounts {
     /// Create a one-time invitation for `role`, valid for `ttl`. Admins only. Returns the invite and its
     /// token; only the token's SHA-256 is stored, so the token is shown this once.
-    #[tracing::instrument(skip_all, fields(actor = %actor.display_name(), role = %role), err(level = "info"))]
+    #[tracing::instrument(
+        skip_all,
+        fields(actor = %actor.display_name(), role = %role),
+        err(level = "debug")
+    )]
     pub async fn create_invite(
         &self,
         actor: &Actor,
@@ -82,7 +86,7 @@ impl Accounts {
     }
 
     /// Every invitation, newest first. Admins only.
-    #[tracing::instrument(skip_all, fields(actor = %actor.display_name()), err(level = "info"))]
+    #[tracing::instrument(skip_all, fields(actor = %actor.display_name()), err(level = "debug"))]
     pub async fn list_invites(&self, actor: &Actor) -> Result<Vec<Invite>, UserError> {
         if !actor.has_role(Role::Admin) {
             return Err(UserError::Forbidden);
@@ -98,7 +102,11 @@ impl Accounts {
     }
 
     /// Revoke an unused invitation. Admins only.
-    #[tracing::instrument(skip_all, fields(actor = %actor.display_name(), invite_id = id), err(level = "info"))]
+    #[tracing::instrument(
+        skip_all,
+        fields(actor = %actor.display_name(), invite_id = id),
+        err(level = "debug")
+    )]
     pub async fn revoke_invite(
         &self,
         actor: &Actor,
@@ -133,7 +141,7 @@ impl Accounts {
     }
 
     /// Accept an invitation: create the user with the invite's role and spend the invite, in one transaction.
-    #[tracing::instrument(skip_all, err(level = "info"))]
+    #[tracing::instrument(skip_all, err(level = "debug"))]
     pub async fn accept_invite(
         &self,
         meta: &RequestMeta,

@@ -55,7 +55,7 @@ impl Accounts {
     /// Check a name, password and (when the user has TOTP) code. Records `auth.login` with outcome `ok` or
     /// `failed`. Unknown user, wrong password and disabled user all give [`LoginError::InvalidCredentials`]
     /// after the same amount of hashing work.
-    #[tracing::instrument(skip_all, err(level = "info"))]
+    #[tracing::instrument(skip_all, err(level = "debug"))]
     pub async fn authenticate(
         &self,
         meta: &RequestMeta,
@@ -215,7 +215,7 @@ impl Accounts {
     }
 
     /// Record a login attempt refused by throttling before any password was checked.
-    #[tracing::instrument(skip_all, err(level = "info"))]
+    #[tracing::instrument(skip_all, err(level = "debug"))]
     pub async fn record_login_throttled(
         &self,
         meta: &RequestMeta,
@@ -230,7 +230,7 @@ impl Accounts {
     }
 
     /// Record a logout.
-    #[tracing::instrument(skip_all, fields(actor = %actor.display_name()), err(level = "info"))]
+    #[tracing::instrument(skip_all, fields(actor = %actor.display_name()), err(level = "debug"))]
     pub async fn record_logout(&self, actor: &Actor, meta: &RequestMeta) -> Result<(), UserError> {
         let mut event = Event::new(actions::AUTH_LOGOUT, Outcome::Ok);
         if let Some(id) = actor.user_id() {

@@ -333,7 +333,7 @@ impl Accounts {
     }
 
     /// All users, by name. Viewers and up.
-    #[tracing::instrument(skip_all, fields(actor = %actor.display_name()), err(level = "info"))]
+    #[tracing::instrument(skip_all, fields(actor = %actor.display_name()), err(level = "debug"))]
     pub async fn list(&self, actor: &Actor) -> Result<Vec<User>, UserError> {
         if !actor.has_role(Role::Viewer) {
             return Err(UserError::Forbidden);

@@ -114,7 +114,7 @@ impl Accounts {
 
     /// Start enrolling a TOTP authenticator for oneself: a new secret is stored (sealed) as pending and
     /// returned for the authenticator app. Nothing changes for logins until [`Self::confirm_totp`].
-    #[tracing::instrument(skip_all, fields(actor = %actor.display_name()), err(level = "info"))]
+    #[tracing::instrument(skip_all, fields(actor = %actor.display_name()), err(level = "debug"))]
     pub async fn begin_totp(&self, actor: &Actor) -> Result<TotpEnrolment, UserError> {
         let Some(user_id) = actor.user_id() else {
             return Err(UserError::Forbidden);
@@ -134,7 +134,7 @@ impl Accounts {
     }
 
     /// Finish enrolment with a first code from the app. Records `user.totp_enrol`.
-    #[tracing::instrument(skip_all, fields(actor = %actor.display_name()), err(level = "info"))]
+    #[tracing::instrument(skip_all, fields(actor = %actor.display_name()), err(level = "debug"))]
     pub async fn confirm_totp(
         &self,
         actor: &Actor,
@@ -179,7 +179,11 @@ impl Accounts {
 
     /// Remove a user's TOTP: one's own (the current password is required), or anyone's for an admin (a lost
     /// phone).
-    #[tracing::instrument(skip_all, fields(actor = %actor.display_name(), user_id = user_id), err(level = "info"))]
+    #[tracing::instrument(
+        skip_all,
+        fields(actor = %actor.display_name(), user_id = user_id),
+        err(level = "debug")
+    )]
     pub async fn disable_totp(
         &self,
         actor: &Actor,
