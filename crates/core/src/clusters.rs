@@ -142,7 +142,7 @@ mod tests {
         assert!(!is_postgres_image(""));
     }
 
-    /// The real client against the emulator's demo org over loopback HTTP.
+    /// The service, with the real client, against the emulator's demo org over loopback HTTP.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn discovers_the_demo_cluster_with_one_leader() {
         let dir = tempfile::tempdir().unwrap();
@@ -166,7 +166,12 @@ mod tests {
             })
             .await
             .unwrap();
-        let clusters = discover(&client, &info.org).await.unwrap();
+        let service = Clusters::new(Some(FlyConnection {
+            client,
+            org: info.org.clone(),
+        }));
+        assert_eq!(service.org(), Some(info.org.as_str()));
+        let clusters = service.list().await.unwrap();
         assert_eq!(clusters.len(), 1, "{clusters:?}");
         let demo = &clusters[0];
         assert_eq!(demo.app, info.app);
