@@ -8,6 +8,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tower_sessions::session_store::ExpiredDeletion;
 use tower_sessions_sqlx_store::SqliteStore;
+use walden_core::Walden;
 
 /// The running workers.
 pub struct Jobs {
@@ -15,10 +16,10 @@ pub struct Jobs {
 }
 
 impl Jobs {
-    /// Start every worker.
-    pub fn spawn(pool: SqlitePool, token: CancellationToken) -> Self {
+    /// Start every worker. Each gets the façade: the domain's services (and the pool, for upkeep).
+    pub fn spawn(walden: Walden, token: CancellationToken) -> Self {
         let mut set = JoinSet::new();
-        set.spawn(maintenance(pool, token, Duration::from_secs(15 * 60)));
+        set.spawn(maintenance(walden, token, Duration::from_secs(15 * 60)));
         Jobs { set }
     }
 
@@ -34,7 +35,8 @@ impl Jobs {
 
 /// Keeps the SQLite file healthy: deletes expired sessions, folds the WAL back into the database and refreshes
 /// the planner statistics.
-async fn maintenance(pool: SqlitePool, token: CancellationToken, every: Duration) {
+async fn maintenance(walden: Walden, token: CancellationToken, every: Duration) {
+    let pool = walden.pool();
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tick.tick().await; // the first tick fires at once; start-up has just migrated
@@ -42,11 +44,11 @@ async fn maintenance(pool: SqlitePool, token: CancellationToken, every: Duration
         tokio::select! {
             () = token.cancelled() => break,
             _ = tick.tick() => {
-                if let Err(e) = delete_expired_sessions(&pool).await {
+                if let Err(e) = delete_expired_sessions(pool).await {
                     tracing::warn!(error = %e, "deleting expired sessions failed");
                 }
                 for statement in ["PRAGMA wal_checkpoint(PASSIVE)", "PRAGMA optimize"] {
-                    if let Err(e) = sqlx::query(statement).execute(&pool).await {
+                    if let Err(e) = sqlx::query(statement).execute(pool).await {
                         tracing::warn!(error = %e, statement, "database maintenance failed");
                     }
                 }

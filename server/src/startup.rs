@@ -22,6 +22,9 @@ use tower_http::trace::TraceLayer;
 use tracing::{Level, Span};
 use walden_app::server::AppState;
 use walden_app::{shell, App};
+use walden_core::clusters::FlyConnection;
+use walden_core::keyring::Keyring;
+use walden_core::{Walden, WaldenOptions};
 
 use crate::config::ServeArgs;
 use crate::jobs::Jobs;
@@ -33,7 +36,7 @@ pub struct Application {
     listener: TcpListener,
     metrics_listener: Option<TcpListener>,
     router: Router,
-    pool: SqlitePool,
+    walden: Walden,
     config: ServeArgs,
     /// The built-in Fly emulator, in demo mode.
     demo: Option<flysim::Running>,
@@ -61,21 +64,25 @@ impl Application {
         let addr = listener
             .local_addr()
             .context("cannot read the bound address")?;
-        let (fly, fly_org, demo) = fly_client(&config).await?;
+        let (fly, demo) = fly_connection(&config).await?;
         let sessions = crate::security::session_layer(&pool, &config).await?;
-        let hasher = walden_core::users::Hasher::new(config.password_hash)?;
+        let keyring = config
+            .master_key
+            .as_ref()
+            .map(Keyring::from_master_hex)
+            .transpose()
+            .context("WALDEN_MASTER_KEY")?;
+        let options = WaldenOptions {
+            hash: config.password_hash,
+            keyring,
+            fly: Some(fly),
+        };
+        let walden = Walden::from_pool(pool.clone(), options)?;
         let state = AppState {
             leptos_options: leptos_options(&config, addr),
-            pool: pool.clone(),
+            pool,
             demo_mode: config.demo_mode(),
-            fly,
-            fly_org,
-            accounts: match &config.master_key {
-                Some(hex) => walden_core::users::Accounts::new(pool.clone(), hasher).with_seal_key(
-                    walden_core::seal::SealKey::from_hex(hex).context("WALDEN_MASTER_KEY")?,
-                ),
-                None => walden_core::users::Accounts::new(pool.clone(), hasher),
-            },
+            walden: walden.clone(),
             login_limits: crate::security::login_limits(),
             sessions: crate::security::session_policy(&config),
             client_ip_header: config.client_ip_header.clone(),
@@ -84,7 +91,7 @@ impl Application {
             listener,
             metrics_listener,
             router: crate::security::apply(router(state), sessions),
-            pool,
+            walden,
             config,
             demo,
         })
@@ -108,11 +115,11 @@ impl Application {
             listener,
             metrics_listener,
             router,
-            pool,
+            walden,
             config,
             demo,
         } = self;
-        let jobs = Jobs::spawn(pool.clone(), shutdown.child_token());
+        let jobs = Jobs::spawn(walden.clone(), shutdown.child_token());
         let metrics = metrics_listener
             .map(|l| tokio::spawn(crate::metrics::serve(l, shutdown.child_token())));
         let server = axum::serve(
@@ -140,17 +147,17 @@ impl Application {
                 tracing::warn!(error = %e, "the built-in Fly emulator did not stop cleanly");
             }
         }
-        pool.close().await;
+        walden.close().await;
         tracing::info!("stopped cleanly");
         Ok(())
     }
 }
 
-/// The Fly client: the real API with the configured token, or, in demo mode, the built-in emulator started
-/// on a loopback port with its state and sample wal-g bucket under `<data dir>/demo`.
-async fn fly_client(
+/// The Fly connection: the real API with the configured token, or, in demo mode, the built-in emulator
+/// started on a loopback port with its state and sample wal-g bucket under `<data dir>/demo`.
+async fn fly_connection(
     config: &ServeArgs,
-) -> anyhow::Result<(fly::FlyClient, String, Option<flysim::Running>)> {
+) -> anyhow::Result<(FlyConnection, Option<flysim::Running>)> {
     if let Some(token) = &config.fly_api_token {
         let mut builder = fly::FlyClient::builder().token(token.clone());
         if let Some(url) = &config.fly_machines_url {
@@ -160,7 +167,8 @@ async fn fly_client(
             builder = builder.api_base_url(url.clone());
         }
         let client = builder.build().context("invalid Fly API settings")?;
-        return Ok((client, config.fly_org.clone(), None));
+        let org = config.fly_org.clone();
+        return Ok((FlyConnection { client, org }, None));
     }
     let demo_dir = config.data.data_dir.join("demo");
     let listener = TcpListener::bind("127.0.0.1:0")
@@ -186,7 +194,8 @@ async fn fly_client(
         .api_base_url(running.base_url.clone())
         .build()
         .context("cannot reach the built-in Fly emulator")?;
-    Ok((client, info.org, Some(running)))
+    let org = info.org;
+    Ok((FlyConnection { client, org }, Some(running)))
 }
 
 fn leptos_options(config: &ServeArgs, addr: SocketAddr) -> LeptosOptions {

@@ -96,11 +96,10 @@ pub async fn list_audit(
     before: Option<i64>,
     limit: u32,
 ) -> Result<AuditPageData, AppError> {
-    use walden_core::audit;
     let cx = crate::server::Caller::require(Role::Viewer).await?;
     let filter = to_filter(&query)?;
-    let page = audit::query(cx.pool(), &filter, before, limit).await?;
-    let total = audit::count(cx.pool(), &filter).await?;
+    let page = cx.audit().query(&filter, before, limit).await?;
+    let total = cx.audit().count(&filter).await?;
     Ok(AuditPageData {
         rows: page.rows.into_iter().map(AuditEntry::from).collect(),
         total,
@@ -144,7 +143,7 @@ impl From<walden_core::audit::AuditRow> for AuditEntry {
 )]
 pub async fn verify_audit() -> Result<ChainStatus, AppError> {
     let cx = crate::server::Caller::require(Role::Viewer).await?;
-    let r = walden_core::audit::verify(cx.pool()).await?;
+    let r = cx.audit().verify().await?;
     Ok(ChainStatus {
         rows: r.rows,
         verified_through: r.verified_through,
@@ -164,7 +163,7 @@ pub async fn verify_audit() -> Result<ChainStatus, AppError> {
     tracing::instrument(skip_all, fields(user_id = Empty, format), err(level = "info"))
 )]
 pub async fn export_audit(query: AuditQuery, format: String) -> Result<String, AppError> {
-    use walden_core::audit::{self, ExportFormat};
+    use walden_core::audit::ExportFormat;
     let cx = crate::server::Caller::require(Role::Viewer).await?;
     let format: ExportFormat = format.parse().map_err(|message| AppError::Validation {
         field: "format".into(),
@@ -172,6 +171,6 @@ pub async fn export_audit(query: AuditQuery, format: String) -> Result<String, A
     })?;
     let filter = to_filter(&query)?;
     let mut out = Vec::new();
-    audit::export(cx.pool(), &filter, format, &mut out).await?;
+    cx.audit().export(&filter, format, &mut out).await?;
     Ok(String::from_utf8(out)?)
 }

@@ -55,10 +55,20 @@ impl SessionUser {
 #[cfg_attr(feature = "ssr", tracing::instrument(skip_all, err(level = "info")))]
 pub async fn get_current_user() -> Result<Option<SessionUser>, AppError> {
     let visitor = Visitor::new().await?;
-    Ok(visitor
-        .user()
-        .await?
-        .map(|u| SessionUser::from_user(&u, false)))
+    match visitor.user().await? {
+        Some(user) => Ok(Some(session_user(&visitor, &user).await?)),
+        None => Ok(None),
+    }
+}
+
+/// The user as the UI sees them, told whether they must enrol TOTP first (the rule lives in `walden_core`).
+#[cfg(feature = "ssr")]
+async fn session_user(
+    visitor: &Visitor,
+    user: &walden_core::users::User,
+) -> Result<SessionUser, AppError> {
+    let must_enrol_totp = visitor.must_enrol_totp(user).await?;
+    Ok(SessionUser::from_user(user, must_enrol_totp))
 }
 
 /// `true` while no user exists: the setup page is open.
@@ -130,7 +140,7 @@ pub async fn setup_admin(name: String, password: String) -> Result<SessionUser, 
         .setup_first_admin(&visitor.meta, &name, &password)
         .await?;
     session::start(&user).await?;
-    Ok(SessionUser::from_user(&user, false))
+    session_user(&visitor, &user).await
 }
 
 /// Accept an invitation: create the account with the invite's role and sign it in.
@@ -148,7 +158,7 @@ pub async fn accept_invite(
         .accept_invite(&visitor.meta, &token, &name, &password)
         .await?;
     session::start(&user).await?;
-    Ok(SessionUser::from_user(&user, false))
+    session_user(&visitor, &user).await
 }
 
 /// Change one's own password. Other sessions end; this one continues with a new id.

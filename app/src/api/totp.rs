@@ -104,5 +104,8 @@ pub async fn get_require_totp_for_admins() -> Result<bool, AppError> {
 pub async fn set_require_totp_for_admins(enabled: bool) -> Result<(), AppError> {
     let cx = Caller::require(Role::Admin).await?;
     let key = settings::REQUIRE_TOTP_FOR_ADMINS;
-    Ok(settings::set_bool(cx.pool(), &cx.actor, &cx.meta, key, enabled).await?)
+    Ok(cx
+        .settings()
+        .set_bool(&cx.actor, &cx.meta, key, enabled)
+        .await?)
 }

@@ -9,6 +9,7 @@
 
 use walden_core::audit::AuditError;
 use walden_core::clusters::DiscoverError;
+use walden_core::settings::SettingsError;
 use walden_core::users::{FieldError, LoginError, UserError};
 
 use super::request_id;
@@ -79,6 +80,16 @@ impl From<UserError> for AppError {
             UserError::InviteInvalid | UserError::InviteExpired => field("token", e),
             UserError::WrongPassword => field("current_password", e),
             UserError::TotpInvalid | UserError::NoPendingTotp => field("code", e),
+            other => internal(other),
+        }
+    }
+}
+
+impl From<SettingsError> for AppError {
+    fn from(e: SettingsError) -> Self {
+        match e {
+            SettingsError::Invalid(f) => f.into(),
+            SettingsError::Forbidden => AppError::Forbidden,
             other => internal(other),
         }
     }

@@ -27,9 +27,12 @@ use std::sync::Arc;
 use axum::extract::FromRef;
 use leptos::prelude::*;
 use sqlx::SqlitePool;
+use walden_core::audit::AuditLog;
 use walden_core::audit::{Actor, RequestMeta};
 use walden_core::clusters::ClusterSummary;
+use walden_core::settings::Settings;
 use walden_core::users::{Accounts, Role, User};
+use walden_core::Walden;
 
 use crate::error::AppError;
 pub use errors::{internal, ClustersUnavailable};
@@ -43,12 +46,9 @@ pub struct AppState {
     pub pool: SqlitePool,
     /// No Fly token configured: the console talks to the built-in emulator.
     pub demo_mode: bool,
-    /// The Fly Machines API (the real one, or the built-in emulator in demo mode).
-    pub fly: fly::FlyClient,
-    /// The Fly organisation whose Postgres clusters Walden watches.
-    pub fly_org: String,
-    /// Users, passwords, invites (walden_core::users).
-    pub accounts: Accounts,
+    /// The domain: accounts, audit log, settings, clusters (and through it, Fly). Server functions reach it
+    /// only through [`Visitor`]'s accessors, so nothing reaches Fly or the database past `walden_core`.
+    pub walden: Walden,
     /// Login throttling per account and per IP.
     pub login_limits: Arc<LoginLimits>,
     /// Session lifetimes.
@@ -102,10 +102,20 @@ impl Visitor {
 
     /// Users, passwords, invites, TOTP.
     pub fn accounts(&self) -> &Accounts {
-        &self.state.accounts
+        self.state.walden.accounts()
     }
 
-    /// The database (audit log, settings, health).
+    /// The audit log: query, count, export, verify.
+    pub fn audit(&self) -> &AuditLog {
+        self.state.walden.audit()
+    }
+
+    /// Console-wide settings.
+    pub fn settings(&self) -> &Settings {
+        self.state.walden.settings()
+    }
+
+    /// The database, for the status page's health probe only; everything else goes through a service.
     pub fn pool(&self) -> &SqlitePool {
         &self.state.pool
     }
@@ -115,17 +125,20 @@ impl Visitor {
         self.state.demo_mode
     }
 
-    /// The Fly organisation whose clusters Walden watches.
+    /// The Fly organisation whose clusters Walden watches (empty when no Fly API is configured).
     pub fn fly_org(&self) -> &str {
-        &self.state.fly_org
+        self.state.walden.clusters().org().unwrap_or_default()
     }
 
     /// The Postgres clusters of the watched organisation, from the Fly API.
     pub async fn clusters(&self) -> Result<Vec<ClusterSummary>, ClustersUnavailable> {
-        walden_core::clusters::discover(&self.state.fly, &self.state.fly_org)
+        self.state
+            .walden
+            .clusters()
+            .list()
             .await
             .map_err(|source| ClustersUnavailable {
-                org: self.state.fly_org.clone(),
+                org: self.fly_org().to_owned(),
                 source,
             })
     }
@@ -137,8 +150,7 @@ impl Visitor {
 
     /// Whether admins must sign in with TOTP.
     pub async fn require_totp_for_admins(&self) -> Result<bool, AppError> {
-        let key = walden_core::settings::REQUIRE_TOTP_FOR_ADMINS;
-        Ok(walden_core::settings::get_bool(self.pool(), key).await?)
+        Ok(self.settings().require_totp_for_admins().await?)
     }
 
     /// The signed-in user, or `None`. A stale session (expired, signed out everywhere, user disabled) is
@@ -147,12 +159,10 @@ impl Visitor {
         session::current_user(&self.state).await
     }
 
-    /// An admin without TOTP while admins must use it.
-    async fn must_enrol_totp(&self, user: &User) -> Result<bool, AppError> {
-        if user.role != Role::Admin || user.totp_enabled {
-            return Ok(false);
-        }
-        self.require_totp_for_admins().await
+    /// An admin without TOTP while admins must use it (the rule is `walden_core`'s
+    /// [`Accounts::must_enrol_totp`]).
+    pub async fn must_enrol_totp(&self, user: &User) -> Result<bool, AppError> {
+        Ok(self.accounts().must_enrol_totp(user).await?)
     }
 }
 

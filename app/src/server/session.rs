@@ -54,7 +54,8 @@ pub async fn current_user(state: &AppState) -> Result<Option<User>, AppError> {
     let fresh = now_unix() - auth.login_at < state.sessions.absolute.whole_seconds();
     let user = if fresh {
         state
-            .accounts
+            .walden
+            .accounts()
             .session_user(auth.user_id, auth.epoch)
             .await?
     } else {

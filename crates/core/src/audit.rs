@@ -44,7 +44,9 @@ use sqlx::{QueryBuilder, Row, Sqlite, SqlitePool, Transaction};
 use time::OffsetDateTime;
 
 use crate::ts;
-use crate::users::Role;
+
+// The vocabulary lives in the leaf module `access`; re-exported here, where callers have always found it.
+pub use crate::access::{Actor, RequestMeta};
 
 /// The hash of the (absent) row before the first one.
 pub const GENESIS: [u8; 32] = [0; 32];
@@ -52,60 +54,6 @@ const DOMAIN: &[u8; 16] = b"walden-audit-v1\0";
 
 /// Longest text accepted in any audit field (bytes). Longer text is cut at a character boundary and marked.
 pub const MAX_FIELD_LEN: usize = 4096;
-
-/// Who did it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Actor {
-    /// A signed-in user, with the name and role they had at the time.
-    User { id: i64, name: String, role: Role },
-    /// Someone not signed in (a login attempt, the first-run setup page, an invite being accepted).
-    Anonymous,
-    /// Walden itself or its command line (`label` says which, e.g. `cli`).
-    System { label: String },
-}
-
-impl Actor {
-    /// The CLI, run by whoever can read the data directory.
-    pub fn cli() -> Self {
-        Actor::System {
-            label: "cli".into(),
-        }
-    }
-
-    /// The user id written to the log, if any.
-    pub fn user_id(&self) -> Option<i64> {
-        match self {
-            Actor::User { id, .. } => Some(*id),
-            _ => None,
-        }
-    }
-
-    /// The name written to the log. Names that are not user names are in parentheses, which user names cannot
-    /// contain, so `(anonymous)` never means a user called "anonymous".
-    pub fn display_name(&self) -> String {
-        match self {
-            Actor::User { name, .. } => name.clone(),
-            Actor::Anonymous => "(anonymous)".into(),
-            Actor::System { label } => format!("(system:{label})"),
-        }
-    }
-
-    /// `true` when the actor holds at least `role`. The system (CLI) holds every role.
-    pub fn has_role(&self, role: Role) -> bool {
-        match self {
-            Actor::User { role: r, .. } => *r >= role,
-            Actor::Anonymous => false,
-            Actor::System { .. } => true,
-        }
-    }
-}
-
-/// Where the request came from.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RequestMeta {
-    pub request_id: Option<String>,
-    pub client_ip: Option<String>,
-}
 
 /// What the action was about. All optional; `subject` names anything that is not a cluster, app or run
 /// (`user:12`, `invite:3`, `setting:require_totp_for_admins`).
@@ -340,6 +288,57 @@ pub async fn begin(pool: &SqlitePool) -> Result<Transaction<'static, Sqlite>, sq
     pool.begin_with("BEGIN IMMEDIATE").await
 }
 
+/// The one way a service changes state: a write transaction that can only be committed together with its
+/// audit row.
+///
+/// ```ignore
+/// let mut tx = AuditedTx::begin(&pool).await?;
+/// sqlx::query("UPDATE users SET …").execute(&mut *tx).await?;
+/// tx.commit(actor, meta, &Event::new(actions::USER_ROLE_CHANGE, Outcome::Ok)).await?;
+/// ```
+///
+/// It dereferences to the connection, so queries run in the transaction. [`AuditedTx::commit`] appends the
+/// row and commits; if the row cannot be written nothing is committed (fail closed). Dropping it without
+/// committing (an early `return Err(…)` or `?`) rolls everything back, so a change without its row cannot
+/// be written through it.
+pub struct AuditedTx {
+    tx: Transaction<'static, Sqlite>,
+}
+
+impl AuditedTx {
+    /// Open the transaction (`BEGIN IMMEDIATE`, see [`append`]).
+    pub async fn begin(pool: &SqlitePool) -> Result<Self, sqlx::Error> {
+        Ok(AuditedTx {
+            tx: begin(pool).await?,
+        })
+    }
+
+    /// Append the audit row for what was done, then commit both. Returns the row's id.
+    pub async fn commit(
+        mut self,
+        actor: &Actor,
+        meta: &RequestMeta,
+        event: &Event,
+    ) -> Result<i64, AuditError> {
+        let id = append(&mut self.tx, actor, meta, event).await?;
+        self.tx.commit().await?;
+        Ok(id)
+    }
+}
+
+impl std::ops::Deref for AuditedTx {
+    type Target = sqlx::SqliteConnection;
+    fn deref(&self) -> &Self::Target {
+        &self.tx
+    }
+}
+
+impl std::ops::DerefMut for AuditedTx {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.tx
+    }
+}
+
 /// Record an event that changes nothing else (a failed login, a denied request, a logout) in its own
 /// transaction.
 pub async fn record(
@@ -348,10 +347,10 @@ pub async fn record(
     meta: &RequestMeta,
     event: &Event,
 ) -> Result<i64, AuditError> {
-    let mut tx = begin(pool).await?;
-    let id = append(&mut tx, actor, meta, event).await?;
-    tx.commit().await?;
-    Ok(id)
+    AuditedTx::begin(pool)
+        .await?
+        .commit(actor, meta, event)
+        .await
 }
 
 fn valid_action(a: &str) -> bool {
@@ -1103,6 +1102,68 @@ pub async fn export<W: Write>(
         }
     }
     Ok(n)
+}
+
+/// The audit log as a service of [`crate::Walden`]: the free functions of this module, bound to the pool.
+/// Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct AuditLog {
+    pool: SqlitePool,
+}
+
+impl AuditLog {
+    pub fn new(pool: SqlitePool) -> Self {
+        AuditLog { pool }
+    }
+
+    /// See [`record`].
+    #[tracing::instrument(
+        skip_all,
+        fields(action = %event.action, outcome = %event.outcome),
+        err(level = "debug")
+    )]
+    pub async fn record(
+        &self,
+        actor: &Actor,
+        meta: &RequestMeta,
+        event: &Event,
+    ) -> Result<i64, AuditError> {
+        record(&self.pool, actor, meta, event).await
+    }
+
+    /// See [`verify`].
+    #[tracing::instrument(skip_all, err(level = "debug"))]
+    pub async fn verify(&self) -> Result<VerifyReport, AuditError> {
+        verify(&self.pool).await
+    }
+
+    /// See [`query`].
+    #[tracing::instrument(skip_all, fields(?before, limit = limit), err(level = "debug"))]
+    pub async fn query(
+        &self,
+        filter: &AuditFilter,
+        before: Option<i64>,
+        limit: u32,
+    ) -> Result<AuditPage, AuditError> {
+        query(&self.pool, filter, before, limit).await
+    }
+
+    /// See [`count`].
+    #[tracing::instrument(skip_all, err(level = "debug"))]
+    pub async fn count(&self, filter: &AuditFilter) -> Result<i64, AuditError> {
+        count(&self.pool, filter).await
+    }
+
+    /// See [`export`].
+    #[tracing::instrument(skip_all, fields(?format), err(level = "debug"))]
+    pub async fn export<W: Write>(
+        &self,
+        filter: &AuditFilter,
+        format: ExportFormat,
+        out: W,
+    ) -> Result<u64, AuditError> {
+        export(&self.pool, filter, format, out).await
+    }
 }
 
 #[cfg(test)]

@@ -1,5 +1,8 @@
 //! Discovering the Postgres clusters of a Fly organisation: the apps that run the Stolon image, their
 //! machines and the role each machine reports.
+//!
+//! [`Clusters`] is the service [`crate::Walden`] hands out; it owns the Fly connection, so nothing outside
+//! this crate needs a Fly client to list clusters.
 
 use fly::{stolon, FlyClient, ListMachines};
 use serde::{Deserialize, Serialize};
@@ -40,6 +43,41 @@ impl ClusterSummary {
 pub enum DiscoverError {
     #[error("the Fly API refused or failed the request: {0}")]
     Fly(#[from] fly::Error),
+    #[error("no Fly organisation is configured")]
+    NotConfigured,
+}
+
+/// How Walden reaches Fly: a client (the real API or the emulator) and the organisation it watches.
+#[derive(Clone, Debug)]
+pub struct FlyConnection {
+    pub client: FlyClient,
+    pub org: String,
+}
+
+/// The clusters as a service of [`crate::Walden`]. Cheap to clone.
+#[derive(Clone, Debug, Default)]
+pub struct Clusters {
+    fly: Option<FlyConnection>,
+}
+
+impl Clusters {
+    /// Without a connection (the CLI's user and audit commands) listing fails with
+    /// [`DiscoverError::NotConfigured`].
+    pub fn new(fly: Option<FlyConnection>) -> Self {
+        Clusters { fly }
+    }
+
+    /// The watched organisation, when there is a connection.
+    pub fn org(&self) -> Option<&str> {
+        self.fly.as_ref().map(|f| f.org.as_str())
+    }
+
+    /// The Postgres clusters of the watched organisation (see [`discover`]).
+    #[tracing::instrument(skip_all, fields(org = self.org()), err(level = "debug"))]
+    pub async fn list(&self) -> Result<Vec<ClusterSummary>, DiscoverError> {
+        let fly = self.fly.as_ref().ok_or(DiscoverError::NotConfigured)?;
+        discover(&fly.client, &fly.org).await
+    }
 }
 
 /// Whether an image is one of Fly's Postgres images (Stolon `flyio/postgres` or `flyio/postgres-flex`).
@@ -104,7 +142,7 @@ mod tests {
         assert!(!is_postgres_image(""));
     }
 
-    /// The real client against the emulator's demo org over loopback HTTP.
+    /// The service, with the real client, against the emulator's demo org over loopback HTTP.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn discovers_the_demo_cluster_with_one_leader() {
         let dir = tempfile::tempdir().unwrap();
@@ -128,7 +166,12 @@ mod tests {
             })
             .await
             .unwrap();
-        let clusters = discover(&client, &info.org).await.unwrap();
+        let service = Clusters::new(Some(FlyConnection {
+            client,
+            org: info.org.clone(),
+        }));
+        assert_eq!(service.org(), Some(info.org.as_str()));
+        let clusters = service.list().await.unwrap();
         assert_eq!(clusters.len(), 1, "{clusters:?}");
         let demo = &clusters[0];
         assert_eq!(demo.app, info.app);

@@ -1,11 +1,23 @@
-//! Walden's domain: the database and everything stored in it.
+//! Walden's domain: the database and everything stored in it, and the rules for changing it.
 //!
-//! This crate knows nothing of Leptos, axum or HTML, so the web console and the CLI share every rule.
+//! This crate knows nothing of Leptos, axum or HTML, so the web console and the CLI share every rule. Open
+//! it through [`Walden`], the one façade: its services ([`Walden::accounts`], [`Walden::audit`],
+//! [`Walden::settings`], [`Walden::clusters`]) are the only way the console, the CLI and the background
+//! workers change state, and each writes its audit row in the same transaction as its change.
+//!
+//! Module dependencies point one way: `access` (the shared vocabulary) and `ts`, `seal`, `db` are leaves;
+//! `audit` uses `access`; `settings` uses `audit`; `users` uses `settings`, `audit` and `keyring`; the
+//! façade uses them all.
 
+pub mod access;
 pub mod audit;
 pub mod clusters;
 pub mod db;
+pub mod keyring;
 pub mod seal;
 pub mod settings;
 pub mod ts;
 pub mod users;
+mod walden;
+
+pub use walden::{Walden, WaldenError, WaldenOptions};

@@ -1,16 +1,22 @@
-//! Sealing small secrets at rest (the TOTP secrets) with XChaCha20-Poly1305.
+//! One key sealing small secrets at rest with XChaCha20-Poly1305: the primitive under [`crate::keyring`].
 //!
-//! A sealed value is `version (1 byte = 1) ‖ nonce (24 bytes, random) ‖ ciphertext+tag`. The associated data
-//! binds the value to what it is for (e.g. `walden/totp/user/12`), so a sealed value copied to another row
-//! does not open. The key comes from the environment (a Fly secret) as 64 hex characters.
+//! Services seal through a [`crate::keyring::Keyring`], which writes format version 2 (with a key id, see
+//! there). [`SealKey::seal`] writes version 1, the format of TOTP secrets sealed before key ids existed:
+//! `version (1 byte = 1) ‖ nonce (24 bytes, random) ‖ ciphertext+tag`, with the context as associated data.
+//! It stays so that those values keep opening, and so tests can make one. The associated data binds the
+//! value to what it is for (e.g. `walden/totp/user/12`), so a sealed value copied to another row does not
+//! open. The key comes from the environment (a Fly secret) as 64 hex characters.
 
 use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::{Key, XChaCha20Poly1305, XNonce};
 use secrecy::{ExposeSecret, SecretBox, SecretString};
+use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
 
 const VERSION: u8 = 1;
-const NONCE_LEN: usize = 24;
+pub(crate) const NONCE_LEN: usize = 24;
+/// Domain tag of the key-id hash.
+const KEY_ID_DOMAIN: &[u8] = b"walden-key-id-v1\0";
 
 /// Why a value could not be sealed or opened. Never carries key or plaintext material.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -60,20 +66,61 @@ impl SealKey {
         XChaCha20Poly1305::new(&Key::from(*self.0.expose_secret()))
     }
 
-    /// Seal `plaintext`, bound to `context`.
-    pub fn seal(&self, plaintext: &[u8], context: &str) -> Result<Vec<u8>, SealError> {
+    /// The key's id: the first 8 bytes of `SHA-256("walden-key-id-v1\0" ‖ key)`. Says which key sealed a
+    /// value without saying anything usable about the key.
+    pub fn id(&self) -> KeyId {
+        let digest = Sha256::new()
+            .chain_update(KEY_ID_DOMAIN)
+            .chain_update(self.0.expose_secret())
+            .finalize();
+        let mut id = [0u8; KEY_ID_LEN];
+        id.copy_from_slice(&digest[..KEY_ID_LEN]);
+        KeyId(id)
+    }
+
+    /// A fresh random nonce.
+    pub(crate) fn nonce() -> Result<[u8; NONCE_LEN], SealError> {
         let mut nonce = [0u8; NONCE_LEN];
         getrandom::fill(&mut nonce).map_err(|_| SealError::Random)?;
-        let ct = self
-            .cipher()
-            .encrypt(
+        Ok(nonce)
+    }
+
+    /// Encrypt `msg` with `nonce`, authenticating `aad` too.
+    pub(crate) fn encrypt(
+        &self,
+        nonce: &[u8; NONCE_LEN],
+        msg: &[u8],
+        aad: &[u8],
+    ) -> Result<Vec<u8>, SealError> {
+        self.cipher()
+            .encrypt(&XNonce::from(*nonce), Payload { msg, aad })
+            .map_err(|_| SealError::Seal)
+    }
+
+    /// Decrypt `ciphertext` (with its tag) sealed with `nonce` and `aad`.
+    pub(crate) fn decrypt(
+        &self,
+        nonce: &[u8],
+        ciphertext: &[u8],
+        aad: &[u8],
+    ) -> Result<Zeroizing<Vec<u8>>, SealError> {
+        let nonce: [u8; NONCE_LEN] = nonce.try_into().map_err(|_| SealError::Open)?;
+        self.cipher()
+            .decrypt(
                 &XNonce::from(nonce),
                 Payload {
-                    msg: plaintext,
-                    aad: context.as_bytes(),
+                    msg: ciphertext,
+                    aad,
                 },
             )
-            .map_err(|_| SealError::Seal)?;
+            .map(Zeroizing::new)
+            .map_err(|_| SealError::Open)
+    }
+
+    /// Seal `plaintext`, bound to `context`, in format version 1 (no key id; see the module docs).
+    pub fn seal(&self, plaintext: &[u8], context: &str) -> Result<Vec<u8>, SealError> {
+        let nonce = Self::nonce()?;
+        let ct = self.encrypt(&nonce, plaintext, context.as_bytes())?;
         let mut out = Vec::with_capacity(1 + NONCE_LEN + ct.len());
         out.push(VERSION);
         out.extend_from_slice(&nonce);
@@ -81,24 +128,33 @@ impl SealKey {
         Ok(out)
     }
 
-    /// Open a value sealed for `context`.
+    /// Open a value sealed for `context` in format version 1.
     pub fn open(&self, sealed: &[u8], context: &str) -> Result<Zeroizing<Vec<u8>>, SealError> {
         let (&version, rest) = sealed.split_first().ok_or(SealError::Open)?;
         if version != VERSION || rest.len() < NONCE_LEN {
             return Err(SealError::Open);
         }
         let (nonce, ct) = rest.split_at(NONCE_LEN);
-        let nonce: [u8; NONCE_LEN] = nonce.try_into().map_err(|_| SealError::Open)?;
-        self.cipher()
-            .decrypt(
-                &XNonce::from(nonce),
-                Payload {
-                    msg: ct,
-                    aad: context.as_bytes(),
-                },
-            )
-            .map(Zeroizing::new)
-            .map_err(|_| SealError::Open)
+        self.decrypt(nonce, ct, context.as_bytes())
+    }
+}
+
+/// Length of a [`KeyId`] in bytes.
+pub const KEY_ID_LEN: usize = 8;
+
+/// Which key sealed a value (see [`SealKey::id`]). Shown as 16 hex characters.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct KeyId(pub [u8; KEY_ID_LEN]);
+
+impl std::fmt::Display for KeyId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&hex::encode(self.0))
+    }
+}
+
+impl std::fmt::Debug for KeyId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "KeyId({self})")
     }
 }
 

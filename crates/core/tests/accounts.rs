@@ -4,7 +4,9 @@ use secrecy::{ExposeSecret, SecretString};
 use sqlx::SqlitePool;
 use time::Duration;
 use walden_core::audit::{self, Actor, AuditFilter, RequestMeta};
+use walden_core::keyring::Keyring;
 use walden_core::seal::SealKey;
+use walden_core::settings::SettingsError;
 use walden_core::users::{totp, Accounts, HashParams, Hasher, LoginError, Role, User, UserError};
 use walden_core::{db, settings};
 
@@ -20,7 +22,7 @@ async fn env() -> Env {
     let dir = tempfile::tempdir().unwrap();
     let pool = db::open(dir.path()).await.unwrap();
     let acc = Accounts::new(pool.clone(), Hasher::new(HashParams::TEST).unwrap())
-        .with_seal_key(SealKey::generate().unwrap());
+        .with_keyring(Keyring::generate().unwrap());
     Env {
         _dir: dir,
         pool,
@@ -700,13 +702,13 @@ async fn admins_must_enrol_when_the_setting_says_so() {
         )
         .await
         .unwrap_err(),
-        UserError::Forbidden
+        SettingsError::Forbidden
     ));
     assert!(matches!(
         settings::set_bool(&e.pool, &admin.actor(), &meta(), "no_such_setting", true)
             .await
             .unwrap_err(),
-        UserError::Invalid(_)
+        SettingsError::Invalid(_)
     ));
     settings::set_bool(
         &e.pool,
@@ -901,4 +903,83 @@ async fn admins_and_the_cli_can_reset_a_password() {
         r.iter().map(|r| r.outcome.as_str()).collect::<Vec<_>>(),
         ["ok", "denied"]
     );
+}
+
+/// The rule "admins must enrol two-factor" is answered by one method, for a user loaded at any time (a page
+/// reload), not only at login.
+#[tokio::test]
+async fn must_enrol_totp_is_answered_for_a_reloaded_user() {
+    let e = env().await;
+    let admin = add(&e, "ada", Role::Admin).await;
+    let operator = add(&e, "otto", Role::Operator).await;
+    assert!(!e.acc.must_enrol_totp(&admin).await.unwrap());
+    settings::set_bool(
+        &e.pool,
+        &admin.actor(),
+        &meta(),
+        settings::REQUIRE_TOTP_FOR_ADMINS,
+        true,
+    )
+    .await
+    .unwrap();
+    let reloaded = e.acc.get(admin.id).await.unwrap().unwrap();
+    assert!(e.acc.must_enrol_totp(&reloaded).await.unwrap());
+    assert!(!e.acc.must_enrol_totp(&operator).await.unwrap());
+    // Once enrolled, no longer.
+    let enrol = e.acc.begin_totp(&admin.actor()).await.unwrap();
+    let code = totp::code_at(&secret_of(&enrol), totp::unix_now()).unwrap();
+    let enrolled = e
+        .acc
+        .confirm_totp(&admin.actor(), &meta(), &code)
+        .await
+        .unwrap();
+    assert!(!e.acc.must_enrol_totp(&enrolled).await.unwrap());
+}
+
+/// TOTP secrets sealed before key ids existed (format 1) still sign their users in; new enrolments are
+/// sealed in format 2 with the primary key's id.
+#[tokio::test]
+async fn totp_secrets_sealed_before_key_ids_still_work() {
+    let dir = tempfile::tempdir().unwrap();
+    let pool = db::open(dir.path()).await.unwrap();
+    let key = SealKey::generate().unwrap();
+    let keyring = Keyring::new(key.clone());
+    let acc = Accounts::new(pool.clone(), Hasher::new(HashParams::TEST).unwrap())
+        .with_keyring(keyring.clone());
+    let u = acc
+        .create_user(&Actor::cli(), &meta(), "old-timer", &pw(PW), Role::Viewer)
+        .await
+        .unwrap();
+    let secret = totp::new_secret().unwrap();
+    let legacy = key
+        .seal(&secret, &format!("walden/totp/user/{}", u.id))
+        .unwrap();
+    assert_eq!(legacy[0], 1);
+    sqlx::query("UPDATE users SET totp_secret = ? WHERE id = ?")
+        .bind(&legacy)
+        .bind(u.id)
+        .execute(&pool)
+        .await
+        .unwrap();
+    assert!(matches!(
+        acc.authenticate(&meta(), "old-timer", &pw(PW), None)
+            .await
+            .unwrap_err(),
+        LoginError::TotpRequired
+    ));
+    let code = totp::code_at(&secret, totp::unix_now()).unwrap();
+    let ok = acc
+        .authenticate(&meta(), "old-timer", &pw(PW), Some(&code))
+        .await
+        .unwrap();
+    assert_eq!(ok.user.id, u.id);
+
+    acc.begin_totp(&u.actor()).await.unwrap();
+    let pending: Vec<u8> = sqlx::query_scalar("SELECT totp_pending FROM users WHERE id = ?")
+        .bind(u.id)
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(pending[0], 2);
+    assert_eq!(Keyring::key_id_of(&pending), Some(keyring.primary_id()));
 }

@@ -7,7 +7,8 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Args, Subcommand};
 use time::OffsetDateTime;
-use walden_core::audit::{self, AuditFilter, ExportFormat};
+use walden_core::audit::{AuditFilter, ExportFormat};
+use walden_core::{Walden, WaldenOptions};
 
 use crate::config::DataDirArgs;
 
@@ -67,9 +68,9 @@ fn parse_time(s: &str) -> Result<OffsetDateTime, String> {
 pub async fn run(args: AuditArgs) -> anyhow::Result<ExitCode> {
     match args.command {
         AuditCommand::Verify { data, json } => {
-            let pool = walden_core::db::open(&data.data_dir).await?;
-            let report = audit::verify(&pool).await?;
-            pool.close().await;
+            let walden = Walden::open(&data.data_dir, WaldenOptions::default()).await?;
+            let report = walden.audit().verify().await?;
+            walden.close().await;
             if json {
                 println!("{}", serde_json::to_string_pretty(&report)?);
             } else if let Some(b) = &report.first_broken {
@@ -99,7 +100,7 @@ pub async fn run(args: AuditArgs) -> anyhow::Result<ExitCode> {
             until,
             output,
         } => {
-            let pool = walden_core::db::open(&data.data_dir).await?;
+            let walden = Walden::open(&data.data_dir, WaldenOptions::default()).await?;
             let filter = AuditFilter {
                 since,
                 until,
@@ -109,18 +110,18 @@ pub async fn run(args: AuditArgs) -> anyhow::Result<ExitCode> {
                 Some(path) => {
                     let file = std::fs::File::create(path)
                         .with_context(|| format!("cannot create {}", path.display()))?;
-                    let n = audit::export(&pool, &filter, format, &file).await?;
+                    let n = walden.audit().export(&filter, format, &file).await?;
                     file.sync_all()
                         .with_context(|| format!("cannot write {}", path.display()))?;
                     eprintln!("wrote {n} rows to {}", path.display());
                 }
                 None => {
                     let out = std::io::stdout();
-                    audit::export(&pool, &filter, format, &out).await?;
+                    walden.audit().export(&filter, format, &out).await?;
                     (&out).flush()?;
                 }
             }
-            pool.close().await;
+            walden.close().await;
             Ok(ExitCode::SUCCESS)
         }
     }

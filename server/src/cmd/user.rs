@@ -10,10 +10,9 @@ use std::process::ExitCode;
 use anyhow::{bail, Context};
 use clap::{Args, Subcommand};
 use secrecy::{ExposeSecret, SecretString};
-use walden_core::audit::{Actor, RequestMeta};
-use walden_core::users::{
-    password_from_bytes, Accounts, HashParams, Hasher, Role, User, MAX_PASSWORD_CHARS,
-};
+use walden_core::access::{Actor, FieldError, RequestMeta, Role};
+use walden_core::users::{password_from_bytes, Accounts, User, MAX_PASSWORD_CHARS};
+use walden_core::{Walden, WaldenOptions};
 use zeroize::Zeroizing;
 
 use crate::config::DataDirArgs;
@@ -73,8 +72,7 @@ pub enum UserCommand {
 }
 
 fn parse_role(s: &str) -> Result<Role, String> {
-    s.parse()
-        .map_err(|e: walden_core::users::FieldError| e.message)
+    s.parse().map_err(|e: FieldError| e.message)
 }
 
 /// The CLI as an audit actor, with the OS user that ran it when known.
@@ -90,9 +88,9 @@ fn actor() -> Actor {
     }
 }
 
-async fn accounts(data: &DataDirArgs) -> anyhow::Result<Accounts> {
-    let pool = walden_core::db::open(&data.data_dir).await?;
-    Ok(Accounts::new(pool, Hasher::new(HashParams::OWASP)?))
+/// The façade on the data directory, with production password hashing and no Fly connection.
+async fn open(data: &DataDirArgs) -> anyhow::Result<Walden> {
+    Ok(Walden::open(&data.data_dir, WaldenOptions::default()).await?)
 }
 
 async fn find(acc: &Accounts, name: &str) -> anyhow::Result<User> {
@@ -113,7 +111,8 @@ pub async fn run(args: UserArgs) -> anyhow::Result<ExitCode> {
             let role = if admin { Role::Admin } else { role };
             // Check the name before asking for a password.
             walden_core::users::validate_name(&name)?;
-            let acc = accounts(&data).await?;
+            let walden = open(&data).await?;
+            let acc = walden.accounts();
             let password = read_new_password()?;
             let user = acc
                 .create_user(&actor(), &meta, &name, &password, role)
@@ -121,7 +120,8 @@ pub async fn run(args: UserArgs) -> anyhow::Result<ExitCode> {
             println!("added {} ({}) with id {}", user.name, user.role, user.id);
         }
         UserCommand::List { data } => {
-            let acc = accounts(&data).await?;
+            let walden = open(&data).await?;
+            let acc = walden.accounts();
             let users = acc.list(&actor()).await?;
             if users.is_empty() {
                 println!("no users yet (add one with: walden user add --admin NAME)");
@@ -138,8 +138,9 @@ pub async fn run(args: UserArgs) -> anyhow::Result<ExitCode> {
             }
         }
         UserCommand::Passwd { data, name } => {
-            let acc = accounts(&data).await?;
-            let user = find(&acc, &name).await?;
+            let walden = open(&data).await?;
+            let acc = walden.accounts();
+            let user = find(acc, &name).await?;
             let password = read_new_password()?;
             acc.reset_password(&actor(), &meta, user.id, &password)
                 .await?;
@@ -149,20 +150,23 @@ pub async fn run(args: UserArgs) -> anyhow::Result<ExitCode> {
             );
         }
         UserCommand::SetRole { data, name, role } => {
-            let acc = accounts(&data).await?;
-            let user = find(&acc, &name).await?;
+            let walden = open(&data).await?;
+            let acc = walden.accounts();
+            let user = find(acc, &name).await?;
             let user = acc.set_role(&actor(), &meta, user.id, role).await?;
             println!("{} is now {}", user.name, user.role);
         }
         UserCommand::Disable { data, name } => {
-            let acc = accounts(&data).await?;
-            let user = find(&acc, &name).await?;
+            let walden = open(&data).await?;
+            let acc = walden.accounts();
+            let user = find(acc, &name).await?;
             acc.set_disabled(&actor(), &meta, user.id, true).await?;
             println!("{} is disabled", user.name);
         }
         UserCommand::Enable { data, name } => {
-            let acc = accounts(&data).await?;
-            let user = find(&acc, &name).await?;
+            let walden = open(&data).await?;
+            let acc = walden.accounts();
+            let user = find(acc, &name).await?;
             acc.set_disabled(&actor(), &meta, user.id, false).await?;
             println!("{} is enabled", user.name);
         }

@@ -1,7 +1,8 @@
 //! Sign-in, sessions, throttling, CSRF, headers and TOTP, over real HTTP.
 
 use walden_app::api::auth::{
-    AcceptInvite, ChangePassword, GetSetupNeeded, Login, Logout, LogoutEverywhere, SetupAdmin,
+    AcceptInvite, ChangePassword, GetCurrentUser, GetSetupNeeded, Login, Logout, LogoutEverywhere,
+    SetupAdmin,
 };
 use walden_app::api::totp::{BeginTotp, ConfirmTotp, SetRequireTotpForAdmins};
 use walden_app::api::users::{CreateInvite, ListUsers};
@@ -474,6 +475,12 @@ async fn admins_without_totp_are_held_at_enrolment_when_required() {
         matches!(err, AppError::Validation { ref field, .. } if field == "totp"),
         "{err:?}"
     );
+    // A reload (the page asks who is signed in) tells the UI too, not only the login answer.
+    let res = s.call(&GetCurrentUser {}).await;
+    assert_eq!(res.status(), 200);
+    let me: serde_json::Value = res.json().await.unwrap();
+    assert_eq!(me["name"], "olga");
+    assert_eq!(me["must_enrol_totp"], true);
     let res = app.session().login("olga", PW).await;
     assert_eq!(res.status(), 200);
     let me: serde_json::Value = res.json().await.unwrap();
@@ -488,5 +495,8 @@ async fn admins_without_totp_are_held_at_enrolment_when_required() {
     assert_eq!(res.status(), 200);
     let res = s.call(&ListUsers {}).await;
     assert_eq!(res.status(), 200);
+    let res = s.call(&GetCurrentUser {}).await;
+    let me: serde_json::Value = res.json().await.unwrap();
+    assert_eq!(me["must_enrol_totp"], false);
     app.stop().await;
 }

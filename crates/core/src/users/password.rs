@@ -6,7 +6,8 @@ use argon2::{Algorithm, Argon2, Params, PasswordHash, PasswordHasher, PasswordVe
 use secrecy::{ExposeSecret, SecretString};
 use zeroize::Zeroizing;
 
-use super::{FieldError, UserError};
+use super::UserError;
+use crate::access::FieldError;
 
 /// Shortest password accepted, in characters (NIST SP 800-63B-4 asks for 15 when a password is the only
 /// factor; 12 with the common-password list is the floor OWASP's ASVS accepts).

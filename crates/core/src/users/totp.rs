@@ -1,11 +1,18 @@
 //! TOTP (RFC 6238) second factor, through the `totp-rs` crate: SHA-1, 6 digits, 30-second steps, one step of
 //! clock skew either way — what every authenticator app understands.
+//!
+//! The codes (free functions), then the account operations: enrolment in two steps (begin, then confirm
+//! with a first code) and removal. Secrets are sealed at rest with the façade's
+//! [`Keyring`](crate::keyring::Keyring), bound to the user's row (`walden/totp/user/<id>`).
 
 use secrecy::SecretString;
 use totp_rs::{Algorithm, Builder, Totp};
 use zeroize::Zeroizing;
 
-use super::UserError;
+use super::{user_subject, Accounts, User, UserError};
+use crate::access::{Actor, RequestMeta, Role};
+use crate::audit::{self, actions, AuditedTx, Event, Outcome};
+use crate::ts;
 
 /// The issuer shown in authenticator apps.
 pub const ISSUER: &str = "Walden";
@@ -86,6 +93,149 @@ pub fn unix_now() -> u64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0)
+}
+
+/// What a sealed TOTP secret is bound to: its user's row.
+fn totp_context(user_id: i64) -> String {
+    format!("walden/totp/user/{user_id}")
+}
+
+impl Accounts {
+    /// Open a user's sealed TOTP secret (current or pending).
+    pub(super) fn open_totp_secret(
+        &self,
+        sealed: &[u8],
+        user_id: i64,
+    ) -> Result<Zeroizing<Vec<u8>>, UserError> {
+        self.keyring()?
+            .open(sealed, &totp_context(user_id))
+            .map_err(|_| UserError::Internal("a stored TOTP secret could not be opened"))
+    }
+
+    /// Start enrolling a TOTP authenticator for oneself: a new secret is stored (sealed) as pending and
+    /// returned for the authenticator app. Nothing changes for logins until [`Self::confirm_totp`].
+    #[tracing::instrument(skip_all, fields(actor = %actor.display_name()), err(level = "debug"))]
+    pub async fn begin_totp(&self, actor: &Actor) -> Result<TotpEnrolment, UserError> {
+        let Some(user_id) = actor.user_id() else {
+            return Err(UserError::Forbidden);
+        };
+        let keyring = self.keyring()?;
+        let user = self.reload(user_id).await?;
+        let secret = new_secret()?;
+        let sealed = keyring
+            .seal(&secret, &totp_context(user_id))
+            .map_err(|_| UserError::Internal("sealing failed"))?;
+        sqlx::query("UPDATE users SET totp_pending = ? WHERE id = ?")
+            .bind(sealed)
+            .bind(user_id)
+            .execute(&self.pool)
+            .await?;
+        enrolment(&secret, &user.name)
+    }
+
+    /// Finish enrolment with a first code from the app. Records `user.totp_enrol`.
+    #[tracing::instrument(skip_all, fields(actor = %actor.display_name()), err(level = "debug"))]
+    pub async fn confirm_totp(
+        &self,
+        actor: &Actor,
+        meta: &RequestMeta,
+        code: &str,
+    ) -> Result<User, UserError> {
+        let Some(user_id) = actor.user_id() else {
+            return Err(UserError::Forbidden);
+        };
+        self.keyring()?;
+        let pending: Option<Option<Vec<u8>>> =
+            sqlx::query_scalar("SELECT totp_pending FROM users WHERE id = ?")
+                .bind(user_id)
+                .fetch_optional(&self.pool)
+                .await?;
+        let pending = pending
+            .ok_or(UserError::NotFound)?
+            .ok_or(UserError::NoPendingTotp)?;
+        let secret = self.open_totp_secret(&pending, user_id)?;
+        let Some(step) = check(&secret, code, unix_now()) else {
+            let failed = Event::new(actions::USER_TOTP_ENROL, Outcome::Failed)
+                .subject(user_subject(user_id))
+                .detail(serde_json::json!({ "reason": "wrong code" }));
+            audit::record(&self.pool, actor, meta, &failed).await?;
+            return Err(UserError::TotpInvalid);
+        };
+        let mut tx = AuditedTx::begin(&self.pool).await?;
+        sqlx::query(
+            "UPDATE users SET totp_secret = totp_pending, totp_pending = NULL, totp_last_step = ?, updated_at = ? \
+             WHERE id = ?",
+        )
+        .bind(step as i64)
+        .bind(ts::format(ts::now()))
+        .bind(user_id)
+        .execute(&mut *tx)
+        .await?;
+        let event =
+            Event::new(actions::USER_TOTP_ENROL, Outcome::Ok).subject(user_subject(user_id));
+        tx.commit(actor, meta, &event).await?;
+        self.reload(user_id).await
+    }
+
+    /// Remove a user's TOTP: one's own (the current password is required), or anyone's for an admin (a lost
+    /// phone).
+    #[tracing::instrument(
+        skip_all,
+        fields(actor = %actor.display_name(), user_id = user_id),
+        err(level = "debug")
+    )]
+    pub async fn disable_totp(
+        &self,
+        actor: &Actor,
+        meta: &RequestMeta,
+        user_id: i64,
+        current_password: Option<&SecretString>,
+    ) -> Result<User, UserError> {
+        let own = actor.user_id() == Some(user_id);
+        if !own {
+            self.require(actor, Role::Admin, meta, actions::USER_TOTP_DISABLE, || {
+                user_subject(user_id)
+            })
+            .await?;
+        } else {
+            self.check_current_password(user_id, current_password)
+                .await?;
+        }
+        let mut tx = AuditedTx::begin(&self.pool).await?;
+        let done = sqlx::query(
+            "UPDATE users SET totp_secret = NULL, totp_pending = NULL, totp_last_step = NULL, updated_at = ? \
+             WHERE id = ?",
+        )
+        .bind(ts::format(ts::now()))
+        .bind(user_id)
+        .execute(&mut *tx)
+        .await?;
+        if done.rows_affected() == 0 {
+            return Err(UserError::NotFound);
+        }
+        let event =
+            Event::new(actions::USER_TOTP_DISABLE, Outcome::Ok).subject(user_subject(user_id));
+        tx.commit(actor, meta, &event).await?;
+        self.reload(user_id).await
+    }
+
+    /// The user's own password, given again to confirm a sensitive change.
+    async fn check_current_password(
+        &self,
+        user_id: i64,
+        password: Option<&SecretString>,
+    ) -> Result<(), UserError> {
+        let phc: Option<String> =
+            sqlx::query_scalar("SELECT password_hash FROM users WHERE id = ?")
+                .bind(user_id)
+                .fetch_optional(&self.pool)
+                .await?;
+        let password = password.ok_or(UserError::WrongPassword)?;
+        if !self.hasher.verify(password, phc).await?.ok {
+            return Err(UserError::WrongPassword);
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]
