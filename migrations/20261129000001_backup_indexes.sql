@@ -1,9 +1,10 @@
 -- The index of each wal-g storage (walden_core::backups), kept incrementally so that a refresh writes only what
 -- changed. One row per storage; `url` is the storage URL without credentials (no userinfo, no query). Only
 -- walden_core::backups writes these tables, and every write bumps `revision` (an in-memory copy is reused only
--- while the stored revision is the one it was saved as).
+-- while the stored (id, revision) is the one it was saved as; AUTOINCREMENT: an id is never reused, so a storage
+-- forgotten and stored again is never mistaken for the old row).
 CREATE TABLE backup_indexes (
-    id              INTEGER PRIMARY KEY,
+    id              INTEGER PRIMARY KEY AUTOINCREMENT,
     url             TEXT    NOT NULL UNIQUE CHECK (length(url) BETWEEN 1 AND 2048 AND instr(url, '?') = 0),
     -- walg::index::INDEX_FORMAT of the stored index; another value makes the next refresh a full build.
     format          INTEGER NOT NULL CHECK (format > 0),

@@ -9,14 +9,14 @@
 //! Invariants:
 //! - A storage is identified by its URL without credentials ([`storage_key`]: no userinfo, query or fragment);
 //!   nothing secret is ever stored.
-//! - Only this module writes the `backup_index*` tables, and every write bumps the storage's `revision`. A copy
-//!   kept in memory is used only while the stored revision is the one it was saved as; otherwise the stored
-//!   index is loaded again.
+//! - Only this module writes the `backup_index*` tables, and every write bumps the storage's `revision` (row ids
+//!   are never reused). A copy kept in memory is used only while the stored (id, revision) is the one it was
+//!   saved as; otherwise the stored index is loaded again.
 //! - A stored index that cannot be decoded is never used: [`Backups::stored`] reports it as
 //!   [`BackupsError::Corrupt`], and [`Backups::refresh`] builds the index again in full and replaces it (saying
 //!   so in [`Refreshed::rebuilt_because`]), so a damaged row can never produce a wrong restore window.
 //! - Refreshes of one storage are serialized within a process; across processes (the CLI next to the console)
-//!   the revision check in the save's `BEGIN IMMEDIATE` transaction makes a writer that lost the race replace
+//!   the version check in the save's `BEGIN IMMEDIATE` transaction makes a writer that lost the race replace
 //!   every row instead of applying a difference to a base that is no longer stored.
 
 mod store;
@@ -70,9 +70,9 @@ impl Refreshed {
     }
 }
 
-/// The copy of a storage's index kept in memory, with the revision it was saved as.
+/// The copy of a storage's index kept in memory, with the stored version it was saved as.
 struct Kept {
-    revision: i64,
+    version: store::Version,
     index: Arc<Index>,
 }
 
@@ -174,8 +174,8 @@ impl Backups {
             }
             _ => reader.build().await?,
         };
-        let before = base.as_ref().map(|b| (b.index.as_ref(), b.revision));
-        let (revision, written) = match store::save(&self.pool, &key, before, &index).await {
+        let before = base.as_ref().map(|b| (b.index.as_ref(), b.version));
+        let (version, written) = match store::save(&self.pool, &key, before, &index).await {
             Ok(saved) => saved,
             Err(store::SaveError::Database(source)) => return Err(database_error(&key, source)),
             Err(store::SaveError::Encode(reason)) => {
@@ -191,7 +191,7 @@ impl Backups {
         );
         let index = Arc::new(index);
         *kept = Some(Kept {
-            revision,
+            version,
             index: Arc::clone(&index),
         });
         Ok(Refreshed {
@@ -202,7 +202,7 @@ impl Backups {
         })
     }
 
-    /// The index to start from: the copy in memory while it is the stored revision, else the stored one; none
+    /// The index to start from: the copy in memory while it is the stored version, else the stored one; none
     /// when nothing is stored or the stored one is unreadable (then with the reason).
     async fn base(
         &self,
@@ -210,16 +210,16 @@ impl Backups {
         url: &str,
         kept: Option<Kept>,
     ) -> Result<(Option<Kept>, Option<String>), BackupsError> {
-        let stored = store::revision(&self.pool, key)
+        let stored = store::version(&self.pool, key)
             .await
             .map_err(|source| database_error(key, source))?;
         match (kept, stored) {
             (_, None) => Ok((None, None)),
-            (Some(kept), Some(revision)) if kept.revision == revision => Ok((Some(kept), None)),
+            (Some(kept), Some(version)) if kept.version == version => Ok((Some(kept), None)),
             _ => match store::load(&self.pool, key, url).await {
-                Ok(Some((revision, index))) => Ok((
+                Ok(Some((version, index))) => Ok((
                     Some(Kept {
-                        revision,
+                        version,
                         index: Arc::new(index),
                     }),
                     None,

@@ -62,21 +62,29 @@ impl From<sqlx::Error> for SaveError {
     }
 }
 
-/// The stored revision of a storage's index, `None` when nothing is stored.
-pub(super) async fn revision(pool: &SqlitePool, key: &str) -> Result<Option<i64>, sqlx::Error> {
-    sqlx::query_scalar("SELECT revision FROM backup_indexes WHERE url = ?")
+/// Which stored row, as of which write: `id` is never reused (AUTOINCREMENT) and `revision` grows with every
+/// write of the row, so equal versions mean equal stored rows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, sqlx::FromRow)]
+pub(super) struct Version {
+    pub id: i64,
+    pub revision: i64,
+}
+
+/// The stored version of a storage's index, `None` when nothing is stored.
+pub(super) async fn version(pool: &SqlitePool, key: &str) -> Result<Option<Version>, sqlx::Error> {
+    sqlx::query_as("SELECT id, revision FROM backup_indexes WHERE url = ?")
         .bind(key)
         .fetch_optional(pool)
         .await
 }
 
-/// Loads the stored index of `key` with its revision; `url` becomes the index's URL (the reader's, which may
+/// Loads the stored index of `key` with its version; `url` becomes the index's URL (the reader's, which may
 /// differ from the key only by what [`super::storage_key`] strips).
 pub(super) async fn load(
     pool: &SqlitePool,
     key: &str,
     url: &str,
-) -> Result<Option<(i64, Index)>, LoadError> {
+) -> Result<Option<(Version, Index)>, LoadError> {
     let mut tx = pool.begin().await?;
     let header: Option<(i64, i64, i64, String, i64, i64, i64)> = sqlx::query_as(
         "SELECT id, format, segment_size, cursors, built_at_ms, refreshed_at_ms, revision \
@@ -112,7 +120,7 @@ pub(super) async fn load(
     };
     load_entries(&mut tx, id, &mut index).await?;
     tx.commit().await?;
-    Ok(Some((revision, index)))
+    Ok(Some((Version { id, revision }, index)))
 }
 
 /// The `wal_005/` rows, in name order (the order of the primary key, byte order like Rust's `str`).
@@ -205,25 +213,26 @@ fn same_name(kind: &str, name: &str, inside: &str) -> Result<(), LoadError> {
 }
 
 /// Saves `after` as the index of `key`. `before` is the stored index the caller started from, with its
-/// revision: only the differences are written when it is still the stored one, every row otherwise. Returns the
-/// new revision and what was written.
+/// version: only the differences are written when it is still the stored one, every row otherwise. Returns the
+/// new version and what was written.
 pub(super) async fn save(
     pool: &SqlitePool,
     key: &str,
-    before: Option<(&Index, i64)>,
+    before: Option<(&Index, Version)>,
     after: &Index,
-) -> Result<(i64, Written), SaveError> {
+) -> Result<(Version, Written), SaveError> {
     let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
-    let stored: Option<i64> =
-        sqlx::query_scalar("SELECT revision FROM backup_indexes WHERE url = ?")
+    let stored: Option<Version> =
+        sqlx::query_as("SELECT id, revision FROM backup_indexes WHERE url = ?")
             .bind(key)
             .fetch_optional(&mut *tx)
             .await?;
     let base = match (before, stored) {
-        (Some((index, revision)), Some(current)) if revision == current => Some(index),
+        (Some((index, version)), Some(current)) if version == current => Some(index),
         _ => None,
     };
-    let (id, revision) = save_header(&mut tx, key, after).await?;
+    let version = save_header(&mut tx, key, after).await?;
+    let id = version.id;
     let written = match base {
         Some(base) if sorted(&base.wal) && sorted(&after.wal) => {
             write_changes(&mut tx, id, base, after).await?
@@ -244,20 +253,20 @@ pub(super) async fn save(
         }
     };
     tx.commit().await?;
-    Ok((revision, written))
+    Ok((version, written))
 }
 
-/// Inserts or updates the storage's row, bumping its revision; returns its id and new revision.
+/// Inserts or updates the storage's row, bumping its revision; returns its new version.
 async fn save_header(
     tx: &mut SqliteConnection,
     key: &str,
     index: &Index,
-) -> Result<(i64, i64), SaveError> {
+) -> Result<Version, SaveError> {
     let cursors =
         serde_json::to_string(&index.cursors).map_err(|e| SaveError::Encode(e.to_string()))?;
     let segment_size = i64::try_from(index.segment_size)
         .map_err(|_| SaveError::Encode(format!("segment size {}", index.segment_size)))?;
-    let row: (i64, i64) = sqlx::query_as(
+    let version: Version = sqlx::query_as(
         "INSERT INTO backup_indexes \
            (url, format, segment_size, cursors, built_at_ms, refreshed_at_ms, revision, updated_at) \
          VALUES (?, ?, ?, ?, ?, ?, 1, ?) \
@@ -276,7 +285,7 @@ async fn save_header(
     .bind(ts::format(ts::now()))
     .fetch_one(&mut *tx)
     .await?;
-    Ok(row)
+    Ok(version)
 }
 
 /// An index with `like`'s header and nothing in it (the base of a full write).

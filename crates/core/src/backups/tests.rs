@@ -258,6 +258,24 @@ async fn a_writer_that_lost_the_race_stores_a_whole_index() {
 }
 
 #[tokio::test]
+async fn a_storage_forgotten_and_stored_again_is_not_mistaken_for_the_old_row() {
+    let f = fixture().await;
+    let bucket = sample_bucket();
+    let reader = reader(bucket.path());
+    let (console, cli) = (Backups::new(f.pool.clone()), Backups::new(f.pool.clone()));
+    let first = console.refresh(&reader).await.unwrap();
+    assert!(cli.forget(reader.url()).await.unwrap());
+    let oldest = first.index.wal[0].name.clone();
+    std::fs::remove_file(bucket.path().join("wal_005").join(&oldest)).unwrap();
+    cli.refresh(&reader).await.unwrap();
+    // The new row has the first revision again; the console's copy must not be taken for it.
+    let refreshed = console.refresh(&reader).await.unwrap();
+    assert!(!refreshed.index.wal.iter().any(|w| w.name == oldest));
+    let stored = cli.stored(reader.url()).await.unwrap().unwrap();
+    assert_eq!(stored, *refreshed.index);
+}
+
+#[tokio::test]
 async fn without_storing_nothing_is_written() {
     let f = fixture().await;
     let bucket = sample_bucket();
