@@ -3,8 +3,8 @@
 //!
 //! [`Backups::refresh`] loads the stored index of a storage (or reuses the copy it kept in memory), asks
 //! [`walg::Reader::refresh_or_build`] to bring it up to date (a full build when the last one is older than
-//! [`walg::FULL_BUILD_MAX_AGE`], since a refresh misses deletions), and writes back only what changed (see
-//! [`store`]): a refresh that finds 1,000 new objects in a bucket of 300,000 writes 1,000 rows.
+//! [`walg::FULL_BUILD_MAX_AGE`], since a refresh misses deletions), and writes back only what changed (see the
+//! `store` submodule): a refresh that finds 1,000 new objects in a bucket of 300,000 writes 1,000 rows.
 //!
 //! Invariants:
 //! - A storage is identified by its URL without credentials ([`storage_key`]: no userinfo, query or fragment);

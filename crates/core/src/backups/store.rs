@@ -2,10 +2,10 @@
 //! object) and `backup_index_entries` (folders, backups, history files, stray keys; JSON bodies).
 //!
 //! Invariants: a save writes, in one `BEGIN IMMEDIATE` transaction, only the rows that differ between the index
-//! it was given as the stored one and the new index, and bumps the row's `revision`. When the stored revision is
-//! not the one the caller started from (another writer came in between) or there is no base (nothing stored, or
-//! the stored rows were unreadable), it replaces every row of that storage instead. A load reads in one
-//! snapshot and refuses (as [`LoadError::Corrupt`]) anything that does not decode to exactly what was saved.
+//! it was given as the stored one and the new index, and bumps the row's `revision`. When the stored version
+//! (id, revision) is not the one the caller started from (another writer came in between) or there is no base
+//! (nothing stored, or the stored rows were unreadable), it replaces every row of that storage instead. A load
+//! reads in one snapshot and refuses (as [`LoadError::Corrupt`]) anything that does not decode to exactly what was saved.
 
 use std::collections::{BTreeMap, BTreeSet};
 
