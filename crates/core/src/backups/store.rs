@@ -5,7 +5,8 @@
 //! it was given as the stored one and the new index, and bumps the row's `revision`. When the stored version
 //! (id, revision) is not the one the caller started from (another writer came in between) or there is no base
 //! (nothing stored, or the stored rows were unreadable), it replaces every row of that storage instead. A load
-//! reads in one snapshot and refuses (as [`LoadError::Corrupt`]) anything that does not decode to exactly what was saved.
+//! reads in one snapshot and refuses (as [`LoadError::Corrupt`]) anything that does not decode to exactly what
+//! was saved.
 
 use std::collections::{BTreeMap, BTreeSet};
 
