@@ -1,4 +1,5 @@
 //! `walden user …` and `walden audit …` as a user runs them: a real binary on a real data directory.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a test stops loudly
 
 use std::io::Write;
 use std::path::Path;

@@ -1,5 +1,6 @@
 //! `walden timeline`, `walden verify` and `walden plan` run as a user runs them, against buckets written by
 //! `walg::testkit` on local files and on a real S3-protocol server (moto).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a test stops loudly
 
 use std::process::{Command, Output};
 
@@ -244,10 +245,25 @@ fn plan_time_gap_latest_and_bad_input() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("WALG_S3_PREFIX"));
 }
 
+/// Runs one statement returning one integer on the database that keeps the index (`--cache FILE`): the tests
+/// read and age the stored index's last full build as time would.
+fn stored_index_sql(database: &std::path::Path, sql: &str) -> i64 {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let pool = walden_core::db::open_file(database).await.unwrap();
+        let value: i64 = sqlx::query_scalar(sql).fetch_one(&pool).await.unwrap();
+        pool.close().await;
+        value
+    })
+}
+
 #[test]
 fn the_cache_file_is_refreshed() {
     let s = sample();
-    let cache = s.dir.path().join("cache").join("index.json");
+    let cache = s.dir.path().join("cache").join("walden.db");
     let cache_s = cache.display().to_string();
     let run = || {
         let out = walden()
@@ -280,7 +296,7 @@ fn the_cache_file_is_refreshed() {
 #[test]
 fn an_old_cache_is_rebuilt_in_full_and_sees_deletions() {
     let s = sample();
-    let cache = s.dir.path().join("cache").join("index.json");
+    let cache = s.dir.path().join("cache").join("walden.db");
     let cache_s = cache.display().to_string();
     let run = || {
         let out = walden()
@@ -307,13 +323,13 @@ fn an_old_cache_is_rebuilt_in_full_and_sees_deletions() {
     std::fs::remove_file(file).unwrap();
     assert_eq!(segments(&run()), before);
     // ...but once the cache's last full build is over an hour old, the next run builds in full.
-    let mut idx: Value = serde_json::from_slice(&std::fs::read(&cache).unwrap()).unwrap();
-    let built = idx["built_at_ms"].as_i64().unwrap();
-    idx["built_at_ms"] = (built - 2 * 3600 * 1000).into();
-    std::fs::write(&cache, serde_json::to_vec(&idx).unwrap()).unwrap();
+    let built = stored_index_sql(&cache, "SELECT built_at_ms FROM backup_indexes");
+    stored_index_sql(
+        &cache,
+        "UPDATE backup_indexes SET built_at_ms = built_at_ms - 2 * 3600 * 1000 RETURNING built_at_ms",
+    );
     assert_eq!(segments(&run()), before - 1);
-    let idx: Value = serde_json::from_slice(&std::fs::read(&cache).unwrap()).unwrap();
-    assert!(idx["built_at_ms"].as_i64().unwrap() >= built);
+    assert!(stored_index_sql(&cache, "SELECT built_at_ms FROM backup_indexes") >= built);
 }
 
 #[test]

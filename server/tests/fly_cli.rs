@@ -1,6 +1,7 @@
 //! `walden fly …` run as a user runs it, against a local Machines-API peer (a capture server on
 //! 127.0.0.1:0 answering spec-valid bodies). Every request the command sends is checked against
 //! the OpenAPI document.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a test stops loudly
 
 use std::process::{Command, Output};
 use std::sync::{Arc, Mutex};

@@ -1,4 +1,5 @@
 //! `walden flysim`: the emulator as a standalone process serves the demo org and stops on a signal.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a test stops loudly
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};

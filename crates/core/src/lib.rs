@@ -11,6 +11,7 @@
 
 pub mod access;
 pub mod audit;
+pub mod backups;
 pub mod clusters;
 pub mod db;
 pub mod keyring;

@@ -11,7 +11,6 @@
 //!
 //! Each becomes a module of this crate and a method here, built in [`Walden::from_pool`]:
 //!
-//! - `backups()`: the wal-g index of each cluster's bucket, cached in SQLite (`core::backups`, on `walg`).
 //! - `escrow()`: cluster credentials sealed with [`Walden::keyring`] (`core::escrow`).
 //! - `restores()`: planned and running restores, with their steps (`core::restores`).
 
@@ -20,6 +19,7 @@ use std::path::Path;
 use sqlx::SqlitePool;
 
 use crate::audit::AuditLog;
+use crate::backups::Backups;
 use crate::clusters::{Clusters, FlyConnection};
 use crate::db;
 use crate::keyring::Keyring;
@@ -55,6 +55,7 @@ pub struct Walden {
     audit: AuditLog,
     settings: Settings,
     clusters: Clusters,
+    backups: Backups,
 }
 
 impl Walden {
@@ -75,6 +76,7 @@ impl Walden {
             audit: AuditLog::new(pool.clone()),
             settings: Settings::new(pool.clone()),
             clusters: Clusters::new(options.fly),
+            backups: Backups::new(pool.clone()),
             keyring: options.keyring,
             accounts,
             pool,
@@ -99,6 +101,12 @@ impl Walden {
     /// The Postgres clusters of the watched Fly organisation.
     pub fn clusters(&self) -> &Clusters {
         &self.clusters
+    }
+
+    /// The wal-g index of each storage, kept in the database and refreshed incrementally, and the timeline
+    /// computed from it.
+    pub fn backups(&self) -> &Backups {
+        &self.backups
     }
 
     /// The keys that seal secrets at rest, when configured.

@@ -1,4 +1,5 @@
 //! Accounts against a real SQLite file (walden_core::db::open on a temp dir).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a test stops loudly
 
 use secrecy::{ExposeSecret, SecretString};
 use sqlx::SqlitePool;

@@ -1,4 +1,5 @@
 //! The audit log against a real SQLite file: append, triggers, tampering found by verify, queries, exports.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a test stops loudly
 
 use sqlx::SqlitePool;
 use walden_core::audit::{

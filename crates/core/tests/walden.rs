@@ -1,4 +1,5 @@
 //! The façade: one `Walden` opened on a data directory hands out services over one database and one keyring.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a test stops loudly
 
 use secrecy::SecretString;
 use walden_core::audit::{Actor, RequestMeta};

@@ -1,5 +1,6 @@
 //! The decoders never panic, whatever the body: arbitrary bytes and arbitrary JSON values
 //! (including wrong types and nulls in every position) only ever give `Ok` or `Err`.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a test stops loudly
 
 use fly::decode;
 use fly::stolon::{parse_stolonctl_run, MachineEnv};

@@ -1,6 +1,7 @@
 //! The client against the emulator (crates/flysim) as a real HTTP peer on 127.0.0.1:0: the demo
 //! Stolon cluster, roles, stolonctl, printenv as secrets, leases, secrets rollout, and injected
 //! faults (429/5xx, 408 after a successful create).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a test stops loudly
 
 use std::collections::BTreeMap;
 use std::time::Duration;

@@ -1,5 +1,6 @@
 //! `FlyClient::from_env` reads flyctl's variables. One test function in its own binary, because
 //! it changes the process environment.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a test stops loudly
 
 mod common;
 

@@ -1,5 +1,6 @@
 //! Retries, backoff and ambiguous creates against a real local HTTP server that injects
 //! 429/5xx/408 and dropped connections. Assertions are on call counts, never on timing.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a test stops loudly
 
 mod common;
 

@@ -1,4 +1,5 @@
 //! Fault injection (deterministic with a seed) and the demo seed (with persistence).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a test stops loudly
 
 mod common;
 

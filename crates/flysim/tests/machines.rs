@@ -1,4 +1,5 @@
 //! The Machine state machine, wait, leases, metadata, events, volumes — over real HTTP.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a test stops loudly
 
 mod common;
 

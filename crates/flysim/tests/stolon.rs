@@ -1,5 +1,6 @@
 //! The Stolon image: roles, stolonctl, psql, wal-g backup-push/backup-list into a real wal-g layout, and the
 //! PITR restore path with its failure modes, over simulated time.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a test stops loudly
 
 mod common;
 

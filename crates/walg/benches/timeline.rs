@@ -3,6 +3,7 @@
 //! Run: `cargo bench -p walg --bench timeline` (it never runs under `cargo test`).
 //! Environment: `WALG_BENCH_WAL` (default 1000000), `WALG_BENCH_BACKUPS` (1000), `WALG_BENCH_NEW` (1000),
 //! `WALG_BENCH_RUNS` (3), `WALG_BENCH_DIR` (reuse or create the tree there; default: a temporary directory).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a test stops loudly
 
 use std::time::{Duration, Instant};
 use time::OffsetDateTime;

@@ -1,4 +1,5 @@
 //! The whole reader against real files on local storage.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a test stops loudly
 
 use std::collections::HashMap;
 use time::macros::datetime;

@@ -1,5 +1,6 @@
 //! Refresh on local file storage (probing expected names instead of reading `wal_005/`): each case compares the
 //! refreshed index and Timeline with a fresh full build of the same files, except the documented blind spots.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a test stops loudly
 
 use std::collections::HashMap;
 use time::macros::datetime;

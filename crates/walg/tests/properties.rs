@@ -1,5 +1,6 @@
 //! Property tests over generated wal-g trees (written to real files): restorable windows never include a time
 //! inside a WAL gap, and a chosen backup always finished before the target.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a test stops loudly
 
 use proptest::prelude::*;
 use time::macros::datetime;

@@ -23,6 +23,7 @@
 //! Needs PostgreSQL 15's programs (Debian `postgresql-15`, `/usr/lib/postgresql/15/bin`, or `WALDEN_PG_BIN`);
 //! without them every test fails with an explanation unless `WALDEN_SKIP_REAL_POSTGRES=1`. As root (CI) the
 //! servers run as the `postgres` user.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a test stops loudly
 
 mod pg;
 

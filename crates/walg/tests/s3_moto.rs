@@ -1,5 +1,6 @@
 //! The whole reader against a real S3-protocol server: moto (`moto_server`, Python), started by the test on
 //! 127.0.0.1 with a free port.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a test stops loudly
 
 use std::collections::HashMap;
 use std::net::TcpListener;

@@ -1,14 +1,21 @@
 //! `walden timeline`, `walden verify` and `walden plan`: read a wal-g bucket directly (credentials from wal-g's
-//! own environment variables) and print its timeline, its integrity findings, or a restore plan.
+//! own environment variables) and print its timeline, its integrity findings, or a restore plan. The bucket's
+//! index is kept in the data directory's database by `walden_core::backups` (shared with the console); these
+//! commands only parse their arguments, call it, and print.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
+use sqlx::SqlitePool;
+use walden_core::backups::{self, Backups};
+use walden_core::db;
 use walg::plan::{PlanOutcome, Target};
 use walg::report::{render_findings, render_plan, PlanJson};
-use walg::{Index, Reader, StorageConfig, Timeline};
+use walg::{Reader, StorageConfig, Timeline};
+
+use crate::config::DataDirArgs;
 
 /// Exit code of `walden plan` when the restore is refused.
 pub const EXIT_REFUSED: u8 = 3;
@@ -23,13 +30,17 @@ pub struct StorageArgs {
     /// Also read wal-g settings from this file of KEY=value lines (e.g. a pasted wal-g env block).
     #[arg(long, value_name = "FILE")]
     pub env_file: Option<PathBuf>,
-    /// Index cache file; refreshes read only new keys, and a cache whose last full build is over an hour old is
-    /// rebuilt in full (refreshes miss deletions). Default: one file per storage under the user cache dir.
+    /// SQLite file that keeps the index instead of the data directory's database (created if missing). The
+    /// index of each storage is kept there: refreshes read and store only new keys, and an index whose last full
+    /// build is over an hour old is built in full again (refreshes miss deletions).
     #[arg(long, value_name = "FILE", env = "WALDEN_TIMELINE_CACHE")]
     pub cache: Option<PathBuf>,
-    /// Read everything again instead of refreshing the cached index.
+    /// Read everything again, without the kept index (nothing is stored).
     #[arg(long)]
     pub no_cache: bool,
+    // The data directory whose database keeps the index (the console's, shared with it).
+    #[command(flatten)]
+    pub data: DataDirArgs,
 }
 
 #[derive(Debug, clap::Args)]
@@ -89,61 +100,40 @@ fn storage_config(args: &StorageArgs) -> anyhow::Result<StorageConfig> {
     Ok(cfg)
 }
 
-fn default_cache(url: &str) -> Option<PathBuf> {
-    let base = std::env::var_os("XDG_CACHE_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))?;
-    // FNV-1a of the URL: a stable file name without special characters.
-    let mut h: u64 = 0xcbf29ce484222325;
-    for b in url.bytes() {
-        h = (h ^ b as u64).wrapping_mul(0x100000001b3);
-    }
-    Some(
-        base.join("walden")
-            .join(format!("walg-index-{h:016x}.json")),
-    )
-}
-
-/// Builds or refreshes the index (through the cache file) and computes the timeline.
+/// The timeline of the storage, from its index kept in the database (brought up to date by the backups service),
+/// or read in full without storing anything (`--no-cache`, or when no database can be opened).
 async fn load(args: &StorageArgs) -> anyhow::Result<Timeline> {
     let cfg = storage_config(args)?;
     let reader = Reader::new(&cfg)?;
-    let cache = if args.no_cache {
-        None
-    } else {
-        args.cache.clone().or_else(|| default_cache(reader.url()))
-    };
-    let cached: Option<Index> = cache
-        .as_ref()
-        .and_then(|p| std::fs::read(p).ok())
-        .and_then(|b| serde_json::from_slice(&b).ok());
-    let index = match cached {
-        Some(mut idx) => {
-            reader
-                .refresh_or_build(&mut idx, walg::FULL_BUILD_MAX_AGE)
-                .await?;
-            idx
-        }
-        None => reader.build().await?.0,
-    };
-    if let Some(p) = &cache {
-        // A cache that cannot be written only costs time next run.
-        let write = || -> std::io::Result<()> {
-            if let Some(dir) = p.parent() {
-                std::fs::create_dir_all(dir)?;
-            }
-            let tmp = p.with_extension("json.tmp");
-            std::fs::write(&tmp, serde_json::to_vec(&index)?)?;
-            std::fs::rename(&tmp, p)
-        };
-        if let Err(e) = write() {
-            tracing::warn!(cache = %p.display(), error = %e, "cannot write the index cache");
-        }
+    let now = time::OffsetDateTime::now_utc();
+    if args.no_cache {
+        return Ok(backups::timeline_without_storing(&reader, now).await?);
     }
-    Ok(Timeline::from_index(
-        &index,
-        time::OffsetDateTime::now_utc(),
-    ))
+    let pool = match open_database(args).await {
+        Ok(pool) => pool,
+        Err(e) => {
+            // A database that cannot be opened only costs time: the bucket is read in full.
+            tracing::warn!(error = %e, "cannot open the database that keeps the index; reading everything");
+            return Ok(backups::timeline_without_storing(&reader, now).await?);
+        }
+    };
+    let timeline = Backups::new(pool.clone()).timeline(&reader, now).await;
+    pool.close().await;
+    Ok(timeline?)
+}
+
+/// The database that keeps the index: `--cache FILE` when given, else the data directory's.
+async fn open_database(args: &StorageArgs) -> anyhow::Result<SqlitePool> {
+    let Some(file) = &args.cache else {
+        return Ok(db::open(&args.data.data_dir).await?);
+    };
+    if let Some(dir) = file.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("cannot create the directory {}", dir.display()))?;
+    }
+    let pool = db::open_file(file).await?;
+    db::migrate(&pool, file).await?;
+    Ok(pool)
 }
 
 /// `walden timeline`: backups, timelines, windows and findings.

@@ -1,4 +1,5 @@
 //! The real router on 127.0.0.1:0 with a real SQLite file, driven over HTTP.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a test stops loudly
 
 mod accounts;
 mod authorization;
