@@ -1,4 +1,11 @@
 //! Choosing a base backup for a recovery target.
+//!
+//! Invariants: a plan states every recovery setting PostgreSQL should get, never relying on a default that differs
+//! between versions or setups: `recovery_target_timeline` (a number), the target, `recovery_target_inclusive`
+//! where a target time or LSN makes it matter, and `recovery_target_action`. The action is always `promote`: the
+//! Stolon image's PITR (`pitrConfig.recoveryTargetSettings`) writes `recovery_target_action = 'promote'` whenever a
+//! target is set, and PostgreSQL's own default `pause` would leave a restored server read-only in recovery until
+//! someone runs `pg_wal_replay_resume()` (or, with `hot_standby = off`, shut it down).
 
 use crate::names::{segment_of, Lsn};
 use crate::timeline::{short_time, Backup, BackupWindow, BucketTimeline, Lineage, LineageGap};
@@ -34,6 +41,13 @@ pub struct Plan {
     pub recovery_target: Option<String>,
     /// The timeline to follow, as a decimal number.
     pub recovery_target_timeline: String,
+    /// `on` (stop just after the target: a commit at exactly the target time or LSN is restored) when the target
+    /// is a time or an LSN; `None` where PostgreSQL ignores it (latest, `immediate`).
+    #[serde(default)]
+    pub recovery_target_inclusive: Option<String>,
+    /// What PostgreSQL does at the target: always `promote` (end recovery and accept writes), as Stolon's PITR does.
+    #[serde(default = "promote")]
+    pub recovery_target_action: String,
     /// First and last WAL segment to replay (24-hex names).
     pub wal_from: String,
     pub wal_to: String,
@@ -122,6 +136,13 @@ pub fn parse_target_time(s: &str) -> Result<OffsetDateTime, String> {
     }
 }
 
+/// The recovery target action every plan states.
+pub const RECOVERY_TARGET_ACTION: &str = "promote";
+
+fn promote() -> String {
+    RECOVERY_TARGET_ACTION.to_string()
+}
+
 fn refuse(code: &str, reason: String) -> PlanOutcome {
     PlanOutcome::Refusal(Refusal {
         code: code.to_string(),
@@ -184,7 +205,7 @@ impl BucketTimeline {
             refuse(
                 "unknown_timeline",
                 format!(
-                    "Timeline {leaf} is not the end of a history in this storage; choose one of: {}.",
+                    "Timeline {leaf} is not in this storage; choose one of: {}.",
                     leaves.join(", ")
                 ),
             )
@@ -240,18 +261,42 @@ impl BucketTimeline {
         )
     }
 
-    /// Recovery to the end of the WAL: the newest backup whose window reaches the lineage's last segment.
+    /// Recovery to the end of the WAL: the newest backup whose window reaches the lineage's last segment; else,
+    /// when the newest segments have a hole that is probably still uploading, the newest backup whose window
+    /// reaches the last contiguous segment before it (where PostgreSQL's recovery to the end stops anyway).
     fn plan_latest(&self, lin: &Lineage, on_lin: &[&Backup]) -> PlanOutcome {
-        let end = lin.runs.last().map(|r| r.to).unwrap_or(0);
-        let best = newest(
-            on_lin
-                .iter()
-                .filter(|b| window_on(b, lin.leaf).is_some_and(|w| w.end_segment == end)),
-        );
-        match best {
+        let reaching = |end: u64| {
+            newest(
+                on_lin
+                    .iter()
+                    .filter(|b| window_on(b, lin.leaf).is_some_and(|w| w.end_segment == end)),
+            )
+        };
+        let end = lin.newest_segment().unwrap_or(0);
+        if let Some(b) = reaching(end) {
+            let start = b.start_segment(self.segment_size).unwrap_or(0);
+            return self.make_plan(b, lin, None, None, None, start, end, Vec::new());
+        }
+        let Some(contiguous) = lin
+            .contiguous_end(self.upload_concurrency)
+            .filter(|&c| c != end)
+        else {
+            return self.refuse_latest(lin);
+        };
+        match reaching(contiguous) {
             Some(b) => {
                 let start = b.start_segment(self.segment_size).unwrap_or(0);
-                self.make_plan(b, lin, None, None, None, start, end, Vec::new())
+                let note = format!(
+                    "The newest WAL has a hole that is probably still uploading (segments after {} are missing, \
+                     up to {} is archived); recovery stops at the hole, about {}. Wait for the uploads and plan \
+                     again to restore further.",
+                    self.wal_name(lin.owner(contiguous).unwrap_or(lin.leaf), contiguous),
+                    self.wal_name(lin.owner(end).unwrap_or(lin.leaf), end),
+                    window_on(b, lin.leaf)
+                        .map(|w| short_time(w.end_time))
+                        .unwrap_or_default()
+                );
+                self.make_plan(b, lin, None, None, None, start, contiguous, vec![note])
             }
             None => self.refuse_latest(lin),
         }
@@ -490,6 +535,7 @@ impl BucketTimeline {
         }
         let owner_from = lin.owner(from).unwrap_or(b.timeline);
         let owner_to = lin.owner(to).unwrap_or(lin.leaf);
+        let inclusive = (time.is_some() || lsn.is_some()).then(|| "on".to_string());
         PlanOutcome::Plan(Box::new(Plan {
             backup: b.name.clone(),
             backup_timeline: b.timeline,
@@ -499,6 +545,8 @@ impl BucketTimeline {
             recovery_target_lsn: lsn,
             recovery_target: immediate,
             recovery_target_timeline: lin.leaf.to_string(),
+            recovery_target_inclusive: inclusive,
+            recovery_target_action: promote(),
             wal_from: self.wal_name(owner_from, from),
             wal_to: self.wal_name(owner_to, to),
             wal_segments: count,

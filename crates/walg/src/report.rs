@@ -109,6 +109,10 @@ pub struct PlanJson {
     pub recovery_target: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub recovery_target_timeline: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recovery_target_inclusive: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recovery_target_action: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub wal_from: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -133,6 +137,8 @@ impl PlanJson {
                 recovery_target_lsn: p.recovery_target_lsn.clone(),
                 recovery_target: p.recovery_target.clone(),
                 recovery_target_timeline: Some(p.recovery_target_timeline.clone()),
+                recovery_target_inclusive: p.recovery_target_inclusive.clone(),
+                recovery_target_action: Some(p.recovery_target_action.clone()),
                 wal_from: Some(p.wal_from.clone()),
                 wal_to: Some(p.wal_to.clone()),
                 wal_segments: Some(p.wal_segments),
@@ -147,6 +153,8 @@ impl PlanJson {
                 recovery_target_lsn: None,
                 recovery_target: None,
                 recovery_target_timeline: None,
+                recovery_target_inclusive: None,
+                recovery_target_action: None,
                 wal_from: None,
                 wal_to: None,
                 wal_segments: None,
@@ -429,10 +437,18 @@ pub fn render_plan(o: &PlanOutcome) -> String {
             if let Some(r) = &p.recovery_target {
                 let _ = writeln!(s, "  recovery_target = '{r}'");
             }
+            if let Some(i) = &p.recovery_target_inclusive {
+                let _ = writeln!(s, "  recovery_target_inclusive = '{i}'");
+            }
             let _ = writeln!(
                 s,
                 "  recovery_target_timeline = '{}'",
                 p.recovery_target_timeline
+            );
+            let _ = writeln!(
+                s,
+                "  recovery_target_action = '{}'",
+                p.recovery_target_action
             );
             for n in &p.notes {
                 let _ = writeln!(s, "\nNote: {n}");

@@ -239,6 +239,49 @@ async fn every_compression_and_encryption() {
     }
 }
 
+/// The review's encrypted bucket read without the key (or with PGP/KMS, which Walden cannot decrypt): wal-g and
+/// PostgreSQL read `.history` through the crypter (`wal-fetch`, `timeline_history.go`), so the restore works; Walden
+/// must place timeline 2 from the names (the old timeline's `.partial` is the new one's first segment), plan
+/// targets before and after the failover, and never claim "not a child" or a branch it cannot see.
+#[tokio::test]
+async fn an_unreadable_history_is_inferred_from_the_partial_and_plans_still_cross_the_failover() {
+    let key = LibsodiumKey::from_setting("correct horse battery staple!", None).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut b = BucketBuilder::new().encrypt(key);
+    b.wal(1, 10, 30, at(0), Duration::minutes(10));
+    let first = b.backup(&BackupSpec::at(1, 12, at(2)));
+    b.partial(1, 31, at(21));
+    b.history(2, &[(1, 31 * SEG + 0x100)], at(21));
+    b.wal(2, 31, 50, at(21), Duration::minutes(10));
+    let second = b.backup(&BackupSpec::at(2, 40, at(30)));
+    b.write_dir(dir.path()).unwrap();
+    let (_, t) = read(dir.path(), &[]).await;
+    let found = codes(&t);
+    assert!(found.contains(&"unreadable_history"), "{found:?}");
+    assert!(found.contains(&"history_inferred"), "{found:?}");
+    for wrong in ["latest_not_a_child", "branches", "missing_history"] {
+        assert!(!found.contains(&wrong), "{wrong}: {:?}", t.findings);
+    }
+    assert_eq!(t.timelines[1].parent, Some(1));
+    assert_eq!(t.main_lineage, Some(2));
+    match t.choose_backup(&Target::Time(at(10)), None) {
+        PlanOutcome::Plan(p) => {
+            assert_eq!(p.backup, first);
+            assert_eq!(p.recovery_target_timeline, "2");
+        }
+        r => panic!("{r:?}"),
+    }
+    match t.choose_backup(&Target::Latest, None) {
+        PlanOutcome::Plan(p) => assert_eq!(p.backup, second),
+        r => panic!("{r:?}"),
+    }
+    // From timeline 1's backup across the failover to timeline 2's newest WAL.
+    match t.choose_backup(&Target::Time(at(35)), None) {
+        PlanOutcome::Plan(p) => assert_eq!(p.backup, second),
+        r => panic!("{r:?}"),
+    }
+}
+
 #[tokio::test]
 async fn bad_input_is_reported_and_the_rest_still_read() {
     let dir = tempfile::tempdir().unwrap();
@@ -399,7 +442,8 @@ async fn branches_and_latest() {
     b.backup(&BackupSpec::at(1, 12, at(2)));
     b.write_dir(dir.path()).unwrap();
     let (_, t) = read(dir.path(), &[]).await;
-    assert_eq!(t.lineages.len(), 2);
+    // One lineage per timeline: 1 kept archiving after 3 forked from it, so it is a restore path of its own.
+    assert_eq!(t.lineages.len(), 3);
     assert_eq!(t.main_lineage, Some(3));
     assert!(codes(&t).contains(&"branches"));
     // recovery_target_timeline=latest from timeline 1 would pick 3 (2 and 3 both exist); 3 branched from 1: fine.
@@ -415,6 +459,152 @@ async fn branches_and_latest() {
         PlanOutcome::Refusal(r) => assert_eq!(r.code, "unknown_timeline"),
         p => panic!("{p:?}"),
     }
+}
+
+/// The branched archive of the wal-g fidelity review: a clone restored with production's WALG_* settings
+/// promoted to timeline 2 and archived into production's prefix, while production kept archiving on timeline 1.
+/// PostgreSQL restores timeline 1 when `recovery_target_timeline = '1'` names it (any timeline whose history holds
+/// the backup's checkpoint); wal-g's `wal-verify` follows the current timeline's history and reports the higher
+/// timeline as someone else writing into the archive (`timeline_check_runner.go`).
+#[tokio::test]
+async fn a_branched_archive_follows_the_timeline_with_the_newest_wal() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut b = BucketBuilder::new();
+    b.wal(1, 10, 40, at(0), Duration::minutes(10));
+    let early = b.backup(&BackupSpec::at(1, 12, at(2)));
+    let newest = b.backup(&BackupSpec::at(1, 30, at(20)));
+    b.history(2, &[(1, 20 * SEG + 0x100)], at(25));
+    b.partial(1, 20, at(25));
+    b.wal(2, 20, 23, at(25), Duration::minutes(10));
+    b.write_dir(dir.path()).unwrap();
+    let (_, t) = read(dir.path(), &[]).await;
+    assert_eq!(t.main_lineage, Some(1));
+    assert!(t.backups.iter().all(|x| x.restorable), "{:?}", t.backups);
+    let branched: Vec<_> = t
+        .findings
+        .iter()
+        .filter(|f| f.code == "archive_branched")
+        .collect();
+    assert_eq!(branched.len(), 1, "{:?}", t.findings);
+    assert_eq!(branched[0].severity, walg::Severity::Error);
+    assert!(
+        branched[0]
+            .message
+            .contains("timeline 2 forked from timeline 1 at 0/14000100, but timeline 1 kept archiving until 000000010000000000000028"),
+        "{}",
+        branched[0].message
+    );
+    match t.choose_backup(&Target::Latest, None) {
+        PlanOutcome::Plan(p) => {
+            assert_eq!(p.backup, newest);
+            assert_eq!(p.recovery_target_timeline, "1");
+            assert_eq!(p.wal_to, "000000010000000000000028");
+        }
+        r => panic!("{r:?}"),
+    }
+    // A time after the fork, before the clone wrote anything: production's timeline 1, not the clone's.
+    match t.choose_backup(&Target::Time(at(15)), None) {
+        PlanOutcome::Plan(p) => {
+            assert_eq!(p.backup, early);
+            assert_eq!(p.recovery_target_timeline, "1");
+        }
+        r => panic!("{r:?}"),
+    }
+    // The clone's timeline is still a restore path when chosen.
+    match t.choose_backup(&Target::Latest, Some(2)) {
+        PlanOutcome::Plan(p) => {
+            assert_eq!(p.backup, early);
+            assert_eq!(p.recovery_target_timeline, "2");
+        }
+        r => panic!("{r:?}"),
+    }
+}
+
+/// A backup that started on timeline 1 before the standby's promotion and finished after it (split brain during
+/// a backup): its backup-end record is on the abandoned timeline 1, so along timeline 2 PostgreSQL stops with
+/// "WAL ends before end of online backup". wal-g uploads its sentinel anyway (`bundle.go#checkTimelineChanged`
+/// only withholds it when the backed-up server's own timeline changed).
+#[tokio::test]
+async fn a_backup_straddling_a_promotion_is_judged_by_its_finish_lsn() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut b = BucketBuilder::new();
+    b.wal(1, 10, 30, at(0), Duration::minutes(10));
+    let before = b.backup(&BackupSpec::at(1, 12, at(2)));
+    let mut spec = BackupSpec::at(1, 20, at(10));
+    spec.finish_lsn = 22 * SEG + 0x1F8;
+    spec.finish_time = at(12) + Duration::minutes(1);
+    let straddling = b.backup(&spec);
+    b.history(2, &[(1, 21 * SEG + 0x100)], at(11));
+    b.partial(1, 21, at(11));
+    b.wal(
+        2,
+        21,
+        35,
+        at(11) + Duration::minutes(1),
+        Duration::minutes(10),
+    );
+    b.write_dir(dir.path()).unwrap();
+    let (_, t) = read(dir.path(), &[]).await;
+    assert_eq!(t.main_lineage, Some(2));
+    let bx = t.backups.iter().find(|x| x.name == straddling).unwrap();
+    let on: Vec<u32> = bx.windows.iter().map(|w| w.lineage).collect();
+    assert_eq!(on, [1], "only timeline 1's own history reaches its end");
+    match t.choose_backup(&Target::Latest, None) {
+        PlanOutcome::Plan(p) => {
+            assert_eq!(p.backup, before, "not {straddling}");
+            assert_eq!(p.recovery_target_timeline, "2");
+        }
+        r => panic!("{r:?}"),
+    }
+}
+
+/// wal-g's `wal-verify` calls missing segments among the newest `WALG_UPLOAD_CONCURRENCY` (16) MISSING_UPLOADING,
+/// a warning (`integrity_check_runner.go#runWalIntegrityScan`); PostgreSQL restoring to the end stops at the last
+/// contiguous segment. So `--latest` plans to it instead of refusing.
+#[tokio::test]
+async fn a_hole_at_the_tip_while_uploading_is_a_warning_and_latest_stops_before_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut b = BucketBuilder::new();
+    b.wal(1, 10, 60, at(0), Duration::minutes(10));
+    b.backup(&BackupSpec::at(1, 12, at(2)));
+    let newest = b.backup(&BackupSpec::at(1, 40, at(30)));
+    b.remove("00000001000000000000003A"); // segment 58; 59 and 60 are archived
+    b.write_dir(dir.path()).unwrap();
+    let (_, t) = read(dir.path(), &[]).await;
+    assert!(!t.has_errors(), "{:?}", t.findings);
+    assert!(codes(&t).contains(&"wal_uploading"), "{:?}", t.findings);
+    match t.choose_backup(&Target::Latest, None) {
+        PlanOutcome::Plan(p) => {
+            assert_eq!(p.backup, newest);
+            assert_eq!(p.wal_to, "000000010000000000000039");
+            assert!(
+                p.notes
+                    .iter()
+                    .any(|n| n.contains("probably still uploading")),
+                "{:?}",
+                p.notes
+            );
+        }
+        r => panic!("{r:?}"),
+    }
+}
+
+/// `backup-mark` plus `delete retain FULL`: wal-g keeps only the permanent backup's own WAL (`delete_util.go`) and
+/// `wal-verify` never takes a permanent backup as its left border (`checkBackupIsCorrect`), so the hole after it
+/// is expected and `verify` has nothing to fail on.
+#[tokio::test]
+async fn a_permanent_backup_after_retention_is_not_a_wal_gap() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut b = BucketBuilder::new();
+    b.wal(1, 10, 11, at(0), Duration::minutes(10));
+    b.backup(&BackupSpec::at(1, 10, at(0)).permanent());
+    b.wal(1, 100, 160, at(90), Duration::minutes(10));
+    b.backup(&BackupSpec::at(1, 110, at(100)));
+    b.write_dir(dir.path()).unwrap();
+    let (_, t) = read(dir.path(), &[]).await;
+    assert!(!t.has_errors(), "{:?}", t.findings);
+    assert!(codes(&t).contains(&"wal_gap_before_backups"));
+    assert!(codes(&t).contains(&"permanent_end_point_only"));
 }
 
 #[tokio::test]

@@ -31,6 +31,7 @@ pub enum FindingCode {
     NothingRestorable,
     NoWal,
     EmptyStorage,
+    ArchiveBranched,
     // Warnings.
     GarbageFolder,
     AbandonedSegments,
@@ -39,6 +40,7 @@ pub enum FindingCode {
     LatestFollowsBranch,
     MissingHistory,
     UnreadableHistory,
+    HistoryInferred,
     HistoryMismatch,
     HistoryOutOfOrder,
     DuplicateCompression,
@@ -53,6 +55,7 @@ pub enum FindingCode {
     StaleWal,
     StaleBackup,
     BackupBehindTimeline,
+    WalUploading,
     // Information.
     WalGapBeforeBackups,
     StaleSentinelPermanence,
@@ -68,7 +71,7 @@ pub enum FindingCode {
 
 impl FindingCode {
     /// Every code, in the README's order.
-    pub const ALL: [FindingCode; 41] = [
+    pub const ALL: [FindingCode; 44] = [
         FindingCode::WalGap,
         FindingCode::MissingConsistencyWal,
         FindingCode::BackupIncomplete,
@@ -79,6 +82,7 @@ impl FindingCode {
         FindingCode::NothingRestorable,
         FindingCode::NoWal,
         FindingCode::EmptyStorage,
+        FindingCode::ArchiveBranched,
         FindingCode::GarbageFolder,
         FindingCode::AbandonedSegments,
         FindingCode::Branches,
@@ -86,6 +90,7 @@ impl FindingCode {
         FindingCode::LatestFollowsBranch,
         FindingCode::MissingHistory,
         FindingCode::UnreadableHistory,
+        FindingCode::HistoryInferred,
         FindingCode::HistoryMismatch,
         FindingCode::HistoryOutOfOrder,
         FindingCode::DuplicateCompression,
@@ -100,6 +105,7 @@ impl FindingCode {
         FindingCode::StaleWal,
         FindingCode::StaleBackup,
         FindingCode::BackupBehindTimeline,
+        FindingCode::WalUploading,
         FindingCode::WalGapBeforeBackups,
         FindingCode::StaleSentinelPermanence,
         FindingCode::MissingMetadata,
@@ -125,6 +131,7 @@ impl FindingCode {
             FindingCode::NothingRestorable => "nothing_restorable",
             FindingCode::NoWal => "no_wal",
             FindingCode::EmptyStorage => "empty_storage",
+            FindingCode::ArchiveBranched => "archive_branched",
             FindingCode::GarbageFolder => "garbage_folder",
             FindingCode::AbandonedSegments => "abandoned_segments",
             FindingCode::Branches => "branches",
@@ -132,6 +139,7 @@ impl FindingCode {
             FindingCode::LatestFollowsBranch => "latest_follows_branch",
             FindingCode::MissingHistory => "missing_history",
             FindingCode::UnreadableHistory => "unreadable_history",
+            FindingCode::HistoryInferred => "history_inferred",
             FindingCode::HistoryMismatch => "history_mismatch",
             FindingCode::HistoryOutOfOrder => "history_out_of_order",
             FindingCode::DuplicateCompression => "duplicate_compression",
@@ -147,6 +155,7 @@ impl FindingCode {
             FindingCode::StaleBackup => "stale_backup",
             FindingCode::BackupBehindTimeline => "backup_behind_timeline",
             FindingCode::WalGapBeforeBackups => "wal_gap_before_backups",
+            FindingCode::WalUploading => "wal_uploading",
             FindingCode::StaleSentinelPermanence => "stale_sentinel_permanence",
             FindingCode::MissingMetadata => "missing_metadata",
             FindingCode::LegacyTrailingDot => "legacy_trailing_dot",

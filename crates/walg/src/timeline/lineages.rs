@@ -1,24 +1,48 @@
-//! Pass 5, the lineages: for each leaf timeline, the history recovery follows (its steps), which timeline owns
-//! each segment, the present segment runs across switches and the gaps between them; and the main lineage.
+//! Pass 5, the lineages: for every timeline (not only the leaves), the history recovery follows to it (its
+//! steps), which timeline owns each segment, the present segment runs across switches and the gaps between them;
+//! the main lineage; and whether the archive branched (an ancestor kept archiving after a child forked from it).
 //!
-//! Invariants: on a lineage the newest timeline whose switch segment is at or below `n` owns segment `n` (the
-//! switch segment belongs to the new timeline); runs are ascending and separated by at least one missing segment;
-//! the main lineage is the leaf with the newest segment (ties: the highest timeline).
+//! PostgreSQL restores any timeline whose history contains the backup's checkpoint when it is named explicitly in
+//! `recovery_target_timeline`, so every timeline is a restore path: an old primary that kept archiving on
+//! timeline 1 after a clone or standby was promoted to timeline 2 is restored along timeline 1.
+//!
+//! Invariants: one lineage per timeline of the tree, ascending; on a lineage the newest timeline whose switch
+//! segment is at or below `n` owns segment `n` (the switch segment belongs to the new timeline); runs are ascending
+//! and separated by at least one missing segment; the main lineage is the one with the newest segment, across all
+//! timelines (ties: the highest timeline).
 
 use super::findings::{FindingCode, Findings, Severity};
 use super::histories::Histories;
 use super::tree::Tree;
 use super::wal_scan::WalScan;
-use super::{plural, Lineage, LineageGap, LineageStep, SegRange};
+use super::{ms_to_time, plural, short_time, Lineage, LineageGap, LineageStep, SegRange};
 use crate::documents::HistoryRecord;
-use crate::names::segment_of;
+use crate::names::{segment_of, wal_file_name, Lsn};
+use std::collections::BTreeSet;
 
-/// One lineage per leaf, and the default one.
+/// One lineage per timeline, and the default one.
 #[derive(Debug, Default)]
 pub(crate) struct Lineages {
     pub lineages: Vec<Lineage>,
-    /// The leaf with the newest WAL.
+    /// The timeline with the newest WAL on its lineage.
     pub main: Option<u32>,
+    /// The lineages that reach WAL no other lineage reaches: the leaves, and ancestors that kept archiving after a
+    /// child forked from them. The others are prefixes of a descendant's lineage (restorable, but they add no
+    /// window of their own).
+    pub distinct: BTreeSet<u32>,
+}
+
+impl Lineages {
+    /// The lineages in [`Lineages::distinct`], leaves (per `tree`) first.
+    pub(crate) fn distinct_leaves_first<'a>(&'a self, tree: &Tree) -> Vec<&'a Lineage> {
+        let mut listed: Vec<&Lineage> = self
+            .lineages
+            .iter()
+            .filter(|l| self.distinct.contains(&l.leaf))
+            .collect();
+        listed.sort_by_key(|l| (!tree.leaves.contains(&l.leaf), l.leaf));
+        listed
+    }
 }
 
 /// Runs the pass.
@@ -30,7 +54,7 @@ pub(crate) fn trace(
     findings: &mut Findings,
 ) -> Lineages {
     let lineages: Vec<Lineage> = tree
-        .leaves
+        .all
         .iter()
         .map(|&leaf| {
             let history = histories.get(&leaf).map(Vec::as_slice).unwrap_or_default();
@@ -41,7 +65,62 @@ pub(crate) fn trace(
     if tree.branches() {
         report_branches(&tree.leaves, main, findings);
     }
-    Lineages { lineages, main }
+    let mut distinct: BTreeSet<u32> = tree.leaves.iter().copied().collect();
+    distinct.extend(report_archive_branched(
+        histories, wal, segsize, main, findings,
+    ));
+    Lineages {
+        lineages,
+        main,
+        distinct,
+    }
+}
+
+/// An ancestor that has full segments at or after the segment where a child forked from it is a restore path of
+/// its own (returned). When it also archived after the child was created (after the child's `.history` was
+/// uploaded: an old primary after a promotion, or production after a clone archived into its prefix), the archive
+/// branched while both were live, and which one a restore follows matters: an error. An ancestor whose WAL all
+/// predates the child (a deliberate point-in-time restore) is only `abandoned_segments`.
+fn report_archive_branched(
+    histories: &Histories,
+    wal: &WalScan,
+    segsize: u64,
+    main: Option<u32>,
+    findings: &mut Findings,
+) -> BTreeSet<u32> {
+    let mut kept_archiving = BTreeSet::new();
+    for (&child, history) in histories {
+        let Some(fork) = history.last() else { continue };
+        let parent = fork.parent;
+        let table = wal.table(parent);
+        let Some(&last) = table.segnos.last() else {
+            continue;
+        };
+        if last < segment_of(fork.switch_lsn, segsize) {
+            continue;
+        }
+        kept_archiving.insert(parent);
+        let newest_ms = table.mtimes.iter().copied().max().unwrap_or(i64::MIN);
+        let created_ms = wal.history_modified_ms.get(&child).copied();
+        if created_ms.is_some_and(|created| newest_ms <= created) {
+            continue;
+        }
+        findings.push(
+            Severity::Error,
+            FindingCode::ArchiveBranched,
+            format!(
+                "The archive branched: timeline {child} forked from timeline {parent} at {}, but timeline {parent} \
+                 kept archiving until {} (about {}). Both are restore paths; restores follow timeline {} (the \
+                 newest WAL) unless you choose another with --timeline.",
+                Lsn(fork.switch_lsn),
+                wal_file_name(parent, last, segsize),
+                short_time(ms_to_time(newest_ms)),
+                main.map(|m| m.to_string()).unwrap_or_default()
+            ),
+            Some(format!("wal_005/{child:08X}.history")),
+        );
+    }
+    kept_archiving
 }
 
 fn trace_one(leaf: u32, history: &[HistoryRecord], wal: &WalScan, segsize: u64) -> Lineage {
@@ -130,7 +209,7 @@ fn gaps_between_runs(lineage: &Lineage, wal: &WalScan) -> Vec<LineageGap> {
         .collect()
 }
 
-/// The leaf with the newest segment (ties: the highest timeline).
+/// The timeline whose lineage has the newest segment (ties: the highest timeline).
 fn choose_main(lineages: &[Lineage], wal: &WalScan) -> Option<u32> {
     lineages
         .iter()
@@ -188,9 +267,10 @@ mod tests {
         add_segments(&mut index, 2, 4, 5);
         add_segments(&mut index, 2, 8, 9);
         let (lineages, findings) = run(&index);
-        assert!(findings.codes().is_empty());
+        // Timeline 1 has full segments 4..=6 after timeline 2 forked at segment 4: the archive branched.
+        assert_eq!(findings.codes(), [FindingCode::ArchiveBranched]);
         assert_eq!(lineages.main, Some(2));
-        let lineage = &lineages.lineages[0];
+        let lineage = &lineages.lineages[1];
         assert_eq!(lineage.leaf, 2);
         assert_eq!(
             lineage.steps.iter().map(|s| s.owned).collect::<Vec<_>>(),
@@ -243,12 +323,79 @@ mod tests {
         add_segments(&mut index, 3, 4, 6);
         let (lineages, findings) = run(&index);
         assert_eq!(lineages.main, Some(2));
+        // Every timeline is a restore path, timeline 1 (which kept archiving after both forks) included.
         let leaves: Vec<u32> = lineages.lineages.iter().map(|l| l.leaf).collect();
-        assert_eq!(leaves, [2, 3]);
+        assert_eq!(leaves, [1, 2, 3]);
         let branches = findings.with_code(FindingCode::Branches);
         assert_eq!(branches.len(), 1);
         assert!(branches[0]
             .message
             .contains("2 timelines are each the end of a different history (timelines 2, 3). Restores follow timeline 2"));
+    }
+
+    /// A clone restored with production's WALG_* settings promoted to timeline 2 and archived into the same prefix
+    /// while production kept archiving on timeline 1. PostgreSQL restores timeline 1 when
+    /// `recovery_target_timeline = '1'` names it; wal-g's `wal-verify` follows the current timeline's own history
+    /// (`integrity_check_runner.go#NewIntegrityCheckRunner`) and its `timeline` check reports the higher timeline
+    /// as someone else writing into the archive (`timeline_check_runner.go#newTimelineCheckResult`).
+    #[test]
+    fn an_ancestor_that_kept_archiving_after_a_fork_is_a_restore_path_and_the_default_when_newest()
+    {
+        let mut index = empty_index();
+        add_segments(&mut index, 1, 1, 9);
+        add_history(&mut index, 2, &[(1, 4)]);
+        add_segments(&mut index, 2, 4, 6);
+        let (lineages, findings) = run(&index);
+        let ends: Vec<u32> = lineages.lineages.iter().map(|l| l.leaf).collect();
+        assert_eq!(ends, [1, 2]);
+        assert_eq!(lineages.main, Some(1), "timeline 1 has the newest WAL");
+        assert_eq!(lineages.distinct, BTreeSet::from([1, 2]));
+        assert_eq!(lineages.lineages[0].runs, [SegRange { from: 1, to: 9 }]);
+        let branched = findings.with_code(FindingCode::ArchiveBranched);
+        assert_eq!(branched.len(), 1);
+        assert_eq!(branched[0].severity, Severity::Error);
+        assert!(
+            branched[0].message.starts_with(&format!(
+                "The archive branched: timeline 2 forked from timeline 1 at 0/4000000, but timeline 1 kept \
+                 archiving until {} (about 2026-01-01 00:09 UTC).",
+                super::super::fixture::segment_name(1, 9)
+            )),
+            "{}",
+            branched[0].message
+        );
+        assert!(branched[0].message.ends_with("restores follow timeline 1 (the newest WAL) unless you choose another with --timeline."));
+    }
+
+    /// A normal promotion: the old timeline stops at the fork (its last segment is archived as `.partial`, which
+    /// is not WAL), so its lineage is a prefix of the new one's and no branch is reported.
+    #[test]
+    fn an_ancestor_that_stopped_at_the_fork_is_a_prefix_lineage() {
+        let mut index = empty_index();
+        add_segments(&mut index, 1, 1, 3);
+        add_history(&mut index, 2, &[(1, 4)]);
+        add_segments(&mut index, 2, 4, 6);
+        let (lineages, findings) = run(&index);
+        assert!(findings.codes().is_empty());
+        assert_eq!(lineages.main, Some(2));
+        assert_eq!(lineages.distinct, BTreeSet::from([2]));
+        assert_eq!(lineages.lineages.len(), 2);
+    }
+
+    /// A deliberate point-in-time restore: timeline 2 forked from 1 at segment 4 after timeline 1 had stopped
+    /// archiving (its `.history` is newer than all of timeline 1's WAL). Timeline 1's later segments are an
+    /// abandoned branch, still a restore path, but nothing was written to both at once: no error.
+    #[test]
+    fn a_point_in_time_restore_after_the_old_timeline_stopped_is_not_a_branched_archive() {
+        let mut index = empty_index();
+        add_segments(&mut index, 1, 1, 9);
+        add_history(&mut index, 2, &[(1, 4)]);
+        if let Some(object) = index.wal.iter_mut().find(|o| o.name == "00000002.history") {
+            object.modified_ms = super::super::fixture::ms(10);
+        }
+        add_segments(&mut index, 2, 10, 12);
+        let (lineages, findings) = run(&index);
+        assert!(findings.codes().is_empty(), "{:?}", findings.codes());
+        assert_eq!(lineages.distinct, BTreeSet::from([1, 2]));
+        assert_eq!(lineages.main, Some(2));
     }
 }

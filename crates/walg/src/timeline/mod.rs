@@ -6,10 +6,12 @@
 //!
 //! 1. `wal_scan`: `wal_005/` objects into per-timeline segment tables (`WalScan`); duplicates, empty and
 //!    unknown objects.
-//! 2. `histories`: readable, well-ordered `.history` files (`Histories`).
+//! 2. `histories`: readable, well-ordered `.history` files (`Histories`), and for unreadable ones the parent and
+//!    switch segment inferred from `.partial` and segment names.
 //! 3. `backups`: complete backups, their problems and delta chains (`BackupSet`); folders without sentinel.
 //! 4. `tree`: every timeline and the leaves of the timeline tree (`Tree`).
-//! 5. `lineages`: one [`Lineage`] per leaf (segment ownership, runs, gaps) and the main lineage.
+//! 5. `lineages`: one [`Lineage`] per timeline (segment ownership, runs, gaps), the main lineage, and whether
+//!    the archive branched.
 //! 6. `per_timeline`: one [`PgTimeline`] per timeline (wal-show's view) and abandoned segments.
 //! 7. `restorable`: backups against the WAL (consistency WAL, per-lineage windows, restorability) and what
 //!    `recovery_target_timeline=latest` would pick.
@@ -167,7 +169,7 @@ pub struct LineageGap {
     pub before: Option<OffsetDateTime>,
 }
 
-/// The history of one leaf timeline, which is what recovery follows.
+/// The history of one timeline (`leaf`, the timeline it ends at), which is what recovery follows.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Lineage {
     pub leaf: u32,
@@ -191,6 +193,27 @@ impl Lineage {
         self.steps
             .iter()
             .any(|s| s.timeline == tli && s.end_lsn.is_none_or(|e| lsn < e))
+    }
+    /// The newest segment of this lineage.
+    pub fn newest_segment(&self) -> Option<u64> {
+        self.runs.last().map(|r| r.to)
+    }
+    /// Whether `gap` lies among the `concurrency` segment numbers below the newest segment, where wal-g's
+    /// `wal-verify` calls a missing segment MISSING_UPLOADING (a warning, not lost WAL).
+    pub fn is_uploading(&self, gap: &LineageGap, concurrency: u64) -> bool {
+        self.newest_segment()
+            .is_some_and(|newest| gap.missing.from >= newest.saturating_sub(concurrency))
+    }
+    /// The last segment reached from the older WAL without crossing a gap that is not still uploading (see
+    /// [`Lineage::is_uploading`]): where recovery to the end stops until the missing newest segments arrive.
+    pub fn contiguous_end(&self, concurrency: u64) -> Option<u64> {
+        let newest = self.newest_segment()?;
+        let limit = newest.saturating_sub(concurrency);
+        self.runs
+            .iter()
+            .find(|r| r.to + 1 >= limit)
+            .map(|r| r.to)
+            .or(Some(newest))
     }
     pub(crate) fn run_containing(&self, n: u64) -> Option<SegRange> {
         let i = self.runs.partition_point(|r| r.to < n);
@@ -224,6 +247,9 @@ pub struct Options {
     pub stale_backup_seconds: i64,
     /// A folder without sentinel newer than this (and newer than every sentinel) is "in progress".
     pub in_progress_seconds: i64,
+    /// Missing segments among this many below the newest one are probably still uploading (wal-g's
+    /// `WALG_UPLOAD_CONCURRENCY`, default [`UPLOAD_CONCURRENCY`]); 0 treats every hole as lost.
+    pub upload_concurrency: u64,
 }
 
 impl Default for Options {
@@ -232,6 +258,7 @@ impl Default for Options {
             stale_wal_seconds: 24 * 3600,
             stale_backup_seconds: 8 * 24 * 3600,
             in_progress_seconds: 6 * 3600,
+            upload_concurrency: UPLOAD_CONCURRENCY,
         }
     }
 }
@@ -264,19 +291,25 @@ pub struct BucketTimeline {
     /// Complete backups, oldest start first.
     pub backups: Vec<Backup>,
     pub timelines: Vec<PgTimeline>,
-    /// One per leaf timeline.
+    /// One per timeline: each is a restore path.
     pub lineages: Vec<Lineage>,
-    /// The lineage used by default: the leaf with the newest WAL.
+    /// The lineage used by default: the timeline with the newest WAL.
     pub main_lineage: Option<u32>,
     pub windows: Vec<Window>,
     pub earliest_restorable: Option<OffsetDateTime>,
     pub latest_restorable: Option<OffsetDateTime>,
     pub freshness: Freshness,
     pub findings: Vec<Finding>,
+    /// [`Options::upload_concurrency`] as used for this analysis.
+    pub upload_concurrency: u64,
     pub(crate) segs: HashMap<u32, SegTable>,
     /// Timelines that have a `.history` object (readable or not).
     pub history_tlis: BTreeSet<u32>,
 }
+
+/// wal-g's default `WALG_UPLOAD_CONCURRENCY` (`internal/config/config.go`): how many segments below the newest
+/// one `wal-verify` treats as possibly still uploading (`integrity_check_runner.go#runWalIntegrityScan`).
+pub const UPLOAD_CONCURRENCY: u64 = 16;
 
 /// Most gap findings listed one by one per lineage.
 pub const MAX_GAP_FINDINGS: usize = 50;
@@ -318,21 +351,24 @@ impl BucketTimeline {
         let segsize = index.segment_size;
         let mut findings = Findings::default();
         let wal = wal_scan::scan(index, &mut findings);
-        let histories = histories::read(index, &mut findings);
+        let mut histories = histories::read(index, &mut findings);
+        let inferred = histories::infer_unreadable(&wal, &mut histories, segsize, &mut findings);
         let backup_set = backups::collect(index, now, opts, &mut findings);
         let tree = tree::build(&wal, &histories, &backup_set, &mut findings);
         let lineages = lineages::trace(&tree, &histories, &wal, segsize, &mut findings);
         let timelines = per_timeline::describe(&tree, &histories, &wal, segsize, &mut findings);
         let backup_set = restorable::place(backup_set, &lineages, &wal, segsize, &mut findings);
-        restorable::check_latest(
-            &backup_set,
-            &histories,
-            &wal,
-            &lineages,
-            &tree,
-            &mut findings,
-        );
-        let merged = windows::merge(&backup_set, &lineages, &tree, segsize, &mut findings);
+        let known = restorable::Known {
+            histories: &histories,
+            inferred: &inferred,
+        };
+        restorable::check_latest(&backup_set, known, &wal, &lineages, &mut findings);
+        let scope = windows::Scope {
+            tree: &tree,
+            segsize,
+            upload_concurrency: opts.upload_concurrency,
+        };
+        let merged = windows::merge(&backup_set, &lineages, scope, &mut findings);
         let freshness =
             freshness::assess(index, now, opts, &wal, &backup_set, &tree, &mut findings);
         BucketTimeline {
@@ -348,6 +384,7 @@ impl BucketTimeline {
             latest_restorable: merged.latest_restorable,
             freshness,
             findings: findings.into_sorted(),
+            upload_concurrency: opts.upload_concurrency,
             segs: wal.segs,
             history_tlis: wal.history_tlis,
         }

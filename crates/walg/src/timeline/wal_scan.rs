@@ -22,6 +22,10 @@ pub(crate) struct WalScan {
     pub history_tlis: BTreeSet<u32>,
     /// LastModified (Unix ms) of the newest segment.
     pub newest_wal_ms: Option<i64>,
+    /// LastModified (Unix ms) of each timeline's `.history` object: when the timeline was created.
+    pub history_modified_ms: HashMap<u32, i64>,
+    /// `(timeline, segment)` of each `.partial` object: the old timeline's last segment at a promotion.
+    pub partials: BTreeSet<(u32, u64)>,
 }
 
 impl WalScan {
@@ -58,6 +62,8 @@ pub(crate) fn scan(index: &Index, findings: &mut Findings) -> WalScan {
     let mut segs: HashMap<u32, SegTable> = HashMap::new();
     let mut history_tlis = BTreeSet::new();
     let mut newest_wal_ms: Option<i64> = None;
+    let mut partials = BTreeSet::new();
+    let mut history_modified_ms = HashMap::new();
     let mut odd = Oddities::default();
     // The table of the current timeline, kept while the (sorted) objects stay on it.
     let mut current: Option<(u32, &mut SegTable)> = None;
@@ -84,11 +90,17 @@ pub(crate) fn scan(index: &Index, findings: &mut Findings) -> WalScan {
             }
             WalKind::History => {
                 history_tlis.insert(object.key.tli);
+                history_modified_ms
+                    .entry(object.key.tli)
+                    .or_insert(object.modified_ms);
             }
             // A 24-hex name plus `.json`: a WALG_UPLOAD_WAL_METADATA sidecar of a segment.
             WalKind::Metadata if object.name.len() == 29 => odd.sidecars += 1,
             WalKind::Other => odd.unknown.push(object.name.clone()),
-            WalKind::Metadata | WalKind::Partial | WalKind::BackupHistory | WalKind::Delta => {}
+            WalKind::Partial => {
+                partials.insert((object.key.tli, object.key.segno));
+            }
+            WalKind::Metadata | WalKind::BackupHistory | WalKind::Delta => {}
         }
     }
     report(&odd, findings);
@@ -96,6 +108,8 @@ pub(crate) fn scan(index: &Index, findings: &mut Findings) -> WalScan {
         segs,
         history_tlis,
         newest_wal_ms,
+        history_modified_ms,
+        partials,
     }
 }
 

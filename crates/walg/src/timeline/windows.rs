@@ -1,10 +1,16 @@
-//! Pass 8, the windows: per lineage, the restorable backups' windows (finish time to the end of their WAL run)
+//! Pass 8, the windows: per distinct lineage (a leaf, or an ancestor that kept archiving after a child forked;
+//! the other lineages are prefixes of these), the restorable backups' windows (finish time to the end of their WAL run)
 //! merged where they overlap; the lineage's WAL gaps as findings; permanent backups that can only be restored to
 //! their end point; the earliest and latest restorable times of the main lineage.
 //!
 //! Invariants: merged windows are grouped by lineage (in lineage order), ascending and disjoint within one
 //! lineage; a gap is an error when it ends at or after the start segment of the lineage's first restorable backup
-//! (it cuts a window), information otherwise; at most [`MAX_GAP_FINDINGS`] gaps per lineage are listed one by one.
+//! (it cuts a window), information otherwise; at most [`MAX_GAP_FINDINGS`] gaps per lineage are listed one by one;
+//! lineages share their ancestors' WAL, so a gap is reported once: on the first leaf lineage that has it, else on
+//! the first ancestor lineage that kept archiving. A gap among the newest `upload_concurrency` segments of a
+//! lineage is `wal_uploading` (a warning, as wal-g's MISSING_UPLOADING); a gap after a permanent backup and before
+//! the oldest other usable backup is expected retention (information), since a permanent backup is never the left
+//! border of wal-g's `wal-verify`.
 
 use super::backups::BackupSet;
 use super::findings::{FindingCode, Findings, Severity};
@@ -12,6 +18,7 @@ use super::lineages::Lineages;
 use super::tree::Tree;
 use super::{plural, short_time, Lineage, LineageGap, Window, MAX_GAP_FINDINGS};
 use crate::names::wal_file_name;
+use std::collections::BTreeSet;
 use time::OffsetDateTime;
 
 /// The merged windows and the restorable range of the main lineage.
@@ -22,18 +29,42 @@ pub(crate) struct Windows {
     pub latest_restorable: Option<OffsetDateTime>,
 }
 
+/// What the pass needs besides the backups and lineages.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Scope<'a> {
+    pub tree: &'a Tree,
+    pub segsize: u64,
+    /// See [`super::Options::upload_concurrency`].
+    pub upload_concurrency: u64,
+}
+
 /// Runs the pass.
 pub(crate) fn merge(
     set: &BackupSet,
     lineages: &Lineages,
-    tree: &Tree,
-    segsize: u64,
+    scope: Scope,
     findings: &mut Findings,
 ) -> Windows {
+    let Scope {
+        tree,
+        segsize,
+        upload_concurrency,
+    } = scope;
     let mut merged = Vec::new();
     for lineage in &lineages.lineages {
-        merge_lineage(set, lineage, &mut merged);
-        report_gaps(set, lineage, tree.branches(), segsize, findings);
+        if lineages.distinct.contains(&lineage.leaf) {
+            merge_lineage(set, lineage, &mut merged);
+        }
+    }
+    let mut reported = BTreeSet::new();
+    for lineage in lineages.distinct_leaves_first(tree) {
+        let note = tree.branches() || !tree.leaves.contains(&lineage.leaf);
+        let context = GapContext {
+            note,
+            segsize,
+            upload_concurrency,
+        };
+        report_gaps(set, lineage, context, &mut reported, findings);
     }
     report_permanent_end_points(set, segsize, findings);
     let main: Vec<&Window> = merged
@@ -75,28 +106,61 @@ fn merge_lineage(set: &BackupSet, lineage: &Lineage, merged: &mut Vec<Window>) {
 }
 
 /// One finding per gap of the lineage (up to [`MAX_GAP_FINDINGS`], then one for the rest).
+/// How gaps of one lineage are told.
+#[derive(Debug, Clone, Copy)]
+struct GapContext {
+    /// Name the lineage in messages.
+    note: bool,
+    segsize: u64,
+    upload_concurrency: u64,
+}
+
 fn report_gaps(
     set: &BackupSet,
     lineage: &Lineage,
-    branches: bool,
-    segsize: u64,
+    context: GapContext,
+    reported: &mut BTreeSet<(u32, u64, u64)>,
     findings: &mut Findings,
 ) {
-    // Gaps are harmful after the start of the first restorable backup on this lineage.
+    let GapContext {
+        note: branches,
+        segsize,
+        upload_concurrency,
+    } = context;
+    // Gaps are harmful after the start of the first restorable backup on this lineage. A permanent backup is not
+    // a left border (wal-g's `checkBackupIsCorrect`): retention keeps only its own WAL, so the hole after it is
+    // expected.
     let first_start = set
         .restorable()
+        .filter(|b| !b.permanent)
         .filter(|b| b.windows.iter().any(|w| w.lineage == lineage.leaf))
         .filter_map(|b| b.start_segment(segsize))
+        .min();
+    let first_permanent = set
+        .restorable()
+        .filter(|b| b.permanent)
+        .filter(|b| b.windows.iter().any(|w| w.lineage == lineage.leaf))
+        .filter_map(|b| b.consistency_segment(segsize))
         .min();
     let lineage_note = if branches {
         format!(" (lineage of timeline {})", lineage.leaf)
     } else {
         String::new()
     };
-    for gap in lineage.gaps.iter().take(MAX_GAP_FINDINGS) {
-        report_gap(lineage, gap, first_start, &lineage_note, segsize, findings);
+    let new_gaps: Vec<&LineageGap> = lineage
+        .gaps
+        .iter()
+        .filter(|g| reported.insert((g.timeline, g.missing.from, g.missing.to)))
+        .collect();
+    let borders = Borders {
+        first_start,
+        first_permanent,
+        upload_concurrency,
+    };
+    for gap in new_gaps.iter().take(MAX_GAP_FINDINGS) {
+        report_gap(lineage, gap, borders, &lineage_note, segsize, findings);
     }
-    let unreported = lineage.gaps.len().saturating_sub(MAX_GAP_FINDINGS);
+    let unreported = new_gaps.len().saturating_sub(MAX_GAP_FINDINGS);
     if unreported > 0 {
         findings.push(
             Severity::Error,
@@ -110,14 +174,30 @@ fn report_gaps(
     }
 }
 
+/// Where gaps start to matter on a lineage.
+#[derive(Debug, Clone, Copy)]
+struct Borders {
+    /// Start segment of the oldest restorable backup that is not permanent.
+    first_start: Option<u64>,
+    /// Consistency segment of the oldest restorable permanent backup.
+    first_permanent: Option<u64>,
+    /// See [`super::Options::upload_concurrency`].
+    upload_concurrency: u64,
+}
+
 fn report_gap(
     lineage: &Lineage,
     gap: &LineageGap,
-    first_start: Option<u64>,
+    borders: Borders,
     lineage_note: &str,
     segsize: u64,
     findings: &mut Findings,
 ) {
+    let Borders {
+        first_start,
+        first_permanent,
+        upload_concurrency,
+    } = borders;
     let name = |tli: u32, n: u64| wal_file_name(tli, n, segsize);
     let last_owner = lineage.owner(gap.missing.to).unwrap_or(gap.timeline);
     let names = format!(
@@ -126,7 +206,17 @@ fn report_gap(
         name(last_owner, gap.missing.to)
     );
     let object = Some(format!("wal_005/{}", name(gap.timeline, gap.missing.from)));
-    if first_start.is_some_and(|s| gap.missing.to >= s) {
+    if lineage.is_uploading(gap, upload_concurrency) {
+        report_uploading(
+            lineage,
+            gap,
+            upload_concurrency,
+            &names,
+            lineage_note,
+            segsize,
+            findings,
+        );
+    } else if first_start.is_some_and(|s| gap.missing.to >= s) {
         let times = match (gap.after, gap.before) {
             (Some(a), Some(b)) => format!(
                 " Times from about {} to {} cannot be restored",
@@ -146,6 +236,18 @@ fn report_gap(
             ),
             object,
         );
+    } else if first_permanent.is_some_and(|p| p < gap.missing.from) {
+        findings.push(
+            Severity::Info,
+            FindingCode::WalGapBeforeBackups,
+            format!(
+                "WAL gap on timeline {}{lineage_note} between a permanent backup and the oldest other usable backup \
+                 ({names}): expected after retention, which keeps only a permanent backup's own WAL (wal-g's \
+                 wal-verify does not check it either); it does not affect restores.",
+                gap.timeline
+            ),
+            object,
+        );
     } else {
         findings.push(
             Severity::Info,
@@ -158,6 +260,43 @@ fn report_gap(
             object,
         );
     }
+}
+
+/// A hole among the newest segments while newer ones exist: parallel `wal-push` uploads still in flight.
+fn report_uploading(
+    lineage: &Lineage,
+    gap: &LineageGap,
+    upload_concurrency: u64,
+    names: &str,
+    lineage_note: &str,
+    segsize: u64,
+    findings: &mut Findings,
+) {
+    let end = lineage
+        .contiguous_end(upload_concurrency)
+        .unwrap_or(gap.missing.from.saturating_sub(1));
+    let stop = wal_file_name(lineage.owner(end).unwrap_or(gap.timeline), end, segsize);
+    let when = gap
+        .after
+        .map(|t| format!(" (about {})", short_time(t)))
+        .unwrap_or_default();
+    let arrive = if gap.missing.len() == 1 {
+        "it arrives"
+    } else {
+        "they arrive"
+    };
+    findings.push(
+        Severity::Warning,
+        FindingCode::WalUploading,
+        format!(
+            "{} missing among the newest WAL on timeline {}{lineage_note} ({names}), probably still uploading: \
+             wal-push uploads up to {upload_concurrency} segments in parallel, and wal-g's wal-verify calls this \
+             MISSING_UPLOADING. Until {arrive}, a restore to the latest stops at {stop}{when}.",
+            plural(gap.missing.len(), "segment is", "segments are"),
+            gap.timeline,
+        ),
+        Some(format!("wal_005/{}", wal_file_name(gap.timeline, gap.missing.from, segsize))),
+    );
 }
 
 /// A permanent backup whose first window ends at its own consistency point keeps only its own WAL.
@@ -188,7 +327,12 @@ mod tests {
     use super::*;
     use crate::index::{Doc, Index};
 
+    /// The pass with no tip tolerance (every hole is lost WAL), as the gap tests below model.
     fn run(index: &Index) -> (Windows, Findings) {
+        run_with(index, 0)
+    }
+
+    fn run_with(index: &Index, upload_concurrency: u64) -> (Windows, Findings) {
         let mut earlier = Findings::default();
         let wal = wal_scan::scan(index, &mut earlier);
         let histories = histories::read(index, &mut earlier);
@@ -197,7 +341,12 @@ mod tests {
         let lineages = lineages::trace(&tree, &histories, &wal, SEG, &mut earlier);
         let set = restorable::place(set, &lineages, &wal, SEG, &mut earlier);
         let mut findings = Findings::default();
-        let windows = merge(&set, &lineages, &tree, SEG, &mut findings);
+        let scope = Scope {
+            tree: &tree,
+            segsize: SEG,
+            upload_concurrency,
+        };
+        let windows = merge(&set, &lineages, scope, &mut findings);
         (windows, findings)
     }
 
@@ -269,5 +418,71 @@ mod tests {
         fixture.add_to(&mut index);
         let (_, findings) = run(&index);
         assert_eq!(findings.codes(), [FindingCode::PermanentEndPointOnly]);
+    }
+
+    /// wal-g's retention keeps a permanent backup's own WAL only (`delete_util.go`: `[seg(start_lsn - 1),
+    /// seg(finish_lsn - 1)]`), and `wal-verify` never takes a permanent backup as the left border
+    /// (`integrity_check_runner.go#checkBackupIsCorrect`): the hole after it is expected, not an error.
+    #[test]
+    fn the_hole_after_a_permanent_backup_is_expected_retention() {
+        let mut index = empty_index();
+        add_segments(&mut index, 1, 2, 3);
+        let mut fixture = backup(1, 2, 3);
+        if let Doc::Ok(m) = &mut fixture.metadata {
+            m.is_permanent = Some(true);
+        }
+        fixture.add_to(&mut index);
+        add_segments(&mut index, 1, 40, 80);
+        backup(1, 41, 42).add_to(&mut index);
+        let (_, findings) = run_with(&index, 16);
+        assert_eq!(
+            findings.codes(),
+            [
+                FindingCode::WalGapBeforeBackups,
+                FindingCode::PermanentEndPointOnly
+            ]
+        );
+        let gap = &findings.with_code(FindingCode::WalGapBeforeBackups)[0];
+        assert!(
+            gap.message.contains("expected after retention"),
+            "{}",
+            gap.message
+        );
+    }
+
+    /// wal-g's `wal-verify` marks missing segments among the `WALG_UPLOAD_CONCURRENCY` (default 16) below the
+    /// newest one MISSING_UPLOADING, a warning (`integrity_check_runner.go#runWalIntegrityScan`).
+    #[test]
+    fn a_hole_among_the_newest_segments_is_probably_uploading() {
+        let mut index = empty_index();
+        add_segments(&mut index, 1, 1, 40);
+        add_segments(&mut index, 1, 42, 43);
+        backup(1, 2, 3).add_to(&mut index);
+        let (windows, findings) = run_with(&index, 16);
+        assert_eq!(findings.codes(), [FindingCode::WalUploading]);
+        let uploading = &findings.with_code(FindingCode::WalUploading)[0];
+        assert_eq!(uploading.severity, Severity::Warning);
+        assert!(
+            uploading.message.starts_with(&format!(
+                "1 segment is missing among the newest WAL on timeline 1 ({} to {}), probably still uploading",
+                segment_name(1, 41),
+                segment_name(1, 41)
+            )),
+            "{}",
+            uploading.message
+        );
+        assert!(uploading.message.ends_with(&format!(
+            "Until it arrives, a restore to the latest stops at {} (about 2026-01-01 00:40 UTC).",
+            segment_name(1, 40)
+        )));
+        // The window still ends at the hole.
+        assert_eq!(windows.latest_restorable, Some(at(40)));
+        // Farther from the newest segment, the same hole is lost WAL.
+        let mut index = empty_index();
+        add_segments(&mut index, 1, 1, 40);
+        add_segments(&mut index, 1, 42, 60);
+        backup(1, 2, 3).add_to(&mut index);
+        let (_, findings) = run_with(&index, 16);
+        assert_eq!(findings.codes(), [FindingCode::WalGap]);
     }
 }
