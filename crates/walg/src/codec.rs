@@ -142,8 +142,10 @@ impl std::fmt::Debug for LibsodiumKey {
 impl LibsodiumKey {
     /// Builds the key the way wal-g does from `WALG_LIBSODIUM_KEY` and `WALG_LIBSODIUM_KEY_TRANSFORM`
     /// (`none` (default): the string's bytes, at least 25, truncated or zero-padded to 32; `hex`; `base64`).
+    /// The value is used verbatim, whitespace included, as wal-g's `keyTransform` does
+    /// (`internal/crypto/libsodium/keytransform.go`); a key file is trimmed by the caller (wal-g's
+    /// `strings.TrimSpace` in `crypter.go`).
     pub fn from_setting(value: &str, transform: Option<&str>) -> Result<LibsodiumKey, CodecError> {
-        let value = value.trim_end_matches(['\n', '\r']);
         let mut bytes: Zeroizing<Vec<u8>> = match transform.unwrap_or("none").trim() {
             "" | "none" => {
                 if value.len() < MIN_KEY_LEN_NONE {
@@ -157,14 +159,14 @@ impl LibsodiumKey {
                 Zeroizing::new(b)
             }
             "hex" => Zeroizing::new(
-                decode_hex(value.trim())
+                decode_hex(value)
                     .ok_or_else(|| CodecError::Key("WALG_LIBSODIUM_KEY is not valid hex".into()))?,
             ),
             "base64" => {
                 use base64::Engine;
                 Zeroizing::new(
                     base64::engine::general_purpose::STANDARD
-                        .decode(value.trim())
+                        .decode(value)
                         .map_err(|_| {
                             CodecError::Key("WALG_LIBSODIUM_KEY is not valid base64".into())
                         })?,

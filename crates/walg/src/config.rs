@@ -82,6 +82,52 @@ fn get<'a>(env: &'a HashMap<String, String>, names: &[&str]) -> Option<(&'a str,
     })
 }
 
+/// wal-g settings this reader cannot honour, refused with what they mean instead of a misleading report: with a
+/// customer-provided server-side key wal-g needs the key even for plain sentinels (`pkg/storages/s3/folder.go`,
+/// `pkg/storages/gcs/configure.go`), so every object would be unreadable; with failover storages, backups and WAL
+/// in the other storages would look like gaps and missing backups.
+fn refuse_unreadable_settings(
+    scheme: &str,
+    env: &HashMap<String, String>,
+) -> Result<(), ConfigError> {
+    let scheme = scheme.to_ascii_lowercase();
+    if scheme == "s3" {
+        if let Some((var, _)) = get(env, &["S3_SSE_C"]) {
+            return Err(invalid(
+                var,
+                "the bucket uses a customer-provided encryption key (SSE-C), which this reader cannot send yet; \
+                 every object would be unreadable",
+            ));
+        }
+    }
+    if scheme == "gs" || scheme == "gcs" {
+        if let Some((var, _)) = get(env, &["GCS_ENCRYPTION_KEY"]) {
+            return Err(invalid(
+                var,
+                "the bucket uses a customer-supplied encryption key (CSEK), which this reader cannot send yet; \
+                 every object would be unreadable",
+            ));
+        }
+    }
+    if let Some((var, _)) = get(env, &["WALG_FAILOVER_STORAGES"]) {
+        return Err(invalid(
+            var,
+            "failover storages are not read: backups and WAL stored there would show up as gaps and missing \
+             backups. Unset it to read the primary storage alone",
+        ));
+    }
+    Ok(())
+}
+
+/// Like [`get`], but the value as set (only an empty value counts as unset): for secrets wal-g uses verbatim.
+fn get_verbatim<'a>(env: &'a HashMap<String, String>, names: &[&str]) -> Option<(&'a str, String)> {
+    names.iter().find_map(|n| {
+        env.get_key_value(*n)
+            .filter(|(_, v)| !v.is_empty())
+            .map(|(k, v)| (k.as_str(), v.clone()))
+    })
+}
+
 fn invalid(var: &str, problem: impl Into<String>) -> ConfigError {
     ConfigError::Invalid {
         var: var.to_string(),
@@ -194,6 +240,7 @@ impl StorageConfig {
         let (scheme, rest) = value
             .split_once("://")
             .ok_or_else(|| invalid(var, format!("'{value}' is not a URL like s3://bucket/path")))?;
+        refuse_unreadable_settings(scheme, env)?;
         let storage_prefix = get(env, &["WALG_STORAGE_PREFIX", "STORAGE_PREFIX"]).map(|x| x.1);
         let segment_size = match get(env, &["WALG_PG_WAL_SIZE"]) {
             None => DEFAULT_SEGMENT_SIZE,
@@ -208,7 +255,8 @@ impl StorageConfig {
                 bytes
             }
         };
-        let libsodium_key = match get(env, &["WALG_LIBSODIUM_KEY", "LIBSODIUM_KEY"]) {
+        // wal-g uses an inline key verbatim (viper.GetString) and trims only a key file (strings.TrimSpace).
+        let libsodium_key = match get_verbatim(env, &["WALG_LIBSODIUM_KEY", "LIBSODIUM_KEY"]) {
             Some((v, key)) => {
                 let transform = get(
                     env,
@@ -232,7 +280,7 @@ impl StorageConfig {
                     )
                     .map(|x| x.1);
                     Some(
-                        LibsodiumKey::from_setting(&key, transform.as_deref())
+                        LibsodiumKey::from_setting(key.trim(), transform.as_deref())
                             .map_err(|e| invalid(v, e.to_string()))?,
                     )
                 }
@@ -549,5 +597,65 @@ mod tests {
             .map(|e| e.to_string())
             .unwrap_or_default();
         assert!(err.contains("file:///definitely/not/here/walg"), "{err}");
+    }
+
+    /// wal-g uses `WALG_LIBSODIUM_KEY` verbatim (`configure_crypter_libsodium.go`: `viper.GetString`, then
+    /// `keyTransform`) and trims a key file with `strings.TrimSpace` (`internal/crypto/libsodium/crypter.go`).
+    #[test]
+    fn libsodium_key_whitespace_is_handled_as_wal_g_does() {
+        let opens = |config: &StorageConfig, sealed: &[u8]| {
+            config
+                .libsodium_key
+                .as_ref()
+                .is_some_and(|key| crate::codec::decrypt(sealed, key).is_ok())
+        };
+        // An inline key ending in a space: the space is part of the key bytes.
+        let inline = "a key with a trailing space ";
+        let written = LibsodiumKey::from_setting(inline, None).unwrap();
+        let sealed =
+            crate::codec::encrypt(b"1\t0/3000000\tno recovery target specified\n", &written)
+                .unwrap();
+        let config = StorageConfig::from_env_map(&env(&[
+            ("WALG_S3_PREFIX", "s3://b/x"),
+            ("WALG_LIBSODIUM_KEY", inline),
+        ]))
+        .unwrap();
+        assert!(opens(&config, &sealed));
+        // A key file with leading spaces and a trailing newline: trimmed to the key wal-g uses.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("key");
+        std::fs::write(&path, "   a key read from a file, padded\n").unwrap();
+        let written = LibsodiumKey::from_setting("a key read from a file, padded", None).unwrap();
+        let sealed = crate::codec::encrypt(b"history", &written).unwrap();
+        let config = StorageConfig::from_env_map(&env(&[
+            ("WALG_S3_PREFIX", "s3://b/x"),
+            ("WALG_LIBSODIUM_KEY_PATH", path.to_str().unwrap()),
+        ]))
+        .unwrap();
+        assert!(opens(&config, &sealed));
+    }
+
+    /// wal-g sends `S3_SSE_C` / `GCS_ENCRYPTION_KEY` with every read and also lists `WALG_FAILOVER_STORAGES`; this
+    /// reader does neither, so it refuses them by name (never printing the key).
+    #[test]
+    fn server_side_customer_keys_and_failover_storages_are_refused_clearly() {
+        for (prefix, var) in [
+            (("WALG_S3_PREFIX", "s3://b/x"), "S3_SSE_C"),
+            (("WALG_GS_PREFIX", "gs://b/x"), "GCS_ENCRYPTION_KEY"),
+            (("WALG_FILE_PREFIX", "/tmp/walg"), "WALG_FAILOVER_STORAGES"),
+        ] {
+            let err =
+                StorageConfig::from_env_map(&env(&[prefix, (var, "c2VjcmV0LWtleS12YWx1ZQ==")]))
+                    .unwrap_err()
+                    .to_string();
+            assert!(err.starts_with(var), "{err}");
+            assert!(!err.contains("c2VjcmV0"), "{err}");
+        }
+        // SSE-C is an S3 setting: a GCS bucket is not refused for it.
+        assert!(StorageConfig::from_env_map(&env(&[
+            ("WALG_GS_PREFIX", "gs://b/x"),
+            ("S3_SSE_C", "k")
+        ]))
+        .is_ok());
     }
 }
