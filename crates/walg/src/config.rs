@@ -391,7 +391,43 @@ impl StorageConfig {
         Path::from(self.root.as_str())
     }
 
-    /// Builds the object store client.
+    /// Whether the S3 region must be detected the way wal-g does (`pkg/storages/s3/session.go#detectAWSRegion`):
+    /// no `AWS_REGION` and an empty endpoint or one ending in `.amazonaws.com`. Other S3-compatible endpoints
+    /// (MinIO, Ceph, ...) use `us-east-1`, as wal-g does.
+    pub fn needs_region_detection(&self) -> bool {
+        match &self.backend {
+            Backend::S3 {
+                region: None,
+                endpoint,
+                ..
+            } => endpoint.as_deref().is_none_or(|e| {
+                e.trim_end_matches('/').ends_with(".amazonaws.com") || e.trim().is_empty()
+            }),
+            _ => false,
+        }
+    }
+
+    /// Detects the AWS bucket's region when [`StorageConfig::needs_region_detection`], as wal-g does with
+    /// GetBucketLocation (here S3's HeadBucket `x-amz-bucket-region`, via object_store); otherwise a no-op.
+    /// Without it, a bucket outside `us-east-1` answers every request with a redirect the client does not follow.
+    pub async fn detect_region(&mut self) -> Result<(), ConfigError> {
+        if !self.needs_region_detection() {
+            return Ok(());
+        }
+        let url = self.display_url();
+        if let Backend::S3 { bucket, region, .. } = &mut self.backend {
+            let options =
+                object_store::ClientOptions::new().with_timeout(std::time::Duration::from_secs(20));
+            let found = object_store::aws::resolve_bucket_region(bucket, &options)
+                .await
+                .map_err(|source| ConfigError::Open { url, source })?;
+            *region = Some(found);
+        }
+        Ok(())
+    }
+
+    /// Builds the object store client (an S3 bucket without a region and without
+    /// [`StorageConfig::detect_region`] is taken to be in `us-east-1`).
     pub fn build_store(&self) -> Result<Arc<dyn ObjectStore>, ConfigError> {
         let url = self.display_url();
         let open = |source| ConfigError::Open {
@@ -657,5 +693,27 @@ mod tests {
             ("S3_SSE_C", "k")
         ]))
         .is_ok());
+    }
+
+    /// wal-g detects the region only for AWS itself (`detectAWSRegion`: no region, and no endpoint or an
+    /// `*.amazonaws.com` one); S3-compatible endpoints get `us-east-1`.
+    #[test]
+    fn region_detection_follows_wal_g() {
+        let needs = |pairs: &[(&str, &str)]| {
+            let mut all = vec![("WALG_S3_PREFIX", "s3://b/x")];
+            all.extend_from_slice(pairs);
+            StorageConfig::from_env_map(&env(&all))
+                .unwrap()
+                .needs_region_detection()
+        };
+        assert!(needs(&[]));
+        assert!(needs(&[(
+            "AWS_ENDPOINT",
+            "https://s3.eu-west-1.amazonaws.com"
+        )]));
+        assert!(!needs(&[("AWS_REGION", "eu-west-1")]));
+        assert!(!needs(&[("AWS_ENDPOINT", "http://127.0.0.1:9000")]));
+        let file = StorageConfig::from_env_map(&env(&[("WALG_FILE_PREFIX", "/tmp/walg")])).unwrap();
+        assert!(!file.needs_region_detection());
     }
 }

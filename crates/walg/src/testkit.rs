@@ -208,7 +208,28 @@ impl BucketBuilder {
         }
     }
 
+    /// [`BucketBuilder::backup`] in wal-g's real order: `pg_backup_stop` waits until the stop segment
+    /// (`seg(finish_lsn - 1)`) is archived, then wal-g uploads `backup_label` and takes `FinishTime`
+    /// (`backup_push_handler.go#uploadBackup` → `uploadMetadata`), so the finish time is set 30 s after the stop
+    /// segment's upload when that segment was already added and uploaded later than `spec.finish_time`.
+    pub fn backup_in_wal_order(&mut self, spec: &BackupSpec) -> String {
+        let stop = spec.finish_lsn.saturating_sub(1) / self.segment_size;
+        let stop_name = wal_file_name(spec.timeline, stop, self.segment_size);
+        let archived = self
+            .objects
+            .iter()
+            .filter(|o| o.key.starts_with(&format!("{WAL}/{stop_name}")))
+            .map(|o| o.modified)
+            .max();
+        let mut spec = spec.clone();
+        if let Some(archived) = archived.filter(|&a| a >= spec.finish_time) {
+            spec.finish_time = archived + Duration::seconds(30);
+        }
+        self.backup(&spec)
+    }
+
     /// A complete backup: tars, pg_control, backup_label, metadata.json, then the sentinel. Returns its name.
+    /// Its times are taken as given (see [`BucketBuilder::backup_in_wal_order`] for wal-g's real order).
     pub fn backup(&mut self, spec: &BackupSpec) -> String {
         let name = self.backup_name(spec);
         let ext = self.compression.key_for("");

@@ -566,8 +566,8 @@ async fn a_hole_at_the_tip_while_uploading_is_a_warning_and_latest_stops_before_
     let dir = tempfile::tempdir().unwrap();
     let mut b = BucketBuilder::new();
     b.wal(1, 10, 60, at(0), Duration::minutes(10));
-    b.backup(&BackupSpec::at(1, 12, at(2)));
-    let newest = b.backup(&BackupSpec::at(1, 40, at(30)));
+    b.backup_in_wal_order(&BackupSpec::at(1, 12, at(2)));
+    let newest = b.backup_in_wal_order(&BackupSpec::at(1, 40, at(30)));
     b.remove("00000001000000000000003A"); // segment 58; 59 and 60 are archived
     b.write_dir(dir.path()).unwrap();
     let (_, t) = read(dir.path(), &[]).await;
@@ -597,12 +597,16 @@ async fn a_permanent_backup_after_retention_is_not_a_wal_gap() {
     let dir = tempfile::tempdir().unwrap();
     let mut b = BucketBuilder::new();
     b.wal(1, 10, 11, at(0), Duration::minutes(10));
-    b.backup(&BackupSpec::at(1, 10, at(0)).permanent());
+    let permanent = b.backup_in_wal_order(&BackupSpec::at(1, 10, at(0)).permanent());
     b.wal(1, 100, 160, at(90), Duration::minutes(10));
-    b.backup(&BackupSpec::at(1, 110, at(100)));
+    b.backup_in_wal_order(&BackupSpec::at(1, 110, at(100)));
     b.write_dir(dir.path()).unwrap();
     let (_, t) = read(dir.path(), &[]).await;
     assert!(!t.has_errors(), "{:?}", t.findings);
+    // wal-g's order: the stop segment (11) was archived before the backup's finish time.
+    let p = t.backups.iter().find(|x| x.name == permanent).unwrap();
+    assert!(t.segment(1, 11).unwrap().1 < p.finish_time.unwrap());
+    assert!(p.restorable, "{:?}", p.problems);
     assert!(codes(&t).contains(&"wal_gap_before_backups"));
     assert!(codes(&t).contains(&"permanent_end_point_only"));
 }

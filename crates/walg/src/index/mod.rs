@@ -349,6 +349,14 @@ impl Reader {
         })
     }
 
+    /// [`Reader::new`] after [`StorageConfig::detect_region`]: an AWS bucket without `AWS_REGION` is read in its
+    /// own region, as wal-g reads it.
+    pub async fn connect(cfg: &StorageConfig) -> Result<Reader, ConfigError> {
+        let mut cfg = cfg.clone();
+        cfg.detect_region().await?;
+        Reader::new(&cfg)
+    }
+
     /// A reader over an existing store (`root` is the wal-g root inside it).
     pub fn with_store(
         store: Arc<dyn ObjectStore>,
