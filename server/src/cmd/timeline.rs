@@ -104,7 +104,7 @@ fn storage_config(args: &StorageArgs) -> anyhow::Result<StorageConfig> {
 /// or read in full without storing anything (`--no-cache`, or when no database can be opened).
 async fn load(args: &StorageArgs) -> anyhow::Result<Timeline> {
     let cfg = storage_config(args)?;
-    let reader = Reader::new(&cfg)?;
+    let reader = Reader::connect(&cfg).await?; // finds an S3 bucket's region as wal-g does
     let now = time::OffsetDateTime::now_utc();
     if args.no_cache {
         return Ok(backups::timeline_without_storing(&reader, now).await?);
