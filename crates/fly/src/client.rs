@@ -109,7 +109,7 @@ impl FlyClientBuilder {
         self
     }
 
-    /// api.fly.io base URL (logs endpoint).
+    /// api.fly.io base URL (`FLY_API_HOSTNAME`: the logs endpoint and GraphQL).
     pub fn api_base_url(mut self, url: impl Into<String>) -> Self {
         self.api_base_url = Some(url.into());
         self
