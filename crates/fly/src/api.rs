@@ -1,7 +1,10 @@
 //! Endpoint methods of [`FlyClient`].
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
+
+use backon::{BackoffBuilder, ExponentialBuilder};
 
 use reqwest::Method;
 use secrecy::{ExposeSecret, SecretString};
@@ -55,22 +58,59 @@ impl FlyClient {
         self.send(&call).await?.decode()
     }
 
-    /// `POST /v1/apps`. A 408/5xx/lost connection is ambiguous: the app is looked up by name
-    /// before the create is re-sent, so it is never created twice.
+    /// `POST /v1/apps?wait=true`, then wait until the app can be read (fly-go
+    /// `flaps/flaps_apps.go::CreateApp` and `WaitForApp`, as flyctl `flypg/launcher.go::createApp`
+    /// calls them): a new app is invisible for a short while on Fly, and the calls that follow
+    /// (secrets, volumes, machines) would get 404.
+    ///
+    /// A 408/5xx/lost connection is ambiguous: the app is looked up by name, polling through the
+    /// same invisible window, before the create is re-sent, so a transient 404 never leads to a
+    /// second POST (which Fly answers 422 "Name has already been taken").
     pub async fn create_app(&self, req: &CreateAppRequest) -> Result<(), Error> {
         // The document gives 201 with no body; the docs show `{"id","created_at"}`: ignore it.
-        let call = Call::new(Method::POST, &["apps"], "create_app", &req.org_slug).json(req)?;
+        let call = Call::new(Method::POST, &["apps"], "create_app", &req.org_slug)
+            .query("wait", "true")
+            .json(req)?;
         let name = req.name.clone();
+        let seen = AtomicBool::new(false);
         let _: serde::de::IgnoredAny = self
             .create_once(&call, "app", &req.name, || async {
-                match self.get_app(&name).await {
-                    Ok(_) => Ok(Some(serde::de::IgnoredAny)),
+                match self.wait_for_app(&name).await {
+                    Ok(_) => {
+                        seen.store(true, Ordering::Relaxed);
+                        Ok(Some(serde::de::IgnoredAny))
+                    }
                     Err(e) if e.is_not_found() => Ok(None),
                     Err(e) => Err(e),
                 }
             })
             .await?;
+        if !seen.load(Ordering::Relaxed) {
+            self.wait_for_app(&name).await?;
+        }
         Ok(())
+    }
+
+    /// Poll `GET /v1/apps/{app}` until it answers, retrying 404 and 401 (a new app and its
+    /// permissions take a moment to appear) for up to the client's app visibility timeout
+    /// (default one minute), with fly-go's delays (100 ms doubling to 500 ms). fly-go
+    /// `flaps/flaps_apps.go::WaitForApp` and `flaps/retry.go::Retry`. Other errors end the wait.
+    pub async fn wait_for_app(&self, app: &str) -> Result<App, Error> {
+        let start = tokio::time::Instant::now();
+        let mut delays = poll_delays();
+        loop {
+            let err = match self.get_app(app).await {
+                Ok(found) => return Ok(found),
+                Err(e) if matches!(e.status(), Some(404 | 401)) => e,
+                Err(e) => return Err(e),
+            };
+            let delay = delays.next().unwrap_or(POLL_MAX_DELAY);
+            if start.elapsed() + delay > self.inner.app_visibility_timeout {
+                return Err(err);
+            }
+            tracing::debug!(app, error = %err, ?delay, "app not visible yet");
+            tokio::time::sleep(delay).await;
+        }
     }
 
     /// `DELETE /v1/apps/{app}` (`force=true` stops machines first; documented in Fly's docs, not in
@@ -179,6 +219,31 @@ impl FlyClient {
         .nonce(nonce)
         .timeout(Duration::from_secs(120));
         self.send(&call).await?.decode()
+    }
+
+    /// Update a machine the way `fly machine update` does (flyctl `internal/machine/update.go::Update`):
+    /// send the update, wait for the new version to be `settled` (any resting state: a machine
+    /// that was stopped stays stopped, so waiting for `started` could wait until the deadline),
+    /// then read the machine back (flyctl `internal/machine/wait.go::WaitForState`). A machine
+    /// that settles as `failed` is [`Error::MachineFailed`].
+    pub async fn update_machine_and_settle(
+        &self,
+        app: &str,
+        id: &str,
+        req: &UpdateMachineRequest,
+        nonce: Option<&str>,
+        deadline: Duration,
+    ) -> Result<Machine, Error> {
+        let updated = self.update_machine(app, id, req, nonce).await?;
+        let what = WaitFor::state("settled").version(updated.instance_id.clone());
+        self.wait(app, id, &what, deadline).await?;
+        let settled = self.get_machine(app, id).await?;
+        if settled.state == "failed" {
+            return Err(Error::MachineFailed {
+                machine: id.to_string(),
+            });
+        }
+        Ok(settled)
     }
 
     /// `POST …/stop`.
@@ -470,7 +535,37 @@ impl FlyClient {
         self.send(&call).await?.decode()
     }
 
-    /// `POST …/lease` with the nonce header: extend a held lease.
+    /// Acquire a lease, retrying while someone else holds it (409, also when the holder is
+    /// "Fly.io system") for up to `patience`, with fly-go's delays (100 ms doubling to 500 ms).
+    /// fly-go `flaps/flaps_machines.go::AcquireLease` retries through `flaps/retry.go::Retry` for
+    /// up to one minute. Other errors are returned at once.
+    pub async fn acquire_lease_waiting(
+        &self,
+        app: &str,
+        id: &str,
+        ttl_secs: u64,
+        description: Option<&str>,
+        patience: Duration,
+    ) -> Result<Lease, Error> {
+        let start = tokio::time::Instant::now();
+        let mut delays = poll_delays();
+        loop {
+            let err = match self.acquire_lease(app, id, ttl_secs, description).await {
+                Ok(lease) => return Ok(lease),
+                Err(e) if e.is_conflict() => e,
+                Err(e) => return Err(e),
+            };
+            let delay = delays.next().unwrap_or(POLL_MAX_DELAY);
+            if start.elapsed() + delay > patience {
+                return Err(err);
+            }
+            tracing::debug!(machine = id, error = %err, ?delay, "lease held; waiting");
+            tokio::time::sleep(delay).await;
+        }
+    }
+
+    /// `POST …/lease` with the nonce header: extend a held lease (fly-go
+    /// `flaps/flaps_machines.go::RefreshLease`).
     pub async fn refresh_lease(
         &self,
         app: &str,
@@ -598,18 +693,44 @@ impl FlyClient {
             .idempotency(Idempotency::Idempotent);
         zeroize_json(&mut body);
         let resp: AppSecretsUpdateResp = self.send(&call).await?.decode()?;
-        resp.version.or(resp.legacy_version).ok_or_else(|| {
+        let version = resp.version.or(resp.legacy_version).ok_or_else(|| {
             Error::Protocol(format!(
                 "secrets update for app {app}: response has no version"
             ))
-        })
+        })?;
+        self.inner.note_secrets_version(app, version);
+        Ok(version)
     }
 
-    /// `GET /v1/apps/{app}/secrets`: names and digests, never values.
+    /// `GET /v1/apps/{app}/secrets`: names and digests, never values. Secrets are eventually
+    /// consistent on Fly, so like flyctl `internal/appsecrets/secrets.go::List` this asks for at
+    /// least the newest version this client set for the app ([`Self::secrets_min_version`]).
     pub async fn list_secrets(&self, app: &str) -> Result<Vec<AppSecret>, Error> {
-        let call = Call::new(Method::GET, &["apps", app, "secrets"], "list_secrets", app);
+        let min_version = self.inner.secrets_min_version(app);
+        self.list_secrets_min_version(app, min_version).await
+    }
+
+    /// `GET /v1/apps/{app}/secrets?min_version=`: names and digests of at least that secrets
+    /// version (the version [`Self::update_secrets`] returned). The parameter is the OpenAPI
+    /// document's `min_version`; fly-go `flaps/flaps_secrets.go::ListAppSecrets` sends the same
+    /// number as `version`.
+    pub async fn list_secrets_min_version(
+        &self,
+        app: &str,
+        min_version: Option<u64>,
+    ) -> Result<Vec<AppSecret>, Error> {
+        let mut call = Call::new(Method::GET, &["apps", app, "secrets"], "list_secrets", app);
+        if let Some(version) = min_version {
+            call = call.query("min_version", version.to_string());
+        }
         let s: AppSecrets = self.send(&call).await?.decode()?;
         Ok(s.secrets)
+    }
+
+    /// The newest secrets version this client set for `app` with [`Self::update_secrets`]
+    /// (flyctl `internal/appsecrets/minvers.go`), to pass as `min_secrets_version`.
+    pub fn secrets_min_version(&self, app: &str) -> Option<u64> {
+        self.inner.secrets_min_version(app)
     }
 
     // ------------------------------------------------------------ tokens, logs
@@ -690,6 +811,20 @@ impl FlyClient {
             }
         }
     }
+}
+
+/// The longest pause between two polls (fly-go `flaps/retry.go`: `MaxInterval`).
+const POLL_MAX_DELAY: Duration = Duration::from_millis(500);
+
+/// fly-go `flaps/retry.go::Retry` delays: 100 ms doubling up to 500 ms, jittered, unbounded in
+/// number (the caller bounds the elapsed time).
+fn poll_delays() -> impl Iterator<Item = Duration> {
+    ExponentialBuilder::default()
+        .with_jitter()
+        .with_min_delay(Duration::from_millis(100))
+        .with_max_delay(POLL_MAX_DELAY)
+        .without_max_times()
+        .build()
 }
 
 fn wanted(what: &WaitFor) -> String {

@@ -1,8 +1,9 @@
 //! The HTTP core: base URLs, auth, retries with jittered exponential backoff, rate limiting,
 //! error mapping.
 
+use std::collections::HashMap;
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use backon::{BackoffBuilder, ExponentialBuilder};
@@ -17,12 +18,15 @@ use crate::ratelimit::{Limiter, RateLimits};
 
 /// Default Machines API base (`FLY_FLAPS_BASE_URL`); paths are under `/v1`.
 pub const DEFAULT_MACHINES_BASE_URL: &str = "https://api.machines.dev";
-/// Default api.fly.io base (`FLY_API_HOSTNAME`), used for the logs endpoint.
+/// Default api.fly.io base (`FLY_API_HOSTNAME`), used for the logs endpoint and GraphQL.
 pub const DEFAULT_API_BASE_URL: &str = "https://api.fly.io";
 /// Header carrying a lease nonce.
 pub const LEASE_NONCE_HEADER: &str = "fly-machine-lease-nonce";
 /// Response header carrying Fly's request id.
 pub const REQUEST_ID_HEADER: &str = "fly-request-id";
+/// How long a new app may stay invisible before [`FlyClient::wait_for_app`] gives up (fly-go
+/// `flaps/retry.go::Retry`: one minute).
+pub const DEFAULT_APP_VISIBILITY_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Retry settings: jittered exponential backoff (via `backon`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -63,6 +67,7 @@ pub struct FlyClientBuilder {
     retry: RetryPolicy,
     rate_limits: Option<RateLimits>,
     user_agent: Option<String>,
+    app_visibility_timeout: Duration,
 }
 
 impl Default for FlyClientBuilder {
@@ -74,6 +79,7 @@ impl Default for FlyClientBuilder {
             retry: RetryPolicy::default(),
             rate_limits: Some(RateLimits::FLY),
             user_agent: None,
+            app_visibility_timeout: DEFAULT_APP_VISIBILITY_TIMEOUT,
         }
     }
 }
@@ -103,7 +109,7 @@ impl FlyClientBuilder {
         self
     }
 
-    /// api.fly.io base URL (logs endpoint).
+    /// api.fly.io base URL (`FLY_API_HOSTNAME`: the logs endpoint and GraphQL).
     pub fn api_base_url(mut self, url: impl Into<String>) -> Self {
         self.api_base_url = Some(url.into());
         self
@@ -122,6 +128,13 @@ impl FlyClientBuilder {
 
     pub fn user_agent(mut self, ua: impl Into<String>) -> Self {
         self.user_agent = Some(ua.into());
+        self
+    }
+
+    /// How long to keep polling for a newly created app that Fly does not show yet.
+    /// Default: [`DEFAULT_APP_VISIBILITY_TIMEOUT`].
+    pub fn app_visibility_timeout(mut self, timeout: Duration) -> Self {
+        self.app_visibility_timeout = timeout;
         self
     }
 
@@ -157,6 +170,8 @@ impl FlyClientBuilder {
                 api,
                 retry: self.retry,
                 limiter: self.rate_limits.map(Limiter::new),
+                app_visibility_timeout: self.app_visibility_timeout,
+                secrets_min_versions: Mutex::new(HashMap::new()),
             }),
         })
     }
@@ -188,11 +203,34 @@ pub(crate) struct Inner {
     api: Url,
     pub(crate) retry: RetryPolicy,
     limiter: Option<Limiter>,
+    pub(crate) app_visibility_timeout: Duration,
+    /// Per app, the newest secrets version this client set (flyctl
+    /// `internal/appsecrets/minvers.go`, kept in memory instead of a file).
+    secrets_min_versions: Mutex<HashMap<String, u64>>,
 }
 
 impl Inner {
     pub(crate) fn retry_delays(&self) -> impl Iterator<Item = Duration> {
         self.retry.delays()
+    }
+
+    /// Remember that `app`'s secrets reached `version` (never going back to an older one).
+    pub(crate) fn note_secrets_version(&self, app: &str, version: u64) {
+        let mut versions = self
+            .secrets_min_versions
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let known = versions.entry(app.to_string()).or_insert(version);
+        *known = (*known).max(version);
+    }
+
+    /// The newest secrets version this client set for `app`, if any.
+    pub(crate) fn secrets_min_version(&self, app: &str) -> Option<u64> {
+        self.secrets_min_versions
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .get(app)
+            .copied()
     }
 }
 

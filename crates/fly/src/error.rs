@@ -56,9 +56,19 @@ pub enum Error {
         name: Option<String>,
         cause: String,
     },
+    /// An updated machine settled in the `failed` state (flyctl: "machine … update failed").
+    #[error("machine {machine} update failed: the machine entered the failed state")]
+    MachineFailed { machine: String },
     /// Waiting for a machine state ran past the caller's deadline.
     #[error("machine {machine} did not reach state {state} before the deadline")]
     WaitTimeout { machine: String, state: String },
+    /// api.fly.io answered a GraphQL request with errors (HTTP 200 with `errors`) or without
+    /// the expected data.
+    #[error("GraphQL {operation}: {message}")]
+    GraphQl {
+        operation: &'static str,
+        message: String,
+    },
     /// Bad configuration or arguments (missing token, bad base URL, bad argument).
     #[error("{0}")]
     Config(String),

@@ -11,13 +11,16 @@
 //!   ambiguous failure by looking before retrying, so nothing is created twice.
 //! * Client-side rate limits at Fly's documented rates ([`RateLimits::FLY`]).
 //! * [`FlyClient::exec`] checks the exit code (Fly answers 200 when the command fails).
-//! * [`stolon`]: roles, leader, `stolonctl` with `/data/.env`, `stolonctl-run`, env as secrets.
+//! * [`stolon`]: roles, leader, `stolonctl` with `/data/.env`, `stolonctl-run`, env as secrets,
+//!   role passwords the image survives ([`stolon::password`]).
+//! * [`graphql`]: `enablePostgresConsul` on api.fly.io, the Consul URL a Stolon cluster needs.
 
 mod api;
 mod auth;
 mod client;
 pub mod decode;
 mod error;
+pub mod graphql;
 mod ratelimit;
 mod rollout;
 pub mod stolon;
@@ -26,11 +29,11 @@ mod types;
 pub use api::{WaitFor, MAX_WAIT_SECONDS};
 pub use auth::{AuthScheme, Token};
 pub use client::{
-    FlyClient, FlyClientBuilder, RetryPolicy, DEFAULT_API_BASE_URL, DEFAULT_MACHINES_BASE_URL,
-    LEASE_NONCE_HEADER, REQUEST_ID_HEADER,
+    FlyClient, FlyClientBuilder, RetryPolicy, DEFAULT_API_BASE_URL, DEFAULT_APP_VISIBILITY_TIMEOUT,
+    DEFAULT_MACHINES_BASE_URL, LEASE_NONCE_HEADER, REQUEST_ID_HEADER,
 };
 pub use error::{Error, TransportKind};
 pub use ratelimit::RateLimits;
-pub use rollout::{RolloutOptions, RolloutStep};
+pub use rollout::{should_skip_launch, RolloutOptions, RolloutStep};
 pub use secrecy::{ExposeSecret, SecretString};
 pub use types::*;

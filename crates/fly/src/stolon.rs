@@ -12,6 +12,9 @@
 //!   `OPERATOR_PASSWORD` is `postgres`'s. Pitfall (seed guide): `wal-g backup-push` connects as
 //!   `PGUSER=postgres`, so it needs `PGPASSWORD=$OPERATOR_PASSWORD` — not `SU_PASSWORD`
 //!   (that fails with `password authentication failed for user "postgres"`).
+//! * [`password`]: generate and check role passwords the image survives (letters and digits).
+
+pub mod password;
 
 use std::collections::BTreeMap;
 use std::fmt;

@@ -306,7 +306,8 @@ pub struct CheckStatus {
     pub updated_at: Option<String>,
 }
 
-/// `MachineEvent` schema. `request` holds e.g. `exit_event` and `restart_count`.
+/// `MachineEvent` schema. `request` holds e.g. `exit_event` (top-level or nested under
+/// `MonitorEvent`) and `restart_count`.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct MachineEvent {
     #[serde(default)]
@@ -325,14 +326,24 @@ pub struct MachineEvent {
 }
 
 impl MachineEvent {
-    /// `request.exit_event`, when the event records a process exit.
+    /// The exit recorded by the event, when it records a process exit. Fly puts it in two places
+    /// (fly-go `machine_types.go`: `MachineRequest{ExitEvent "exit_event", MonitorEvent
+    /// "MonitorEvent"}`); like fly-go `MachineRequest.GetExitCode`, the one nested under
+    /// `request.MonitorEvent.exit_event` wins over the top-level `request.exit_event`.
     pub fn exit_event(&self) -> Option<ExitEvent> {
-        let v = self.request.as_ref()?.get("exit_event")?;
-        serde_json::from_value(v.clone()).ok()
+        let request = self.request.as_ref()?;
+        let nested = request
+            .get("MonitorEvent")
+            .and_then(|monitor| monitor.get("exit_event"));
+        [nested, request.get("exit_event")]
+            .into_iter()
+            .flatten()
+            .filter(|v| v.is_object())
+            .find_map(|v| serde_json::from_value(v.clone()).ok())
     }
 }
 
-/// `request.exit_event` of a machine event (fly-go `MachineExitEvent`).
+/// The exit of a machine event (fly-go `MachineExitEvent`).
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
 pub struct ExitEvent {
     #[serde(default)]

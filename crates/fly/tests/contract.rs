@@ -35,6 +35,8 @@ fn contract() -> Contract {
         .allow_query_param("GET", "/apps/{app_name}/machines", "metadata.")
         // §1.4: the docs' `DELETE /apps/{app}?force=true` stops machines first; not in the document.
         .allow_query_param("DELETE", "/apps/{app_name}", "force")
+        // fly-go `flaps/flaps_apps.go::CreateApp` posts `/apps?wait=true`; not in the document.
+        .allow_query_param("POST", "/apps", "wait")
 }
 
 fn machine_json(id: &str, role: &str, state: &str) -> Value {
