@@ -343,5 +343,7 @@ fn seed_pg(seed: &ClusterSeed, env: &BTreeMap<String, String>, leader: &str) -> 
         pitr: None,
         archive_armed: true,
         initialised: true,
+        unarchived_commit_ms: None,
+        started_archive_mode: BTreeMap::new(),
     }
 }

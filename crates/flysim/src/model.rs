@@ -246,6 +246,16 @@ pub struct PgCluster {
     pub pitr: Option<Pitr>,
     pub archive_armed: bool,
     pub initialised: bool,
+    /// The time of the newest commit not yet in an archived segment: `None` while the server is idle,
+    /// and an idle server switches no WAL segment at archive_timeout (PostgreSQL skips the switch when
+    /// nothing was written since the last one).
+    #[serde(default)]
+    pub unarchived_commit_ms: Option<i64>,
+    /// Machine id → the `archive_mode` its Postgres started with: a postmaster-context parameter, so a
+    /// spec change takes effect only at the next Postgres start (stolon's `automaticPgRestart` is off by
+    /// default).
+    #[serde(default)]
+    pub started_archive_mode: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

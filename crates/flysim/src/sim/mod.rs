@@ -384,6 +384,7 @@ impl Sim {
 
     /// Insert rows into a table of the app's Postgres (for tests and the demo: data to restore).
     pub fn pg_insert(&self, app: &str, db: &str, table: &str, rows: u64) -> Result<(), SimError> {
+        let now = ms(self.now());
         let mut state = self.lock();
         let pg = state
             .apps
@@ -398,6 +399,7 @@ impl Sim {
             .or_default();
         *n = n.saturating_add(rows);
         pg.lsn = pg.lsn.saturating_add(rows.saturating_mul(128));
+        pg.unarchived_commit_ms = Some(now);
         Ok(())
     }
 
@@ -418,7 +420,7 @@ impl Sim {
         {
             let mut state = self.lock();
             state
-                .exit_and_restart(app, machine, now, exit_code, oom, &self.inner.timing)
+                .exit_and_restart(app, machine, now, exit_code, oom, self)
                 .map_err(|e| SimError::Invalid(e.error))?;
         }
         self.changed();

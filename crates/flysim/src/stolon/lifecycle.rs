@@ -36,6 +36,10 @@ pub(crate) fn boot(state: &mut State, app: &str, machine: &str, at: i64, sim: &S
     if !unlock_restored(state, app, machine, at, sim, &boot) {
         return;
     }
+    if let Some(reason) = node_failure(&boot.env) {
+        crash(state, app, machine, at, sim, boot.gen, reason);
+        return;
+    }
     if restart_interrupted_restore(state, app, machine, at, sim) {
         return;
     }
@@ -73,15 +77,14 @@ fn prepare(state: &mut State, app: &str, machine: &str, at: i64) -> Option<Boot>
     let record = owner.machines.get(machine)?;
     let image = image_of(record).to_string();
     let env = machine_env(owner, record);
-    let store_url = env
-        .get("FLY_CONSUL_URL")
-        .or_else(|| env.get("CONSUL_URL"))
-        .cloned()
-        .unwrap_or_else(|| format!("https://consul-flysim.fly-shared.net/{app}-{}/", owner.id));
     let keeper = keeper_uid(record);
-    let dotenv = format!(
-        "STOLONCTL_CLUSTER_NAME={app}\nSTOLONCTL_STORE_BACKEND=consul\nSTOLONCTL_STORE_URL={store_url}\nSTOLONCTL_STORE_NODE={store_url}{keeper}\n"
-    );
+    // `start` writes the file only once `NewNode` found a store URL (see `node_failure`).
+    let dotenv = store_url(&env).map(|store_url| {
+        let node = store_node(&store_url, &keeper);
+        format!(
+            "STOLONCTL_CLUSTER_NAME={app}\nSTOLONCTL_STORE_BACKEND=consul\nSTOLONCTL_STORE_URL={store_url}\nSTOLONCTL_STORE_NODE={node}\n"
+        )
+    });
     let (gen, name, volume) = (record.gen, record.name.clone(), record.volume.clone());
     state.log(
         app,
@@ -93,7 +96,9 @@ fn prepare(state: &mut State, app: &str, machine: &str, at: i64) -> Option<Boot>
     ensure_cluster(state, app, &image);
     let (had_pgdata, restore_lock) = match volume_mut(state, app, volume.as_ref()) {
         Some(found) => {
-            found.files.insert("/data/.env".into(), dotenv);
+            if let Some(dotenv) = dotenv {
+                found.files.insert("/data/.env".into(), dotenv);
+            }
             (
                 found.has_pgdata,
                 found.files.get("/data/restore.lock").cloned(),
@@ -110,6 +115,40 @@ fn prepare(state: &mut State, app: &str, machine: &str, at: i64) -> Option<Boot>
         had_pgdata,
         restore_lock,
     })
+}
+
+/// `FLY_CONSUL_URL`, else `CONSUL_URL` (empty counts as unset: `os.Getenv`).
+fn store_url(env: &BTreeMap<String, String>) -> Option<String> {
+    ["FLY_CONSUL_URL", "CONSUL_URL"]
+        .iter()
+        .filter_map(|key| env.get(*key))
+        .find(|value| !value.is_empty())
+        .cloned()
+}
+
+/// `STOLONCTL_STORE_NODE`: the store URL's path joined with the keeper UID, without the leading `/`
+/// (postgres-ha `pkg/flypg/node.go`: `strings.TrimPrefix(path.Join(url.Path, keeperUID), "/")`).
+fn store_node(store_url: &str, keeper: &str) -> String {
+    let after_scheme = store_url
+        .split_once("://")
+        .map_or(store_url, |(_, rest)| rest);
+    let path = after_scheme.find('/').map_or("", |at| &after_scheme[at..]);
+    let path = path.split(['?', '#']).next().unwrap_or("");
+    let joined = format!("{}/{keeper}", path.trim_end_matches('/'));
+    joined.trim_start_matches('/').to_string()
+}
+
+/// Why `flypg.NewNode` fails, which `start` turns into a panic and the restart policy into a boot loop
+/// (postgres-ha `pkg/flypg/node.go`, `cmd/start/main.go`): no consul URL, or SU/REPL password unset
+/// (`os.LookupEnv`: an empty value exists).
+fn node_failure(env: &BTreeMap<String, String>) -> Option<String> {
+    if store_url(env).is_none() {
+        return Some("FLY_CONSUL_URL or CONSUL_URL are required".into());
+    }
+    ["SU_PASSWORD", "REPL_PASSWORD"]
+        .into_iter()
+        .find(|key| !env.contains_key(*key))
+        .map(|key| format!("{key} is required"))
 }
 
 /// The app's cluster record, created (new system identifier, default spec) by its first boot.
@@ -139,6 +178,8 @@ fn ensure_cluster(state: &mut State, app: &str, image: &str) {
             pitr: None,
             archive_armed: false,
             initialised: false,
+            unarchived_commit_ms: None,
+            started_archive_mode: BTreeMap::new(),
         });
     }
 }
@@ -167,16 +208,16 @@ fn unlock_restored(
         );
         return true;
     }
-    if let Some(reason) = unlock_failure(sim, &boot.env) {
-        crash(state, app, machine, at, sim, boot.gen, reason);
-        return false;
-    }
     state.log(
         app,
         machine,
         at,
         "Restore detected: reconfiguring users to match the environment",
     );
+    if let Some(reason) = unlock_failure(sim, &boot.env) {
+        crash(state, app, machine, at, sim, boot.gen, reason);
+        return false;
+    }
     if let Some(pg) = state.apps.get_mut(app).and_then(|owner| owner.pg.as_mut()) {
         for (user, var) in USERS {
             if let Some(password) = boot.env.get(var) {
@@ -206,6 +247,9 @@ fn unlock_failure(sim: &Sim, env: &BTreeMap<String, String>) -> Option<String> {
             "failed to unlock restored data: failed to establish connection: timeout".to_string(),
         );
     }
+    if let Some(error) = unquotable_password(env) {
+        return Some(format!("failed to unlock restored data: {error}"));
+    }
     let missing: Vec<&str> = ["SU_PASSWORD", "REPL_PASSWORD"]
         .into_iter()
         .filter(|key| env.get(*key).is_none_or(|v| v.is_empty()))
@@ -219,6 +263,28 @@ fn unlock_failure(sim: &Sim, env: &BTreeMap<String, String>) -> Option<String> {
     ))
 }
 
+/// postgres-ha `pkg/flyunlock/unlock.go::createRequiredUsers` runs
+/// `fmt.Sprintf("ALTER USER %s WITH PASSWORD '%s'", user, pass)`: a `'` in a password ends the string
+/// literal early and the statement is a syntax error (flyctl generates `[A-Za-z0-9]` only).
+fn unquotable_password(env: &BTreeMap<String, String>) -> Option<String> {
+    USERS.iter().find_map(|(_, var)| {
+        let password = env.get(*var)?;
+        let (_, after_quote) = password.split_once('\'')?;
+        let token: String = after_quote
+            .chars()
+            .take_while(|c| !c.is_whitespace() && *c != '\'')
+            .collect();
+        let near = if token.is_empty() {
+            "'".to_string()
+        } else {
+            token
+        };
+        Some(format!(
+            "ERROR: syntax error at or near \"{near}\" (SQLSTATE 42601)"
+        ))
+    })
+}
+
 /// `start` panics: log it like Go does and schedule the exit.
 fn crash(
     state: &mut State,
@@ -229,14 +295,8 @@ fn crash(
     gen: u64,
     reason: String,
 ) {
-    state.log(
-        app,
-        machine,
-        at,
-        "Restore detected: reconfiguring users to match the environment",
-    );
     state.log(app, machine, at, format!("panic: {reason}"));
-    state.log(app, machine, at, "goroutine 1 [running]:\nmain.main()\n\t/go/src/github.com/fly-apps/postgres-ha/cmd/start/main.go:56 +0x2a5");
+    state.log(app, machine, at, "goroutine 1 [running]:\nmain.main()\n\t/go/src/github.com/fly-apps/postgres-ha/cmd/start/main.go:34 +0x2a5");
     if let Ok(record) = state.machine_mut(app, machine) {
         record.crash_reason = Some(reason);
     }
@@ -339,6 +399,7 @@ pub(crate) fn ready(state: &mut State, app: &str, machine: &str, at: i64) {
         }
         need_arm = !pg.archive_armed;
         pg.archive_armed = true;
+        super::postgres_started(pg, machine);
     }
     pglog(
         state,

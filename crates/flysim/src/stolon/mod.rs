@@ -18,7 +18,7 @@ mod stolonctl;
 
 pub(crate) use lifecycle::{archive_tick, boot, halted, ready};
 pub(crate) use pitr::{pitr_step, start_restore};
-pub(crate) use psql::psql;
+pub(crate) use psql::{missing_socket, psql};
 pub(crate) use stolonctl::{stolonctl, stolonctl_run};
 
 pub(crate) const USERS: [(&str, &str); 3] = [
@@ -56,6 +56,25 @@ pub(crate) fn default_spec() -> Value {
             "log_statement": "ddl"
         }
     })
+}
+
+/// The `archive_mode` the master's Postgres started with, if flysim saw it start.
+pub(crate) fn running_archive_mode(pg: &PgCluster) -> Option<String> {
+    let master = pg.master.as_ref()?;
+    pg.started_archive_mode.get(master).cloned()
+}
+
+/// Postgres started on `machine`: remember its postmaster-context `archive_mode` (stolon
+/// `internal/cluster/cluster.go`: `automaticPgRestart` defaults to false, so a later spec change waits
+/// for a restart; flyctl `config_update.go::isRestartRequired`).
+pub(crate) fn postgres_started(pg: &mut PgCluster, machine: &str) {
+    let mode = pg
+        .spec
+        .pointer("/pgParameters/archive_mode")
+        .and_then(|v| v.as_str())
+        .unwrap_or("off")
+        .to_string();
+    pg.started_archive_mode.insert(machine.to_string(), mode);
 }
 
 pub(crate) fn pg_version_of(image: &str) -> u32 {
@@ -182,7 +201,7 @@ pub(crate) fn role_of(owner: &App, member: &Machine) -> Role {
             problem: None,
         }
     } else {
-        if bad.contains(&"repluser") {
+        if bad.contains(&"repluser") || pgpass_garbles(env.get("REPL_PASSWORD")) {
             return fail(
                 "replication: FATAL: password authentication failed for user \"repluser\"",
             );
@@ -192,6 +211,14 @@ pub(crate) fn role_of(owner: &App, member: &Machine) -> Role {
             problem: None,
         }
     }
+}
+
+/// stolon writes the replication password into `.pgpass` unescaped
+/// (`internal/postgresql/postgresql.go`: `fmt.Sprintf("%s:%s:*:%s:%s\n", host, port, user, password)`);
+/// libpq reads the password up to the next `:` and drops each backslash, so a replica's resync
+/// (pg_basebackup) authenticates with a different password.
+fn pgpass_garbles(password: Option<&String>) -> bool {
+    password.is_some_and(|p| p.contains(':') || p.contains('\\'))
 }
 
 /// `checks` of a Machine as Fly reports them (Stolon image: pg, role, vm on :5500).

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
+use super::archive::commit_of;
 use super::list::list_backups;
 use super::{decompress, mtime_ms, storage_root, wal_name, SEG_SIZE};
 use crate::model::*;
@@ -82,6 +83,72 @@ pub(super) fn parse_pg_time(s: &str) -> Option<i64> {
         .map(crate::clock::ms)
 }
 
+/// A physical backup starts only under the Postgres major it was taken with: PostgreSQL refuses the
+/// data directory (`ValidatePgVersion`) and the keeper retries starting it. flyctl's
+/// `flypg/launcher.go` launches the latest `flyio/postgres` tag unless `--image-ref` says otherwise.
+fn check_major_version(backup_version: u64, server_version: u32) -> Result<(), String> {
+    let backup_major = backup_version / 10000;
+    let server_major = u64::from(server_version / 10000);
+    if backup_version == 0 || backup_major == server_major {
+        return Ok(());
+    }
+    Err(format!(
+        "FATAL:  database files are incompatible with server\nDETAIL:  The data directory was initialized by PostgreSQL version {backup_major}, which is not compatible with this version {server_major}.{}.",
+        server_version % 10000
+    ))
+}
+
+/// The newest commit in an archived segment: its stamp, or (an unstamped segment of an older flysim)
+/// its modification time.
+fn segment_commit(path: &Path) -> Option<i64> {
+    let stamped = std::fs::read(path)
+        .ok()
+        .and_then(|raw| decompress(&raw, &path.to_string_lossy()).ok())
+        .and_then(|page| commit_of(&page));
+    match stamped {
+        Some(commit) => commit,
+        None => mtime_ms(path),
+    }
+}
+
+/// WAL replay from the backup's start segment on its timeline; returns the segment after the last one
+/// replayed and how many were. Without a target it runs to the end of the archive. With
+/// `recovery_target_time` it stops after the first segment holding a commit later than the target
+/// (`recovery_target_inclusive` defaults to on); stolon sets `recovery_target_action=promote`
+/// (keeper.go `createRecoveryOptions`), so when the archive ends first PostgreSQL 13+ stops with
+/// `recovery ended before configured recovery target was reached` and the keeper retries.
+fn replay(
+    root: &Path,
+    tli: u32,
+    (start_seg, finish_seg): (u64, u64),
+    target_ms: Option<i64>,
+) -> Result<(u64, u64), String> {
+    let mut seg = start_seg;
+    let mut replayed = 0u64;
+    loop {
+        let wal = wal_name(tli, seg);
+        let Some(path) = find_segment(root, &wal) else {
+            if seg <= finish_seg {
+                return Err(format!("ERROR: Archive '{wal}' does not exist.\nFATAL:  WAL ends before end of online backup"));
+            }
+            if target_ms.is_some() {
+                return Err(format!("LOG:  redo done at segment {}\nFATAL:  recovery ended before configured recovery target was reached", wal_name(tli, seg.saturating_sub(1))));
+            }
+            return Ok((seg, replayed));
+        };
+        replayed += 1;
+        seg += 1;
+        if let (Some(target), Some(commit)) = (target_ms, segment_commit(&path)) {
+            if commit > target && seg > finish_seg {
+                return Ok((seg, replayed));
+            }
+        }
+        if replayed > 1_000_000 {
+            return Ok((seg, replayed));
+        }
+    }
+}
+
 pub(super) fn find_segment(root: &Path, name: &str) -> Option<PathBuf> {
     let dir = root.join("wal_005");
     for ext in [".lz4", ".", "", ".zst", ".lzma", ".br", ".gz"] {
@@ -95,10 +162,12 @@ pub(super) fn find_segment(root: &Path, name: &str) -> Option<PathBuf> {
 
 /// `backup-fetch` + WAL replay as the keeper does it; the restored roles and databases come out of the
 /// backup's own tar.
+/// `server_version` is the keeper image's Postgres (`major * 10000 + minor`).
 pub(crate) fn fetch_for_recovery(
     name: &str,
     spec: &Value,
     env: &BTreeMap<String, String>,
+    server_version: u32,
 ) -> Result<RestoredData, String> {
     let root = storage_root(env, 0)?;
     let backups = list_backups(&root);
@@ -145,6 +214,8 @@ pub(crate) fn fetch_for_recovery(
             "flysim: backup {name} was not written by flysim: its data cannot be emulated"
         ));
     };
+    let backup_version = b.sentinel["PgVersion"].as_u64().unwrap_or(0);
+    check_major_version(backup_version, server_version)?;
     let start_lsn = b.sentinel["LSN"].as_u64().unwrap_or(0);
     let finish_lsn = b.sentinel["FinishLSN"].as_u64().unwrap_or(start_lsn);
     let sysid = b.sentinel["SystemIdentifier"].as_u64().unwrap_or(0);
@@ -180,27 +251,7 @@ pub(crate) fn fetch_for_recovery(
     if !restore_cmd.contains("wal-fetch") {
         return Err("FATAL:  WAL ends before end of online backup\nHINT:  All WAL generated while online backup was taken must be available at recovery. (no restore_command: archiveRecoverySettings.restoreCommand is not wal-g wal-fetch)".into());
     }
-    let mut seg = start_seg;
-    let mut replayed = 0u64;
-    loop {
-        let wal = wal_name(tli, seg);
-        let Some(path) = find_segment(&root, &wal) else {
-            if seg <= finish_seg {
-                return Err(format!("ERROR: Archive '{wal}' does not exist.\nFATAL:  WAL ends before end of online backup"));
-            }
-            break;
-        };
-        replayed += 1;
-        seg += 1;
-        if let (Some(t), Some(member)) = (target_ms, mtime_ms(&path)) {
-            if member >= t && seg > finish_seg {
-                break;
-            }
-        }
-        if replayed > 1_000_000 {
-            break;
-        }
-    }
+    let (seg, replayed) = replay(&root, tli, (start_seg, finish_seg), target_ms)?;
     Ok(RestoredData {
         roles,
         databases,

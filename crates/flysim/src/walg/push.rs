@@ -234,7 +234,15 @@ fn check_push(
                 .into(),
         ));
     };
-    if crate::stolon::role_of(owner, machine).role.is_none() {
+    let host = env.get("PGHOST").cloned().unwrap_or_default();
+    let port = env.get("PGPORT").cloned().unwrap_or_else(|| "5432".into());
+    if let Some(socket) = crate::stolon::missing_socket(&host, &port) {
+        return Err(failed(format!(
+            "Connect: postgres connection failed: dial unix {socket}: connect: no such file or directory"
+        )));
+    }
+    let role = crate::stolon::role_of(owner, machine).role;
+    if role.is_none() {
         return Err(failed(
             "Connect: postgres connection failed: dial tcp [::1]:5433: connect: connection refused"
                 .into(),
@@ -248,6 +256,11 @@ fn check_push(
     });
     if !authenticated {
         return Err(failed(format!("Connect: postgres connection failed: FATAL: password authentication failed for user \"{user}\" (SQLSTATE 28P01)")));
+    }
+    if role == Some("replica") && port == "5432" {
+        return Err(failed(
+            "flysim: refusing backup-push on a replica with PGPORT=5432: HAProxy connects it to the leader while it tars this replica's data directory, an inconsistent backup (run it on the leader, or with PGPORT=5433)".into(),
+        ));
     }
     if data_dir.trim_end_matches('/') != "/data/postgres" {
         return Err(failed(format!(
@@ -304,7 +317,8 @@ fn plan_push(
     if let Ok(Some(master_root)) = archive_target(pg, &master_env, at) {
         let method = compression(&master_env);
         let upto = finish_lsn / SEG_SIZE + 1;
-        let _ = push_segments(&master_root, timeline, segment, upto, method, at);
+        let commit = pg.unarchived_commit_ms;
+        let _ = push_segments(&master_root, timeline, (segment, upto), method, at, commit);
     }
     if let Some(pg) = context
         .state
@@ -313,6 +327,7 @@ fn plan_push(
         .and_then(|owner| owner.pg.as_mut())
     {
         pg.lsn = (finish_lsn / SEG_SIZE + 1) * SEG_SIZE + 40;
+        pg.unarchived_commit_ms = None;
     }
     Some(job)
 }

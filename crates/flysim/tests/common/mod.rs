@@ -251,5 +251,7 @@ pub fn pg_secrets(su: &str, repl: &str, op: &str, walg_dir: &str) -> Value {
         "SU_PASSWORD": su, "REPL_PASSWORD": repl, "OPERATOR_PASSWORD": op,
         "PGUSER": "postgres", "PGPASSWORD": op, "PGHOST": "localhost", "PGPORT": "5432",
         "WALG_FILE_PREFIX": walg_dir,
+        // What `fly pg create` sets (flyctl `flypg/launcher.go::setSecrets`); the image panics without it.
+        "FLY_CONSUL_URL": "https://:token@consul-flysim.fly-shared.net/flysim-test-xyz/",
     })
 }

@@ -1,0 +1,95 @@
+//! Machines API behaviours where Fly is less kind than a naive emulator, each checked against the
+//! upstream source named in the test.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a test stops loudly
+
+mod common;
+
+use common::*;
+use flysim::Faults;
+use serde_json::json;
+
+async fn nginx(env: &Env, app: &str) -> String {
+    env.create_app(app).await;
+    let path = format!("/v1/apps/{app}/machines");
+    let m = env
+        .ok("POST", &path, Some(json!({"config": {"image": "nginx"}})))
+        .await;
+    env.advance(3);
+    m["id"].as_str().unwrap().to_string()
+}
+
+/// "machine was in a non-started state prior to the update so leaving the new version stopped" (a Fly
+/// log line); flyctl `internal/command/deploy/machines_launchinput.go::shouldSkipLaunch` relaunches only
+/// started, starting and failed Machines, and fly-go sends `skip_launch` with `omitempty`.
+#[tokio::test]
+async fn an_update_of_a_stopped_machine_leaves_it_stopped() {
+    let env = start().await;
+    let id = nginx(&env, "web-stopped").await;
+    let base = format!("/v1/apps/web-stopped/machines/{id}");
+    env.ok("POST", &format!("{base}/stop"), None).await;
+    env.advance(10);
+    assert_eq!(env.machine("web-stopped", &id).await["state"], "stopped");
+    let update = json!({"config": {"image": "nginx:2"}, "skip_launch": false});
+    let m = env.ok("POST", &base, Some(update)).await;
+    env.advance(10);
+    let now = env.machine("web-stopped", &id).await;
+    assert_eq!(now["state"], "stopped");
+    assert_eq!(now["config"]["image"], "nginx:2");
+    assert_eq!(
+        now["instance_id"], m["instance_id"],
+        "the new version exists"
+    );
+    // A started one is relaunched.
+    env.ok("POST", &format!("{base}/start"), None).await;
+    env.advance(10);
+    env.ok("POST", &base, Some(json!({"config": {"image": "nginx:3"}})))
+        .await;
+    env.advance(10);
+    assert_eq!(env.machine("web-stopped", &id).await["state"], "started");
+}
+
+/// flyctl `internal/command/postgres/failover.go` and `internal/command/machine/leases.go` treat
+/// " lease not found" as the answer for a Machine without a live lease: releasing an expired lease is
+/// a 404.
+#[tokio::test]
+async fn releasing_an_expired_lease_is_404() {
+    let env = start().await;
+    let id = nginx(&env, "web-lease").await;
+    let lease = format!("/v1/apps/web-lease/machines/{id}/lease");
+    let held = env.ok("POST", &format!("{lease}?ttl=10"), None).await;
+    let nonce = held["data"]["nonce"].as_str().unwrap().to_string();
+    env.advance(11);
+    let nonce_header = [("fly-machine-lease-nonce", nonce.as_str())];
+    let r = env.call_h("DELETE", &lease, None, &nonce_header).await;
+    assert_eq!(r.status, 404, "{}", r.body);
+    assert!(r.body["error"]
+        .as_str()
+        .unwrap()
+        .contains(" lease not found"));
+}
+
+/// fly-go `machine_types.go::MachineRequest.GetExitCode` prefers `MonitorEvent.exit_event`: exits can
+/// come nested there, with nothing at `request.exit_event`.
+#[tokio::test]
+async fn exit_events_may_come_nested_under_monitor_event() {
+    let env = start().await;
+    env.sim.set_faults(Faults {
+        monitor_exit_events: true,
+        ..Faults::default()
+    });
+    let id = nginx(&env, "web-oom").await;
+    env.sim.inject_oom("web-oom", &id).unwrap();
+    env.advance(3);
+    let m = env.machine("web-oom", &id).await;
+    let exit = m["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["type"] == "exit")
+        .unwrap()
+        .clone();
+    assert!(exit["request"]["exit_event"].is_null(), "{exit}");
+    let nested = &exit["request"]["MonitorEvent"]["exit_event"];
+    assert_eq!(nested["oom_killed"], true);
+    assert_eq!(nested["exit_code"], 137);
+}
