@@ -56,6 +56,9 @@ pub struct App {
     pub secrets_version: u64,
     pub logs: VecDeque<LogLine>,
     pub pg: Option<PgCluster>,
+    /// The consul URL GraphQL `enablePostgresConsul` handed out for this app (the same on every call).
+    #[serde(default)]
+    pub consul_url: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

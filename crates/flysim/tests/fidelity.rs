@@ -93,3 +93,44 @@ async fn exit_events_may_come_nested_under_monitor_event() {
     assert_eq!(nested["oom_killed"], true);
     assert_eq!(nested["exit_code"], 137);
 }
+
+/// flyctl `flypg/launcher.go::generateConsulURL` gets the image's `FLY_CONSUL_URL` from GraphQL,
+/// with fly-go `resource_postgres.go::EnablePostgresConsul`'s exact mutation.
+#[tokio::test]
+async fn graphql_enable_postgres_consul_gives_a_consul_url_the_image_boots_with() {
+    let env = start().await;
+    env.create_app("pg-consul").await;
+    let mutation = "\n\t\tmutation($appName: ID!) {\n\t\t\tenablePostgresConsul(input: {appId: $appName}) {\n\t\t\t\tconsulUrl\n\t\t\t}\n\t\t}\n\t";
+    let body = json!({"query": mutation, "variables": {"appName": "pg-consul"}});
+    let r = env.call("POST", "/graphql", Some(body.clone())).await;
+    assert_eq!(r.status, 200);
+    let url = r.body["data"]["enablePostgresConsul"]["consulUrl"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(url.starts_with("https://:"), "{url}");
+    assert!(url.contains("/pg-consul-"), "{url}");
+    let again = env.call("POST", "/graphql", Some(body)).await;
+    assert_eq!(again.body["data"]["enablePostgresConsul"]["consulUrl"], url);
+
+    // The URL is what the image needs to boot.
+    let dir = tempfile::tempdir().unwrap();
+    let mut secrets = pg_secrets("su", "repl", "op", dir.path().to_str().unwrap());
+    secrets["FLY_CONSUL_URL"] = json!(url);
+    let v = env.set_secrets("pg-consul", secrets).await;
+    let id = env
+        .pg_machine("pg-consul", "iad", "flyio/postgres:14.6", v)
+        .await;
+    env.advance(10);
+    assert_eq!(
+        env.role("pg-consul", &id).await,
+        ("passing".into(), "leader".into())
+    );
+
+    // Errors come as GraphQL errors.
+    let body = json!({"query": mutation, "variables": {"appName": "no-such-app"}});
+    let r = env.call("POST", "/graphql", Some(body)).await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.body["errors"][0]["extensions"]["code"], "NOT_FOUND");
+    assert!(r.body["data"].is_null());
+}

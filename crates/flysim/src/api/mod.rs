@@ -1,4 +1,5 @@
-//! The HTTP surface: the Machines API under `/v1` and the logs endpoint under `/api/v1`.
+//! The HTTP surface: the Machines API under `/v1`, the logs endpoint under `/api/v1`, and GraphQL's
+//! `enablePostgresConsul` at `/graphql`.
 //!
 //! One file per resource, each with its own `router()`. Handlers only decode the request, call one `Sim`
 //! method and encode its answer; every rule and state change lives in `Sim`. The `gate` middleware in
@@ -6,6 +7,7 @@
 
 mod apps;
 mod exec;
+mod graphql;
 mod leases;
 mod logs;
 mod machines;
@@ -59,6 +61,7 @@ pub(crate) fn router(sim: Sim) -> Router {
     Router::new()
         .nest("/v1", v1)
         .merge(logs::router())
+        .merge(graphql::router())
         .fallback(|| async { ApiError::not_found("404 page not found") })
         .layer(middleware::from_fn_with_state(sim.clone(), gate))
         .with_state(sim)

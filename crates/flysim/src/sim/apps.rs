@@ -113,6 +113,24 @@ impl Sim {
         change(&mut state)
     }
 
+    /// GraphQL `enablePostgresConsul(input: {appId})` as flyctl calls it (`flypg/launcher.go`
+    /// `generateConsulURL`, fly-go `resource_postgres.go`): a per-app consul URL with its own token, the
+    /// same one on every call.
+    pub(crate) fn enable_postgres_consul(&self, caller: &Token, app: &str) -> ApiResult<String> {
+        self.with_visible_app(caller, app, |state| {
+            if let Some(url) = state.app(app)?.consul_url.clone() {
+                return Ok(url);
+            }
+            let token = state.next_id("", 24);
+            let path = state.next_id("", 8);
+            let url = format!("https://:{token}@consul-iad-1.fly-shared.net/{app}-{path}/");
+            if let Some(owner) = state.apps.get_mut(app) {
+                owner.consul_url = Some(url.clone());
+            }
+            Ok(url)
+        })
+    }
+
     /// The token behind an `Authorization` value (`Bearer …` or `FlyV1 …`, comma lists allowed).
     pub(crate) fn authenticate(&self, authorization: Option<&str>) -> ApiResult<Token> {
         let unauthenticated = || ApiError::new(401, "Authenticate: token validation error");

@@ -236,5 +236,6 @@ pub(crate) fn new_app(
         secrets_version: 0,
         logs: VecDeque::new(),
         pg: None,
+        consul_url: None,
     }
 }
