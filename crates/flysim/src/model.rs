@@ -310,6 +310,8 @@ pub enum TimerKind {
     Archive,
     /// A detached or long `wal-g backup-push` finishes.
     BackupDone { machine: String, job: Box<PushJob> },
+    /// failInterval after the master went away: the sentinel elects a new one unless it came back.
+    Failover { master: String },
 }
 
 /// A `wal-g backup-push` in flight (persisted in a timer when it finishes later).

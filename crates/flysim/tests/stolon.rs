@@ -682,12 +682,46 @@ async fn leader_failover_when_the_leader_stops() {
         None,
     )
     .await;
+    // The sentinel waits failInterval (stolon `internal/cluster/cluster.go`: 20 s by default).
     env.advance(5);
+    assert_eq!(
+        env.role("src-db", &replica).await,
+        ("passing".into(), "replica".into())
+    );
+    env.advance(20);
     assert_eq!(
         env.role("src-db", &replica).await,
         ("passing".into(), "leader".into())
     );
     assert_eq!(env.role("src-db", &leader).await.0, "critical");
+}
+
+/// postgres-ha `cmd/start/main.go` sets `STKEEPER_CAN_BE_MASTER=false` outside `PRIMARY_REGION`;
+/// stolon `cmd/sentinel/cmd/sentinel.go::findBestNewMasters` skips those keepers.
+#[tokio::test]
+async fn failover_never_elects_a_keeper_outside_the_primary_region() {
+    let env = start().await;
+    let dir = tempfile::tempdir().unwrap();
+    env.create_app("geo-db").await;
+    let secrets = pg_secrets("su", "repl", "op", dir.path().to_str().unwrap());
+    let v = env.set_secrets("geo-db", secrets).await;
+    let leader = env.pg_machine("geo-db", "iad", IMAGE, v).await;
+    env.advance(10);
+    let far = env.pg_machine("geo-db", "ord", IMAGE, v).await;
+    env.advance(10);
+    assert_eq!(env.role("geo-db", &far).await.1, "replica");
+    let stop = format!("/v1/apps/geo-db/machines/{leader}/stop");
+    env.ok("POST", &stop, None).await;
+    env.advance(120);
+    assert_eq!(
+        env.role("geo-db", &far).await,
+        ("passing".into(), "replica".into())
+    );
+    // The leader comes back and leads again.
+    let start = format!("/v1/apps/geo-db/machines/{leader}/start");
+    env.ok("POST", &start, None).await;
+    env.advance(10);
+    assert_eq!(env.role("geo-db", &leader).await.1, "leader");
 }
 
 #[tokio::test]

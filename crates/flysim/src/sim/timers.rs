@@ -44,7 +44,10 @@ impl State {
                     let _ = self.exit_and_restart(&app, &machine, at, 2, false, sim);
                 }
             }
-            kind @ (TimerKind::Pitr { .. } | TimerKind::Archive | TimerKind::BackupDone { .. }) => {
+            kind @ (TimerKind::Pitr { .. }
+            | TimerKind::Archive
+            | TimerKind::BackupDone { .. }
+            | TimerKind::Failover { .. }) => {
                 crate::image::cluster_timer(self, &app, kind, at, sim);
             }
         }

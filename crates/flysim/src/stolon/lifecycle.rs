@@ -439,7 +439,8 @@ pub(crate) fn ready(state: &mut State, app: &str, machine: &str, at: i64) {
     }
 }
 
-/// The Machine stopped (or exited): Postgres is gone; fail over if it was the master.
+/// The Machine stopped (or exited): Postgres is gone. If it was the master, the sentinel waits
+/// failInterval before it declares it failed (see `failover`).
 pub(crate) fn halted(state: &mut State, app: &str, machine: &str, at: i64) {
     if let Ok(member) = state.machine_mut(app, machine) {
         member.ready_ms = None;
@@ -450,37 +451,109 @@ pub(crate) fn halted(state: &mut State, app: &str, machine: &str, at: i64) {
     {
         member.ready_ms = None;
     }
-    let Some(owner) = state.apps.get(app) else {
+    let Some(pg) = state.apps.get(app).and_then(|owner| owner.pg.as_ref()) else {
         return;
     };
-    let Some(pg) = owner.pg.as_ref() else { return };
     if pg.master.as_deref() != Some(machine)
         || pg.pitr.as_ref().is_some_and(|p| p.step != "recovered")
     {
         return;
     }
+    let wait = fail_interval_ms(&pg.spec);
+    let master = machine.to_string();
+    state.schedule(app, at + wait, TimerKind::Failover { master });
+}
+
+/// The spec's `failInterval` (a Go duration), else stolon's default of 20 s
+/// (`internal/cluster/cluster.go`: `DefaultFailInterval = 20 * time.Second`).
+fn fail_interval_ms(spec: &serde_json::Value) -> i64 {
+    spec.get("failInterval")
+        .and_then(|v| v.as_str())
+        .and_then(go_duration_ms)
+        .unwrap_or(20_000)
+}
+
+/// `1h`, `20s`, `500ms`, `1m30s` → milliseconds.
+fn go_duration_ms(text: &str) -> Option<i64> {
+    let mut total = 0i64;
+    let mut rest = text.trim();
+    if rest.is_empty() {
+        return None;
+    }
+    while !rest.is_empty() {
+        let digits = rest.find(|c: char| !c.is_ascii_digit())?;
+        let number: i64 = rest.get(..digits)?.parse().ok()?;
+        rest = &rest[digits..];
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit())
+            .unwrap_or(rest.len());
+        let factor = match &rest[..unit_len] {
+            "ms" => 1,
+            "s" => 1000,
+            "m" => 60_000,
+            "h" => 3_600_000,
+            _ => return None,
+        };
+        total = total.checked_add(number.checked_mul(factor)?)?;
+        rest = &rest[unit_len..];
+    }
+    Some(total)
+}
+
+/// failInterval passed since `master` went away: unless it is back, the sentinel elects the first
+/// ready keeper that can be master. Outside `PRIMARY_REGION` `start` sets
+/// `STKEEPER_CAN_BE_MASTER=false` (postgres-ha `cmd/start/main.go`, `Node.IsPrimaryRegion`), and
+/// stolon's `findBestNewMasters` skips such keepers; with none eligible the sentinel keeps waiting.
+pub(crate) fn failover(state: &mut State, app: &str, master: &str, at: i64) {
+    let Some(owner) = state.apps.get(app) else {
+        return;
+    };
+    let Some(pg) = owner.pg.as_ref() else { return };
+    if pg.master.as_deref() != Some(master) {
+        return;
+    }
+    let back = owner
+        .machines
+        .get(master)
+        .is_some_and(|member| member.state == MachineState::Started && member.ready_ms.is_some());
+    if back {
+        return;
+    }
+    let wait = fail_interval_ms(&pg.spec);
     let candidate = owner
         .machines
         .values()
         .find(|member| {
-            member.id != machine
+            member.id != master
                 && !member.destroyed
                 && member.state == MachineState::Started
                 && member.ready_ms.is_some()
+                && can_be_master(owner, member)
         })
         .map(|member| member.id.clone());
+    state.log(app, master, at, "sentinel | master db is failed");
+    let Some(candidate) = candidate else {
+        state.log(app, master, at, "sentinel | no eligible masters");
+        let master = master.to_string();
+        state.schedule(app, at + wait, TimerKind::Failover { master });
+        return;
+    };
     if let Some(pg) = state.apps.get_mut(app).and_then(|owner| owner.pg.as_mut()) {
-        pg.master = candidate.clone();
+        pg.master = Some(candidate.clone());
     }
-    state.log(app, machine, at, "sentinel | master db is failed");
-    if let Some(c) = candidate {
-        state.log(
-            app,
-            &c,
-            at,
-            format!("sentinel | electing db as the new master: {c}"),
-        );
-    }
+    state.log(
+        app,
+        &candidate,
+        at,
+        format!("sentinel | electing db as the new master: {candidate}"),
+    );
+}
+
+/// The keeper runs in the app's `PRIMARY_REGION`.
+fn can_be_master(owner: &App, member: &Machine) -> bool {
+    let env = machine_env(owner, member);
+    env.get("PRIMARY_REGION")
+        .is_some_and(|primary| *primary == member.region)
 }
 
 /// archive_timeout: the master switches WAL; archive_command runs in its env.

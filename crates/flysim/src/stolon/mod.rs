@@ -16,7 +16,7 @@ mod psql;
 mod sql;
 mod stolonctl;
 
-pub(crate) use lifecycle::{archive_tick, boot, halted, ready};
+pub(crate) use lifecycle::{archive_tick, boot, failover, halted, ready};
 pub(crate) use pitr::{pitr_step, start_restore};
 pub(crate) use psql::{missing_socket, psql};
 pub(crate) use stolonctl::{stolonctl, stolonctl_run};
