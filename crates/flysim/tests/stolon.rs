@@ -1096,3 +1096,39 @@ async fn archive_mode_changes_need_a_postgres_restart() {
 async fn show_archive_mode(env: &Env, id: &str) -> Value {
     psql(env, "one-db", id, "SHOW archive_mode").await["stdout"].clone()
 }
+
+/// The spec a new cluster gets is the image's `InitConfig` (postgres-ha `pkg/flypg/config.go`): sized
+/// from the VM's memory and the volume, and nothing else, so stolon's own defaults apply to the rest.
+#[tokio::test]
+async fn a_new_cluster_spec_is_the_images_init_config() {
+    let env = start().await;
+    let dir = tempfile::tempdir().unwrap();
+    env.create_app("spec-db").await;
+    let secrets = pg_secrets("su", "repl", "op", dir.path().to_str().unwrap());
+    let v = env.set_secrets("spec-db", secrets).await;
+    let id = env.pg_machine("spec-db", "iad", IMAGE, v).await;
+    env.advance(10);
+    let out = env.stolonctl("spec-db", &id, &["spec"]).await;
+    let spec: Value = serde_json::from_str(out["stdout"].as_str().unwrap()).unwrap();
+    for absent in ["failInterval", "sleepInterval", "usePgrewind"] {
+        assert!(spec.get(absent).is_none(), "{absent} in {spec}");
+    }
+    assert_eq!(spec["maxStandbysPerSender"], 50);
+    assert_eq!(spec["deadKeeperRemovalInterval"], "1h");
+    let parameters = &spec["pgParameters"];
+    // 256 MB of memory (no guest given), a 1 GB volume, PostgreSQL 14.
+    assert_eq!(parameters["shared_buffers"], "64MB");
+    assert_eq!(parameters["effective_cache_size"], "192MB");
+    assert_eq!(parameters["work_mem"], "4MB");
+    assert_eq!(parameters["maintenance_work_mem"], "64MB");
+    assert_eq!(parameters["max_wal_size"], "102MB");
+    assert_eq!(parameters["min_wal_size"], "32MB");
+    assert_eq!(parameters["wal_keep_size"], "0");
+    assert_eq!(parameters["wal_compression"], "on");
+    assert!(parameters.get("log_statement").is_none());
+    let file = env
+        .exec("spec-db", &id, &["cat", "/fly/cluster-spec.json"])
+        .await;
+    let file: Value = serde_json::from_str(file["stdout"].as_str().unwrap()).unwrap();
+    assert_eq!(file["pgParameters"], *parameters);
+}

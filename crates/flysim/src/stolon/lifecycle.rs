@@ -4,8 +4,8 @@
 use std::collections::BTreeMap;
 
 use super::{
-    auth_mismatches, default_spec, env_of, keeper_uid, md5_password, pg_version_of, pglog,
-    start_restore, USERS,
+    auth_mismatches, env_of, init_config, keeper_uid, md5_password, pg_version_of, pglog,
+    start_restore, Sizing, USERS,
 };
 use crate::image::image_of;
 use crate::model::*;
@@ -77,6 +77,7 @@ fn prepare(state: &mut State, app: &str, machine: &str, at: i64) -> Option<Boot>
     let record = owner.machines.get(machine)?;
     let image = image_of(record).to_string();
     let env = machine_env(owner, record);
+    let sizing = Sizing::of(owner, record);
     let keeper = keeper_uid(record);
     // `start` writes the file only once `NewNode` found a store URL (see `node_failure`).
     let dotenv = store_url(&env).map(|store_url| {
@@ -93,7 +94,7 @@ fn prepare(state: &mut State, app: &str, machine: &str, at: i64) -> Option<Boot>
         "Preparing to run: `docker-entrypoint.sh start` as root",
     );
     state.log(app, machine, at, "listening on [::]:5500 (flycheck)");
-    ensure_cluster(state, app, &image);
+    ensure_cluster(state, app, &image, sizing);
     let (had_pgdata, restore_lock) = match volume_mut(state, app, volume.as_ref()) {
         Some(found) => {
             if let Some(dotenv) = dotenv {
@@ -152,7 +153,7 @@ fn node_failure(env: &BTreeMap<String, String>) -> Option<String> {
 }
 
 /// The app's cluster record, created (new system identifier, default spec) by its first boot.
-fn ensure_cluster(state: &mut State, app: &str, image: &str) {
+fn ensure_cluster(state: &mut State, app: &str, image: &str, sizing: Sizing) {
     if state
         .apps
         .get(app)
@@ -166,7 +167,7 @@ fn ensure_cluster(state: &mut State, app: &str, image: &str) {
     if let Some(owner) = state.apps.get_mut(app) {
         owner.pg = Some(PgCluster {
             cluster_uid,
-            spec: default_spec(),
+            spec: init_config(sizing),
             phase: "normal".into(),
             master: None,
             system_identifier,

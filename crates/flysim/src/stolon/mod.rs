@@ -34,28 +34,77 @@ pub(crate) fn md5_password(user: &str, password: &str) -> String {
     format!("md5{}", hex::encode(h.finalize()))
 }
 
-/// The spec Fly's `start` generates when a cluster is first initialised (`pkg/flypg/config.go`).
-pub(crate) fn default_spec() -> Value {
-    json!({
+/// What postgres-ha's `InitConfig` sizes the spec from: the VM's memory, the `/data` volume and
+/// `PG_MAJOR`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Sizing {
+    pub memory_mb: u64,
+    pub disk_gb: u64,
+    pub pg_major: u32,
+}
+
+impl Sizing {
+    /// A Machine's sizing: `guest.memory_mb` (Fly's default 256), its volume, its image's major.
+    pub(crate) fn of(owner: &App, member: &Machine) -> Self {
+        let memory_mb = member
+            .config
+            .pointer("/guest/memory_mb")
+            .and_then(|v| v.as_u64())
+            .unwrap_or(256);
+        let disk_gb = member
+            .volume
+            .as_ref()
+            .and_then(|id| owner.volumes.get(id))
+            .map_or(1, |volume| volume.size_gb);
+        let pg_major = pg_version_of(crate::image::image_of(member)) / 10000;
+        Self {
+            memory_mb,
+            disk_gb,
+            pg_major,
+        }
+    }
+}
+
+/// The cluster spec the image generates (postgres-ha `pkg/flypg/config.go::InitConfig`) for a new
+/// cluster: only these fields, so stolon's defaults (`failInterval` 20 s, …) apply to the rest.
+pub(crate) fn init_config(sizing: Sizing) -> Value {
+    let memory = sizing.memory_mb;
+    let disk_mb = sizing.disk_gb.saturating_mul(1024);
+    let max_wal_mb = disk_mb / 10;
+    let min_wal_mb = (max_wal_mb / 4).max(32);
+    let mut spec = json!({
         "initMode": "new",
-        "sleepInterval": "1s",
-        "failInterval": "10s",
+        "existingConfig": {},
         "maxStandbysPerSender": 50,
         "deadKeeperRemovalInterval": "1h",
-        "synchronousReplication": false,
-        "usePgrewind": true,
         "pgParameters": {
-            "archive_mode": "on",
-            "archive_timeout": "60",
-            "archive_command": "if [ $ENABLE_WALG ]; then /usr/local/bin/wal-g wal-push \"%p\"; fi",
+            "random_page_cost": "1.1",
+            "effective_io_concurrency": "200",
+            "shared_buffers": format!("{}MB", memory / 4),
+            "effective_cache_size": format!("{}MB", 3 * memory / 4),
+            "maintenance_work_mem": format!("{}MB", (memory / 20).max(64)),
+            "work_mem": format!("{}MB", (memory / 64).max(4)),
             "max_connections": "300",
-            "shared_buffers": "64MB",
-            "max_wal_size": "1GB",
-            "min_wal_size": "80MB",
-            "wal_level": "replica",
-            "log_statement": "ddl"
+            "max_worker_processes": "8",
+            "max_parallel_workers": "8",
+            "max_parallel_workers_per_gather": "2",
+            "wal_compression": "on",
+            "archive_mode": "on",
+            "archive_command": "if [ $ENABLE_WALG ]; then /usr/local/bin/wal-g wal-push \"%p\"; fi",
+            "archive_timeout": "60",
+            "max_wal_size": format!("{max_wal_mb}MB"),
+            "min_wal_size": format!("{min_wal_mb}MB"),
         }
-    })
+    });
+    let keep = match sizing.pg_major {
+        13.. => Some(("wal_keep_size", "0")),
+        12 => Some(("wal_keep_segments", "0")),
+        _ => None,
+    };
+    if let Some((name, value)) = keep {
+        spec["pgParameters"][name] = json!(value);
+    }
+    spec
 }
 
 /// The `archive_mode` the master's Postgres started with, if flysim saw it start.
