@@ -259,6 +259,7 @@ fn seed_member(
         files: BTreeMap::from([("/data/.env".to_string(), dotenv)]),
         has_pgdata: true,
         keeper_initializing: false,
+        used_percent: None,
     };
     app.volumes.insert(volume_id.clone(), volume);
     let mut events = VecDeque::new();

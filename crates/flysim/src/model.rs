@@ -229,6 +229,16 @@ pub struct Volume {
     pub has_pgdata: bool,
     /// Keeper local state `Initializing: true` (a PITR run was interrupted).
     pub keeper_initializing: bool,
+    /// Share of the filesystem in use, in percent (`None`: the emulator's usual 10 %).
+    #[serde(default)]
+    pub used_percent: Option<u8>,
+}
+
+impl Volume {
+    /// Share of the filesystem in use, in percent.
+    pub fn used_percent(&self) -> u64 {
+        u64::from(self.used_percent.unwrap_or(10).min(100))
+    }
 }
 
 /// A Stolon cluster (one per app whose Machines run `flyio/postgres:*`).

@@ -1132,3 +1132,46 @@ async fn a_new_cluster_spec_is_the_images_init_config() {
     let file: Value = serde_json::from_str(file["stdout"].as_str().unwrap()).unwrap();
     assert_eq!(file["pgParameters"], *parameters);
 }
+
+/// stolon forces `hot_standby=on` (`cmd/keeper/cmd/keeper.go` `mandatoryPGParameters`), so during
+/// archive recovery the role check (postgres-ha `pkg/flycheck/role.go`, `SHOW transaction_read_only`)
+/// passes as `replica`; it reads `leader` only once recovery ends.
+#[tokio::test]
+async fn the_role_check_reads_replica_during_archive_recovery() {
+    let env = start().await;
+    let dir = tempfile::tempdir().unwrap();
+    source_cluster(&env, dir.path()).await;
+    let id = restore_cluster(&env, dir.path(), "su-src", "repl-src", "op-src").await;
+    env.stolonctl("dst-db", &id, &["init", "--yes", &pitr_spec(None)])
+        .await;
+    assert_eq!(env.role("dst-db", &id).await.0, "critical", "restoring");
+    env.advance(31);
+    assert_eq!(
+        env.sim.pg_phase("dst-db").unwrap().1.as_deref(),
+        Some("recovering")
+    );
+    assert_eq!(
+        env.role("dst-db", &id).await,
+        ("passing".into(), "replica".into())
+    );
+    env.advance(60);
+    assert_eq!(
+        env.role("dst-db", &id).await,
+        ("passing".into(), "leader".into())
+    );
+}
+
+/// postgres-ha `pkg/flycheck/role.go`: with `/data` over 90 % full the role check answers `readonly`.
+#[tokio::test]
+async fn the_role_check_reads_readonly_above_90_percent_disk() {
+    let env = start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let (leader, _) = source_cluster(&env, dir.path()).await;
+    env.sim.set_disk_used("src-db", &leader, 90).unwrap();
+    assert_eq!(env.role("src-db", &leader).await.1, "leader");
+    env.sim.set_disk_used("src-db", &leader, 91).unwrap();
+    assert_eq!(
+        env.role("src-db", &leader).await,
+        ("passing".into(), "readonly".into())
+    );
+}

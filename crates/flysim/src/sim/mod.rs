@@ -382,6 +382,25 @@ impl Sim {
         Some((pg.phase.clone(), pg.pitr.as_ref().map(|p| p.step.clone())))
     }
 
+    /// Fill the volume mounted on `machine` to `percent` of its size (the role check reads `readonly`
+    /// above 90 %).
+    pub fn set_disk_used(&self, app: &str, machine: &str, percent: u8) -> Result<(), SimError> {
+        let mut state = self.lock();
+        let owner = state
+            .apps
+            .get_mut(app)
+            .ok_or_else(|| SimError::Invalid(format!("no app {app}")))?;
+        let volume = owner
+            .machines
+            .get(machine)
+            .and_then(|member| member.volume.clone())
+            .ok_or_else(|| SimError::Invalid(format!("machine {machine} has no volume")))?;
+        if let Some(found) = owner.volumes.get_mut(&volume) {
+            found.used_percent = Some(percent.min(100));
+        }
+        Ok(())
+    }
+
     /// Insert rows into a table of the app's Postgres (for tests and the demo: data to restore).
     pub fn pg_insert(&self, app: &str, db: &str, table: &str, rows: u64) -> Result<(), SimError> {
         let now = ms(self.now());

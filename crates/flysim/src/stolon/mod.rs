@@ -228,6 +228,14 @@ pub(crate) fn role_of(owner: &App, member: &Machine) -> Role {
         return fail("failed to connect to local node: connection refused");
     };
     if let Some(p) = &pg.pitr {
+        // stolon forces hot_standby=on (keeper.go `mandatoryPGParameters`): during archive recovery
+        // the keeper's Postgres answers `transaction_read_only = on`, which the check reads as replica.
+        if p.step == "recovering" && p.keeper == member.id {
+            return Role {
+                role: Some("replica"),
+                problem: None,
+            };
+        }
         if p.step != "recovered" {
             return fail(
                 "failed to connect to local node: FATAL: the database system is starting up",
@@ -243,6 +251,13 @@ pub(crate) fn role_of(owner: &App, member: &Machine) -> Role {
     let bad = auth_mismatches(pg, &env);
     if bad.contains(&"flypgadmin") {
         return fail("failed to connect to local node: FATAL: password authentication failed for user \"flypgadmin\"");
+    }
+    // postgres-ha `pkg/flycheck/role.go`: above 90 % disk use the check answers `readonly`.
+    if disk_used_percent(owner, member) > 90 {
+        return Role {
+            role: Some("readonly"),
+            problem: None,
+        };
     }
     if pg.master.as_deref() == Some(&member.id) {
         Role {
@@ -260,6 +275,15 @@ pub(crate) fn role_of(owner: &App, member: &Machine) -> Role {
             problem: None,
         }
     }
+}
+
+/// Disk use of the Machine's `/data` volume, in percent.
+fn disk_used_percent(owner: &App, member: &Machine) -> u64 {
+    member
+        .volume
+        .as_ref()
+        .and_then(|id| owner.volumes.get(id))
+        .map_or(10, Volume::used_percent)
 }
 
 /// stolon writes the replication password into `.pgpass` unescaped
