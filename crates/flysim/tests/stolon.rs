@@ -1175,3 +1175,35 @@ async fn the_role_check_reads_readonly_above_90_percent_disk() {
         ("passing".into(), "readonly".into())
     );
 }
+
+/// An exec request cannot outlive Fly's 60 s proxy timeout (fly-go `flaps/flaps_machines_wait.go`
+/// `proxyTimeoutThreshold`; flyctl#4194): a 73 s backup-push with `timeout: 600` answers 408, and the
+/// backup still finishes.
+#[tokio::test]
+async fn exec_timeout_is_capped_at_the_proxy_timeout() {
+    let env = start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let (leader, _) = source_cluster(&env, dir.path()).await;
+    env.sim
+        .pg_insert("src-db", "postgres", "orders", 60_000_000)
+        .unwrap();
+    let push = "PGUSER=postgres PGPASSWORD=$OPERATOR_PASSWORD wal-g backup-push /data/postgres";
+    let r = env
+        .call(
+            "POST",
+            &format!("/v1/apps/src-db/machines/{leader}/exec"),
+            Some(json!({"command": ["sh", "-c", push], "timeout": 600})),
+        )
+        .await;
+    assert_eq!(r.status, 408, "{}", r.body);
+    env.advance(120);
+    let out = env
+        .exec("src-db", &leader, &["wal-g", "backup-list", "--json"])
+        .await;
+    let list: Value = serde_json::from_str(out["stdout"].as_str().unwrap()).unwrap();
+    assert_eq!(
+        list.as_array().unwrap().len(),
+        2,
+        "the backup finished anyway"
+    );
+}
