@@ -134,3 +134,26 @@ async fn graphql_enable_postgres_consul_gives_a_consul_url_the_image_boots_with(
     assert_eq!(r.body["errors"][0]["extensions"]["code"], "NOT_FOUND");
     assert!(r.body["data"].is_null());
 }
+
+/// fly-go `flaps/flaps_apps.go`: flyctl follows `CreateApp` with `WaitForApp`, retrying 404 and 401,
+/// because a new app is not visible at once.
+#[tokio::test]
+async fn a_new_app_is_invisible_for_a_short_while() {
+    let env = start().await;
+    let body = json!({"name": "fresh-app", "org_slug": ORG});
+    let r = env.call("POST", "/v1/apps", Some(body)).await;
+    assert_eq!(r.status, 201);
+    let r = env.call("GET", "/v1/apps/fresh-app", None).await;
+    assert_eq!(r.status, 404, "{}", r.body);
+    // The 404 moved the manual clock past the delay, as a client that waits would see it.
+    let body = json!({"name": "fresh-app-2", "org_slug": ORG});
+    env.call("POST", "/v1/apps", Some(body)).await;
+    let secrets = json!({"values": {"A": "1"}});
+    let r = env
+        .call("POST", "/v1/apps/fresh-app-2/secrets", Some(secrets))
+        .await;
+    assert_eq!(r.status, 404, "the app's resources too");
+    env.wait_for_app("fresh-app").await;
+    let r = env.call("GET", "/v1/apps/fresh-app", None).await;
+    assert_eq!(r.status, 200);
+}

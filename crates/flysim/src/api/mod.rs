@@ -154,6 +154,9 @@ async fn gate(State(sim): State<Sim>, mut request: Request, next: Next) -> Respo
         if let Some(refused) = edge_fault(&sim, request.method().as_str(), &path) {
             break 'response refused.into_response();
         }
+        if let Some(app) = app_in_path(&path).filter(|app| sim.app_still_hidden(app)) {
+            break 'response ApiError::not_found(format!("app not found: {app}")).into_response();
+        }
         request.extensions_mut().insert(Caller(token));
         let mutating = request.method() != axum::http::Method::GET;
         let response = next.run(request).await;
@@ -166,6 +169,12 @@ async fn gate(State(sim): State<Sim>, mut request: Request, next: Next) -> Respo
         response.headers_mut().insert("fly-request-id", value);
     }
     response
+}
+
+/// The app a `/v1/apps/{app}…` path names.
+fn app_in_path(path: &str) -> Option<&str> {
+    let rest = path.strip_prefix("/v1/apps/")?;
+    rest.split('/').next().filter(|app| !app.is_empty())
 }
 
 /// A rate limit or an injected 429/503, drawn in request order.

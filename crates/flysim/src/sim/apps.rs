@@ -113,6 +113,27 @@ impl Sim {
         change(&mut state)
     }
 
+    /// Whether `app` was created too recently to be seen (`Timing::app_visible_after`). On a manual
+    /// clock the refusal moves the clock to the moment the app appears, as a client that waits and
+    /// retries would see it (like a pending wait does).
+    pub(crate) fn app_still_hidden(&self, app: &str) -> bool {
+        let now = ms(self.now());
+        let visible_at = {
+            let state = self.lock();
+            let Some(found) = state.apps.get(app) else {
+                return false;
+            };
+            found.created_ms + self.timing().app_visible_after.as_millis() as i64
+        };
+        if now >= visible_at {
+            return false;
+        }
+        if self.inner.manual.is_some() {
+            self.advance(std::time::Duration::from_millis((visible_at - now) as u64));
+        }
+        true
+    }
+
     /// GraphQL `enablePostgresConsul(input: {appId})` as flyctl calls it (`flypg/launcher.go`
     /// `generateConsulURL`, fly-go `resource_postgres.go`): a per-app consul URL with its own token, the
     /// same one on every call.

@@ -60,6 +60,9 @@ pub struct Timing {
     pub archive_timeout: Duration,
     /// Speed of `wal-g backup-push` (uncompressed bytes per simulated second).
     pub push_bytes_per_sec: u64,
+    /// A new app answers 404 this long after its creation (fly-go `flaps/flaps_apps.go::WaitForApp`
+    /// retries 404/401 for that reason).
+    pub app_visible_after: Duration,
 }
 
 impl Default for Timing {
@@ -75,6 +78,7 @@ impl Default for Timing {
             restore_retry: Duration::from_secs(20),
             archive_timeout: Duration::from_secs(60),
             push_bytes_per_sec: 100 * 1024 * 1024,
+            app_visible_after: Duration::from_secs(2),
         }
     }
 }
