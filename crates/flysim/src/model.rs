@@ -59,6 +59,26 @@ pub struct App {
     /// The consul URL GraphQL `enablePostgresConsul` handed out for this app (the same on every call).
     #[serde(default)]
     pub consul_url: Option<String>,
+    /// The secret values at each version this emulator wrote (a Machine gets exactly the version it
+    /// asks for with `min_secrets_version`).
+    #[serde(default)]
+    pub secrets_history: BTreeMap<u64, BTreeMap<String, String>>,
+}
+
+impl App {
+    /// The current secret values.
+    pub fn secret_values(&self) -> BTreeMap<String, String> {
+        self.secrets
+            .iter()
+            .map(|(name, secret)| (name.clone(), secret.value.clone()))
+            .collect()
+    }
+
+    /// Record the current values as `secrets_version`.
+    pub fn record_secrets_version(&mut self) {
+        let values = self.secret_values();
+        self.secrets_history.insert(self.secrets_version, values);
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -157,3 +157,32 @@ async fn a_new_app_is_invisible_for_a_short_while() {
     let r = env.call("GET", "/v1/apps/fresh-app", None).await;
     assert_eq!(r.status, 200);
 }
+
+/// flyctl `internal/appsecrets/minvers.go` hands every launch and update the version its own secrets
+/// write returned: the Machine gets exactly that version, not the newest.
+#[tokio::test]
+async fn a_machine_gets_exactly_its_min_secrets_version() {
+    let env = start().await;
+    env.create_app("sec-app").await;
+    let first = env.set_secrets("sec-app", json!({"TOKEN": "one"})).await;
+    let second = env.set_secrets("sec-app", json!({"TOKEN": "two"})).await;
+    assert!(second > first);
+    let create = json!({"config": {"image": "nginx"}, "min_secrets_version": first});
+    let m = env
+        .ok("POST", "/v1/apps/sec-app/machines", Some(create))
+        .await;
+    let id = m["id"].as_str().unwrap().to_string();
+    env.advance(3);
+    let out = env.exec("sec-app", &id, &["printenv", "TOKEN"]).await;
+    assert_eq!(out["stdout"], "one\n");
+    let update = json!({"config": {"image": "nginx"}, "min_secrets_version": second});
+    env.ok(
+        "POST",
+        &format!("/v1/apps/sec-app/machines/{id}"),
+        Some(update),
+    )
+    .await;
+    env.advance(5);
+    let out = env.exec("sec-app", &id, &["printenv", "TOKEN"]).await;
+    assert_eq!(out["stdout"], "two\n");
+}

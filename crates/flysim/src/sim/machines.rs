@@ -170,12 +170,14 @@ pub(crate) fn snapshot_secrets(
     if skip {
         return Ok((BTreeMap::new(), 0));
     }
-    let values = app
-        .secrets
-        .iter()
-        .map(|(name, secret)| (name.clone(), secret.value.clone()))
-        .collect();
-    Ok((values, app.secrets_version))
+    // flyctl `internal/appsecrets/minvers.go` passes the version its own write returned: the Machine
+    // gets exactly that version's secrets, not whatever is newest.
+    let requested =
+        min_version.and_then(|version| Some((version, app.secrets_history.get(&version)?)));
+    if let Some((version, values)) = requested {
+        return Ok((values.clone(), version));
+    }
+    Ok((app.secret_values(), app.secrets_version))
 }
 
 impl State {

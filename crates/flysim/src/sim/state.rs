@@ -237,5 +237,6 @@ pub(crate) fn new_app(
         logs: VecDeque::new(),
         pg: None,
         consul_url: None,
+        secrets_history: BTreeMap::new(),
     }
 }
