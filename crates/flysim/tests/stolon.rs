@@ -1207,3 +1207,46 @@ async fn exec_timeout_is_capped_at_the_proxy_timeout() {
         "the backup finished anyway"
     );
 }
+
+/// Without a target stolon's keeper sets `recovery_target_timeline=latest` (`cmd/keeper/cmd/keeper.go`
+/// `createRecoveryOptions`; PostgreSQL 12+'s default with one): a cluster restored into the source's
+/// WAL prefix archives timeline 2 and its history file there, and a later restore of the same backup
+/// follows timeline 2 — replaying the other cluster's writes — and ends on timeline 3.
+#[tokio::test]
+async fn replay_follows_the_newest_timeline_in_the_archive() {
+    let env = start().await;
+    let dir = tempfile::tempdir().unwrap();
+    source_cluster(&env, dir.path()).await;
+    let id = restore_cluster(&env, dir.path(), "su-src", "repl-src", "op-src").await;
+    // The guide's init: full pgParameters with an unconditional archive_command, same WAL prefix.
+    let mut spec: Value = serde_json::from_str(&pitr_spec(None)).unwrap();
+    spec["pgParameters"] = json!({"archive_mode": "on", "archive_timeout": "60",
+        "archive_command": "wal-g wal-push %p"});
+    let spec = spec.to_string();
+    env.stolonctl("dst-db", &id, &["init", "--yes", &spec])
+        .await;
+    env.advance(120);
+    assert_eq!(
+        env.sim.pg_phase("dst-db"),
+        Some(("normal".into(), Some("recovered".into())))
+    );
+    assert!(dir.path().join("wal_005/00000002.history.lz4").is_file());
+    psql(&env, "dst-db", &id, "INSERT INTO orders VALUES (1)").await;
+    env.advance(61);
+    let wal = std::fs::read_dir(dir.path().join("wal_005"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
+        .filter(|name| name.starts_with("00000002") && !name.contains("history"))
+        .count();
+    assert_eq!(
+        wal, 1,
+        "the restored cluster archived into the source's prefix"
+    );
+
+    // Restoring the source's backup again follows timeline 2.
+    env.stolonctl("dst-db", &id, &["init", "--yes", &pitr_spec(None)])
+        .await;
+    env.advance(120);
+    let logs = env.logs("dst-db").await.join("\n");
+    assert!(logs.contains("selected new timeline ID: 3"), "{logs}");
+}

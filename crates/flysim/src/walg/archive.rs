@@ -196,14 +196,13 @@ pub(crate) fn archive_history(
     let env = machine_env(owner, member);
     if let Ok(Some(root)) = archive_target(pg, &env, at) {
         let method = compression(&env);
-        let mut hist = String::new();
-        for t in 1..new_tli {
-            hist.push_str(&format!(
-                "{t}\t{:X}/{:X}\tno recovery target specified\n",
-                switch_lsn >> 32,
-                switch_lsn & 0xFFFF_FFFF
-            ));
-        }
+        let parent = new_tli.saturating_sub(1);
+        let mut hist = parent_history(&root, parent).unwrap_or_else(|| {
+            (1..parent)
+                .map(|t| history_line(t, switch_lsn))
+                .collect::<String>()
+        });
+        hist.push_str(&history_line(parent, switch_lsn));
         let name = format!("{new_tli:08X}.history");
         if let Ok(data) = compress(hist.as_bytes(), method) {
             let _ = write_file(
@@ -216,3 +215,23 @@ pub(crate) fn archive_history(
 }
 
 // ---- reading ----
+
+/// One line of a timeline history file.
+fn history_line(parent: u32, switch_lsn: u64) -> String {
+    format!(
+        "{parent}\t{:X}/{:X}\tno recovery target specified\n",
+        switch_lsn >> 32,
+        switch_lsn & 0xFFFF_FFFF
+    )
+}
+
+/// The archived history of `timeline` (a new timeline's history starts with its parent's).
+fn parent_history(root: &Path, timeline: u32) -> Option<String> {
+    let stem = format!("{timeline:08X}.history");
+    ["lz4", "none"].iter().find_map(|method| {
+        let name = with_ext(&stem, method);
+        let raw = std::fs::read(root.join("wal_005").join(&name)).ok()?;
+        let bytes = super::decompress(&raw, &name).ok()?;
+        Some(String::from_utf8_lossy(&bytes).to_string())
+    })
+}

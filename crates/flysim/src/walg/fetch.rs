@@ -98,6 +98,101 @@ fn check_major_version(backup_version: u64, server_version: u32) -> Result<(), S
     ))
 }
 
+/// One timeline on the way from the backup's to the one replay ends on: replay reads it below
+/// `until_seg` (the segment holding its switch point belongs to the next timeline).
+#[derive(Debug, Clone, Copy)]
+struct TimelineStep {
+    timeline: u32,
+    until_seg: u64,
+}
+
+/// The timeline a segment is read from.
+fn timeline_of_segment(path: &[TimelineStep], seg: u64) -> u32 {
+    path.iter()
+        .find(|step| seg < step.until_seg)
+        .or(path.last())
+        .map_or(1, |step| step.timeline)
+}
+
+/// The timelines replay follows from `backup_tli`. `recovery_target_timeline` defaults to `latest`
+/// (PostgreSQL 12+; stolon's keeper sets it explicitly without a target, `keeper.go`
+/// `createRecoveryOptions`): the newest timeline whose history file (`NNNNNNNN.history` in `wal_005`)
+/// descends from the backup's; `current` stays; a number picks that timeline.
+fn timeline_path(root: &Path, backup_tli: u32, setting: Option<&str>) -> Vec<TimelineStep> {
+    let stay = vec![TimelineStep {
+        timeline: backup_tli,
+        until_seg: u64::MAX,
+    }];
+    let histories = read_histories(root);
+    let target = match setting.map(str::trim) {
+        Some("current") => return stay,
+        Some(number) if number != "latest" => match number.parse::<u32>() {
+            Ok(timeline) => timeline,
+            Err(_) => return stay,
+        },
+        _ => histories
+            .iter()
+            .filter(|(_, parents)| parents.iter().any(|(parent, _)| *parent == backup_tli))
+            .map(|(timeline, _)| *timeline)
+            .max()
+            .unwrap_or(backup_tli),
+    };
+    let Some(parents) = histories.get(&target) else {
+        return stay;
+    };
+    let mut path: Vec<TimelineStep> = parents
+        .iter()
+        .filter(|(parent, _)| *parent >= backup_tli)
+        .map(|(parent, switch_lsn)| TimelineStep {
+            timeline: *parent,
+            until_seg: switch_lsn / SEG_SIZE,
+        })
+        .collect();
+    path.push(TimelineStep {
+        timeline: target,
+        until_seg: u64::MAX,
+    });
+    path
+}
+
+/// Every history file in the archive: timeline → its ancestors with their switch LSNs, oldest first.
+fn read_histories(root: &Path) -> BTreeMap<u32, Vec<(u32, u64)>> {
+    let mut histories = BTreeMap::new();
+    let Ok(entries) = std::fs::read_dir(root.join("wal_005")) else {
+        return histories;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().to_string();
+        let Some((stem, _)) = name.split_once(".history") else {
+            continue;
+        };
+        let Ok(timeline) = u32::from_str_radix(stem, 16) else {
+            continue;
+        };
+        let text = std::fs::read(entry.path())
+            .ok()
+            .and_then(|raw| decompress(&raw, &name).ok())
+            .map(|bytes| String::from_utf8_lossy(&bytes).to_string())
+            .unwrap_or_default();
+        histories.insert(timeline, parse_history(&text));
+    }
+    histories
+}
+
+/// `parentTLI<TAB>X/Y<TAB>reason` lines.
+fn parse_history(text: &str) -> Vec<(u32, u64)> {
+    text.lines()
+        .filter_map(|line| {
+            let mut fields = line.split('\t');
+            let parent: u32 = fields.next()?.trim().parse().ok()?;
+            let (high, low) = fields.next()?.trim().split_once('/')?;
+            let high = u64::from_str_radix(high, 16).ok()?;
+            let low = u64::from_str_radix(low, 16).ok()?;
+            Some((parent, (high << 32) | low))
+        })
+        .collect()
+}
+
 /// The newest commit in an archived segment: its stamp, or (an unstamped segment of an older flysim)
 /// its modification time.
 fn segment_commit(path: &Path) -> Option<i64> {
@@ -119,13 +214,14 @@ fn segment_commit(path: &Path) -> Option<i64> {
 /// `recovery ended before configured recovery target was reached` and the keeper retries.
 fn replay(
     root: &Path,
-    tli: u32,
+    path: &[TimelineStep],
     (start_seg, finish_seg): (u64, u64),
     target_ms: Option<i64>,
 ) -> Result<(u64, u64), String> {
     let mut seg = start_seg;
     let mut replayed = 0u64;
     loop {
+        let tli = timeline_of_segment(path, seg);
         let wal = wal_name(tli, seg);
         let Some(path) = find_segment(root, &wal) else {
             if seg <= finish_seg {
@@ -251,7 +347,12 @@ pub(crate) fn fetch_for_recovery(
     if !restore_cmd.contains("wal-fetch") {
         return Err("FATAL:  WAL ends before end of online backup\nHINT:  All WAL generated while online backup was taken must be available at recovery. (no restore_command: archiveRecoverySettings.restoreCommand is not wal-g wal-fetch)".into());
     }
-    let (seg, replayed) = replay(&root, tli, (start_seg, finish_seg), target_ms)?;
+    let timeline_setting = spec
+        .pointer("/pitrConfig/recoveryTargetSettings/recoveryTargetTimeline")
+        .and_then(|v| v.as_str());
+    let path = timeline_path(&root, tli, timeline_setting);
+    let (seg, replayed) = replay(&root, &path, (start_seg, finish_seg), target_ms)?;
+    let tli = path.last().map_or(tli, |step| step.timeline);
     Ok(RestoredData {
         roles,
         databases,
