@@ -312,6 +312,9 @@ pub struct RestoredData {
     pub timeline: u32,
     pub end_lsn: u64,
     pub replayed_segments: u64,
+    /// The parameters in the restored `postgresql.conf` (`None`: a backup without one).
+    #[serde(default)]
+    pub pg_parameters: Option<BTreeMap<String, String>>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -364,4 +367,8 @@ pub struct PushJob {
     pub permanent: bool,
     pub uncompressed_size: u64,
     pub log_path: Option<String>,
+    /// The spec's `pgParameters` when the backup was taken: the data directory's stolon-written
+    /// `postgresql.conf`.
+    #[serde(default)]
+    pub pg_parameters: BTreeMap<String, String>,
 }

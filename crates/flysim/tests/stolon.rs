@@ -1250,3 +1250,45 @@ async fn replay_follows_the_newest_timeline_in_the_archive() {
     let logs = env.logs("dst-db").await.join("\n");
     assert!(logs.contains("selected new timeline ID: 3"), "{logs}");
 }
+
+/// After a PITR converges the sentinel replaces the spec's `pgParameters` with the restored database's
+/// (stolon `cmd/sentinel/cmd/sentinel.go`: `IncludeConfig`, `MergePgParameters` true by default): a
+/// source whose `archive_command` was patched to the guide's unconditional `wal-g wal-push %p` hands it
+/// to the restored cluster, which then archives without `ENABLE_WALG`.
+#[tokio::test]
+async fn a_restored_cluster_takes_the_restored_pg_parameters() {
+    let env = start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let (leader, _) = source_cluster(&env, dir.path()).await;
+    let patch = r#"{"pgParameters": {"archive_command": "wal-g wal-push %p"}}"#;
+    env.stolonctl("src-db", &leader, &["update", "--patch", patch])
+        .await;
+    let push = "PGUSER=postgres PGPASSWORD=$OPERATOR_PASSWORD wal-g backup-push /data/postgres";
+    let out = env.exec("src-db", &leader, &["sh", "-c", push]).await;
+    assert_eq!(out["exit_code"], 0, "{out}");
+    psql(&env, "src-db", &leader, "INSERT INTO orders VALUES (1)").await;
+    env.advance(61);
+    let id = restore_cluster(&env, dir.path(), "su-src", "repl-src", "op-src").await;
+    env.stolonctl("dst-db", &id, &["init", "--yes", &pitr_spec(None)])
+        .await;
+    env.advance(120);
+    assert_eq!(
+        env.sim.pg_phase("dst-db"),
+        Some(("normal".into(), Some("recovered".into())))
+    );
+    let out = env.stolonctl("dst-db", &id, &["spec"]).await;
+    let spec: Value = serde_json::from_str(out["stdout"].as_str().unwrap()).unwrap();
+    assert_eq!(spec["pgParameters"]["archive_command"], "wal-g wal-push %p");
+    assert_eq!(spec["pgParameters"]["archive_mode"], "on");
+    // No ENABLE_WALG on the restored cluster, and still it archives into the source's prefix.
+    let printenv = env.exec("dst-db", &id, &["printenv", "ENABLE_WALG"]).await;
+    assert_eq!(printenv["exit_code"], 1);
+    psql(&env, "dst-db", &id, "INSERT INTO orders VALUES (2)").await;
+    env.advance(61);
+    let on_timeline_2 = std::fs::read_dir(dir.path().join("wal_005"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
+        .filter(|name| name.starts_with("00000002") && !name.contains("history"))
+        .count();
+    assert_eq!(on_timeline_2, 1);
+}

@@ -107,6 +107,20 @@ pub(crate) fn init_config(sizing: Sizing) -> Value {
     spec
 }
 
+/// The spec's `pgParameters` as strings.
+pub(crate) fn pg_parameters(pg: &PgCluster) -> BTreeMap<String, String> {
+    pg.spec
+        .get("pgParameters")
+        .and_then(|v| v.as_object())
+        .map(|parameters| {
+            parameters
+                .iter()
+                .filter_map(|(name, value)| Some((name.clone(), value.as_str()?.to_string())))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 /// The `archive_mode` the master's Postgres started with, if flysim saw it start.
 pub(crate) fn running_archive_mode(pg: &PgCluster) -> Option<String> {
     let master = pg.master.as_ref()?;

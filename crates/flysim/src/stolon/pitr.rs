@@ -277,10 +277,36 @@ fn recover(
         volume.has_pgdata = true;
     }
     if rejected.is_empty() {
+        merge_restored_parameters(state, app, keeper, restored.pg_parameters.as_ref());
         converge(state, app, keeper, at, new_timeline, restored.end_lsn);
     } else {
         reject_credentials(state, app, keeper, at, &rejected);
     }
+}
+
+/// The keeper's Postgres runs with the restored `postgresql.conf` included, the spec's own
+/// `pgParameters` on top; once the cluster converges the sentinel replaces the spec's `pgParameters`
+/// with what the database reports (`cmd/sentinel/cmd/sentinel.go`: `IncludeConfig` and
+/// `MergePgParameters`, true unless the spec says false).
+fn merge_restored_parameters(
+    state: &mut State,
+    app: &str,
+    keeper: &str,
+    restored: Option<&BTreeMap<String, String>>,
+) {
+    let Some(pg) = state.apps.get_mut(app).and_then(|owner| owner.pg.as_mut()) else {
+        return;
+    };
+    let Some(restored) = restored else { return };
+    if pg.spec.get("mergePgParameters") == Some(&Value::Bool(false)) {
+        return;
+    }
+    let mut merged = restored.clone();
+    merged.extend(super::pg_parameters(pg));
+    if let Some(spec) = pg.spec.as_object_mut() {
+        spec.insert("pgParameters".into(), serde_json::json!(merged));
+    }
+    super::postgres_started(pg, keeper);
 }
 
 /// `recovered`: the keeper is master, the others resync, the new timeline's history is archived.

@@ -193,6 +193,18 @@ fn parse_history(text: &str) -> Vec<(u32, u64)> {
         .collect()
 }
 
+/// `name = 'value'` lines of a stolon-written `postgresql.conf`.
+fn parse_postgresql_conf(text: &str) -> BTreeMap<String, String> {
+    text.lines()
+        .filter_map(|line| {
+            let (name, value) = line.split_once('=')?;
+            let value = value.trim();
+            let value = value.strip_prefix('\'')?.strip_suffix('\'')?;
+            Some((name.trim().to_string(), value.replace("''", "'")))
+        })
+        .collect()
+}
+
 /// The newest commit in an archived segment: its stamp, or (an unstamped segment of an older flysim)
 /// its modification time.
 fn segment_commit(path: &Path) -> Option<i64> {
@@ -285,6 +297,7 @@ pub(crate) fn fetch_for_recovery(
     let tarb = decompress(&raw, &part.to_string_lossy())
         .map_err(|e| format!("ERROR: failed to decompress {}: {e}", part.display()))?;
     let mut ar = tar::Archive::new(tarb.as_slice());
+    let mut conf: Option<BTreeMap<String, String>> = None;
     let mut roles: Option<BTreeMap<String, String>> = None;
     let mut dbs: Option<BTreeMap<String, BTreeMap<String, u64>>> = None;
     let entries = ar
@@ -302,6 +315,7 @@ pub(crate) fn fetch_for_recovery(
         match path.as_str() {
             "global/flysim_authid.json" => roles = serde_json::from_slice(&buf).ok(),
             "base/flysim_databases.json" => dbs = serde_json::from_slice(&buf).ok(),
+            "postgresql.conf" => conf = Some(parse_postgresql_conf(&String::from_utf8_lossy(&buf))),
             _ => {}
         }
     }
@@ -360,5 +374,6 @@ pub(crate) fn fetch_for_recovery(
         timeline: tli,
         end_lsn: seg * SEG_SIZE,
         replayed_segments: replayed,
+        pg_parameters: conf,
     })
 }

@@ -49,6 +49,7 @@ pub(crate) fn seed_history(
                 timeline: pg.timeline,
                 hostname: hostname.to_string(),
                 data_dir: "/data/postgres".into(),
+                pg_parameters: crate::stolon::pg_parameters(pg),
                 roles: pg.roles.clone(),
                 databases: pg.databases.clone(),
                 compression: "lz4".into(),
