@@ -1,5 +1,7 @@
-//! The Stolon image on one Machine: `start` at boot (cluster init, replicas, `FLY_RESTORED_FROM`,
-//! boot loops), readiness, failover when the master goes away, and the archive_timeout tick.
+//! The Stolon image on one Machine: `start` at boot (`NewNode`'s required env, cluster init with the
+//! image's `InitConfig` spec, replicas, `FLY_RESTORED_FROM`, boot loops), readiness, failover when the
+//! master goes away (after failInterval, to a keeper in `PRIMARY_REGION` only), and the archive_timeout
+//! tick.
 
 use std::collections::BTreeMap;
 

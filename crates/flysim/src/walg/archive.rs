@@ -1,4 +1,5 @@
-//! WAL archiving: the leader's `archive_command` every archive_timeout, and the history file a PITR
+//! WAL archiving: the leader's `archive_command` every archive_timeout in which something was written
+//! (each segment stamped with its newest commit time, which replay reads), and the history file a PITR
 //! leaves on its new timeline.
 
 use std::collections::BTreeMap;

@@ -1,5 +1,7 @@
 //! The restore side: resolving `dataRestoreCommand`, then backup-fetch and WAL replay as the keeper
-//! does them (roles and databases come out of the backup's own tar).
+//! does them (roles, databases and `postgresql.conf` come out of the backup's own tar). Invariants: a
+//! backup starts only under its own Postgres major; replay follows the archive's timeline history
+//! (`latest` unless told otherwise) and, with a recovery target, needs a commit after it.
 
 use std::collections::BTreeMap;
 use std::io::Read;
