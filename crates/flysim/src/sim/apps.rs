@@ -183,11 +183,15 @@ impl Sim {
                 "organization not found: {org}"
             )));
         }
+        // A new app is missing from the list as it is from every other request (see
+        // `app_still_hidden`), without moving a manual clock.
+        let visible_before = ms(self.now()) - self.timing().app_visible_after.as_millis() as i64;
         let state = self.lock();
         Ok(state
             .apps
             .values()
             .filter(|app| app.org == org && can_see(caller, app).is_ok())
+            .filter(|app| app.created_ms <= visible_before)
             .filter(|app| role.is_none_or(|r| r == app.app_role))
             .map(|app| summary(&state, app))
             .collect())
