@@ -9,7 +9,7 @@ use serde_json::json;
 use crate::clock::ms;
 use crate::model::*;
 use crate::sim::{new_app, Sim, SimError};
-use crate::stolon::{default_spec, md5_password, USERS};
+use crate::stolon::{init_config, md5_password, Sizing, USERS};
 
 pub const DEMO_ORG: &str = "demo";
 /// A macaroon-shaped token, so clients send it with the `FlyV1` scheme as they would a real org token.
@@ -259,6 +259,7 @@ fn seed_member(
         files: BTreeMap::from([("/data/.env".to_string(), dotenv)]),
         has_pgdata: true,
         keeper_initializing: false,
+        used_percent: None,
     };
     app.volumes.insert(volume_id.clone(), volume);
     let mut events = VecDeque::new();
@@ -331,7 +332,11 @@ fn seed_pg(seed: &ClusterSeed, env: &BTreeMap<String, String>, leader: &str) -> 
     ]);
     PgCluster {
         cluster_uid: "a1b2c3d4".into(),
-        spec: default_spec(),
+        spec: init_config(Sizing {
+            memory_mb: 4096,
+            disk_gb: 40,
+            pg_major: crate::stolon::pg_version_of(&seed.image) / 10000,
+        }),
         phase: "normal".into(),
         master: Some(leader.to_string()),
         system_identifier: 7_301_234_567_890_123_456,
@@ -343,5 +348,7 @@ fn seed_pg(seed: &ClusterSeed, env: &BTreeMap<String, String>, leader: &str) -> 
         pitr: None,
         archive_armed: true,
         initialised: true,
+        unarchived_commit_ms: None,
+        started_archive_mode: BTreeMap::new(),
     }
 }

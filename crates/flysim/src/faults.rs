@@ -29,6 +29,10 @@ pub struct Faults {
     /// Enforce Fly's documented rate limits in simulated time (token buckets per action and Machine or
     /// app: 1 req/s burst 3; Get Machine 5 req/s burst 10) and answer 429 beyond them.
     pub enforce_rate_limits: bool,
+    /// Crash and OOM exits come as `request.MonitorEvent.exit_event` instead of `request.exit_event`
+    /// (fly-go `machine_types.go::MachineRequest.GetExitCode` prefers the nested form; Fly sends both).
+    #[serde(default)]
+    pub monitor_exit_events: bool,
 }
 
 #[derive(Debug)]

@@ -110,6 +110,7 @@ pub(crate) fn cluster_timer(state: &mut State, app: &str, kind: TimerKind, at: i
     match kind {
         TimerKind::Pitr { gen } => crate::stolon::pitr_step(state, app, gen, at, sim),
         TimerKind::Archive => crate::stolon::archive_tick(state, app, at, sim),
+        TimerKind::Failover { master } => crate::stolon::failover(state, app, &master, at),
         TimerKind::BackupDone { machine, job } => {
             crate::walg::finish_push(state, app, &machine, &job, at)
         }

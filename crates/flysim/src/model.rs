@@ -56,6 +56,29 @@ pub struct App {
     pub secrets_version: u64,
     pub logs: VecDeque<LogLine>,
     pub pg: Option<PgCluster>,
+    /// The consul URL GraphQL `enablePostgresConsul` handed out for this app (the same on every call).
+    #[serde(default)]
+    pub consul_url: Option<String>,
+    /// The secret values at each version this emulator wrote (a Machine gets exactly the version it
+    /// asks for with `min_secrets_version`).
+    #[serde(default)]
+    pub secrets_history: BTreeMap<u64, BTreeMap<String, String>>,
+}
+
+impl App {
+    /// The current secret values.
+    pub fn secret_values(&self) -> BTreeMap<String, String> {
+        self.secrets
+            .iter()
+            .map(|(name, secret)| (name.clone(), secret.value.clone()))
+            .collect()
+    }
+
+    /// Record the current values as `secrets_version`.
+    pub fn record_secrets_version(&mut self) {
+        let values = self.secret_values();
+        self.secrets_history.insert(self.secrets_version, values);
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -226,6 +249,16 @@ pub struct Volume {
     pub has_pgdata: bool,
     /// Keeper local state `Initializing: true` (a PITR run was interrupted).
     pub keeper_initializing: bool,
+    /// Share of the filesystem in use, in percent (`None`: the emulator's usual 10 %).
+    #[serde(default)]
+    pub used_percent: Option<u8>,
+}
+
+impl Volume {
+    /// Share of the filesystem in use, in percent.
+    pub fn used_percent(&self) -> u64 {
+        u64::from(self.used_percent.unwrap_or(10).min(100))
+    }
 }
 
 /// A Stolon cluster (one per app whose Machines run `flyio/postgres:*`).
@@ -246,6 +279,16 @@ pub struct PgCluster {
     pub pitr: Option<Pitr>,
     pub archive_armed: bool,
     pub initialised: bool,
+    /// The time of the newest commit not yet in an archived segment: `None` while the server is idle,
+    /// and an idle server switches no WAL segment at archive_timeout (PostgreSQL skips the switch when
+    /// nothing was written since the last one).
+    #[serde(default)]
+    pub unarchived_commit_ms: Option<i64>,
+    /// Machine id → the `archive_mode` its Postgres started with: a postmaster-context parameter, so a
+    /// spec change takes effect only at the next Postgres start (stolon's `automaticPgRestart` is off by
+    /// default).
+    #[serde(default)]
+    pub started_archive_mode: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -269,6 +312,9 @@ pub struct RestoredData {
     pub timeline: u32,
     pub end_lsn: u64,
     pub replayed_segments: u64,
+    /// The parameters in the restored `postgresql.conf` (`None`: a backup without one).
+    #[serde(default)]
+    pub pg_parameters: Option<BTreeMap<String, String>>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -297,6 +343,8 @@ pub enum TimerKind {
     Archive,
     /// A detached or long `wal-g backup-push` finishes.
     BackupDone { machine: String, job: Box<PushJob> },
+    /// failInterval after the master went away: the sentinel elects a new one unless it came back.
+    Failover { master: String },
 }
 
 /// A `wal-g backup-push` in flight (persisted in a timer when it finishes later).
@@ -319,4 +367,8 @@ pub struct PushJob {
     pub permanent: bool,
     pub uncompressed_size: u64,
     pub log_path: Option<String>,
+    /// The spec's `pgParameters` when the backup was taken: the data directory's stolon-written
+    /// `postgresql.conf`.
+    #[serde(default)]
+    pub pg_parameters: BTreeMap<String, String>,
 }

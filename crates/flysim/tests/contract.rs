@@ -56,6 +56,8 @@ async fn every_endpoint_speaks_the_document() {
     )
     .await;
     ok(&r, 201);
+    // A new app is not visible at once: wait as flyctl does (fly-go `WaitForApp`).
+    env.wait_for_app("ct-db").await;
     ok(
         &checked(&env, "GET", &format!("/v1/apps?org_slug={ORG}"), None, &[]).await,
         200,

@@ -297,6 +297,7 @@ async fn real_clock_transitions_progress_in_the_background() {
     let timing = flysim::Timing {
         start: Duration::from_millis(100),
         stop: Duration::from_millis(100),
+        app_visible_after: Duration::from_millis(100),
         ..flysim::Timing::default()
     };
     let env = start_with(Sim::builder().timing(timing).build().unwrap()).await;

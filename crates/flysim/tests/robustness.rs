@@ -149,11 +149,17 @@ async fn random_bodies_never_5xx() {
 async fn random_shell_scripts_never_break_exec() {
     let env = start().await;
     env.create_app("sh").await;
+    // The Stolon image needs its secrets to boot (a consul URL, SU/REPL passwords).
+    let dir = tempfile::tempdir().unwrap();
+    let secrets = pg_secrets("a", "b", "c", dir.path().to_str().unwrap());
+    let version = env.set_secrets("sh", secrets).await;
     let m = env
         .ok(
             "POST",
             "/v1/apps/sh/machines",
-            Some(json!({"config": {"image": "flyio/postgres:14.6"}})),
+            Some(
+                json!({"config": {"image": "flyio/postgres:14.6"}, "min_secrets_version": version}),
+            ),
         )
         .await;
     let id = m["id"].as_str().unwrap().to_string();

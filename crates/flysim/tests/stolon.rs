@@ -298,6 +298,16 @@ async fn roles_stolonctl_psql_and_backup_layout() {
 
 /// A 1-node restore cluster with the given role passwords and FLY_RESTORED_FROM set, as the guide does it.
 async fn restore_cluster(env: &Env, dir: &Path, su: &str, repl: &str, op: &str) -> String {
+    restore_cluster_on(env, IMAGE, dir, (su, repl, op)).await
+}
+
+/// `restore_cluster` on the given image.
+async fn restore_cluster_on(
+    env: &Env,
+    image: &str,
+    dir: &Path,
+    (su, repl, op): (&str, &str, &str),
+) -> String {
     env.create_app("dst-db").await;
     let v = env
         .set_secrets(
@@ -305,7 +315,7 @@ async fn restore_cluster(env: &Env, dir: &Path, su: &str, repl: &str, op: &str) 
             pg_secrets("su-new", "repl-new", "op-new", dir.to_str().unwrap()),
         )
         .await;
-    let id = env.pg_machine("dst-db", "iad", IMAGE, v).await;
+    let id = env.pg_machine("dst-db", "iad", image, v).await;
     env.advance(10);
     let mut s = pg_secrets(su, repl, op, dir.to_str().unwrap());
     s["FLY_RESTORED_FROM"] = json!("src-db");
@@ -672,12 +682,46 @@ async fn leader_failover_when_the_leader_stops() {
         None,
     )
     .await;
+    // The sentinel waits failInterval (stolon `internal/cluster/cluster.go`: 20 s by default).
     env.advance(5);
+    assert_eq!(
+        env.role("src-db", &replica).await,
+        ("passing".into(), "replica".into())
+    );
+    env.advance(20);
     assert_eq!(
         env.role("src-db", &replica).await,
         ("passing".into(), "leader".into())
     );
     assert_eq!(env.role("src-db", &leader).await.0, "critical");
+}
+
+/// postgres-ha `cmd/start/main.go` sets `STKEEPER_CAN_BE_MASTER=false` outside `PRIMARY_REGION`;
+/// stolon `cmd/sentinel/cmd/sentinel.go::findBestNewMasters` skips those keepers.
+#[tokio::test]
+async fn failover_never_elects_a_keeper_outside_the_primary_region() {
+    let env = start().await;
+    let dir = tempfile::tempdir().unwrap();
+    env.create_app("geo-db").await;
+    let secrets = pg_secrets("su", "repl", "op", dir.path().to_str().unwrap());
+    let v = env.set_secrets("geo-db", secrets).await;
+    let leader = env.pg_machine("geo-db", "iad", IMAGE, v).await;
+    env.advance(10);
+    let far = env.pg_machine("geo-db", "ord", IMAGE, v).await;
+    env.advance(10);
+    assert_eq!(env.role("geo-db", &far).await.1, "replica");
+    let stop = format!("/v1/apps/geo-db/machines/{leader}/stop");
+    env.ok("POST", &stop, None).await;
+    env.advance(120);
+    assert_eq!(
+        env.role("geo-db", &far).await,
+        ("passing".into(), "replica".into())
+    );
+    // The leader comes back and leads again.
+    let start = format!("/v1/apps/geo-db/machines/{leader}/start");
+    env.ok("POST", &start, None).await;
+    env.advance(10);
+    assert_eq!(env.role("geo-db", &leader).await.1, "leader");
 }
 
 #[tokio::test]
@@ -745,4 +789,506 @@ async fn pitr_from_a_seeded_cluster_to_a_point_in_time() {
     );
     let logs = env.logs("dst-db").await.join("\n");
     assert!(logs.contains(&format!("wal-g backup-fetch /data/postgres {first}")));
+}
+
+/// Postgres' own timestamp form for a recovery target.
+fn pg_time(at: time::OffsetDateTime) -> String {
+    format!(
+        "{:04}-{:02}-{:02} {:02}:{:02}:{:02}.000+00",
+        at.year(),
+        at.month() as u8,
+        at.day(),
+        at.hour(),
+        at.minute(),
+        at.second()
+    )
+}
+
+fn wal_objects(dir: &Path) -> usize {
+    std::fs::read_dir(dir.join("wal_005")).unwrap().count()
+}
+
+/// An idle server switches no segment at archive_timeout (PostgreSQL's checkpointer skips the switch
+/// when nothing was written); a write is archived at the next tick.
+#[tokio::test]
+async fn an_idle_leader_archives_no_segment() {
+    let env = start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let (leader, _) = source_cluster(&env, dir.path()).await;
+    let before = wal_objects(dir.path());
+    env.advance(600);
+    assert_eq!(wal_objects(dir.path()), before, "ten idle minutes, no WAL");
+    let out = psql(&env, "src-db", &leader, "INSERT INTO orders VALUES (1)").await;
+    assert_eq!(out["exit_code"], 0, "{out}");
+    env.advance(61);
+    assert_eq!(wal_objects(dir.path()), before + 1, "the write's segment");
+}
+
+/// stolon `cmd/keeper/cmd/keeper.go` `createRecoveryOptions` sets `recovery_target_time` with
+/// `recovery_target_action=promote`: on PostgreSQL 13+ a target after the last archived commit ends in
+/// `FATAL: recovery ended before configured recovery target was reached`, and the keeper retries
+/// forever; the cluster never reaches `normal`.
+#[tokio::test]
+async fn pitr_target_after_the_last_commit_never_completes() {
+    let env = start().await;
+    let dir = tempfile::tempdir().unwrap();
+    source_cluster(&env, dir.path()).await;
+    env.advance(600);
+    let target = pg_time(env.sim.now());
+    let id = restore_cluster(&env, dir.path(), "su-src", "repl-src", "op-src").await;
+    env.stolonctl("dst-db", &id, &["init", "--yes", &pitr_spec(Some(&target))])
+        .await;
+    env.advance(600);
+    assert_eq!(env.sim.pg_phase("dst-db").unwrap().0, "initializing");
+    let logs = env.logs("dst-db").await;
+    assert!(logs.iter().any(
+        |l| l.contains("FATAL:  recovery ended before configured recovery target was reached")
+    ));
+    assert!(
+        logs.iter()
+            .filter(|l| l.contains("executing DataRestoreCommand"))
+            .count()
+            >= 2,
+        "the keeper retries"
+    );
+}
+
+/// The same target is reached once a commit after it is archived (keeper.go `createRecoveryOptions`;
+/// PostgreSQL stops at the first commit past the target).
+#[tokio::test]
+async fn pitr_target_is_reached_by_a_later_commit() {
+    let env = start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let (leader, _) = source_cluster(&env, dir.path()).await;
+    env.advance(600);
+    let target = pg_time(env.sim.now());
+    env.advance(5);
+    psql(&env, "src-db", &leader, "INSERT INTO orders VALUES (1)").await;
+    env.advance(61);
+    let id = restore_cluster(&env, dir.path(), "su-src", "repl-src", "op-src").await;
+    env.stolonctl("dst-db", &id, &["init", "--yes", &pitr_spec(Some(&target))])
+        .await;
+    env.advance(600);
+    assert_eq!(
+        env.sim.pg_phase("dst-db"),
+        Some(("normal".into(), Some("recovered".into())))
+    );
+}
+
+/// A backup of PostgreSQL 14 restored by a PostgreSQL 15 image: the server refuses the data directory
+/// and the keeper retries forever (flyctl `flypg/launcher.go` picks the latest image unless told;
+/// stolon `cmd/keeper/cmd/keeper.go` retries a database that fails to start).
+#[tokio::test]
+async fn pitr_from_another_postgres_major_never_starts() {
+    let env = start().await;
+    let dir = tempfile::tempdir().unwrap();
+    source_cluster(&env, dir.path()).await;
+    let passwords = ("su-src", "repl-src", "op-src");
+    let id = restore_cluster_on(&env, "flyio/postgres:15.2", dir.path(), passwords).await;
+    env.stolonctl("dst-db", &id, &["init", "--yes", &pitr_spec(None)])
+        .await;
+    env.advance(600);
+    assert_eq!(env.sim.pg_phase("dst-db").unwrap().0, "initializing");
+    let logs = env.logs("dst-db").await.join("\n");
+    assert!(
+        logs.contains("The data directory was initialized by PostgreSQL version 14, which is not compatible with this version 15.2."),
+        "{logs}"
+    );
+}
+
+/// The exits in a Machine's events, newest first.
+async fn exits(env: &Env, app: &str, id: &str) -> Vec<Value> {
+    let m = env.machine(app, id).await;
+    m["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["type"] == "exit")
+        .cloned()
+        .collect()
+}
+
+/// postgres-ha `pkg/flypg/node.go::NewNode` fails without `FLY_CONSUL_URL`/`CONSUL_URL` or with
+/// `SU_PASSWORD`/`REPL_PASSWORD` unset, and `cmd/start/main.go` panics: restart policy `always` makes
+/// it a boot loop, on any boot (not only a restore's).
+#[tokio::test]
+async fn a_machine_without_consul_url_or_passwords_boot_loops() {
+    let env = start().await;
+    let dir = tempfile::tempdir().unwrap();
+    env.create_app("bare-db").await;
+    let mut secrets = pg_secrets("su", "repl", "op", dir.path().to_str().unwrap());
+    secrets["FLY_CONSUL_URL"] = Value::Null;
+    let v = env.set_secrets("bare-db", secrets).await;
+    let id = env.pg_machine("bare-db", "iad", IMAGE, v).await;
+    env.advance(30);
+    assert!(exits(&env, "bare-db", &id).await.len() >= 3, "boot loop");
+    assert_eq!(env.role("bare-db", &id).await.0, "critical");
+    let logs = env.logs("bare-db").await;
+    assert!(logs
+        .iter()
+        .any(|l| l == "panic: FLY_CONSUL_URL or CONSUL_URL are required"));
+
+    // CONSUL_URL is enough for the store; an unset REPL_PASSWORD still panics.
+    let v = env
+        .set_secrets(
+            "bare-db",
+            json!({"CONSUL_URL": "https://:t@consul.example/bare-db-1/", "REPL_PASSWORD": null}),
+        )
+        .await;
+    let cfg = env.machine("bare-db", &id).await["config"].clone();
+    let update = json!({"config": cfg, "min_secrets_version": v});
+    let path = format!("/v1/apps/bare-db/machines/{id}");
+    env.ok("POST", &path, Some(update)).await;
+    env.advance(10);
+    let logs = env.logs("bare-db").await;
+    assert!(logs.iter().any(|l| l == "panic: REPL_PASSWORD is required"));
+
+    // With both, the Machine boots and leads; STOLONCTL_STORE_NODE is the URL's path + keeper UID.
+    let v = env
+        .set_secrets("bare-db", json!({"REPL_PASSWORD": "repl"}))
+        .await;
+    let update = json!({"config": cfg, "min_secrets_version": v});
+    env.ok("POST", &path, Some(update)).await;
+    env.advance(10);
+    assert_eq!(
+        env.role("bare-db", &id).await,
+        ("passing".into(), "leader".into())
+    );
+    let dotenv = env.exec("bare-db", &id, &["cat", "/data/.env"]).await;
+    let dotenv = dotenv["stdout"].as_str().unwrap();
+    assert!(
+        dotenv.contains("STOLONCTL_STORE_NODE=bare-db-1/"),
+        "{dotenv}"
+    );
+}
+
+/// postgres-ha `pkg/flyunlock/unlock.go::createRequiredUsers` pastes the password into
+/// `ALTER USER … WITH PASSWORD '%s'`: a `'` makes `FLY_RESTORED_FROM` fail, `start` panics, and the
+/// Machine boot-loops.
+#[tokio::test]
+async fn a_quote_in_a_password_breaks_fly_restored_from() {
+    let env = start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let id = restore_cluster(&env, dir.path(), "su-src", "it's", "op-src").await;
+    env.advance(30);
+    assert!(exits(&env, "dst-db", &id).await.len() >= 3, "boot loop");
+    let logs = env.logs("dst-db").await;
+    assert!(
+        logs.iter().any(|l| l
+            == "panic: failed to unlock restored data: ERROR: syntax error at or near \"s\" (SQLSTATE 42601)"),
+        "{logs:?}"
+    );
+}
+
+/// stolon `internal/postgresql/postgresql.go` writes `.pgpass` lines unescaped; libpq stops the
+/// password at `:` and drops `\`, so a replica cannot resync with such a REPL_PASSWORD.
+#[tokio::test]
+async fn a_colon_or_backslash_in_the_repl_password_breaks_replicas() {
+    for repl in ["re:pl", "re\\pl"] {
+        let env = start().await;
+        let dir = tempfile::tempdir().unwrap();
+        env.create_app("src-db").await;
+        let secrets = pg_secrets("su", repl, "op", dir.path().to_str().unwrap());
+        let v = env.set_secrets("src-db", secrets).await;
+        let leader = env.pg_machine("src-db", "iad", IMAGE, v).await;
+        env.advance(10);
+        let replica = env.pg_machine("src-db", "iad", IMAGE, v).await;
+        env.advance(10);
+        assert_eq!(env.role("src-db", &leader).await.1, "leader");
+        assert_eq!(
+            env.role("src-db", &replica).await,
+            (
+                "critical".into(),
+                "replication: FATAL: password authentication failed for user \"repluser\"".into()
+            ),
+            "{repl}"
+        );
+    }
+}
+
+/// stolon `internal/common/common.go` puts the socket in `/tmp` (`PgUnixSocketDirectories`), Postgres
+/// listens on 5433 and HAProxy on TCP 5432 (postgres-ha `config/haproxy.cfg`): without `PGHOST` psql
+/// and wal-g look in `/var/run/postgresql` and fail.
+#[tokio::test]
+async fn psql_and_walg_need_pghost() {
+    let env = start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let (leader, _) = source_cluster(&env, dir.path()).await;
+    let script = "unset PGHOST; psql -tA -c 'select 1'";
+    let out = env.exec("src-db", &leader, &["sh", "-c", script]).await;
+    assert_eq!(out["exit_code"], 2, "{out}");
+    assert!(out["stderr"]
+        .as_str()
+        .unwrap()
+        .contains("socket \"/var/run/postgresql/.s.PGSQL.5432\" failed"));
+    let script = "PGHOST=/tmp PGPORT=5433 psql -tA -c 'select 1'";
+    let out = env.exec("src-db", &leader, &["sh", "-c", script]).await;
+    assert_eq!(out["stdout"], "1\n", "{out}");
+    let script =
+        "unset PGHOST; PGUSER=postgres PGPASSWORD=$OPERATOR_PASSWORD wal-g backup-push /data/postgres";
+    let out = env.exec("src-db", &leader, &["sh", "-c", script]).await;
+    assert_eq!(out["exit_code"], 1, "{out}");
+    assert!(out["stderr"]
+        .as_str()
+        .unwrap()
+        .contains("dial unix /var/run/postgresql/.s.PGSQL.5432"));
+}
+
+/// On a replica `PGPORT=5432` reaches the leader through HAProxy (postgres-ha `config/haproxy.cfg`)
+/// while wal-g tars the replica's own data directory: flysim refuses that inconsistent backup.
+#[tokio::test]
+async fn backup_push_on_a_replica_through_haproxy_is_refused() {
+    let env = start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let (_, replica) = source_cluster(&env, dir.path()).await;
+    let push = "PGUSER=postgres PGPASSWORD=$OPERATOR_PASSWORD wal-g backup-push /data/postgres";
+    let out = env.exec("src-db", &replica, &["sh", "-c", push]).await;
+    assert_eq!(out["exit_code"], 1, "{out}");
+    assert!(out["stderr"]
+        .as_str()
+        .unwrap()
+        .contains("inconsistent backup"));
+    let local = format!("PGPORT=5433 {push}");
+    let out = env.exec("src-db", &replica, &["sh", "-c", &local]).await;
+    assert_eq!(out["exit_code"], 0, "{out}");
+}
+
+/// `archive_mode` is a postmaster-context parameter and stolon's `automaticPgRestart` defaults to false
+/// (stolon `internal/cluster/cluster.go`; flyctl `internal/command/postgres/config_update.go` offers the
+/// restart): enabling it through the spec archives nothing until Postgres restarts.
+#[tokio::test]
+async fn archive_mode_changes_need_a_postgres_restart() {
+    let env = start().await;
+    let dir = tempfile::tempdir().unwrap();
+    env.create_app("one-db").await;
+    let mut secrets = pg_secrets("su", "repl", "op", dir.path().to_str().unwrap());
+    secrets["ENABLE_WALG"] = json!("true");
+    let v = env.set_secrets("one-db", secrets).await;
+    let id = env.pg_machine("one-db", "iad", IMAGE, v).await;
+    env.advance(10);
+    let patch = |mode: &str| format!(r#"{{"pgParameters": {{"archive_mode": "{mode}"}}}}"#);
+    let restart = format!("/v1/apps/one-db/machines/{id}/restart");
+    // Archiving off, with a restart.
+    let off = patch("off");
+    let out = env
+        .stolonctl("one-db", &id, &["update", "--patch", &off])
+        .await;
+    assert_eq!(out["exit_code"], 0, "{out}");
+    env.ok("POST", &restart, None).await;
+    env.advance(20);
+    assert_eq!(show_archive_mode(&env, &id).await, "off\n");
+    // Turned on in the spec: still off until Postgres restarts.
+    let on = patch("on");
+    env.stolonctl("one-db", &id, &["update", "--patch", &on])
+        .await;
+    psql(&env, "one-db", &id, "CREATE TABLE t (id int)").await;
+    env.advance(61);
+    assert_eq!(show_archive_mode(&env, &id).await, "off\n");
+    assert!(!dir.path().join("wal_005").exists(), "nothing archived");
+    env.ok("POST", &restart, None).await;
+    env.advance(20);
+    assert_eq!(show_archive_mode(&env, &id).await, "on\n");
+    psql(&env, "one-db", &id, "INSERT INTO t VALUES (1)").await;
+    env.advance(61);
+    assert_eq!(wal_objects(dir.path()), 1, "archiving after the restart");
+}
+
+async fn show_archive_mode(env: &Env, id: &str) -> Value {
+    psql(env, "one-db", id, "SHOW archive_mode").await["stdout"].clone()
+}
+
+/// The spec a new cluster gets is the image's `InitConfig` (postgres-ha `pkg/flypg/config.go`): sized
+/// from the VM's memory and the volume, and nothing else, so stolon's own defaults apply to the rest.
+#[tokio::test]
+async fn a_new_cluster_spec_is_the_images_init_config() {
+    let env = start().await;
+    let dir = tempfile::tempdir().unwrap();
+    env.create_app("spec-db").await;
+    let secrets = pg_secrets("su", "repl", "op", dir.path().to_str().unwrap());
+    let v = env.set_secrets("spec-db", secrets).await;
+    let id = env.pg_machine("spec-db", "iad", IMAGE, v).await;
+    env.advance(10);
+    let out = env.stolonctl("spec-db", &id, &["spec"]).await;
+    let spec: Value = serde_json::from_str(out["stdout"].as_str().unwrap()).unwrap();
+    for absent in ["failInterval", "sleepInterval", "usePgrewind"] {
+        assert!(spec.get(absent).is_none(), "{absent} in {spec}");
+    }
+    assert_eq!(spec["maxStandbysPerSender"], 50);
+    assert_eq!(spec["deadKeeperRemovalInterval"], "1h");
+    let parameters = &spec["pgParameters"];
+    // 256 MB of memory (no guest given), a 1 GB volume, PostgreSQL 14.
+    assert_eq!(parameters["shared_buffers"], "64MB");
+    assert_eq!(parameters["effective_cache_size"], "192MB");
+    assert_eq!(parameters["work_mem"], "4MB");
+    assert_eq!(parameters["maintenance_work_mem"], "64MB");
+    assert_eq!(parameters["max_wal_size"], "102MB");
+    assert_eq!(parameters["min_wal_size"], "32MB");
+    assert_eq!(parameters["wal_keep_size"], "0");
+    assert_eq!(parameters["wal_compression"], "on");
+    assert!(parameters.get("log_statement").is_none());
+    let file = env
+        .exec("spec-db", &id, &["cat", "/fly/cluster-spec.json"])
+        .await;
+    let file: Value = serde_json::from_str(file["stdout"].as_str().unwrap()).unwrap();
+    assert_eq!(file["pgParameters"], *parameters);
+}
+
+/// stolon forces `hot_standby=on` (`cmd/keeper/cmd/keeper.go` `mandatoryPGParameters`), so during
+/// archive recovery the role check (postgres-ha `pkg/flycheck/role.go`, `SHOW transaction_read_only`)
+/// passes as `replica`; it reads `leader` only once recovery ends.
+#[tokio::test]
+async fn the_role_check_reads_replica_during_archive_recovery() {
+    let env = start().await;
+    let dir = tempfile::tempdir().unwrap();
+    source_cluster(&env, dir.path()).await;
+    let id = restore_cluster(&env, dir.path(), "su-src", "repl-src", "op-src").await;
+    env.stolonctl("dst-db", &id, &["init", "--yes", &pitr_spec(None)])
+        .await;
+    assert_eq!(env.role("dst-db", &id).await.0, "critical", "restoring");
+    env.advance(31);
+    assert_eq!(
+        env.sim.pg_phase("dst-db").unwrap().1.as_deref(),
+        Some("recovering")
+    );
+    assert_eq!(
+        env.role("dst-db", &id).await,
+        ("passing".into(), "replica".into())
+    );
+    env.advance(60);
+    assert_eq!(
+        env.role("dst-db", &id).await,
+        ("passing".into(), "leader".into())
+    );
+}
+
+/// postgres-ha `pkg/flycheck/role.go`: with `/data` over 90 % full the role check answers `readonly`.
+#[tokio::test]
+async fn the_role_check_reads_readonly_above_90_percent_disk() {
+    let env = start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let (leader, _) = source_cluster(&env, dir.path()).await;
+    env.sim.set_disk_used("src-db", &leader, 90).unwrap();
+    assert_eq!(env.role("src-db", &leader).await.1, "leader");
+    env.sim.set_disk_used("src-db", &leader, 91).unwrap();
+    assert_eq!(
+        env.role("src-db", &leader).await,
+        ("passing".into(), "readonly".into())
+    );
+}
+
+/// An exec request cannot outlive Fly's 60 s proxy timeout (fly-go `flaps/flaps_machines_wait.go`
+/// `proxyTimeoutThreshold`; flyctl#4194): a 73 s backup-push with `timeout: 600` answers 408, and the
+/// backup still finishes.
+#[tokio::test]
+async fn exec_timeout_is_capped_at_the_proxy_timeout() {
+    let env = start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let (leader, _) = source_cluster(&env, dir.path()).await;
+    env.sim
+        .pg_insert("src-db", "postgres", "orders", 60_000_000)
+        .unwrap();
+    let push = "PGUSER=postgres PGPASSWORD=$OPERATOR_PASSWORD wal-g backup-push /data/postgres";
+    let r = env
+        .call(
+            "POST",
+            &format!("/v1/apps/src-db/machines/{leader}/exec"),
+            Some(json!({"command": ["sh", "-c", push], "timeout": 600})),
+        )
+        .await;
+    assert_eq!(r.status, 408, "{}", r.body);
+    env.advance(120);
+    let out = env
+        .exec("src-db", &leader, &["wal-g", "backup-list", "--json"])
+        .await;
+    let list: Value = serde_json::from_str(out["stdout"].as_str().unwrap()).unwrap();
+    assert_eq!(
+        list.as_array().unwrap().len(),
+        2,
+        "the backup finished anyway"
+    );
+}
+
+/// Without a target stolon's keeper sets `recovery_target_timeline=latest` (`cmd/keeper/cmd/keeper.go`
+/// `createRecoveryOptions`; PostgreSQL 12+'s default with one): a cluster restored into the source's
+/// WAL prefix archives timeline 2 and its history file there, and a later restore of the same backup
+/// follows timeline 2 — replaying the other cluster's writes — and ends on timeline 3.
+#[tokio::test]
+async fn replay_follows_the_newest_timeline_in_the_archive() {
+    let env = start().await;
+    let dir = tempfile::tempdir().unwrap();
+    source_cluster(&env, dir.path()).await;
+    let id = restore_cluster(&env, dir.path(), "su-src", "repl-src", "op-src").await;
+    // The guide's init: full pgParameters with an unconditional archive_command, same WAL prefix.
+    let mut spec: Value = serde_json::from_str(&pitr_spec(None)).unwrap();
+    spec["pgParameters"] = json!({"archive_mode": "on", "archive_timeout": "60",
+        "archive_command": "wal-g wal-push %p"});
+    let spec = spec.to_string();
+    env.stolonctl("dst-db", &id, &["init", "--yes", &spec])
+        .await;
+    env.advance(120);
+    assert_eq!(
+        env.sim.pg_phase("dst-db"),
+        Some(("normal".into(), Some("recovered".into())))
+    );
+    assert!(dir.path().join("wal_005/00000002.history.lz4").is_file());
+    psql(&env, "dst-db", &id, "INSERT INTO orders VALUES (1)").await;
+    env.advance(61);
+    let wal = std::fs::read_dir(dir.path().join("wal_005"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
+        .filter(|name| name.starts_with("00000002") && !name.contains("history"))
+        .count();
+    assert_eq!(
+        wal, 1,
+        "the restored cluster archived into the source's prefix"
+    );
+
+    // Restoring the source's backup again follows timeline 2.
+    env.stolonctl("dst-db", &id, &["init", "--yes", &pitr_spec(None)])
+        .await;
+    env.advance(120);
+    let logs = env.logs("dst-db").await.join("\n");
+    assert!(logs.contains("selected new timeline ID: 3"), "{logs}");
+}
+
+/// After a PITR converges the sentinel replaces the spec's `pgParameters` with the restored database's
+/// (stolon `cmd/sentinel/cmd/sentinel.go`: `IncludeConfig`, `MergePgParameters` true by default): a
+/// source whose `archive_command` was patched to the guide's unconditional `wal-g wal-push %p` hands it
+/// to the restored cluster, which then archives without `ENABLE_WALG`.
+#[tokio::test]
+async fn a_restored_cluster_takes_the_restored_pg_parameters() {
+    let env = start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let (leader, _) = source_cluster(&env, dir.path()).await;
+    let patch = r#"{"pgParameters": {"archive_command": "wal-g wal-push %p"}}"#;
+    env.stolonctl("src-db", &leader, &["update", "--patch", patch])
+        .await;
+    let push = "PGUSER=postgres PGPASSWORD=$OPERATOR_PASSWORD wal-g backup-push /data/postgres";
+    let out = env.exec("src-db", &leader, &["sh", "-c", push]).await;
+    assert_eq!(out["exit_code"], 0, "{out}");
+    psql(&env, "src-db", &leader, "INSERT INTO orders VALUES (1)").await;
+    env.advance(61);
+    let id = restore_cluster(&env, dir.path(), "su-src", "repl-src", "op-src").await;
+    env.stolonctl("dst-db", &id, &["init", "--yes", &pitr_spec(None)])
+        .await;
+    env.advance(120);
+    assert_eq!(
+        env.sim.pg_phase("dst-db"),
+        Some(("normal".into(), Some("recovered".into())))
+    );
+    let out = env.stolonctl("dst-db", &id, &["spec"]).await;
+    let spec: Value = serde_json::from_str(out["stdout"].as_str().unwrap()).unwrap();
+    assert_eq!(spec["pgParameters"]["archive_command"], "wal-g wal-push %p");
+    assert_eq!(spec["pgParameters"]["archive_mode"], "on");
+    // No ENABLE_WALG on the restored cluster, and still it archives into the source's prefix.
+    let printenv = env.exec("dst-db", &id, &["printenv", "ENABLE_WALG"]).await;
+    assert_eq!(printenv["exit_code"], 1);
+    psql(&env, "dst-db", &id, "INSERT INTO orders VALUES (2)").await;
+    env.advance(61);
+    let on_timeline_2 = std::fs::read_dir(dir.path().join("wal_005"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
+        .filter(|name| name.starts_with("00000002") && !name.contains("history"))
+        .count();
+    assert_eq!(on_timeline_2, 1);
 }

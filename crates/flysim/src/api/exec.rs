@@ -13,6 +13,9 @@ pub(super) fn router() -> Router<Sim> {
     Router::new().route("/apps/{app}/machines/{id}/exec", post(exec_machine))
 }
 
+/// The longest an exec request can wait for its command, in seconds.
+const EXEC_TIMEOUT_CAP_S: u64 = 60;
+
 /// An exec body. `container` is accepted and ignored: an emulated Machine has one container.
 #[derive(serde::Deserialize, Default)]
 struct ExecRequest {
@@ -44,7 +47,9 @@ async fn exec_machine(
 ) -> ApiResult {
     let mut request: ExecRequest = decode(&body, "MachineExecRequest")?;
     let argv = request.argv()?;
-    let timeout_s = request.timeout.unwrap_or(60).clamp(1, 3600);
+    // Fly's proxy ends a request after 60 s (fly-go `flaps/flaps_machines_wait.go`:
+    // `proxyTimeoutThreshold`; flyctl#4194 shows exec 408s): a longer `timeout` does not help.
+    let timeout_s = request.timeout.unwrap_or(60).clamp(1, EXEC_TIMEOUT_CAP_S);
     let stdin = request.stdin.unwrap_or_default();
     let out = sim.exec(&caller, &app, &id, &argv, &stdin, timeout_s)?;
     reply(

@@ -1,4 +1,5 @@
-//! The HTTP surface: the Machines API under `/v1` and the logs endpoint under `/api/v1`.
+//! The HTTP surface: the Machines API under `/v1`, the logs endpoint under `/api/v1`, and GraphQL's
+//! `enablePostgresConsul` at `/graphql`.
 //!
 //! One file per resource, each with its own `router()`. Handlers only decode the request, call one `Sim`
 //! method and encode its answer; every rule and state change lives in `Sim`. The `gate` middleware in
@@ -6,6 +7,7 @@
 
 mod apps;
 mod exec;
+mod graphql;
 mod leases;
 mod logs;
 mod machines;
@@ -59,6 +61,7 @@ pub(crate) fn router(sim: Sim) -> Router {
     Router::new()
         .nest("/v1", v1)
         .merge(logs::router())
+        .merge(graphql::router())
         .fallback(|| async { ApiError::not_found("404 page not found") })
         .layer(middleware::from_fn_with_state(sim.clone(), gate))
         .with_state(sim)
@@ -151,6 +154,9 @@ async fn gate(State(sim): State<Sim>, mut request: Request, next: Next) -> Respo
         if let Some(refused) = edge_fault(&sim, request.method().as_str(), &path) {
             break 'response refused.into_response();
         }
+        if let Some(app) = app_in_path(&path).filter(|app| sim.app_still_hidden(app)) {
+            break 'response ApiError::not_found(format!("app not found: {app}")).into_response();
+        }
         request.extensions_mut().insert(Caller(token));
         let mutating = request.method() != axum::http::Method::GET;
         let response = next.run(request).await;
@@ -163,6 +169,12 @@ async fn gate(State(sim): State<Sim>, mut request: Request, next: Next) -> Respo
         response.headers_mut().insert("fly-request-id", value);
     }
     response
+}
+
+/// The app a `/v1/apps/{app}…` path names.
+fn app_in_path(path: &str) -> Option<&str> {
+    let rest = path.strip_prefix("/v1/apps/")?;
+    rest.split('/').next().filter(|app| !app.is_empty())
 }
 
 /// A rate limit or an injected 429/503, drawn in request order.

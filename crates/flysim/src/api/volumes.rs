@@ -22,14 +22,15 @@ pub(super) fn router() -> Router<Sim> {
 
 fn volume_json(volume: &Volume) -> Value {
     let total = volume.size_gb * 1024 * 1024 * 1024;
+    let free = total - total * volume.used_percent() / 100;
     json!({
         "id": volume.id, "name": volume.name, "state": volume.state, "size_gb": volume.size_gb,
         "region": volume.region, "zone": volume.zone,
         "encrypted": volume.encrypted, "fstype": "ext4", "type": "local",
         "attached_machine_id": volume.attached_machine_id, "attached_alloc_id": volume.attached_machine_id,
         "auto_backup_enabled": volume.auto_backup_enabled, "snapshot_retention": volume.snapshot_retention,
-        "host_status": "ok", "block_size": 4096, "blocks": total / 4096, "blocks_avail": total / 4096 * 9 / 10,
-        "blocks_free": total / 4096 * 9 / 10, "bytes_total": total, "bytes_used": total / 10,
+        "host_status": "ok", "block_size": 4096, "blocks": total / 4096, "blocks_avail": free / 4096,
+        "blocks_free": free / 4096, "bytes_total": total, "bytes_used": total - free,
         "created_at": rfc3339(volume.created_ms),
     })
 }

@@ -128,7 +128,10 @@ impl Shell<'_, '_> {
 
     pub(super) fn read_file(&mut self, path: &str) -> Option<String> {
         if path == "/fly/cluster-spec.json" {
-            return Some(stolon::default_spec().to_string());
+            let owner = self.context.state.apps.get(&self.context.app)?;
+            let member = owner.machines.get(&self.context.machine)?;
+            let sizing = stolon::Sizing::of(owner, member);
+            return Some(stolon::init_config(sizing).to_string());
         }
         self.volume_files()?.get(path).cloned()
     }

@@ -113,6 +113,45 @@ impl Sim {
         change(&mut state)
     }
 
+    /// Whether `app` was created too recently to be seen (`Timing::app_visible_after`). On a manual
+    /// clock the refusal moves the clock to the moment the app appears, as a client that waits and
+    /// retries would see it (like a pending wait does).
+    pub(crate) fn app_still_hidden(&self, app: &str) -> bool {
+        let now = ms(self.now());
+        let visible_at = {
+            let state = self.lock();
+            let Some(found) = state.apps.get(app) else {
+                return false;
+            };
+            found.created_ms + self.timing().app_visible_after.as_millis() as i64
+        };
+        if now >= visible_at {
+            return false;
+        }
+        if self.inner.manual.is_some() {
+            self.advance(std::time::Duration::from_millis((visible_at - now) as u64));
+        }
+        true
+    }
+
+    /// GraphQL `enablePostgresConsul(input: {appId})` as flyctl calls it (`flypg/launcher.go`
+    /// `generateConsulURL`, fly-go `resource_postgres.go`): a per-app consul URL with its own token, the
+    /// same one on every call.
+    pub(crate) fn enable_postgres_consul(&self, caller: &Token, app: &str) -> ApiResult<String> {
+        self.with_visible_app(caller, app, |state| {
+            if let Some(url) = state.app(app)?.consul_url.clone() {
+                return Ok(url);
+            }
+            let token = state.next_id("", 24);
+            let path = state.next_id("", 8);
+            let url = format!("https://:{token}@consul-iad-1.fly-shared.net/{app}-{path}/");
+            if let Some(owner) = state.apps.get_mut(app) {
+                owner.consul_url = Some(url.clone());
+            }
+            Ok(url)
+        })
+    }
+
     /// The token behind an `Authorization` value (`Bearer …` or `FlyV1 …`, comma lists allowed).
     pub(crate) fn authenticate(&self, authorization: Option<&str>) -> ApiResult<Token> {
         let unauthenticated = || ApiError::new(401, "Authenticate: token validation error");
@@ -144,11 +183,15 @@ impl Sim {
                 "organization not found: {org}"
             )));
         }
+        // A new app is missing from the list as it is from every other request (see
+        // `app_still_hidden`), without moving a manual clock.
+        let visible_before = ms(self.now()) - self.timing().app_visible_after.as_millis() as i64;
         let state = self.lock();
         Ok(state
             .apps
             .values()
             .filter(|app| app.org == org && can_see(caller, app).is_ok())
+            .filter(|app| app.created_ms <= visible_before)
             .filter(|app| role.is_none_or(|r| r == app.app_role))
             .map(|app| summary(&state, app))
             .collect())

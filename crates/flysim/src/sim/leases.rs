@@ -75,7 +75,7 @@ impl Sim {
         })
     }
 
-    /// Release the lease; the nonce is required (400 without, 409 wrong).
+    /// Release the lease; the nonce is required (400 without, 409 wrong, 404 with no live lease).
     pub(crate) fn release_lease(
         &self,
         caller: &Token,
@@ -96,9 +96,17 @@ impl Sim {
                     409,
                     format!("lease nonce mismatch on machine {id}"),
                 )),
-                _ => {
+                Some(_) => {
                     machine.lease = None;
                     Ok(())
+                }
+                // flyctl `internal/command/postgres/failover.go` and `machine/leases.go` expect
+                // " lease not found" once a lease expired or was released.
+                None => {
+                    machine.lease = None;
+                    Err(ApiError::not_found(format!(
+                        "failed to release lease for machine {id}: lease not found"
+                    )))
                 }
             }
         })

@@ -170,12 +170,14 @@ pub(crate) fn snapshot_secrets(
     if skip {
         return Ok((BTreeMap::new(), 0));
     }
-    let values = app
-        .secrets
-        .iter()
-        .map(|(name, secret)| (name.clone(), secret.value.clone()))
-        .collect();
-    Ok((values, app.secrets_version))
+    // flyctl `internal/appsecrets/minvers.go` passes the version its own write returned: the Machine
+    // gets exactly that version's secrets, not whatever is newest.
+    let requested =
+        min_version.and_then(|version| Some((version, app.secrets_history.get(&version)?)));
+    if let Some((version, values)) = requested {
+        return Ok((values.clone(), version));
+    }
+    Ok((app.secret_values(), app.secrets_version))
 }
 
 impl State {
@@ -399,7 +401,7 @@ impl Sim {
                 lease.version = machine.instance_id.clone();
             }
             state.push_event(app, id, "update", "replacing", "user", now, json!({}));
-            if was == MachineState::Started || !request.skip_launch.unwrap_or(false) {
+            if launches_after_update(was, request.skip_launch.unwrap_or(false)) {
                 crate::image::halted(state, app, id, now);
                 state.transition(
                     app,
@@ -503,5 +505,20 @@ pub(crate) fn check_lease(machine: &Machine, given: Option<&str>, now: i64) -> A
                 machine.id, lease.owner
             ),
         )),
+    }
+}
+
+/// Whether an update relaunches the Machine: a started one always; a starting, restarting, replacing or
+/// failed one unless `skip_launch`; a stopped, suspended or created one never ("machine was in a
+/// non-started state prior to the update so leaving the new version stopped", a Fly log line). fly-go
+/// sends `skip_launch` with `omitempty`, so Fly cannot tell `false` from absent; flyctl
+/// `internal/command/deploy/machines_launchinput.go::shouldSkipLaunch` relaunches started, starting and
+/// failed Machines only.
+fn launches_after_update(was: MachineState, skip_launch: bool) -> bool {
+    use MachineState::*;
+    match was {
+        Started => true,
+        Starting | Restarting | Replacing | Failed => !skip_launch,
+        _ => false,
     }
 }

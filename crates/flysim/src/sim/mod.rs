@@ -60,6 +60,9 @@ pub struct Timing {
     pub archive_timeout: Duration,
     /// Speed of `wal-g backup-push` (uncompressed bytes per simulated second).
     pub push_bytes_per_sec: u64,
+    /// A new app answers 404 this long after its creation (fly-go `flaps/flaps_apps.go::WaitForApp`
+    /// retries 404/401 for that reason).
+    pub app_visible_after: Duration,
 }
 
 impl Default for Timing {
@@ -75,6 +78,7 @@ impl Default for Timing {
             restore_retry: Duration::from_secs(20),
             archive_timeout: Duration::from_secs(60),
             push_bytes_per_sec: 100 * 1024 * 1024,
+            app_visible_after: Duration::from_secs(2),
         }
     }
 }
@@ -382,8 +386,28 @@ impl Sim {
         Some((pg.phase.clone(), pg.pitr.as_ref().map(|p| p.step.clone())))
     }
 
+    /// Fill the volume mounted on `machine` to `percent` of its size (the role check reads `readonly`
+    /// above 90 %).
+    pub fn set_disk_used(&self, app: &str, machine: &str, percent: u8) -> Result<(), SimError> {
+        let mut state = self.lock();
+        let owner = state
+            .apps
+            .get_mut(app)
+            .ok_or_else(|| SimError::Invalid(format!("no app {app}")))?;
+        let volume = owner
+            .machines
+            .get(machine)
+            .and_then(|member| member.volume.clone())
+            .ok_or_else(|| SimError::Invalid(format!("machine {machine} has no volume")))?;
+        if let Some(found) = owner.volumes.get_mut(&volume) {
+            found.used_percent = Some(percent.min(100));
+        }
+        Ok(())
+    }
+
     /// Insert rows into a table of the app's Postgres (for tests and the demo: data to restore).
     pub fn pg_insert(&self, app: &str, db: &str, table: &str, rows: u64) -> Result<(), SimError> {
+        let now = ms(self.now());
         let mut state = self.lock();
         let pg = state
             .apps
@@ -398,6 +422,7 @@ impl Sim {
             .or_default();
         *n = n.saturating_add(rows);
         pg.lsn = pg.lsn.saturating_add(rows.saturating_mul(128));
+        pg.unarchived_commit_ms = Some(now);
         Ok(())
     }
 
@@ -418,7 +443,7 @@ impl Sim {
         {
             let mut state = self.lock();
             state
-                .exit_and_restart(app, machine, now, exit_code, oom, &self.inner.timing)
+                .exit_and_restart(app, machine, now, exit_code, oom, self)
                 .map_err(|e| SimError::Invalid(e.error))?;
         }
         self.changed();

@@ -77,6 +77,7 @@ impl Sim {
                 }
             }
             owner.secrets_version += 1;
+            owner.record_secrets_version();
             Ok((owner.secrets.clone(), owner.secrets_version))
         })
     }
@@ -108,6 +109,7 @@ impl Sim {
             let owner = state.app_mut(app)?;
             owner.secrets_version += 1;
             let secret = put_secret(owner, name.to_string(), value, now);
+            owner.record_secrets_version();
             Ok((secret, owner.secrets_version))
         })
     }
@@ -120,6 +122,7 @@ impl Sim {
                 return Err(ApiError::not_found(format!("secret not found: {name}")));
             }
             owner.secrets_version += 1;
+            owner.record_secrets_version();
             Ok(owner.secrets_version)
         })
     }

@@ -236,5 +236,7 @@ pub(crate) fn new_app(
         secrets_version: 0,
         logs: VecDeque::new(),
         pg: None,
+        consul_url: None,
+        secrets_history: BTreeMap::new(),
     }
 }

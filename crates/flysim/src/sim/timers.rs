@@ -3,7 +3,7 @@
 
 use serde_json::json;
 
-use super::{ApiError, ApiResult, Sim, Timing};
+use super::{ApiError, ApiResult, Sim};
 use crate::clock::rfc3339;
 use crate::model::*;
 
@@ -41,10 +41,13 @@ impl State {
                     .machine_any_mut(&app, &machine)
                     .is_ok_and(|member| member.gen == gen);
                 if current {
-                    let _ = self.exit_and_restart(&app, &machine, at, 2, false, &sim.inner.timing);
+                    let _ = self.exit_and_restart(&app, &machine, at, 2, false, sim);
                 }
             }
-            kind @ (TimerKind::Pitr { .. } | TimerKind::Archive | TimerKind::BackupDone { .. }) => {
+            kind @ (TimerKind::Pitr { .. }
+            | TimerKind::Archive
+            | TimerKind::BackupDone { .. }
+            | TimerKind::Failover { .. }) => {
                 crate::image::cluster_timer(self, &app, kind, at, sim);
             }
         }
@@ -112,8 +115,10 @@ impl State {
         at: i64,
         exit_code: i64,
         oom: bool,
-        timing: &Timing,
+        sim: &Sim,
     ) -> ApiResult<()> {
+        let nested = sim.faults().cfg.monitor_exit_events;
+        let timing = &sim.inner.timing;
         let member = self.machine_mut(app, machine)?;
         if member.state != MachineState::Started && member.state != MachineState::Starting {
             return Err(ApiError::new(
@@ -127,9 +132,15 @@ impl State {
         member.restart_count += 1;
         member.crash_reason = None;
         let restart_count = member.restart_count;
-        let req = json!({"exit_event": {"exit_code": exit_code, "guest_exit_code": exit_code,
+        let exit = json!({"exit_code": exit_code, "guest_exit_code": exit_code,
             "signal": if oom { 9 } else { -1 }, "oom_killed": oom, "requested_stop": false,
-            "restarting": true, "exited_at": rfc3339(at)}, "restart_count": restart_count});
+            "restarting": true, "exited_at": rfc3339(at)});
+        // fly-go `machine_types.go::MachineRequest`: the exit may come as `MonitorEvent.exit_event`.
+        let req = if nested {
+            json!({"MonitorEvent": {"exit_event": exit}, "restart_count": restart_count})
+        } else {
+            json!({"exit_event": exit, "restart_count": restart_count})
+        };
         self.push_event(app, machine, "exit", "stopped", "flyd", at, req);
         if oom {
             self.log(app, machine, at, "Out of memory: Killed process (postgres)");

@@ -75,6 +75,7 @@ impl Sim {
                 files: BTreeMap::new(),
                 has_pgdata: false,
                 keeper_initializing: false,
+                used_percent: None,
             };
             state.app_mut(app)?.volumes.insert(id, volume.clone());
             Ok(volume)

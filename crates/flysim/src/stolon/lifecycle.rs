@@ -1,11 +1,13 @@
-//! The Stolon image on one Machine: `start` at boot (cluster init, replicas, `FLY_RESTORED_FROM`,
-//! boot loops), readiness, failover when the master goes away, and the archive_timeout tick.
+//! The Stolon image on one Machine: `start` at boot (`NewNode`'s required env, cluster init with the
+//! image's `InitConfig` spec, replicas, `FLY_RESTORED_FROM`, boot loops), readiness, failover when the
+//! master goes away (after failInterval, to a keeper in `PRIMARY_REGION` only), and the archive_timeout
+//! tick.
 
 use std::collections::BTreeMap;
 
 use super::{
-    auth_mismatches, default_spec, env_of, keeper_uid, md5_password, pg_version_of, pglog,
-    start_restore, USERS,
+    auth_mismatches, env_of, init_config, keeper_uid, md5_password, pg_version_of, pglog,
+    start_restore, Sizing, USERS,
 };
 use crate::image::image_of;
 use crate::model::*;
@@ -34,6 +36,10 @@ pub(crate) fn boot(state: &mut State, app: &str, machine: &str, at: i64, sim: &S
         faults.cfg.never_healthy.contains(machine) || faults.cfg.never_healthy.contains(&boot.name)
     };
     if !unlock_restored(state, app, machine, at, sim, &boot) {
+        return;
+    }
+    if let Some(reason) = node_failure(&boot.env) {
+        crash(state, app, machine, at, sim, boot.gen, reason);
         return;
     }
     if restart_interrupted_restore(state, app, machine, at, sim) {
@@ -73,15 +79,15 @@ fn prepare(state: &mut State, app: &str, machine: &str, at: i64) -> Option<Boot>
     let record = owner.machines.get(machine)?;
     let image = image_of(record).to_string();
     let env = machine_env(owner, record);
-    let store_url = env
-        .get("FLY_CONSUL_URL")
-        .or_else(|| env.get("CONSUL_URL"))
-        .cloned()
-        .unwrap_or_else(|| format!("https://consul-flysim.fly-shared.net/{app}-{}/", owner.id));
+    let sizing = Sizing::of(owner, record);
     let keeper = keeper_uid(record);
-    let dotenv = format!(
-        "STOLONCTL_CLUSTER_NAME={app}\nSTOLONCTL_STORE_BACKEND=consul\nSTOLONCTL_STORE_URL={store_url}\nSTOLONCTL_STORE_NODE={store_url}{keeper}\n"
-    );
+    // `start` writes the file only once `NewNode` found a store URL (see `node_failure`).
+    let dotenv = store_url(&env).map(|store_url| {
+        let node = store_node(&store_url, &keeper);
+        format!(
+            "STOLONCTL_CLUSTER_NAME={app}\nSTOLONCTL_STORE_BACKEND=consul\nSTOLONCTL_STORE_URL={store_url}\nSTOLONCTL_STORE_NODE={node}\n"
+        )
+    });
     let (gen, name, volume) = (record.gen, record.name.clone(), record.volume.clone());
     state.log(
         app,
@@ -90,10 +96,12 @@ fn prepare(state: &mut State, app: &str, machine: &str, at: i64) -> Option<Boot>
         "Preparing to run: `docker-entrypoint.sh start` as root",
     );
     state.log(app, machine, at, "listening on [::]:5500 (flycheck)");
-    ensure_cluster(state, app, &image);
+    ensure_cluster(state, app, &image, sizing);
     let (had_pgdata, restore_lock) = match volume_mut(state, app, volume.as_ref()) {
         Some(found) => {
-            found.files.insert("/data/.env".into(), dotenv);
+            if let Some(dotenv) = dotenv {
+                found.files.insert("/data/.env".into(), dotenv);
+            }
             (
                 found.has_pgdata,
                 found.files.get("/data/restore.lock").cloned(),
@@ -112,8 +120,42 @@ fn prepare(state: &mut State, app: &str, machine: &str, at: i64) -> Option<Boot>
     })
 }
 
+/// `FLY_CONSUL_URL`, else `CONSUL_URL` (empty counts as unset: `os.Getenv`).
+fn store_url(env: &BTreeMap<String, String>) -> Option<String> {
+    ["FLY_CONSUL_URL", "CONSUL_URL"]
+        .iter()
+        .filter_map(|key| env.get(*key))
+        .find(|value| !value.is_empty())
+        .cloned()
+}
+
+/// `STOLONCTL_STORE_NODE`: the store URL's path joined with the keeper UID, without the leading `/`
+/// (postgres-ha `pkg/flypg/node.go`: `strings.TrimPrefix(path.Join(url.Path, keeperUID), "/")`).
+fn store_node(store_url: &str, keeper: &str) -> String {
+    let after_scheme = store_url
+        .split_once("://")
+        .map_or(store_url, |(_, rest)| rest);
+    let path = after_scheme.find('/').map_or("", |at| &after_scheme[at..]);
+    let path = path.split(['?', '#']).next().unwrap_or("");
+    let joined = format!("{}/{keeper}", path.trim_end_matches('/'));
+    joined.trim_start_matches('/').to_string()
+}
+
+/// Why `flypg.NewNode` fails, which `start` turns into a panic and the restart policy into a boot loop
+/// (postgres-ha `pkg/flypg/node.go`, `cmd/start/main.go`): no consul URL, or SU/REPL password unset
+/// (`os.LookupEnv`: an empty value exists).
+fn node_failure(env: &BTreeMap<String, String>) -> Option<String> {
+    if store_url(env).is_none() {
+        return Some("FLY_CONSUL_URL or CONSUL_URL are required".into());
+    }
+    ["SU_PASSWORD", "REPL_PASSWORD"]
+        .into_iter()
+        .find(|key| !env.contains_key(*key))
+        .map(|key| format!("{key} is required"))
+}
+
 /// The app's cluster record, created (new system identifier, default spec) by its first boot.
-fn ensure_cluster(state: &mut State, app: &str, image: &str) {
+fn ensure_cluster(state: &mut State, app: &str, image: &str, sizing: Sizing) {
     if state
         .apps
         .get(app)
@@ -127,7 +169,7 @@ fn ensure_cluster(state: &mut State, app: &str, image: &str) {
     if let Some(owner) = state.apps.get_mut(app) {
         owner.pg = Some(PgCluster {
             cluster_uid,
-            spec: default_spec(),
+            spec: init_config(sizing),
             phase: "normal".into(),
             master: None,
             system_identifier,
@@ -139,6 +181,8 @@ fn ensure_cluster(state: &mut State, app: &str, image: &str) {
             pitr: None,
             archive_armed: false,
             initialised: false,
+            unarchived_commit_ms: None,
+            started_archive_mode: BTreeMap::new(),
         });
     }
 }
@@ -167,16 +211,16 @@ fn unlock_restored(
         );
         return true;
     }
-    if let Some(reason) = unlock_failure(sim, &boot.env) {
-        crash(state, app, machine, at, sim, boot.gen, reason);
-        return false;
-    }
     state.log(
         app,
         machine,
         at,
         "Restore detected: reconfiguring users to match the environment",
     );
+    if let Some(reason) = unlock_failure(sim, &boot.env) {
+        crash(state, app, machine, at, sim, boot.gen, reason);
+        return false;
+    }
     if let Some(pg) = state.apps.get_mut(app).and_then(|owner| owner.pg.as_mut()) {
         for (user, var) in USERS {
             if let Some(password) = boot.env.get(var) {
@@ -206,6 +250,9 @@ fn unlock_failure(sim: &Sim, env: &BTreeMap<String, String>) -> Option<String> {
             "failed to unlock restored data: failed to establish connection: timeout".to_string(),
         );
     }
+    if let Some(error) = unquotable_password(env) {
+        return Some(format!("failed to unlock restored data: {error}"));
+    }
     let missing: Vec<&str> = ["SU_PASSWORD", "REPL_PASSWORD"]
         .into_iter()
         .filter(|key| env.get(*key).is_none_or(|v| v.is_empty()))
@@ -219,6 +266,28 @@ fn unlock_failure(sim: &Sim, env: &BTreeMap<String, String>) -> Option<String> {
     ))
 }
 
+/// postgres-ha `pkg/flyunlock/unlock.go::createRequiredUsers` runs
+/// `fmt.Sprintf("ALTER USER %s WITH PASSWORD '%s'", user, pass)`: a `'` in a password ends the string
+/// literal early and the statement is a syntax error (flyctl generates `[A-Za-z0-9]` only).
+fn unquotable_password(env: &BTreeMap<String, String>) -> Option<String> {
+    USERS.iter().find_map(|(_, var)| {
+        let password = env.get(*var)?;
+        let (_, after_quote) = password.split_once('\'')?;
+        let token: String = after_quote
+            .chars()
+            .take_while(|c| !c.is_whitespace() && *c != '\'')
+            .collect();
+        let near = if token.is_empty() {
+            "'".to_string()
+        } else {
+            token
+        };
+        Some(format!(
+            "ERROR: syntax error at or near \"{near}\" (SQLSTATE 42601)"
+        ))
+    })
+}
+
 /// `start` panics: log it like Go does and schedule the exit.
 fn crash(
     state: &mut State,
@@ -229,14 +298,8 @@ fn crash(
     gen: u64,
     reason: String,
 ) {
-    state.log(
-        app,
-        machine,
-        at,
-        "Restore detected: reconfiguring users to match the environment",
-    );
     state.log(app, machine, at, format!("panic: {reason}"));
-    state.log(app, machine, at, "goroutine 1 [running]:\nmain.main()\n\t/go/src/github.com/fly-apps/postgres-ha/cmd/start/main.go:56 +0x2a5");
+    state.log(app, machine, at, "goroutine 1 [running]:\nmain.main()\n\t/go/src/github.com/fly-apps/postgres-ha/cmd/start/main.go:34 +0x2a5");
     if let Ok(record) = state.machine_mut(app, machine) {
         record.crash_reason = Some(reason);
     }
@@ -339,6 +402,7 @@ pub(crate) fn ready(state: &mut State, app: &str, machine: &str, at: i64) {
         }
         need_arm = !pg.archive_armed;
         pg.archive_armed = true;
+        super::postgres_started(pg, machine);
     }
     pglog(
         state,
@@ -378,7 +442,8 @@ pub(crate) fn ready(state: &mut State, app: &str, machine: &str, at: i64) {
     }
 }
 
-/// The Machine stopped (or exited): Postgres is gone; fail over if it was the master.
+/// The Machine stopped (or exited): Postgres is gone. If it was the master, the sentinel waits
+/// failInterval before it declares it failed (see `failover`).
 pub(crate) fn halted(state: &mut State, app: &str, machine: &str, at: i64) {
     if let Ok(member) = state.machine_mut(app, machine) {
         member.ready_ms = None;
@@ -389,37 +454,109 @@ pub(crate) fn halted(state: &mut State, app: &str, machine: &str, at: i64) {
     {
         member.ready_ms = None;
     }
-    let Some(owner) = state.apps.get(app) else {
+    let Some(pg) = state.apps.get(app).and_then(|owner| owner.pg.as_ref()) else {
         return;
     };
-    let Some(pg) = owner.pg.as_ref() else { return };
     if pg.master.as_deref() != Some(machine)
         || pg.pitr.as_ref().is_some_and(|p| p.step != "recovered")
     {
         return;
     }
+    let wait = fail_interval_ms(&pg.spec);
+    let master = machine.to_string();
+    state.schedule(app, at + wait, TimerKind::Failover { master });
+}
+
+/// The spec's `failInterval` (a Go duration), else stolon's default of 20 s
+/// (`internal/cluster/cluster.go`: `DefaultFailInterval = 20 * time.Second`).
+fn fail_interval_ms(spec: &serde_json::Value) -> i64 {
+    spec.get("failInterval")
+        .and_then(|v| v.as_str())
+        .and_then(go_duration_ms)
+        .unwrap_or(20_000)
+}
+
+/// `1h`, `20s`, `500ms`, `1m30s` → milliseconds.
+fn go_duration_ms(text: &str) -> Option<i64> {
+    let mut total = 0i64;
+    let mut rest = text.trim();
+    if rest.is_empty() {
+        return None;
+    }
+    while !rest.is_empty() {
+        let digits = rest.find(|c: char| !c.is_ascii_digit())?;
+        let number: i64 = rest.get(..digits)?.parse().ok()?;
+        rest = &rest[digits..];
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit())
+            .unwrap_or(rest.len());
+        let factor = match &rest[..unit_len] {
+            "ms" => 1,
+            "s" => 1000,
+            "m" => 60_000,
+            "h" => 3_600_000,
+            _ => return None,
+        };
+        total = total.checked_add(number.checked_mul(factor)?)?;
+        rest = &rest[unit_len..];
+    }
+    Some(total)
+}
+
+/// failInterval passed since `master` went away: unless it is back, the sentinel elects the first
+/// ready keeper that can be master. Outside `PRIMARY_REGION` `start` sets
+/// `STKEEPER_CAN_BE_MASTER=false` (postgres-ha `cmd/start/main.go`, `Node.IsPrimaryRegion`), and
+/// stolon's `findBestNewMasters` skips such keepers; with none eligible the sentinel keeps waiting.
+pub(crate) fn failover(state: &mut State, app: &str, master: &str, at: i64) {
+    let Some(owner) = state.apps.get(app) else {
+        return;
+    };
+    let Some(pg) = owner.pg.as_ref() else { return };
+    if pg.master.as_deref() != Some(master) {
+        return;
+    }
+    let back = owner
+        .machines
+        .get(master)
+        .is_some_and(|member| member.state == MachineState::Started && member.ready_ms.is_some());
+    if back {
+        return;
+    }
+    let wait = fail_interval_ms(&pg.spec);
     let candidate = owner
         .machines
         .values()
         .find(|member| {
-            member.id != machine
+            member.id != master
                 && !member.destroyed
                 && member.state == MachineState::Started
                 && member.ready_ms.is_some()
+                && can_be_master(owner, member)
         })
         .map(|member| member.id.clone());
+    state.log(app, master, at, "sentinel | master db is failed");
+    let Some(candidate) = candidate else {
+        state.log(app, master, at, "sentinel | no eligible masters");
+        let master = master.to_string();
+        state.schedule(app, at + wait, TimerKind::Failover { master });
+        return;
+    };
     if let Some(pg) = state.apps.get_mut(app).and_then(|owner| owner.pg.as_mut()) {
-        pg.master = candidate.clone();
+        pg.master = Some(candidate.clone());
     }
-    state.log(app, machine, at, "sentinel | master db is failed");
-    if let Some(c) = candidate {
-        state.log(
-            app,
-            &c,
-            at,
-            format!("sentinel | electing db as the new master: {c}"),
-        );
-    }
+    state.log(
+        app,
+        &candidate,
+        at,
+        format!("sentinel | electing db as the new master: {candidate}"),
+    );
+}
+
+/// The keeper runs in the app's `PRIMARY_REGION`.
+fn can_be_master(owner: &App, member: &Machine) -> bool {
+    let env = machine_env(owner, member);
+    env.get("PRIMARY_REGION")
+        .is_some_and(|primary| *primary == member.region)
 }
 
 /// archive_timeout: the master switches WAL; archive_command runs in its env.

@@ -16,9 +16,9 @@ mod psql;
 mod sql;
 mod stolonctl;
 
-pub(crate) use lifecycle::{archive_tick, boot, halted, ready};
+pub(crate) use lifecycle::{archive_tick, boot, failover, halted, ready};
 pub(crate) use pitr::{pitr_step, start_restore};
-pub(crate) use psql::psql;
+pub(crate) use psql::{missing_socket, psql};
 pub(crate) use stolonctl::{stolonctl, stolonctl_run};
 
 pub(crate) const USERS: [(&str, &str); 3] = [
@@ -34,28 +34,110 @@ pub(crate) fn md5_password(user: &str, password: &str) -> String {
     format!("md5{}", hex::encode(h.finalize()))
 }
 
-/// The spec Fly's `start` generates when a cluster is first initialised (`pkg/flypg/config.go`).
-pub(crate) fn default_spec() -> Value {
-    json!({
+/// What postgres-ha's `InitConfig` sizes the spec from: the VM's memory, the `/data` volume and
+/// `PG_MAJOR`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Sizing {
+    pub memory_mb: u64,
+    pub disk_gb: u64,
+    pub pg_major: u32,
+}
+
+impl Sizing {
+    /// A Machine's sizing: `guest.memory_mb` (Fly's default 256), its volume, its image's major.
+    pub(crate) fn of(owner: &App, member: &Machine) -> Self {
+        let memory_mb = member
+            .config
+            .pointer("/guest/memory_mb")
+            .and_then(|v| v.as_u64())
+            .unwrap_or(256);
+        let disk_gb = member
+            .volume
+            .as_ref()
+            .and_then(|id| owner.volumes.get(id))
+            .map_or(1, |volume| volume.size_gb);
+        let pg_major = pg_version_of(crate::image::image_of(member)) / 10000;
+        Self {
+            memory_mb,
+            disk_gb,
+            pg_major,
+        }
+    }
+}
+
+/// The cluster spec the image generates (postgres-ha `pkg/flypg/config.go::InitConfig`) for a new
+/// cluster: only these fields, so stolon's defaults (`failInterval` 20 s, …) apply to the rest.
+pub(crate) fn init_config(sizing: Sizing) -> Value {
+    let memory = sizing.memory_mb;
+    let disk_mb = sizing.disk_gb.saturating_mul(1024);
+    let max_wal_mb = disk_mb / 10;
+    let min_wal_mb = (max_wal_mb / 4).max(32);
+    let mut spec = json!({
         "initMode": "new",
-        "sleepInterval": "1s",
-        "failInterval": "10s",
+        "existingConfig": {},
         "maxStandbysPerSender": 50,
         "deadKeeperRemovalInterval": "1h",
-        "synchronousReplication": false,
-        "usePgrewind": true,
         "pgParameters": {
-            "archive_mode": "on",
-            "archive_timeout": "60",
-            "archive_command": "if [ $ENABLE_WALG ]; then /usr/local/bin/wal-g wal-push \"%p\"; fi",
+            "random_page_cost": "1.1",
+            "effective_io_concurrency": "200",
+            "shared_buffers": format!("{}MB", memory / 4),
+            "effective_cache_size": format!("{}MB", 3 * memory / 4),
+            "maintenance_work_mem": format!("{}MB", (memory / 20).max(64)),
+            "work_mem": format!("{}MB", (memory / 64).max(4)),
             "max_connections": "300",
-            "shared_buffers": "64MB",
-            "max_wal_size": "1GB",
-            "min_wal_size": "80MB",
-            "wal_level": "replica",
-            "log_statement": "ddl"
+            "max_worker_processes": "8",
+            "max_parallel_workers": "8",
+            "max_parallel_workers_per_gather": "2",
+            "wal_compression": "on",
+            "archive_mode": "on",
+            "archive_command": "if [ $ENABLE_WALG ]; then /usr/local/bin/wal-g wal-push \"%p\"; fi",
+            "archive_timeout": "60",
+            "max_wal_size": format!("{max_wal_mb}MB"),
+            "min_wal_size": format!("{min_wal_mb}MB"),
         }
-    })
+    });
+    let keep = match sizing.pg_major {
+        13.. => Some(("wal_keep_size", "0")),
+        12 => Some(("wal_keep_segments", "0")),
+        _ => None,
+    };
+    if let Some((name, value)) = keep {
+        spec["pgParameters"][name] = json!(value);
+    }
+    spec
+}
+
+/// The spec's `pgParameters` as strings.
+pub(crate) fn pg_parameters(pg: &PgCluster) -> BTreeMap<String, String> {
+    pg.spec
+        .get("pgParameters")
+        .and_then(|v| v.as_object())
+        .map(|parameters| {
+            parameters
+                .iter()
+                .filter_map(|(name, value)| Some((name.clone(), value.as_str()?.to_string())))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The `archive_mode` the master's Postgres started with, if flysim saw it start.
+pub(crate) fn running_archive_mode(pg: &PgCluster) -> Option<String> {
+    let master = pg.master.as_ref()?;
+    pg.started_archive_mode.get(master).cloned()
+}
+
+/// Postgres started on `machine`: remember its postmaster-context `archive_mode` (stolon
+/// `internal/cluster/cluster.go`: `automaticPgRestart` defaults to false, so a later spec change waits
+/// for a restart; flyctl `config_update.go::isRestartRequired`).
+pub(crate) fn postgres_started(pg: &mut PgCluster, machine: &str) {
+    let mode = pg
+        .spec
+        .pointer("/pgParameters/archive_mode")
+        .and_then(|v| v.as_str())
+        .unwrap_or("off")
+        .to_string();
+    pg.started_archive_mode.insert(machine.to_string(), mode);
 }
 
 pub(crate) fn pg_version_of(image: &str) -> u32 {
@@ -160,6 +242,14 @@ pub(crate) fn role_of(owner: &App, member: &Machine) -> Role {
         return fail("failed to connect to local node: connection refused");
     };
     if let Some(p) = &pg.pitr {
+        // stolon forces hot_standby=on (keeper.go `mandatoryPGParameters`): during archive recovery
+        // the keeper's Postgres answers `transaction_read_only = on`, which the check reads as replica.
+        if p.step == "recovering" && p.keeper == member.id {
+            return Role {
+                role: Some("replica"),
+                problem: None,
+            };
+        }
         if p.step != "recovered" {
             return fail(
                 "failed to connect to local node: FATAL: the database system is starting up",
@@ -176,13 +266,20 @@ pub(crate) fn role_of(owner: &App, member: &Machine) -> Role {
     if bad.contains(&"flypgadmin") {
         return fail("failed to connect to local node: FATAL: password authentication failed for user \"flypgadmin\"");
     }
+    // postgres-ha `pkg/flycheck/role.go`: above 90 % disk use the check answers `readonly`.
+    if disk_used_percent(owner, member) > 90 {
+        return Role {
+            role: Some("readonly"),
+            problem: None,
+        };
+    }
     if pg.master.as_deref() == Some(&member.id) {
         Role {
             role: Some("leader"),
             problem: None,
         }
     } else {
-        if bad.contains(&"repluser") {
+        if bad.contains(&"repluser") || pgpass_garbles(env.get("REPL_PASSWORD")) {
             return fail(
                 "replication: FATAL: password authentication failed for user \"repluser\"",
             );
@@ -192,6 +289,23 @@ pub(crate) fn role_of(owner: &App, member: &Machine) -> Role {
             problem: None,
         }
     }
+}
+
+/// Disk use of the Machine's `/data` volume, in percent.
+fn disk_used_percent(owner: &App, member: &Machine) -> u64 {
+    member
+        .volume
+        .as_ref()
+        .and_then(|id| owner.volumes.get(id))
+        .map_or(10, Volume::used_percent)
+}
+
+/// stolon writes the replication password into `.pgpass` unescaped
+/// (`internal/postgresql/postgresql.go`: `fmt.Sprintf("%s:%s:*:%s:%s\n", host, port, user, password)`);
+/// libpq reads the password up to the next `:` and drops each backslash, so a replica's resync
+/// (pg_basebackup) authenticates with a different password.
+fn pgpass_garbles(password: Option<&String>) -> bool {
+    password.is_some_and(|p| p.contains(':') || p.contains('\\'))
 }
 
 /// `checks` of a Machine as Fly reports them (Stolon image: pg, role, vm on :5500).

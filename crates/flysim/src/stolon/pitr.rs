@@ -153,13 +153,17 @@ pub(crate) fn pitr_step(state: &mut State, app: &str, gen: u64, at: i64, sim: &S
         return;
     };
     let env = machine_env(owner, keeper_machine);
+    let server_version = super::pg_version_of(crate::image::image_of(keeper_machine));
     let spec = pg.spec.clone();
     let step = pitr.step.clone();
     let backup = pitr.backup.clone();
     let restored = pitr.restored.clone();
     match step.as_str() {
         "restoring" => match backup {
-            Some(backup) => fetch(state, app, &keeper, (gen, at), sim, (&backup, &spec, &env)),
+            Some(backup) => {
+                let source = (backup.as_str(), &spec, &env, server_version);
+                fetch(state, app, &keeper, (gen, at), sim, source)
+            }
             // The previous attempt found no backup: try again from scratch.
             None => start_restore(state, app, at, sim),
         },
@@ -179,9 +183,9 @@ fn fetch(
     keeper: &str,
     (gen, at): (u64, i64),
     sim: &Sim,
-    (backup, spec, env): (&str, &Value, &BTreeMap<String, String>),
+    (backup, spec, env, server_version): (&str, &Value, &BTreeMap<String, String>, u32),
 ) {
-    let restored = match crate::walg::fetch_for_recovery(backup, spec, env) {
+    let restored = match crate::walg::fetch_for_recovery(backup, spec, env, server_version) {
         Ok(restored) => restored,
         Err(e) => {
             log_lines(state, app, keeper, at, &e);
@@ -267,15 +271,42 @@ fn recover(
     pg.timeline = new_timeline;
     pg.lsn = restored.end_lsn;
     pg.master = Some(keeper.to_string());
+    super::postgres_started(pg, keeper);
     let rejected = auth_mismatches(pg, env);
     if let Some(volume) = keeper_volume(state, app, keeper) {
         volume.has_pgdata = true;
     }
     if rejected.is_empty() {
+        merge_restored_parameters(state, app, keeper, restored.pg_parameters.as_ref());
         converge(state, app, keeper, at, new_timeline, restored.end_lsn);
     } else {
         reject_credentials(state, app, keeper, at, &rejected);
     }
+}
+
+/// The keeper's Postgres runs with the restored `postgresql.conf` included, the spec's own
+/// `pgParameters` on top; once the cluster converges the sentinel replaces the spec's `pgParameters`
+/// with what the database reports (`cmd/sentinel/cmd/sentinel.go`: `IncludeConfig` and
+/// `MergePgParameters`, true unless the spec says false).
+fn merge_restored_parameters(
+    state: &mut State,
+    app: &str,
+    keeper: &str,
+    restored: Option<&BTreeMap<String, String>>,
+) {
+    let Some(pg) = state.apps.get_mut(app).and_then(|owner| owner.pg.as_mut()) else {
+        return;
+    };
+    let Some(restored) = restored else { return };
+    if pg.spec.get("mergePgParameters") == Some(&Value::Bool(false)) {
+        return;
+    }
+    let mut merged = restored.clone();
+    merged.extend(super::pg_parameters(pg));
+    if let Some(spec) = pg.spec.as_object_mut() {
+        spec.insert("pgParameters".into(), serde_json::json!(merged));
+    }
+    super::postgres_started(pg, keeper);
 }
 
 /// `recovered`: the keeper is master, the others resync, the new timeline's history is archived.

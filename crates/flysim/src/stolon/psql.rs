@@ -29,7 +29,7 @@ impl Connection {
                 .unwrap_or_else(|| default.to_string())
         };
         Self {
-            host: var("PGHOST", "localhost"),
+            host: var("PGHOST", ""),
             port: var("PGPORT", "5432"),
             user: var("PGUSER", "root"),
             password: env.get("PGPASSWORD").cloned(),
@@ -131,15 +131,22 @@ fn connect(
     database: &str,
 ) -> Result<bool, Out> {
     let (host, port, user) = (&connection.host, &connection.port, &connection.user);
-    let where_ = format!("connection to server at \"{host}\", port {port} failed");
     let fail = |message: String| Err(Out::err(2, format!("psql: error: {message}\n")));
+    if let Some(socket) = missing_socket(host, port) {
+        return fail(format!("connection to server on socket \"{socket}\" failed: No such file or directory\n\tIs the server running locally and accepting connections on that socket?"));
+    }
+    let where_ = if host.starts_with('/') {
+        format!("connection to server on socket \"{host}/.s.PGSQL.{port}\" failed")
+    } else {
+        format!("connection to server at \"{host}\", port {port} failed")
+    };
     let Some(owner) = context.state.apps.get(&context.app) else {
         return fail("no app".into());
     };
     let Some(pg) = owner.pg.as_ref() else {
         return fail(format!("{where_}: Connection refused"));
     };
-    // :5432 is HAProxy → the leader; :5433 is the local Postgres.
+    // :5432 is HAProxy → the leader; :5433 (or the socket in /tmp) is the local Postgres.
     let target = if port == "5432" {
         pg.master.clone()
     } else {
@@ -181,6 +188,24 @@ fn connect(
         ));
     }
     Ok(role_of(owner, target).role == Some("replica"))
+}
+
+/// The socket path of a unix-socket connection that cannot work: without `PGHOST`/`-h` libpq looks in
+/// `/var/run/postgresql`, but stolon puts Postgres' socket in `/tmp` (stolon
+/// `internal/common/common.go`: `PgUnixSocketDirectories = "/tmp"`), and Postgres listens on 5433 only
+/// (`:5432` is HAProxy, TCP; postgres-ha `config/haproxy.cfg`).
+pub(crate) fn missing_socket(host: &str, port: &str) -> Option<String> {
+    let directory = if host.is_empty() {
+        "/var/run/postgresql"
+    } else if host.starts_with('/') {
+        host.trim_end_matches('/')
+    } else {
+        return None;
+    };
+    if directory == "/tmp" && port == "5433" {
+        return None;
+    }
+    Some(format!("{directory}/.s.PGSQL.{port}"))
 }
 
 /// Run each `-c` command in order, stopping at the first error.

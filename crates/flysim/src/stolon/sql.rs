@@ -35,6 +35,9 @@ pub(super) fn run_sql(
         return result;
     }
     if let Some(result) = write_statement(pg, db, &lower, read_only) {
+        if matches!(result, Ok(SqlResult::Tag(_))) {
+            pg.unarchived_commit_ms = Some(now);
+        }
         return result;
     }
     Err(format!("flysim: statement not emulated: {statement}"))
@@ -45,8 +48,14 @@ fn one(column: &str, value: String) -> Result<SqlResult, String> {
     Ok(SqlResult::Rows(column.to_string(), vec![value]))
 }
 
-/// A server parameter: the spec's `pgParameters`, else Postgres' default.
+/// A server parameter: the spec's `pgParameters`, else Postgres' default; `archive_mode` is the value
+/// the master's Postgres started with (see `PgCluster::started_archive_mode`).
 fn parameter(pg: &PgCluster, name: &str) -> String {
+    if name == "archive_mode" {
+        if let Some(mode) = super::running_archive_mode(pg) {
+            return mode;
+        }
+    }
     pg.spec
         .pointer(&format!("/pgParameters/{name}"))
         .and_then(|v| v.as_str())

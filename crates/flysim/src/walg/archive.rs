@@ -1,4 +1,5 @@
-//! WAL archiving: the leader's `archive_command` every archive_timeout, and the history file a PITR
+//! WAL archiving: the leader's `archive_command` every archive_timeout in which something was written
+//! (each segment stamped with its newest commit time, which replay reads), and the history file a PITR
 //! leaves on its new timeline.
 
 use std::collections::BTreeMap;
@@ -20,13 +21,15 @@ pub(super) fn db_size(pg: &PgCluster) -> u64 {
 }
 
 /// Write WAL segment objects up to (excluding) `upto_seg` if archiving works; returns the log problem.
+/// `commit_ms` is the newest commit in the first segment (the others hold no commit): replay needs a
+/// commit after a recovery target to reach it (see `fetch::replay`).
 pub(super) fn push_segments(
     root: &Path,
     tli: u32,
-    from_seg: u64,
-    upto_seg: u64,
+    (from_seg, upto_seg): (u64, u64),
     method: &str,
     at: i64,
+    commit_ms: Option<i64>,
 ) -> Result<(), String> {
     for seg in from_seg..upto_seg {
         let name = wal_name(tli, seg);
@@ -38,10 +41,40 @@ pub(super) fn push_segments(
         // XLogLongPageHeader magic of PG 14 (0xD10D) and the timeline, so the object is recognisable.
         page[0..2].copy_from_slice(&0xD10Du16.to_le_bytes());
         page[4..8].copy_from_slice(&tli.to_le_bytes());
+        let commit = if seg == from_seg { commit_ms } else { None };
+        stamp_commit(&mut page, commit);
         let data = compress(&page, method).map_err(|e| e.to_string())?;
         write_file(&path, &data, at).map_err(|e| format!("failed to upload {name}: {e}"))?;
     }
     Ok(())
+}
+
+/// The emulator's stand-in for the commit records in a segment: a marker and the newest commit time.
+const COMMIT_MARKER: &[u8; 4] = b"FSC1";
+const NO_COMMIT_MARKER: &[u8; 4] = b"FSC0";
+
+fn stamp_commit(page: &mut [u8], commit_ms: Option<i64>) {
+    match commit_ms {
+        Some(ms) => {
+            page[8..16].copy_from_slice(&ms.to_le_bytes());
+            page[16..20].copy_from_slice(COMMIT_MARKER);
+        }
+        None => page[16..20].copy_from_slice(NO_COMMIT_MARKER),
+    }
+}
+
+/// What a segment says about its commits: `Some(Some(ms))` the newest commit, `Some(None)` none,
+/// `None` a segment without the stamp (written by an older flysim: the caller falls back to its mtime).
+pub(super) fn commit_of(page: &[u8]) -> Option<Option<i64>> {
+    let marker = page.get(16..20)?;
+    if marker == NO_COMMIT_MARKER {
+        return Some(None);
+    }
+    if marker != COMMIT_MARKER {
+        return None;
+    }
+    let bytes: [u8; 8] = page.get(8..16)?.try_into().ok()?;
+    Some(Some(i64::from_le_bytes(bytes)))
 }
 
 /// What archive_command would do for the master now: `Ok(Some(root))` pushes, `Ok(None)` is a no-op
@@ -58,7 +91,7 @@ pub(super) fn archive_target(
             .unwrap_or("")
             .to_string()
     };
-    let mode = p("archive_mode");
+    let mode = crate::stolon::running_archive_mode(pg).unwrap_or_else(|| p("archive_mode"));
     if !matches!(mode.as_str(), "on" | "yes" | "always" | "true" | "1") {
         return Ok(None);
     }
@@ -86,21 +119,32 @@ pub(crate) fn archive_segment(state: &mut State, app: &str, at: i64) {
     if master.state != MachineState::Started || master.ready_ms.is_none() {
         return;
     }
+    // An idle server does not switch segments at archive_timeout: nothing to archive.
+    let Some(commit) = pg.unarchived_commit_ms else {
+        return;
+    };
     let env = machine_env(owner, master);
     let mid = master.id.clone();
     let tli = pg.timeline;
     let seg = pg.lsn / SEG_SIZE;
-    match archive_target(pg, &env, at) {
-        Ok(None) => {
-            if let Some(pg) = state.apps.get_mut(app).and_then(|owner| owner.pg.as_mut()) {
-                pg.lsn = (seg + 1) * SEG_SIZE + 40;
-            }
+    let switched = |state: &mut State| {
+        if let Some(pg) = state.apps.get_mut(app).and_then(|owner| owner.pg.as_mut()) {
+            pg.lsn = (seg + 1) * SEG_SIZE + 40;
+            pg.unarchived_commit_ms = None;
         }
-        Ok(Some(root)) => match push_segments(&root, tli, seg, seg + 1, compression(&env), at) {
+    };
+    match archive_target(pg, &env, at) {
+        Ok(None) => switched(state),
+        Ok(Some(root)) => match push_segments(
+            &root,
+            tli,
+            (seg, seg + 1),
+            compression(&env),
+            at,
+            Some(commit),
+        ) {
             Ok(()) => {
-                if let Some(pg) = state.apps.get_mut(app).and_then(|owner| owner.pg.as_mut()) {
-                    pg.lsn = (seg + 1) * SEG_SIZE + 40;
-                }
+                switched(state);
                 state.log(
                     app,
                     &mid,
@@ -153,14 +197,13 @@ pub(crate) fn archive_history(
     let env = machine_env(owner, member);
     if let Ok(Some(root)) = archive_target(pg, &env, at) {
         let method = compression(&env);
-        let mut hist = String::new();
-        for t in 1..new_tli {
-            hist.push_str(&format!(
-                "{t}\t{:X}/{:X}\tno recovery target specified\n",
-                switch_lsn >> 32,
-                switch_lsn & 0xFFFF_FFFF
-            ));
-        }
+        let parent = new_tli.saturating_sub(1);
+        let mut hist = parent_history(&root, parent).unwrap_or_else(|| {
+            (1..parent)
+                .map(|t| history_line(t, switch_lsn))
+                .collect::<String>()
+        });
+        hist.push_str(&history_line(parent, switch_lsn));
         let name = format!("{new_tli:08X}.history");
         if let Ok(data) = compress(hist.as_bytes(), method) {
             let _ = write_file(
@@ -173,3 +216,23 @@ pub(crate) fn archive_history(
 }
 
 // ---- reading ----
+
+/// One line of a timeline history file.
+fn history_line(parent: u32, switch_lsn: u64) -> String {
+    format!(
+        "{parent}\t{:X}/{:X}\tno recovery target specified\n",
+        switch_lsn >> 32,
+        switch_lsn & 0xFFFF_FFFF
+    )
+}
+
+/// The archived history of `timeline` (a new timeline's history starts with its parent's).
+fn parent_history(root: &Path, timeline: u32) -> Option<String> {
+    let stem = format!("{timeline:08X}.history");
+    ["lz4", "none"].iter().find_map(|method| {
+        let name = with_ext(&stem, method);
+        let raw = std::fs::read(root.join("wal_005").join(&name)).ok()?;
+        let bytes = super::decompress(&raw, &name).ok()?;
+        Some(String::from_utf8_lossy(&bytes).to_string())
+    })
+}

@@ -25,7 +25,8 @@ pub(crate) fn seed_history(
     let mut next_backup = start + 3600 * 1000;
     while t < now_ms {
         let seg = pg.lsn / SEG_SIZE;
-        push_segments(root, pg.timeline, seg, seg + 1, "lz4", t).map_err(std::io::Error::other)?;
+        push_segments(root, pg.timeline, (seg, seg + 1), "lz4", t, Some(t))
+            .map_err(std::io::Error::other)?;
         pg.lsn = (seg + 1) * SEG_SIZE + 40;
         *pg.databases
             .entry("app".into())
@@ -48,6 +49,7 @@ pub(crate) fn seed_history(
                 timeline: pg.timeline,
                 hostname: hostname.to_string(),
                 data_dir: "/data/postgres".into(),
+                pg_parameters: crate::stolon::pg_parameters(pg),
                 roles: pg.roles.clone(),
                 databases: pg.databases.clone(),
                 compression: "lz4".into(),
@@ -58,10 +60,10 @@ pub(crate) fn seed_history(
             push_segments(
                 root,
                 pg.timeline,
-                seg,
-                finish_lsn / SEG_SIZE + 1,
+                (seg, finish_lsn / SEG_SIZE + 1),
                 "lz4",
                 t + 90_000,
+                None,
             )
             .map_err(std::io::Error::other)?;
             write_backup(&job)?;

@@ -137,6 +137,20 @@ impl Env {
             Some(json!({"name": name, "org_slug": ORG, "app_role_id": "postgres_cluster"})),
         )
         .await;
+        self.wait_for_app(name).await;
+    }
+
+    /// Retry `GET /v1/apps/{name}` while it is 404, as fly-go `flaps/flaps_apps.go::WaitForApp` does (a
+    /// new app is not visible at once; on a manual clock the 404 moves the clock).
+    pub async fn wait_for_app(&self, name: &str) {
+        for _ in 0..100 {
+            let r = self.call("GET", &format!("/v1/apps/{name}"), None).await;
+            if r.status != 404 {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        panic!("app {name} never became visible");
     }
 
     pub async fn set_secrets(&self, app: &str, values: Value) -> u64 {
@@ -251,5 +265,7 @@ pub fn pg_secrets(su: &str, repl: &str, op: &str, walg_dir: &str) -> Value {
         "SU_PASSWORD": su, "REPL_PASSWORD": repl, "OPERATOR_PASSWORD": op,
         "PGUSER": "postgres", "PGPASSWORD": op, "PGHOST": "localhost", "PGPORT": "5432",
         "WALG_FILE_PREFIX": walg_dir,
+        // What `fly pg create` sets (flyctl `flypg/launcher.go::setSecrets`); the image panics without it.
+        "FLY_CONSUL_URL": "https://:token@consul-flysim.fly-shared.net/flysim-test-xyz/",
     })
 }
