@@ -274,10 +274,12 @@ async fn rollout_server(
                 m["instance_id"] = json!("01HVNEW");
                 Reply::Json(200, m)
             }
-            ("GET", ["machines", _, "wait"]) => {
-                std::thread::sleep(wait_delay);
-                Reply::Json(200, json!({"ok": true, "state": "started"}))
-            }
+            // An async delay: a blocking sleep here held a runtime thread, and under load the client's
+            // lease-refresh timer could sit behind it, so no refresh was sent during the wait (a flaky test).
+            ("GET", ["machines", _, "wait"]) => Reply::After(
+                wait_delay,
+                Box::new(Reply::Json(200, json!({"ok": true, "state": "started"}))),
+            ),
             _ => Reply::Json(404, json!({"error": "not found"})),
         }
     })

@@ -58,6 +58,8 @@ pub enum Reply {
     Empty(u16),
     /// Close the connection without answering (a lost connection).
     Drop,
+    /// Answer with the inner reply after a delay, without holding a runtime thread (a slow Fly call).
+    After(std::time::Duration, Box<Reply>),
 }
 
 pub type Responder = dyn Fn(&Recorded, &[Recorded]) -> Reply + Send + Sync;
@@ -163,7 +165,12 @@ async fn handle(
         log.push(rec.clone());
         earlier
     };
-    match (state.responder)(&rec, &earlier) {
+    let mut reply = (state.responder)(&rec, &earlier);
+    while let Reply::After(delay, inner) = reply {
+        tokio::time::sleep(delay).await;
+        reply = *inner;
+    }
+    match reply {
         Reply::Json(s, v) => (status(s), axum::Json(v)).into_response(),
         Reply::JsonWithHeaders(s, v, hs) => {
             let mut r = (status(s), axum::Json(v)).into_response();
@@ -178,6 +185,7 @@ async fn handle(
         // Unwinding out of the handler makes hyper drop the connection without a response.
         // `resume_unwind` skips the panic hook, so nothing is printed.
         Reply::Drop => std::panic::resume_unwind(Box::new("drop connection")),
+        Reply::After(..) => status(500).into_response(), // unwrapped above
     }
 }
 
