@@ -1096,7 +1096,11 @@ pub async fn export<W: Write>(
                     r.prev_hash,
                     r.hash,
                 ];
-                w.write_record(record.iter().map(|cell| spreadsheet_safe(cell).into_owned()))?;
+                w.write_record(
+                    record
+                        .iter()
+                        .map(|cell| spreadsheet_safe(cell).into_owned()),
+                )?;
                 n += 1;
             }
             w.flush()?;

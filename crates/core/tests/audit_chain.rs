@@ -607,20 +607,29 @@ async fn csv_export_cells_never_start_a_spreadsheet_formula() {
         .await
         .unwrap();
     let mut r = csv::Reader::from_reader(out.as_slice());
-    let ids: Vec<String> = r
-        .records()
-        .map(|rec| rec.unwrap()[11].to_owned())
-        .collect();
+    let ids: Vec<String> = r.records().map(|rec| rec.unwrap()[11].to_owned()).collect();
     assert_eq!(ids.len(), hostile.len());
     for (cell, text) in ids.iter().zip(hostile) {
-        assert_eq!(cell, &format!("'{text}"), "neutralised with a leading quote");
+        assert_eq!(
+            cell,
+            &format!("'{text}"),
+            "neutralised with a leading quote"
+        );
     }
 
     let mut out = Vec::new();
-    audit::export(&pool, &AuditFilter::default(), ExportFormat::Jsonl, &mut out)
-        .await
-        .unwrap();
+    audit::export(
+        &pool,
+        &AuditFilter::default(),
+        ExportFormat::Jsonl,
+        &mut out,
+    )
+    .await
+    .unwrap();
     let first: serde_json::Value =
         serde_json::from_str(String::from_utf8(out).unwrap().lines().next().unwrap()).unwrap();
-    assert_eq!(first["request_id"], hostile[0], "JSONL keeps the exact text");
+    assert_eq!(
+        first["request_id"], hostile[0],
+        "JSONL keeps the exact text"
+    );
 }
