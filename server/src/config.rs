@@ -84,11 +84,11 @@ pub struct ServeArgs {
     #[arg(long, env = "WALDEN_SECURE_COOKIES", default_value_t = true, action = clap::ArgAction::Set, value_name = "BOOL")]
     pub secure_cookies: bool,
 
-    /// Sign a user out after this long without a request.
+    /// Sign a user out after this long without a request (30 minutes: ASVS 3.3.2 and NIST 800-63B AAL2).
     #[arg(
         long,
         env = "WALDEN_SESSION_IDLE_SECS",
-        default_value_t = 3600,
+        default_value_t = 1800,
         value_name = "SECONDS"
     )]
     pub session_idle_secs: u64,
@@ -138,7 +138,7 @@ impl ServeArgs {
             fly_api_url: None,
             shutdown_grace_secs: 20,
             secure_cookies: true,
-            session_idle_secs: 3600,
+            session_idle_secs: 1800,
             session_max_secs: 43_200,
             client_ip_header: None,
             master_key: None,
