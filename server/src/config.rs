@@ -84,11 +84,11 @@ pub struct ServeArgs {
     #[arg(long, env = "WALDEN_SECURE_COOKIES", default_value_t = true, action = clap::ArgAction::Set, value_name = "BOOL")]
     pub secure_cookies: bool,
 
-    /// Sign a user out after this long without a request.
+    /// Sign a user out after this long without a request (30 minutes: ASVS 3.3.2 and NIST 800-63B AAL2).
     #[arg(
         long,
         env = "WALDEN_SESSION_IDLE_SECS",
-        default_value_t = 3600,
+        default_value_t = 1800,
         value_name = "SECONDS"
     )]
     pub session_idle_secs: u64,
@@ -107,11 +107,17 @@ pub struct ServeArgs {
     #[arg(long, env = "WALDEN_CLIENT_IP_HEADER", value_name = "HEADER", value_parser = parse_header_name)]
     pub client_ip_header: Option<axum::http::HeaderName>,
 
-    /// 64 hex characters (32 bytes) sealing secrets at rest (TOTP secrets); two-factor sign-in is unavailable
-    /// without it.
-    /// Generate one with `openssl rand -hex 32` and keep it as a Fly secret.
-    #[arg(long, env = "WALDEN_MASTER_KEY", hide_env_values = true, value_parser = parse_secret, value_name = "HEX")]
+    /// The master key: 64 hex characters (32 bytes) sealing secrets at rest (TOTP secrets); two-factor sign-in
+    /// is unavailable without it. Never a flag (a flag's value is readable by every process on the machine in
+    /// /proc/*/cmdline): it comes from the environment, `WALDEN_MASTER_KEY`, or from a file
+    /// (`--master-key-file`); see [`ServeArgs::load_master_key`].
+    #[arg(skip)]
     pub master_key: Option<SecretString>,
+
+    /// A file holding the master key (64 hex characters; surrounding whitespace ignored), instead of the
+    /// `WALDEN_MASTER_KEY` environment variable. Generate one with `openssl rand -hex 32`.
+    #[arg(long, env = "WALDEN_MASTER_KEY_FILE", value_name = "PATH")]
+    pub master_key_file: Option<PathBuf>,
 
     /// argon2id cost for passwords; OWASP's parameters unless a test makes them cheaper.
     #[arg(skip)]
@@ -132,12 +138,26 @@ impl ServeArgs {
             fly_api_url: None,
             shutdown_grace_secs: 20,
             secure_cookies: true,
-            session_idle_secs: 3600,
+            session_idle_secs: 1800,
             session_max_secs: 43_200,
             client_ip_header: None,
             master_key: None,
+            master_key_file: None,
             password_hash: walden_core::users::HashParams::OWASP,
         }
+    }
+
+    /// Fill [`ServeArgs::master_key`] from `WALDEN_MASTER_KEY` (the value of `env_key`) or from
+    /// `--master-key-file`, never both. Its format is checked where the keyring is made.
+    pub fn load_master_key(&mut self, env_key: Option<String>) -> Result<(), MasterKeyError> {
+        let env_key = env_key.filter(|k| !k.trim().is_empty());
+        self.master_key = match (env_key, &self.master_key_file) {
+            (Some(_), Some(_)) => return Err(MasterKeyError::Both),
+            (Some(key), None) => Some(SecretString::from(key.trim().to_owned())),
+            (None, Some(path)) => Some(read_key_file(path)?),
+            (None, None) => self.master_key.take(),
+        };
+        Ok(())
     }
 
     pub fn demo_mode(&self) -> bool {
@@ -182,6 +202,36 @@ fn parse_header_name(value: &str) -> Result<axum::http::HeaderName, String> {
         .map_err(|_| format!("{value:?} is not an HTTP header name"))
 }
 
+/// Why the master key could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum MasterKeyError {
+    #[error("set the master key either in WALDEN_MASTER_KEY or with --master-key-file, not both")]
+    Both,
+    #[error("cannot read the master key file {path}: {source}")]
+    Read {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("the master key file {path} is empty")]
+    Empty { path: String },
+}
+
+fn read_key_file(path: &std::path::Path) -> Result<SecretString, MasterKeyError> {
+    let shown = path.display().to_string();
+    let text = zeroize::Zeroizing::new(std::fs::read_to_string(path).map_err(|source| {
+        MasterKeyError::Read {
+            path: shown.clone(),
+            source,
+        }
+    })?);
+    let key = text.trim();
+    if key.is_empty() {
+        return Err(MasterKeyError::Empty { path: shown });
+    }
+    Ok(SecretString::from(key.to_owned()))
+}
+
 fn parse_secret(value: &str) -> Result<SecretString, String> {
     if value.trim().is_empty() {
         return Err("must not be empty".into());
@@ -205,6 +255,50 @@ mod tests {
             args.fly_api_token.unwrap().expose_secret(),
             "fm2_very-secret"
         );
+    }
+
+    fn args() -> ServeArgs {
+        ServeArgs::new("d".into(), "127.0.0.1:0".parse().unwrap())
+    }
+
+    #[test]
+    fn the_master_key_comes_from_the_environment_or_a_file_never_both() {
+        let mut from_env = args();
+        from_env.load_master_key(Some(" ab12 \n".into())).unwrap();
+        assert_eq!(from_env.master_key.unwrap().expose_secret(), "ab12");
+
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("key");
+        std::fs::write(&file, "cd34\n").unwrap();
+        let mut from_file = args();
+        from_file.master_key_file = Some(file.clone());
+        from_file.load_master_key(None).unwrap();
+        assert_eq!(from_file.master_key.unwrap().expose_secret(), "cd34");
+
+        let mut both = args();
+        both.master_key_file = Some(file);
+        assert!(matches!(
+            both.load_master_key(Some("ab12".into())),
+            Err(MasterKeyError::Both)
+        ));
+
+        let mut missing = args();
+        missing.master_key_file = Some(dir.path().join("nope"));
+        let err = missing.load_master_key(None).unwrap_err().to_string();
+        assert!(err.contains("nope"), "{err}");
+
+        let empty = dir.path().join("empty");
+        std::fs::write(&empty, " \n").unwrap();
+        let mut blank = args();
+        blank.master_key_file = Some(empty);
+        assert!(matches!(
+            blank.load_master_key(None),
+            Err(MasterKeyError::Empty { .. })
+        ));
+
+        let mut neither = args();
+        neither.load_master_key(Some("   ".into())).unwrap();
+        assert!(neither.master_key.is_none());
     }
 
     #[test]

@@ -30,6 +30,8 @@ use crate::config::ServeArgs;
 use crate::jobs::Jobs;
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+/// Where an incoming `x-request-id` (a proxy's, or a client's) is kept, apart from the server's own.
+const PROXY_REQUEST_ID: HeaderName = HeaderName::from_static("x-proxy-request-id");
 
 /// A built console, bound to its port, ready to run.
 pub struct Application {
@@ -218,19 +220,23 @@ pub fn router(state: AppState) -> Router {
     let routes = generate_route_list(App);
     let options = state.leptos_options.clone();
     let request_span = |request: &Request<_>| {
-        let request_id = request
-            .headers()
-            .get(&REQUEST_ID)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("-");
+        let header = |name: &HeaderName| request.headers().get(name).and_then(|v| v.to_str().ok());
+        let request_id = header(&REQUEST_ID).unwrap_or("-");
         let path = request.uri().path();
         // Fly's health checks hit the probes every few seconds: they log at debug, everything else at info.
         // The path only: query strings may carry things that do not belong in logs.
-        if matches!(path, "/healthz" | "/readyz") {
-            tracing::debug_span!("request", method = %request.method(), path, request_id)
+        let span = if matches!(path, "/healthz" | "/readyz") {
+            tracing::debug_span!("request", method = %request.method(), path, request_id, proxy_request_id = tracing::field::Empty)
         } else {
-            tracing::info_span!("request", method = %request.method(), path, request_id)
+            tracing::info_span!("request", method = %request.method(), path, request_id, proxy_request_id = tracing::field::Empty)
+        };
+        if let Some(theirs) = header(&PROXY_REQUEST_ID) {
+            span.record(
+                "proxy_request_id",
+                theirs.chars().take(128).collect::<String>(),
+            );
         }
+        span
     };
     let on_response = |response: &axum::http::Response<_>, latency: Duration, span: &Span| {
         let status = response.status().as_u16();
@@ -254,6 +260,7 @@ pub fn router(state: AppState) -> Router {
         .layer(axum::middleware::from_fn(crate::metrics::track))
         .layer(
             ServiceBuilder::new()
+                .layer(axum::middleware::map_request(set_aside_proxy_request_id))
                 .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
                 .layer(
                     TraceLayer::new_for_http()
@@ -262,6 +269,18 @@ pub fn router(state: AppState) -> Router {
                 )
                 .layer(PropagateRequestIdLayer::new(REQUEST_ID)),
         )
+}
+
+/// The request id is always the server's own (security review L1): an incoming `x-request-id` is client-chosen
+/// text that would otherwise land in audit rows and be echoed back. A proxy's id is kept apart as
+/// `x-proxy-request-id`, logged beside ours so logs on both sides still line up.
+async fn set_aside_proxy_request_id(
+    mut request: Request<axum::body::Body>,
+) -> Request<axum::body::Body> {
+    if let Some(theirs) = request.headers_mut().remove(&REQUEST_ID) {
+        request.headers_mut().insert(PROXY_REQUEST_ID, theirs);
+    }
+    request
 }
 
 /// Liveness: the process is up and serving.

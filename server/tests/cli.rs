@@ -13,6 +13,8 @@ fn walden() -> Command {
         "WALDEN_BIND",
         "FLY_API_TOKEN",
         "WALDEN_LOG_FORMAT",
+        "WALDEN_MASTER_KEY",
+        "WALDEN_MASTER_KEY_FILE",
     ] {
         cmd.env_remove(var);
     }
@@ -41,6 +43,32 @@ fn an_unknown_flag_is_one_line_and_exit_2() {
     let out = walden().args(["serve", "--no-such-flag"]).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert_one_error_line(&out, "--no-such-flag");
+}
+
+/// Security review M7: the master key is never a flag (a flag is readable in /proc/*/cmdline by every process).
+#[test]
+fn the_master_key_is_not_accepted_as_a_flag() {
+    let out = walden()
+        .args(["serve", "--master-key", &"ab".repeat(32)])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert_one_error_line(&out, "--master-key");
+}
+
+#[test]
+fn a_master_key_file_that_cannot_be_read_is_one_line_and_exit_1() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("no-such-key");
+    let out = walden()
+        .args(["serve", "--bind", "127.0.0.1:0", "--data-dir"])
+        .arg(dir.path().join("data"))
+        .arg("--master-key-file")
+        .arg(&missing)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert_one_error_line(&out, "no-such-key");
 }
 
 #[test]

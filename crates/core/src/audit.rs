@@ -1078,7 +1078,7 @@ pub async fn export<W: Write>(
             while let Some(row) = rows.try_next().await? {
                 let r = AuditRow::from_row(&row)?;
                 let o = |v: &Option<String>| v.clone().unwrap_or_default();
-                w.write_record([
+                let record = [
                     r.id.to_string(),
                     r.at,
                     r.actor_id.map(|v| v.to_string()).unwrap_or_default(),
@@ -1095,13 +1095,29 @@ pub async fn export<W: Write>(
                     o(&r.detail),
                     r.prev_hash,
                     r.hash,
-                ])?;
+                ];
+                w.write_record(
+                    record
+                        .iter()
+                        .map(|cell| spreadsheet_safe(cell).into_owned()),
+                )?;
                 n += 1;
             }
             w.flush()?;
         }
     }
     Ok(n)
+}
+
+/// A CSV cell a spreadsheet will not run as a formula: text that starts with `=`, `+`, `-`, `@`, a tab or a
+/// carriage return gets a leading `'` (OWASP's advice on CSV injection). Audit rows hold text a client chose (a
+/// typed user name, a proxy's request id), so an export opened in a spreadsheet must not turn it into a live
+/// `=HYPERLINK(...)`. JSONL exports keep the exact text.
+fn spreadsheet_safe(cell: &str) -> std::borrow::Cow<'_, str> {
+    match cell.chars().next() {
+        Some('=' | '+' | '-' | '@' | '\t' | '\r') => format!("'{cell}").into(),
+        _ => cell.into(),
+    }
 }
 
 /// The audit log as a service of [`crate::Walden`]: the free functions of this module, bound to the pool.

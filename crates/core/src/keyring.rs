@@ -81,6 +81,11 @@ impl Keyring {
         self
     }
 
+    /// A keyed fingerprint of `data` in `context` under the primary key (see [`SealKey::fingerprint`]).
+    pub fn fingerprint(&self, context: &str, data: &[u8]) -> Result<[u8; 32], SealError> {
+        self.inner.primary.fingerprint(context, data)
+    }
+
     /// The id of the key that seals new values.
     pub fn primary_id(&self) -> KeyId {
         self.inner.primary_id

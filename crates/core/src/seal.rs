@@ -17,6 +17,8 @@ const VERSION: u8 = 1;
 pub(crate) const NONCE_LEN: usize = 24;
 /// Domain tag of the key-id hash.
 const KEY_ID_DOMAIN: &[u8] = b"walden-key-id-v1\0";
+/// Domain of the key fingerprints are made with ([`SealKey::fingerprint`]), apart from the sealing key.
+const FINGERPRINT_DOMAIN: &[u8] = b"walden-fingerprint-key-v1\0";
 
 /// Why a value could not be sealed or opened. Never carries key or plaintext material.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -64,6 +66,28 @@ impl SealKey {
 
     fn cipher(&self) -> XChaCha20Poly1305 {
         XChaCha20Poly1305::new(&Key::from(*self.0.expose_secret()))
+    }
+
+    /// A keyed fingerprint of `data` in `context`: HMAC-SHA-256 under a key derived from this one for
+    /// fingerprints only (never the sealing key itself). Equal inputs give equal fingerprints under the same
+    /// key, so rows can be compared ("unchanged since", "the same unknown name again") without the value being
+    /// readable, or guessable without the key.
+    pub fn fingerprint(&self, context: &str, data: &[u8]) -> Result<[u8; 32], SealError> {
+        use hmac::{KeyInit, Mac};
+        let mut derived = Zeroizing::new([0u8; 32]);
+        derived.copy_from_slice(
+            &Sha256::new()
+                .chain_update(FINGERPRINT_DOMAIN)
+                .chain_update(self.0.expose_secret())
+                .finalize(),
+        );
+        // HMAC takes a key of any length, so this cannot fail; the error keeps it panic-free all the same.
+        let mut mac = <hmac::Hmac<Sha256> as KeyInit>::new_from_slice(derived.as_ref())
+            .map_err(|_| SealError::BadKey)?;
+        mac.update(context.as_bytes());
+        mac.update(&[0]);
+        mac.update(data);
+        Ok(mac.finalize().into_bytes().into())
     }
 
     /// The key's id: the first 8 bytes of `SHA-256("walden-key-id-v1\0" ‖ key)`. Says which key sealed a
@@ -160,6 +184,23 @@ impl std::fmt::Debug for KeyId {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn fingerprints_are_keyed_and_bound_to_their_context() {
+        let key = SealKey::generate().unwrap();
+        let other = SealKey::generate().unwrap();
+        let f = key.fingerprint("walden/a", b"value").unwrap();
+        assert_eq!(f, key.fingerprint("walden/a", b"value").unwrap(), "stable");
+        assert_ne!(f, key.fingerprint("walden/b", b"value").unwrap(), "context");
+        assert_ne!(f, key.fingerprint("walden/a", b"valuf").unwrap(), "data");
+        assert_ne!(f, other.fingerprint("walden/a", b"value").unwrap(), "key");
+        // The context ends where the data begins: ("ab", "c") is not ("a", "bc").
+        assert_ne!(
+            key.fingerprint("ab", b"c").unwrap(),
+            key.fingerprint("a", b"bc").unwrap()
+        );
+    }
+
     use super::*;
 
     #[test]

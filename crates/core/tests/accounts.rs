@@ -984,3 +984,64 @@ async fn totp_secrets_sealed_before_key_ids_still_work() {
     assert_eq!(pending[0], 2);
     assert_eq!(Keyring::key_id_of(&pending), Some(keyring.primary_id()));
 }
+
+/// Security review L2: a sign-in name that is no user (often a password typed into the wrong field) is never
+/// stored as typed in the append-only log: a keyed fingerprint stands for it, the same for the same name, so
+/// repeated attempts still line up. A real user's name is recorded as the user. Throttled attempts likewise.
+#[tokio::test]
+async fn a_failed_sign_in_keeps_an_unknown_name_only_as_a_keyed_fingerprint() {
+    let e = env().await;
+    let alice = add(&e, "alice", Role::Viewer).await;
+    let typed = "Hunter2-MySecretPassphrase!";
+    for _ in 0..2 {
+        e.acc
+            .authenticate(&meta(), typed, &pw(PW), None)
+            .await
+            .unwrap_err();
+    }
+    e.acc.record_login_throttled(&meta(), typed).await.unwrap();
+    e.acc
+        .authenticate(&meta(), "alice", &pw("not the password"), None)
+        .await
+        .unwrap_err();
+    e.acc
+        .record_login_throttled(&meta(), "ALICE")
+        .await
+        .unwrap();
+
+    let subjects: Vec<String> = rows(&e.pool, "auth.login")
+        .await
+        .into_iter()
+        .rev()
+        .map(|r| r.subject.unwrap())
+        .collect();
+    assert_eq!(subjects.len(), 5);
+    assert!(subjects[0].starts_with("login-name:"), "{subjects:?}");
+    assert_eq!(
+        subjects[0], subjects[1],
+        "the same name, the same fingerprint"
+    );
+    assert_eq!(subjects[0], subjects[2], "throttled attempts too");
+    assert_eq!(subjects[3], format!("user:{}", alice.id));
+    assert_eq!(subjects[4], format!("user:{}", alice.id));
+
+    let mut out = Vec::new();
+    audit::export(
+        &e.pool,
+        &AuditFilter::default(),
+        audit::ExportFormat::Jsonl,
+        &mut out,
+    )
+    .await
+    .unwrap();
+    assert!(!String::from_utf8(out).unwrap().contains("Hunter2"));
+
+    // Without a key nothing of the name is kept.
+    let keyless = Accounts::new(e.pool.clone(), Hasher::new(HashParams::TEST).unwrap());
+    keyless
+        .authenticate(&meta(), typed, &pw(PW), None)
+        .await
+        .unwrap_err();
+    let newest = rows(&e.pool, "auth.login").await.remove(0);
+    assert_eq!(newest.subject.as_deref(), Some("login-name:(not recorded)"));
+}

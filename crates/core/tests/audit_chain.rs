@@ -579,3 +579,57 @@ async fn verify_sees_a_consistent_snapshot_while_rows_are_appended() {
     writer.await.unwrap();
     assert_eq!(audit::verify(&pool).await.unwrap().rows, 100);
 }
+
+/// Security review L1: text a client chose (a request id, a typed name) must not come out of a CSV export as a
+/// live spreadsheet formula such as `=HYPERLINK(...)`; JSONL keeps the exact text.
+#[tokio::test]
+async fn csv_export_cells_never_start_a_spreadsheet_formula() {
+    let (_d, pool) = open().await;
+    let hostile = [
+        r#"=HYPERLINK("https://evil.invalid/?x","open me")"#,
+        "+cmd|' /C calc'!A0",
+        "-2+3",
+        "@SUM(A1:A2)",
+        "\tindented",
+    ];
+    for (i, text) in hostile.iter().enumerate() {
+        let ev = Event::new("user.login_failed", Outcome::Failed).subject(format!("s{i}"));
+        let meta = RequestMeta {
+            request_id: Some((*text).to_owned()),
+            client_ip: None,
+        };
+        audit::record(&pool, &Actor::Anonymous, &meta, &ev)
+            .await
+            .unwrap();
+    }
+    let mut out = Vec::new();
+    audit::export(&pool, &AuditFilter::default(), ExportFormat::Csv, &mut out)
+        .await
+        .unwrap();
+    let mut r = csv::Reader::from_reader(out.as_slice());
+    let ids: Vec<String> = r.records().map(|rec| rec.unwrap()[11].to_owned()).collect();
+    assert_eq!(ids.len(), hostile.len());
+    for (cell, text) in ids.iter().zip(hostile) {
+        assert_eq!(
+            cell,
+            &format!("'{text}"),
+            "neutralised with a leading quote"
+        );
+    }
+
+    let mut out = Vec::new();
+    audit::export(
+        &pool,
+        &AuditFilter::default(),
+        ExportFormat::Jsonl,
+        &mut out,
+    )
+    .await
+    .unwrap();
+    let first: serde_json::Value =
+        serde_json::from_str(String::from_utf8(out).unwrap().lines().next().unwrap()).unwrap();
+    assert_eq!(
+        first["request_id"], hostile[0],
+        "JSONL keeps the exact text"
+    );
+}

@@ -7,7 +7,9 @@ use crate::shutdown;
 use crate::startup::Application;
 
 /// `walden serve`: run the console until SIGTERM or SIGINT.
-pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
+pub async fn run(mut args: ServeArgs) -> anyhow::Result<ExitCode> {
+    // The key is read here, from the environment or a file, never from a flag (see ServeArgs::master_key).
+    args.load_master_key(std::env::var("WALDEN_MASTER_KEY").ok())?;
     let demo = args.demo_mode();
     let data_dir = args.data.data_dir.clone();
     let app = Application::build(args).await?;

@@ -41,7 +41,7 @@ impl Attempt<'_> {
     ) -> Result<LoginError, LoginError> {
         let subject = match user {
             Some(u) => user_subject(u.id),
-            None => format!("user-name:{}", self.name),
+            None => self.accounts.unknown_name_subject(self.name),
         };
         let event = Event::new(actions::AUTH_LOGIN, Outcome::Failed)
             .subject(subject)
@@ -222,8 +222,12 @@ impl Accounts {
         name: &str,
     ) -> Result<(), UserError> {
         let name: String = name.trim().chars().take(MAX_NAME_LEN).collect();
+        let subject = match self.find_by_name(&name).await? {
+            Some(user) => user_subject(user.id),
+            None => self.unknown_name_subject(&name),
+        };
         let event = Event::new(actions::AUTH_LOGIN, Outcome::Denied)
-            .subject(format!("user-name:{name}"))
+            .subject(subject)
             .detail(serde_json::json!({ "reason": "throttled" }));
         audit::record(&self.pool, &Actor::Anonymous, meta, &event).await?;
         Ok(())

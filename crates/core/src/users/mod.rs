@@ -264,6 +264,25 @@ impl Accounts {
         &self.pool
     }
 
+    /// The audit subject for a sign-in name that is no user (security review L2): a typed name may be a
+    /// password typed into the wrong field, and the log is append-only, so it is never stored as typed. With a
+    /// keyring it is a keyed fingerprint (repeated attempts at one name still line up); without one, nothing of
+    /// it is kept.
+    fn unknown_name_subject(&self, name: &str) -> String {
+        let fingerprint = self.keyring.as_ref().and_then(|keyring| {
+            keyring
+                .fingerprint(
+                    "walden/audit/login-name",
+                    name.trim().to_lowercase().as_bytes(),
+                )
+                .ok()
+        });
+        match fingerprint {
+            Some(f) => format!("login-name:{}", hex::encode(&f[..8])),
+            None => "login-name:(not recorded)".to_owned(),
+        }
+    }
+
     /// The keyring, or the error that says TOTP is unavailable without one.
     fn keyring(&self) -> Result<&Keyring, UserError> {
         self.keyring.as_ref().ok_or(UserError::NoSealKey)
