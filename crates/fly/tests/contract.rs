@@ -235,6 +235,8 @@ fn check_canned(c: &Contract, r: &Recorded, reply: &Reply) -> Result<(), String>
         Reply::Json(s, b) | Reply::JsonWithHeaders(s, b, _) => (*s, Some(b)),
         Reply::Empty(s) => (*s, None),
         Reply::Drop => return Ok(()),
+        // A delayed reply is checked as the reply it becomes.
+        Reply::After(_, inner) => return check_canned(c, r, inner),
     };
     if r.path.ends_with("/lease") {
         // See `canned`: the wire wraps the lease; validate the inner object.
