@@ -174,6 +174,7 @@ pub mod actions {
     pub const AUTH_LOGIN: &str = "auth.login";
     pub const AUTH_LOGOUT: &str = "auth.logout";
     pub const SETTING_CHANGE: &str = "setting.change";
+    pub const KEYS_ROTATE: &str = "keys.rotate";
 }
 
 /// Why the log could not be written or read. Messages never contain the row's data.

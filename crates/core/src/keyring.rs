@@ -86,6 +86,11 @@ impl Keyring {
         self.inner.primary.fingerprint(context, data)
     }
 
+    /// The ids of the retired keys, in the order they were given.
+    pub fn retired_ids(&self) -> Vec<KeyId> {
+        self.inner.retired.iter().map(|(id, _)| *id).collect()
+    }
+
     /// The id of the key that seals new values.
     pub fn primary_id(&self) -> KeyId {
         self.inner.primary_id

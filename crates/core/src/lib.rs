@@ -15,6 +15,7 @@ pub mod backups;
 pub mod clusters;
 pub mod db;
 pub mod keyring;
+pub mod rotation;
 pub mod seal;
 pub mod settings;
 pub mod ts;

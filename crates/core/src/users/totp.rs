@@ -96,7 +96,7 @@ pub fn unix_now() -> u64 {
 }
 
 /// What a sealed TOTP secret is bound to: its user's row.
-fn totp_context(user_id: i64) -> String {
+pub(crate) fn totp_context(user_id: i64) -> String {
     format!("walden/totp/user/{user_id}")
 }
 
