@@ -204,7 +204,7 @@ pub async fn rotate(
     meta: &RequestMeta,
 ) -> Result<RotationReport, RotationError> {
     if !actor.has_role(Role::Admin) {
-        let event = Event::new(actions::KEYS_ROTATE, Outcome::Denied).subject("keys".into());
+        let event = Event::new(actions::KEYS_ROTATE, Outcome::Denied).subject("keys");
         audit::record(pool, actor, meta, &event).await?;
         return Err(RotationError::Forbidden);
     }
@@ -247,7 +247,7 @@ pub async fn rotate(
     if !unopenable.is_empty() {
         drop(tx); // roll back whatever was re-sealed
         let event = Event::new(actions::KEYS_ROTATE, Outcome::Failed)
-            .subject("keys".into())
+            .subject("keys")
             .detail(serde_json::json!({
                 "primary": primary.to_string(),
                 "retired": key_ids(keyring),
@@ -272,7 +272,7 @@ pub async fn rotate(
         .map(|(sealer, n)| (sealer.to_string(), (*n).into()))
         .collect();
     let event = Event::new(actions::KEYS_ROTATE, Outcome::Ok)
-        .subject("keys".into())
+        .subject("keys")
         .detail(serde_json::json!({
             "primary": primary.to_string(),
             "retired": key_ids(keyring),

@@ -1,8 +1,9 @@
 //! Invitations: one-time links that let someone create their own account with a chosen role.
 //!
 //! The token is 32 random bytes shown once as 64 hex characters; only its SHA-256 is stored. An invite is
-//! usable once, for 5 minutes to 30 days, and can be revoked. Accepting creates the user and spends the
-//! invite in one transaction.
+//! usable once, for 5 minutes to 24 hours when it makes an admin and to 7 days otherwise
+//! ([`super::max_invite_ttl`]), and can be revoked. Accepting creates the user and spends the invite in one
+//! transaction. Refusals (a lifetime out of range, revoking what is not pending) are audited.
 
 use secrecy::{ExposeSecret, SecretString};
 use sha2::{Digest, Sha256};
@@ -11,9 +12,11 @@ use sqlx::Row;
 use time::Duration;
 use zeroize::Zeroizing;
 
-use super::{user_subject, Accounts, Invite, User, UserError, MAX_INVITE_TTL, MIN_INVITE_TTL};
+use super::{
+    max_invite_ttl, user_subject, Accounts, Invite, PendingInvite, User, UserError, MIN_INVITE_TTL,
+};
 use crate::access::{Actor, FieldError, RequestMeta, Role};
-use crate::audit::{actions, AuditedTx, Event, Outcome};
+use crate::audit::{self, actions, AuditedTx, Event, Outcome};
 use crate::ts;
 
 const INVITE_COLUMNS: &str =
@@ -46,12 +49,18 @@ impl Accounts {
             "invite:new".into()
         })
         .await?;
-        if !(MIN_INVITE_TTL..=MAX_INVITE_TTL).contains(&ttl) {
-            return Err(FieldError::new(
-                "ttl",
-                "an invitation must be valid for between 5 minutes and 30 days",
-            )
-            .into());
+        if !(MIN_INVITE_TTL..=max_invite_ttl(role)).contains(&ttl) {
+            let event = Event::new(actions::INVITE_CREATE, Outcome::Failed)
+                .subject("invite:new")
+                .detail(serde_json::json!({ "role": role, "minutes": ttl.whole_minutes() }));
+            audit::record(&self.pool, actor, meta, &event).await?;
+            let message = match role {
+                Role::Admin => "an admin invitation must be valid for between 5 minutes and 24 hours",
+                Role::Viewer | Role::Operator => {
+                    "an invitation must be valid for between 5 minutes and 7 days (168 hours)"
+                }
+            };
+            return Err(FieldError::new("ttl", message).into());
         }
         let token = new_token()?;
         let now = ts::now();
@@ -101,7 +110,40 @@ impl Accounts {
         .collect()
     }
 
-    /// Revoke an unused invitation. Admins only.
+    /// The invitations that can still be accepted (unused, unrevoked, unexpired), soonest to expire first,
+    /// with the inviting user's name. Admins only.
+    #[tracing::instrument(skip_all, fields(actor = %actor.display_name()), err(level = "debug"))]
+    pub async fn pending_invites(&self, actor: &Actor) -> Result<Vec<PendingInvite>, UserError> {
+        if !actor.has_role(Role::Admin) {
+            return Err(UserError::Forbidden);
+        }
+        // Timestamps are fixed-width UTC text (`ts::format`), so text order is time order.
+        let rows: Vec<(i64, Role, Option<String>, String, String)> = sqlx::query_as(
+            "SELECT i.id, i.role, u.name, i.created_at, i.expires_at FROM invites i \
+             LEFT JOIN users u ON u.id = i.created_by \
+             WHERE i.used_at IS NULL AND i.revoked_at IS NULL AND i.expires_at > ? \
+             ORDER BY i.expires_at, i.id",
+        )
+        .bind(ts::format(ts::now()))
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(
+                |(id, role, created_by, created_at, expires_at)| PendingInvite {
+                    id,
+                    role,
+                    created_by,
+                    created_at,
+                    expires_at,
+                },
+            )
+            .collect())
+    }
+
+    /// Revoke an invitation that can still be accepted (an expired one may be revoked too: it stays
+    /// unusable). Admins only. Revoking an unknown, used or already revoked invitation is refused and
+    /// audited (`failed`).
     #[tracing::instrument(
         skip_all,
         fields(actor = %actor.display_name(), invite_id = id),
@@ -126,6 +168,9 @@ impl Accounts {
         .execute(&mut *tx)
         .await?;
         if done.rows_affected() == 0 {
+            drop(tx);
+            let event = Event::new(actions::INVITE_REVOKE, Outcome::Failed).subject(invite_subject(id));
+            audit::record(&self.pool, actor, meta, &event).await?;
             return Err(UserError::InviteInvalid);
         }
         let event = Event::new(actions::INVITE_REVOKE, Outcome::Ok).subject(invite_subject(id));

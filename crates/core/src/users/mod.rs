@@ -36,9 +36,29 @@ pub use totp::TotpEnrolment;
 
 /// Longest user name.
 pub const MAX_NAME_LEN: usize = 64;
-/// Shortest and longest invite lifetime.
+/// Shortest and longest invite lifetime (longest for viewers and operators; see [`max_invite_ttl`]).
 pub const MIN_INVITE_TTL: Duration = Duration::minutes(5);
-pub const MAX_INVITE_TTL: Duration = Duration::days(30);
+pub const MAX_INVITE_TTL: Duration = Duration::days(7);
+/// Longest lifetime of an invitation to become an admin: a link is a bearer credential, and an admin one is
+/// worth the most, so it lives for hours, not weeks (security review M6).
+pub const MAX_ADMIN_INVITE_TTL: Duration = Duration::hours(24);
+
+/// The longest an invitation for `role` may be valid.
+pub fn max_invite_ttl(role: Role) -> Duration {
+    match role {
+        Role::Admin => MAX_ADMIN_INVITE_TTL,
+        Role::Viewer | Role::Operator => MAX_INVITE_TTL,
+    }
+}
+
+/// How long an invitation for `role` is valid when the inviter does not say: 4 hours for an admin, 3 days
+/// otherwise.
+pub fn default_invite_ttl(role: Role) -> Duration {
+    match role {
+        Role::Admin => Duration::hours(4),
+        Role::Viewer | Role::Operator => Duration::days(3),
+    }
+}
 
 /// Why an account operation did not happen. Messages are safe to show and never contain a secret.
 #[derive(Debug, thiserror::Error)]
@@ -178,6 +198,18 @@ pub struct Invite {
     pub used_at: Option<String>,
     pub used_by: Option<i64>,
     pub revoked_at: Option<String>,
+}
+
+/// An invitation that can still be accepted (not used, revoked or expired), as the Users page and
+/// `walden user invites` list it. Never the token.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PendingInvite {
+    pub id: i64,
+    pub role: Role,
+    /// The inviting user's name (`None`: the CLI, or a user since gone).
+    pub created_by: Option<String>,
+    pub created_at: String,
+    pub expires_at: String,
 }
 
 /// Check and normalise a user name: surrounding spaces are dropped; 1 to 64 characters from `A-Z a-z 0-9 .
