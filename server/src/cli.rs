@@ -34,6 +34,8 @@ pub enum Command {
     User(cmd::user::UserArgs),
     /// Check or export the audit log.
     Audit(cmd::audit::AuditArgs),
+    /// The master keys sealing secrets at rest: status, and rotation to a new key.
+    Keys(cmd::keys::KeysArgs),
     /// Operator commands on the Fly Machines API (apps, machines, exec, secrets).
     Fly(cmd::fly::FlyArgs),
     /// Run the Fly API emulator standalone with a demo org (demo mode, end-to-end tests).
@@ -78,6 +80,7 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Migrate(args) => cmd::migrate::run(args).await,
         Command::User(args) => cmd::user::run(args).await,
         Command::Audit(args) => cmd::audit::run(args).await,
+        Command::Keys(args) => cmd::keys::run(args).await,
         Command::Fly(args) => cmd::fly::run(args).await,
         Command::Flysim(args) => cmd::flysim::run(args).await,
         Command::Timeline(args) => cmd::timeline::run_timeline(args).await,

@@ -119,6 +119,15 @@ pub struct ServeArgs {
     #[arg(long, env = "WALDEN_MASTER_KEY_FILE", value_name = "PATH")]
     pub master_key_file: Option<PathBuf>,
 
+    /// Retired master keys, which open values sealed before a rotation but never seal (see `walden keys`):
+    /// from `WALDEN_RETIRED_MASTER_KEYS` or `--retired-master-keys-file`, never a flag's value.
+    #[arg(skip)]
+    pub retired_master_keys: Vec<SecretString>,
+
+    /// A file holding retired master keys (64 hex characters each, separated by commas, spaces or lines).
+    #[arg(long, env = "WALDEN_RETIRED_MASTER_KEYS_FILE", value_name = "PATH")]
+    pub retired_master_keys_file: Option<PathBuf>,
+
     /// argon2id cost for passwords; OWASP's parameters unless a test makes them cheaper.
     #[arg(skip)]
     pub password_hash: walden_core::users::HashParams,
@@ -143,6 +152,8 @@ impl ServeArgs {
             client_ip_header: None,
             master_key: None,
             master_key_file: None,
+            retired_master_keys: Vec::new(),
+            retired_master_keys_file: None,
             password_hash: walden_core::users::HashParams::OWASP,
         }
     }
@@ -150,13 +161,19 @@ impl ServeArgs {
     /// Fill [`ServeArgs::master_key`] from `WALDEN_MASTER_KEY` (the value of `env_key`) or from
     /// `--master-key-file`, never both. Its format is checked where the keyring is made.
     pub fn load_master_key(&mut self, env_key: Option<String>) -> Result<(), MasterKeyError> {
-        let env_key = env_key.filter(|k| !k.trim().is_empty());
-        self.master_key = match (env_key, &self.master_key_file) {
-            (Some(_), Some(_)) => return Err(MasterKeyError::Both),
-            (Some(key), None) => Some(SecretString::from(key.trim().to_owned())),
-            (None, Some(path)) => Some(read_key_file(path)?),
-            (None, None) => self.master_key.take(),
-        };
+        if let Some(key) = master_key(env_key, self.master_key_file.as_deref())? {
+            self.master_key = Some(key);
+        }
+        Ok(())
+    }
+
+    /// Fill [`ServeArgs::retired_master_keys`] from `WALDEN_RETIRED_MASTER_KEYS` (the value of `env_keys`) or
+    /// from `--retired-master-keys-file`, never both.
+    pub fn load_retired_keys(&mut self, env_keys: Option<String>) -> Result<(), MasterKeyError> {
+        let keys = retired_keys(env_keys, self.retired_master_keys_file.as_deref())?;
+        if !keys.is_empty() {
+            self.retired_master_keys = keys;
+        }
         Ok(())
     }
 
@@ -193,6 +210,7 @@ impl std::fmt::Debug for ServeArgs {
                 "master_key",
                 &self.master_key.as_ref().map(|_| "[redacted]"),
             )
+            .field("retired_master_keys", &self.retired_master_keys.len())
             .finish()
     }
 }
@@ -207,6 +225,11 @@ fn parse_header_name(value: &str) -> Result<axum::http::HeaderName, String> {
 pub enum MasterKeyError {
     #[error("set the master key either in WALDEN_MASTER_KEY or with --master-key-file, not both")]
     Both,
+    #[error(
+        "set the retired master keys either in WALDEN_RETIRED_MASTER_KEYS or with --retired-master-keys-file, \
+         not both"
+    )]
+    BothRetired,
     #[error("cannot read the master key file {path}: {source}")]
     Read {
         path: String,
@@ -215,6 +238,69 @@ pub enum MasterKeyError {
     },
     #[error("the master key file {path} is empty")]
     Empty { path: String },
+}
+
+/// The master key from the environment's value or a file, never both; `None` when neither is set.
+pub fn master_key(
+    env_key: Option<String>,
+    file: Option<&std::path::Path>,
+) -> Result<Option<SecretString>, MasterKeyError> {
+    let env_key = env_key.filter(|k| !k.trim().is_empty());
+    Ok(match (env_key, file) {
+        (Some(_), Some(_)) => return Err(MasterKeyError::Both),
+        (Some(key), None) => Some(SecretString::from(key.trim().to_owned())),
+        (None, Some(path)) => Some(read_key_file(path)?),
+        (None, None) => None,
+    })
+}
+
+/// Retired master keys from the environment's value or a file, never both: 64 hex characters each,
+/// separated by commas or white space. Their format is checked where the keyring is made.
+pub fn retired_keys(
+    env_keys: Option<String>,
+    file: Option<&std::path::Path>,
+) -> Result<Vec<SecretString>, MasterKeyError> {
+    let text = zeroize::Zeroizing::new(match (env_keys.filter(|k| !k.trim().is_empty()), file) {
+        (Some(_), Some(_)) => return Err(MasterKeyError::BothRetired),
+        (Some(keys), None) => keys,
+        (None, Some(path)) => {
+            secrecy::ExposeSecret::expose_secret(&read_key_file(path)?).to_owned()
+        }
+        (None, None) => String::new(),
+    });
+    Ok(text
+        .split(|c: char| c == ',' || c.is_whitespace())
+        .filter(|k| !k.is_empty())
+        .map(|k| SecretString::from(k.to_owned()))
+        .collect())
+}
+
+/// The keyring: the master key seals, the retired keys only open. `None` without a master key; retired keys
+/// without one are refused (they could open, but nothing could seal).
+pub fn keyring(
+    master: Option<&SecretString>,
+    retired: &[SecretString],
+) -> anyhow::Result<Option<walden_core::keyring::Keyring>> {
+    use anyhow::Context;
+    use walden_core::keyring::{Keyring, SealKey};
+    let Some(master) = master else {
+        if retired.is_empty() {
+            return Ok(None);
+        }
+        anyhow::bail!("retired master keys are set but no master key: set WALDEN_MASTER_KEY (or --master-key-file) to the new key");
+    };
+    let mut ring = Keyring::from_master_hex(master).context("WALDEN_MASTER_KEY")?;
+    for (n, key) in retired.iter().enumerate() {
+        let key = SealKey::from_hex(key).with_context(|| {
+            format!(
+                "WALDEN_RETIRED_MASTER_KEYS: key {} of {}",
+                n + 1,
+                retired.len()
+            )
+        })?;
+        ring = ring.with_retired(key);
+    }
+    Ok(Some(ring))
 }
 
 fn read_key_file(path: &std::path::Path) -> Result<SecretString, MasterKeyError> {
@@ -299,6 +385,53 @@ mod tests {
         let mut neither = args();
         neither.load_master_key(Some("   ".into())).unwrap();
         assert!(neither.master_key.is_none());
+    }
+
+    #[test]
+    fn retired_keys_come_from_the_environment_or_a_file_and_need_a_master_key() {
+        let a = "11".repeat(32);
+        let b = "22".repeat(32);
+        let c = "33".repeat(32);
+        let mut from_env = args();
+        from_env
+            .load_retired_keys(Some(format!(" {a}, {b}\n")))
+            .unwrap();
+        let shown: Vec<&str> = from_env
+            .retired_master_keys
+            .iter()
+            .map(|k| k.expose_secret())
+            .collect();
+        assert_eq!(shown, [a.as_str(), b.as_str()]);
+        assert!(!format!("{from_env:?}").contains(&a));
+
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("retired");
+        std::fs::write(&file, format!("{a}\n{b}\n")).unwrap();
+        let mut from_file = args();
+        from_file.retired_master_keys_file = Some(file.clone());
+        from_file.load_retired_keys(None).unwrap();
+        assert_eq!(from_file.retired_master_keys.len(), 2);
+        let mut both = args();
+        both.retired_master_keys_file = Some(file);
+        assert!(matches!(
+            both.load_retired_keys(Some(a.clone())),
+            Err(MasterKeyError::BothRetired)
+        ));
+
+        let master = SecretString::from(c.clone());
+        let ring = keyring(Some(&master), &from_env.retired_master_keys)
+            .unwrap()
+            .unwrap();
+        assert_eq!(ring.retired_ids().len(), 2);
+        assert!(keyring(None, &[]).unwrap().is_none());
+        let err = keyring(None, &from_env.retired_master_keys)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("no master key"), "{err}");
+        let bad = [SecretString::from(a.clone()), SecretString::from("zz")];
+        let err = format!("{:#}", keyring(Some(&master), &bad).unwrap_err());
+        assert!(err.contains("key 2 of 2"), "{err}");
+        assert!(!err.contains(&a), "{err}");
     }
 
     #[test]

@@ -23,7 +23,6 @@ use tracing::{Level, Span};
 use walden_app::server::AppState;
 use walden_app::{shell, App};
 use walden_core::clusters::FlyConnection;
-use walden_core::keyring::Keyring;
 use walden_core::{Walden, WaldenOptions};
 
 use crate::config::ServeArgs;
@@ -68,12 +67,8 @@ impl Application {
             .context("cannot read the bound address")?;
         let (fly, demo) = fly_connection(&config).await?;
         let sessions = crate::security::session_layer(&pool, &config).await?;
-        let keyring = config
-            .master_key
-            .as_ref()
-            .map(Keyring::from_master_hex)
-            .transpose()
-            .context("WALDEN_MASTER_KEY")?;
+        let keyring =
+            crate::config::keyring(config.master_key.as_ref(), &config.retired_master_keys)?;
         let options = WaldenOptions {
             hash: config.password_hash,
             keyring,

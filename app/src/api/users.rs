@@ -17,6 +17,8 @@ pub const POLICY: &[super::Access] = &[
     (<SetUserRole as ServerFn>::PATH, Some(Role::Admin)),
     (<SetUserDisabled as ServerFn>::PATH, Some(Role::Admin)),
     (<CreateInvite as ServerFn>::PATH, Some(Role::Admin)),
+    (<ListInvites as ServerFn>::PATH, Some(Role::Admin)),
+    (<RevokeInvite as ServerFn>::PATH, Some(Role::Admin)),
 ];
 
 /// A user row on the Users page.
@@ -38,6 +40,17 @@ pub struct InviteLink {
     pub expires_at: String,
     /// The path to hand over: `/invite?token=…`.
     pub path: String,
+}
+
+/// An invitation that can still be accepted, on the Users page (never its token).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InviteRow {
+    pub id: i64,
+    pub role: String,
+    /// Who made it: a user's name, or `(cli)`.
+    pub created_by: String,
+    pub created_at: String,
+    pub expires_at: String,
 }
 
 /// Every user. Admins only.
@@ -117,4 +130,37 @@ pub async fn create_invite(role: String, hours: u32) -> Result<InviteLink, AppEr
         expires_at: invite.expires_at,
         path: format!("/invite?token={}", token.expose_secret()),
     })
+}
+
+/// The invitations that can still be accepted, soonest to expire first. Admins only.
+#[server(endpoint = "list_invites")]
+#[cfg_attr(
+    feature = "ssr",
+    tracing::instrument(skip_all, fields(user_id = Empty), err(level = "info"))
+)]
+pub async fn list_invites() -> Result<Vec<InviteRow>, AppError> {
+    let cx = Caller::require(Role::Admin).await?;
+    let invites = cx.accounts().pending_invites(&cx.actor).await?;
+    Ok(invites
+        .into_iter()
+        .map(|i| InviteRow {
+            id: i.id,
+            role: i.role.as_str().to_owned(),
+            created_by: i.created_by.unwrap_or_else(|| "(cli)".to_owned()),
+            created_at: i.created_at,
+            expires_at: i.expires_at,
+        })
+        .collect())
+}
+
+/// Revoke an invitation so its link no longer works. Admins only.
+#[server(endpoint = "revoke_invite")]
+#[cfg_attr(
+    feature = "ssr",
+    tracing::instrument(skip_all, fields(user_id = Empty, invite_id = id), err(level = "info"))
+)]
+pub async fn revoke_invite(id: i64) -> Result<(), AppError> {
+    let cx = Caller::require(Role::Admin).await?;
+    cx.accounts().revoke_invite(&cx.actor, &cx.meta, id).await?;
+    Ok(())
 }

@@ -1,7 +1,9 @@
 use leptos::prelude::*;
 use leptos_meta::Title;
 
-use crate::api::users::{list_users, CreateInvite, SetUserDisabled, SetUserRole};
+use crate::api::users::{
+    list_invites, list_users, CreateInvite, RevokeInvite, SetUserDisabled, SetUserRole,
+};
 
 /// Users and invitations (admins; the server refuses everyone else). Two-factor policy is on Settings.
 #[component]
@@ -9,6 +11,11 @@ pub fn UsersPage() -> impl IntoView {
     let set_role = ServerAction::<SetUserRole>::new();
     let set_disabled = ServerAction::<SetUserDisabled>::new();
     let invite = ServerAction::<CreateInvite>::new();
+    let revoke = ServerAction::<RevokeInvite>::new();
+    let invites = Resource::new(
+        move || (invite.version().get(), revoke.version().get()),
+        |_| list_invites(),
+    );
     let users = Resource::new(
         move || (set_role.version().get(), set_disabled.version().get()),
         |_| list_users(),
@@ -79,7 +86,8 @@ pub fn UsersPage() -> impl IntoView {
                         <option value="admin">"admin"</option>
                     </select>
                 </label>
-                <label>"Valid for (hours)" <input type="number" name="hours" value="48" min="1" max="720" /></label>
+                <label>"Valid for (hours)" <input type="number" name="hours" value="4" min="1" max="168" /></label>
+                <p class="muted">"An admin invitation is valid for at most 24 hours; others for at most 7 days (168 hours)."</p>
                 <button type="submit">"Make invitation link"</button>
             </ActionForm>
             {move || match invite.value().get() {
@@ -92,5 +100,52 @@ pub fn UsersPage() -> impl IntoView {
                 None => ().into_any(),
             }}
         </section>
+        <section class="panel">
+            <h2>"Pending invitations"</h2>
+            {move || revoke.value().get().and_then(Result::err).map(|e| view! { <p class="form-error" role="alert">{e.to_string()}</p> })}
+            <Transition fallback=|| view! { <p>"Loading…"</p> }>
+                {move || invites.get().map(|r| match r {
+                    Err(e) => view! { <p class="form-error">{e.to_string()}</p> }.into_any(),
+                    Ok(list) if list.is_empty() => view! { <p data-test="no-invites">"No pending invitations."</p> }.into_any(),
+                    Ok(list) => view! {
+                        <table class="table" data-test="invites">
+                            <thead><tr><th>"#"</th><th>"Role"</th><th>"Made by"</th><th>"Made"</th><th>"Expires"</th><th></th></tr></thead>
+                            <tbody>
+                                {list.into_iter().map(|i| {
+                                    let question = format!("Revoke invitation #{} ({})? Its link will stop working.", i.id, i.role);
+                                    view! {
+                                        <tr>
+                                            <td>{i.id}</td>
+                                            <td>{i.role}</td>
+                                            <td>{i.created_by}</td>
+                                            <td>{i.created_at}</td>
+                                            <td>{i.expires_at}</td>
+                                            <td>
+                                                <ActionForm action=revoke>
+                                                    <input type="hidden" name="id" value=i.id.to_string() />
+                                                    <button
+                                                        type="submit"
+                                                        on:click=move |ev| {
+                                                            if !confirmed(&question) {
+                                                                ev.prevent_default();
+                                                            }
+                                                        }
+                                                    >"Revoke"</button>
+                                                </ActionForm>
+                                            </td>
+                                        </tr>
+                                    }
+                                }).collect_view()}
+                            </tbody>
+                        </table>
+                    }.into_any(),
+                })}
+            </Transition>
+        </section>
     }
+}
+
+/// Ask the browser's confirmation dialog; no answer (no window) is a no.
+fn confirmed(question: &str) -> bool {
+    window().confirm_with_message(question).unwrap_or(false)
 }

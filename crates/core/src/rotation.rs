@@ -58,10 +58,7 @@ impl SealedColumn {
     }
 
     fn update(&self) -> String {
-        format!(
-            "UPDATE {} SET {} = ? WHERE id = ?",
-            self.table, self.column
-        )
+        format!("UPDATE {} SET {} = ? WHERE id = ?", self.table, self.column)
     }
 }
 

@@ -12,6 +12,9 @@ use walden_core::rotation::{self, RotationError, Sealer};
 use walden_core::seal::SealKey;
 use walden_core::users::{totp, Accounts, HashParams, Hasher, LoginError, Role, User};
 
+/// `(user id, totp_secret, totp_pending)`.
+type SealedRow = (i64, Option<Vec<u8>>, Option<Vec<u8>>);
+
 const PW: &str = "a perfectly fine passphrase";
 
 fn pw() -> SecretString {
@@ -33,7 +36,7 @@ async fn add(acc: &Accounts, name: &str) -> User {
 }
 
 /// Every sealed column's values, by user id, in one list (to compare before and after).
-async fn sealed_values(pool: &SqlitePool) -> Vec<(i64, Option<Vec<u8>>, Option<Vec<u8>>)> {
+async fn sealed_values(pool: &SqlitePool) -> Vec<SealedRow> {
     sqlx::query_as("SELECT id, totp_secret, totp_pending FROM users ORDER BY id")
         .fetch_all(pool)
         .await
@@ -183,7 +186,8 @@ async fn a_value_no_key_opens_refuses_the_rotation_and_changes_nothing() {
     seeded(&pool, &a).await;
     let values = sealed_values(&pool).await;
     // B with an unrelated retired key, not A.
-    let ring = Keyring::new(SealKey::generate().unwrap()).with_retired(SealKey::generate().unwrap());
+    let ring =
+        Keyring::new(SealKey::generate().unwrap()).with_retired(SealKey::generate().unwrap());
     let err = rotation::rotate(&pool, &ring, &Actor::cli(), &meta())
         .await
         .unwrap_err();

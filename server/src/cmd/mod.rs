@@ -3,6 +3,7 @@
 pub mod audit;
 pub mod fly;
 pub mod flysim;
+pub mod keys;
 pub mod migrate;
 pub mod serve;
 pub mod timeline;

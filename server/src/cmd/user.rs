@@ -69,6 +69,30 @@ pub enum UserCommand {
         data: DataDirArgs,
         name: String,
     },
+    /// Make a one-time invitation link (printed once): admin links live at most 24 hours (4 by default),
+    /// others at most 7 days (3 by default).
+    Invite {
+        #[command(flatten)]
+        data: DataDirArgs,
+        /// The role the new user gets: viewer, operator or admin.
+        #[arg(long, value_parser = parse_role)]
+        role: Role,
+        /// How long the link works, in hours.
+        #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+        hours: Option<u32>,
+    },
+    /// List the invitations that can still be accepted.
+    Invites {
+        #[command(flatten)]
+        data: DataDirArgs,
+    },
+    /// Revoke an invitation (its link stops working).
+    RevokeInvite {
+        #[command(flatten)]
+        data: DataDirArgs,
+        /// The invitation's number, as `walden user invites` shows it.
+        id: i64,
+    },
 }
 
 fn parse_role(s: &str) -> Result<Role, String> {
@@ -76,7 +100,7 @@ fn parse_role(s: &str) -> Result<Role, String> {
 }
 
 /// The CLI as an audit actor, with the OS user that ran it when known.
-fn actor() -> Actor {
+pub(crate) fn actor() -> Actor {
     let who = std::env::var("USER")
         .ok()
         .filter(|u| !u.is_empty() && u.len() <= 32 && u.bytes().all(|b| b.is_ascii_graphic()));
@@ -169,6 +193,50 @@ pub async fn run(args: UserArgs) -> anyhow::Result<ExitCode> {
             let user = find(acc, &name).await?;
             acc.set_disabled(&actor(), &meta, user.id, false).await?;
             println!("{} is enabled", user.name);
+        }
+        UserCommand::Invite { data, role, hours } => {
+            let ttl = hours.map_or_else(
+                || walden_core::users::default_invite_ttl(role),
+                |h| time::Duration::hours(i64::from(h)),
+            );
+            let walden = open(&data).await?;
+            let (invite, token) = walden
+                .accounts()
+                .create_invite(&actor(), &meta, role, ttl)
+                .await?;
+            println!(
+                "invitation {} for a new {} (valid until {}); send this path on the console's address, \
+                 it is shown only now:\n/invite?token={}",
+                invite.id,
+                invite.role,
+                invite.expires_at,
+                token.expose_secret()
+            );
+        }
+        UserCommand::Invites { data } => {
+            let walden = open(&data).await?;
+            let invites = walden.accounts().pending_invites(&actor()).await?;
+            if invites.is_empty() {
+                println!("no pending invitations");
+            }
+            for i in invites {
+                println!(
+                    "{:>4}  {:<8} by {:<24} expires {}",
+                    i.id,
+                    i.role,
+                    i.created_by.as_deref().unwrap_or("(cli)"),
+                    i.expires_at
+                );
+            }
+        }
+        UserCommand::RevokeInvite { data, id } => {
+            let walden = open(&data).await?;
+            walden
+                .accounts()
+                .revoke_invite(&actor(), &meta, id)
+                .await
+                .with_context(|| format!("invitation {id}"))?;
+            println!("invitation {id} is revoked; its link no longer works");
         }
     }
     Ok(ExitCode::SUCCESS)

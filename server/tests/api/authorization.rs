@@ -16,7 +16,9 @@ use walden_app::api::status::GetConsoleStatus;
 use walden_app::api::totp::{
     BeginTotp, ConfirmTotp, DisableTotp, GetRequireTotpForAdmins, SetRequireTotpForAdmins,
 };
-use walden_app::api::users::{CreateInvite, ListUsers, SetUserDisabled, SetUserRole};
+use walden_app::api::users::{
+    CreateInvite, ListInvites, ListUsers, RevokeInvite, SetUserDisabled, SetUserRole,
+};
 use walden_app::api::Access;
 use walden_core::users::Role;
 
@@ -129,6 +131,9 @@ fn probes(target: i64) -> Vec<Probe> {
             },
             200,
         ),
+        probe(ListInvites {}, 200),
+        // No such invitation: allowed callers get a field error, nothing changes.
+        probe(RevokeInvite { id: 999_999 }, 422),
         probe(
             ListAudit {
                 query: any.clone(),

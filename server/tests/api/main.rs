@@ -4,6 +4,7 @@
 mod accounts;
 mod authorization;
 mod helpers;
+mod invites;
 mod pages;
 mod probes;
 mod server_fns;

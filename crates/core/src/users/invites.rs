@@ -55,7 +55,9 @@ impl Accounts {
                 .detail(serde_json::json!({ "role": role, "minutes": ttl.whole_minutes() }));
             audit::record(&self.pool, actor, meta, &event).await?;
             let message = match role {
-                Role::Admin => "an admin invitation must be valid for between 5 minutes and 24 hours",
+                Role::Admin => {
+                    "an admin invitation must be valid for between 5 minutes and 24 hours"
+                }
                 Role::Viewer | Role::Operator => {
                     "an invitation must be valid for between 5 minutes and 7 days (168 hours)"
                 }
@@ -169,7 +171,8 @@ impl Accounts {
         .await?;
         if done.rows_affected() == 0 {
             drop(tx);
-            let event = Event::new(actions::INVITE_REVOKE, Outcome::Failed).subject(invite_subject(id));
+            let event =
+                Event::new(actions::INVITE_REVOKE, Outcome::Failed).subject(invite_subject(id));
             audit::record(&self.pool, actor, meta, &event).await?;
             return Err(UserError::InviteInvalid);
         }
