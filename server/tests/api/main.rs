@@ -5,6 +5,7 @@ mod accounts;
 mod authorization;
 mod helpers;
 mod invites;
+mod keys;
 mod pages;
 mod probes;
 mod server_fns;
