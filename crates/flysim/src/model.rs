@@ -309,7 +309,12 @@ pub struct RestoredData {
     pub roles: BTreeMap<String, String>,
     pub databases: BTreeMap<String, BTreeMap<String, u64>>,
     pub system_identifier: u64,
+    /// The timeline replay ended on (the recovery target timeline).
     pub timeline: u32,
+    /// The newest timeline with a history file in the archive, from `timeline` upward
+    /// (`findNewestTimeLine`); the restored cluster switches to the one after it.
+    #[serde(default)]
+    pub newest_timeline: u32,
     pub end_lsn: u64,
     pub replayed_segments: u64,
     /// The parameters in the restored `postgresql.conf` (`None`: a backup without one).

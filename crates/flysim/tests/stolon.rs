@@ -1251,6 +1251,37 @@ async fn replay_follows_the_newest_timeline_in_the_archive() {
     assert!(logs.contains("selected new timeline ID: 3"), "{logs}");
 }
 
+/// A restore that stays on timeline 1 while the archive already holds timeline 2's history switches to
+/// timeline 3, never a second timeline 2: `StartupXLOG` takes `findNewestTimeLine(recoveryTargetTLI) + 1`,
+/// probing the archive for history files upward (PostgreSQL `src/backend/access/transam/timeline.c`).
+#[tokio::test]
+async fn a_restore_on_an_old_timeline_skips_the_timelines_already_archived() {
+    let env = start().await;
+    let dir = tempfile::tempdir().unwrap();
+    source_cluster(&env, dir.path()).await;
+    let id = restore_cluster(&env, dir.path(), "su-src", "repl-src", "op-src").await;
+    let mut spec: Value = serde_json::from_str(&pitr_spec(None)).unwrap();
+    spec["pgParameters"] = json!({"archive_mode": "on", "archive_timeout": "60",
+        "archive_command": "wal-g wal-push %p"});
+    env.stolonctl("dst-db", &id, &["init", "--yes", &spec.to_string()])
+        .await;
+    env.advance(120);
+    assert!(dir.path().join("wal_005/00000002.history.lz4").is_file());
+
+    let mut current: Value = serde_json::from_str(&pitr_spec(None)).unwrap();
+    current["pitrConfig"]["recoveryTargetSettings"] = json!({"recoveryTargetTimeline": "current"});
+    env.stolonctl("dst-db", &id, &["init", "--yes", &current.to_string()])
+        .await;
+    env.advance(120);
+    let logs = env.logs("dst-db").await.join("\n");
+    assert!(logs.contains("selected new timeline ID: 3"), "{logs}");
+    assert_eq!(
+        logs.matches("selected new timeline ID: 2").count(),
+        1,
+        "only the first restore took timeline 2: {logs}"
+    );
+}
+
 /// After a PITR converges the sentinel replaces the spec's `pgParameters` with the restored database's
 /// (stolon `cmd/sentinel/cmd/sentinel.go`: `IncludeConfig`, `MergePgParameters` true by default): a
 /// source whose `archive_command` was patched to the guide's unconditional `wal-g wal-push %p` hands it
