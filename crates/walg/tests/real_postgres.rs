@@ -830,6 +830,12 @@ fn write_straddling_story(pg: Postgres) -> Result<StraddlingStory> {
     )?;
     commit(&primary, 4)?;
     switch_and_push(&primary, &stage, &mut bucket, &[])?;
+    // The old primary stops before the standby's last write, so timeline 2 holds the newest WAL: with archiving
+    // on, a shutdown rotates a segment that has records since the last switch (a standby snapshot that the
+    // background writer logs every 15 s is enough) and archives it (`ShutdownXLOG` in PostgreSQL's
+    // src/backend/access/transam/xlog.c).
+    primary.stop()?;
+    bucket.push_wal(&stage)?;
     commit(&standby, 5)?;
     switch_and_push(
         &standby,
@@ -838,7 +844,6 @@ fn write_straddling_story(pg: Postgres) -> Result<StraddlingStory> {
         &["00000002.history".to_string()],
     )?;
     standby.stop()?;
-    primary.stop()?;
     bucket.push_wal(&stage)?;
     let timeline = read_timeline(&bucket.root)?;
     Ok(StraddlingStory {
@@ -893,6 +898,28 @@ fn a_backup_that_ends_after_a_timeline_switch_cannot_be_restored_along_the_new_t
     assert!(line.contains("FATAL"), "{line}");
 }
 
+/// `wal_005/` with each object's modification time, for failure messages.
+fn wal_listing(bucket: &Bucket) -> String {
+    let dir = bucket.root.join("wal_005");
+    let mut lines: Vec<String> = std::fs::read_dir(&dir)
+        .map(|entries| {
+            entries
+                .filter_map(|e| e.ok())
+                .map(|e| {
+                    let modified = e
+                        .metadata()
+                        .and_then(|m| m.modified())
+                        .map(|t| format!("{:?}", OffsetDateTime::from(t)))
+                        .unwrap_or_default();
+                    format!("{modified}  {}", e.file_name().to_string_lossy())
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    lines.sort();
+    lines.join("\n")
+}
+
 fn plan_latest_on(timeline: &Timeline) -> Plan {
     match timeline.choose_backup(&Target::Latest, None) {
         PlanOutcome::Plan(plan) => *plan,
@@ -909,7 +936,13 @@ fn latest_after_a_split_brain_backup_picks_the_backup_that_ended_before_the_swit
         return;
     };
     let plan = plan_latest_on(&story.timeline);
-    assert_eq!(plan.recovery_target_timeline, "2");
+    assert_eq!(
+        plan.recovery_target_timeline,
+        "2",
+        "the default lineage is the one with the newest WAL: {:?}\n{}",
+        story.timeline.lineages,
+        wal_listing(&story.bucket)
+    );
     assert_eq!(plan.backup, story.before_switch, "not {}", story.straddling);
     let restored = ok(restore(&story.pg, &story.bucket, &plan));
     ok(restored.server.wait_for(
