@@ -156,6 +156,8 @@ pub struct Reader {
     segment_size: u64,
     key: Option<codec::LibsodiumKey>,
     concurrency: usize,
+    /// `WALG_UPLOAD_CONCURRENCY` of the cluster that writes this storage.
+    upload_concurrency: u64,
     /// For file storage: the directory, so refreshes can filter names before reading metadata.
     local_dir: Option<std::path::PathBuf>,
 }
@@ -342,6 +344,7 @@ impl Reader {
             segment_size: cfg.segment_size,
             key: cfg.libsodium_key.clone(),
             concurrency: 16,
+            upload_concurrency: cfg.upload_concurrency,
             local_dir: match &cfg.backend {
                 crate::config::Backend::File { path } => Some(path.clone()),
                 _ => None,
@@ -372,7 +375,16 @@ impl Reader {
             segment_size,
             key,
             concurrency: 16,
+            upload_concurrency: crate::timeline::UPLOAD_CONCURRENCY,
             local_dir: None,
+        }
+    }
+
+    /// The analysis thresholds for this storage: the defaults, with the configured `WALG_UPLOAD_CONCURRENCY`.
+    pub fn timeline_options(&self) -> crate::timeline::Options {
+        crate::timeline::Options {
+            upload_concurrency: self.upload_concurrency,
+            ..crate::timeline::Options::default()
         }
     }
 
