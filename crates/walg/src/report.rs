@@ -206,7 +206,10 @@ impl BucketTimeline {
                         .find(|w| Some(w.lineage) == self.main_lineage)
                         .or(b.windows.first())
                         .filter(|_| b.restorable)
-                        .map(|w| rfc3339(w.end_time)),
+                        // A backup whose WAL ends at its own stop segment (a permanent backup after retention)
+                        // restores to its end point: wal-g uploads that segment before FinishTime, so the
+                        // segment's upload time alone would put the end before the backup finished.
+                        .map(|w| rfc3339(b.finish_time.map_or(w.end_time, |f| w.end_time.max(f)))),
                 })
                 .collect(),
             timelines: self
