@@ -61,6 +61,20 @@ impl State {
         if member.gen != gen {
             return;
         }
+        let cannot_launch = to == MachineState::Started && {
+            let faults = sim.faults();
+            faults.cfg.launch_fails.contains(machine)
+                || faults.cfg.launch_fails.contains(&member.name)
+        };
+        if cannot_launch {
+            member.state = MachineState::Failed;
+            member.updated_ms = at;
+            member.gen += 1;
+            // The event's shape is not documented; flyctl reads only the Machine's state.
+            let failure = json!({"error": "failed to launch VM"});
+            self.push_event(app, machine, "launch", "failed", "flyd", at, failure);
+            return;
+        }
         member.state = to;
         member.updated_ms = at;
         member.gen += 1;
