@@ -94,6 +94,7 @@ fn probes(target: i64) -> Vec<Probe> {
         ),
         probe(
             SetupAdmin {
+                token: "not the setup token".into(),
                 name: "root".into(),
                 password: PW.into(),
             },
