@@ -348,6 +348,52 @@ mod tests {
     }
 
     #[test]
+    fn the_setup_token_comes_from_the_environment_or_a_file_never_both() {
+        let mut from_env = args();
+        from_env
+            .load_setup_token(Some(" a setup token \n".into()))
+            .unwrap();
+        assert_eq!(
+            from_env.setup_token.unwrap().expose_secret(),
+            "a setup token"
+        );
+
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("token");
+        std::fs::write(&file, "from a file\n").unwrap();
+        let mut from_file = args();
+        from_file.setup_token_file = Some(file.clone());
+        from_file.load_setup_token(None).unwrap();
+        assert_eq!(
+            from_file.setup_token.unwrap().expose_secret(),
+            "from a file"
+        );
+
+        let mut both = args();
+        both.setup_token_file = Some(file);
+        assert!(both.load_setup_token(Some("x".into())).is_err());
+
+        let mut missing = args();
+        missing.setup_token_file = Some(dir.path().join("nope"));
+        let err = missing.load_setup_token(None).unwrap_err().to_string();
+        assert!(err.contains("setup token") && err.contains("nope"), "{err}");
+
+        let mut neither = args();
+        neither.load_setup_token(Some("  ".into())).unwrap();
+        assert!(neither.setup_token.is_none());
+        let shown = format!(
+            "{from_env:?}",
+            from_env = {
+                let mut a = args();
+                a.load_setup_token(Some("very-secret-token".into()))
+                    .unwrap();
+                a
+            }
+        );
+        assert!(!shown.contains("very-secret-token"), "{shown}");
+    }
+
+    #[test]
     fn demo_mode_is_on_without_a_token() {
         let args = ServeArgs::new("d".into(), "127.0.0.1:0".parse().unwrap());
         assert!(args.demo_mode());
