@@ -381,15 +381,11 @@ mod tests {
         let mut neither = args();
         neither.load_setup_token(Some("  ".into())).unwrap();
         assert!(neither.setup_token.is_none());
-        let shown = format!(
-            "{from_env:?}",
-            from_env = {
-                let mut a = args();
-                a.load_setup_token(Some("very-secret-token".into()))
-                    .unwrap();
-                a
-            }
-        );
+        let mut logged = args();
+        logged
+            .load_setup_token(Some("very-secret-token".into()))
+            .unwrap();
+        let shown = format!("{logged:?}");
         assert!(!shown.contains("very-secret-token"), "{shown}");
     }
 
