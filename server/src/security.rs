@@ -461,10 +461,8 @@ fn cross_origin_verdict(request: &Request<Body>) -> Result<(), &'static str> {
             _ => Err("Sec-Fetch-Site is not same-origin"),
         };
     }
-    let host = headers
-        .get(header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .map(str::to_ascii_lowercase);
+    // The request's own authority (HTTP/2 has no Host header), already checked against the allowed hosts.
+    let host = authority(request).map(|h| h.to_ascii_lowercase());
     let claimed = headers
         .get(header::ORIGIN)
         .or_else(|| headers.get(header::REFERER));
