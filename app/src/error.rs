@@ -27,6 +27,12 @@ pub enum AppError {
     /// Something failed on the server; the details are in the server log under this request id.
     #[error("Something went wrong on the server (request {request_id}).")]
     Internal { request_id: String },
+    /// The request could not be read: malformed or missing arguments (security review L8: a 400, not a 500
+    /// with the deserializer's text).
+    #[error(
+        "The request could not be read (request {request_id}). Reload the page and try again."
+    )]
+    BadRequest { request_id: String },
     /// The call itself failed (network, encoding).
     #[error("The console could not be reached: {0}")]
     ServerFn(String),
@@ -36,6 +42,7 @@ impl AppError {
     /// The HTTP status that goes with the error.
     pub fn status(&self) -> u16 {
         match self {
+            AppError::BadRequest { .. } => 400,
             AppError::Unauthorized => 401,
             AppError::Forbidden => 403,
             AppError::NotFound(_) => 404,
@@ -52,6 +59,15 @@ impl FromServerFnError for AppError {
     type Encoder = JsonEncoding;
 
     fn from_server_fn_error(value: ServerFnErrorErr) -> Self {
+        // On the server, arguments that do not decode are the caller's fault: a generic 400 (the decoder's text
+        // stays in the log).
+        #[cfg(feature = "ssr")]
+        if let ServerFnErrorErr::Args(_)
+        | ServerFnErrorErr::MissingArg(_)
+        | ServerFnErrorErr::Deserialization(_) = &value
+        {
+            return crate::server::errors::bad_request(&value);
+        }
         AppError::ServerFn(value.to_string())
     }
 

@@ -119,6 +119,27 @@ pub struct ServeArgs {
     #[arg(long, env = "WALDEN_MASTER_KEY_FILE", value_name = "PATH")]
     pub master_key_file: Option<PathBuf>,
 
+    /// Host names (with an optional `:port`) the console answers to, comma-separated; any other `Host` is
+    /// refused, so a DNS-rebinding page cannot talk to a console on localhost. Default: the bind address,
+    /// `localhost`, `127.0.0.1` and `[::1]`. On Fly, the app's host name (`<app>.fly.dev`) and any custom domain.
+    #[arg(
+        long,
+        env = "WALDEN_ALLOWED_HOSTS",
+        value_name = "HOST[:PORT],...",
+        value_delimiter = ','
+    )]
+    pub allowed_hosts: Vec<String>,
+
+    /// The token that opens web setup of the first admin while no user exists. Never a flag (see
+    /// `master_key`): from `WALDEN_SETUP_TOKEN` or `--setup-token-file`; when neither is set, a random one is
+    /// printed at start-up as a link. See [`ServeArgs::load_setup_token`].
+    #[arg(skip)]
+    pub setup_token: Option<SecretString>,
+
+    /// A file holding the setup token, instead of `WALDEN_SETUP_TOKEN`.
+    #[arg(long, env = "WALDEN_SETUP_TOKEN_FILE", value_name = "PATH")]
+    pub setup_token_file: Option<PathBuf>,
+
     /// argon2id cost for passwords; OWASP's parameters unless a test makes them cheaper.
     #[arg(skip)]
     pub password_hash: walden_core::users::HashParams,
@@ -143,6 +164,9 @@ impl ServeArgs {
             client_ip_header: None,
             master_key: None,
             master_key_file: None,
+            allowed_hosts: Vec::new(),
+            setup_token: None,
+            setup_token_file: None,
             password_hash: walden_core::users::HashParams::OWASP,
         }
     }
@@ -156,6 +180,23 @@ impl ServeArgs {
             (Some(key), None) => Some(SecretString::from(key.trim().to_owned())),
             (None, Some(path)) => Some(read_key_file(path)?),
             (None, None) => self.master_key.take(),
+        };
+        Ok(())
+    }
+
+    /// Fill [`ServeArgs::setup_token`] from `WALDEN_SETUP_TOKEN` (the value of `env_token`) or from
+    /// `--setup-token-file`, never both.
+    pub fn load_setup_token(&mut self, env_token: Option<String>) -> anyhow::Result<()> {
+        let env_token = env_token.filter(|t| !t.trim().is_empty());
+        self.setup_token = match (env_token, &self.setup_token_file) {
+            (Some(_), Some(_)) => anyhow::bail!(
+                "set the setup token either in WALDEN_SETUP_TOKEN or with --setup-token-file, not both"
+            ),
+            (Some(token), None) => Some(SecretString::from(token.trim().to_owned())),
+            (None, Some(path)) => Some(read_key_file(path).map_err(|e| {
+                anyhow::anyhow!("{}", e.to_string().replace("master key", "setup token"))
+            })?),
+            (None, None) => self.setup_token.take(),
         };
         Ok(())
     }
@@ -192,6 +233,11 @@ impl std::fmt::Debug for ServeArgs {
             .field(
                 "master_key",
                 &self.master_key.as_ref().map(|_| "[redacted]"),
+            )
+            .field("allowed_hosts", &self.allowed_hosts)
+            .field(
+                "setup_token",
+                &self.setup_token.as_ref().map(|_| "[redacted]"),
             )
             .finish()
     }
@@ -299,6 +345,48 @@ mod tests {
         let mut neither = args();
         neither.load_master_key(Some("   ".into())).unwrap();
         assert!(neither.master_key.is_none());
+    }
+
+    #[test]
+    fn the_setup_token_comes_from_the_environment_or_a_file_never_both() {
+        let mut from_env = args();
+        from_env
+            .load_setup_token(Some(" a setup token \n".into()))
+            .unwrap();
+        assert_eq!(
+            from_env.setup_token.unwrap().expose_secret(),
+            "a setup token"
+        );
+
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("token");
+        std::fs::write(&file, "from a file\n").unwrap();
+        let mut from_file = args();
+        from_file.setup_token_file = Some(file.clone());
+        from_file.load_setup_token(None).unwrap();
+        assert_eq!(
+            from_file.setup_token.unwrap().expose_secret(),
+            "from a file"
+        );
+
+        let mut both = args();
+        both.setup_token_file = Some(file);
+        assert!(both.load_setup_token(Some("x".into())).is_err());
+
+        let mut missing = args();
+        missing.setup_token_file = Some(dir.path().join("nope"));
+        let err = missing.load_setup_token(None).unwrap_err().to_string();
+        assert!(err.contains("setup token") && err.contains("nope"), "{err}");
+
+        let mut neither = args();
+        neither.load_setup_token(Some("  ".into())).unwrap();
+        assert!(neither.setup_token.is_none());
+        let mut logged = args();
+        logged
+            .load_setup_token(Some("very-secret-token".into()))
+            .unwrap();
+        let shown = format!("{logged:?}");
+        assert!(!shown.contains("very-secret-token"), "{shown}");
     }
 
     #[test]

@@ -129,15 +129,21 @@ pub async fn logout_everywhere() -> Result<(), AppError> {
     session::end().await
 }
 
-/// Create the first admin. Works only while no user exists; signs the new admin in.
+/// Create the first admin. Works only while no user exists, and only with the setup token the server printed
+/// at start-up (or was given in `WALDEN_SETUP_TOKEN`); signs the new admin in.
 #[server(endpoint = "setup_admin")]
 #[cfg_attr(feature = "ssr", tracing::instrument(skip_all, err(level = "info")))]
-pub async fn setup_admin(name: String, password: String) -> Result<SessionUser, AppError> {
+pub async fn setup_admin(
+    token: String,
+    name: String,
+    password: String,
+) -> Result<SessionUser, AppError> {
     let visitor = Visitor::new().await?;
-    let password = SecretString::from(password);
+    let (token, password) = (SecretString::from(token), SecretString::from(password));
     let accounts = visitor.accounts();
+    let gate = visitor.setup_token();
     let user = accounts
-        .setup_first_admin(&visitor.meta, &name, &password)
+        .setup_first_admin(&visitor.meta, gate, &token, &name, &password)
         .await?;
     session::start(&user).await?;
     session_user(&visitor, &user).await

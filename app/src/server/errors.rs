@@ -22,6 +22,13 @@ pub fn internal(cause: impl std::fmt::Display) -> AppError {
     AppError::Internal { request_id }
 }
 
+/// Log why a request's arguments could not be read and give the caller a generic 400 with the request id.
+pub(crate) fn bad_request(cause: &impl std::fmt::Display) -> AppError {
+    let request_id = request_id();
+    tracing::info!(%request_id, error = %cause, "server function arguments refused");
+    AppError::BadRequest { request_id }
+}
+
 /// Give the HTTP response the error's status. Only for server-function calls: a page that renders an error
 /// panel for one of its resources is still a page (200).
 pub(crate) fn set_status(error: &AppError) {
@@ -77,7 +84,9 @@ impl From<UserError> for AppError {
             }
             UserError::NotFound => AppError::NotFound("user".into()),
             UserError::Forbidden => AppError::Forbidden,
-            UserError::InviteInvalid | UserError::InviteExpired => field("token", e),
+            UserError::InviteInvalid | UserError::InviteExpired | UserError::SetupTokenInvalid => {
+                field("token", e)
+            }
             UserError::WrongPassword => field("current_password", e),
             UserError::TotpInvalid | UserError::NoPendingTotp => field("code", e),
             other => internal(other),

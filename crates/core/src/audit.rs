@@ -174,6 +174,12 @@ pub mod actions {
     pub const AUTH_LOGIN: &str = "auth.login";
     pub const AUTH_LOGOUT: &str = "auth.logout";
     pub const SETTING_CHANGE: &str = "setting.change";
+    /// A server function refused its caller: not signed in, or a role below the one it needs (written by the
+    /// web layer, outcome `denied`).
+    pub const ACCESS_DENIED: &str = "access.denied";
+    /// A request refused before it reached any handler: a Host not allowed, or a cross-origin state change
+    /// (written by the web layer, outcome `denied`).
+    pub const REQUEST_REFUSED: &str = "request.refused";
 }
 
 /// Why the log could not be written or read. Messages never contain the row's data.

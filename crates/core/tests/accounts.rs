@@ -8,7 +8,9 @@ use walden_core::audit::{self, Actor, AuditFilter, RequestMeta};
 use walden_core::keyring::Keyring;
 use walden_core::seal::SealKey;
 use walden_core::settings::SettingsError;
-use walden_core::users::{totp, Accounts, HashParams, Hasher, LoginError, Role, User, UserError};
+use walden_core::users::{
+    totp, Accounts, HashParams, Hasher, LoginError, Role, SetupToken, User, UserError,
+};
 use walden_core::{db, settings};
 
 const PW: &str = "a perfectly fine passphrase";
@@ -544,30 +546,68 @@ async fn invites_are_one_time_hashed_and_expire() {
 #[tokio::test]
 async fn setup_works_only_while_there_are_no_users() {
     let e = env().await;
+    let (gate, token) = SetupToken::generate().unwrap();
+    let gate = Some(&gate);
     assert!(e.acc.needs_setup().await.unwrap());
     assert!(matches!(
         e.acc
-            .setup_first_admin(&meta(), "first", &pw("weak"))
+            .setup_first_admin(&meta(), gate, &token, "first", &pw("weak"))
             .await
             .unwrap_err(),
         UserError::Invalid(_)
     ));
     let first = e
         .acc
-        .setup_first_admin(&meta(), "first", &pw(PW))
+        .setup_first_admin(&meta(), gate, &token, "first", &pw(PW))
         .await
         .unwrap();
     assert_eq!(first.role, Role::Admin);
     assert!(!e.acc.needs_setup().await.unwrap());
     assert!(matches!(
         e.acc
-            .setup_first_admin(&meta(), "second", &pw(PW))
+            .setup_first_admin(&meta(), gate, &token, "second", &pw(PW))
             .await
             .unwrap_err(),
         UserError::SetupClosed
     ));
     assert_eq!(count(&e.pool, "users").await, 1);
     assert_eq!(rows(&e.pool, "setup.first_admin").await.len(), 1);
+}
+
+/// Security review H3: without the setup token nobody becomes the first admin, and each refusal leaves a row.
+#[tokio::test]
+async fn setup_needs_the_setup_token() {
+    let e = env().await;
+    let (gate, token) = SetupToken::generate().unwrap();
+    let refused = [
+        (Some(&gate), pw("not the token at all")),
+        (Some(&gate), pw("")),
+        (None, token.clone()),
+    ];
+    for (gate, presented) in &refused {
+        assert!(matches!(
+            e.acc
+                .setup_first_admin(&meta(), *gate, presented, "first", &pw(PW))
+                .await
+                .unwrap_err(),
+            UserError::SetupTokenInvalid
+        ));
+    }
+    assert_eq!(count(&e.pool, "users").await, 0);
+    let denied = rows(&e.pool, "setup.first_admin").await;
+    assert_eq!(denied.len(), 3);
+    assert!(denied.iter().all(|r| r.outcome == "denied"), "{denied:?}");
+    // Surrounding whitespace (a pasted link) does not matter.
+    let padded = pw(&format!(" {} ", token.expose_secret()));
+    let first = e
+        .acc
+        .setup_first_admin(&meta(), Some(&gate), &padded, "first", &pw(PW))
+        .await
+        .unwrap();
+    assert_eq!(first.role, Role::Admin);
+    // An operator's token must not be trivially short.
+    assert!(SetupToken::from_secret(&pw("short")).is_err());
+    assert!(SetupToken::from_secret(&pw("a long enough operator token")).is_ok());
 }
 
 fn secret_of(enrolment: &totp::TotpEnrolment) -> Vec<u8> {

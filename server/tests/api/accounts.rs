@@ -9,7 +9,7 @@ use walden_app::api::users::{CreateInvite, ListUsers};
 use walden_app::error::AppError;
 use walden_core::users::Role;
 
-use crate::helpers::{app, app_with, error_of, set_cookie, PW};
+use crate::helpers::{app, app_with, error_of, set_cookie, set_cookie_named, PW, SETUP_TOKEN};
 
 /// The arguments of a login without a TOTP code.
 fn credentials(name: &str, password: &str) -> Login {
@@ -67,8 +67,18 @@ async fn the_cookie_is_secure_when_configured() {
     let app = app_with(|c| c.secure_cookies = true).await;
     app.add_users(&[("bob", Role::Viewer)]).await;
     let res = app.session().login("bob", PW).await;
-    let set = set_cookie(&res).unwrap();
+    assert_eq!(res.status(), 200);
+    // Security review L3: the `__Host-` prefix (Secure, Path=/, no Domain), and no Max-Age (a browser-session
+    // cookie; the idle lifetime is kept on the server).
+    assert!(
+        set_cookie(&res).is_none(),
+        "the plain name is for plain HTTP only"
+    );
+    let set = set_cookie_named(&res, walden::security::SECURE_SESSION_COOKIE).unwrap();
     assert!(set.contains("Secure"), "{set}");
+    assert!(set.contains("Path=/"), "{set}");
+    assert!(!set.contains("Domain"), "{set}");
+    assert!(!set.contains("Max-Age"), "{set}");
     app.stop().await;
 }
 
@@ -319,6 +329,7 @@ async fn setup_works_once_and_signs_in() {
     let res = browser.call(&GetSetupNeeded {}).await;
     assert!(res.json::<bool>().await.unwrap());
     let setup = |password: &str| SetupAdmin {
+        token: SETUP_TOKEN.into(),
         name: "root".into(),
         password: password.into(),
     };
@@ -333,6 +344,7 @@ async fn setup_works_once_and_signs_in() {
     let res = app
         .session()
         .call(&SetupAdmin {
+            token: SETUP_TOKEN.into(),
             name: "root2".into(),
             password: PW.into(),
         })

@@ -94,6 +94,7 @@ fn probes(target: i64) -> Vec<Probe> {
         ),
         probe(
             SetupAdmin {
+                token: "not the setup token".into(),
                 name: "root".into(),
                 password: PW.into(),
             },
@@ -217,6 +218,8 @@ async fn authorization_matrix() {
     }
 
     let mut table = Vec::new();
+    // Refusals by the role check itself (not by the domain's own rules): each leaves an access.denied row.
+    let mut role_refusals = 0;
     for (who, session, role) in &callers {
         for probe in &probes {
             let min = policy
@@ -227,6 +230,12 @@ async fn authorization_matrix() {
             let res = (probe.request)(session).send().await.unwrap();
             let status = res.status().as_u16();
             let want = expected(min, *role, probe);
+            let refused_by_role = match (min, role) {
+                (Some(_), None) => true,
+                (Some(min), Some(role)) => role < &min,
+                (None, _) => false,
+            };
+            role_refusals += usize::from(refused_by_role);
             table.push(format!("{who:>9} {:<32} {status}", probe.path));
             assert_eq!(
                 status,
@@ -252,5 +261,17 @@ async fn authorization_matrix() {
         assert_eq!(res.status(), 200, "{path}");
     }
     println!("{}", table.join("\n"));
+    let pool = walden_core::db::open(&app.data_dir()).await.unwrap();
+    let filter = walden_core::audit::AuditFilter {
+        action: Some("access.denied".into()),
+        ..Default::default()
+    };
+    let denied = walden_core::audit::count(&pool, &filter).await.unwrap();
+    pool.close().await;
+    assert!(role_refusals > 0);
+    assert_eq!(
+        denied, role_refusals as i64,
+        "every refusal by the role check is audited"
+    );
     app.stop().await;
 }

@@ -29,6 +29,7 @@ use crate::ts;
 
 // The vocabulary lives in the leaf module `access`; re-exported where callers have always found it.
 pub use crate::access::{Actor, FieldError, RequestMeta, Role};
+pub use admin::SetupToken;
 pub use password::{
     check_policy, password_from_bytes, HashParams, Hasher, MAX_PASSWORD_CHARS, MIN_PASSWORD_CHARS,
 };
@@ -59,6 +60,10 @@ pub enum UserError {
     InviteExpired,
     #[error("setup is closed: Walden already has users")]
     SetupClosed,
+    #[error(
+        "the setup link is missing or not valid: open the link the server printed when it started"
+    )]
+    SetupTokenInvalid,
     #[error("the current password is not correct")]
     WrongPassword,
     #[error("the code is not correct")]
