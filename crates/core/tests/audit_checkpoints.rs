@@ -401,3 +401,51 @@ async fn a_sink_opens_from_a_path_or_a_file_url_and_never_overwrites() {
         .await
         .is_err());
 }
+
+/// The object-storage sink, configured as the wal-g reader is, against a real S3-protocol server (moto).
+#[tokio::test]
+async fn an_s3_sink_holds_checkpoints_that_find_a_cut() {
+    let moto = walg::testkit::MotoServer::start("walden-audit");
+    let env: HashMap<String, String> = moto.walg_env("unused").into_iter().collect();
+    let f = fixture().await;
+    let sink = Sink::open("s3://walden-audit/console/audit", &env)
+        .await
+        .unwrap();
+    assert_eq!(sink.display(), "s3://walden-audit/console/audit");
+    let writer = Checkpointer::new(
+        f.pool.clone(),
+        f.key.clone(),
+        sink.clone(),
+        Duration::from_secs(300),
+        5,
+    );
+    writer.write(Reason::Start).await.unwrap();
+    fill(&f.pool, 6).await;
+    writer.write(Reason::Rows).await.unwrap();
+    let trusted = [f.key.public_key()];
+    let r = checkpoints::verify(&f.pool, &sink, &trusted, None)
+        .await
+        .unwrap();
+    assert!(r.is_intact(), "{r:?}");
+    assert_eq!((r.checkpoints, r.confirmed_through), (2, 6));
+
+    behind_the_triggers(
+        &f.pool,
+        "DELETE FROM audit_log WHERE id > 4; UPDATE sqlite_sequence SET seq = 4 WHERE name = 'audit_log';",
+    )
+    .await;
+    let r = checkpoints::verify(&f.pool, &sink, &trusted, None)
+        .await
+        .unwrap();
+    assert!(
+        matches!(
+            r.findings.as_slice(),
+            [Finding::Cut {
+                head_id: 6,
+                log_ends_at: 4,
+                ..
+            }]
+        ),
+        "{r:?}"
+    );
+}
