@@ -256,6 +256,34 @@ async fn a_checkpoint_signed_by_an_unknown_key_is_reported() {
     );
 }
 
+#[tokio::test]
+async fn a_rotated_key_continues_the_chain_and_old_checkpoints_need_the_old_key() {
+    let f = seventy_rows().await;
+    let new = new_key();
+    let rotated = Checkpointer::new(
+        f.pool.clone(),
+        new.clone(),
+        f.sink.clone(),
+        Duration::from_secs(300),
+        5,
+    );
+    let first = rotated.write(Reason::Start).await.unwrap();
+    assert_eq!(first.checkpoint.body.seq, 4);
+    let both = [f.key.public_key(), new.public_key()];
+    let r = checkpoints::verify(&f.pool, &f.sink, &both, None)
+        .await
+        .unwrap();
+    assert!(r.is_intact(), "{r:?}");
+    let r = checkpoints::verify(&f.pool, &f.sink, &[new.public_key()], None)
+        .await
+        .unwrap();
+    assert_eq!(r.findings.len(), 3, "the old key's three: {r:?}");
+    assert!(r
+        .findings
+        .iter()
+        .all(|x| matches!(x, Finding::UnknownKey { key_id, .. } if key_id == f.key.id())));
+}
+
 /// Checkpoints written by hand at chosen times, chained as the writer chains them.
 async fn chain_at(f: &Fixture, plan: &[(&str, Reason)]) -> Vec<String> {
     let mut previous: Option<String> = None;
@@ -292,26 +320,37 @@ async fn a_missing_interval_is_reported_but_not_a_clean_shutdown() {
             ("2026-11-30T10:21:00.000Z", Reason::Shutdown),
             // Stopped cleanly overnight: not a missing interval.
             ("2026-12-01T08:00:00.000Z", Reason::Start),
+            ("2026-12-01T08:05:00.000Z", Reason::Interval),
+            // Killed without a shutdown checkpoint, started again an hour later: a missing interval.
+            ("2026-12-01T09:05:00.000Z", Reason::Start),
         ],
     )
     .await;
     let r = check(&f).await;
     assert_eq!(
         r.findings,
-        vec![Finding::MissingInterval {
-            from: "2026-11-30T10:05:00.000Z".into(),
-            to: "2026-11-30T10:20:00.000Z".into(),
-        }]
+        vec![
+            Finding::MissingInterval {
+                from: "2026-11-30T10:05:00.000Z".into(),
+                to: "2026-11-30T10:20:00.000Z".into(),
+                restarted: false,
+            },
+            Finding::MissingInterval {
+                from: "2026-12-01T08:05:00.000Z".into(),
+                to: "2026-12-01T09:05:00.000Z".into(),
+                restarted: true,
+            }
+        ]
     );
     assert!(r.findings[0].to_string().contains(
         "missing checkpoint interval from 2026-11-30T10:05:00.000Z to 2026-11-30T10:20:00.000Z"
     ));
     // Checked against the clock, an overdue newest checkpoint is a missing interval too.
-    let later = time::macros::datetime!(2026-12-01 09:00 UTC);
+    let later = time::macros::datetime!(2026-12-01 10:00 UTC);
     let r = checkpoints::verify(&f.pool, &f.sink, &[f.key.public_key()], Some(later))
         .await
         .unwrap();
-    assert_eq!(r.findings.len(), 2, "{r:?}");
+    assert_eq!(r.findings.len(), 3, "{r:?}");
 }
 
 #[tokio::test]

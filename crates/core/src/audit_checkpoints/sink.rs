@@ -204,8 +204,7 @@ impl Sink {
         Ok(out)
     }
 
-    /// The newest readable checkpoint (by name, that is by time) that `accept` takes: the writer chains onto
-    /// the newest one its own key signed.
+    /// The newest readable checkpoint (by name, that is by time) that `accept` takes.
     pub async fn latest(
         &self,
         accept: impl Fn(&Checkpoint) -> bool,

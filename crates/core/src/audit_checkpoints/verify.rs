@@ -40,8 +40,13 @@ pub enum Finding {
     /// A checkpoint does not follow the one before it: checkpoints between them were removed or replaced.
     Unchained { name: String, after: String },
     /// No checkpoint was written from `from` to `to`, longer than two heartbeat intervals, without a clean
-    /// shutdown in between.
-    MissingInterval { from: String, to: String },
+    /// shutdown in between. `restarted`: the next checkpoint is a start, so the server stopped uncleanly (a
+    /// crash, a kill) or checkpoints of that time were removed; either way nothing vouches for that time.
+    MissingInterval {
+        from: String,
+        to: String,
+        restarted: bool,
+    },
 }
 
 impl fmt::Display for Finding {
@@ -90,9 +95,18 @@ impl fmt::Display for Finding {
                 f,
                 "checkpoint {name} does not follow {after}: checkpoints between them were removed or replaced"
             ),
-            Finding::MissingInterval { from, to } => write!(
+            Finding::MissingInterval {
+                from,
+                to,
+                restarted,
+            } => write!(
                 f,
-                "missing checkpoint interval from {from} to {to} (no checkpoint and no clean shutdown)"
+                "missing checkpoint interval from {from} to {to} (no checkpoint and no clean shutdown{})",
+                if *restarted {
+                    "; the server started again after it"
+                } else {
+                    ""
+                }
             ),
         }
     }
@@ -191,6 +205,7 @@ pub async fn verify(
             report.findings.push(Finding::MissingInterval {
                 from: a.body.written_at.clone(),
                 to: b.body.written_at.clone(),
+                restarted: b.body.reason == Reason::Start,
             });
         }
     }
@@ -202,6 +217,7 @@ pub async fn verify(
                 report.findings.push(Finding::MissingInterval {
                     from: last.body.written_at.clone(),
                     to: now,
+                    restarted: false,
                 });
             }
         }
