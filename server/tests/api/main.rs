@@ -3,6 +3,7 @@
 
 mod accounts;
 mod authorization;
+mod checkpoints;
 mod helpers;
 mod pages;
 mod probes;
