@@ -78,8 +78,8 @@ fn parse_public_key(s: &str) -> Result<PublicKey, String> {
     audit_checkpoints::parse_public_key(s).map_err(|e| e.to_string())
 }
 
-/// The keys `verify` trusts: the ones given, else the configured signing key (from
-/// `WALDEN_AUDIT_SIGNING_KEY`, its file, the master key, or a demo data directory's key).
+/// The signing key configured on this machine (`WALDEN_AUDIT_SIGNING_KEY` or its file, else derived from the
+/// master key, else a demo data directory's key): what `verify` trusts when no `--public-key` is given.
 fn local_signing_key(
     data: &DataDirArgs,
     checkpoints: &mut CheckpointArgs,
