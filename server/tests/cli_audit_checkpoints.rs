@@ -80,26 +80,28 @@ fn checkpoint(data: &Path, sink: &Path, key: &CheckpointKey) {
     });
 }
 
-/// Raw SQL on the file behind Walden's back, with the append-only triggers dropped and put back.
+/// Raw SQL on the file behind Walden's back, as `sqlite3` would run it: one connection of its own, the
+/// append-only triggers dropped and put back.
 fn tamper(data: &Path, sql: &str) {
+    use sqlx::Connection;
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
-        let pool = walden_core::db::open(data).await.unwrap();
-        sqlx::raw_sql("DROP TRIGGER audit_log_no_update; DROP TRIGGER audit_log_no_delete;")
-            .execute(&pool)
+        let options =
+            sqlx::sqlite::SqliteConnectOptions::new().filename(data.join(walden_core::db::DB_FILE));
+        let mut conn = sqlx::SqliteConnection::connect_with(&options)
             .await
             .unwrap();
-        sqlx::raw_sql(sql).execute(&pool).await.unwrap();
-        sqlx::raw_sql(
-            "CREATE TRIGGER audit_log_no_update BEFORE UPDATE ON audit_log \
+        sqlx::raw_sql(&format!(
+            "DROP TRIGGER audit_log_no_update; DROP TRIGGER audit_log_no_delete; {sql} \
+             CREATE TRIGGER audit_log_no_update BEFORE UPDATE ON audit_log \
              BEGIN SELECT RAISE(ABORT, 'audit_log is append-only: UPDATE refused'); END; \
              CREATE TRIGGER audit_log_no_delete BEFORE DELETE ON audit_log \
-             BEGIN SELECT RAISE(ABORT, 'audit_log is append-only: DELETE refused'); END;",
-        )
-        .execute(&pool)
+             BEGIN SELECT RAISE(ABORT, 'audit_log is append-only: DELETE refused'); END;"
+        ))
+        .execute(&mut conn)
         .await
         .unwrap();
-        pool.close().await;
+        conn.close().await.unwrap();
     });
 }
 

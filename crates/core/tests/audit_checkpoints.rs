@@ -15,6 +15,8 @@ use walden_core::db;
 
 struct Fixture {
     _dir: tempfile::TempDir,
+    /// The data directory (the database file is `db::DB_FILE` in it).
+    data: std::path::PathBuf,
     pool: SqlitePool,
     sink: Sink,
     key: CheckpointKey,
@@ -27,7 +29,8 @@ fn new_key() -> CheckpointKey {
 
 async fn fixture() -> Fixture {
     let dir = tempfile::tempdir().unwrap();
-    let pool = db::open(&dir.path().join("data")).await.unwrap();
+    let data = dir.path().join("data");
+    let pool = db::open(&data).await.unwrap();
     let sink = Sink::directory(&dir.path().join("checkpoints")).unwrap();
     let key = new_key();
     let writer = Checkpointer::new(
@@ -39,6 +42,7 @@ async fn fixture() -> Fixture {
     );
     Fixture {
         _dir: dir,
+        data,
         pool,
         sink,
         key,
@@ -61,9 +65,18 @@ async fn check(f: &Fixture) -> CheckpointReport {
         .unwrap()
 }
 
-async fn exec(pool: &SqlitePool, sql: &str) {
-    sqlx::query(sql).execute(pool).await.unwrap();
+/// One connection of its own on the database file, as an attacker's `sqlite3` would open. (Not the pool: a
+/// pooled connection whose schema cache predates a `DROP TRIGGER` run on another one refuses the `CREATE
+/// TRIGGER` that follows with "already exists".)
+async fn attacker(f: &Fixture) -> sqlx::SqliteConnection {
+    use sqlx::Connection;
+    let options = sqlx::sqlite::SqliteConnectOptions::new().filename(f.data.join(db::DB_FILE));
+    sqlx::SqliteConnection::connect_with(&options)
+        .await
+        .unwrap()
 }
+
+const DROP_TRIGGERS: &str = "DROP TRIGGER audit_log_no_update; DROP TRIGGER audit_log_no_delete;";
 
 const TRIGGERS: &str = "
 CREATE TRIGGER audit_log_no_update BEFORE UPDATE ON audit_log
@@ -72,11 +85,12 @@ CREATE TRIGGER audit_log_no_delete BEFORE DELETE ON audit_log
 BEGIN SELECT RAISE(ABORT, 'audit_log is append-only: DELETE refused'); END;";
 
 /// Tamper as someone with the file would: drop the triggers, run `sql`, recreate the triggers.
-async fn behind_the_triggers(pool: &SqlitePool, sql: &str) {
-    exec(pool, "DROP TRIGGER audit_log_no_update").await;
-    exec(pool, "DROP TRIGGER audit_log_no_delete").await;
-    sqlx::raw_sql(sql).execute(pool).await.unwrap();
-    sqlx::raw_sql(TRIGGERS).execute(pool).await.unwrap();
+async fn behind_the_triggers(f: &Fixture, sql: &str) {
+    let mut conn = attacker(f).await;
+    sqlx::raw_sql(&format!("{DROP_TRIGGERS} {sql} {TRIGGERS}"))
+        .execute(&mut conn)
+        .await
+        .unwrap();
 }
 
 /// A log of 70 rows with checkpoints at 20, 40 and 70 rows.
@@ -108,7 +122,7 @@ async fn an_intact_log_passes() {
 async fn a_tail_cut_with_the_sequence_edited_is_found() {
     let f = seventy_rows().await;
     behind_the_triggers(
-        &f.pool,
+        &f,
         "DELETE FROM audit_log WHERE id > 67; UPDATE sqlite_sequence SET seq = 67 WHERE name = 'audit_log';",
     )
     .await;
@@ -132,12 +146,13 @@ async fn a_tail_cut_with_the_sequence_edited_is_found() {
 #[tokio::test]
 async fn a_recomputed_rewrite_is_found_with_the_rows_it_touched() {
     let f = seventy_rows().await;
-    exec(&f.pool, "DROP TRIGGER audit_log_no_update").await;
-    exec(
-        &f.pool,
-        "UPDATE audit_log SET actor_name = '(system:cli)', outcome = 'ok' WHERE id = 25",
-    )
-    .await;
+    let mut conn = attacker(&f).await;
+    sqlx::raw_sql(&format!(
+        "{DROP_TRIGGERS} UPDATE audit_log SET actor_name = '(system:cli)', outcome = 'ok' WHERE id = 25;"
+    ))
+    .execute(&mut conn)
+    .await
+    .unwrap();
     let rows = audit::query(&f.pool, &AuditFilter::default(), None, 500)
         .await
         .unwrap()
@@ -170,18 +185,13 @@ async fn a_recomputed_rewrite_is_found_with_the_rows_it_touched() {
             .bind(&prev[..])
             .bind(&hash[..])
             .bind(row.id)
-            .execute(&f.pool)
+            .execute(&mut conn)
             .await
             .unwrap();
         prev = hash;
     }
-    sqlx::raw_sql(
-        "CREATE TRIGGER audit_log_no_update BEFORE UPDATE ON audit_log \
-         BEGIN SELECT RAISE(ABORT, 'audit_log is append-only: UPDATE refused'); END;",
-    )
-    .execute(&f.pool)
-    .await
-    .unwrap();
+    sqlx::raw_sql(TRIGGERS).execute(&mut conn).await.unwrap();
+    drop(conn);
     let chain = audit::verify(&f.pool).await.unwrap();
     assert!(chain.is_intact(), "the chain cannot see this: {chain:?}");
 
@@ -206,7 +216,7 @@ async fn a_recomputed_rewrite_is_found_with_the_rows_it_touched() {
 async fn a_wiped_log_is_found() {
     let f = seventy_rows().await;
     behind_the_triggers(
-        &f.pool,
+        &f,
         "DELETE FROM audit_log; DELETE FROM sqlite_sequence WHERE name = 'audit_log';",
     )
     .await;
@@ -411,7 +421,7 @@ async fn checkpoints_are_due_after_n_rows_and_chain_across_restarts() {
     assert!(check(&f).await.is_intact());
 
     // The writer notices at once when the log no longer holds the last checkpoint's head.
-    behind_the_triggers(&f.pool, "DELETE FROM audit_log WHERE id = 5;").await;
+    behind_the_triggers(&f, "DELETE FROM audit_log WHERE id = 5;").await;
     assert!(again.write(Reason::Interval).await.unwrap().diverged);
 }
 
@@ -469,7 +479,7 @@ async fn an_s3_sink_holds_checkpoints_that_find_a_cut() {
     assert_eq!((r.checkpoints, r.confirmed_through), (2, 6));
 
     behind_the_triggers(
-        &f.pool,
+        &f,
         "DELETE FROM audit_log WHERE id > 4; UPDATE sqlite_sequence SET seq = 4 WHERE name = 'audit_log';",
     )
     .await;
