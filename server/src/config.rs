@@ -143,6 +143,84 @@ pub struct ServeArgs {
     /// argon2id cost for passwords; OWASP's parameters unless a test makes them cheaper.
     #[arg(skip)]
     pub password_hash: walden_core::users::HashParams,
+
+    #[command(flatten)]
+    pub checkpoints: CheckpointArgs,
+
+    /// Write a signed audit checkpoint at least this often, even when no row was added (a heartbeat, so that
+    /// a missing interval shows).
+    #[arg(long, env = "WALDEN_AUDIT_CHECKPOINT_SECS", default_value_t = 300,
+          value_parser = clap::value_parser!(u64).range(1..), value_name = "SECONDS")]
+    pub audit_checkpoint_secs: u64,
+
+    /// Also write one as soon as this many audit rows were added since the last.
+    #[arg(long, env = "WALDEN_AUDIT_CHECKPOINT_ROWS", default_value_t = 100,
+          value_parser = clap::value_parser!(u64).range(1..), value_name = "ROWS")]
+    pub audit_checkpoint_rows: u64,
+}
+
+/// Signed audit checkpoints (security review H1; `walden_core::audit_checkpoints`): where they are written
+/// and read, and the key that signs them. Shared by `walden serve` and `walden audit verify`.
+#[derive(Clone, Default, Args)]
+pub struct CheckpointArgs {
+    /// Where signed audit checkpoints go: s3://bucket/prefix, gs://bucket/prefix, azure://container/prefix
+    /// (credentials from the AWS_*, GOOGLE_* and AZURE_* variables, as for wal-g storage) or a directory.
+    /// Default: <data dir>/audit-checkpoints, on the same disk as the database (demo and tests only).
+    #[arg(
+        long = "audit-sink",
+        visible_alias = "checkpoints",
+        env = "WALDEN_AUDIT_SINK",
+        value_name = "URL|DIR"
+    )]
+    pub sink: Option<String>,
+
+    /// A file holding the checkpoint signing key (64 hex characters: an Ed25519 seed), instead of the
+    /// `WALDEN_AUDIT_SIGNING_KEY` environment variable. Never a flag itself, like the master key.
+    #[arg(
+        long = "audit-signing-key-file",
+        env = "WALDEN_AUDIT_SIGNING_KEY_FILE",
+        value_name = "PATH"
+    )]
+    pub signing_key_file: Option<PathBuf>,
+
+    /// The signing key, from `WALDEN_AUDIT_SIGNING_KEY` or the file ([`CheckpointArgs::load_signing_key`]).
+    #[arg(skip)]
+    pub signing_key: Option<SecretString>,
+}
+
+impl CheckpointArgs {
+    /// Fill [`CheckpointArgs::signing_key`] from `WALDEN_AUDIT_SIGNING_KEY` (the value of `env_key`) or from
+    /// `--audit-signing-key-file`, never both.
+    pub fn load_signing_key(&mut self, env_key: Option<String>) -> anyhow::Result<()> {
+        let env_key = env_key.filter(|k| !k.trim().is_empty());
+        self.signing_key = match (env_key, &self.signing_key_file) {
+            (Some(_), Some(_)) => anyhow::bail!(
+                "set the audit signing key either in WALDEN_AUDIT_SIGNING_KEY or with --audit-signing-key-file, not both"
+            ),
+            (Some(key), None) => Some(SecretString::from(key.trim().to_owned())),
+            (None, Some(path)) => {
+                let text = zeroize::Zeroizing::new(std::fs::read_to_string(path).map_err(|e| {
+                    anyhow::anyhow!("cannot read the audit signing key file {}: {e}", path.display())
+                })?);
+                Some(SecretString::from(text.trim().to_owned()))
+            }
+            (None, None) => self.signing_key.take(),
+        };
+        Ok(())
+    }
+}
+
+impl std::fmt::Debug for CheckpointArgs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CheckpointArgs")
+            .field("sink", &self.sink)
+            .field("signing_key_file", &self.signing_key_file)
+            .field(
+                "signing_key",
+                &self.signing_key.as_ref().map(|_| "[redacted]"),
+            )
+            .finish()
+    }
 }
 
 impl ServeArgs {
@@ -168,19 +246,18 @@ impl ServeArgs {
             setup_token: None,
             setup_token_file: None,
             password_hash: walden_core::users::HashParams::OWASP,
+            checkpoints: CheckpointArgs::default(),
+            audit_checkpoint_secs: 300,
+            audit_checkpoint_rows: 100,
         }
     }
 
     /// Fill [`ServeArgs::master_key`] from `WALDEN_MASTER_KEY` (the value of `env_key`) or from
     /// `--master-key-file`, never both. Its format is checked where the keyring is made.
     pub fn load_master_key(&mut self, env_key: Option<String>) -> Result<(), MasterKeyError> {
-        let env_key = env_key.filter(|k| !k.trim().is_empty());
-        self.master_key = match (env_key, &self.master_key_file) {
-            (Some(_), Some(_)) => return Err(MasterKeyError::Both),
-            (Some(key), None) => Some(SecretString::from(key.trim().to_owned())),
-            (None, Some(path)) => Some(read_key_file(path)?),
-            (None, None) => self.master_key.take(),
-        };
+        if let Some(key) = load_master_key(env_key, self.master_key_file.as_deref())? {
+            self.master_key = Some(key);
+        }
         Ok(())
     }
 
@@ -239,6 +316,9 @@ impl std::fmt::Debug for ServeArgs {
                 "setup_token",
                 &self.setup_token.as_ref().map(|_| "[redacted]"),
             )
+            .field("checkpoints", &self.checkpoints)
+            .field("audit_checkpoint_secs", &self.audit_checkpoint_secs)
+            .field("audit_checkpoint_rows", &self.audit_checkpoint_rows)
             .finish()
     }
 }
@@ -261,6 +341,21 @@ pub enum MasterKeyError {
     },
     #[error("the master key file {path} is empty")]
     Empty { path: String },
+}
+
+/// The master key from `WALDEN_MASTER_KEY` (the value of `env_key`) or from `file`, never both; `None` when
+/// neither is set. Used by `walden serve` and by the CLI commands that need the key.
+pub fn load_master_key(
+    env_key: Option<String>,
+    file: Option<&std::path::Path>,
+) -> Result<Option<SecretString>, MasterKeyError> {
+    let env_key = env_key.filter(|k| !k.trim().is_empty());
+    Ok(match (env_key, file) {
+        (Some(_), Some(_)) => return Err(MasterKeyError::Both),
+        (Some(key), None) => Some(SecretString::from(key.trim().to_owned())),
+        (None, Some(path)) => Some(read_key_file(path)?),
+        (None, None) => None,
+    })
 }
 
 fn read_key_file(path: &std::path::Path) -> Result<SecretString, MasterKeyError> {
@@ -387,6 +482,32 @@ mod tests {
             .unwrap();
         let shown = format!("{logged:?}");
         assert!(!shown.contains("very-secret-token"), "{shown}");
+    }
+
+    #[test]
+    fn the_audit_signing_key_comes_from_the_environment_or_a_file_never_both_and_is_never_shown() {
+        let mut from_env = CheckpointArgs::default();
+        from_env.load_signing_key(Some(" ab12 \n".into())).unwrap();
+        assert_eq!(
+            from_env.signing_key.as_ref().unwrap().expose_secret(),
+            "ab12"
+        );
+        assert!(!format!("{from_env:?}").contains("ab12"));
+
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("key");
+        std::fs::write(&file, "cd34\n").unwrap();
+        let mut from_file = CheckpointArgs {
+            signing_key_file: Some(file),
+            ..CheckpointArgs::default()
+        };
+        from_file.load_signing_key(None).unwrap();
+        assert_eq!(
+            from_file.signing_key.as_ref().unwrap().expose_secret(),
+            "cd34"
+        );
+        let err = from_file.load_signing_key(Some("ab12".into())).unwrap_err();
+        assert!(err.to_string().contains("not both"), "{err}");
     }
 
     #[test]

@@ -44,6 +44,8 @@ pub struct Application {
     router: Router,
     walden: Walden,
     config: ServeArgs,
+    /// The signed audit checkpoint writer, when there is a key to sign with.
+    checkpoints: Option<Arc<walden_core::audit_checkpoints::Checkpointer>>,
     /// The built-in Fly emulator, in demo mode.
     demo: Option<flysim::Running>,
 }
@@ -78,6 +80,8 @@ impl Application {
             .map(Keyring::from_master_hex)
             .transpose()
             .context("WALDEN_MASTER_KEY")?;
+        let checkpoints =
+            crate::checkpoints::for_serve(&config, keyring.as_ref(), pool.clone()).await?;
         let options = WaldenOptions {
             hash: config.password_hash,
             keyring,
@@ -111,6 +115,7 @@ impl Application {
             router,
             walden,
             config,
+            checkpoints,
             demo,
         })
     }
@@ -135,9 +140,13 @@ impl Application {
             router,
             walden,
             config,
+            checkpoints,
             demo,
         } = self;
-        let jobs = Jobs::spawn(walden.clone(), shutdown.child_token());
+        let mut jobs = Jobs::spawn(walden.clone(), shutdown.child_token());
+        if let Some(writer) = checkpoints {
+            jobs = jobs.with_checkpoints(writer, shutdown.child_token());
+        }
         let metrics = metrics_listener
             .map(|l| tokio::spawn(crate::metrics::serve(l, shutdown.child_token())));
         let server = axum::serve(

@@ -31,8 +31,8 @@
 //! It proves that rows were not changed, removed from the middle or reordered after they were written, and —
 //! through `sqlite_sequence`, which `AUTOINCREMENT` keeps — that rows were not cut from the end, unless the
 //! attacker also edits that table. Someone with write access to the file who recomputes every hash after the
-//! row they change cannot be caught from inside the file: keep the head hash that [`verify`] prints somewhere
-//! else (a ticket, a chat message) to anchor it, as CloudTrail does with its signed digests.
+//! row they change cannot be caught from inside the file: [`crate::audit_checkpoints`] anchors the head outside
+//! it, in signed checkpoints, as CloudTrail does with its signed digests.
 
 use std::fmt;
 use std::io::Write;

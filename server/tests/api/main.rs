@@ -3,6 +3,7 @@
 
 mod accounts;
 mod authorization;
+mod checkpoints;
 mod door;
 mod helpers;
 mod pages;
