@@ -1,8 +1,6 @@
 //! The web console's guard layers: sessions (tower-sessions, SQLite store), the cross-origin check for
 //! state-changing requests (CSRF), and security headers. Applied outermost, around the whole router.
 
-use std::sync::Arc;
-
 use axum::body::Body;
 use axum::http::{header, HeaderValue, Method, Request, StatusCode};
 use axum::middleware::Next;
@@ -13,16 +11,12 @@ use tower_http::set_header::SetResponseHeaderLayer;
 use tower_sessions::cookie::SameSite;
 use tower_sessions::{Expiry, SessionManagerLayer};
 use tower_sessions_sqlx_store::SqliteStore;
-use walden_app::server::{LoginLimits, SessionPolicy};
+use walden_app::server::SessionPolicy;
 
 use crate::config::ServeArgs;
 
 /// The session cookie's name.
 pub const SESSION_COOKIE: &str = "walden_session";
-
-/// Login attempts allowed per minute, per account name and per client IP.
-pub const LOGIN_PER_ACCOUNT_PER_MIN: u32 = 5;
-pub const LOGIN_PER_IP_PER_MIN: u32 = 30;
 
 /// Content-Security-Policy. Leptos' hydration loader is an inline module script and the bundle is wasm, so
 /// scripts need `'unsafe-inline'` and `'wasm-unsafe-eval'`; everything else is same-origin only, frames are
@@ -38,11 +32,6 @@ pub fn session_policy(config: &ServeArgs) -> SessionPolicy {
         idle: time::Duration::seconds(config.session_idle_secs.min(i64::MAX as u64) as i64),
         absolute: time::Duration::seconds(config.session_max_secs.min(i64::MAX as u64) as i64),
     }
-}
-
-/// The login limiter.
-pub fn login_limits() -> Arc<LoginLimits> {
-    LoginLimits::new(LOGIN_PER_ACCOUNT_PER_MIN, LOGIN_PER_IP_PER_MIN)
 }
 
 /// The session store (creates its table on first use) and the layer that loads and saves sessions.

@@ -85,7 +85,6 @@ impl Application {
             pool,
             demo_mode: config.demo_mode(),
             walden: walden.clone(),
-            login_limits: crate::security::login_limits(),
             sessions: crate::security::session_policy(&config),
             client_ip_header: config.client_ip_header.clone(),
         };

@@ -20,9 +20,7 @@ pub mod errors;
 pub mod limits;
 pub mod session;
 
-use std::net::IpAddr;
 use std::ops::Deref;
-use std::sync::Arc;
 
 use axum::extract::FromRef;
 use leptos::prelude::*;
@@ -36,7 +34,6 @@ use walden_core::Walden;
 
 use crate::error::AppError;
 pub use errors::{internal, ClustersUnavailable};
-pub use limits::LoginLimits;
 pub use session::SessionPolicy;
 
 /// Handles shared by every request. `leptos_axum` provides it as context to server functions and renders.
@@ -49,8 +46,6 @@ pub struct AppState {
     /// The domain: accounts, audit log, settings, clusters (and through it, Fly). Server functions reach it
     /// only through [`Visitor`]'s accessors, so nothing reaches Fly or the database past `walden_core`.
     pub walden: Walden,
-    /// Login throttling per account and per IP.
-    pub login_limits: Arc<LoginLimits>,
     /// Session lifetimes.
     pub sessions: SessionPolicy,
     /// Read the client's address from this header (`Fly-Client-IP` behind Fly's proxy) instead of the TCP
@@ -80,7 +75,6 @@ pub fn request_id() -> String {
 pub struct Visitor {
     /// Request id and client address, for audit rows.
     pub meta: RequestMeta,
-    client_ip: Option<IpAddr>,
     state: AppState,
 }
 
@@ -93,11 +87,7 @@ impl Visitor {
             request_id: Some(request_id()).filter(|r| r != "-"),
             client_ip: client_ip.map(|ip| ip.to_string()),
         };
-        Ok(Visitor {
-            meta,
-            client_ip,
-            state,
-        })
+        Ok(Visitor { meta, state })
     }
 
     /// Users, passwords, invites, TOTP.
@@ -141,11 +131,6 @@ impl Visitor {
                 org: self.fly_org().to_owned(),
                 source,
             })
-    }
-
-    /// Spend one login attempt for `name` from this client; `false` when over the limit.
-    pub fn login_allowed(&self, name: &str) -> bool {
-        self.state.login_limits.allow(name, self.client_ip)
     }
 
     /// Whether admins must sign in with TOTP.

@@ -3,6 +3,7 @@
 
 mod accounts;
 mod authorization;
+mod credentials;
 mod helpers;
 mod pages;
 mod probes;
