@@ -76,6 +76,10 @@ impl Application {
             .context("WALDEN_MASTER_KEY")?;
         let options = WaldenOptions {
             hash: config.password_hash,
+            hash_limits: walden_core::users::HashLimits {
+                permits: config.hash_permits.into(),
+                ..walden_core::users::HashLimits::DEFAULT
+            },
             keyring,
             fly: Some(fly),
         };

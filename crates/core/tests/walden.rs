@@ -18,6 +18,7 @@ const CHEAP: HashParams = HashParams {
 fn options(keyring: Option<Keyring>) -> WaldenOptions {
     WaldenOptions {
         hash: CHEAP,
+        hash_limits: Default::default(),
         keyring,
         fly: None,
     }
