@@ -2,11 +2,11 @@
 //! stays bounded (security review L5).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a test stops loudly
 
-use secrecy::SecretString;
+use secrecy::{ExposeSecret, SecretString};
 use walden_core::audit::{Actor, RequestMeta};
 use walden_core::db;
 use walden_core::users::throttle::{unix_now, CredentialKey, Throttle, ThrottlePolicy};
-use walden_core::users::{Accounts, HashParams, Hasher, LoginError, Role};
+use walden_core::users::{totp, Accounts, HashParams, Hasher, LoginError, Role};
 
 const PW: &str = "a perfectly fine passphrase";
 
@@ -101,4 +101,73 @@ async fn old_failures_are_pruned_and_a_success_clears_its_pair() {
         .await
         .unwrap();
     assert_eq!(throttle.prune(now).await.unwrap(), 1);
+}
+
+/// Security review M2: "enter the code" (a right password without its code) is charged like any failure,
+/// so it confirms a password no more cheaply than a full sign-in.
+#[tokio::test]
+async fn a_code_required_reply_is_charged_like_a_failure() {
+    let dir = tempfile::tempdir().unwrap();
+    let pool = db::open(dir.path()).await.unwrap();
+    let acc = accounts(&pool)
+        .with_keyring(walden_core::keyring::Keyring::generate().unwrap())
+        .with_throttle_policy(ThrottlePolicy {
+            pair_max: 2,
+            ..ThrottlePolicy::default()
+        });
+    let user = acc
+        .create_user(&Actor::cli(), &meta(), "vera", &PW.into(), Role::Viewer)
+        .await
+        .unwrap();
+    let enrolment = acc
+        .begin_totp(&user.actor(), &meta(), &PW.into(), None)
+        .await
+        .unwrap();
+    let secret = totp::secret_from_base32(enrolment.secret_base32.expose_secret()).unwrap();
+    let first = totp::code_at(&secret, totp::unix_now() - 30).unwrap();
+    acc.confirm_totp(&user.actor(), &meta(), &first)
+        .await
+        .unwrap();
+    for _ in 0..2 {
+        let err = acc
+            .authenticate(&meta(), "vera", &PW.into(), None)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, LoginError::TotpRequired), "{err}");
+    }
+    let code = totp::code_at(&secret, totp::unix_now()).unwrap();
+    let err = acc
+        .authenticate(&meta(), "vera", &PW.into(), Some(&code))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, LoginError::Throttled), "{err}");
+}
+
+/// A burst of concurrent guesses cannot overrun the limit: each is counted before it is checked.
+#[tokio::test]
+async fn concurrent_guesses_are_counted_one_after_the_other() {
+    let dir = tempfile::tempdir().unwrap();
+    let pool = db::open(dir.path()).await.unwrap();
+    let acc = accounts(&pool);
+    acc.create_user(&Actor::cli(), &meta(), "wes", &PW.into(), Role::Viewer)
+        .await
+        .unwrap();
+    let guesses: Vec<_> = (0..20)
+        .map(|n| {
+            let acc = acc.clone();
+            tokio::spawn(async move {
+                let guess = SecretString::from(format!("guess number {n}"));
+                acc.authenticate(&meta(), "wes", &guess, None).await
+            })
+        })
+        .collect();
+    let (mut wrong, mut throttled) = (0, 0);
+    for guess in guesses {
+        match guess.await.unwrap() {
+            Err(LoginError::InvalidCredentials) => wrong += 1,
+            Err(LoginError::Throttled) => throttled += 1,
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!((wrong, throttled), (5, 15));
 }
