@@ -19,6 +19,11 @@
 //! failures sent from other addresses cannot keep the owner out of their usual place; a new place waits out the
 //! back-off, and `walden user` on the server resets a password without any of this.
 //!
+//! The tables stay bounded: a failure row lives at most an hour (pruned on every write and by the maintenance
+//! worker), and every row is an attempt that passed the limits and then waited for a hashing slot, so rows
+//! are added no faster than passwords can be hashed; a known-client row needs a successful sign-in and goes
+//! after 30 days.
+//!
 //! An attempt is charged *before* the check runs (a reservation, taken in the same write transaction as the
 //! counting), so a burst of concurrent guesses cannot overrun a limit; a correct check takes its reservation
 //! back. A refused attempt writes nothing here (its audit row is the caller's).
