@@ -10,7 +10,7 @@ use walden_core::audit::{AuditFilter, AuditRow};
 use walden_core::users::totp;
 use walden_core::users::Role;
 
-use crate::helpers::{app, app_with, error_of, set_cookie, Session, TestApp, PW};
+use crate::helpers::{app, app_with, error_of, set_cookie, spawn_app_in, Session, TestApp, PW};
 
 fn begin(password: &str, code: &str) -> BeginTotp {
     BeginTotp {
@@ -291,5 +291,26 @@ async fn an_ipv6_client_is_one_slash_64() {
     assert_eq!(res.status(), 429);
     let res = login_from(&app, "2001:db8:1:3::1", "tara", PW).await;
     assert_eq!(res.status(), 200);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn throttling_survives_a_restart() {
+    let app = app().await;
+    app.add_users(&[("ulla", Role::Viewer)]).await;
+    for _ in 0..5 {
+        let res = app.session().login("ulla", "guess guess guess").await;
+        assert_eq!(res.status(), 422);
+    }
+    let dir = app.stop().await;
+    // The same data directory, a new process state: the limit still holds, even for the right password.
+    let app = spawn_app_in(dir, |c| {
+        c.secure_cookies = false;
+        c.password_hash = walden_core::users::HashParams::TEST;
+        c.master_key = Some("ab".repeat(32).into());
+    })
+    .await;
+    let res = app.session().login("ulla", PW).await;
+    assert_eq!(res.status(), 429);
     app.stop().await;
 }
