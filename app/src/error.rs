@@ -19,8 +19,11 @@ pub enum AppError {
     Validation { field: String, message: String },
     #[error("{0}")]
     Conflict(String),
-    #[error("Too many attempts. Wait a minute and try again.")]
+    #[error("Too many attempts. Wait a few minutes and try again.")]
     RateLimited,
+    /// The server is at its limit for expensive work (password hashing) and did not start this request.
+    #[error("The server is busy. Try again in a few seconds.")]
+    Busy,
     /// A service Walden depends on (the Fly API, a bucket) failed; the text says which and why.
     #[error("{0}")]
     Upstream(String),
@@ -49,6 +52,7 @@ impl AppError {
             AppError::Validation { .. } => 422,
             AppError::Conflict(_) => 409,
             AppError::RateLimited => 429,
+            AppError::Busy => 503,
             AppError::Upstream(_) => 502,
             AppError::Internal { .. } | AppError::ServerFn(_) => 500,
         }

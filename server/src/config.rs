@@ -102,7 +102,7 @@ pub struct ServeArgs {
     )]
     pub session_max_secs: u64,
 
-    /// Take the client's IP address (audit rows, login throttling) from this request header instead of the
+    /// Take the client's IP address (audit rows, credential throttling) from this request header instead of the
     /// TCP peer: `Fly-Client-IP` on Fly. Set it only behind a proxy that always overwrites the header.
     #[arg(long, env = "WALDEN_CLIENT_IP_HEADER", value_name = "HEADER", value_parser = parse_header_name)]
     pub client_ip_header: Option<axum::http::HeaderName>,
@@ -157,6 +157,17 @@ pub struct ServeArgs {
     #[arg(long, env = "WALDEN_AUDIT_CHECKPOINT_ROWS", default_value_t = 100,
           value_parser = clap::value_parser!(u64).range(1..), value_name = "ROWS")]
     pub audit_checkpoint_rows: u64,
+
+    /// Password hashes computed at once (19 MiB each); sign-ins beyond them queue for up to 10 s, then get
+    /// 503. The VM's memory must hold the console plus this many hashes (see fly.toml).
+    #[arg(
+        long,
+        env = "WALDEN_HASH_PERMITS",
+        default_value_t = 2,
+        value_name = "N",
+        value_parser = clap::value_parser!(u16).range(1..=64)
+    )]
+    pub hash_permits: u16,
 }
 
 /// Signed audit checkpoints (security review H1; `walden_core::audit_checkpoints`): where they are written
@@ -249,6 +260,7 @@ impl ServeArgs {
             checkpoints: CheckpointArgs::default(),
             audit_checkpoint_secs: 300,
             audit_checkpoint_rows: 100,
+            hash_permits: 2,
         }
     }
 
@@ -508,6 +520,24 @@ mod tests {
         );
         let err = from_file.load_signing_key(Some("ab12".into())).unwrap_err();
         assert!(err.to_string().contains("not both"), "{err}");
+    }
+
+    #[test]
+    fn hash_permits_are_a_small_positive_number() {
+        #[derive(clap::Parser)]
+        struct Serve {
+            #[command(flatten)]
+            args: ServeArgs,
+        }
+        use clap::Parser;
+        let parse = |n: &str| Serve::try_parse_from(["serve", "--hash-permits", n]);
+        assert_eq!(parse("4").unwrap().args.hash_permits, 4);
+        assert!(
+            parse("0").is_err(),
+            "no hashing at all would refuse every sign-in"
+        );
+        assert!(parse("65").is_err());
+        assert_eq!(args().hash_permits, 2);
     }
 
     #[test]

@@ -46,8 +46,8 @@ impl Jobs {
     }
 }
 
-/// Keeps the SQLite file healthy: deletes expired sessions, folds the WAL back into the database and refreshes
-/// the planner statistics.
+/// Keeps the SQLite file healthy: deletes expired sessions and credential-throttling rows no limit looks at any
+/// more, folds the WAL back into the database and refreshes the planner statistics.
 async fn maintenance(walden: Walden, token: CancellationToken, every: Duration) {
     let pool = walden.pool();
     let mut tick = tokio::time::interval(every);
@@ -59,6 +59,9 @@ async fn maintenance(walden: Walden, token: CancellationToken, every: Duration) 
             _ = tick.tick() => {
                 if let Err(e) = delete_expired_sessions(pool).await {
                     tracing::warn!(error = %e, "deleting expired sessions failed");
+                }
+                if let Err(e) = walden.accounts().prune_throttle().await {
+                    tracing::warn!(error = %e, "pruning old credential failures failed");
                 }
                 for statement in ["PRAGMA wal_checkpoint(PASSIVE)", "PRAGMA optimize"] {
                     if let Err(e) = sqlx::query(statement).execute(pool).await {

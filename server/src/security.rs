@@ -23,7 +23,7 @@ use tower_sessions::session::{Id, Record};
 use tower_sessions::session_store::{self, SessionStore};
 use tower_sessions::{Expiry, SessionManagerLayer};
 use tower_sessions_sqlx_store::SqliteStore;
-use walden_app::server::{refusals, LoginLimits, RefusalBudget, SessionPolicy};
+use walden_app::server::{refusals, RefusalBudget, SessionPolicy};
 use walden_core::audit::{actions, Actor, Event, Outcome, RequestMeta};
 use walden_core::Walden;
 
@@ -34,10 +34,6 @@ pub const SESSION_COOKIE: &str = "walden_session";
 /// The session cookie's name when cookies are `Secure`: the `__Host-` prefix makes browsers refuse it unless it
 /// is Secure, has `Path=/` and no `Domain`, so a sibling subdomain cannot plant or shadow it.
 pub const SECURE_SESSION_COOKIE: &str = "__Host-walden_session";
-
-/// Login attempts allowed per minute, per account name and per client IP.
-pub const LOGIN_PER_ACCOUNT_PER_MIN: u32 = 5;
-pub const LOGIN_PER_IP_PER_MIN: u32 = 30;
 
 /// `Strict-Transport-Security`, sent only when cookies are `Secure` (that is, when the console is served over
 /// HTTPS): two years, subdomains included.
@@ -70,11 +66,6 @@ pub fn session_policy(config: &ServeArgs) -> SessionPolicy {
         idle: time::Duration::seconds(config.session_idle_secs.min(i64::MAX as u64) as i64),
         absolute: time::Duration::seconds(config.session_max_secs.min(i64::MAX as u64) as i64),
     }
-}
-
-/// The login limiter.
-pub fn login_limits() -> Arc<LoginLimits> {
-    LoginLimits::new(LOGIN_PER_ACCOUNT_PER_MIN, LOGIN_PER_IP_PER_MIN)
 }
 
 /// The session store (creates its table on first use) and the layer that loads and saves sessions.

@@ -84,6 +84,10 @@ impl Application {
             crate::checkpoints::for_serve(&config, keyring.as_ref(), pool.clone()).await?;
         let options = WaldenOptions {
             hash: config.password_hash,
+            hash_limits: walden_core::users::HashLimits {
+                permits: config.hash_permits.into(),
+                ..walden_core::users::HashLimits::DEFAULT
+            },
             keyring,
             fly: Some(fly),
         };
@@ -101,7 +105,6 @@ impl Application {
             pool,
             demo_mode: config.demo_mode(),
             walden: walden.clone(),
-            login_limits: crate::security::login_limits(),
             sessions: crate::security::session_policy(&config),
             client_ip_header: config.client_ip_header.clone(),
             setup_token,

@@ -42,6 +42,19 @@ pub(crate) fn set_status(error: &AppError) {
         let status = axum::http::StatusCode::from_u16(error.status())
             .unwrap_or(axum::http::StatusCode::INTERNAL_SERVER_ERROR);
         response.set_status(status);
+        // When to come back (RFC 9110 §10.2.3): the shortest credential back-off, or a few seconds for a
+        // full hashing queue.
+        let retry_after = match error {
+            AppError::RateLimited => Some("30"),
+            AppError::Busy => Some("5"),
+            _ => None,
+        };
+        if let Some(seconds) = retry_after {
+            response.insert_header(
+                axum::http::header::RETRY_AFTER,
+                axum::http::HeaderValue::from_static(seconds),
+            );
+        }
     }
 }
 
@@ -87,7 +100,11 @@ impl From<UserError> for AppError {
             UserError::InviteInvalid | UserError::InviteExpired | UserError::SetupTokenInvalid => {
                 field("token", e)
             }
-            UserError::WrongPassword => field("current_password", e),
+            UserError::WrongPassword | UserError::WrongPasswordOrCode => {
+                field("current_password", e)
+            }
+            UserError::Throttled => AppError::RateLimited,
+            UserError::Busy => AppError::Busy,
             UserError::TotpInvalid | UserError::NoPendingTotp => field("code", e),
             other => internal(other),
         }
@@ -114,6 +131,8 @@ impl From<LoginError> for AppError {
         match e {
             LoginError::InvalidCredentials => field("login", e),
             LoginError::TotpRequired | LoginError::TotpInvalid => field("code", e),
+            LoginError::Throttled => AppError::RateLimited,
+            LoginError::Internal(UserError::Busy) => AppError::Busy,
             LoginError::Internal(e) => internal(e),
         }
     }

@@ -22,7 +22,6 @@ pub mod limits;
 pub mod refusals;
 pub mod session;
 
-use std::net::IpAddr;
 use std::ops::Deref;
 use std::sync::Arc;
 
@@ -38,7 +37,6 @@ use walden_core::Walden;
 
 use crate::error::AppError;
 pub use errors::{internal, ClustersUnavailable};
-pub use limits::LoginLimits;
 pub use refusals::RefusalBudget;
 pub use session::SessionPolicy;
 
@@ -52,8 +50,6 @@ pub struct AppState {
     /// The domain: accounts, audit log, settings, clusters (and through it, Fly). Server functions reach it
     /// only through [`Visitor`]'s accessors, so nothing reaches Fly or the database past `walden_core`.
     pub walden: Walden,
-    /// Login throttling per account and per IP.
-    pub login_limits: Arc<LoginLimits>,
     /// Session lifetimes.
     pub sessions: SessionPolicy,
     /// Read the client's address from this header (`Fly-Client-IP` behind Fly's proxy) instead of the TCP
@@ -88,7 +84,6 @@ pub fn request_id() -> String {
 pub struct Visitor {
     /// Request id and client address, for audit rows.
     pub meta: RequestMeta,
-    client_ip: Option<IpAddr>,
     state: AppState,
 }
 
@@ -101,11 +96,7 @@ impl Visitor {
             request_id: Some(request_id()).filter(|r| r != "-"),
             client_ip: client_ip.map(|ip| ip.to_string()),
         };
-        Ok(Visitor {
-            meta,
-            client_ip,
-            state,
-        })
+        Ok(Visitor { meta, state })
     }
 
     /// Users, passwords, invites, TOTP.
@@ -151,11 +142,6 @@ impl Visitor {
             })
     }
 
-    /// Spend one login attempt for `name` from this client; `false` when over the limit.
-    pub fn login_allowed(&self, name: &str) -> bool {
-        self.state.login_limits.allow(name, self.client_ip)
-    }
-
     /// The setup gate, for the first admin's creation.
     pub fn setup_token(&self) -> Option<&SetupToken> {
         self.state.setup_token.as_ref()
@@ -180,7 +166,10 @@ impl Visitor {
         refusals::record(
             &self.state.walden,
             &self.state.refusals,
-            self.client_ip,
+            self.meta
+                .client_ip
+                .as_deref()
+                .and_then(|ip| ip.parse().ok()),
             actor,
             &self.meta,
             &event,

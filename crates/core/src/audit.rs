@@ -165,6 +165,7 @@ pub mod actions {
     pub const USER_PASSWORD_CHANGE: &str = "user.password_change";
     pub const USER_PASSWORD_RESET: &str = "user.password_reset";
     pub const USER_LOGOUT_EVERYWHERE: &str = "user.logout_everywhere";
+    pub const USER_TOTP_BEGIN: &str = "user.totp_begin";
     pub const USER_TOTP_ENROL: &str = "user.totp_enrol";
     pub const USER_TOTP_DISABLE: &str = "user.totp_disable";
     pub const INVITE_CREATE: &str = "invite.create";

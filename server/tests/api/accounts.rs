@@ -430,6 +430,14 @@ fn unix_now() -> u64 {
     walden_core::users::totp::unix_now()
 }
 
+/// Begin an enrolment, confirming with the password (no factor enrolled yet, so no current code).
+fn begin_with_password() -> BeginTotp {
+    BeginTotp {
+        current_password: PW.into(),
+        current_code: String::new(),
+    }
+}
+
 fn confirm(code: &str) -> ConfirmTotp {
     ConfirmTotp { code: code.into() }
 }
@@ -439,7 +447,7 @@ async fn totp_enrolment_then_sign_in_with_a_code() {
     let app = app().await;
     app.add_users(&[("nia", Role::Operator)]).await;
     let s = app.login("nia", PW).await;
-    let res = s.call(&BeginTotp {}).await;
+    let res = s.call(&begin_with_password()).await;
     assert_eq!(res.status(), 200);
     let setup: serde_json::Value = res.json().await.unwrap();
     let secret = setup["secret_base32"].as_str().unwrap().to_owned();
@@ -497,7 +505,7 @@ async fn admins_without_totp_are_held_at_enrolment_when_required() {
     assert_eq!(res.status(), 200);
     let me: serde_json::Value = res.json().await.unwrap();
     assert_eq!(me["must_enrol_totp"], true);
-    let res = s.call(&BeginTotp {}).await;
+    let res = s.call(&begin_with_password()).await;
     assert_eq!(res.status(), 200);
     let secret = res.json::<serde_json::Value>().await.unwrap()["secret_base32"]
         .as_str()

@@ -160,7 +160,13 @@ fn probes(target: i64) -> Vec<Probe> {
             )
         },
         // Enrolment is one's own business: any signed-in user. A wrong first code changes nothing.
-        probe(BeginTotp {}, 200),
+        probe(
+            BeginTotp {
+                current_password: PW.into(),
+                current_code: String::new(),
+            },
+            200,
+        ),
         probe(
             ConfirmTotp {
                 code: "000000".into(),

@@ -234,7 +234,12 @@ pub async fn spawn_app() -> TestApp {
 
 /// Like [`spawn_app`], with the configuration adjusted by `tweak` before the build.
 pub async fn spawn_app_with(tweak: impl FnOnce(&mut ServeArgs)) -> TestApp {
-    let dir = tempfile::tempdir().expect("temp dir");
+    spawn_app_in(tempfile::tempdir().expect("temp dir"), tweak).await
+}
+
+/// Like [`spawn_app_with`], on the data of an earlier console (`TestApp::stop` hands its directory back): a
+/// restart.
+pub async fn spawn_app_in(dir: TempDir, tweak: impl FnOnce(&mut ServeArgs)) -> TestApp {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
     let mut config = ServeArgs::new(dir.path().join("data"), addr);

@@ -4,6 +4,7 @@
 mod accounts;
 mod authorization;
 mod checkpoints;
+mod credentials;
 mod door;
 mod helpers;
 mod pages;

@@ -6,6 +6,7 @@
 use secrecy::{ExposeSecret, SecretString};
 use sqlx::SqliteConnection;
 
+use super::reauth::Reauth;
 use super::{check_policy, user_subject, Accounts, User, UserError};
 use crate::access::{Actor, FieldError, RequestMeta, Role};
 use crate::audit::{actions, AuditedTx, Event, Outcome};
@@ -139,7 +140,7 @@ impl Accounts {
         Ok(user)
     }
 
-    /// Change one's own password (the current one is required). Ends every other session of the user by
+    /// Change one's own password (the current one is required, checked through the limiter). Ends every other session of the user by
     /// bumping the session epoch; returns the updated user so the caller can re-issue its own session.
     #[tracing::instrument(skip_all, fields(actor = %actor.display_name()), err(level = "debug"))]
     pub async fn change_password(
@@ -152,22 +153,13 @@ impl Accounts {
         let Some(user_id) = actor.user_id() else {
             return Err(UserError::Forbidden);
         };
-        let phc: Option<String> =
-            sqlx::query_scalar("SELECT password_hash FROM users WHERE id = ?")
-                .bind(user_id)
-                .fetch_optional(&self.pool)
-                .await?;
-        let Some(phc) = phc else {
-            return Err(UserError::NotFound);
-        };
         let user = self.reload(user_id).await?;
-        if !self.hasher.verify(current, Some(phc)).await?.ok {
-            let failed = Event::new(actions::USER_PASSWORD_CHANGE, Outcome::Failed)
-                .subject(user_subject(user_id))
-                .detail(serde_json::json!({ "reason": "wrong current password" }));
-            crate::audit::record(&self.pool, actor, meta, &failed).await?;
-            return Err(UserError::WrongPassword);
-        }
+        let ask = Reauth {
+            action: actions::USER_PASSWORD_CHANGE,
+            password: Some(current),
+            code: None,
+        };
+        self.reauthenticate(actor, meta, user_id, ask).await?;
         check_policy(new, &user.name)?;
         if current.expose_secret() == new.expose_secret() {
             return Err(FieldError::new(
