@@ -15,6 +15,9 @@ pub mod report;
 #[cfg(any(test, feature = "testkit"))]
 pub mod testkit;
 pub mod timeline;
+pub mod xlog;
+#[cfg(any(test, feature = "testkit"))]
+pub mod xlog_writer;
 
 /// The old name of [`documents`], kept so existing paths (`walg::docs::Sentinel`) still work.
 pub use documents as docs;
