@@ -260,3 +260,41 @@ async fn a_target_at_or_after_the_last_commit_is_refused_and_one_before_is_plann
         p.notes
     );
 }
+
+#[tokio::test]
+async fn the_report_states_the_last_commit_and_an_idle_database() {
+    let dir = tempfile::tempdir().unwrap();
+    bucket(dir.path(), Compression::Lz4, None);
+    let reader = reader(dir.path(), false);
+    let mut t = timeline(&reader).await;
+    let before = serde_json::to_value(t.report()).unwrap();
+    assert!(before.get("last_commit").is_none(), "{before}");
+    // A report written before the field existed still reads.
+    let old: walg::report::TimelineReport = serde_json::from_value(before).unwrap();
+    assert_eq!(old.last_commit, None);
+
+    reader.attach_last_commit(&mut t, None, 4).await;
+    let report = t.report();
+    let last = report.last_commit.clone().unwrap();
+    assert_eq!(last.time.as_deref(), Some("2026-03-01T12:31:07.654321Z"));
+    assert_eq!(last.archived_until.as_deref(), Some("2026-03-01T12:45:00Z"));
+    assert_eq!(last.segment.as_deref(), Some("000000010000000000000005"));
+    assert_eq!(last.kind, Some(XactKind::Commit));
+    let text = t.render_text();
+    assert!(
+        text.contains(
+            "Last commit: 2026-03-01 12:31:07.654321 UTC on timeline 1 (archived up to 2026-03-01 12:45 UTC); \
+             nothing was written after 2026-03-01 12:31:07.654321 UTC but housekeeping (an idle database), so a \
+             target time after it cannot be restored: use --latest"
+        ),
+        "{text}"
+    );
+    let json = serde_json::to_value(&report).unwrap();
+    let back: walg::report::TimelineReport = serde_json::from_value(json).unwrap();
+    assert_eq!(back, report);
+
+    reader.attach_last_commit(&mut t, None, 1).await;
+    assert!(t.render_text().contains(
+        "Last commit: no commit in the newest segment of timeline 1 (archived up to 2026-03-01 12:45 UTC)"
+    ));
+}
