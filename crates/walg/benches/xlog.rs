@@ -21,14 +21,14 @@ fn segment() -> Vec<u8> {
     let mut i: u32 = 0;
     while w.lsn() < 101 * seg - 16 * 1024 {
         i += 1;
-        let image = (i % 20 == 0).then(|| (vec![i as u8; 8000], false));
+        let image = i.is_multiple_of(20).then(|| (vec![i as u8; 8000], false));
         let block = Block {
             data: vec![i as u8; 60 + (i as usize % 100)],
             image,
             same_rel: false,
         };
         w.record(10, 0, i, &[block], &[0; 3]);
-        if i % 4 == 0 {
+        if i.is_multiple_of(4) {
             w.commit(i, i64::from(i) * 1000, &[]);
         }
     }

@@ -275,7 +275,9 @@ impl Walker<'_> {
     fn first_page(&mut self) -> Step<Page> {
         let lsn = self.start_lsn;
         let b = self.wal;
-        if !crate::names::valid_segment_size(self.segment_size) || lsn % self.segment_size != 0 {
+        if !crate::names::valid_segment_size(self.segment_size)
+            || !lsn.is_multiple_of(self.segment_size)
+        {
             return stop(lsn, StopReason::InvalidPage("not a segment start".into()));
         }
         let (Some(magic), Some(info), Some(seg), Some(blck)) =
@@ -333,7 +335,7 @@ impl Walker<'_> {
                 StopReason::InvalidPage(format!("page address {} (recycled)", Lsn(addr))),
             );
         }
-        let segment_start = lsn % self.segment_size == 0;
+        let segment_start = lsn.is_multiple_of(self.segment_size);
         if segment_start != (info & XLP_LONG_HEADER != 0) {
             return stop(
                 lsn,
@@ -412,7 +414,7 @@ impl Walker<'_> {
 
     /// A record position at a page boundary means "after that page's header".
     fn skip_page_header(&self, lsn: u64) -> Step<u64> {
-        if lsn % self.page_size != 0 {
+        if !lsn.is_multiple_of(self.page_size) {
             return Ok(lsn);
         }
         if lsn >= self.end_lsn() {

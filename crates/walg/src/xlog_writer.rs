@@ -49,7 +49,7 @@ impl WalWriter {
 
     fn page_header(&mut self, rem_len: u32) {
         let lsn = self.lsn();
-        let long = lsn % self.segment_size == 0;
+        let long = lsn.is_multiple_of(self.segment_size);
         let mut info: u16 = if long { 0x0002 } else { 0 };
         if rem_len > 0 {
             info |= 0x0001;
@@ -74,7 +74,7 @@ impl WalWriter {
     fn put(&mut self, bytes: &[u8], mut rem: u32) {
         let mut rest = bytes;
         while !rest.is_empty() {
-            if self.lsn() % self.page_size == 0 {
+            if self.lsn().is_multiple_of(self.page_size) {
                 self.page_header(rem);
             }
             let room = (self.page_size - self.lsn() % self.page_size) as usize;
@@ -87,7 +87,7 @@ impl WalWriter {
 
     /// Pads with zeros to the next MAXALIGN boundary.
     fn align(&mut self) {
-        while self.lsn() % 8 != 0 {
+        while !self.lsn().is_multiple_of(8) {
             self.buf.push(0);
         }
     }
@@ -163,7 +163,7 @@ impl WalWriter {
     /// Appends a record; returns its LSN.
     pub fn record(&mut self, rmid: u8, info: u8, xid: u32, blocks: &[Block], main: &[u8]) -> u64 {
         self.align();
-        if self.lsn() % self.page_size == 0 {
+        if self.lsn().is_multiple_of(self.page_size) {
             self.page_header(0);
         }
         let lsn = self.lsn();
@@ -197,7 +197,7 @@ impl WalWriter {
 
     /// Zero-fills to the end of the current segment (what a segment's unused tail looks like after a switch).
     pub fn finish_segment(&mut self) {
-        while self.lsn() % self.segment_size != 0 {
+        while !self.lsn().is_multiple_of(self.segment_size) {
             self.buf.push(0);
         }
     }

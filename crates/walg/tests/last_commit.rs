@@ -43,7 +43,7 @@ fn real_segments() -> (Vec<u8>, Vec<u8>, u64) {
     while w.lsn() < 6 * SEG - 5000 {
         i += 1;
         w.heap(i, &[1; 900]);
-        if i % 20 == 0 {
+        if i.is_multiple_of(20) {
             w.commit(i, pg_us(at(20)) + i64::from(i), &[]);
         }
     }

@@ -1237,8 +1237,11 @@ fn the_last_commit_is_read_through_every_codec_and_libsodium() {
     }
 }
 
-/// Copies `from` into `to`; files under `wal_005/` go through `wal` (new name and bytes).
-fn copy_tree(from: &Path, to: &Path, wal: &dyn Fn(&str, &[u8]) -> (String, Vec<u8>)) {
+/// Rewrites one `wal_005/` object: its new name and bytes.
+type Rewrite<'a> = &'a dyn Fn(&str, &[u8]) -> (String, Vec<u8>);
+
+/// Copies `from` into `to`; files under `wal_005/` go through `wal`.
+fn copy_tree(from: &Path, to: &Path, wal: Rewrite<'_>) {
     for entry in fs::read_dir(from).unwrap().flatten() {
         let path = entry.path();
         let name = entry.file_name().to_string_lossy().into_owned();

@@ -140,7 +140,7 @@ fn block_references_with_images_and_origins_are_skipped_to_the_main_data() {
         d.finalize()
     };
     rec[20..24].copy_from_slice(&crc.to_le_bytes());
-    while w.lsn() % 8 != 0 {
+    while !w.lsn().is_multiple_of(8) {
         w.buf.push(0);
     }
     let lsn = w.lsn();
@@ -277,7 +277,7 @@ fn sample_wal() -> Vec<u8> {
     while w.lsn() < START + 5 * 8192 {
         i += 1;
         w.heap(i, &vec![i as u8; (i as usize * 37) % 700]);
-        if i % 3 == 0 {
+        if i.is_multiple_of(3) {
             w.commit(i, i as i64, &vec![0; (i as usize * 911) % 9000]);
         }
     }
