@@ -20,6 +20,9 @@
 //!   ([`KNOWN_PAGE_MAGIC`]); a segment with another magic is not read (the caller then knows nothing, which keeps
 //!   the older behaviour). Block image headers changed in PostgreSQL 15 (compression flags); the magic says which
 //!   layout applies.
+//! - `xlp_tli` is not checked (a segment may hold pages written on the parent timeline before a switch; the
+//!   caller knows which timeline's file it reads). A record cut by a crash and overwritten
+//!   (`XLP_FIRST_IS_OVERWRITE_CONTRECORD`, PostgreSQL 15+) is skipped as PostgreSQL skips it.
 //! - Reading stops cleanly, without panicking, at the end of valid WAL: a zeroed or recycled page, a record whose
 //!   `xl_prev` does not chain, a CRC-32C mismatch, or a header that does not make sense. Every stop says why.
 
@@ -41,6 +44,9 @@ const LONG_PAGE_HEADER: usize = 40;
 const XLP_FIRST_IS_CONTRECORD: u16 = 0x0001;
 /// `XLP_LONG_HEADER`: the page has the long header (first page of a segment).
 const XLP_LONG_HEADER: u16 = 0x0002;
+/// `XLP_FIRST_IS_OVERWRITE_CONTRECORD` (PostgreSQL 15+): the record that should continue here was abandoned (a
+/// crash cut it) and newer WAL starts on this page instead (`XLOG_OVERWRITE_CONTRECORD`).
+const XLP_FIRST_IS_OVERWRITE_CONTRECORD: u16 = 0x0008;
 /// `XLP_ALL_FLAGS`: any other bit in `xlp_info` makes the page invalid (`XLogReaderValidatePageHeader`).
 const XLP_ALL_FLAGS: u16 = 0x000F;
 /// PostgreSQL aligns every record start to MAXALIGN (8 bytes on every supported 64-bit platform).
@@ -224,6 +230,15 @@ impl Record {
     }
 }
 
+/// What reading at a record position gave.
+enum Read {
+    Record(Record),
+    /// The record was cut by a crash and overwritten from the page at `resume` on (PostgreSQL 15+).
+    Abandoned {
+        resume: u64,
+    },
+}
+
 /// A valid page header.
 struct Page {
     info: u16,
@@ -389,7 +404,15 @@ impl Walker<'_> {
             let mut prev: Option<u64> = None;
             loop {
                 lsn = self.skip_page_header(lsn)?;
-                let rec = self.read_record(lsn, prev)?;
+                let rec = match self.read_record(lsn, prev)? {
+                    Read::Record(rec) => rec,
+                    Read::Abandoned { resume } => {
+                        // xlogreader.c (abortedRecPtr / missingContrecPtr): skip the cut record, read on; the
+                        // next record's xl_prev points at the last complete one.
+                        lsn = resume;
+                        continue;
+                    }
+                };
                 prev = Some(rec.lsn);
                 let next = if rec.rmid() == RM_XLOG_ID && rec.info() & !XLR_INFO_MASK == XLOG_SWITCH
                 {
@@ -431,7 +454,7 @@ impl Walker<'_> {
     }
 
     /// Step 4: one record, reassembled across pages (`XLogDecodeNextRecord`), then validated.
-    fn read_record(&self, lsn: u64, prev: Option<u64>) -> Step<Record> {
+    fn read_record(&self, lsn: u64, prev: Option<u64>) -> Step<Read> {
         // The page header of this record's first page was checked when the walk entered the page.
         let page_magic = self.magic;
         let off = (lsn - self.start_lsn) as usize;
@@ -475,6 +498,11 @@ impl Walker<'_> {
             // The record continues on the next page, which must say so with the right remaining length.
             let page = self.page(page_end)?;
             let rem = (total - bytes.len()) as u64;
+            if page.info & XLP_FIRST_IS_OVERWRITE_CONTRECORD != 0
+                && page.info & XLP_FIRST_IS_CONTRECORD == 0
+            {
+                return Ok(Read::Abandoned { resume: page_end });
+            }
             if page.info & XLP_FIRST_IS_CONTRECORD == 0 || u64::from(page.rem_len) != rem {
                 return stop(
                     page_end,
@@ -484,12 +512,12 @@ impl Walker<'_> {
             pos = page_end + page.header as u64;
         }
         self.check_crc(lsn, &bytes)?;
-        Ok(Record {
+        Ok(Read::Record(Record {
             lsn,
             end_lsn: pos,
             bytes,
             page_magic,
-        })
+        }))
     }
 
     /// `ValidXLogRecordHeader`: the header's length and back link.

@@ -260,6 +260,40 @@ fn other_page_magics_and_non_segment_starts_are_not_read() {
     assert!(scan(&w.buf, 12345, START).xacts.is_empty());
 }
 
+#[test]
+fn a_record_cut_by_a_crash_and_overwritten_is_skipped() {
+    let mut w = WalWriter::new(SEG, START);
+    let before = w.commit(1, 1, &[]);
+    while w.lsn() < START + w.page_size - 200 {
+        w.heap(1, &[3; 50]);
+    }
+    let last_complete = w.prev;
+    // A record whose first part reached the disk, cut at the page end by a crash.
+    while !w.lsn().is_multiple_of(8) {
+        w.buf.push(0);
+    }
+    let cut = w.record_bytes(10, 0, 2, &[], &[4; 500]);
+    let room = (w.page_size - w.lsn() % w.page_size) as usize;
+    w.buf.extend_from_slice(&cut[..room]);
+    // After recovery, new WAL starts on the next page with XLP_FIRST_IS_OVERWRITE_CONTRECORD, its first record
+    // (XLOG_OVERWRITE_CONTRECORD) pointing back at the last complete record.
+    let page = w.buf.len();
+    w.prev = last_complete;
+    w.record(0, 0xD0, 0, &[], &[0; 16]);
+    w.buf[page + 2] |= 0x08;
+    let after = w.commit(3, 3, &[]);
+    w.finish_segment();
+    let scan = scan(&w.buf, SEG, START);
+    assert_eq!(
+        scan.xacts.iter().map(|x| x.lsn).collect::<Vec<_>>(),
+        [before, after]
+    );
+    // Without the flag the cut record ends the WAL.
+    w.buf[page + 2] &= !0x08;
+    let plain = super::scan(&w.buf, SEG, START);
+    assert_eq!(plain.xacts.len(), 1);
+}
+
 /// A tiny deterministic generator (xorshift64*), so the garbage tests are repeatable.
 struct Rng(u64);
 impl Rng {
