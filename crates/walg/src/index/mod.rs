@@ -792,6 +792,43 @@ impl Reader {
         }
     }
 
+    /// The decoded (decrypted when a key is configured, decompressed) bytes of WAL segment `segno` of `tli`, or
+    /// `None` when no object has its name. The compression is not known from the timeline, so the extensions are
+    /// tried in turn, wal-g's default (lz4) first; `prefer` (the one that worked last time) goes before it.
+    pub async fn wal_segment(
+        &self,
+        tli: u32,
+        segno: u64,
+        prefer: Option<crate::names::Compression>,
+    ) -> Result<Option<(Vec<u8>, crate::names::Compression)>, String> {
+        use crate::names::Compression as C;
+        let base = crate::names::wal_file_name(tli, segno, self.segment_size);
+        let order = [
+            C::Lz4,
+            C::Zstd,
+            C::Brotli,
+            C::Lzma,
+            C::Gzip,
+            C::None,
+            C::LegacyDot,
+        ];
+        for c in prefer.into_iter().chain(order) {
+            let key = format!("{WAL}/{}", c.key_for(&base));
+            let Some(data) = self.get(&key).await? else {
+                continue;
+            };
+            let decoded = match &self.key {
+                Some(k) => codec::decode(&data, c, Some(k))
+                    .or_else(|e| codec::decode(&data, c, None).map_err(|_| e)),
+                None => codec::decode(&data, c, None),
+            };
+            return decoded
+                .map(|bytes| Some((bytes, c)))
+                .map_err(|e| format!("{key}: {e}"));
+        }
+        Ok(None)
+    }
+
     async fn read_backup(&self, name: String, sentinel_modified_ms: i64) -> BackupEntry {
         let skey = format!("{BASEBACKUPS}/{name}{SENTINEL_SUFFIX}");
         let mkey = format!("{BASEBACKUPS}/{name}/metadata.json");
