@@ -1,4 +1,4 @@
-// Accounts in a real browser: first admin through /setup, sign out, a failed sign-in, sign in, sign out.
+// Accounts in a real browser: first admin through the setup link (not without its token), sign out, a failed sign-in, sign in, sign out.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { startConsole, launchBrowser, hydrated, newPage, setUpFirstAdmin } from './harness.mjs';
@@ -29,6 +29,15 @@ test('set up, sign out, fail to sign in, sign in, see the shell, sign out', asyn
   // Nobody yet: the login page points to setup.
   await open(page, '/login');
   assert.ok(await page.locator('[data-test=setup-hint]').isVisible(), 'setup hint');
+
+  // Without the token of the setup link the server printed (security review H3), nobody becomes the first admin.
+  await open(page, '/setup');
+  await page.fill('input[name=token]', 'not the setup token');
+  await page.fill('input[name=name]', 'intruder');
+  await page.fill('input[name=password]', PASSWORD);
+  await page.click('button[type=submit]');
+  const refused = await page.waitForSelector('.form-error');
+  assert.match(await refused.textContent(), /setup link is missing or not valid/);
 
   await setUpFirstAdmin(page, server.base, 'admin', PASSWORD);
 

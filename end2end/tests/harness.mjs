@@ -10,11 +10,14 @@ export const walden = process.env.WALDEN_BIN ?? join(root, 'target', 'release', 
 const siteRoot = process.env.WALDEN_SITE_ROOT ?? join(root, 'target', 'site');
 const chromiumPath = process.env.CHROMIUM ?? '/usr/bin/chromium';
 
+/** The setup token every console started here is given (web setup of the first admin needs it). */
+export const SETUP_TOKEN = 'the end-to-end setup token';
+
 /** Start `walden serve` on 127.0.0.1:0 and resolve once it logs its address. */
 export async function startConsole(extraEnv = {}) {
   if (!existsSync(walden)) throw new Error(`${walden} not found: build with 'cargo leptos build --release --split' first`);
   const dataDir = mkdtempSync(join(tmpdir(), 'walden-e2e-'));
-  const env = { ...process.env, WALDEN_SITE_ROOT: siteRoot, ...extraEnv };
+  const env = { ...process.env, WALDEN_SITE_ROOT: siteRoot, WALDEN_SETUP_TOKEN: SETUP_TOKEN, ...extraEnv };
   delete env.FLY_API_TOKEN; // demo mode: the built-in emulator
   const child = spawn(walden, ['serve', '--bind', '127.0.0.1:0', '--data-dir', dataDir], {
     env,
@@ -67,9 +70,9 @@ export async function newPage(browser) {
   return { context, page, errors };
 }
 
-/** Create the first admin through /setup (only works while the console has no users); signs them in. */
+/** Create the first admin through the setup link (only works while the console has no users); signs them in. */
 export async function setUpFirstAdmin(page, base, name, password) {
-  await page.goto(base + '/setup');
+  await page.goto(`${base}/setup?token=${encodeURIComponent(SETUP_TOKEN)}`);
   await hydrated(page);
   await page.fill('input[name=name]', name);
   await page.fill('input[name=password]', password);

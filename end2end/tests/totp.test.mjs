@@ -70,6 +70,8 @@ test('enrol an authenticator app, then sign-in needs its code; require it for ad
   await setUpFirstAdmin(page, server.base, 'root', PASSWORD);
 
   await open(page, '/account');
+  // Setting up (or replacing) an authenticator asks for the current password first.
+  await page.fill('[data-test=totp-begin] input[name=current_password]', PASSWORD);
   await page.getByRole('button', { name: 'Set up an authenticator app' }).click();
   const shown = (await (await page.waitForSelector('[data-test=totp-secret]')).textContent()).trim();
   const secret = base32Decode(shown);

@@ -27,7 +27,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the web console.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Create or upgrade the database in the data directory, then exit.
     Migrate(DataDirArgs),
     /// Manage console users (first admin, recovery).
@@ -76,7 +76,7 @@ pub fn main() -> ExitCode {
 
 async fn run(command: Command) -> anyhow::Result<ExitCode> {
     match command {
-        Command::Serve(args) => cmd::serve::run(args).await,
+        Command::Serve(args) => cmd::serve::run(*args).await,
         Command::Migrate(args) => cmd::migrate::run(args).await,
         Command::User(args) => cmd::user::run(args).await,
         Command::Audit(args) => cmd::audit::run(args).await,

@@ -102,7 +102,7 @@ pub struct ServeArgs {
     )]
     pub session_max_secs: u64,
 
-    /// Take the client's IP address (audit rows, login throttling) from this request header instead of the
+    /// Take the client's IP address (audit rows, credential throttling) from this request header instead of the
     /// TCP peer: `Fly-Client-IP` on Fly. Set it only behind a proxy that always overwrites the header.
     #[arg(long, env = "WALDEN_CLIENT_IP_HEADER", value_name = "HEADER", value_parser = parse_header_name)]
     pub client_ip_header: Option<axum::http::HeaderName>,
@@ -127,10 +127,119 @@ pub struct ServeArgs {
     /// A file holding retired master keys (64 hex characters each, separated by commas, spaces or lines).
     #[arg(long, env = "WALDEN_RETIRED_MASTER_KEYS_FILE", value_name = "PATH")]
     pub retired_master_keys_file: Option<PathBuf>,
+    /// Host names (with an optional `:port`) the console answers to, comma-separated; any other `Host` is
+    /// refused, so a DNS-rebinding page cannot talk to a console on localhost. Default: the bind address,
+    /// `localhost`, `127.0.0.1` and `[::1]`. On Fly, the app's host name (`<app>.fly.dev`) and any custom domain.
+    #[arg(
+        long,
+        env = "WALDEN_ALLOWED_HOSTS",
+        value_name = "HOST[:PORT],...",
+        value_delimiter = ','
+    )]
+    pub allowed_hosts: Vec<String>,
+
+    /// The token that opens web setup of the first admin while no user exists. Never a flag (see
+    /// `master_key`): from `WALDEN_SETUP_TOKEN` or `--setup-token-file`; when neither is set, a random one is
+    /// printed at start-up as a link. See [`ServeArgs::load_setup_token`].
+    #[arg(skip)]
+    pub setup_token: Option<SecretString>,
+
+    /// A file holding the setup token, instead of `WALDEN_SETUP_TOKEN`.
+    #[arg(long, env = "WALDEN_SETUP_TOKEN_FILE", value_name = "PATH")]
+    pub setup_token_file: Option<PathBuf>,
 
     /// argon2id cost for passwords; OWASP's parameters unless a test makes them cheaper.
     #[arg(skip)]
     pub password_hash: walden_core::users::HashParams,
+
+    #[command(flatten)]
+    pub checkpoints: CheckpointArgs,
+
+    /// Write a signed audit checkpoint at least this often, even when no row was added (a heartbeat, so that
+    /// a missing interval shows).
+    #[arg(long, env = "WALDEN_AUDIT_CHECKPOINT_SECS", default_value_t = 300,
+          value_parser = clap::value_parser!(u64).range(1..), value_name = "SECONDS")]
+    pub audit_checkpoint_secs: u64,
+
+    /// Also write one as soon as this many audit rows were added since the last.
+    #[arg(long, env = "WALDEN_AUDIT_CHECKPOINT_ROWS", default_value_t = 100,
+          value_parser = clap::value_parser!(u64).range(1..), value_name = "ROWS")]
+    pub audit_checkpoint_rows: u64,
+
+    /// Password hashes computed at once (19 MiB each); sign-ins beyond them queue for up to 10 s, then get
+    /// 503. The VM's memory must hold the console plus this many hashes (see fly.toml).
+    #[arg(
+        long,
+        env = "WALDEN_HASH_PERMITS",
+        default_value_t = 2,
+        value_name = "N",
+        value_parser = clap::value_parser!(u16).range(1..=64)
+    )]
+    pub hash_permits: u16,
+}
+
+/// Signed audit checkpoints (security review H1; `walden_core::audit_checkpoints`): where they are written
+/// and read, and the key that signs them. Shared by `walden serve` and `walden audit verify`.
+#[derive(Clone, Default, Args)]
+pub struct CheckpointArgs {
+    /// Where signed audit checkpoints go: s3://bucket/prefix, gs://bucket/prefix, azure://container/prefix
+    /// (credentials from the AWS_*, GOOGLE_* and AZURE_* variables, as for wal-g storage) or a directory.
+    /// Default: <data dir>/audit-checkpoints, on the same disk as the database (demo and tests only).
+    #[arg(
+        long = "audit-sink",
+        visible_alias = "checkpoints",
+        env = "WALDEN_AUDIT_SINK",
+        value_name = "URL|DIR"
+    )]
+    pub sink: Option<String>,
+
+    /// A file holding the checkpoint signing key (64 hex characters: an Ed25519 seed), instead of the
+    /// `WALDEN_AUDIT_SIGNING_KEY` environment variable. Never a flag itself, like the master key.
+    #[arg(
+        long = "audit-signing-key-file",
+        env = "WALDEN_AUDIT_SIGNING_KEY_FILE",
+        value_name = "PATH"
+    )]
+    pub signing_key_file: Option<PathBuf>,
+
+    /// The signing key, from `WALDEN_AUDIT_SIGNING_KEY` or the file ([`CheckpointArgs::load_signing_key`]).
+    #[arg(skip)]
+    pub signing_key: Option<SecretString>,
+}
+
+impl CheckpointArgs {
+    /// Fill [`CheckpointArgs::signing_key`] from `WALDEN_AUDIT_SIGNING_KEY` (the value of `env_key`) or from
+    /// `--audit-signing-key-file`, never both.
+    pub fn load_signing_key(&mut self, env_key: Option<String>) -> anyhow::Result<()> {
+        let env_key = env_key.filter(|k| !k.trim().is_empty());
+        self.signing_key = match (env_key, &self.signing_key_file) {
+            (Some(_), Some(_)) => anyhow::bail!(
+                "set the audit signing key either in WALDEN_AUDIT_SIGNING_KEY or with --audit-signing-key-file, not both"
+            ),
+            (Some(key), None) => Some(SecretString::from(key.trim().to_owned())),
+            (None, Some(path)) => {
+                let text = zeroize::Zeroizing::new(std::fs::read_to_string(path).map_err(|e| {
+                    anyhow::anyhow!("cannot read the audit signing key file {}: {e}", path.display())
+                })?);
+                Some(SecretString::from(text.trim().to_owned()))
+            }
+            (None, None) => self.signing_key.take(),
+        };
+        Ok(())
+    }
+}
+
+impl std::fmt::Debug for CheckpointArgs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CheckpointArgs")
+            .field("sink", &self.sink)
+            .field("signing_key_file", &self.signing_key_file)
+            .field(
+                "signing_key",
+                &self.signing_key.as_ref().map(|_| "[redacted]"),
+            )
+            .finish()
+    }
 }
 
 impl ServeArgs {
@@ -154,14 +263,21 @@ impl ServeArgs {
             master_key_file: None,
             retired_master_keys: Vec::new(),
             retired_master_keys_file: None,
+            allowed_hosts: Vec::new(),
+            setup_token: None,
+            setup_token_file: None,
             password_hash: walden_core::users::HashParams::OWASP,
+            checkpoints: CheckpointArgs::default(),
+            audit_checkpoint_secs: 300,
+            audit_checkpoint_rows: 100,
+            hash_permits: 2,
         }
     }
 
     /// Fill [`ServeArgs::master_key`] from `WALDEN_MASTER_KEY` (the value of `env_key`) or from
     /// `--master-key-file`, never both. Its format is checked where the keyring is made.
     pub fn load_master_key(&mut self, env_key: Option<String>) -> Result<(), MasterKeyError> {
-        if let Some(key) = master_key(env_key, self.master_key_file.as_deref())? {
+        if let Some(key) = load_master_key(env_key, self.master_key_file.as_deref())? {
             self.master_key = Some(key);
         }
         Ok(())
@@ -174,6 +290,23 @@ impl ServeArgs {
         if !keys.is_empty() {
             self.retired_master_keys = keys;
         }
+        Ok(())
+    }
+
+    /// Fill [`ServeArgs::setup_token`] from `WALDEN_SETUP_TOKEN` (the value of `env_token`) or from
+    /// `--setup-token-file`, never both.
+    pub fn load_setup_token(&mut self, env_token: Option<String>) -> anyhow::Result<()> {
+        let env_token = env_token.filter(|t| !t.trim().is_empty());
+        self.setup_token = match (env_token, &self.setup_token_file) {
+            (Some(_), Some(_)) => anyhow::bail!(
+                "set the setup token either in WALDEN_SETUP_TOKEN or with --setup-token-file, not both"
+            ),
+            (Some(token), None) => Some(SecretString::from(token.trim().to_owned())),
+            (None, Some(path)) => Some(read_key_file(path).map_err(|e| {
+                anyhow::anyhow!("{}", e.to_string().replace("master key", "setup token"))
+            })?),
+            (None, None) => self.setup_token.take(),
+        };
         Ok(())
     }
 
@@ -211,6 +344,14 @@ impl std::fmt::Debug for ServeArgs {
                 &self.master_key.as_ref().map(|_| "[redacted]"),
             )
             .field("retired_master_keys", &self.retired_master_keys.len())
+            .field("allowed_hosts", &self.allowed_hosts)
+            .field(
+                "setup_token",
+                &self.setup_token.as_ref().map(|_| "[redacted]"),
+            )
+            .field("checkpoints", &self.checkpoints)
+            .field("audit_checkpoint_secs", &self.audit_checkpoint_secs)
+            .field("audit_checkpoint_rows", &self.audit_checkpoint_rows)
             .finish()
     }
 }
@@ -240,8 +381,9 @@ pub enum MasterKeyError {
     Empty { path: String },
 }
 
-/// The master key from the environment's value or a file, never both; `None` when neither is set.
-pub fn master_key(
+/// The master key from `WALDEN_MASTER_KEY` (the value of `env_key`) or from `file`, never both; `None` when
+/// neither is set. Used by `walden serve` and by the CLI commands that need the key.
+pub fn load_master_key(
     env_key: Option<String>,
     file: Option<&std::path::Path>,
 ) -> Result<Option<SecretString>, MasterKeyError> {
@@ -432,6 +574,92 @@ mod tests {
         let err = format!("{:#}", keyring(Some(&master), &bad).unwrap_err());
         assert!(err.contains("key 2 of 2"), "{err}");
         assert!(!err.contains(&a), "{err}");
+    }
+
+    #[test]
+    fn the_setup_token_comes_from_the_environment_or_a_file_never_both() {
+        let mut from_env = args();
+        from_env
+            .load_setup_token(Some(" a setup token \n".into()))
+            .unwrap();
+        assert_eq!(
+            from_env.setup_token.unwrap().expose_secret(),
+            "a setup token"
+        );
+
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("token");
+        std::fs::write(&file, "from a file\n").unwrap();
+        let mut from_file = args();
+        from_file.setup_token_file = Some(file.clone());
+        from_file.load_setup_token(None).unwrap();
+        assert_eq!(
+            from_file.setup_token.unwrap().expose_secret(),
+            "from a file"
+        );
+
+        let mut both = args();
+        both.setup_token_file = Some(file);
+        assert!(both.load_setup_token(Some("x".into())).is_err());
+
+        let mut missing = args();
+        missing.setup_token_file = Some(dir.path().join("nope"));
+        let err = missing.load_setup_token(None).unwrap_err().to_string();
+        assert!(err.contains("setup token") && err.contains("nope"), "{err}");
+
+        let mut neither = args();
+        neither.load_setup_token(Some("  ".into())).unwrap();
+        assert!(neither.setup_token.is_none());
+        let mut logged = args();
+        logged
+            .load_setup_token(Some("very-secret-token".into()))
+            .unwrap();
+        let shown = format!("{logged:?}");
+        assert!(!shown.contains("very-secret-token"), "{shown}");
+    }
+
+    #[test]
+    fn the_audit_signing_key_comes_from_the_environment_or_a_file_never_both_and_is_never_shown() {
+        let mut from_env = CheckpointArgs::default();
+        from_env.load_signing_key(Some(" ab12 \n".into())).unwrap();
+        assert_eq!(
+            from_env.signing_key.as_ref().unwrap().expose_secret(),
+            "ab12"
+        );
+        assert!(!format!("{from_env:?}").contains("ab12"));
+
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("key");
+        std::fs::write(&file, "cd34\n").unwrap();
+        let mut from_file = CheckpointArgs {
+            signing_key_file: Some(file),
+            ..CheckpointArgs::default()
+        };
+        from_file.load_signing_key(None).unwrap();
+        assert_eq!(
+            from_file.signing_key.as_ref().unwrap().expose_secret(),
+            "cd34"
+        );
+        let err = from_file.load_signing_key(Some("ab12".into())).unwrap_err();
+        assert!(err.to_string().contains("not both"), "{err}");
+    }
+
+    #[test]
+    fn hash_permits_are_a_small_positive_number() {
+        #[derive(clap::Parser)]
+        struct Serve {
+            #[command(flatten)]
+            args: ServeArgs,
+        }
+        use clap::Parser;
+        let parse = |n: &str| Serve::try_parse_from(["serve", "--hash-permits", n]);
+        assert_eq!(parse("4").unwrap().args.hash_permits, 4);
+        assert!(
+            parse("0").is_err(),
+            "no hashing at all would refuse every sign-in"
+        );
+        assert!(parse("65").is_err());
+        assert_eq!(args().hash_permits, 2);
     }
 
     #[test]

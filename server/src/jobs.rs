@@ -1,6 +1,7 @@
 //! Background workers. Each loops until its cancellation token fires and stops only between units of work,
 //! so a shutdown never interrupts a write half-way.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::SqlitePool;
@@ -8,7 +9,12 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tower_sessions::session_store::ExpiredDeletion;
 use tower_sessions_sqlx_store::SqliteStore;
+use walden_core::audit_checkpoints::{Checkpointer, Reason};
 use walden_core::Walden;
+
+/// How often the checkpoint worker looks whether enough audit rows were added for a checkpoint (one indexed
+/// `MAX(id)` read): the audit write path itself stays as it is, fail-closed and unaware of checkpoints.
+pub const CHECKPOINT_ROWS_POLL: Duration = Duration::from_secs(5);
 
 /// The running workers.
 pub struct Jobs {
@@ -23,6 +29,13 @@ impl Jobs {
         Jobs { set }
     }
 
+    /// Also run the audit checkpoint writer ([`checkpoints`]).
+    pub fn with_checkpoints(mut self, writer: Arc<Checkpointer>, token: CancellationToken) -> Self {
+        self.set
+            .spawn(checkpoints(writer, token, CHECKPOINT_ROWS_POLL));
+        self
+    }
+
     /// Wait for every worker to reach its stopping point.
     pub async fn join(mut self) {
         while let Some(result) = self.set.join_next().await {
@@ -33,8 +46,8 @@ impl Jobs {
     }
 }
 
-/// Keeps the SQLite file healthy: deletes expired sessions, folds the WAL back into the database and refreshes
-/// the planner statistics.
+/// Keeps the SQLite file healthy: deletes expired sessions and credential-throttling rows no limit looks at any
+/// more, folds the WAL back into the database and refreshes the planner statistics.
 async fn maintenance(walden: Walden, token: CancellationToken, every: Duration) {
     let pool = walden.pool();
     let mut tick = tokio::time::interval(every);
@@ -46,6 +59,9 @@ async fn maintenance(walden: Walden, token: CancellationToken, every: Duration) 
             _ = tick.tick() => {
                 if let Err(e) = delete_expired_sessions(pool).await {
                     tracing::warn!(error = %e, "deleting expired sessions failed");
+                }
+                if let Err(e) = walden.accounts().prune_throttle().await {
+                    tracing::warn!(error = %e, "pruning old credential failures failed");
                 }
                 for statement in ["PRAGMA wal_checkpoint(PASSIVE)", "PRAGMA optimize"] {
                     if let Err(e) = sqlx::query(statement).execute(pool).await {
@@ -62,4 +78,144 @@ async fn maintenance(walden: Walden, token: CancellationToken, every: Duration) 
 pub async fn delete_expired_sessions(pool: &SqlitePool) -> anyhow::Result<()> {
     SqliteStore::new(pool.clone()).delete_expired().await?;
     Ok(())
+}
+
+/// Writes signed audit checkpoints (security review H1): one at start, one every interval even when no row
+/// was added (the heartbeat that makes a missing interval visible), one as soon as enough rows were added
+/// (looked at every `poll`), and one at clean shutdown. A failure is logged loudly and counted
+/// (`walden_audit_checkpoint_failures_total`) but never blocks audited writes; the next tick tries again.
+pub async fn checkpoints(writer: Arc<Checkpointer>, token: CancellationToken, poll: Duration) {
+    write_checkpoint(&writer, Reason::Start).await;
+    let mut heartbeat = tokio::time::interval(writer.interval());
+    heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    heartbeat.tick().await; // the first tick fires at once; the start checkpoint was just written
+    let mut rows = tokio::time::interval(poll);
+    rows.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    rows.tick().await;
+    loop {
+        tokio::select! {
+            () = token.cancelled() => break,
+            _ = heartbeat.tick() => write_checkpoint(&writer, Reason::Interval).await,
+            _ = rows.tick() => match writer.rows_due().await {
+                Ok(true) => {
+                    write_checkpoint(&writer, Reason::Rows).await;
+                    heartbeat.reset();
+                }
+                Ok(false) => {}
+                Err(e) => checkpoint_failed(&e),
+            },
+        }
+    }
+    write_checkpoint(&writer, Reason::Shutdown).await;
+    tracing::debug!("audit checkpoint worker stopped");
+}
+
+async fn write_checkpoint(writer: &Checkpointer, reason: Reason) {
+    match writer.write(reason).await {
+        Ok(written) => {
+            crate::metrics::audit_checkpoint_written(written.diverged);
+            if written.diverged {
+                tracing::error!(
+                    checkpoint = %written.name,
+                    "the audit log no longer holds the head row of the previous checkpoint: rows were \
+                     rewritten, cut or wiped behind Walden's back; run `walden audit verify`"
+                );
+            } else {
+                tracing::debug!(checkpoint = %written.name, ?reason, "audit checkpoint written");
+            }
+        }
+        Err(e) => checkpoint_failed(&e),
+    }
+}
+
+fn checkpoint_failed(e: &dyn std::error::Error) {
+    crate::metrics::audit_checkpoint_failed();
+    tracing::error!(error = %e, "AUDIT CHECKPOINT FAILED: the audit log is not being anchored off the box");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use walden_core::audit::{self, Actor, Event, Outcome, RequestMeta};
+    use walden_core::audit_checkpoints::{CheckpointKey, Sink};
+
+    async fn writer(every_rows: u64) -> (tempfile::TempDir, SqlitePool, Sink, Arc<Checkpointer>) {
+        let dir = tempfile::tempdir().unwrap();
+        let pool = walden_core::db::open(&dir.path().join("data"))
+            .await
+            .unwrap();
+        let sink = Sink::directory(&dir.path().join("checkpoints")).unwrap();
+        let key = CheckpointKey::from_hex(&CheckpointKey::generate_hex().unwrap()).unwrap();
+        let writer = Checkpointer::new(
+            pool.clone(),
+            key,
+            sink.clone(),
+            Duration::from_secs(3600),
+            every_rows,
+        );
+        (dir, pool, sink, Arc::new(writer))
+    }
+
+    async fn reasons(sink: &Sink) -> Vec<Reason> {
+        let mut all: Vec<_> = sink
+            .read_all()
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|(_, cp)| cp.unwrap().body)
+            .collect();
+        all.sort_by_key(|b| b.seq);
+        all.into_iter().map(|b| b.reason).collect()
+    }
+
+    #[tokio::test]
+    async fn the_checkpoint_worker_writes_at_start_and_at_shutdown_and_stops_on_cancel() {
+        let (_dir, _pool, sink, writer) = writer(100).await;
+        let token = CancellationToken::new();
+        let task = tokio::spawn(checkpoints(
+            writer,
+            token.clone(),
+            Duration::from_secs(3600),
+        ));
+        token.cancel();
+        task.await.unwrap();
+        assert_eq!(reasons(&sink).await, vec![Reason::Start, Reason::Shutdown]);
+    }
+
+    #[tokio::test]
+    async fn the_checkpoint_worker_writes_when_enough_rows_were_added() {
+        let (_dir, pool, sink, writer) = writer(2).await;
+        let token = CancellationToken::new();
+        let task = tokio::spawn(checkpoints(
+            writer,
+            token.clone(),
+            Duration::from_millis(20),
+        ));
+        // Wait (bounded) for the start checkpoint, so the rows come after it.
+        for _ in 0..500 {
+            if !reasons(&sink).await.is_empty() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        for i in 0..2 {
+            let ev = Event::new("user.create", Outcome::Ok).subject(format!("user:{i}"));
+            audit::record(&pool, &Actor::cli(), &RequestMeta::default(), &ev)
+                .await
+                .unwrap();
+        }
+        // Wait (bounded) for the worker to notice; this asserts what is written, not how fast.
+        for _ in 0..500 {
+            if reasons(&sink).await.contains(&Reason::Rows) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        token.cancel();
+        task.await.unwrap();
+        assert_eq!(
+            reasons(&sink).await,
+            vec![Reason::Start, Reason::Rows, Reason::Shutdown]
+        );
+    }
 }

@@ -56,6 +56,19 @@ pub async fn track(request: Request, next: Next) -> impl IntoResponse {
     response
 }
 
+/// A signed audit checkpoint was written (`diverged`: the log no longer held the previous checkpoint's head).
+pub fn audit_checkpoint_written(diverged: bool) {
+    metrics::counter!("walden_audit_checkpoints_total").increment(1);
+    if diverged {
+        metrics::counter!("walden_audit_checkpoint_divergences_total").increment(1);
+    }
+}
+
+/// A signed audit checkpoint could not be written (alert on any increase).
+pub fn audit_checkpoint_failed() {
+    metrics::counter!("walden_audit_checkpoint_failures_total").increment(1);
+}
+
 /// Serve `/metrics` on `listener` until `shutdown` fires.
 pub async fn serve(listener: TcpListener, shutdown: CancellationToken) -> std::io::Result<()> {
     let handle = handle();

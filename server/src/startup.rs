@@ -13,6 +13,7 @@ use axum::routing::get;
 use axum::Router;
 use leptos::config::LeptosOptions;
 use leptos_axum::{generate_route_list, LeptosRoutes};
+use secrecy::ExposeSecret;
 use sqlx::SqlitePool;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -20,13 +21,16 @@ use tower::ServiceBuilder;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
 use tracing::{Level, Span};
-use walden_app::server::AppState;
+use walden_app::server::refusals::ANONYMOUS_REFUSALS_PER_MIN;
+use walden_app::server::{AppState, RefusalBudget};
 use walden_app::{shell, App};
 use walden_core::clusters::FlyConnection;
+use walden_core::users::SetupToken;
 use walden_core::{Walden, WaldenOptions};
 
 use crate::config::ServeArgs;
 use crate::jobs::Jobs;
+use crate::security::{AllowedHosts, CspNonce, Guard};
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 /// Where an incoming `x-request-id` (a proxy's, or a client's) is kept, apart from the server's own.
@@ -39,6 +43,8 @@ pub struct Application {
     router: Router,
     walden: Walden,
     config: ServeArgs,
+    /// The signed audit checkpoint writer, when there is a key to sign with.
+    checkpoints: Option<Arc<walden_core::audit_checkpoints::Checkpointer>>,
     /// The built-in Fly emulator, in demo mode.
     demo: Option<flysim::Running>,
 }
@@ -69,27 +75,45 @@ impl Application {
         let sessions = crate::security::session_layer(&pool, &config).await?;
         let keyring =
             crate::config::keyring(config.master_key.as_ref(), &config.retired_master_keys)?;
+        let checkpoints =
+            crate::checkpoints::for_serve(&config, keyring.as_ref(), pool.clone()).await?;
         let options = WaldenOptions {
             hash: config.password_hash,
+            hash_limits: walden_core::users::HashLimits {
+                permits: config.hash_permits.into(),
+                ..walden_core::users::HashLimits::DEFAULT
+            },
             keyring,
             fly: Some(fly),
         };
         let walden = Walden::from_pool(pool.clone(), options)?;
+        let setup_token = setup_token(&config, &walden, addr).await?;
+        let refusals = RefusalBudget::new(ANONYMOUS_REFUSALS_PER_MIN);
+        let guard = Guard {
+            hosts: Arc::new(AllowedHosts::from_config(&config)?),
+            walden: walden.clone(),
+            refusals: refusals.clone(),
+            client_ip_header: config.client_ip_header.clone(),
+        };
         let state = AppState {
             leptos_options: leptos_options(&config, addr),
             pool,
             demo_mode: config.demo_mode(),
             walden: walden.clone(),
-            login_limits: crate::security::login_limits(),
             sessions: crate::security::session_policy(&config),
             client_ip_header: config.client_ip_header.clone(),
+            setup_token,
+            refusals,
         };
+        let guarded = |routes| crate::security::guard(routes, sessions, guard);
+        let router = crate::security::headers(router(state, guarded), config.secure_cookies);
         Ok(Application {
             listener,
             metrics_listener,
-            router: crate::security::apply(router(state), sessions),
+            router,
             walden,
             config,
+            checkpoints,
             demo,
         })
     }
@@ -114,9 +138,13 @@ impl Application {
             router,
             walden,
             config,
+            checkpoints,
             demo,
         } = self;
-        let jobs = Jobs::spawn(walden.clone(), shutdown.child_token());
+        let mut jobs = Jobs::spawn(walden.clone(), shutdown.child_token());
+        if let Some(writer) = checkpoints {
+            jobs = jobs.with_checkpoints(writer, shutdown.child_token());
+        }
         let metrics = metrics_listener
             .map(|l| tokio::spawn(crate::metrics::serve(l, shutdown.child_token())));
         let server = axum::serve(
@@ -148,6 +176,56 @@ impl Application {
         tracing::info!("stopped cleanly");
         Ok(())
     }
+}
+
+/// The gate of web setup (security review H3). The operator's token (`WALDEN_SETUP_TOKEN` or its file) when
+/// set; else, while no user exists, a random one, printed once on standard output as a link to open (the way
+/// Jupyter does), and never written to the log. `None` when users exist and no token is set: setup is closed.
+async fn setup_token(
+    config: &ServeArgs,
+    walden: &Walden,
+    addr: SocketAddr,
+) -> anyhow::Result<Option<SetupToken>> {
+    if let Some(token) = &config.setup_token {
+        return Ok(Some(SetupToken::from_secret(token).map_err(|e| {
+            anyhow::anyhow!("WALDEN_SETUP_TOKEN: {}", e.message)
+        })?));
+    }
+    if !walden.accounts().needs_setup().await? {
+        return Ok(None);
+    }
+    let (gate, token) = SetupToken::generate()?;
+    let host = match addr.ip() {
+        ip if ip.is_unspecified() => "localhost".to_owned(),
+        std::net::IpAddr::V4(v4) => v4.to_string(),
+        std::net::IpAddr::V6(v6) => format!("[{v6}]"),
+    };
+    tracing::info!(
+        "no user yet: create the first admin with the setup link printed on standard output, \
+         or with `walden user add --admin`"
+    );
+    // Standard output, not the log: the link is a credential until the first admin exists. A closed stdout
+    // (`walden serve >&-`) must not stop the console; the CLI and WALDEN_SETUP_TOKEN remain.
+    let link = format!(
+        "http://{host}:{port}/setup?token={token}",
+        port = addr.port(),
+        token = token.expose_secret()
+    );
+    let printed = {
+        use std::io::Write;
+        let mut out = std::io::stdout().lock();
+        writeln!(
+            out,
+            "\nTo create Walden's first admin, open this link (it works until an admin exists):\n\n    {link}\n"
+        )
+        .and_then(|()| out.flush())
+    };
+    if printed.is_err() {
+        tracing::warn!(
+            "the setup link could not be printed: set WALDEN_SETUP_TOKEN, or use `walden user add --admin`"
+        );
+    }
+    Ok(Some(gate))
 }
 
 /// The Fly connection: the real API with the configured token, or, in demo mode, the built-in emulator
@@ -209,7 +287,9 @@ fn leptos_options(config: &ServeArgs, addr: SocketAddr) -> LeptosOptions {
 }
 
 /// The whole HTTP surface: probes, the Leptos app and its server functions, static files, and the layers.
-pub fn router(state: AppState) -> Router {
+/// `guarded` wraps the routes in the guard layers (sessions, Host and cross-origin checks): inside the
+/// request id and the trace span, so refusals carry a request id and are logged and counted like any answer.
+pub fn router(state: AppState, guarded: impl FnOnce(Router) -> Router) -> Router {
     // Install the recorder before the first request is counted.
     let _ = crate::metrics::handle();
     let routes = generate_route_list(App);
@@ -246,12 +326,18 @@ pub fn router(state: AppState) -> Router {
             tracing::info!(status, latency_ms, "finished processing request");
         }
     };
-    Router::new()
+    let routes = Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
-        .leptos_routes(&state, routes, move || shell(options.clone()))
-        .fallback(leptos_axum::file_and_error_handler::<AppState, _>(shell))
-        .with_state(state)
+        .leptos_routes_with_context(&state, routes, provide_csp_nonce, move || {
+            shell(options.clone())
+        })
+        .fallback(leptos_axum::file_and_error_handler_with_context::<
+            AppState,
+            _,
+        >(provide_csp_nonce, shell))
+        .with_state(state);
+    guarded(routes)
         .layer(axum::middleware::from_fn(crate::metrics::track))
         .layer(
             ServiceBuilder::new()
@@ -264,6 +350,17 @@ pub fn router(state: AppState) -> Router {
                 )
                 .layer(PropagateRequestIdLayer::new(REQUEST_ID)),
         )
+}
+
+/// Give Leptos this request's CSP nonce (made by `security::headers`, which also sends it in the
+/// Content-Security-Policy header), so every script it renders carries the nonce the header allows. Leptos
+/// would otherwise make a nonce of its own that the header does not know.
+fn provide_csp_nonce() {
+    let nonce = leptos::prelude::use_context::<axum::http::request::Parts>()
+        .and_then(|parts| parts.extensions.get::<CspNonce>().cloned());
+    if let Some(CspNonce(nonce)) = nonce {
+        leptos::prelude::provide_context(nonce);
+    }
 }
 
 /// The request id is always the server's own (security review L1): an incoming `x-request-id` is client-chosen

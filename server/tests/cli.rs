@@ -15,6 +15,9 @@ fn walden() -> Command {
         "WALDEN_LOG_FORMAT",
         "WALDEN_MASTER_KEY",
         "WALDEN_MASTER_KEY_FILE",
+        "WALDEN_SETUP_TOKEN",
+        "WALDEN_SETUP_TOKEN_FILE",
+        "WALDEN_ALLOWED_HOSTS",
     ] {
         cmd.env_remove(var);
     }
@@ -251,4 +254,73 @@ fn a_closed_log_pipe_neither_hangs_requests_nor_blocks_shutdown() {
         std::thread::sleep(std::time::Duration::from_millis(100));
     };
     assert!(exit.success(), "exit {exit:?}");
+}
+
+/// Start `walden serve` with both outputs piped (and `token` as WALDEN_SETUP_TOKEN, if any); stop it with SIGTERM
+/// once it listens; its standard output and its log.
+fn serve_and_stop(dir: &std::path::Path, token: Option<&str>) -> (String, String) {
+    use std::io::Read;
+    let mut cmd = walden();
+    cmd.args(["serve", "--bind", "127.0.0.1:0", "--data-dir"])
+        .arg(dir)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    if let Some(token) = token {
+        cmd.env("WALDEN_SETUP_TOKEN", token);
+    }
+    let mut child = cmd.spawn().unwrap();
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut log = String::new();
+    while !log.contains("Walden is listening on") {
+        let n = stderr.read_line(&mut log).unwrap();
+        assert!(n > 0, "server exited before listening: {log}");
+    }
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    stderr.read_to_string(&mut log).unwrap();
+    let mut out = String::new();
+    child
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut out)
+        .unwrap();
+    assert!(child.wait().unwrap().success(), "{log}");
+    (out, log)
+}
+
+/// Security review H3: a console without users prints a one-time setup link on standard output (never in the
+/// log); with WALDEN_SETUP_TOKEN set, it prints nothing.
+#[test]
+fn a_fresh_console_prints_its_setup_link_on_standard_output_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let (out, log) = serve_and_stop(dir.path(), None);
+    let link = out
+        .split_whitespace()
+        .find(|w| w.starts_with("http://127.0.0.1:") && w.contains("/setup?token="))
+        .unwrap_or_else(|| panic!("no setup link in {out:?}"));
+    let token = link.split_once("token=").unwrap().1;
+    assert_eq!(token.len(), 64, "{link}");
+    assert!(token.chars().all(|c| c.is_ascii_hexdigit()), "{link}");
+    assert!(!log.contains(token), "the token is not logged");
+    assert!(log.contains("setup link"), "the log points to it: {log}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let (out, _) = serve_and_stop(dir.path(), Some("an operator's setup token"));
+    assert!(!out.contains("token="), "{out}");
+    let (status, log) = {
+        let dir = tempfile::tempdir().unwrap();
+        let out = walden()
+            .args(["serve", "--bind", "127.0.0.1:0", "--data-dir"])
+            .arg(dir.path())
+            .env("WALDEN_SETUP_TOKEN", "short")
+            .output()
+            .unwrap();
+        (out.status, stderr_lines(&out).join("\n"))
+    };
+    assert!(!status.success());
+    assert!(log.contains("WALDEN_SETUP_TOKEN"), "{log}");
 }

@@ -394,3 +394,86 @@ fn cli_against_s3_with_wal_g_variables() {
     );
     assert_eq!(json(&out)["backup"], "base_000000020000002C00000004");
 }
+
+/// A bucket with 1 MiB segments whose newest segment is real WAL (`walg::xlog_writer`): one commit at
+/// `base + 31 min`, archived at `base + 45 min`.
+fn bucket_with_real_wal(base: OffsetDateTime) -> tempfile::TempDir {
+    const SEG: u64 = 1024 * 1024;
+    let dir = tempfile::tempdir().unwrap();
+    let mut b = BucketBuilder::new();
+    b.segment_size = SEG;
+    b.wal(1, 1, 4, base + Duration::minutes(1), Duration::minutes(2));
+    let mut spec = BackupSpec::at(1, 2, base + Duration::minutes(2));
+    spec.start_lsn = 2 * SEG + 0x28;
+    spec.finish_lsn = 3 * SEG + 0x1F8;
+    b.backup(&spec);
+    let mut w = walg::xlog_writer::WalWriter::new(SEG, 5 * SEG);
+    let commit = base + Duration::minutes(31);
+    let pg_us =
+        (commit - time::macros::datetime!(2000-01-01 00:00 UTC)).whole_microseconds() as i64;
+    w.heap(1, b"row");
+    w.commit(1, pg_us, &[]);
+    w.heap(0, b"checkpoint-ish");
+    w.finish_segment();
+    let data = walg::codec::compress(&w.buf, walg::Compression::Lz4).unwrap();
+    b.raw(
+        "wal_005/000000010000000000000005.lz4",
+        &data,
+        base + Duration::minutes(45),
+    );
+    b.write_dir(dir.path()).unwrap();
+    dir
+}
+
+#[test]
+fn plan_refuses_a_target_after_the_last_commit_read_from_wal() {
+    let base = OffsetDateTime::now_utc().replace_nanosecond(0).unwrap() - Duration::hours(2);
+    let dir = bucket_with_real_wal(base);
+    let path = dir.path().display().to_string();
+    let plan = |target: OffsetDateTime, extra: &[&str]| {
+        walden()
+            .env("WALG_PG_WAL_SIZE", "1")
+            .args(["plan", &path, "--target-time", &walg::pg_time(target)])
+            .args(["--json", "--no-cache"])
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    let out = plan(base + Duration::minutes(40), &[]);
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert_eq!(json(&out)["refusal"]["code"], "after_last_commit");
+    assert_eq!(
+        plan(base + Duration::minutes(30), &[]).status.code(),
+        Some(0)
+    );
+    // Without reading WAL, the old behaviour: planned, with a caveat.
+    let out = plan(base + Duration::minutes(40), &["--commit-segments", "0"]);
+    assert_eq!(out.status.code(), Some(0));
+    assert!(json(&out)["notes"][0]
+        .as_str()
+        .unwrap()
+        .contains("needs a commit after the target"));
+
+    let out = walden()
+        .env("WALG_PG_WAL_SIZE", "1")
+        .args(["timeline", &path, "--no-cache"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("Last commit: "), "{text}");
+    assert!(text.contains("an idle database"), "{text}");
+    let out = walden()
+        .env("WALG_PG_WAL_SIZE", "1")
+        .args(["timeline", &path, "--json", "--no-cache"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        json(&out)["last_commit"]["segment"],
+        "000000010000000000000005"
+    );
+}

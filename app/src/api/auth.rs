@@ -79,20 +79,13 @@ pub async fn get_setup_needed() -> Result<bool, AppError> {
     Ok(visitor.accounts().needs_setup().await?)
 }
 
-/// Sign in. Throttled per account and per IP; every failure gives the same text. `code` is the TOTP code
-/// (empty when the user has none).
+/// Sign in. Throttled by `walden_core` (per account and client, per client, account-wide with back-off);
+/// every failure gives the same text. `code` is the TOTP code (empty when the user has none).
 #[server(endpoint = "login")]
 #[cfg_attr(feature = "ssr", tracing::instrument(skip_all, err(level = "info")))]
 pub async fn login(name: String, password: String, code: String) -> Result<SessionUser, AppError> {
     let visitor = Visitor::new().await?;
     let password = SecretString::from(password);
-    if !visitor.login_allowed(&name) {
-        visitor
-            .accounts()
-            .record_login_throttled(&visitor.meta, &name)
-            .await?;
-        return Err(AppError::RateLimited);
-    }
     let code = Some(code.trim()).filter(|c| !c.is_empty());
     let accounts = visitor.accounts();
     let ok = accounts
@@ -102,16 +95,22 @@ pub async fn login(name: String, password: String, code: String) -> Result<Sessi
     Ok(SessionUser::from_user(&ok.user, ok.must_enrol_totp))
 }
 
-/// Sign out of this session.
+/// Sign out of this session. The session ends first, then the sign-out is recorded: revocation never waits on
+/// the audit log (a failed row is logged, and the session is gone all the same).
 #[server(endpoint = "logout")]
 #[cfg_attr(feature = "ssr", tracing::instrument(skip_all, err(level = "info")))]
 pub async fn logout() -> Result<(), AppError> {
     let visitor = Visitor::new().await?;
-    if let Some(user) = visitor.user().await? {
+    let user = visitor.user().await?;
+    session::end().await?;
+    if let Some(user) = user {
         let accounts = visitor.accounts();
-        accounts.record_logout(&user.actor(), &visitor.meta).await?;
+        if let Err(e) = accounts.record_logout(&user.actor(), &visitor.meta).await {
+            let request_id = crate::server::request_id();
+            tracing::error!(%request_id, error = %e, "the sign-out could not be recorded");
+        }
     }
-    session::end().await
+    Ok(())
 }
 
 /// Sign out of every session of the signed-in user, on every device.
@@ -129,15 +128,21 @@ pub async fn logout_everywhere() -> Result<(), AppError> {
     session::end().await
 }
 
-/// Create the first admin. Works only while no user exists; signs the new admin in.
+/// Create the first admin. Works only while no user exists, and only with the setup token the server printed
+/// at start-up (or was given in `WALDEN_SETUP_TOKEN`); signs the new admin in.
 #[server(endpoint = "setup_admin")]
 #[cfg_attr(feature = "ssr", tracing::instrument(skip_all, err(level = "info")))]
-pub async fn setup_admin(name: String, password: String) -> Result<SessionUser, AppError> {
+pub async fn setup_admin(
+    token: String,
+    name: String,
+    password: String,
+) -> Result<SessionUser, AppError> {
     let visitor = Visitor::new().await?;
-    let password = SecretString::from(password);
+    let (token, password) = (SecretString::from(token), SecretString::from(password));
     let accounts = visitor.accounts();
+    let gate = visitor.setup_token();
     let user = accounts
-        .setup_first_admin(&visitor.meta, &name, &password)
+        .setup_first_admin(&visitor.meta, gate, &token, &name, &password)
         .await?;
     session::start(&user).await?;
     session_user(&visitor, &user).await

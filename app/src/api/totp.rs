@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::AppError;
 #[cfg(feature = "ssr")]
 use {
-    crate::server::Caller,
+    crate::server::{session, Caller},
     leptos::server_fn::ServerFn,
     tracing::field::Empty,
     walden_core::{settings, users::Role},
@@ -37,23 +37,34 @@ pub struct TotpSetup {
     pub otpauth_url: String,
 }
 
-/// Start enrolling an authenticator for oneself. Any signed-in user, including an admin who must enrol.
+/// Start enrolling (or replacing) an authenticator for oneself. Any signed-in user, including an admin who
+/// must enrol; the current password is required, and the current code when one is enrolled (empty
+/// otherwise).
 #[server(endpoint = "begin_totp")]
 #[cfg_attr(
     feature = "ssr",
     tracing::instrument(skip_all, fields(user_id = Empty), err(level = "info"))
 )]
-pub async fn begin_totp() -> Result<TotpSetup, AppError> {
+pub async fn begin_totp(
+    current_password: String,
+    current_code: String,
+) -> Result<TotpSetup, AppError> {
     use secrecy::ExposeSecret;
     let cx = Caller::signed_in().await?;
-    let enrolment = cx.accounts().begin_totp(&cx.actor).await?;
+    let password = secrecy::SecretString::from(current_password);
+    let code = Some(current_code.trim()).filter(|c| !c.is_empty());
+    let accounts = cx.accounts();
+    let enrolment = accounts
+        .begin_totp(&cx.actor, &cx.meta, &password, code)
+        .await?;
     Ok(TotpSetup {
         secret_base32: enrolment.secret_base32.expose_secret().to_owned(),
         otpauth_url: enrolment.otpauth_url.expose_secret().to_owned(),
     })
 }
 
-/// Finish enrolment with a first code.
+/// Finish enrolment with a first code. A replacement ends the user's other sessions; this one continues
+/// with a new id.
 #[server(endpoint = "confirm_totp")]
 #[cfg_attr(
     feature = "ssr",
@@ -61,10 +72,9 @@ pub async fn begin_totp() -> Result<TotpSetup, AppError> {
 )]
 pub async fn confirm_totp(code: String) -> Result<(), AppError> {
     let cx = Caller::signed_in().await?;
-    cx.accounts()
-        .confirm_totp(&cx.actor, &cx.meta, &code)
-        .await?;
-    Ok(())
+    let accounts = cx.accounts();
+    let updated = accounts.confirm_totp(&cx.actor, &cx.meta, &code).await?;
+    session::start(&updated).await
 }
 
 /// Remove a user's authenticator: one's own with the current password, anyone's for an admin.

@@ -40,7 +40,17 @@ pub fn AccountPage() -> impl IntoView {
                     </section>
                     <section class="panel form-panel" data-test="totp">
                         <h2>"Two-factor sign-in"</h2>
-                        <ActionForm action=begin><button type="submit">"Set up an authenticator app"</button></ActionForm>
+                        <p>"To set up an authenticator app, or to replace the one you use, confirm who you are first."</p>
+                        <div data-test="totp-begin">
+                        <ActionForm action=begin>
+                            <label>"Current password" <input type="password" name="current_password" autocomplete="current-password" required maxlength="256" /></label>
+                            <label>
+                                "Current code from your authenticator app (only if you already use one)"
+                                <input type="text" name="current_code" inputmode="numeric" autocomplete="one-time-code" maxlength="8" />
+                            </label>
+                            <button type="submit">"Set up an authenticator app"</button>
+                        </ActionForm>
+                        </div>
                         {move || match begin.value().get() {
                             Some(Ok(t)) => view! {
                                 <p>"Add this to your authenticator app, then enter the code it shows:"</p>
@@ -55,7 +65,7 @@ pub fn AccountPage() -> impl IntoView {
                             None => ().into_any(),
                         }}
                         {move || match confirm.value().get() {
-                            Some(Ok(())) => view! { <p class="form-ok">"Two-factor sign-in is on."</p> }.into_any(),
+                            Some(Ok(())) => view! { <p class="form-ok">"Two-factor sign-in is on. If it replaced an authenticator, your other sessions have ended."</p> }.into_any(),
                             Some(Err(e)) => view! { <p class="form-error" role="alert">{e.to_string()}</p> }.into_any(),
                             None => ().into_any(),
                         }}

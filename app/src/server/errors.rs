@@ -22,6 +22,13 @@ pub fn internal(cause: impl std::fmt::Display) -> AppError {
     AppError::Internal { request_id }
 }
 
+/// Log why a request's arguments could not be read and give the caller a generic 400 with the request id.
+pub(crate) fn bad_request(cause: &impl std::fmt::Display) -> AppError {
+    let request_id = request_id();
+    tracing::info!(%request_id, error = %cause, "server function arguments refused");
+    AppError::BadRequest { request_id }
+}
+
 /// Give the HTTP response the error's status. Only for server-function calls: a page that renders an error
 /// panel for one of its resources is still a page (200).
 pub(crate) fn set_status(error: &AppError) {
@@ -35,6 +42,19 @@ pub(crate) fn set_status(error: &AppError) {
         let status = axum::http::StatusCode::from_u16(error.status())
             .unwrap_or(axum::http::StatusCode::INTERNAL_SERVER_ERROR);
         response.set_status(status);
+        // When to come back (RFC 9110 §10.2.3): the shortest credential back-off, or a few seconds for a
+        // full hashing queue.
+        let retry_after = match error {
+            AppError::RateLimited => Some("30"),
+            AppError::Busy => Some("5"),
+            _ => None,
+        };
+        if let Some(seconds) = retry_after {
+            response.insert_header(
+                axum::http::header::RETRY_AFTER,
+                axum::http::HeaderValue::from_static(seconds),
+            );
+        }
     }
 }
 
@@ -77,8 +97,14 @@ impl From<UserError> for AppError {
             }
             UserError::NotFound => AppError::NotFound("user".into()),
             UserError::Forbidden => AppError::Forbidden,
-            UserError::InviteInvalid | UserError::InviteExpired => field("token", e),
-            UserError::WrongPassword => field("current_password", e),
+            UserError::InviteInvalid | UserError::InviteExpired | UserError::SetupTokenInvalid => {
+                field("token", e)
+            }
+            UserError::WrongPassword | UserError::WrongPasswordOrCode => {
+                field("current_password", e)
+            }
+            UserError::Throttled => AppError::RateLimited,
+            UserError::Busy => AppError::Busy,
             UserError::TotpInvalid | UserError::NoPendingTotp => field("code", e),
             other => internal(other),
         }
@@ -105,6 +131,8 @@ impl From<LoginError> for AppError {
         match e {
             LoginError::InvalidCredentials => field("login", e),
             LoginError::TotpRequired | LoginError::TotpInvalid => field("code", e),
+            LoginError::Throttled => AppError::RateLimited,
+            LoginError::Internal(UserError::Busy) => AppError::Busy,
             LoginError::Internal(e) => internal(e),
         }
     }

@@ -12,15 +12,16 @@
 //! - Every server function reaches the state through [`Visitor`]'s accessors (`accounts()`, `pool()`,
 //!   `clusters()`, ...), never through `AppState` fields, so the state can change shape in one place.
 //! - [`Caller::require`] is the one role check. An admin who must enrol TOTP and has not is refused
-//!   everything but [`Caller::signed_in`] functions (enrolment, signing out).
+//!   everything but [`Caller::signed_in`] functions (enrolment, signing out). Every refusal it makes is
+//!   recorded as `access.denied` (see [`refusals`]).
 //! - Errors convert with `?` (see [`errors`]); their HTTP status is set when the error is encoded for the
 //!   response, so no error path answers 500 by accident.
 
 pub mod errors;
 pub mod limits;
+pub mod refusals;
 pub mod session;
 
-use std::net::IpAddr;
 use std::ops::Deref;
 use std::sync::Arc;
 
@@ -28,15 +29,15 @@ use axum::extract::FromRef;
 use leptos::prelude::*;
 use sqlx::SqlitePool;
 use walden_core::audit::AuditLog;
-use walden_core::audit::{Actor, RequestMeta};
+use walden_core::audit::{actions, Actor, Event, Outcome, RequestMeta};
 use walden_core::clusters::ClusterSummary;
 use walden_core::settings::Settings;
-use walden_core::users::{Accounts, Role, User};
+use walden_core::users::{Accounts, Role, SetupToken, User};
 use walden_core::Walden;
 
 use crate::error::AppError;
 pub use errors::{internal, ClustersUnavailable};
-pub use limits::LoginLimits;
+pub use refusals::RefusalBudget;
 pub use session::SessionPolicy;
 
 /// Handles shared by every request. `leptos_axum` provides it as context to server functions and renders.
@@ -49,13 +50,16 @@ pub struct AppState {
     /// The domain: accounts, audit log, settings, clusters (and through it, Fly). Server functions reach it
     /// only through [`Visitor`]'s accessors, so nothing reaches Fly or the database past `walden_core`.
     pub walden: Walden,
-    /// Login throttling per account and per IP.
-    pub login_limits: Arc<LoginLimits>,
     /// Session lifetimes.
     pub sessions: SessionPolicy,
     /// Read the client's address from this header (`Fly-Client-IP` behind Fly's proxy) instead of the TCP
     /// peer. Only set behind a proxy that always overwrites it.
     pub client_ip_header: Option<axum::http::HeaderName>,
+    /// The gate of web setup (security review H3): `None` when the console started with users (setup is
+    /// closed then anyway).
+    pub setup_token: Option<SetupToken>,
+    /// How many anonymous refusals a client may have recorded per minute.
+    pub refusals: Arc<RefusalBudget>,
 }
 
 /// The application state of the current request.
@@ -80,7 +84,6 @@ pub fn request_id() -> String {
 pub struct Visitor {
     /// Request id and client address, for audit rows.
     pub meta: RequestMeta,
-    client_ip: Option<IpAddr>,
     state: AppState,
 }
 
@@ -93,11 +96,7 @@ impl Visitor {
             request_id: Some(request_id()).filter(|r| r != "-"),
             client_ip: client_ip.map(|ip| ip.to_string()),
         };
-        Ok(Visitor {
-            meta,
-            client_ip,
-            state,
-        })
+        Ok(Visitor { meta, state })
     }
 
     /// Users, passwords, invites, TOTP.
@@ -143,9 +142,55 @@ impl Visitor {
             })
     }
 
-    /// Spend one login attempt for `name` from this client; `false` when over the limit.
-    pub fn login_allowed(&self, name: &str) -> bool {
-        self.state.login_limits.allow(name, self.client_ip)
+    /// The setup gate, for the first admin's creation.
+    pub fn setup_token(&self) -> Option<&SetupToken> {
+        self.state.setup_token.as_ref()
+    }
+
+    /// Record that this request was refused (`access.denied`) and return `error`. The row names the actor
+    /// (anonymous when not signed in), the path of the request (the server function's, for a call) and the role
+    /// it needed.
+    async fn refuse(
+        &self,
+        actor: &Actor,
+        needed: Option<Role>,
+        why: &str,
+        error: AppError,
+    ) -> AppError {
+        let path = use_context::<axum::http::request::Parts>()
+            .map(|parts| parts.uri.path().to_owned())
+            .unwrap_or_default();
+        let event = Event::new(actions::ACCESS_DENIED, Outcome::Denied)
+            .subject(format!("endpoint:{path}"))
+            .detail(serde_json::json!({ "needs": needed, "why": why }));
+        refusals::record(
+            &self.state.walden,
+            &self.state.refusals,
+            self.meta
+                .client_ip
+                .as_deref()
+                .and_then(|ip| ip.parse().ok()),
+            actor,
+            &self.meta,
+            &event,
+        )
+        .await;
+        error
+    }
+
+    /// The signed-in user, or a refusal. A server-function call is recorded; a page rendered for an anonymous
+    /// visitor is not (its "please sign in" panel is the normal view of a signed-out console, not a refusal).
+    async fn user_or_refuse(&self, needed: Option<Role>) -> Result<User, AppError> {
+        if let Some(user) = self.user().await? {
+            return Ok(user);
+        }
+        let is_call = use_context::<axum::http::request::Parts>()
+            .is_some_and(|parts| parts.uri.path().starts_with("/api/"));
+        if !is_call {
+            return Err(AppError::Unauthorized);
+        }
+        let (actor, error) = (Actor::Anonymous, AppError::Unauthorized);
+        Err(self.refuse(&actor, needed, "not signed in", error).await)
     }
 
     /// Whether admins must sign in with TOTP.
@@ -180,18 +225,25 @@ impl Caller {
     ///
     /// An admin who must use TOTP (the `require_totp_for_admins` setting) and has not enrolled yet is
     /// refused everything but enrolment ([`Caller::signed_in`]) until they do.
+    ///
+    /// Each refusal is recorded as `access.denied` (security review M4).
     pub async fn require(role: Role) -> Result<Caller, AppError> {
         let visitor = Visitor::new().await?;
-        let user = visitor.user().await?.ok_or(AppError::Unauthorized)?;
+        let user = visitor.user_or_refuse(Some(role)).await?;
         if visitor.must_enrol_totp(&user).await? {
-            return Err(AppError::Validation {
+            let error = AppError::Validation {
                 field: "totp".into(),
                 message: "Admins must set up two-factor sign-in first (on the Account page)."
                     .into(),
-            });
+            };
+            let why = "two-factor enrolment pending";
+            return Err(visitor.refuse(&user.actor(), Some(role), why, error).await);
         }
         if user.role < role {
-            return Err(AppError::Forbidden);
+            let error = AppError::Forbidden;
+            return Err(visitor
+                .refuse(&user.actor(), Some(role), "role", error)
+                .await);
         }
         Ok(Caller::new(user, visitor))
     }
@@ -199,7 +251,7 @@ impl Caller {
     /// Signed in, whatever the role and TOTP state (for enrolling TOTP and signing out).
     pub async fn signed_in() -> Result<Caller, AppError> {
         let visitor = Visitor::new().await?;
-        let user = visitor.user().await?.ok_or(AppError::Unauthorized)?;
+        let user = visitor.user_or_refuse(None).await?;
         Ok(Caller::new(user, visitor))
     }
 

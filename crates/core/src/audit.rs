@@ -31,8 +31,8 @@
 //! It proves that rows were not changed, removed from the middle or reordered after they were written, and —
 //! through `sqlite_sequence`, which `AUTOINCREMENT` keeps — that rows were not cut from the end, unless the
 //! attacker also edits that table. Someone with write access to the file who recomputes every hash after the
-//! row they change cannot be caught from inside the file: keep the head hash that [`verify`] prints somewhere
-//! else (a ticket, a chat message) to anchor it, as CloudTrail does with its signed digests.
+//! row they change cannot be caught from inside the file: [`crate::audit_checkpoints`] anchors the head outside
+//! it, in signed checkpoints, as CloudTrail does with its signed digests.
 
 use std::fmt;
 use std::io::Write;
@@ -165,6 +165,7 @@ pub mod actions {
     pub const USER_PASSWORD_CHANGE: &str = "user.password_change";
     pub const USER_PASSWORD_RESET: &str = "user.password_reset";
     pub const USER_LOGOUT_EVERYWHERE: &str = "user.logout_everywhere";
+    pub const USER_TOTP_BEGIN: &str = "user.totp_begin";
     pub const USER_TOTP_ENROL: &str = "user.totp_enrol";
     pub const USER_TOTP_DISABLE: &str = "user.totp_disable";
     pub const INVITE_CREATE: &str = "invite.create";
@@ -175,6 +176,12 @@ pub mod actions {
     pub const AUTH_LOGOUT: &str = "auth.logout";
     pub const SETTING_CHANGE: &str = "setting.change";
     pub const KEYS_ROTATE: &str = "keys.rotate";
+    /// A server function refused its caller: not signed in, or a role below the one it needs (written by the
+    /// web layer, outcome `denied`).
+    pub const ACCESS_DENIED: &str = "access.denied";
+    /// A request refused before it reached any handler: a Host not allowed, or a cross-origin state change
+    /// (written by the web layer, outcome `denied`).
+    pub const REQUEST_REFUSED: &str = "request.refused";
 }
 
 /// Why the log could not be written or read. Messages never contain the row's data.

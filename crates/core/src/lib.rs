@@ -6,11 +6,13 @@
 //! workers change state, and each writes its audit row in the same transaction as its change.
 //!
 //! Module dependencies point one way: `access` (the shared vocabulary) and `ts`, `seal`, `db` are leaves;
-//! `audit` uses `access`; `settings` uses `audit`; `users` uses `settings`, `audit` and `keyring`; `rotation`
-//! (re-sealing under a new master key) uses `audit`, `keyring` and `users`' contexts; the façade uses them all.
+//! `audit` uses `access`; `audit_checkpoints` uses `audit`'s table, `keyring` and `walg`'s storage configuration;
+//! `settings` uses `audit`; `users` uses `settings`, `audit` and `keyring`; `rotation` (re-sealing under a new
+//! master key) uses `audit`, `keyring` and `users`' contexts; the façade uses them all.
 
 pub mod access;
 pub mod audit;
+pub mod audit_checkpoints;
 pub mod backups;
 pub mod clusters;
 pub mod db;

@@ -24,13 +24,15 @@ use crate::clusters::{Clusters, FlyConnection};
 use crate::db;
 use crate::keyring::Keyring;
 use crate::settings::Settings;
-use crate::users::{Accounts, HashParams, Hasher, UserError};
+use crate::users::{Accounts, HashLimits, HashParams, Hasher, UserError};
 
 /// How to open Walden.
 #[derive(Clone, Debug, Default)]
 pub struct WaldenOptions {
     /// Password hashing cost ([`HashParams::OWASP`] by default; tests use cheaper ones).
     pub hash: HashParams,
+    /// How many hashes run at once (each takes `hash.m_cost` KiB) and how long a sign-in waits for its turn.
+    pub hash_limits: HashLimits,
     /// The keys that seal secrets at rest (from `WALDEN_MASTER_KEY`). Without one, TOTP is unavailable.
     pub keyring: Option<Keyring>,
     /// The Fly API and organisation. Without one, cluster listing is unavailable (CLI account commands).
@@ -67,7 +69,8 @@ impl Walden {
 
     /// Build the services on a pool that is already open and migrated.
     pub fn from_pool(pool: SqlitePool, options: WaldenOptions) -> Result<Self, WaldenError> {
-        let hasher = Hasher::new(options.hash).map_err(WaldenError::Hashing)?;
+        let hasher =
+            Hasher::with_limits(options.hash, options.hash_limits).map_err(WaldenError::Hashing)?;
         let mut accounts = Accounts::new(pool.clone(), hasher);
         if let Some(keyring) = &options.keyring {
             accounts = accounts.with_keyring(keyring.clone());

@@ -8,7 +8,10 @@ use walden_core::audit::{self, Actor, AuditFilter, RequestMeta};
 use walden_core::keyring::Keyring;
 use walden_core::seal::SealKey;
 use walden_core::settings::SettingsError;
-use walden_core::users::{totp, Accounts, HashParams, Hasher, LoginError, Role, User, UserError};
+use walden_core::users::{
+    totp, Accounts, HashParams, Hasher, LoginError, Role, SetupToken, ThrottlePolicy, User,
+    UserError,
+};
 use walden_core::{db, settings};
 
 const PW: &str = "a perfectly fine passphrase";
@@ -544,30 +547,68 @@ async fn invites_are_one_time_hashed_and_expire() {
 #[tokio::test]
 async fn setup_works_only_while_there_are_no_users() {
     let e = env().await;
+    let (gate, token) = SetupToken::generate().unwrap();
+    let gate = Some(&gate);
     assert!(e.acc.needs_setup().await.unwrap());
     assert!(matches!(
         e.acc
-            .setup_first_admin(&meta(), "first", &pw("weak"))
+            .setup_first_admin(&meta(), gate, &token, "first", &pw("weak"))
             .await
             .unwrap_err(),
         UserError::Invalid(_)
     ));
     let first = e
         .acc
-        .setup_first_admin(&meta(), "first", &pw(PW))
+        .setup_first_admin(&meta(), gate, &token, "first", &pw(PW))
         .await
         .unwrap();
     assert_eq!(first.role, Role::Admin);
     assert!(!e.acc.needs_setup().await.unwrap());
     assert!(matches!(
         e.acc
-            .setup_first_admin(&meta(), "second", &pw(PW))
+            .setup_first_admin(&meta(), gate, &token, "second", &pw(PW))
             .await
             .unwrap_err(),
         UserError::SetupClosed
     ));
     assert_eq!(count(&e.pool, "users").await, 1);
     assert_eq!(rows(&e.pool, "setup.first_admin").await.len(), 1);
+}
+
+/// Security review H3: without the setup token nobody becomes the first admin, and each refusal leaves a row.
+#[tokio::test]
+async fn setup_needs_the_setup_token() {
+    let e = env().await;
+    let (gate, token) = SetupToken::generate().unwrap();
+    let refused = [
+        (Some(&gate), pw("not the token at all")),
+        (Some(&gate), pw("")),
+        (None, token.clone()),
+    ];
+    for (gate, presented) in &refused {
+        assert!(matches!(
+            e.acc
+                .setup_first_admin(&meta(), *gate, presented, "first", &pw(PW))
+                .await
+                .unwrap_err(),
+            UserError::SetupTokenInvalid
+        ));
+    }
+    assert_eq!(count(&e.pool, "users").await, 0);
+    let denied = rows(&e.pool, "setup.first_admin").await;
+    assert_eq!(denied.len(), 3);
+    assert!(denied.iter().all(|r| r.outcome == "denied"), "{denied:?}");
+    // Surrounding whitespace (a pasted link) does not matter.
+    let padded = pw(&format!(" {} ", token.expose_secret()));
+    let first = e
+        .acc
+        .setup_first_admin(&meta(), Some(&gate), &padded, "first", &pw(PW))
+        .await
+        .unwrap();
+    assert_eq!(first.role, Role::Admin);
+    // An operator's token must not be trivially short.
+    assert!(SetupToken::from_secret(&pw("short")).is_err());
+    assert!(SetupToken::from_secret(&pw("a long enough operator token")).is_ok());
 }
 
 fn secret_of(enrolment: &totp::TotpEnrolment) -> Vec<u8> {
@@ -581,7 +622,11 @@ fn secret_of(enrolment: &totp::TotpEnrolment) -> Vec<u8> {
 async fn totp_enrolment_login_and_replay() {
     let e = env().await;
     let u = add(&e, "kim", Role::Operator).await;
-    let enrol = e.acc.begin_totp(&u.actor()).await.unwrap();
+    let enrol = e
+        .acc
+        .begin_totp(&u.actor(), &meta(), &pw(PW), None)
+        .await
+        .unwrap();
     let secret = secret_of(&enrol);
     // Not active until confirmed.
     e.acc
@@ -678,7 +723,8 @@ async fn totp_enrolment_login_and_replay() {
         .await
         .unwrap();
     assert_eq!(rows(&e.pool, "user.totp_enrol").await.len(), 2); // one failed, one ok
-    assert_eq!(rows(&e.pool, "user.totp_disable").await.len(), 1);
+                                                                 // One failed own attempt (wrong password), one ok.
+    assert_eq!(rows(&e.pool, "user.totp_disable").await.len(), 2);
 }
 
 #[tokio::test]
@@ -751,7 +797,10 @@ async fn totp_without_a_key_is_a_clear_error() {
     let u = add(&e, "lee", Role::Viewer).await;
     let keyless = Accounts::new(e.pool.clone(), Hasher::new(HashParams::TEST).unwrap());
     assert!(matches!(
-        keyless.begin_totp(&u.actor()).await.unwrap_err(),
+        keyless
+            .begin_totp(&u.actor(), &meta(), &pw(PW), None)
+            .await
+            .unwrap_err(),
         UserError::NoSealKey
     ));
 }
@@ -846,7 +895,11 @@ async fn nothing_secret_in_debug_or_errors() {
         .await
         .unwrap();
     assert!(!format!("{token:?}").contains(token.expose_secret()));
-    let enrol = e.acc.begin_totp(&admin.actor()).await.unwrap();
+    let enrol = e
+        .acc
+        .begin_totp(&admin.actor(), &meta(), &pw(PW), None)
+        .await
+        .unwrap();
     assert!(!format!("{enrol:?}").contains(enrol.secret_base32.expose_secret()));
     let dbg = format!("{:?}", e.acc);
     assert!(!dbg.contains("argon2id$"), "{dbg}");
@@ -927,7 +980,11 @@ async fn must_enrol_totp_is_answered_for_a_reloaded_user() {
     assert!(e.acc.must_enrol_totp(&reloaded).await.unwrap());
     assert!(!e.acc.must_enrol_totp(&operator).await.unwrap());
     // Once enrolled, no longer.
-    let enrol = e.acc.begin_totp(&admin.actor()).await.unwrap();
+    let enrol = e
+        .acc
+        .begin_totp(&admin.actor(), &meta(), &pw(PW), None)
+        .await
+        .unwrap();
     let code = totp::code_at(&secret_of(&enrol), totp::unix_now()).unwrap();
     let enrolled = e
         .acc
@@ -975,7 +1032,11 @@ async fn totp_secrets_sealed_before_key_ids_still_work() {
         .unwrap();
     assert_eq!(ok.user.id, u.id);
 
-    acc.begin_totp(&u.actor()).await.unwrap();
+    // Replacing an enrolled factor needs a current code: the next step's (this one's is spent).
+    let next = totp::code_at(&secret, totp::unix_now() + 30).unwrap();
+    acc.begin_totp(&u.actor(), &meta(), &pw(PW), Some(&next))
+        .await
+        .unwrap();
     let pending: Vec<u8> = sqlx::query_scalar("SELECT totp_pending FROM users WHERE id = ?")
         .bind(u.id)
         .fetch_one(&pool)
@@ -993,37 +1054,42 @@ async fn a_failed_sign_in_keeps_an_unknown_name_only_as_a_keyed_fingerprint() {
     let e = env().await;
     let alice = add(&e, "alice", Role::Viewer).await;
     let typed = "Hunter2-MySecretPassphrase!";
-    for _ in 0..2 {
-        e.acc
-            .authenticate(&meta(), typed, &pw(PW), None)
+    // Two failures per (account, client), so the third attempt is throttled.
+    let acc = e.acc.clone().with_throttle_policy(ThrottlePolicy {
+        pair_max: 2,
+        ..ThrottlePolicy::default()
+    });
+    for _ in 0..3 {
+        acc.authenticate(&meta(), typed, &pw(PW), None)
             .await
             .unwrap_err();
     }
-    e.acc.record_login_throttled(&meta(), typed).await.unwrap();
-    e.acc
-        .authenticate(&meta(), "alice", &pw("not the password"), None)
-        .await
-        .unwrap_err();
-    e.acc
-        .record_login_throttled(&meta(), "ALICE")
-        .await
-        .unwrap();
+    for name in ["alice", "alice", "ALICE"] {
+        acc.authenticate(&meta(), name, &pw("not the password"), None)
+            .await
+            .unwrap_err();
+    }
 
-    let subjects: Vec<String> = rows(&e.pool, "auth.login")
-        .await
+    let logins = rows(&e.pool, "auth.login").await;
+    let outcomes: Vec<&str> = logins.iter().rev().map(|r| r.outcome.as_str()).collect();
+    assert_eq!(
+        outcomes,
+        ["failed", "failed", "denied", "failed", "failed", "denied"]
+    );
+    let subjects: Vec<String> = logins
         .into_iter()
         .rev()
         .map(|r| r.subject.unwrap())
         .collect();
-    assert_eq!(subjects.len(), 5);
     assert!(subjects[0].starts_with("login-name:"), "{subjects:?}");
     assert_eq!(
         subjects[0], subjects[1],
         "the same name, the same fingerprint"
     );
     assert_eq!(subjects[0], subjects[2], "throttled attempts too");
-    assert_eq!(subjects[3], format!("user:{}", alice.id));
-    assert_eq!(subjects[4], format!("user:{}", alice.id));
+    for s in &subjects[3..] {
+        assert_eq!(s, &format!("user:{}", alice.id));
+    }
 
     let mut out = Vec::new();
     audit::export(

@@ -63,7 +63,10 @@ async fn rotation_rows(pool: &SqlitePool) -> Vec<audit::AuditRow> {
 async fn seeded(pool: &SqlitePool, a: &SealKey) -> (User, Vec<u8>) {
     let acc = accounts(pool, &Keyring::new(a.clone()));
     let kim = add(&acc, "kim").await;
-    let enrol = acc.begin_totp(&kim.actor()).await.unwrap();
+    let enrol = acc
+        .begin_totp(&kim.actor(), &meta(), &pw(), None)
+        .await
+        .unwrap();
     let secret = totp_rs::Secret::try_from_base32(enrol.secret_base32.expose_secret())
         .unwrap()
         .as_ref()
@@ -73,7 +76,9 @@ async fn seeded(pool: &SqlitePool, a: &SealKey) -> (User, Vec<u8>) {
         .await
         .unwrap();
     let lee = add(&acc, "lee").await;
-    acc.begin_totp(&lee.actor()).await.unwrap();
+    acc.begin_totp(&lee.actor(), &meta(), &pw(), None)
+        .await
+        .unwrap();
     let max = add(&acc, "max").await;
     let legacy = a
         .seal(b"legacy secret", &format!("walden/totp/user/{}", max.id))

@@ -18,6 +18,7 @@ const CHEAP: HashParams = HashParams {
 fn options(keyring: Option<Keyring>) -> WaldenOptions {
     WaldenOptions {
         hash: CHEAP,
+        hash_limits: Default::default(),
         keyring,
         fly: None,
     }
@@ -60,7 +61,11 @@ async fn the_services_share_one_database_and_one_keyring() {
         walden.keyring().map(Keyring::primary_id),
         Some(keyring.primary_id())
     );
-    walden.accounts().begin_totp(&admin.actor()).await.unwrap();
+    walden
+        .accounts()
+        .begin_totp(&admin.actor(), &meta, &password, None)
+        .await
+        .unwrap();
 
     // No Fly connection (the CLI): listing clusters says so.
     assert_eq!(walden.clusters().org(), None);
@@ -93,7 +98,12 @@ async fn without_a_keyring_two_factor_is_unavailable() {
     assert!(matches!(
         walden
             .accounts()
-            .begin_totp(&user.actor())
+            .begin_totp(
+                &user.actor(),
+                &RequestMeta::default(),
+                &SecretString::from("a perfectly fine passphrase"),
+                None
+            )
             .await
             .unwrap_err(),
         UserError::NoSealKey

@@ -137,6 +137,8 @@ impl Sim {
         let archive_every = self.timing().archive_timeout.as_millis() as i64;
         state.schedule(&seed.app, now + archive_every, TimerKind::Archive);
         for id in &ids {
+            // The seeded Machines have been up for an hour: their checks have run.
+            state.start_checks(&seed.app, id, now, 0);
             state.log(
                 &seed.app,
                 id,
@@ -309,6 +311,8 @@ fn seed_member(
         crash_reason: None,
         volume: Some(volume_id),
         destroyed: false,
+        checks_run: None,
+        checks_loop: 0,
     };
     app.machines.insert(id.clone(), machine);
     id

@@ -26,6 +26,11 @@ pub struct Faults {
     pub never_healthy: BTreeSet<String>,
     /// `FLY_RESTORED_FROM` handling panics on boot (boot loop), whatever the secrets.
     pub restored_from_fails: bool,
+    /// Machines (by id or name) that Fly cannot launch (a host or image-pull failure): every start ends in the
+    /// persistent `failed` state (docs `machine-states`; flyctl `internal/machine/update.go` treats a settled
+    /// `failed` as an error, and its rollout relaunches `failed` Machines).
+    #[serde(default)]
+    pub launch_fails: BTreeSet<String>,
     /// Enforce Fly's documented rate limits in simulated time (token buckets per action and Machine or
     /// app: 1 req/s burst 3; Get Machine 5 req/s burst 10) and answer 429 beyond them.
     pub enforce_rate_limits: bool,

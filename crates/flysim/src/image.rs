@@ -114,7 +114,10 @@ pub(crate) fn cluster_timer(state: &mut State, app: &str, kind: TimerKind, at: i
         TimerKind::BackupDone { machine, job } => {
             crate::walg::finish_push(state, app, &machine, &job, at)
         }
-        TimerKind::Settle { .. } | TimerKind::Ready { .. } | TimerKind::Crash { .. } => {}
+        TimerKind::Settle { .. }
+        | TimerKind::Ready { .. }
+        | TimerKind::Crash { .. }
+        | TimerKind::Checks { .. } => {}
     }
 }
 

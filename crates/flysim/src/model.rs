@@ -124,6 +124,24 @@ pub struct Machine {
     pub crash_reason: Option<String>,
     pub volume: Option<String>,
     pub destroyed: bool,
+    /// The health checks' latest results: Fly runs them on their interval, not when asked (see
+    /// [`CHECK_INTERVAL_MS`]); `None` before the first run.
+    #[serde(default)]
+    pub checks_run: Option<ChecksRun>,
+    /// The current run loop of the checks (one per start); older loops stop at their next tick.
+    #[serde(default)]
+    pub checks_loop: u64,
+}
+
+/// flyctl gives the Stolon image's `pg`, `role` and `vm` checks `interval: 15s` (`flypg/launcher.go`); Fly's
+/// proxy runs them on that interval, so what `GET /machines` shows can be up to 15 s old.
+pub const CHECK_INTERVAL_MS: i64 = 15_000;
+
+/// One run of a Machine's health checks.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ChecksRun {
+    pub at_ms: i64,
+    pub checks: Vec<Value>,
 }
 
 /// A Machine's state, serialised as the lowercase word the Machines API returns (`"started"`, …).
@@ -309,7 +327,12 @@ pub struct RestoredData {
     pub roles: BTreeMap<String, String>,
     pub databases: BTreeMap<String, BTreeMap<String, u64>>,
     pub system_identifier: u64,
+    /// The timeline replay ended on (the recovery target timeline).
     pub timeline: u32,
+    /// The newest timeline with a history file in the archive, from `timeline` upward
+    /// (`findNewestTimeLine`); the restored cluster switches to the one after it.
+    #[serde(default)]
+    pub newest_timeline: u32,
     pub end_lsn: u64,
     pub replayed_segments: u64,
     /// The parameters in the restored `postgresql.conf` (`None`: a backup without one).
@@ -345,6 +368,8 @@ pub enum TimerKind {
     BackupDone { machine: String, job: Box<PushJob> },
     /// failInterval after the master went away: the sentinel elects a new one unless it came back.
     Failover { master: String },
+    /// The health checks of a started Machine run (every [`CHECK_INTERVAL_MS`]).
+    Checks { machine: String, run_loop: u64 },
 }
 
 /// A `wal-g backup-push` in flight (persisted in a timer when it finishes later).

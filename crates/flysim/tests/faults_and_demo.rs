@@ -147,6 +147,67 @@ async fn a_machine_that_never_becomes_healthy() {
     assert!(output.contains("connection refused"), "{output}");
 }
 
+/// A Machine Fly cannot launch settles in the persistent `failed` state (docs `machine-states`): `wait` for
+/// `settled` answers with it (flyctl `internal/machine/update.go` then fails the update), `wait` for `failed`
+/// succeeds, and a `start` tries again (flyctl's rollout relaunches `failed` Machines, `shouldSkipLaunch`).
+#[tokio::test]
+async fn a_machine_that_cannot_launch_ends_failed() {
+    let env = start().await;
+    env.create_app("broken").await;
+    env.sim.set_faults(Faults {
+        launch_fails: BTreeSet::from(["broken-1".to_string()]),
+        ..Faults::default()
+    });
+    let m = env
+        .ok(
+            "POST",
+            "/v1/apps/broken/machines",
+            Some(json!({"name": "broken-1", "config": {"image": "nginx"}})),
+        )
+        .await;
+    let id = m["id"].as_str().unwrap().to_string();
+    env.advance(5);
+    let m = env.machine("broken", &id).await;
+    assert_eq!(m["state"], "failed");
+    assert!(
+        m["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["type"] == "launch" && e["status"] == "failed"),
+        "{m}"
+    );
+    let settled = env
+        .call(
+            "GET",
+            &format!("/v1/apps/broken/machines/{id}/wait?state=settled&timeout=5"),
+            None,
+        )
+        .await;
+    assert_eq!(settled.status, 200, "{}", settled.body);
+    assert_eq!(settled.body["state"], "failed");
+    let failed = env
+        .call(
+            "GET",
+            &format!("/v1/apps/broken/machines/{id}/wait?state=failed&timeout=5"),
+            None,
+        )
+        .await;
+    assert_eq!(failed.status, 200, "{}", failed.body);
+
+    env.sim.set_faults(Faults::default());
+    let started = env
+        .call(
+            "POST",
+            &format!("/v1/apps/broken/machines/{id}/start"),
+            None,
+        )
+        .await;
+    assert_eq!(started.status, 200, "{}", started.body);
+    env.advance(5);
+    assert_eq!(env.machine("broken", &id).await["state"], "started");
+}
+
 #[tokio::test]
 async fn oom_event_and_restart() {
     let env = start().await;

@@ -121,7 +121,7 @@ async fn graphql_enable_postgres_consul_gives_a_consul_url_the_image_boots_with(
     let id = env
         .pg_machine("pg-consul", "iad", "flyio/postgres:14.6", v)
         .await;
-    env.advance(10);
+    env.advance(20); // ready in seconds, reported by the first 15 s check run
     assert_eq!(
         env.role("pg-consul", &id).await,
         ("passing".into(), "leader".into())

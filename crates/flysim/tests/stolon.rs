@@ -13,6 +13,10 @@ use serde_json::{json, Value};
 
 const IMAGE: &str = "flyio/postgres:14.6";
 
+/// Long enough for a Machine started just now to be ready and its health checks to run again (they run as it
+/// starts and every 15 s after).
+const CHECK_RUN_SECS: u64 = 20;
+
 fn pitr_spec(target: Option<&str>) -> String {
     let mut spec = json!({
         "initMode": "pitr",
@@ -58,7 +62,8 @@ async fn source_cluster(env: &Env, dir: &Path) -> (String, String) {
     let a = env.pg_machine("src-db", "iad", IMAGE, v).await;
     env.advance(10);
     let b = env.pg_machine("src-db", "iad", IMAGE, v).await;
-    env.advance(10);
+    // Ready after a few seconds; the checks report it at their next 15 s run.
+    env.advance(20);
     assert_eq!(
         env.role("src-db", &a).await,
         ("passing".into(), "leader".into())
@@ -327,7 +332,7 @@ async fn restore_cluster_on(
         Some(json!({"config": cfg, "min_secrets_version": v})),
     )
     .await;
-    env.advance(10);
+    env.advance(CHECK_RUN_SECS);
     id
 }
 
@@ -359,8 +364,15 @@ async fn pitr_restore_goes_restoring_recovering_recovered() {
         env.sim.pg_phase("dst-db"),
         Some(("initializing".into(), Some("restoring".into())))
     );
+    // The role check has not run since the init: it still says what it saw before (the review's "stale passing
+    // leader right after stolonctl init"); its next run sees Postgres down.
+    assert_eq!(
+        env.role("dst-db", &id).await,
+        ("passing".into(), "leader".into())
+    );
+    env.advance(15);
     assert_eq!(env.role("dst-db", &id).await.0, "critical");
-    env.advance(31);
+    env.advance(16);
     assert_eq!(
         env.sim.pg_phase("dst-db").unwrap().1.as_deref(),
         Some("recovering")
@@ -451,7 +463,7 @@ async fn pitr_fails_when_passwords_do_not_match_the_source() {
         Some(json!({"config": cfg, "min_secrets_version": v})),
     )
     .await;
-    env.advance(10);
+    env.advance(CHECK_RUN_SECS);
     assert_eq!(
         env.sim.pg_phase("dst-db"),
         Some(("normal".into(), Some("recovered".into())))
@@ -662,7 +674,7 @@ async fn fly_restored_from_failure_is_a_boot_loop() {
         Some(json!({"config": cfg, "min_secrets_version": v})),
     )
     .await;
-    env.advance(10);
+    env.advance(CHECK_RUN_SECS);
     assert_eq!(env.role("dst-db", &id).await.0, "passing");
     assert_eq!(
         env.exec("dst-db", &id, &["cat", "/data/restore.lock"])
@@ -689,6 +701,9 @@ async fn leader_failover_when_the_leader_stops() {
         ("passing".into(), "replica".into())
     );
     env.advance(20);
+    // Elected now; the role check says so at its next run, up to 15 s later (flyctl `flypg/launcher.go`:
+    // interval 15s), so a failover is not visible in the checks at once.
+    env.advance(15);
     assert_eq!(
         env.role("src-db", &replica).await,
         ("passing".into(), "leader".into())
@@ -708,7 +723,7 @@ async fn failover_never_elects_a_keeper_outside_the_primary_region() {
     let leader = env.pg_machine("geo-db", "iad", IMAGE, v).await;
     env.advance(10);
     let far = env.pg_machine("geo-db", "ord", IMAGE, v).await;
-    env.advance(10);
+    env.advance(CHECK_RUN_SECS);
     assert_eq!(env.role("geo-db", &far).await.1, "replica");
     let stop = format!("/v1/apps/geo-db/machines/{leader}/stop");
     env.ok("POST", &stop, None).await;
@@ -720,7 +735,7 @@ async fn failover_never_elects_a_keeper_outside_the_primary_region() {
     // The leader comes back and leads again.
     let start = format!("/v1/apps/geo-db/machines/{leader}/start");
     env.ok("POST", &start, None).await;
-    env.advance(10);
+    env.advance(CHECK_RUN_SECS);
     assert_eq!(env.role("geo-db", &leader).await.1, "leader");
 }
 
@@ -949,7 +964,7 @@ async fn a_machine_without_consul_url_or_passwords_boot_loops() {
         .await;
     let update = json!({"config": cfg, "min_secrets_version": v});
     env.ok("POST", &path, Some(update)).await;
-    env.advance(10);
+    env.advance(CHECK_RUN_SECS);
     assert_eq!(
         env.role("bare-db", &id).await,
         ("passing".into(), "leader".into())
@@ -993,7 +1008,7 @@ async fn a_colon_or_backslash_in_the_repl_password_breaks_replicas() {
         let leader = env.pg_machine("src-db", "iad", IMAGE, v).await;
         env.advance(10);
         let replica = env.pg_machine("src-db", "iad", IMAGE, v).await;
-        env.advance(10);
+        env.advance(CHECK_RUN_SECS);
         assert_eq!(env.role("src-db", &leader).await.1, "leader");
         assert_eq!(
             env.role("src-db", &replica).await,
@@ -1138,23 +1153,41 @@ async fn a_new_cluster_spec_is_the_images_init_config() {
 /// passes as `replica`; it reads `leader` only once recovery ends.
 #[tokio::test]
 async fn the_role_check_reads_replica_during_archive_recovery() {
-    let env = start().await;
+    // Replay long enough (10 s a segment) that a check run falls inside it.
+    let timing = flysim::Timing {
+        replay_per_segment: std::time::Duration::from_secs(10),
+        ..flysim::Timing::default()
+    };
+    let sim = flysim::Sim::builder()
+        .manual_clock(time::macros::datetime!(2026-03-01 12:00 UTC))
+        .seed(7)
+        .timing(timing)
+        .build()
+        .unwrap();
+    let env = start_with(sim).await;
     let dir = tempfile::tempdir().unwrap();
     source_cluster(&env, dir.path()).await;
     let id = restore_cluster(&env, dir.path(), "su-src", "repl-src", "op-src").await;
     env.stolonctl("dst-db", &id, &["init", "--yes", &pitr_spec(None)])
         .await;
+    env.advance(15);
     assert_eq!(env.role("dst-db", &id).await.0, "critical", "restoring");
-    env.advance(31);
+    env.advance(16);
     assert_eq!(
         env.sim.pg_phase("dst-db").unwrap().1.as_deref(),
         Some("recovering")
+    );
+    env.advance(15);
+    assert_eq!(
+        env.sim.pg_phase("dst-db").unwrap().1.as_deref(),
+        Some("recovering"),
+        "still replaying"
     );
     assert_eq!(
         env.role("dst-db", &id).await,
         ("passing".into(), "replica".into())
     );
-    env.advance(60);
+    env.advance(120);
     assert_eq!(
         env.role("dst-db", &id).await,
         ("passing".into(), "leader".into())
@@ -1170,6 +1203,12 @@ async fn the_role_check_reads_readonly_above_90_percent_disk() {
     env.sim.set_disk_used("src-db", &leader, 90).unwrap();
     assert_eq!(env.role("src-db", &leader).await.1, "leader");
     env.sim.set_disk_used("src-db", &leader, 91).unwrap();
+    assert_eq!(
+        env.role("src-db", &leader).await.1,
+        "leader",
+        "until the check runs again"
+    );
+    env.advance(CHECK_RUN_SECS);
     assert_eq!(
         env.role("src-db", &leader).await,
         ("passing".into(), "readonly".into())
@@ -1249,6 +1288,37 @@ async fn replay_follows_the_newest_timeline_in_the_archive() {
     env.advance(120);
     let logs = env.logs("dst-db").await.join("\n");
     assert!(logs.contains("selected new timeline ID: 3"), "{logs}");
+}
+
+/// A restore that stays on timeline 1 while the archive already holds timeline 2's history switches to
+/// timeline 3, never a second timeline 2: `StartupXLOG` takes `findNewestTimeLine(recoveryTargetTLI) + 1`,
+/// probing the archive for history files upward (PostgreSQL `src/backend/access/transam/timeline.c`).
+#[tokio::test]
+async fn a_restore_on_an_old_timeline_skips_the_timelines_already_archived() {
+    let env = start().await;
+    let dir = tempfile::tempdir().unwrap();
+    source_cluster(&env, dir.path()).await;
+    let id = restore_cluster(&env, dir.path(), "su-src", "repl-src", "op-src").await;
+    let mut spec: Value = serde_json::from_str(&pitr_spec(None)).unwrap();
+    spec["pgParameters"] = json!({"archive_mode": "on", "archive_timeout": "60",
+        "archive_command": "wal-g wal-push %p"});
+    env.stolonctl("dst-db", &id, &["init", "--yes", &spec.to_string()])
+        .await;
+    env.advance(120);
+    assert!(dir.path().join("wal_005/00000002.history.lz4").is_file());
+
+    let mut current: Value = serde_json::from_str(&pitr_spec(None)).unwrap();
+    current["pitrConfig"]["recoveryTargetSettings"] = json!({"recoveryTargetTimeline": "current"});
+    env.stolonctl("dst-db", &id, &["init", "--yes", &current.to_string()])
+        .await;
+    env.advance(120);
+    let logs = env.logs("dst-db").await.join("\n");
+    assert!(logs.contains("selected new timeline ID: 3"), "{logs}");
+    assert_eq!(
+        logs.matches("selected new timeline ID: 2").count(),
+        1,
+        "only the first restore took timeline 2: {logs}"
+    );
 }
 
 /// After a PITR converges the sentinel replaces the spec's `pgParameters` with the restored database's

@@ -72,6 +72,9 @@ pub struct StorageConfig {
     pub segment_size: u64,
     /// `WALG_LIBSODIUM_KEY` (+ transform), to open `.history` files.
     pub libsodium_key: Option<LibsodiumKey>,
+    /// `WALG_UPLOAD_CONCURRENCY`: how many segments `wal-push` uploads at once, so how many of the newest may
+    /// still be missing while they upload (default [`crate::timeline::UPLOAD_CONCURRENCY`]).
+    pub upload_concurrency: u64,
 }
 
 fn get<'a>(env: &'a HashMap<String, String>, names: &[&str]) -> Option<(&'a str, String)> {
@@ -80,6 +83,21 @@ fn get<'a>(env: &'a HashMap<String, String>, names: &[&str]) -> Option<(&'a str,
             .map(|(k, v)| (k.as_str(), v.trim().to_string()))
             .filter(|(_, v)| !v.is_empty())
     })
+}
+
+/// `WALG_UPLOAD_CONCURRENCY` (or `UPLOAD_CONCURRENCY`: wal-g reads its settings with or without the `WALG_`
+/// prefix), default 16 (`internal/config/config.go`). Below 1 means nothing for an upload pool, so it is refused.
+fn upload_concurrency(env: &HashMap<String, String>) -> Result<u64, ConfigError> {
+    match get(env, &["WALG_UPLOAD_CONCURRENCY", "UPLOAD_CONCURRENCY"]) {
+        None => Ok(crate::timeline::UPLOAD_CONCURRENCY),
+        Some((var, value)) => match value.parse::<u64>() {
+            Ok(n) if n >= 1 => Ok(n),
+            _ => Err(invalid(
+                var,
+                format!("'{value}' is not a number of parallel uploads (1 or more)"),
+            )),
+        },
+    }
 }
 
 /// wal-g settings this reader cannot honour, refused with what they mean instead of a misleading report: with a
@@ -255,6 +273,7 @@ impl StorageConfig {
                 bytes
             }
         };
+        let upload_concurrency = upload_concurrency(env)?;
         // wal-g uses an inline key verbatim (viper.GetString) and trims only a key file (strings.TrimSpace).
         let libsodium_key = match get_verbatim(env, &["WALG_LIBSODIUM_KEY", "LIBSODIUM_KEY"]) {
             Some((v, key)) => {
@@ -353,6 +372,7 @@ impl StorageConfig {
                     root,
                     segment_size,
                     libsodium_key,
+                    upload_concurrency,
                 });
             }
             "oss" | "swift" | "ssh" => {
@@ -365,6 +385,7 @@ impl StorageConfig {
             root: join_root(&path, storage_prefix.as_deref()),
             segment_size,
             libsodium_key,
+            upload_concurrency,
         })
     }
 
@@ -633,6 +654,45 @@ mod tests {
             .map(|e| e.to_string())
             .unwrap_or_default();
         assert!(err.contains("file:///definitely/not/here/walg"), "{err}");
+    }
+
+    /// `WALG_UPLOAD_CONCURRENCY` (or the unprefixed name wal-g also reads) sets how many of the newest segments
+    /// may still be uploading; the reader hands it to the analysis.
+    #[test]
+    fn upload_concurrency_is_read_and_checked() {
+        let base = ("WALG_FILE_PREFIX", "/tmp/walg");
+        let read = |extra: &[(&str, &str)]| {
+            let mut all = vec![base];
+            all.extend_from_slice(extra);
+            StorageConfig::from_env_map(&env(&all))
+        };
+        assert_eq!(
+            read(&[]).unwrap().upload_concurrency,
+            crate::timeline::UPLOAD_CONCURRENCY
+        );
+        assert_eq!(
+            read(&[("WALG_UPLOAD_CONCURRENCY", "4")])
+                .unwrap()
+                .upload_concurrency,
+            4
+        );
+        assert_eq!(
+            read(&[("UPLOAD_CONCURRENCY", "2")])
+                .unwrap()
+                .upload_concurrency,
+            2
+        );
+        for bad in ["0", "-3", "many"] {
+            let err = read(&[("WALG_UPLOAD_CONCURRENCY", bad)])
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("WALG_UPLOAD_CONCURRENCY"), "{err}");
+        }
+        let dir = std::env::temp_dir();
+        let mut config = read(&[("WALG_UPLOAD_CONCURRENCY", "3")]).unwrap();
+        config.backend = Backend::File { path: dir };
+        let reader = crate::Reader::new(&config).unwrap();
+        assert_eq!(reader.timeline_options().upload_concurrency, 3);
     }
 
     /// wal-g uses `WALG_LIBSODIUM_KEY` verbatim (`configure_crypter_libsodium.go`: `viper.GetString`, then

@@ -7,6 +7,7 @@
 //! target is set, and PostgreSQL's own default `pause` would leave a restored server read-only in recovery until
 //! someone runs `pg_wal_replay_resume()` (or, with `hot_standby = off`, shut it down).
 
+use crate::last_commit::{CommitSearch, LastCommit};
 use crate::names::{segment_of, Lsn};
 use crate::timeline::{short_time, Backup, BackupWindow, BucketTimeline, Lineage, LineageGap};
 use serde::{Deserialize, Serialize};
@@ -231,6 +232,12 @@ impl BucketTimeline {
         let Some(b) = best else {
             return self.refuse_time(t, lin, on_lin);
         };
+        let search = self.commit_search(lin.leaf);
+        if let Some(c) = search.and_then(CommitSearch::found) {
+            if t >= c.time {
+                return refuse_after_last_commit(t, c);
+            }
+        }
         let window = window_on(b, lin.leaf);
         let end = window.map(|w| w.end_segment).unwrap_or(0);
         let start = b.start_segment(self.segment_size).unwrap_or(0);
@@ -242,12 +249,19 @@ impl BucketTimeline {
             })
             .unwrap_or(end);
         let mut notes = Vec::new();
-        if to == end {
-            notes.push(format!(
+        // With the last commit known (and after the target), a commit follows the target: no caveat.
+        let commit_known = search.is_some_and(|s| s.found().is_some());
+        if to == end && !commit_known {
+            let mut note = format!(
                 "The target is close to the end of the archived WAL (about {}); PostgreSQL needs a commit after the \
                  target and stops with an error if the WAL ends first.",
                 window.map(|w| short_time(w.end_time)).unwrap_or_default()
-            ));
+            );
+            if let Some(why) = search.and_then(unknown_commit_note) {
+                note.push(' ');
+                note.push_str(&why);
+            }
+            notes.push(note);
         }
         self.make_plan(
             b,
@@ -275,7 +289,19 @@ impl BucketTimeline {
         let end = lin.newest_segment().unwrap_or(0);
         if let Some(b) = reaching(end) {
             let start = b.start_segment(self.segment_size).unwrap_or(0);
-            return self.make_plan(b, lin, None, None, None, start, end, Vec::new());
+            let notes = match self.commit_search(lin.leaf) {
+                Some(CommitSearch::Found(c)) => vec![format!(
+                    "The last commit archived on timeline {} is at {} ({}, in {}); the restored database holds \
+                     every transaction committed up to then.",
+                    lin.leaf,
+                    exact_time(c.time),
+                    Lsn(c.lsn),
+                    c.segment
+                )],
+                Some(other) => unknown_commit_note(other).into_iter().collect(),
+                None => Vec::new(),
+            };
+            return self.make_plan(b, lin, None, None, None, start, end, notes);
         }
         let Some(contiguous) = lin
             .contiguous_end(self.upload_concurrency)
@@ -553,6 +579,44 @@ impl BucketTimeline {
             wal_bytes: bytes,
             notes,
         }))
+    }
+}
+
+/// `YYYY-MM-DD HH:MM:SS[.ffffff] UTC`: a commit time to the microsecond, as PostgreSQL compares it.
+pub fn exact_time(t: OffsetDateTime) -> String {
+    let pg = pg_time(t);
+    format!("{} UTC", pg.strip_suffix("+00").unwrap_or(&pg))
+}
+
+/// PostgreSQL stops a time target before the first commit or abort after it (`recoveryStopsBefore` with
+/// `recovery_target_inclusive = on`: a record at exactly the target time does not stop it either); at or after the
+/// last one, recovery runs out of WAL and fails.
+fn refuse_after_last_commit(t: OffsetDateTime, c: &LastCommit) -> PlanOutcome {
+    let last = exact_time(c.time);
+    refuse(
+        "after_last_commit",
+        format!(
+            "The last commit archived on timeline {} is at {last}; PostgreSQL cannot stop at {} because no \
+             commit follows it. Choose a time before {last}, or --latest.",
+            c.timeline,
+            exact_time(t)
+        ),
+    )
+}
+
+/// Why the last commit is not known, for a plan's notes (`None` when it was not looked for).
+fn unknown_commit_note(search: &CommitSearch) -> Option<String> {
+    match search {
+        CommitSearch::Found(_) => None,
+        CommitSearch::NotFound { segments: 1, .. } => {
+            Some("No commit was found in the newest segment of the archived WAL.".into())
+        }
+        CommitSearch::NotFound { segments, .. } => Some(format!(
+            "No commit was found in the newest {segments} segments of the archived WAL."
+        )),
+        CommitSearch::Failed { reason, .. } => Some(format!(
+            "The last commit could not be read from the WAL: {reason}."
+        )),
     }
 }
 

@@ -3,9 +3,13 @@
 //! JSON conventions: LSNs are `X/Y` strings, segments are 24-hex WAL file names, times are RFC 3339 in UTC,
 //! ranges `{from, to}` are inclusive.
 
+use crate::last_commit::CommitSearch;
 use crate::names::Lsn;
-use crate::plan::{PlanOutcome, Refusal};
-use crate::timeline::{human_age, human_bytes, BucketTimeline, Finding, SegRange, Severity};
+use crate::plan::{exact_time, PlanOutcome, Refusal};
+use crate::timeline::{
+    human_age, human_bytes, short_time, BucketTimeline, Finding, SegRange, Severity,
+};
+use crate::xlog::XactKind;
 use serde::{Deserialize, Serialize};
 use std::fmt::Write;
 use time::format_description::well_known::Rfc3339;
@@ -34,6 +38,81 @@ pub struct TimelineReport {
     pub latest_restorable: Option<String>,
     pub freshness: FreshnessJson,
     pub findings: Vec<Finding>,
+    /// The last commit read from the main timeline's WAL, when it was read (`walden timeline` does).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_commit: Option<LastCommitJson>,
+}
+
+/// What the newest archived WAL says about the last commit (or abort) of a timeline's history.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LastCommitJson {
+    pub timeline: u32,
+    /// RFC 3339 to the microsecond; absent when no commit was found or the WAL could not be read.
+    pub time: Option<String>,
+    pub lsn: Option<String>,
+    pub kind: Option<XactKind>,
+    /// The WAL file holding it.
+    pub segment: Option<String>,
+    /// Upload time of the newest segment.
+    pub archived_until: Option<String>,
+    /// One line in plain words (also what `walden timeline` prints).
+    pub summary: String,
+}
+
+/// An archive that goes on this long after the last commit is reported as idle since then.
+const IDLE_AFTER: time::Duration = time::Duration::minutes(1);
+
+impl LastCommitJson {
+    pub fn from_search(search: &CommitSearch) -> LastCommitJson {
+        let (timeline, archived_until) = match search {
+            CommitSearch::Found(c) => (c.timeline, c.archived_until),
+            CommitSearch::NotFound {
+                timeline,
+                archived_until,
+                ..
+            } => (*timeline, *archived_until),
+            CommitSearch::Failed { timeline, .. } => (*timeline, None),
+        };
+        let upto = archived_until
+            .map(|u| format!(" (archived up to {})", short_time(u)))
+            .unwrap_or_default();
+        let summary = match search {
+            CommitSearch::Found(c) => {
+                let at = exact_time(c.time);
+                let mut line = format!("last commit {at} on timeline {timeline}{upto}");
+                if archived_until.is_some_and(|u| u - c.time >= IDLE_AFTER) {
+                    line.push_str(&format!(
+                        "; nothing was written after {at} but housekeeping (an idle database), so a target time \
+                         after it cannot be restored: use --latest"
+                    ));
+                }
+                line
+            }
+            CommitSearch::NotFound { segments, .. } => {
+                let newest = match segments {
+                    1 => "segment".to_string(),
+                    n => format!("{n} segments"),
+                };
+                format!(
+                    "no commit in the newest {newest} of timeline {timeline}{upto}: nothing was written in \
+                     them but housekeeping (an idle database)"
+                )
+            }
+            CommitSearch::Failed { reason, .. } => {
+                format!("last commit unknown on timeline {timeline}: {reason}")
+            }
+        };
+        let found = search.found();
+        LastCommitJson {
+            timeline,
+            time: found.map(|c| rfc3339(c.time)),
+            lsn: found.map(|c| Lsn(c.lsn).to_string()),
+            kind: found.map(|c| c.kind),
+            segment: found.map(|c| c.segment.clone()),
+            archived_until: archived_until.map(rfc3339),
+            summary,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -206,7 +285,10 @@ impl BucketTimeline {
                         .find(|w| Some(w.lineage) == self.main_lineage)
                         .or(b.windows.first())
                         .filter(|_| b.restorable)
-                        .map(|w| rfc3339(w.end_time)),
+                        // A backup whose WAL ends at its own stop segment (a permanent backup after retention)
+                        // restores to its end point: wal-g uploads that segment before FinishTime, so the
+                        // segment's upload time alone would put the end before the backup finished.
+                        .map(|w| rfc3339(b.finish_time.map_or(w.end_time, |f| w.end_time.max(f)))),
                 })
                 .collect(),
             timelines: self
@@ -249,7 +331,15 @@ impl BucketTimeline {
                 newest_backup_age_seconds: self.freshness.newest_backup_age_seconds,
             },
             findings: self.findings.clone(),
+            last_commit: self.main_commit_search().map(LastCommitJson::from_search),
         }
+    }
+
+    /// The last-commit search of the main lineage, else the first one made.
+    fn main_commit_search(&self) -> Option<&CommitSearch> {
+        self.main_lineage
+            .and_then(|m| self.commit_search(m))
+            .or(self.commit_searches.first())
     }
 
     /// A readable multi-section text rendering (for `walden timeline`).
@@ -269,6 +359,15 @@ impl BucketTimeline {
                 .map(|m| format!(" (timeline {m})"))
                 .unwrap_or_default()
         );
+        if let Some(search) = self.main_commit_search() {
+            let _ = writeln!(
+                o,
+                "Last commit: {}",
+                LastCommitJson::from_search(search)
+                    .summary
+                    .trim_start_matches("last commit ")
+            );
+        }
         if let Some(a) = self.freshness.newest_wal_age_seconds {
             let _ = write!(o, "Newest WAL: {} ago", human_age(a));
         }

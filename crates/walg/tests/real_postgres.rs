@@ -20,6 +20,11 @@
 //! branched archive: every timeline is a restore path), and a backup straddles the timeline switch (the standby
 //! is promoted while the primary's backup copies files: a backup is judged by its FinishLSN).
 //!
+//! A fourth story checks the WAL reader (`walg::xlog`, `Reader::last_commit`) against PostgreSQL's own commit
+//! timestamps (`track_commit_timestamp = on` in every story): a large commit over a page boundary, a `COMMIT
+//! PREPARED`, a newer segment without a commit, and every codec wal-g writes; the main story shows that a target
+//! after the last commit is refused (PostgreSQL would fail) and one just before it restores.
+//!
 //! Needs PostgreSQL 15's programs (Debian `postgresql-15`, `/usr/lib/postgresql/15/bin`, or `WALDEN_PG_BIN`);
 //! without them every test fails with an explanation unless `WALDEN_SKIP_REAL_POSTGRES=1`. As root (CI) the
 //! servers run as the `postgres` user.
@@ -36,7 +41,7 @@ use std::sync::OnceLock;
 use time::{Duration, OffsetDateTime};
 use walg::names::{segment_of, wal_file_name};
 use walg::plan::{Plan, PlanOutcome, Target};
-use walg::{Reader, StorageConfig, Timeline};
+use walg::{CommitSearch, Reader, StorageConfig, Timeline};
 
 /// What the story recorded while writing the bucket.
 struct Story {
@@ -53,6 +58,10 @@ struct Story {
     after_5: OffsetDateTime,
     /// Server clock right after commit 6, the last commit in the archive.
     after_6: OffsetDateTime,
+    /// Commit 6's commit timestamp (`pg_last_committed_xact()`), exact.
+    commit_6: OffsetDateTime,
+    /// What walg read from the archived WAL about the last commit of timeline 2.
+    last_commit: CommitSearch,
     /// The LSN where timeline 2 begins.
     switch_lsn: u64,
 }
@@ -104,6 +113,9 @@ fn primary_settings(stage: &Path) -> Vec<(&'static str, String)> {
         ("autovacuum", "off".into()),
         ("timezone", "UTC".into()),
         ("wal_level", "replica".into()),
+        // pg_xact_commit_timestamp / pg_last_committed_xact: what the WAL reader's commit times are checked against.
+        ("track_commit_timestamp", "on".into()),
+        ("max_prepared_transactions", "4".into()),
         ("max_wal_senders", "4".into()),
         ("archive_mode", "on".into()),
         // Only a copy (atomic by rename): the harness uploads staged files like `wal-g wal-push` would.
@@ -339,10 +351,12 @@ fn write_story(pg: Postgres) -> Result<Story> {
 
     let (after_5, _) = commit(&standby, 5)?;
     let (after_6, _) = commit(&standby, 6)?;
+    let (_, commit_6) = last_committed(&standby)?;
     switch_and_push(&standby, &stage, &mut bucket, &[])?;
     standby.stop()?;
 
     let timeline = read_timeline(&bucket.root)?;
+    let last_commit = read_last_commit(&bucket.root, &timeline, 2, &[])?;
     Ok(Story {
         pg,
         bucket,
@@ -353,14 +367,55 @@ fn write_story(pg: Postgres) -> Result<Story> {
         lsn_after_3,
         after_5,
         after_6,
+        commit_6,
+        last_commit,
         switch_lsn,
     })
 }
 
+/// `pg_last_committed_xact()`: the xid and commit timestamp (exact, microseconds) of the server's last commit.
+fn last_committed(server: &Server) -> Result<(u32, OffsetDateTime)> {
+    let out = server.sql(&[
+        "select xid || ' ' || extract(epoch from timestamp) from pg_last_committed_xact()",
+    ])?;
+    let (xid, time) = out
+        .split_once(' ')
+        .ok_or_else(|| format!("unexpected {out:?}"))?;
+    Ok((number(xid)?, parse_epoch(time)?))
+}
+
+/// The storage settings of a local bucket, plus `env`.
+fn storage(root: &Path, env: &[(&str, &str)]) -> Result<StorageConfig> {
+    let mut map = HashMap::from([("WALG_FILE_PREFIX".to_string(), root.display().to_string())]);
+    map.extend(env.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+    StorageConfig::from_env_map(&map).map_err(|e| e.to_string())
+}
+
+/// Reads the last commit of the lineage ending at `leaf` from the bucket's WAL, as `walden plan` does.
+fn read_last_commit(
+    root: &Path,
+    timeline: &Timeline,
+    leaf: u32,
+    env: &[(&str, &str)],
+) -> Result<CommitSearch> {
+    let reader = Reader::new(&storage(root, env)?).map_err(|e| e.to_string())?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    Ok(runtime.block_on(reader.last_commit(timeline, leaf, walg::LAST_COMMIT_SEGMENTS)))
+}
+
+/// The story's timeline with the last commit read from WAL, as `walden plan` plans.
+fn with_last_commit(story: &Story) -> Timeline {
+    let mut t = story.timeline.clone();
+    t.set_commit_search(story.last_commit.clone());
+    t
+}
+
 /// Reader → Index → Timeline, as `walden plan` does (`WALG_FILE_PREFIX` = the bucket).
 fn read_timeline(root: &Path) -> Result<Timeline> {
-    let env = HashMap::from([("WALG_FILE_PREFIX".to_string(), root.display().to_string())]);
-    let config = StorageConfig::from_env_map(&env).map_err(|e| e.to_string())?;
+    let config = storage(root, &[])?;
     let reader = Reader::new(&config).map_err(|e| e.to_string())?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -668,10 +723,36 @@ fn a_target_after_the_newest_wal_is_refused_where_postgresql_would_fail() {
 }
 
 #[test]
-fn a_target_after_the_last_commit_but_inside_the_archived_wal_is_planned_with_a_warning() {
+fn the_last_commit_read_from_the_archived_wal_is_commit_6_to_the_microsecond() {
     let Some(story) = story() else { return };
-    // The last archived segment was uploaded after commit 6, so walg's window (segment upload times) reaches past
-    // `after_6`; no commit follows it, which walg cannot see without reading WAL. The plan says so in a note.
+    match &story.last_commit {
+        CommitSearch::Found(c) => {
+            assert_eq!(c.time, story.commit_6);
+            assert_eq!(c.timeline, 2);
+            assert!(c.lsn > story.switch_lsn, "{c:?}");
+            assert!(c.segment.starts_with("00000002"), "{c:?}");
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn a_target_after_the_last_commit_is_refused_by_walden_where_postgresql_would_fail() {
+    let Some(story) = story() else { return };
+    // The last archived segment was uploaded after commit 6, so the window from upload times reaches past
+    // `after_6`, but no commit follows it: walg, having read the WAL, refuses.
+    match with_last_commit(story).choose_backup(&Target::Time(story.after_6), None) {
+        PlanOutcome::Refusal(r) => {
+            assert_eq!(r.code, "after_last_commit", "{}", r.reason);
+            assert!(
+                r.reason.contains(&walg::plan::exact_time(story.commit_6)),
+                "{}",
+                r.reason
+            );
+        }
+        PlanOutcome::Plan(p) => panic!("walg planned a target after the last commit: {p:?}"),
+    }
+    // What PostgreSQL does with it (the plan made without reading WAL, which warned): FATAL at the end of WAL.
     let plan = plan(story, Target::Time(story.after_6));
     assert!(
         plan.notes
@@ -686,6 +767,21 @@ fn a_target_after_the_last_commit_but_inside_the_archived_wal_is_planned_with_a_
         "recovery ended before configured recovery target was reached",
     ));
     assert!(line.contains("FATAL"), "{line}");
+}
+
+#[test]
+fn a_target_just_before_the_last_commit_restores_every_commit_before_it() {
+    let Some(story) = story() else { return };
+    let target = story.commit_6 - Duration::microseconds(1);
+    let plan = match with_last_commit(story).choose_backup(&Target::Time(target), None) {
+        PlanOutcome::Plan(p) => *p,
+        PlanOutcome::Refusal(r) => panic!("{}: {}", r.code, r.reason),
+    };
+    assert!(plan.notes.is_empty(), "{:?}", plan.notes);
+    let restored = ok(restore(&story.pg, &story.bucket, &plan));
+    ok(wait_promoted(&restored.server));
+    // PostgreSQL stops before commit 6, the first commit after the target.
+    assert_eq!(ok(rows(&restored.server)), "1,2,3,4,5");
 }
 
 /// A second story, written only by the test below: the standby is promoted while the primary keeps running and
@@ -830,6 +926,12 @@ fn write_straddling_story(pg: Postgres) -> Result<StraddlingStory> {
     )?;
     commit(&primary, 4)?;
     switch_and_push(&primary, &stage, &mut bucket, &[])?;
+    // The old primary stops before the standby's last write, so timeline 2 holds the newest WAL: with archiving
+    // on, a shutdown rotates a segment that has records since the last switch (a standby snapshot that the
+    // background writer logs every 15 s is enough) and archives it (`ShutdownXLOG` in PostgreSQL's
+    // src/backend/access/transam/xlog.c).
+    primary.stop()?;
+    bucket.push_wal(&stage)?;
     commit(&standby, 5)?;
     switch_and_push(
         &standby,
@@ -838,7 +940,6 @@ fn write_straddling_story(pg: Postgres) -> Result<StraddlingStory> {
         &["00000002.history".to_string()],
     )?;
     standby.stop()?;
-    primary.stop()?;
     bucket.push_wal(&stage)?;
     let timeline = read_timeline(&bucket.root)?;
     Ok(StraddlingStory {
@@ -893,6 +994,28 @@ fn a_backup_that_ends_after_a_timeline_switch_cannot_be_restored_along_the_new_t
     assert!(line.contains("FATAL"), "{line}");
 }
 
+/// `wal_005/` with each object's modification time, for failure messages.
+fn wal_listing(bucket: &Bucket) -> String {
+    let dir = bucket.root.join("wal_005");
+    let mut lines: Vec<String> = std::fs::read_dir(&dir)
+        .map(|entries| {
+            entries
+                .filter_map(|e| e.ok())
+                .map(|e| {
+                    let modified = e
+                        .metadata()
+                        .and_then(|m| m.modified())
+                        .map(|t| format!("{:?}", OffsetDateTime::from(t)))
+                        .unwrap_or_default();
+                    format!("{modified}  {}", e.file_name().to_string_lossy())
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    lines.sort();
+    lines.join("\n")
+}
+
 fn plan_latest_on(timeline: &Timeline) -> Plan {
     match timeline.choose_backup(&Target::Latest, None) {
         PlanOutcome::Plan(plan) => *plan,
@@ -909,7 +1032,13 @@ fn latest_after_a_split_brain_backup_picks_the_backup_that_ended_before_the_swit
         return;
     };
     let plan = plan_latest_on(&story.timeline);
-    assert_eq!(plan.recovery_target_timeline, "2");
+    assert_eq!(
+        plan.recovery_target_timeline,
+        "2",
+        "the default lineage is the one with the newest WAL: {:?}\n{}",
+        story.timeline.lineages,
+        wal_listing(&story.bucket)
+    );
     assert_eq!(plan.backup, story.before_switch, "not {}", story.straddling);
     let restored = ok(restore(&story.pg, &story.bucket, &plan));
     ok(restored.server.wait_for(
@@ -925,4 +1054,209 @@ fn latest_after_a_split_brain_backup_picks_the_backup_that_ended_before_the_swit
         "WAL offered: {:?}",
         restored.wal_offered
     );
+}
+
+/// A fourth story, for the WAL reader: one primary whose last commit is large (3000 subtransactions: a commit
+/// record of about 12 kB, over a page boundary), preceded by a prepared transaction committed with `COMMIT
+/// PREPARED`; then a segment switch, and a newer segment holding only a checkpoint (no commit), so the reader
+/// must walk back across the switch.
+struct CommitStory {
+    bucket: Bucket,
+    timeline: Timeline,
+    /// `pg_last_committed_xact()` after the large commit.
+    last_xid: u32,
+    last_time: OffsetDateTime,
+    /// The prepared transaction's commit timestamp (`pg_xact_commit_timestamp`).
+    prepared_time: OffsetDateTime,
+    /// The segment holding the large commit, and the newest segment.
+    commit_segment: String,
+    newest_segment: String,
+    _work: tempfile::TempDir,
+}
+
+static COMMITS: OnceLock<std::result::Result<Option<CommitStory>, String>> = OnceLock::new();
+
+fn commit_story() -> Option<&'static CommitStory> {
+    let outcome = COMMITS.get_or_init(|| match pg::find_postgres()? {
+        Some(pg) => write_commit_story(pg).map(Some),
+        None => Ok(None),
+    });
+    match outcome {
+        Ok(story) => story.as_ref(),
+        Err(e) => panic!("the commit story could not be written: {e}"),
+    }
+}
+
+fn write_commit_story(pg: Postgres) -> Result<CommitStory> {
+    let work_dir = pg.temp_dir("walg-real-postgres-commits-")?;
+    let work = work_dir.path();
+    let stage = pg.directory(&work.join("archive-stage"))?;
+    let mut bucket = Bucket::new(bucket_root("commits")?)?;
+    let primary = Server::init(&pg, work, "primary")?;
+    primary.configure(&primary_settings(&stage))?;
+    primary.start()?;
+    primary.sql(&["create table t (id int primary key)"])?;
+    take_backup(&pg, work, &primary, &stage, &mut bucket)?;
+
+    let gid = format!("walden-{}", "g".repeat(180));
+    primary.sql(&[
+        "begin",
+        "insert into t values (0)",
+        &format!("prepare transaction '{gid}'"),
+    ])?;
+    let prepared_xid: u32 = number(&primary.sql(&[&format!(
+        "select transaction from pg_prepared_xacts where gid = '{gid}'"
+    )])?)?;
+    primary.sql(&[&format!("commit prepared '{gid}'")])?;
+    let prepared_time = parse_epoch(&primary.sql(&[&format!(
+        "select extract(epoch from pg_xact_commit_timestamp('{prepared_xid}'::xid))"
+    )])?)?;
+    // Each BEGIN ... EXCEPTION block that writes is a subtransaction with its own xid, listed in the commit record.
+    primary.sql(&[
+        "do $$ begin for i in 1..3000 loop begin insert into t values (i); \
+         exception when others then null; end; end loop; end $$",
+    ])?;
+    let (last_xid, last_time) = last_committed(&primary)?;
+    let commit_segment = primary.sql(&["select pg_walfile_name(pg_current_wal_insert_lsn())"])?;
+    switch_and_push(&primary, &stage, &mut bucket, &[])?;
+    // A newer segment without a commit: a checkpoint, then a switch.
+    primary.sql(&["checkpoint"])?;
+    let newest_segment = primary.sql(&["select pg_walfile_name(pg_current_wal_insert_lsn())"])?;
+    switch_and_push(&primary, &stage, &mut bucket, &[])?;
+    primary.stop()?;
+    let timeline = read_timeline(&bucket.root)?;
+    Ok(CommitStory {
+        bucket,
+        timeline,
+        last_xid,
+        last_time,
+        prepared_time,
+        commit_segment,
+        newest_segment,
+        _work: work_dir,
+    })
+}
+
+/// The plain bytes of a WAL segment in the (lz4) bucket.
+fn segment_bytes(bucket: &Bucket, name: &str) -> Vec<u8> {
+    let path = bucket.root.join("wal_005").join(format!("{name}.lz4"));
+    let data = fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    walg::codec::decompress(&data, walg::Compression::Lz4).unwrap()
+}
+
+#[test]
+fn the_decoded_last_commit_equals_postgresqls_commit_timestamp_across_a_segment_switch() {
+    let Some(story) = commit_story() else { return };
+    assert_ne!(story.commit_segment, story.newest_segment);
+    let found = match ok(read_last_commit(
+        &story.bucket.root,
+        &story.timeline,
+        1,
+        &[],
+    )) {
+        CommitSearch::Found(c) => c,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(found.time, story.last_time);
+    assert_eq!(found.segment, story.commit_segment);
+    assert_eq!(found.kind, walg::xlog::XactKind::Commit);
+
+    // The record itself, read from the segment: the last committed xid, spanning a page boundary.
+    let seg = segment_bytes(&story.bucket, &story.commit_segment);
+    let start = walg::names::parse_wal_file_name(&story.commit_segment, SEGMENT_SIZE)
+        .map(|(_, n)| n * SEGMENT_SIZE)
+        .unwrap();
+    let scan = walg::xlog::scan(&seg, SEGMENT_SIZE, start);
+    let record = scan.xacts.iter().find(|x| x.lsn == found.lsn).unwrap();
+    assert_eq!(record.xid, story.last_xid);
+    assert!(
+        record.end_lsn / 8192 > record.lsn / 8192,
+        "the commit record does not cross a page: {record:?}"
+    );
+    assert!(record.end_lsn - record.lsn > 12_000, "{record:?}");
+    // The COMMIT PREPARED before it, to the microsecond.
+    let prepared: Vec<_> = scan
+        .xacts
+        .iter()
+        .filter(|x| x.kind == walg::xlog::XactKind::CommitPrepared)
+        .collect();
+    assert_eq!(prepared.len(), 1, "{:?}", scan.xacts);
+    assert_eq!(prepared[0].time(), Some(story.prepared_time));
+    // The segment ends with the switch: the walk stopped at the end of the input, not on an error.
+    assert_eq!(
+        scan.stop.reason,
+        walg::xlog::StopReason::EndOfInput,
+        "{}",
+        scan.stop
+    );
+}
+
+#[test]
+fn the_last_commit_is_read_through_every_codec_and_libsodium() {
+    let Some(story) = commit_story() else { return };
+    const KEY: &str = "walden-test-libsodium-key-32-byte";
+    let key = walg::LibsodiumKey::from_setting(KEY, None).unwrap();
+    let cases = [
+        (walg::Compression::Zstd, None),
+        (walg::Compression::Brotli, None),
+        (walg::Compression::Lzma, None),
+        (walg::Compression::Gzip, None),
+        (walg::Compression::None, None),
+        (walg::Compression::Lz4, Some(key)),
+    ];
+    for (c, key) in cases {
+        // The story's bucket, every WAL object re-encoded (and encrypted), as wal-g with that setting writes it.
+        let dir = tempfile::tempdir().unwrap();
+        copy_tree(&story.bucket.root, dir.path(), &|name, data| {
+            let (base, from) = walg::Compression::split(name);
+            if from != walg::Compression::Lz4 {
+                return (name.to_string(), data.to_vec());
+            }
+            let plain = walg::codec::decompress(data, from).unwrap();
+            let coded = walg::codec::encode(&plain, c, key.as_ref()).unwrap();
+            (c.key_for(base), coded)
+        });
+        let env: &[(&str, &str)] = if key.is_some() {
+            &[("WALG_LIBSODIUM_KEY", KEY)]
+        } else {
+            &[]
+        };
+        let timeline = {
+            let reader = Reader::new(&ok(storage(dir.path(), env))).unwrap();
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            let (index, _) = runtime.block_on(reader.build()).unwrap();
+            Timeline::from_index(&index, OffsetDateTime::now_utc())
+        };
+        match ok(read_last_commit(dir.path(), &timeline, 1, env)) {
+            CommitSearch::Found(found) => assert_eq!(found.time, story.last_time, "{c:?}"),
+            other => panic!("{c:?}: {other:?}"),
+        }
+    }
+}
+
+/// Rewrites one `wal_005/` object: its new name and bytes.
+type Rewrite<'a> = &'a dyn Fn(&str, &[u8]) -> (String, Vec<u8>);
+
+/// Copies `from` into `to`; files under `wal_005/` go through `wal`.
+fn copy_tree(from: &Path, to: &Path, wal: Rewrite<'_>) {
+    for entry in fs::read_dir(from).unwrap().flatten() {
+        let path = entry.path();
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if path.is_dir() {
+            let sub = to.join(&name);
+            fs::create_dir_all(&sub).unwrap();
+            copy_tree(&path, &sub, wal);
+        } else {
+            let data = fs::read(&path).unwrap();
+            let (name, data) = if from.ends_with("wal_005") {
+                wal(&name, &data)
+            } else {
+                (name, data)
+            };
+            fs::write(to.join(name), data).unwrap();
+        }
+    }
 }

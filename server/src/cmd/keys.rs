@@ -49,7 +49,7 @@ pub struct KeyArgs {
 impl KeyArgs {
     /// The keyring from the environment or the files; the master key is required.
     fn keyring(&self) -> anyhow::Result<Keyring> {
-        let master = crate::config::master_key(
+        let master = crate::config::load_master_key(
             std::env::var("WALDEN_MASTER_KEY").ok(),
             self.master_key_file.as_deref(),
         )?;

@@ -11,6 +11,9 @@ pub async fn run(mut args: ServeArgs) -> anyhow::Result<ExitCode> {
     // The key is read here, from the environment or a file, never from a flag (see ServeArgs::master_key).
     args.load_master_key(std::env::var("WALDEN_MASTER_KEY").ok())?;
     args.load_retired_keys(std::env::var("WALDEN_RETIRED_MASTER_KEYS").ok())?;
+    args.load_setup_token(std::env::var("WALDEN_SETUP_TOKEN").ok())?;
+    args.checkpoints
+        .load_signing_key(std::env::var("WALDEN_AUDIT_SIGNING_KEY").ok())?;
     let demo = args.demo_mode();
     let data_dir = args.data.data_dir.clone();
     let app = Application::build(args).await?;

@@ -50,6 +50,27 @@ pub struct TimelineArgs {
     /// Print the stable JSON document instead of tables.
     #[arg(long)]
     pub json: bool,
+    #[command(flatten)]
+    pub commits: CommitArgs,
+}
+
+/// How much WAL is read to find the last commit, the true end of what a time target can reach.
+#[derive(Debug, clap::Args)]
+pub struct CommitArgs {
+    /// Read up to N of the newest WAL segments (newest first) to find the last commit; 0 reads no WAL.
+    #[arg(long, value_name = "N", default_value_t = walg::LAST_COMMIT_SEGMENTS)]
+    pub commit_segments: usize,
+}
+
+impl CommitArgs {
+    /// Finds the last commit of `timeline`'s lineage (default: the main one) and keeps it in `t`.
+    async fn attach(&self, reader: &Reader, t: &mut Timeline, timeline: Option<u32>) {
+        if self.commit_segments > 0 {
+            reader
+                .attach_last_commit(t, timeline, self.commit_segments)
+                .await;
+        }
+    }
 }
 
 #[derive(Debug, clap::Args)]
@@ -84,6 +105,8 @@ pub struct PlanArgs {
     /// Print the plan as JSON.
     #[arg(long)]
     pub json: bool,
+    #[command(flatten)]
+    pub commits: CommitArgs,
 }
 
 fn storage_config(args: &StorageArgs) -> anyhow::Result<StorageConfig> {
@@ -103,21 +126,35 @@ fn storage_config(args: &StorageArgs) -> anyhow::Result<StorageConfig> {
 /// The timeline of the storage, from its index kept in the database (brought up to date by the backups service),
 /// or read in full without storing anything (`--no-cache`, or when no database can be opened).
 async fn load(args: &StorageArgs) -> anyhow::Result<Timeline> {
+    Ok(load_with_reader(args).await?.0)
+}
+
+/// [`load`], also returning the reader (to read WAL afterwards).
+async fn load_with_reader(args: &StorageArgs) -> anyhow::Result<(Timeline, Reader)> {
     let cfg = storage_config(args)?;
     let reader = Reader::connect(&cfg).await?; // finds an S3 bucket's region as wal-g does
     let now = time::OffsetDateTime::now_utc();
+    let timeline = load_timeline(args, &reader, now).await?;
+    Ok((timeline, reader))
+}
+
+async fn load_timeline(
+    args: &StorageArgs,
+    reader: &Reader,
+    now: time::OffsetDateTime,
+) -> anyhow::Result<Timeline> {
     if args.no_cache {
-        return Ok(backups::timeline_without_storing(&reader, now).await?);
+        return Ok(backups::timeline_without_storing(reader, now).await?);
     }
     let pool = match open_database(args).await {
         Ok(pool) => pool,
         Err(e) => {
             // A database that cannot be opened only costs time: the bucket is read in full.
             tracing::warn!(error = %e, "cannot open the database that keeps the index; reading everything");
-            return Ok(backups::timeline_without_storing(&reader, now).await?);
+            return Ok(backups::timeline_without_storing(reader, now).await?);
         }
     };
-    let timeline = Backups::new(pool.clone()).timeline(&reader, now).await;
+    let timeline = Backups::new(pool.clone()).timeline(reader, now).await;
     pool.close().await;
     Ok(timeline?)
 }
@@ -138,7 +175,8 @@ async fn open_database(args: &StorageArgs) -> anyhow::Result<SqlitePool> {
 
 /// `walden timeline`: backups, timelines, windows and findings.
 pub async fn run_timeline(args: TimelineArgs) -> anyhow::Result<ExitCode> {
-    let t = load(&args.storage).await?;
+    let (mut t, reader) = load_with_reader(&args.storage).await?;
+    args.commits.attach(&reader, &mut t, None).await;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&t.report())?);
     } else {
@@ -190,7 +228,11 @@ pub async fn run_plan(args: PlanArgs) -> anyhow::Result<ExitCode> {
     } else {
         Target::Latest
     };
-    let t = load(&args.storage).await?;
+    let (mut t, reader) = load_with_reader(&args.storage).await?;
+    // Only a time target or --latest uses the last commit (a time at or after it is refused).
+    if matches!(target, Target::Time(_) | Target::Latest) {
+        args.commits.attach(&reader, &mut t, args.timeline).await;
+    }
     let outcome = t.choose_backup(&target, args.timeline);
     if args.json {
         println!(

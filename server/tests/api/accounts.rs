@@ -9,7 +9,7 @@ use walden_app::api::users::{CreateInvite, ListUsers};
 use walden_app::error::AppError;
 use walden_core::users::Role;
 
-use crate::helpers::{app, app_with, error_of, set_cookie, PW};
+use crate::helpers::{app, app_with, error_of, set_cookie, set_cookie_named, PW, SETUP_TOKEN};
 
 /// The arguments of a login without a TOTP code.
 fn credentials(name: &str, password: &str) -> Login {
@@ -67,8 +67,18 @@ async fn the_cookie_is_secure_when_configured() {
     let app = app_with(|c| c.secure_cookies = true).await;
     app.add_users(&[("bob", Role::Viewer)]).await;
     let res = app.session().login("bob", PW).await;
-    let set = set_cookie(&res).unwrap();
+    assert_eq!(res.status(), 200);
+    // Security review L3: the `__Host-` prefix (Secure, Path=/, no Domain), and no Max-Age (a browser-session
+    // cookie; the idle lifetime is kept on the server).
+    assert!(
+        set_cookie(&res).is_none(),
+        "the plain name is for plain HTTP only"
+    );
+    let set = set_cookie_named(&res, walden::security::SECURE_SESSION_COOKIE).unwrap();
     assert!(set.contains("Secure"), "{set}");
+    assert!(set.contains("Path=/"), "{set}");
+    assert!(!set.contains("Domain"), "{set}");
+    assert!(!set.contains("Max-Age"), "{set}");
     app.stop().await;
 }
 
@@ -319,6 +329,7 @@ async fn setup_works_once_and_signs_in() {
     let res = browser.call(&GetSetupNeeded {}).await;
     assert!(res.json::<bool>().await.unwrap());
     let setup = |password: &str| SetupAdmin {
+        token: SETUP_TOKEN.into(),
         name: "root".into(),
         password: password.into(),
     };
@@ -333,6 +344,7 @@ async fn setup_works_once_and_signs_in() {
     let res = app
         .session()
         .call(&SetupAdmin {
+            token: SETUP_TOKEN.into(),
             name: "root2".into(),
             password: PW.into(),
         })
@@ -418,6 +430,14 @@ fn unix_now() -> u64 {
     walden_core::users::totp::unix_now()
 }
 
+/// Begin an enrolment, confirming with the password (no factor enrolled yet, so no current code).
+fn begin_with_password() -> BeginTotp {
+    BeginTotp {
+        current_password: PW.into(),
+        current_code: String::new(),
+    }
+}
+
 fn confirm(code: &str) -> ConfirmTotp {
     ConfirmTotp { code: code.into() }
 }
@@ -427,7 +447,7 @@ async fn totp_enrolment_then_sign_in_with_a_code() {
     let app = app().await;
     app.add_users(&[("nia", Role::Operator)]).await;
     let s = app.login("nia", PW).await;
-    let res = s.call(&BeginTotp {}).await;
+    let res = s.call(&begin_with_password()).await;
     assert_eq!(res.status(), 200);
     let setup: serde_json::Value = res.json().await.unwrap();
     let secret = setup["secret_base32"].as_str().unwrap().to_owned();
@@ -485,7 +505,7 @@ async fn admins_without_totp_are_held_at_enrolment_when_required() {
     assert_eq!(res.status(), 200);
     let me: serde_json::Value = res.json().await.unwrap();
     assert_eq!(me["must_enrol_totp"], true);
-    let res = s.call(&BeginTotp {}).await;
+    let res = s.call(&begin_with_password()).await;
     assert_eq!(res.status(), 200);
     let secret = res.json::<serde_json::Value>().await.unwrap()["secret_base32"]
         .as_str()

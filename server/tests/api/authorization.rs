@@ -96,6 +96,7 @@ fn probes(target: i64) -> Vec<Probe> {
         ),
         probe(
             SetupAdmin {
+                token: "not the setup token".into(),
                 name: "root".into(),
                 password: PW.into(),
             },
@@ -164,7 +165,13 @@ fn probes(target: i64) -> Vec<Probe> {
             )
         },
         // Enrolment is one's own business: any signed-in user. A wrong first code changes nothing.
-        probe(BeginTotp {}, 200),
+        probe(
+            BeginTotp {
+                current_password: PW.into(),
+                current_code: String::new(),
+            },
+            200,
+        ),
         probe(
             ConfirmTotp {
                 code: "000000".into(),
@@ -222,6 +229,8 @@ async fn authorization_matrix() {
     }
 
     let mut table = Vec::new();
+    // Refusals by the role check itself (not by the domain's own rules): each leaves an access.denied row.
+    let mut role_refusals = 0;
     for (who, session, role) in &callers {
         for probe in &probes {
             let min = policy
@@ -232,6 +241,12 @@ async fn authorization_matrix() {
             let res = (probe.request)(session).send().await.unwrap();
             let status = res.status().as_u16();
             let want = expected(min, *role, probe);
+            let refused_by_role = match (min, role) {
+                (Some(_), None) => true,
+                (Some(min), Some(role)) => role < &min,
+                (None, _) => false,
+            };
+            role_refusals += usize::from(refused_by_role);
             table.push(format!("{who:>9} {:<32} {status}", probe.path));
             assert_eq!(
                 status,
@@ -257,5 +272,17 @@ async fn authorization_matrix() {
         assert_eq!(res.status(), 200, "{path}");
     }
     println!("{}", table.join("\n"));
+    let pool = walden_core::db::open(&app.data_dir()).await.unwrap();
+    let filter = walden_core::audit::AuditFilter {
+        action: Some("access.denied".into()),
+        ..Default::default()
+    };
+    let denied = walden_core::audit::count(&pool, &filter).await.unwrap();
+    pool.close().await;
+    assert!(role_refusals > 0);
+    assert_eq!(
+        denied, role_refusals as i64,
+        "every refusal by the role check is audited"
+    );
     app.stop().await;
 }

@@ -28,8 +28,10 @@ use walden_core::users::{Accounts, HashParams, Hasher, Role};
 
 /// Every test user's password.
 pub const PW: &str = "a perfectly fine passphrase";
-/// The session cookie's name.
+/// The session cookie's name (over plain HTTP, as the account tests run).
 pub const SESSION_COOKIE: &str = walden::security::SESSION_COOKIE;
+/// The setup token of every [`app_with`] console.
+pub const SETUP_TOKEN: &str = "the test console's setup token";
 
 /// A console running in this test process.
 pub struct TestApp {
@@ -204,11 +206,16 @@ impl<Input: ContentType, Output> InputEncoding for Http<Input, Output> {
 
 /// The session cookie a response sets (the whole `Set-Cookie` value, attributes included), if it sets one.
 pub fn set_cookie(res: &Response) -> Option<String> {
+    set_cookie_named(res, SESSION_COOKIE)
+}
+
+/// The cookie `name` a response sets (the whole `Set-Cookie` value), if it sets one.
+pub fn set_cookie_named(res: &Response, name: &str) -> Option<String> {
     res.headers()
         .get_all("set-cookie")
         .iter()
         .filter_map(|v| v.to_str().ok())
-        .find(|v| v.starts_with(&format!("{SESSION_COOKIE}=")))
+        .find(|v| v.starts_with(&format!("{name}=")))
         .map(str::to_owned)
 }
 
@@ -227,7 +234,12 @@ pub async fn spawn_app() -> TestApp {
 
 /// Like [`spawn_app`], with the configuration adjusted by `tweak` before the build.
 pub async fn spawn_app_with(tweak: impl FnOnce(&mut ServeArgs)) -> TestApp {
-    let dir = tempfile::tempdir().expect("temp dir");
+    spawn_app_in(tempfile::tempdir().expect("temp dir"), tweak).await
+}
+
+/// Like [`spawn_app_with`], on the data of an earlier console (`TestApp::stop` hands its directory back): a
+/// restart.
+pub async fn spawn_app_in(dir: TempDir, tweak: impl FnOnce(&mut ServeArgs)) -> TestApp {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
     let mut config = ServeArgs::new(dir.path().join("data"), addr);
@@ -254,11 +266,12 @@ pub async fn spawn_app_with(tweak: impl FnOnce(&mut ServeArgs)) -> TestApp {
     }
 }
 
-/// The console as the account tests use it: cookies over plain HTTP, cheap password hashes, and a master
-/// key (TOTP needs one).
+/// The console as the account tests use it: cookies over plain HTTP, cheap password hashes, a master key
+/// (TOTP needs one) and a known setup token ([`SETUP_TOKEN`]).
 pub async fn app_with(tweak: impl FnOnce(&mut ServeArgs)) -> TestApp {
     spawn_app_with(|c| {
         c.secure_cookies = false;
+        c.setup_token = Some(SETUP_TOKEN.into());
         c.password_hash = HashParams::TEST;
         c.master_key = Some("ab".repeat(32).into());
         tweak(c);

@@ -3,6 +3,9 @@
 
 mod accounts;
 mod authorization;
+mod checkpoints;
+mod credentials;
+mod door;
 mod helpers;
 mod invites;
 mod keys;

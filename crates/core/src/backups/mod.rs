@@ -61,12 +61,14 @@ pub struct Refreshed {
     pub written: Written,
     /// Set when the stored index was unreadable and was built again in full: why.
     pub rebuilt_because: Option<String>,
+    /// The storage's analysis thresholds (its `WALG_UPLOAD_CONCURRENCY`).
+    pub options: walg::timeline::Options,
 }
 
 impl Refreshed {
     /// The timeline computed from the index at `now`.
     pub fn timeline(&self, now: time::OffsetDateTime) -> Timeline {
-        Timeline::from_index(&self.index, now)
+        Timeline::from_index_with(&self.index, now, self.options)
     }
 }
 
@@ -199,6 +201,7 @@ impl Backups {
             stats,
             written,
             rebuilt_because,
+            options: reader.timeline_options(),
         })
     }
 
@@ -254,7 +257,11 @@ pub async fn timeline_without_storing(
     now: time::OffsetDateTime,
 ) -> Result<Timeline, BackupsError> {
     let (index, _) = reader.build().await?;
-    Ok(Timeline::from_index(&index, now))
+    Ok(Timeline::from_index_with(
+        &index,
+        now,
+        reader.timeline_options(),
+    ))
 }
 
 /// The URL that identifies a storage in the database: `url` without userinfo (`user:password@`), query or

@@ -6,10 +6,71 @@
 use secrecy::{ExposeSecret, SecretString};
 use sqlx::SqliteConnection;
 
+use super::reauth::Reauth;
 use super::{check_policy, user_subject, Accounts, User, UserError};
 use crate::access::{Actor, FieldError, RequestMeta, Role};
 use crate::audit::{actions, AuditedTx, Event, Outcome};
 use crate::ts;
+
+/// The one-time secret that opens web setup: set by the operator (`WALDEN_SETUP_TOKEN`) or generated at
+/// start-up and printed as a link, the way Jupyter does. Only its SHA-256 digest is kept, and a presented token
+/// is compared in constant time. The CLI (`walden user add --admin`) needs no token: it already holds the data
+/// directory.
+#[derive(Clone)]
+pub struct SetupToken {
+    digest: [u8; 32],
+}
+
+impl SetupToken {
+    /// The shortest token an operator may set (a generated one is 64 hex characters).
+    pub const MIN_CHARS: usize = 16;
+
+    /// A random token (32 bytes as 64 hex characters), and the gate that accepts it.
+    pub fn generate() -> Result<(SetupToken, SecretString), UserError> {
+        let mut raw = zeroize::Zeroizing::new([0u8; 32]);
+        getrandom::fill(&mut raw[..]).map_err(|_| UserError::Internal("random"))?;
+        let token = SecretString::from(hex::encode(&raw[..]));
+        Ok((SetupToken::from_trusted(&token), token))
+    }
+
+    /// The gate for a token the operator chose; surrounding whitespace is ignored.
+    pub fn from_secret(token: &SecretString) -> Result<SetupToken, FieldError> {
+        if token.expose_secret().trim().chars().count() < Self::MIN_CHARS {
+            return Err(FieldError::new(
+                "setup_token",
+                format!(
+                    "the setup token must have at least {} characters",
+                    Self::MIN_CHARS
+                ),
+            ));
+        }
+        Ok(SetupToken::from_trusted(token))
+    }
+
+    fn from_trusted(token: &SecretString) -> SetupToken {
+        SetupToken {
+            digest: Self::digest(token),
+        }
+    }
+
+    fn digest(token: &SecretString) -> [u8; 32] {
+        use sha2::{Digest, Sha256};
+        Sha256::digest(token.expose_secret().trim().as_bytes()).into()
+    }
+
+    /// Whether `presented` is the token, in constant time.
+    pub fn matches(&self, presented: &SecretString) -> bool {
+        use subtle::ConstantTimeEq;
+        Self::digest(presented).ct_eq(&self.digest).into()
+    }
+}
+
+// Written by hand: even the digest stays out of logs.
+impl std::fmt::Debug for SetupToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SetupToken([redacted])")
+    }
+}
 
 impl Accounts {
     /// Create a user. Admins (and the CLI) only.
@@ -40,17 +101,28 @@ impl Accounts {
         Ok(user)
     }
 
-    /// Create the first admin from the setup page. Works only while no user exists; the check and the insert
-    /// are one write transaction, so two racing setups cannot both win.
+    /// Create the first admin from the setup page. Works only while no user exists, and only for someone who
+    /// presents the setup token (security review H3: without it, any network client could become the first
+    /// admin). A wrong or missing token is refused and recorded (`setup.first_admin`, outcome `denied`) before
+    /// anything else is read. The check and the insert are one write transaction, so two racing setups cannot
+    /// both win.
     #[tracing::instrument(skip_all, err(level = "debug"))]
     pub async fn setup_first_admin(
         &self,
         meta: &RequestMeta,
+        gate: Option<&SetupToken>,
+        presented: &SecretString,
         name: &str,
         password: &SecretString,
     ) -> Result<User, UserError> {
         if !self.needs_setup().await? {
             return Err(UserError::SetupClosed);
+        }
+        if !gate.is_some_and(|gate| gate.matches(presented)) {
+            let denied = Event::new(actions::SETUP_FIRST_ADMIN, Outcome::Denied)
+                .reason("setup token missing or wrong");
+            crate::audit::record(&self.pool, &Actor::Anonymous, meta, &denied).await?;
+            return Err(UserError::SetupTokenInvalid);
         }
         let (name, phc) = self.prepare(name, password).await?;
         let mut tx = AuditedTx::begin(&self.pool).await?;
@@ -68,7 +140,7 @@ impl Accounts {
         Ok(user)
     }
 
-    /// Change one's own password (the current one is required). Ends every other session of the user by
+    /// Change one's own password (the current one is required, checked through the limiter). Ends every other session of the user by
     /// bumping the session epoch; returns the updated user so the caller can re-issue its own session.
     #[tracing::instrument(skip_all, fields(actor = %actor.display_name()), err(level = "debug"))]
     pub async fn change_password(
@@ -81,22 +153,13 @@ impl Accounts {
         let Some(user_id) = actor.user_id() else {
             return Err(UserError::Forbidden);
         };
-        let phc: Option<String> =
-            sqlx::query_scalar("SELECT password_hash FROM users WHERE id = ?")
-                .bind(user_id)
-                .fetch_optional(&self.pool)
-                .await?;
-        let Some(phc) = phc else {
-            return Err(UserError::NotFound);
-        };
         let user = self.reload(user_id).await?;
-        if !self.hasher.verify(current, Some(phc)).await?.ok {
-            let failed = Event::new(actions::USER_PASSWORD_CHANGE, Outcome::Failed)
-                .subject(user_subject(user_id))
-                .detail(serde_json::json!({ "reason": "wrong current password" }));
-            crate::audit::record(&self.pool, actor, meta, &failed).await?;
-            return Err(UserError::WrongPassword);
-        }
+        let ask = Reauth {
+            action: actions::USER_PASSWORD_CHANGE,
+            password: Some(current),
+            code: None,
+        };
+        self.reauthenticate(actor, meta, user_id, ask).await?;
         check_policy(new, &user.name)?;
         if current.expose_secret() == new.expose_secret() {
             return Err(FieldError::new(

@@ -4,11 +4,19 @@
 //! amount of hashing work, and each is recorded as a `failed` `auth.login` row with the reason in `detail`
 //! (the caller only ever sees the generic error). A TOTP code is accepted once: the matched time step is
 //! stored, guarded again inside the write transaction.
+//!
+//! Every attempt passes the limiter ([`super::throttle`]) before any hashing, keyed by the account (the user,
+//! or the keyed fingerprint of a name that is no user) and the client. A refused attempt writes one `denied`
+//! row and nothing else. Every failure stays charged, including "enter the code" (a right password without
+//! its code), so that reply confirms a password no more cheaply than a full sign-in (security review M2). A
+//! full success takes the charge back and makes the client known to the account (exempt from the account-wide
+//! back-off, so nobody can lock a user out of their usual place).
 
 use secrecy::{ExposeSecret, SecretString};
 use sqlx::sqlite::SqliteRow;
 use sqlx::Row;
 
+use super::throttle::{self, CredentialKey, Reservation};
 use super::{
     totp, user_subject, Accounts, LoginError, LoginSuccess, User, UserError, MAX_NAME_LEN,
     MAX_PASSWORD_CHARS, USER_COLUMNS,
@@ -49,6 +57,20 @@ impl Attempt<'_> {
         audit::record(&self.accounts.pool, &Actor::Anonymous, self.meta, &event).await?;
         Ok(error)
     }
+
+    /// Record an attempt refused before any check (`denied`, with why).
+    async fn refuse(
+        &self,
+        subject: String,
+        reason: &'static str,
+        limit: &'static str,
+    ) -> Result<(), LoginError> {
+        let event = Event::new(actions::AUTH_LOGIN, Outcome::Denied)
+            .subject(subject)
+            .detail(serde_json::json!({ "reason": reason, "limit": limit }));
+        audit::record(&self.accounts.pool, &Actor::Anonymous, self.meta, &event).await?;
+        Ok(())
+    }
 }
 
 impl Accounts {
@@ -76,9 +98,31 @@ impl Accounts {
             return Err(attempt.fail("input too long", None, invalid).await?);
         }
         let credentials = self.credentials(attempt.name).await?;
-        let (checked, rehash) = self.check_password(&attempt, password, credentials).await?;
+        let account = match &credentials {
+            Some(c) => user_subject(c.user.id),
+            None => self.unknown_name_subject(attempt.name),
+        };
+        let key = CredentialKey::new(account.clone(), meta.client_ip.as_deref());
+        let reservation = match self.throttle.reserve(&key, throttle::unix_now()).await? {
+            Ok(r) => r,
+            Err(limit) => {
+                attempt.refuse(account, "throttled", limit).await?;
+                return Err(LoginError::Throttled);
+            }
+        };
+        let checked = match self.check_password(&attempt, password, credentials).await {
+            Err(LoginError::Internal(UserError::Busy)) => {
+                self.throttle.cancel(reservation).await?;
+                attempt
+                    .refuse(account, "busy", "hashing queue full")
+                    .await?;
+                return Err(LoginError::Internal(UserError::Busy));
+            }
+            other => other?,
+        };
+        let (checked, rehash) = checked;
         let step = self.check_code(&attempt, &checked, totp_code).await?;
-        self.finish_login(&attempt, checked, password, rehash, step)
+        self.finish_login(&attempt, reservation, checked, password, rehash, step)
             .await
     }
 
@@ -163,6 +207,7 @@ impl Accounts {
     async fn finish_login(
         &self,
         attempt: &Attempt<'_>,
+        reservation: Reservation,
         checked: Checked,
         password: &SecretString,
         rehash: bool,
@@ -199,6 +244,9 @@ impl Accounts {
                 return Err(attempt.fail("code reused", Some(&user), reused).await?);
             }
         }
+        self.throttle
+            .succeeded(&mut tx, reservation, true, throttle::unix_now())
+            .await?;
         let mut detail = serde_json::json!({ "second_factor": step.is_some() });
         if rehash.is_some() {
             detail["rehashed"] = true.into();
@@ -212,25 +260,6 @@ impl Accounts {
             user,
             must_enrol_totp,
         })
-    }
-
-    /// Record a login attempt refused by throttling before any password was checked.
-    #[tracing::instrument(skip_all, err(level = "debug"))]
-    pub async fn record_login_throttled(
-        &self,
-        meta: &RequestMeta,
-        name: &str,
-    ) -> Result<(), UserError> {
-        let name: String = name.trim().chars().take(MAX_NAME_LEN).collect();
-        let subject = match self.find_by_name(&name).await? {
-            Some(user) => user_subject(user.id),
-            None => self.unknown_name_subject(&name),
-        };
-        let event = Event::new(actions::AUTH_LOGIN, Outcome::Denied)
-            .subject(subject)
-            .detail(serde_json::json!({ "reason": "throttled" }));
-        audit::record(&self.pool, &Actor::Anonymous, meta, &event).await?;
-        Ok(())
     }
 
     /// Record a logout.

@@ -3,6 +3,7 @@
 //! One service, [`Accounts`], whose methods are split by operation (as kanidm splits its server):
 //! `login.rs` (signing in and out), `admin.rs` (creating users, roles, disabling, passwords, sessions),
 //! `invites.rs` (invitations) and `totp.rs` (the second factor). This file holds the types and the reads.
+//! Every password or code check goes through the one limiter in `throttle.rs` ([`Accounts::guarded`]).
 //!
 //! Every method that changes something writes its audit row in the same transaction, through
 //! [`AuditedTx`](crate::audit::AuditedTx); refused attempts are recorded with outcome `denied`, failed logins
@@ -12,6 +13,8 @@ mod admin;
 mod invites;
 mod login;
 pub mod password;
+mod reauth;
+pub mod throttle;
 pub mod totp;
 
 use std::fmt;
@@ -29,9 +32,12 @@ use crate::ts;
 
 // The vocabulary lives in the leaf module `access`; re-exported where callers have always found it.
 pub use crate::access::{Actor, FieldError, RequestMeta, Role};
+pub use admin::SetupToken;
 pub use password::{
-    check_policy, password_from_bytes, HashParams, Hasher, MAX_PASSWORD_CHARS, MIN_PASSWORD_CHARS,
+    check_policy, password_from_bytes, HashLimits, HashParams, Hasher, MAX_PASSWORD_CHARS,
+    MIN_PASSWORD_CHARS,
 };
+pub use throttle::{Throttle, ThrottlePolicy};
 pub use totp::TotpEnrolment;
 
 /// Longest user name.
@@ -79,8 +85,21 @@ pub enum UserError {
     InviteExpired,
     #[error("setup is closed: Walden already has users")]
     SetupClosed,
+    #[error(
+        "the setup link is missing or not valid: open the link the server printed when it started"
+    )]
+    SetupTokenInvalid,
     #[error("the current password is not correct")]
     WrongPassword,
+    /// Re-authentication with password and code failed; which of the two was wrong is not said.
+    #[error("the current password or code is not correct")]
+    WrongPasswordOrCode,
+    /// Too many failed password or code checks; the limiter refused this one without checking it.
+    #[error("too many attempts; wait a while and try again")]
+    Throttled,
+    /// Every password-hashing slot stayed busy for the whole queue timeout.
+    #[error("the server is busy; try again in a few seconds")]
+    Busy,
     #[error("the code is not correct")]
     TotpInvalid,
     #[error("no two-factor enrolment is in progress")]
@@ -122,6 +141,9 @@ pub enum LoginError {
     TotpRequired,
     #[error("the code is not correct")]
     TotpInvalid,
+    /// Too many failures for this account or from this client; nothing was checked.
+    #[error("too many attempts; wait a while and try again")]
+    Throttled,
     #[error(transparent)]
     Internal(#[from] UserError),
 }
@@ -263,6 +285,7 @@ fn user_subject(user_id: i64) -> String {
 pub struct Accounts {
     pool: SqlitePool,
     hasher: Hasher,
+    throttle: Throttle,
     settings: Settings,
     keyring: Option<Keyring>,
 }
@@ -280,6 +303,7 @@ impl Accounts {
     pub fn new(pool: SqlitePool, hasher: Hasher) -> Self {
         Accounts {
             settings: Settings::new(pool.clone()),
+            throttle: Throttle::new(pool.clone(), ThrottlePolicy::default()),
             pool,
             hasher,
             keyring: None,
@@ -292,8 +316,19 @@ impl Accounts {
         self
     }
 
+    /// Use other throttling limits than [`ThrottlePolicy::default`] (tests).
+    pub fn with_throttle_policy(mut self, policy: ThrottlePolicy) -> Self {
+        self.throttle = Throttle::new(self.pool.clone(), policy);
+        self
+    }
+
     pub fn pool(&self) -> &SqlitePool {
         &self.pool
+    }
+
+    /// Forget throttling state no limit looks at any more (the maintenance worker calls this).
+    pub async fn prune_throttle(&self) -> Result<u64, UserError> {
+        Ok(self.throttle.prune(throttle::unix_now()).await?)
     }
 
     /// The audit subject for a sign-in name that is no user (security review L2): a typed name may be a

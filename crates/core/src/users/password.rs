@@ -1,8 +1,21 @@
 //! Password hashing (argon2id, PHC strings) and the password policy.
+//!
+//! Every hash and verify holds one of a few permits ([`HashLimits`]): argon2id takes `m_cost` KiB per run, so
+//! unbounded concurrency lets one client exhaust the VM's memory (security review H4). A caller that cannot get
+//! a permit within the queue timeout gets [`UserError::Busy`] instead of waiting forever.
+//!
+//! The work runs on a fixed set of `permits` threads of its own, each hashing in one block buffer that it
+//! keeps and reuses, so hashing memory is allocated once and never returned to the allocator. A permit alone
+//! was not enough: with a fresh 19 MiB allocation per run, glibc's dynamic mmap threshold rises after the
+//! first free and later blocks come from (and stay in) per-thread arenas. Measured with 50 concurrent
+//! sign-ins, peak memory grew by 397 MB on tokio's blocking pool and by 203 MB on two fixed threads that still
+//! allocated per run; with the kept buffers it stays within `permits × m_cost` (`server/tests/login_memory.rs`).
 
-use std::sync::Arc;
+use std::sync::{mpsc, Arc, Mutex};
+use std::time::Duration;
 
-use argon2::{Algorithm, Argon2, Params, PasswordHash, PasswordHasher, PasswordVerifier, Version};
+use argon2::password_hash::phc::{Output, ParamsString, Salt};
+use argon2::{Algorithm, Argon2, Block, Params, PasswordHash, Version};
 use secrecy::{ExposeSecret, SecretString};
 use zeroize::Zeroizing;
 
@@ -50,13 +63,43 @@ impl Default for HashParams {
     }
 }
 
-/// Hashes and verifies passwords on tokio's blocking pool. Cheap to clone.
+/// How much hashing may run at once, and how long a caller waits for its turn.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HashLimits {
+    /// Hashing runs at once. Peak hashing memory is `permits × m_cost` KiB: fly.toml's VM is sized for it
+    /// (`server/tests/login_memory.rs` checks both).
+    pub permits: usize,
+    /// How long a caller waits for a permit before giving up with [`UserError::Busy`].
+    pub queue_timeout: Duration,
+}
+
+impl HashLimits {
+    /// Two hashes at once (38 MiB with [`HashParams::OWASP`]); a 10-second queue.
+    pub const DEFAULT: HashLimits = HashLimits {
+        permits: 2,
+        queue_timeout: Duration::from_secs(10),
+    };
+}
+
+impl Default for HashLimits {
+    fn default() -> Self {
+        HashLimits::DEFAULT
+    }
+}
+
+/// Hashes and verifies passwords on tokio's blocking pool, a few at a time ([`HashLimits`]). Cheap to clone.
 #[derive(Clone)]
 pub struct Hasher {
     inner: Arc<Inner>,
 }
 
 struct Inner {
+    /// One permit per hashing run allowed at once; the permit moves into the job, so a cancelled request
+    /// cannot free it while its hash still runs.
+    permits: Arc<tokio::sync::Semaphore>,
+    /// The hashing threads' queue (one thread per permit; they stop when the last hasher is dropped).
+    jobs: Mutex<mpsc::Sender<Job>>,
+    limits: HashLimits,
     params: Params,
     /// A hash of a random password made with the same parameters, verified against when the user does not
     /// exist, so that "no such user" takes as long as "wrong password".
@@ -69,42 +112,176 @@ impl std::fmt::Debug for Hasher {
             .field("m_cost", &self.inner.params.m_cost())
             .field("t_cost", &self.inner.params.t_cost())
             .field("p_cost", &self.inner.params.p_cost())
+            .field("permits", &self.inner.limits.permits)
             .finish()
     }
 }
 
-fn argon(params: &Params) -> Argon2<'static> {
-    Argon2::new(Algorithm::Argon2id, Version::V0x13, params.clone())
+/// A unit of hashing work for the hashing threads, given the thread's block buffer.
+type Job = Box<dyn FnOnce(&mut Vec<Block>) + Send>;
+
+/// Start `n` hashing threads that take jobs from one queue until every sender is gone.
+fn start_workers(n: usize) -> Result<mpsc::Sender<Job>, UserError> {
+    let (sender, receiver) = mpsc::channel::<Job>();
+    let receiver = Arc::new(Mutex::new(receiver));
+    for i in 0..n {
+        let receiver = receiver.clone();
+        std::thread::Builder::new()
+            .name(format!("walden-hash-{i}"))
+            .spawn(move || {
+                // This thread's argon2 memory: grown to the largest parameters seen, then reused.
+                let mut memory: Vec<Block> = Vec::new();
+                loop {
+                    let job = match receiver.lock() {
+                        Ok(queue) => queue.recv(),
+                        Err(_) => return,
+                    };
+                    let Ok(job) = job else { return };
+                    // A panicking job drops its reply (the caller gets an error); the thread carries on.
+                    let run = std::panic::AssertUnwindSafe(|| job(&mut memory));
+                    let _ = std::panic::catch_unwind(run);
+                }
+            })
+            .map_err(|_| UserError::Internal("the hashing threads could not start"))?;
+    }
+    Ok(sender)
+}
+
+/// Salt length in bytes (RFC 9106 recommends 16).
+const SALT_LEN: usize = 16;
+
+/// Run argon2 in `memory`, grown to what `params` need and kept for the next run.
+fn compute(
+    memory: &mut Vec<Block>,
+    algorithm: Algorithm,
+    version: Version,
+    params: Params,
+    password: &[u8],
+    salt: &[u8],
+) -> Result<Output, UserError> {
+    let blocks = params.block_count();
+    if memory.len() < blocks {
+        memory.resize(blocks, Block::new());
+    }
+    let len = params.output_len().unwrap_or(Params::DEFAULT_OUTPUT_LEN);
+    let mut buffer = Zeroizing::new([0u8; Output::MAX_LENGTH]);
+    let out = buffer
+        .get_mut(..len)
+        .ok_or(UserError::Internal("argon2 output length"))?;
+    let memory = memory
+        .get_mut(..blocks)
+        .ok_or(UserError::Internal("argon2 memory"))?;
+    Argon2::new(algorithm, version, params)
+        .hash_password_into_with_memory(password, salt, &mut *out, memory)
+        .map_err(|_| UserError::Internal("hashing failed"))?;
+    Output::new(out).map_err(|_| UserError::Internal("hashing failed"))
+}
+
+/// A new argon2id PHC string for `password`, with a random salt.
+fn make_hash(
+    memory: &mut Vec<Block>,
+    params: &Params,
+    password: &[u8],
+) -> Result<String, UserError> {
+    let mut salt = [0u8; SALT_LEN];
+    getrandom::fill(&mut salt).map_err(|_| UserError::Internal("random"))?;
+    let (algorithm, version) = (Algorithm::Argon2id, Version::V0x13);
+    let output = compute(memory, algorithm, version, params.clone(), password, &salt)?;
+    let phc = PasswordHash {
+        algorithm: algorithm.ident(),
+        version: Some(version.into()),
+        params: ParamsString::try_from(params).map_err(|_| UserError::Internal("argon2 params"))?,
+        salt: Some(Salt::new(&salt).map_err(|_| UserError::Internal("argon2 salt"))?),
+        hash: Some(output),
+    };
+    Ok(phc.to_string())
+}
+
+/// Whether `password` matches `hash`, computed with the hash's own parameters. The outputs are compared in
+/// constant time (`Output`'s `PartialEq`).
+fn matches(memory: &mut Vec<Block>, password: &[u8], hash: &PasswordHash) -> bool {
+    let (Some(salt), Some(expected)) = (&hash.salt, &hash.hash) else {
+        return false;
+    };
+    let Ok(algorithm) = Algorithm::new(hash.algorithm.as_str()) else {
+        return false;
+    };
+    let Ok(version) = hash.version.map(Version::try_from).transpose() else {
+        return false;
+    };
+    let Ok(params) = Params::try_from(hash) else {
+        return false;
+    };
+    let version = version.unwrap_or_default();
+    compute(memory, algorithm, version, params, password, salt)
+        .is_ok_and(|output| &output == expected)
 }
 
 impl Hasher {
-    /// Build a hasher. Makes the dummy hash once (one hashing run).
+    /// Build a hasher with the default [`HashLimits`]. Makes the dummy hash once (one hashing run).
     pub fn new(p: HashParams) -> Result<Self, UserError> {
+        Self::with_limits(p, HashLimits::DEFAULT)
+    }
+
+    /// Build a hasher that runs at most `limits.permits` hashes at once.
+    pub fn with_limits(p: HashParams, limits: HashLimits) -> Result<Self, UserError> {
         let params = Params::new(p.m_cost, p.t_cost, p.p_cost, None)
             .map_err(|_| UserError::Internal("invalid argon2 parameters"))?;
         let mut random = Zeroizing::new([0u8; 32]);
         getrandom::fill(&mut random[..]).map_err(|_| UserError::Internal("random"))?;
-        let dummy = argon(&params)
-            .hash_password(&random[..])
-            .map_err(|_| UserError::Internal("hashing failed"))?
-            .to_string();
+        let dummy = make_hash(&mut Vec::new(), &params, &random[..])?;
+        let permits = limits.permits.max(1);
         Ok(Hasher {
-            inner: Arc::new(Inner { params, dummy }),
+            inner: Arc::new(Inner {
+                permits: Arc::new(tokio::sync::Semaphore::new(permits)),
+                jobs: Mutex::new(start_workers(permits)?),
+                limits,
+                params,
+                dummy,
+            }),
         })
     }
 
-    /// The PHC string for `password`, made on the blocking pool.
-    pub async fn hash(&self, password: &SecretString) -> Result<String, UserError> {
+    /// Wait (at most the queue timeout) for a hashing permit.
+    async fn permit(&self) -> Result<tokio::sync::OwnedSemaphorePermit, UserError> {
+        let wait = self.inner.permits.clone().acquire_owned();
+        match tokio::time::timeout(self.inner.limits.queue_timeout, wait).await {
+            Ok(Ok(permit)) => Ok(permit),
+            Ok(Err(_closed)) => Err(UserError::Internal("the hashing queue is closed")),
+            Err(_elapsed) => Err(UserError::Busy),
+        }
+    }
+
+    /// Run `work` on a hashing thread once a permit is free, and wait for its result.
+    async fn run<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&Inner, &mut Vec<Block>) -> Result<T, UserError> + Send + 'static,
+    ) -> Result<T, UserError> {
+        let permit = self.permit().await?;
         let inner = self.inner.clone();
+        let (reply, result) = tokio::sync::oneshot::channel();
+        let job: Job = Box::new(move |memory| {
+            let _permit = permit;
+            let _ = reply.send(work(&inner, memory));
+        });
+        self.inner
+            .jobs
+            .lock()
+            .map_err(|_| UserError::Internal("the hashing queue is poisoned"))?
+            .send(job)
+            .map_err(|_| UserError::Internal("the hashing threads stopped"))?;
+        result
+            .await
+            .map_err(|_| UserError::Internal("hashing task failed"))?
+    }
+
+    /// The PHC string for `password`, made on a hashing thread.
+    pub async fn hash(&self, password: &SecretString) -> Result<String, UserError> {
         let pw = password.clone();
-        tokio::task::spawn_blocking(move || {
-            argon(&inner.params)
-                .hash_password(pw.expose_secret().as_bytes())
-                .map(|h| h.to_string())
-                .map_err(|_| UserError::Internal("hashing failed"))
+        self.run(move |inner, memory| {
+            make_hash(memory, &inner.params, pw.expose_secret().as_bytes())
         })
         .await
-        .map_err(|_| UserError::Internal("hashing task failed"))?
     }
 
     /// Check `password` against `phc` (or against the dummy hash when `phc` is `None`, which always fails
@@ -115,9 +292,8 @@ impl Hasher {
         password: &SecretString,
         phc: Option<String>,
     ) -> Result<Verified, UserError> {
-        let inner = self.inner.clone();
         let pw = password.clone();
-        tokio::task::spawn_blocking(move || {
+        self.run(move |inner, memory| {
             let real = phc.is_some();
             let stored = phc.unwrap_or_else(|| inner.dummy.clone());
             let parsed = match PasswordHash::new(&stored) {
@@ -126,24 +302,18 @@ impl Hasher {
                 Err(_) => {
                     let dummy = PasswordHash::new(&inner.dummy)
                         .map_err(|_| UserError::Internal("dummy hash unreadable"))?;
-                    let _ =
-                        argon(&inner.params).verify_password(pw.expose_secret().as_bytes(), &dummy);
+                    let _ = matches(memory, pw.expose_secret().as_bytes(), &dummy);
                     return Ok(Verified {
                         ok: false,
                         needs_rehash: false,
                     });
                 }
             };
-            // argon2 compares the outputs in constant time (password-hash `Output`'s PartialEq).
-            let ok = argon(&inner.params)
-                .verify_password(pw.expose_secret().as_bytes(), &parsed)
-                .is_ok()
-                && real;
+            let ok = matches(memory, pw.expose_secret().as_bytes(), &parsed) && real;
             let needs_rehash = ok && !matches_params(&parsed, &inner.params);
             Ok(Verified { ok, needs_rehash })
         })
         .await
-        .map_err(|_| UserError::Internal("hashing task failed"))?
     }
 }
 
@@ -456,5 +626,55 @@ mod tests {
             }
         );
         assert!(!format!("{stronger:?}").contains("argon2id$"));
+    }
+
+    #[tokio::test]
+    async fn hashes_made_by_the_argon2_crate_still_verify() {
+        use argon2::PasswordHasher;
+        let cheap = HashParams {
+            m_cost: 64,
+            t_cost: 1,
+            p_cost: 1,
+        };
+        let params = Params::new(64, 1, 1, None).unwrap();
+        // How hashes were made before the hashing threads kept their own memory.
+        let legacy = Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
+            .hash_password(b"a good long password")
+            .unwrap()
+            .to_string();
+        let h = Hasher::new(cheap).unwrap();
+        let v = h
+            .verify(&s("a good long password"), Some(legacy.clone()))
+            .await
+            .unwrap();
+        assert!(v.ok && !v.needs_rehash);
+        assert!(
+            !h.verify(&s("not the password!"), Some(legacy))
+                .await
+                .unwrap()
+                .ok
+        );
+    }
+
+    #[tokio::test]
+    async fn a_full_hashing_queue_answers_busy() {
+        let limits = HashLimits {
+            permits: 1,
+            queue_timeout: Duration::from_millis(1),
+        };
+        let cheap = HashParams {
+            m_cost: 64,
+            t_cost: 1,
+            p_cost: 1,
+        };
+        let h = Hasher::with_limits(cheap, limits).unwrap();
+        // Hold the only permit: the next caller cannot get one and is told so, instead of queueing for ever.
+        let held = h.permit().await.unwrap();
+        assert!(matches!(
+            h.hash(&s("a good long password")).await,
+            Err(UserError::Busy)
+        ));
+        drop(held);
+        assert!(h.permit().await.is_ok());
     }
 }

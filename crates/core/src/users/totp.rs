@@ -9,6 +9,7 @@ use secrecy::SecretString;
 use totp_rs::{Algorithm, Builder, Totp};
 use zeroize::Zeroizing;
 
+use super::reauth::Reauth;
 use super::{user_subject, Accounts, User, UserError};
 use crate::access::{Actor, RequestMeta, Role};
 use crate::audit::{self, actions, AuditedTx, Event, Outcome};
@@ -112,28 +113,69 @@ impl Accounts {
             .map_err(|_| UserError::Internal("a stored TOTP secret could not be opened"))
     }
 
-    /// Start enrolling a TOTP authenticator for oneself: a new secret is stored (sealed) as pending and
-    /// returned for the authenticator app. Nothing changes for logins until [`Self::confirm_totp`].
+    /// Start enrolling (or replacing) a TOTP authenticator for oneself. The current password is required,
+    /// and the current code when a factor is already enrolled (security review H2), checked through the
+    /// limiter. A new secret is stored (sealed) as pending with its `user.totp_begin` row, in one transaction:
+    /// no row, no secret (fail closed). Nothing changes for logins until [`Self::confirm_totp`].
     #[tracing::instrument(skip_all, fields(actor = %actor.display_name()), err(level = "debug"))]
-    pub async fn begin_totp(&self, actor: &Actor) -> Result<TotpEnrolment, UserError> {
+    pub async fn begin_totp(
+        &self,
+        actor: &Actor,
+        meta: &RequestMeta,
+        current_password: &SecretString,
+        current_code: Option<&str>,
+    ) -> Result<TotpEnrolment, UserError> {
         let Some(user_id) = actor.user_id() else {
             return Err(UserError::Forbidden);
         };
         let keyring = self.keyring()?;
         let user = self.reload(user_id).await?;
+        let ask = Reauth {
+            action: actions::USER_TOTP_BEGIN,
+            password: Some(current_password),
+            code: Some(current_code.unwrap_or_default()),
+        };
+        let checked = self.reauthenticate(actor, meta, user_id, ask).await?;
         let secret = new_secret()?;
         let sealed = keyring
             .seal(&secret, &totp_context(user_id))
             .map_err(|_| UserError::Internal("sealing failed"))?;
+        let mut tx = AuditedTx::begin(&self.pool).await?;
+        if let Some(step) = checked.step {
+            // The current code is spent, like at sign-in; guarded again against a racing use.
+            let spent = sqlx::query(
+                "UPDATE users SET totp_last_step = ? WHERE id = ? \
+                 AND (totp_last_step IS NULL OR totp_last_step < ?)",
+            )
+            .bind(step as i64)
+            .bind(user_id)
+            .bind(step as i64)
+            .execute(&mut *tx)
+            .await?;
+            if spent.rows_affected() == 0 {
+                drop(tx);
+                let failed = Event::new(actions::USER_TOTP_BEGIN, Outcome::Failed)
+                    .subject(user_subject(user_id))
+                    .detail(serde_json::json!({ "reason": "code reused" }));
+                audit::record(&self.pool, actor, meta, &failed).await?;
+                return Err(UserError::WrongPasswordOrCode);
+            }
+        }
         sqlx::query("UPDATE users SET totp_pending = ? WHERE id = ?")
             .bind(sealed)
             .bind(user_id)
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await?;
+        let event = Event::new(actions::USER_TOTP_BEGIN, Outcome::Ok)
+            .subject(user_subject(user_id))
+            .detail(serde_json::json!({ "replacing": user.totp_enabled }));
+        tx.commit(actor, meta, &event).await?;
         enrolment(&secret, &user.name)
     }
 
-    /// Finish enrolment with a first code from the app. Records `user.totp_enrol`.
+    /// Finish enrolment with a first code from the app. Records `user.totp_enrol`; when it replaces a factor
+    /// the row says `replaced: true` and the session epoch is bumped, so every other session of the user ends
+    /// (the caller re-issues its own from the returned user, as after a password change).
     #[tracing::instrument(skip_all, fields(actor = %actor.display_name()), err(level = "debug"))]
     pub async fn confirm_totp(
         &self,
@@ -162,23 +204,34 @@ impl Accounts {
             return Err(UserError::TotpInvalid);
         };
         let mut tx = AuditedTx::begin(&self.pool).await?;
-        sqlx::query(
-            "UPDATE users SET totp_secret = totp_pending, totp_pending = NULL, totp_last_step = ?, updated_at = ? \
-             WHERE id = ?",
+        let replaced: bool =
+            sqlx::query_scalar("SELECT totp_secret IS NOT NULL FROM users WHERE id = ?")
+                .bind(user_id)
+                .fetch_one(&mut *tx)
+                .await?;
+        // A replacement ends every other session: whoever enrolled the old factor may not be the owner.
+        let done = sqlx::query(
+            "UPDATE users SET totp_secret = totp_pending, totp_pending = NULL, totp_last_step = ?, \
+             session_epoch = session_epoch + ?, updated_at = ? WHERE id = ? AND totp_pending IS NOT NULL",
         )
         .bind(step as i64)
+        .bind(i64::from(replaced))
         .bind(ts::format(ts::now()))
         .bind(user_id)
         .execute(&mut *tx)
         .await?;
-        let event =
-            Event::new(actions::USER_TOTP_ENROL, Outcome::Ok).subject(user_subject(user_id));
+        if done.rows_affected() == 0 {
+            return Err(UserError::NoPendingTotp);
+        }
+        let event = Event::new(actions::USER_TOTP_ENROL, Outcome::Ok)
+            .subject(user_subject(user_id))
+            .detail(serde_json::json!({ "replaced": replaced }));
         tx.commit(actor, meta, &event).await?;
         self.reload(user_id).await
     }
 
-    /// Remove a user's TOTP: one's own (the current password is required), or anyone's for an admin (a lost
-    /// phone).
+    /// Remove a user's TOTP: one's own (the current password is required, checked through the limiter), or
+    /// anyone's for an admin (a lost phone).
     #[tracing::instrument(
         skip_all,
         fields(actor = %actor.display_name(), user_id = user_id),
@@ -198,8 +251,12 @@ impl Accounts {
             })
             .await?;
         } else {
-            self.check_current_password(user_id, current_password)
-                .await?;
+            let ask = Reauth {
+                action: actions::USER_TOTP_DISABLE,
+                password: current_password,
+                code: None,
+            };
+            self.reauthenticate(actor, meta, user_id, ask).await?;
         }
         let mut tx = AuditedTx::begin(&self.pool).await?;
         let done = sqlx::query(
@@ -217,24 +274,6 @@ impl Accounts {
             Event::new(actions::USER_TOTP_DISABLE, Outcome::Ok).subject(user_subject(user_id));
         tx.commit(actor, meta, &event).await?;
         self.reload(user_id).await
-    }
-
-    /// The user's own password, given again to confirm a sensitive change.
-    async fn check_current_password(
-        &self,
-        user_id: i64,
-        password: Option<&SecretString>,
-    ) -> Result<(), UserError> {
-        let phc: Option<String> =
-            sqlx::query_scalar("SELECT password_hash FROM users WHERE id = ?")
-                .bind(user_id)
-                .fetch_optional(&self.pool)
-                .await?;
-        let password = password.ok_or(UserError::WrongPassword)?;
-        if !self.hasher.verify(password, phc).await?.ok {
-            return Err(UserError::WrongPassword);
-        }
-        Ok(())
     }
 }
 

@@ -44,6 +44,9 @@ impl State {
                     let _ = self.exit_and_restart(&app, &machine, at, 2, false, sim);
                 }
             }
+            TimerKind::Checks { machine, run_loop } => {
+                self.run_checks(&app, &machine, run_loop, at)
+            }
             kind @ (TimerKind::Pitr { .. }
             | TimerKind::Archive
             | TimerKind::BackupDone { .. }
@@ -61,6 +64,20 @@ impl State {
         if member.gen != gen {
             return;
         }
+        let cannot_launch = to == MachineState::Started && {
+            let faults = sim.faults();
+            faults.cfg.launch_fails.contains(machine)
+                || faults.cfg.launch_fails.contains(&member.name)
+        };
+        if cannot_launch {
+            member.state = MachineState::Failed;
+            member.updated_ms = at;
+            member.gen += 1;
+            // The event's shape is not documented; flyctl reads only the Machine's state.
+            let failure = json!({"error": "failed to launch VM"});
+            self.push_event(app, machine, "launch", "failed", "flyd", at, failure);
+            return;
+        }
         member.state = to;
         member.updated_ms = at;
         member.gen += 1;
@@ -69,6 +86,8 @@ impl State {
             MachineState::Started => {
                 self.push_event(app, machine, "start", "started", "flyd", at, no_request);
                 crate::image::boot(self, app, machine, at, sim);
+                // The checks run as the Machine starts (Postgres is not up yet) and on their interval after.
+                self.start_checks(app, machine, at, 0);
             }
             MachineState::Stopped => {
                 let exit = json!({"exit_event": {"exit_code": 0, "guest_exit_code": 0, "signal": -1,
@@ -88,6 +107,42 @@ impl State {
             }
             _ => {}
         }
+    }
+
+    /// Starts a new run loop of the Machine's health checks, the first run `after` ms from `at`.
+    pub(crate) fn start_checks(&mut self, app: &str, machine: &str, at: i64, after: i64) {
+        let Ok(member) = self.machine_any_mut(app, machine) else {
+            return;
+        };
+        member.checks_loop += 1;
+        let run_loop = member.checks_loop;
+        let machine = machine.to_string();
+        self.schedule(app, at + after, TimerKind::Checks { machine, run_loop });
+    }
+
+    /// One run of the health checks while the Machine is started; when it is not, the loop ends (a Machine
+    /// that is not running reports its checks critical: `sim::machines::view`).
+    fn run_checks(&mut self, app: &str, machine: &str, run_loop: u64, at: i64) {
+        let Some((owner, member)) = self
+            .apps
+            .get(app)
+            .and_then(|owner| owner.machines.get(machine).map(|member| (owner, member)))
+        else {
+            return;
+        };
+        if member.checks_loop != run_loop || member.state != MachineState::Started {
+            return;
+        }
+        let checks = crate::image::checks(owner, member, at);
+        if let Ok(member) = self.machine_any_mut(app, machine) {
+            member.checks_run = Some(ChecksRun { at_ms: at, checks });
+        }
+        let machine = machine.to_string();
+        self.schedule(
+            app,
+            at + CHECK_INTERVAL_MS,
+            TimerKind::Checks { machine, run_loop },
+        );
     }
 
     /// A destroyed Machine stays listed (`include_deleted`) and frees its volume.

@@ -311,7 +311,8 @@ fn pgpass_garbles(password: Option<&String>) -> bool {
 /// `checks` of a Machine as Fly reports them (Stolon image: pg, role, vm on :5500).
 pub(crate) fn checks(owner: &App, member: &Machine, now: i64) -> Vec<Value> {
     let role = role_of(owner, member);
-    let ts = rfc3339(member.ready_ms.unwrap_or(now));
+    // The time of this run (the checks run on their interval: `sim::timers`).
+    let ts = rfc3339(now);
     let (status, role_out, pg_out) = match (&role.role, &role.problem) {
         (Some(name), _) => (
             "passing",

@@ -244,7 +244,8 @@ fn recover(
     restored: RestoredData,
     env: &BTreeMap<String, String>,
 ) {
-    let new_timeline = restored.timeline + 1;
+    // `StartupXLOG`: `newTLI = findNewestTimeLine(recoveryTargetTLI) + 1`.
+    let new_timeline = restored.newest_timeline.max(restored.timeline) + 1;
     pglog(
         state,
         app,

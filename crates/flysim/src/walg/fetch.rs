@@ -157,6 +157,19 @@ fn timeline_path(root: &Path, backup_tli: u32, setting: Option<&str>) -> Vec<Tim
     path
 }
 
+/// PostgreSQL's `findNewestTimeLine` (`src/backend/access/transam/timeline.c`), which `StartupXLOG` uses to
+/// pick the timeline a finished archive recovery switches to (`newTLI = findNewestTimeLine(recoveryTargetTLI) +
+/// 1`): from the recovery target timeline upward, the last number whose history file the restore command
+/// finds, so a restore never reuses a timeline someone else already archived.
+fn newest_timeline(root: &Path, target: u32) -> u32 {
+    let histories = read_histories(root);
+    let mut newest = target;
+    while histories.contains_key(&(newest + 1)) {
+        newest += 1;
+    }
+    newest
+}
+
 /// Every history file in the archive: timeline → its ancestors with their switch LSNs, oldest first.
 fn read_histories(root: &Path) -> BTreeMap<u32, Vec<(u32, u64)>> {
     let mut histories = BTreeMap::new();
@@ -374,6 +387,7 @@ pub(crate) fn fetch_for_recovery(
         databases,
         system_identifier: sysid,
         timeline: tli,
+        newest_timeline: newest_timeline(&root, tli),
         end_lsn: seg * SEG_SIZE,
         replayed_segments: replayed,
         pg_parameters: conf,

@@ -156,6 +156,8 @@ pub struct Reader {
     segment_size: u64,
     key: Option<codec::LibsodiumKey>,
     concurrency: usize,
+    /// `WALG_UPLOAD_CONCURRENCY` of the cluster that writes this storage.
+    upload_concurrency: u64,
     /// For file storage: the directory, so refreshes can filter names before reading metadata.
     local_dir: Option<std::path::PathBuf>,
 }
@@ -342,6 +344,7 @@ impl Reader {
             segment_size: cfg.segment_size,
             key: cfg.libsodium_key.clone(),
             concurrency: 16,
+            upload_concurrency: cfg.upload_concurrency,
             local_dir: match &cfg.backend {
                 crate::config::Backend::File { path } => Some(path.clone()),
                 _ => None,
@@ -372,7 +375,16 @@ impl Reader {
             segment_size,
             key,
             concurrency: 16,
+            upload_concurrency: crate::timeline::UPLOAD_CONCURRENCY,
             local_dir: None,
+        }
+    }
+
+    /// The analysis thresholds for this storage: the defaults, with the configured `WALG_UPLOAD_CONCURRENCY`.
+    pub fn timeline_options(&self) -> crate::timeline::Options {
+        crate::timeline::Options {
+            upload_concurrency: self.upload_concurrency,
+            ..crate::timeline::Options::default()
         }
     }
 
@@ -778,6 +790,43 @@ impl Reader {
             Err(object_store::Error::NotFound { .. }) => Ok(None),
             Err(e) => Err(format!("cannot read {rel}: {e}")),
         }
+    }
+
+    /// The decoded (decrypted when a key is configured, decompressed) bytes of WAL segment `segno` of `tli`, or
+    /// `None` when no object has its name. The compression is not known from the timeline, so the extensions are
+    /// tried in turn, wal-g's default (lz4) first; `prefer` (the one that worked last time) goes before it.
+    pub async fn wal_segment(
+        &self,
+        tli: u32,
+        segno: u64,
+        prefer: Option<crate::names::Compression>,
+    ) -> Result<Option<(Vec<u8>, crate::names::Compression)>, String> {
+        use crate::names::Compression as C;
+        let base = crate::names::wal_file_name(tli, segno, self.segment_size);
+        let order = [
+            C::Lz4,
+            C::Zstd,
+            C::Brotli,
+            C::Lzma,
+            C::Gzip,
+            C::None,
+            C::LegacyDot,
+        ];
+        for c in prefer.into_iter().chain(order) {
+            let key = format!("{WAL}/{}", c.key_for(&base));
+            let Some(data) = self.get(&key).await? else {
+                continue;
+            };
+            let decoded = match &self.key {
+                Some(k) => codec::decode(&data, c, Some(k))
+                    .or_else(|e| codec::decode(&data, c, None).map_err(|_| e)),
+                None => codec::decode(&data, c, None),
+            };
+            return decoded
+                .map(|bytes| Some((bytes, c)))
+                .map_err(|e| format!("{key}: {e}"));
+        }
+        Ok(None)
     }
 
     async fn read_backup(&self, name: String, sentinel_modified_ms: i64) -> BackupEntry {

@@ -305,6 +305,9 @@ pub struct BucketTimeline {
     pub(crate) segs: HashMap<u32, SegTable>,
     /// Timelines that have a `.history` object (readable or not).
     pub history_tlis: BTreeSet<u32>,
+    /// The last commits read from WAL, one per lineage asked about ([`crate::Reader::attach_last_commit`]); empty
+    /// when WAL was not read, and planning then keeps to segment upload times.
+    pub commit_searches: Vec<crate::last_commit::CommitSearch>,
 }
 
 /// wal-g's default `WALG_UPLOAD_CONCURRENCY` (`internal/config/config.go`): how many segments below the newest
@@ -387,6 +390,7 @@ impl BucketTimeline {
             upload_concurrency: opts.upload_concurrency,
             segs: wal.segs,
             history_tlis: wal.history_tlis,
+            commit_searches: Vec::new(),
         }
     }
 

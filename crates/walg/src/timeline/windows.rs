@@ -420,6 +420,30 @@ mod tests {
         assert_eq!(findings.codes(), [FindingCode::PermanentEndPointOnly]);
     }
 
+    /// wal-g archives a backup's stop segment before it writes FinishTime (`backup_push_handler.go`), so a
+    /// permanent backup that keeps only its own WAL is restorable to its end point, never "until" a time before it
+    /// finished.
+    #[test]
+    fn a_permanent_backup_with_only_its_own_wal_is_restorable_until_its_finish() {
+        let mut index = empty_index();
+        add_segments(&mut index, 1, 2, 2);
+        crate::timeline::fixture::add_wal(
+            &mut index,
+            &format!("{}.lz4", segment_name(1, 3)),
+            100,
+            super::super::fixture::ms(2),
+        );
+        let mut fixture = backup(1, 2, 3);
+        if let Doc::Ok(m) = &mut fixture.metadata {
+            m.is_permanent = Some(true);
+        }
+        let name = fixture.add_to(&mut index);
+        let report = crate::timeline::BucketTimeline::from_index(&index, at(100)).report();
+        let b = report.backups.iter().find(|b| b.name == name).unwrap();
+        assert!(b.restorable, "{b:?}");
+        assert_eq!(b.restorable_until, b.finish_time, "{b:?}");
+    }
+
     /// wal-g's retention keeps a permanent backup's own WAL only (`delete_util.go`: `[seg(start_lsn - 1),
     /// seg(finish_lsn - 1)]`), and `wal-verify` never takes a permanent backup as the left border
     /// (`integrity_check_runner.go#checkBackupIsCorrect`): the hole after it is expected, not an error.
