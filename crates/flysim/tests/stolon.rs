@@ -31,6 +31,14 @@ fn pitr_spec(target: Option<&str>) -> String {
     spec.to_string()
 }
 
+/// The guide's init: full pgParameters with an unconditional archive_command, into the source's WAL prefix.
+fn archiving_pitr_spec() -> String {
+    let mut spec: Value = serde_json::from_str(&pitr_spec(None)).unwrap();
+    spec["pgParameters"] = json!({"archive_mode": "on", "archive_timeout": "60",
+        "archive_command": "wal-g wal-push %p"});
+    spec.to_string()
+}
+
 async fn psql(env: &Env, app: &str, id: &str, sql: &str) -> Value {
     env.exec(
         app,
@@ -1257,12 +1265,7 @@ async fn replay_follows_the_newest_timeline_in_the_archive() {
     let dir = tempfile::tempdir().unwrap();
     source_cluster(&env, dir.path()).await;
     let id = restore_cluster(&env, dir.path(), "su-src", "repl-src", "op-src").await;
-    // The guide's init: full pgParameters with an unconditional archive_command, same WAL prefix.
-    let mut spec: Value = serde_json::from_str(&pitr_spec(None)).unwrap();
-    spec["pgParameters"] = json!({"archive_mode": "on", "archive_timeout": "60",
-        "archive_command": "wal-g wal-push %p"});
-    let spec = spec.to_string();
-    env.stolonctl("dst-db", &id, &["init", "--yes", &spec])
+    env.stolonctl("dst-db", &id, &["init", "--yes", &archiving_pitr_spec()])
         .await;
     env.advance(120);
     assert_eq!(
@@ -1299,10 +1302,7 @@ async fn a_restore_on_an_old_timeline_skips_the_timelines_already_archived() {
     let dir = tempfile::tempdir().unwrap();
     source_cluster(&env, dir.path()).await;
     let id = restore_cluster(&env, dir.path(), "su-src", "repl-src", "op-src").await;
-    let mut spec: Value = serde_json::from_str(&pitr_spec(None)).unwrap();
-    spec["pgParameters"] = json!({"archive_mode": "on", "archive_timeout": "60",
-        "archive_command": "wal-g wal-push %p"});
-    env.stolonctl("dst-db", &id, &["init", "--yes", &spec.to_string()])
+    env.stolonctl("dst-db", &id, &["init", "--yes", &archiving_pitr_spec()])
         .await;
     env.advance(120);
     assert!(dir.path().join("wal_005/00000002.history.lz4").is_file());
