@@ -1255,6 +1255,21 @@ async fn exec_timeout_is_capped_at_the_proxy_timeout() {
     );
 }
 
+/// The source's backup restored by the guide's init into a new cluster that archives into the source's WAL
+/// prefix: recovered on timeline 2, whose history file is then in the archive. Returns the keeper's id.
+async fn restored_into_the_source_prefix(env: &Env, dir: &Path) -> String {
+    let id = restore_cluster(env, dir, "su-src", "repl-src", "op-src").await;
+    env.stolonctl("dst-db", &id, &["init", "--yes", &archiving_pitr_spec()])
+        .await;
+    env.advance(120);
+    assert_eq!(
+        env.sim.pg_phase("dst-db"),
+        Some(("normal".into(), Some("recovered".into())))
+    );
+    assert!(dir.join("wal_005/00000002.history.lz4").is_file());
+    id
+}
+
 /// Without a target stolon's keeper sets `recovery_target_timeline=latest` (`cmd/keeper/cmd/keeper.go`
 /// `createRecoveryOptions`; PostgreSQL 12+'s default with one): a cluster restored into the source's
 /// WAL prefix archives timeline 2 and its history file there, and a later restore of the same backup
@@ -1264,15 +1279,7 @@ async fn replay_follows_the_newest_timeline_in_the_archive() {
     let env = start().await;
     let dir = tempfile::tempdir().unwrap();
     source_cluster(&env, dir.path()).await;
-    let id = restore_cluster(&env, dir.path(), "su-src", "repl-src", "op-src").await;
-    env.stolonctl("dst-db", &id, &["init", "--yes", &archiving_pitr_spec()])
-        .await;
-    env.advance(120);
-    assert_eq!(
-        env.sim.pg_phase("dst-db"),
-        Some(("normal".into(), Some("recovered".into())))
-    );
-    assert!(dir.path().join("wal_005/00000002.history.lz4").is_file());
+    let id = restored_into_the_source_prefix(&env, dir.path()).await;
     psql(&env, "dst-db", &id, "INSERT INTO orders VALUES (1)").await;
     env.advance(61);
     let wal = std::fs::read_dir(dir.path().join("wal_005"))
@@ -1301,11 +1308,7 @@ async fn a_restore_on_an_old_timeline_skips_the_timelines_already_archived() {
     let env = start().await;
     let dir = tempfile::tempdir().unwrap();
     source_cluster(&env, dir.path()).await;
-    let id = restore_cluster(&env, dir.path(), "su-src", "repl-src", "op-src").await;
-    env.stolonctl("dst-db", &id, &["init", "--yes", &archiving_pitr_spec()])
-        .await;
-    env.advance(120);
-    assert!(dir.path().join("wal_005/00000002.history.lz4").is_file());
+    let id = restored_into_the_source_prefix(&env, dir.path()).await;
 
     let mut current: Value = serde_json::from_str(&pitr_spec(None)).unwrap();
     current["pitrConfig"]["recoveryTargetSettings"] = json!({"recoveryTargetTimeline": "current"});
