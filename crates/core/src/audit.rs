@@ -176,6 +176,21 @@ pub mod actions {
     pub const AUTH_LOGOUT: &str = "auth.logout";
     pub const SETTING_CHANGE: &str = "setting.change";
     pub const KEYS_ROTATE: &str = "keys.rotate";
+    // Credential escrow (`crate::escrow`).
+    /// A capture: a new version (`ok`), an unchanged capture (`ok`, `"unchanged": true`), or a refusal.
+    pub const ESCROW_CAPTURE: &str = "escrow.capture";
+    /// Someone listed the versions without the right (only refusals are written; listing is a read).
+    pub const ESCROW_LIST: &str = "escrow.list";
+    /// A login proof's result for one role.
+    pub const ESCROW_PROOF: &str = "escrow.proof";
+    /// A value was shown, with the reason; or a reveal was refused or failed.
+    pub const ESCROW_REVEAL: &str = "escrow.reveal";
+    /// A request for a two-person reveal.
+    pub const ESCROW_REVEAL_REQUEST: &str = "escrow.reveal_request";
+    /// An approval of such a request (or its refusal: self-approval, expired, already decided).
+    pub const ESCROW_REVEAL_APPROVE: &str = "escrow.reveal_approve";
+    /// An approved request whose window passed unused, or a pending request that aged out.
+    pub const ESCROW_REVEAL_EXPIRE: &str = "escrow.reveal_expire";
     /// A server function refused its caller: not signed in, or a role below the one it needs (written by the
     /// web layer, outcome `denied`).
     pub const ACCESS_DENIED: &str = "access.denied";

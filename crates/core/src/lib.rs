@@ -7,8 +7,9 @@
 //!
 //! Module dependencies point one way: `access` (the shared vocabulary) and `ts`, `seal`, `db` are leaves;
 //! `audit` uses `access`; `audit_checkpoints` uses `audit`'s table, `keyring` and `walg`'s storage configuration;
-//! `settings` uses `audit`; `users` uses `settings`, `audit` and `keyring`; `rotation` (re-sealing under a new
-//! master key) uses `audit`, `keyring` and `users`' contexts; the façade uses them all.
+//! `settings` uses `audit`; `users` uses `settings`, `audit` and `keyring`; `escrow` (sealed cluster
+//! credentials) uses `audit`, `settings` and `keyring`; `rotation` (re-sealing under a new master key) uses
+//! `audit`, `keyring` and the contexts of `users` and `escrow`; the façade uses them all.
 
 pub mod access;
 pub mod audit;
@@ -16,6 +17,7 @@ pub mod audit_checkpoints;
 pub mod backups;
 pub mod clusters;
 pub mod db;
+pub mod escrow;
 pub mod keyring;
 pub mod rotation;
 pub mod seal;

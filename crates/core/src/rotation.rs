@@ -66,7 +66,7 @@ fn totp_context(row: &SqliteRow) -> Result<String, sqlx::Error> {
     Ok(crate::users::totp::totp_context(row.try_get("id")?))
 }
 
-/// Every sealed column in the database. Escrow's sealed passwords join here.
+/// Every sealed column in the database.
 pub const SEALED_COLUMNS: &[SealedColumn] = &[
     SealedColumn {
         table: "users",
@@ -79,6 +79,12 @@ pub const SEALED_COLUMNS: &[SealedColumn] = &[
         column: "totp_pending",
         context_columns: "",
         context: totp_context,
+    },
+    SealedColumn {
+        table: "escrow_values",
+        column: "sealed",
+        context_columns: "org, app, version, field",
+        context: crate::escrow::row_context,
     },
 ];
 

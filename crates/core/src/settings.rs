@@ -12,8 +12,11 @@ use crate::ts;
 /// When `true`, admins must sign in with a TOTP code (and are sent to enrol one first).
 pub const REQUIRE_TOTP_FOR_ADMINS: &str = "require_totp_for_admins";
 
+/// When `true`, revealing an escrowed credential needs a second person's approval (`crate::escrow`).
+pub const REQUIRE_REVEAL_APPROVAL: &str = "require_reveal_approval";
+
 /// Settings this crate knows, with their kind. Unknown keys are refused so a typo never becomes a setting.
-const KNOWN_BOOL: &[&str] = &[REQUIRE_TOTP_FOR_ADMINS];
+const KNOWN_BOOL: &[&str] = &[REQUIRE_TOTP_FOR_ADMINS, REQUIRE_REVEAL_APPROVAL];
 
 /// Why a setting could not be read or changed. The texts are the ones people have always seen.
 #[derive(Debug, thiserror::Error)]
@@ -118,5 +121,10 @@ impl Settings {
     /// Whether admins must sign in with TOTP ([`REQUIRE_TOTP_FOR_ADMINS`]).
     pub async fn require_totp_for_admins(&self) -> Result<bool, SettingsError> {
         self.get_bool(REQUIRE_TOTP_FOR_ADMINS).await
+    }
+
+    /// Whether an escrow reveal needs a second person's approval ([`REQUIRE_REVEAL_APPROVAL`]).
+    pub async fn require_reveal_approval(&self) -> Result<bool, SettingsError> {
+        self.get_bool(REQUIRE_REVEAL_APPROVAL).await
     }
 }

@@ -11,7 +11,6 @@
 //!
 //! Each becomes a module of this crate and a method here, built in [`Walden::from_pool`]:
 //!
-//! - `escrow()`: cluster credentials sealed with [`Walden::keyring`] (`core::escrow`).
 //! - `restores()`: planned and running restores, with their steps (`core::restores`).
 
 use std::path::Path;
@@ -22,6 +21,7 @@ use crate::audit::AuditLog;
 use crate::backups::Backups;
 use crate::clusters::{Clusters, FlyConnection};
 use crate::db;
+use crate::escrow::Escrow;
 use crate::keyring::Keyring;
 use crate::settings::Settings;
 use crate::users::{Accounts, HashLimits, HashParams, Hasher, UserError};
@@ -58,6 +58,7 @@ pub struct Walden {
     settings: Settings,
     clusters: Clusters,
     backups: Backups,
+    escrow: Escrow,
 }
 
 impl Walden {
@@ -80,6 +81,7 @@ impl Walden {
             settings: Settings::new(pool.clone()),
             clusters: Clusters::new(options.fly),
             backups: Backups::new(pool.clone()),
+            escrow: Escrow::new(pool.clone(), options.keyring.clone()),
             keyring: options.keyring,
             accounts,
             pool,
@@ -110,6 +112,12 @@ impl Walden {
     /// computed from it.
     pub fn backups(&self) -> &Backups {
         &self.backups
+    }
+
+    /// The cluster credentials kept for restores, sealed with [`Walden::keyring`]: capture, versions,
+    /// proofs, reveals.
+    pub fn escrow(&self) -> &Escrow {
+        &self.escrow
     }
 
     /// The keys that seal secrets at rest, when configured.
