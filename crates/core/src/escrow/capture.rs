@@ -4,7 +4,6 @@
 use std::collections::BTreeMap;
 
 use secrecy::{ExposeSecret, SecretString};
-use sqlx::Row;
 use subtle::ConstantTimeEq;
 
 use super::{
@@ -29,10 +28,10 @@ pub struct CaptureOutcome {
     pub removed: Vec<String>,
 }
 
-/// One value about to be stored.
-struct Prepared {
-    field: String,
-    sealed_for: Option<Vec<u8>>,
+/// One value about to be stored: its keyed fingerprint and whether it differs from the previous version's.
+struct Prepared<'a> {
+    field: &'a str,
+    value: &'a SecretString,
     fingerprint: [u8; 32],
     changed: bool,
 }
@@ -105,8 +104,8 @@ impl Escrow {
                 Some(prev) => !self.same_value(&ring, prev, &primary, &fingerprint, &fp_context),
             };
             prepared.push(Prepared {
-                field: field.clone(),
-                sealed_for: None,
+                field,
+                value,
                 fingerprint,
                 changed,
             });
@@ -119,7 +118,7 @@ impl Escrow {
         let changed: Vec<String> = prepared
             .iter()
             .filter(|p| p.changed)
-            .map(|p| p.field.clone())
+            .map(|p| p.field.to_owned())
             .collect();
 
         if let Some(version) = current.filter(|_| changed.is_empty() && removed.is_empty()) {
@@ -140,18 +139,6 @@ impl Escrow {
         }
 
         let version = current.unwrap_or(0) + 1;
-        for p in &mut prepared {
-            let Some(value) = values.get(&p.field) else {
-                continue;
-            };
-            p.sealed_for = Some(
-                ring.seal(
-                    value.expose_secret().as_bytes(),
-                    &context(org, app, version, &p.field),
-                )
-                .map_err(|_| EscrowError::Seal)?,
-            );
-        }
         // A version never goes back in time, even if the clock did (the table's trigger refuses it).
         let last_at: Option<String> = sqlx::query_scalar(
             "SELECT MAX(captured_at) FROM escrow_versions WHERE org = ? AND app = ?",
@@ -179,21 +166,26 @@ impl Escrow {
         .execute(&mut *tx)
         .await?;
         for p in &prepared {
-            let row = sqlx::query(
+            let sealed = ring
+                .seal(
+                    p.value.expose_secret().as_bytes(),
+                    &context(org, app, version, p.field),
+                )
+                .map_err(|_| EscrowError::Seal)?;
+            sqlx::query(
                 "INSERT INTO escrow_values (org, app, version, field, sealed, fingerprint, fingerprint_key, \
-                 changed) VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+                 changed) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             )
             .bind(org)
             .bind(app)
             .bind(version)
-            .bind(&p.field)
-            .bind(p.sealed_for.as_deref())
+            .bind(p.field)
+            .bind(sealed)
             .bind(&p.fingerprint[..])
             .bind(&primary)
             .bind(p.changed)
-            .fetch_one(&mut *tx)
+            .execute(&mut *tx)
             .await?;
-            let _: i64 = row.try_get("id")?;
         }
         let event = Event::new(actions::ESCROW_CAPTURE, Outcome::Ok)
             .target(target(org, app, Some(version)))

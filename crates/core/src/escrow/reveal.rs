@@ -439,7 +439,7 @@ impl Escrow {
         Ok(marked)
     }
 
-    /// One reveal request.
+    /// One reveal request (its metadata and reason; never a value).
     pub async fn request(&self, id: i64) -> Result<RevealRequest, EscrowError> {
         let row = sqlx::query("SELECT * FROM escrow_reveal_requests WHERE id = ?")
             .bind(id)
