@@ -56,7 +56,6 @@ impl Escrow {
         values: &BTreeMap<String, SecretString>,
     ) -> Result<CaptureOutcome, EscrowError> {
         check_cluster(org, app)?;
-        check_values(values)?;
         self.require(
             actor,
             meta,
@@ -66,6 +65,7 @@ impl Escrow {
             app,
         )
         .await?;
+        check_values(values)?;
         let ring = self.keyring()?.clone();
         let primary = ring.primary_id().to_string();
 

@@ -390,6 +390,9 @@ impl Escrow {
         meta: &RequestMeta,
     ) -> Result<u64, EscrowError> {
         if !actor.has_role(Role::Operator) {
+            let event =
+                Event::new(actions::ESCROW_REVEAL_EXPIRE, Outcome::Denied).subject("escrow");
+            audit::record(&self.pool, actor, meta, &event).await?;
             return Err(EscrowError::Forbidden);
         }
         let now = self.now();
