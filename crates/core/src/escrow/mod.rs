@@ -16,6 +16,16 @@
 //! it, so "unchanged since …" needs no decryption. `walden keys rotate` re-seals `escrow_values.sealed` like
 //! every sealed column ([`crate::rotation::SEALED_COLUMNS`]).
 //!
+//! # Storage (`migrations/20261201000100_escrow.sql`)
+//!
+//! `escrow_versions` (one captured set per cluster: number, time, who, how) and `escrow_values` (one row per
+//! field) are append-only by trigger; a value row accepts only a re-seal. The wal-g storage settings are one row
+//! per setting rather than one sealed env block: each setting gets its own fingerprint, so a listing names the
+//! setting that changed (a rotated `AWS_SECRET_ACCESS_KEY`, not "the storage block"), and a reveal discloses one
+//! setting, not every storage secret at once. Every version is a complete snapshot, so a restore reads one
+//! version. `escrow_proofs` holds login proofs per version and role; `escrow_reveal_requests` the two-person
+//! reveals, each step set once (the table refuses a self-approval itself).
+//!
 //! # Rules
 //!
 //! - Viewers may list versions and proofs (metadata and fingerprints, never values); operators and admins may
@@ -38,7 +48,6 @@ use zeroize::Zeroizing;
 use crate::access::{Actor, FieldError, RequestMeta, Role};
 use crate::audit::{self, actions, AuditError, AuditedTx, Event, Outcome, Target};
 use crate::keyring::{Keyring, SealError};
-use crate::settings::SettingsError;
 use crate::ts;
 
 pub use capture::CaptureOutcome;
@@ -94,7 +103,8 @@ pub struct FieldInfo {
     pub field: String,
     /// The keyed fingerprint, hex (64 characters).
     pub fingerprint: String,
-    /// The id of the key the fingerprint was made with (fingerprints compare only under the same key).
+    /// The id of the key the fingerprint was made with. Fingerprints compare only under the same key; across a
+    /// rotation, [`FieldInfo::changed`] (decided at capture by opening the older value) is the answer.
     pub fingerprint_key: String,
     /// Whether the value differs from the previous version's (always `true` in version 1).
     pub changed: bool,
@@ -186,8 +196,6 @@ pub enum EscrowError {
     Seal,
     #[error(transparent)]
     Audit(#[from] AuditError),
-    #[error(transparent)]
-    Settings(#[from] SettingsError),
     #[error("database error: {0}")]
     Db(#[from] sqlx::Error),
 }
