@@ -13,7 +13,7 @@ use sqlx::SqlitePool;
 use time::{Duration, OffsetDateTime};
 use walden_core::access::{Actor, RequestMeta, Role};
 use walden_core::db;
-use walden_core::escrow::{CaptureHow, Escrow, EscrowError};
+use walden_core::escrow::{unchanged_since, CaptureHow, Escrow, EscrowError};
 use walden_core::keyring::Keyring;
 use walden_core::rotation;
 use walden_core::seal::SealKey;
@@ -231,6 +231,15 @@ async fn capture_seals_round_trips_and_an_unchanged_capture_makes_no_version() {
         "unchanged since v1"
     );
     assert_ne!(fp(0, "SU_PASSWORD"), fp(1, "SU_PASSWORD"));
+    assert_eq!(
+        unchanged_since(&versions, "REPL_PASSWORD"),
+        Some(versions[0].captured_at.as_str())
+    );
+    assert_eq!(
+        unchanged_since(&versions, "SU_PASSWORD"),
+        Some(versions[1].captured_at.as_str())
+    );
+    assert_eq!(unchanged_since(&versions, "AWS_SECRET_ACCESS_KEY"), None);
     assert_eq!(
         reveal(&e.escrow, 2, "SU_PASSWORD")
             .await
@@ -648,6 +657,9 @@ async fn two_person_reveal_is_single_use_within_its_window() {
     .await;
     assert!(raw.is_err());
 
+    let open = e.escrow.open_requests(&ada, &meta()).await.unwrap();
+    assert_eq!(open.iter().map(|r| r.id).collect::<Vec<_>>(), [req.id]);
+    assert_eq!(open[0].reason, "restore after incident 7");
     let approved = e.escrow.approve(&ada, &meta(), req.id).await.unwrap();
     assert_eq!(approved.approver.as_deref(), Some("ada"));
     let err = e.escrow.approve(&ada, &meta(), req.id).await.unwrap_err();

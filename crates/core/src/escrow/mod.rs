@@ -135,6 +135,18 @@ impl VersionInfo {
     }
 }
 
+/// When `field` last changed, as of the newest version in `versions` (oldest first, as
+/// [`Escrow::versions`] returns them): the capture time of the newest version that changed it ("unchanged
+/// since …"). `None` when the newest version does not hold the field.
+pub fn unchanged_since<'a>(versions: &'a [VersionInfo], field: &str) -> Option<&'a str> {
+    versions.last()?.fields.iter().find(|f| f.field == field)?;
+    versions
+        .iter()
+        .rev()
+        .find(|v| v.fields.iter().any(|f| f.field == field && f.changed))
+        .map(|v| v.captured_at.as_str())
+}
+
 /// The Postgres roles whose passwords are proven, and the field each one's password is kept in.
 pub const PROOF_ROLES: [(&str, &str); 3] = [
     ("flypgadmin", "SU_PASSWORD"),

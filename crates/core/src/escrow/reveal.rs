@@ -442,6 +442,31 @@ impl Escrow {
         Ok(marked)
     }
 
+    /// The requests still open (not used, not expired), oldest first, for approvers to see: metadata and
+    /// reasons, never values. Operators and up.
+    #[tracing::instrument(skip_all, err(level = "debug"))]
+    pub async fn open_requests(
+        &self,
+        actor: &Actor,
+        meta: &RequestMeta,
+    ) -> Result<Vec<RevealRequest>, EscrowError> {
+        if !actor.has_role(Role::Operator) {
+            let event =
+                Event::new(actions::ESCROW_LIST, Outcome::Denied).subject("escrow:requests");
+            audit::record(&self.pool, actor, meta, &event).await?;
+            return Err(EscrowError::Forbidden);
+        }
+        let rows = sqlx::query(
+            "SELECT * FROM escrow_reveal_requests WHERE used_at IS NULL AND expired_at IS NULL ORDER BY id",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .iter()
+            .map(RevealRequest::from_row)
+            .collect::<Result<_, _>>()?)
+    }
+
     /// One reveal request (its metadata and reason; never a value).
     pub async fn request(&self, id: i64) -> Result<RevealRequest, EscrowError> {
         let row = sqlx::query("SELECT * FROM escrow_reveal_requests WHERE id = ?")
