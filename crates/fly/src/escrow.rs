@@ -16,8 +16,10 @@
 //! the *newest* values set for the app, which a running cluster has not necessarily booted with
 //! (secrets reach Machines only after an update, fly-platform.md §7.3), and the permission it needs
 //! is undocumented (fly-platform.md §6). The leader's environment is what the running cluster
-//! actually uses; the login proof then checks that those values open the roles. The secrets API is
-//! therefore not used here.
+//! actually uses; the login proof then checks that those values open the roles. So
+//! [`capture_credentials`] reads the leader, and [`capture_from_secrets_api`] is the explicit
+//! fallback for a cluster whose Machines cannot be read (all stopped, no leader) when the token
+//! may read values; its result says so ([`CaptureSource::SecretsApi`]).
 //!
 //! **The login proof** runs `psql` on the leader with the password on exec `stdin`
 //! (`MachineExecRequest.stdin` in the OpenAPI document), read by the shell into `PGPASSWORD`; the
@@ -127,8 +129,14 @@ pub enum EscrowError {
     ExecTimedOut { machine: String },
     #[error("reading the environment of machine {machine} failed with exit code {exit_code}")]
     ExecFailed { machine: String, exit_code: i64 },
-    #[error("the environment of machine {machine} has no {}; is this a Fly Stolon cluster with its secrets set?", .names.join(", "))]
-    Missing { machine: String, names: Vec<String> },
+    #[error("{source_text} has no {}; is this a Fly Stolon cluster with its secrets set?", .names.join(", "))]
+    Missing {
+        /// Where the variables were looked for ("the environment of machine …", "Fly's secrets API").
+        source_text: String,
+        names: Vec<String>,
+    },
+    #[error("Fly's secrets API shows no secret values of app {app} to this token; enter the credentials by hand")]
+    ValuesHidden { app: String },
     #[error("Fly API: {0}")]
     Fly(#[source] Box<Error>),
 }
@@ -138,7 +146,9 @@ impl EscrowError {
     pub fn suggests_manual_entry(&self) -> bool {
         matches!(
             self,
-            EscrowError::AllStopped { .. } | EscrowError::NoLeader { .. }
+            EscrowError::AllStopped { .. }
+                | EscrowError::NoLeader { .. }
+                | EscrowError::ValuesHidden { .. }
         )
     }
 }
@@ -157,13 +167,21 @@ fn api_error(app: &str, error: Error) -> EscrowError {
     }
 }
 
-/// What one capture read from the leader. `Debug` shows names, never values.
+/// Where a capture's values came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CaptureSource {
+    /// The leader's environment: what the running cluster booted with.
+    LeaderEnv { machine_id: String, region: String },
+    /// Fly's secrets API (`show_secrets=true`): the app's newest values, which its Machines may not
+    /// have booted with yet (secrets reach a Machine only with an update).
+    SecretsApi,
+}
+
+/// What one capture read. `Debug` shows names, never values.
 pub struct CapturedCredentials {
     pub app: String,
-    /// The Machine the values were read from (the leader).
-    pub machine_id: String,
-    pub region: String,
-    /// The image (`repository:tag`) the leader runs.
+    pub source: CaptureSource,
+    /// The image (`repository:tag`) the leader (or, from the secrets API, the first Machine) runs.
     pub image: Option<String>,
     pub passwords: ClusterCredentials,
     /// wal-g storage settings by name (`WALG_*`, `AWS_*`, `GOOGLE_*`, `AZURE_*`), as present.
@@ -174,8 +192,7 @@ impl fmt::Debug for CapturedCredentials {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("CapturedCredentials")
             .field("app", &self.app)
-            .field("machine_id", &self.machine_id)
-            .field("region", &self.region)
+            .field("source", &self.source)
             .field("image", &self.image)
             .field("passwords", &self.passwords)
             .field("storage", &self.storage.keys().collect::<Vec<_>>())
@@ -200,9 +217,24 @@ pub fn parse_null_env(stdout: &str) -> BTreeMap<String, SecretString> {
         .collect()
 }
 
-/// The started Machines of a Stolon app, after the checks every escrow call shares: the app is
-/// reachable, has Machines, runs the Stolon image, and at least one Machine is started.
+/// The started Machines of a Stolon app, sorted by id, after the checks every exec shares: those
+/// of [`stolon_app_machines`], and at least one Machine is started.
 async fn stolon_machines(client: &FlyClient, app: &str) -> Result<Vec<Machine>, EscrowError> {
+    let mut started: Vec<Machine> = stolon_app_machines(client, app)
+        .await?
+        .into_iter()
+        .filter(|m| m.state == "started")
+        .collect();
+    if started.is_empty() {
+        return Err(EscrowError::AllStopped { app: app.into() });
+    }
+    started.sort_by(|a, b| a.id.cmp(&b.id));
+    Ok(started)
+}
+
+/// The live Machines of a Stolon app: the app is reachable, has Machines, and runs the Stolon
+/// image (a postgres-flex app is named as such).
+async fn stolon_app_machines(client: &FlyClient, app: &str) -> Result<Vec<Machine>, EscrowError> {
     let machines: Vec<Machine> = client
         .list_machines(app, &ListMachines::default())
         .await
@@ -232,15 +264,7 @@ async fn stolon_machines(client: &FlyClient, app: &str) -> Result<Vec<Machine>, 
             image,
         });
     }
-    let mut started: Vec<Machine> = machines
-        .into_iter()
-        .filter(|m| m.state == "started")
-        .collect();
-    if started.is_empty() {
-        return Err(EscrowError::AllStopped { app: app.into() });
-    }
-    started.sort_by(|a, b| a.id.cmp(&b.id));
-    Ok(started)
+    Ok(machines)
 }
 
 /// The one started leader, or `Ok(None)` when none reports `leader`; several is an error.
@@ -281,8 +305,59 @@ pub async fn capture_credentials(
     };
     let request = ExecRequest::new(CAPTURE_ARGV).timeout(EXEC_TIMEOUT_SECS);
     let mut output = run_exec(client, app, &leader.id, &request).await?;
-    let mut env = parse_null_env(&output.stdout);
+    let env = parse_null_env(&output.stdout);
     wipe(&mut output);
+    let (passwords, storage) =
+        split_passwords(env, || format!("the environment of machine {}", leader.id))?;
+    Ok(CapturedCredentials {
+        app: app.into(),
+        image: leader.image(),
+        source: CaptureSource::LeaderEnv {
+            region: leader.region.clone(),
+            machine_id: leader.id,
+        },
+        passwords,
+        storage,
+    })
+}
+
+/// The fallback when no Machine can be read: the app's secret values from Fly's secrets API
+/// (`show_secrets=true`), for a token allowed to read them. The values are the app's newest, not
+/// necessarily those its Machines booted with; the result is marked [`CaptureSource::SecretsApi`]
+/// and, like any capture, should be proven ([`prove_logins`]) once the cluster runs.
+pub async fn capture_from_secrets_api(
+    client: &FlyClient,
+    app: &str,
+) -> Result<CapturedCredentials, EscrowError> {
+    let machines = stolon_app_machines(client, app).await?;
+    let secrets = client
+        .list_secrets_with_values(app)
+        .await
+        .map_err(|e| api_error(app, e))?;
+    if !secrets.is_empty() && secrets.iter().all(|s| s.value.is_none()) {
+        return Err(EscrowError::ValuesHidden { app: app.into() });
+    }
+    let env: BTreeMap<String, SecretString> = secrets
+        .into_iter()
+        .filter(|s| is_captured_name(&s.name))
+        .filter_map(|s| Some((s.name, s.value?)))
+        .collect();
+    let (passwords, storage) = split_passwords(env, || "Fly's secrets API".to_string())?;
+    Ok(CapturedCredentials {
+        app: app.into(),
+        source: CaptureSource::SecretsApi,
+        image: machines.first().and_then(Machine::image),
+        passwords,
+        storage,
+    })
+}
+
+/// The three role passwords out of captured variables, and the storage settings left; names the
+/// missing ones.
+fn split_passwords(
+    mut env: BTreeMap<String, SecretString>,
+    source_text: impl FnOnce() -> String,
+) -> Result<(ClusterCredentials, BTreeMap<String, SecretString>), EscrowError> {
     let missing: Vec<String> = ROLE_PASSWORDS
         .iter()
         .map(|(_, var)| var.to_string())
@@ -294,22 +369,16 @@ pub async fn capture_credentials(
         env.remove("OPERATOR_PASSWORD"),
     ) else {
         return Err(EscrowError::Missing {
-            machine: leader.id,
+            source_text: source_text(),
             names: missing,
         });
     };
-    Ok(CapturedCredentials {
-        app: app.into(),
-        image: leader.image(),
-        region: leader.region.clone(),
-        machine_id: leader.id,
-        passwords: ClusterCredentials {
-            su_password: su,
-            repl_password: repl,
-            operator_password: operator,
-        },
-        storage: env,
-    })
+    let passwords = ClusterCredentials {
+        su_password: su,
+        repl_password: repl,
+        operator_password: operator,
+    };
+    Ok((passwords, env))
 }
 
 /// Run a capture exec, mapping timeouts, failures and access errors; a failed command's output is
@@ -598,8 +667,10 @@ mod tests {
     fn captured_credentials_debug_shows_no_value() {
         let c = CapturedCredentials {
             app: "a".into(),
-            machine_id: "m".into(),
-            region: "iad".into(),
+            source: CaptureSource::LeaderEnv {
+                machine_id: "m".into(),
+                region: "iad".into(),
+            },
             image: None,
             passwords: ClusterCredentials {
                 su_password: SecretString::from("su-secret"),

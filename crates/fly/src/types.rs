@@ -653,7 +653,8 @@ pub struct CreateVolumeRequest {
 
 // ---------------------------------------------------------------- secrets
 
-/// `AppSecret` schema. Values are only present with `show_secrets`, which this crate never asks for.
+/// `AppSecret` schema. Values are only present with `show_secrets`, which only
+/// `FlyClient::list_secrets_with_values` asks for (credential escrow's fallback).
 #[derive(Clone, Default, Deserialize)]
 pub struct AppSecret {
     #[serde(default, deserialize_with = "null_default")]

@@ -4,6 +4,8 @@
 //! are searched too.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a test stops loudly
 
+mod common;
+
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -13,7 +15,8 @@ use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::Response;
 use axum::Router;
 use fly::escrow::{
-    capture_credentials, proof_argv, prove_logins, EscrowError, ProofOutcome, CAPTURE_ARGV,
+    capture_credentials, capture_from_secrets_api, proof_argv, prove_logins, CaptureSource,
+    EscrowError, ProofOutcome, CAPTURE_ARGV,
 };
 use fly::stolon::ClusterCredentials;
 use fly::*;
@@ -199,7 +202,10 @@ async fn capture_then_prove_then_a_changed_password_is_caught_and_nothing_leaks(
 
     // Capture: the leader's env, values as seeded, storage settings kept, Debug without values.
     let captured = capture_credentials(&fly, APP).await.unwrap();
-    assert_eq!(captured.machine_id, leader);
+    assert!(
+        matches!(&captured.source, CaptureSource::LeaderEnv { machine_id, .. } if *machine_id == leader),
+        "{captured:?}"
+    );
     assert_eq!(captured.passwords.su_password.expose_secret(), SU);
     assert_eq!(captured.passwords.repl_password.expose_secret(), REPL);
     assert_eq!(
@@ -344,7 +350,10 @@ async fn a_stopped_replica_does_not_matter_but_a_stopped_cluster_suggests_manual
         Some("stopped")
     );
     let captured = capture_credentials(&fly, APP).await.unwrap();
-    assert_eq!(captured.machine_id, leader);
+    assert!(
+        matches!(&captured.source, CaptureSource::LeaderEnv { machine_id, .. } if *machine_id == leader),
+        "{captured:?}"
+    );
 
     for id in &ids {
         operator
@@ -365,6 +374,29 @@ async fn a_stopped_replica_does_not_matter_but_a_stopped_cluster_suggests_manual
         .await
         .unwrap_err();
     assert!(matches!(err, EscrowError::AllStopped { .. }), "{err:?}");
+
+    // The explicit fallback: the app's values from Fly's secrets API, marked as such.
+    let from_api = capture_from_secrets_api(&fly, APP).await.unwrap();
+    assert_eq!(from_api.source, CaptureSource::SecretsApi);
+    assert_eq!(from_api.passwords.su_password.expose_secret(), SU);
+    assert_eq!(from_api.passwords.repl_password.expose_secret(), REPL);
+    assert_eq!(
+        from_api.passwords.operator_password.expose_secret(),
+        OPERATOR
+    );
+    assert!(from_api.storage.contains_key("WALG_FILE_PREFIX"));
+    let seen = env.log.lock().unwrap().clone();
+    let api = seen
+        .iter()
+        .find(|s| s.uri.contains("/secrets"))
+        .expect("a secrets request");
+    assert_eq!(api.method, "GET");
+    assert!(api.uri.contains("show_secrets=true"), "{api:?}");
+    for request in &seen {
+        for password in [SU, REPL, OPERATOR] {
+            assert!(!request.uri.contains(password), "{request:?}");
+        }
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -522,4 +554,103 @@ async fn apps_that_are_not_stolon_clusters_are_refused() {
     );
     let err = capture_credentials(&fly, "no-such-app").await.unwrap_err();
     assert!(matches!(err, EscrowError::AppNotFound { .. }), "{err:?}");
+}
+
+/// A Stolon Machine as Fly lists it, in `state`, reporting `role` when passing.
+fn peer_machine(id: &str, state: &str, role: &str) -> Value {
+    serde_json::json!({
+        "id": id, "name": id, "state": state, "region": "iad",
+        "config": {"image": "flyio/postgres:14.6"},
+        "image_ref": {"registry": "docker-hub-mirror.fly.io", "repository": "flyio/postgres", "tag": "14.6",
+            "labels": {"fly.app_role": "postgres_cluster"}},
+        "checks": [{"name": "role", "status": "passing", "output": role}]
+    })
+}
+
+/// A peer (not flysim: it cannot make `printenv` fail) answering the machine list with a leader
+/// and every exec with `exec`.
+async fn peer(exec: Value) -> common::CaptureServer {
+    common::CaptureServer::start(move |request, _| match request.path.as_str() {
+        "/v1/apps/peer-db/machines" => common::Reply::Json(
+            200,
+            Value::Array(vec![peer_machine("m1", "started", "leader")]),
+        ),
+        path if path.ends_with("/exec") => common::Reply::Json(200, exec.clone()),
+        _ => common::Reply::Json(404, serde_json::json!({"error": "not found"})),
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_printenv_is_named_without_its_output() {
+    let server = peer(serde_json::json!({
+        "exit_code": 1, "stdout": "SU_PASSWORD=leaked-part\0", "stderr": "printenv: write error\n"
+    }))
+    .await;
+    let err = capture_credentials(&server.client("fm2_peer"), "peer-db")
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, EscrowError::ExecFailed { machine, exit_code: 1 } if machine == "m1"),
+        "{err:?}"
+    );
+    assert_eq!(
+        err.to_string(),
+        "reading the environment of machine m1 failed with exit code 1"
+    );
+    assert!(!format!("{err:?}").contains("leaked-part"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn missing_variables_are_named() {
+    let server = peer(serde_json::json!({
+        "exit_code": 0, "stdout": "SU_PASSWORD=su\0PATH=/bin\0", "stderr": ""
+    }))
+    .await;
+    let err = capture_credentials(&server.client("fm2_peer"), "peer-db")
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, EscrowError::Missing { names, .. } if names == &["REPL_PASSWORD", "OPERATOR_PASSWORD"]),
+        "{err:?}"
+    );
+    assert_eq!(
+        err.to_string(),
+        "the environment of machine m1 has no REPL_PASSWORD, OPERATOR_PASSWORD; is this a Fly Stolon cluster with its secrets set?"
+    );
+    // The capture asked for exactly `printenv -0`, nothing in argv but that.
+    let execs: Vec<_> = server
+        .requests()
+        .into_iter()
+        .filter(|r| r.path.ends_with("/exec"))
+        .collect();
+    assert_eq!(execs.len(), 1);
+    let body = execs[0].body.clone().unwrap();
+    assert_eq!(body["command"], serde_json::json!(CAPTURE_ARGV));
+    assert!(body.get("stdin").is_none(), "{body}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_secrets_api_without_values_suggests_manual_entry() {
+    let server = common::CaptureServer::start(|request, _| match request.path.as_str() {
+        "/v1/apps/peer-db/machines" => common::Reply::Json(
+            200,
+            Value::Array(vec![peer_machine("m1", "stopped", "leader")]),
+        ),
+        "/v1/apps/peer-db/secrets" => common::Reply::Json(
+            200,
+            serde_json::json!({"secrets": [
+                {"name": "SU_PASSWORD", "digest": "d1"},
+                {"name": "REPL_PASSWORD", "digest": "d2"}
+            ]}),
+        ),
+        _ => common::Reply::Json(404, serde_json::json!({"error": "not found"})),
+    })
+    .await;
+    let fly = server.client("fm2_peer");
+    let err = capture_credentials(&fly, "peer-db").await.unwrap_err();
+    assert!(matches!(err, EscrowError::AllStopped { .. }), "{err:?}");
+    let err = capture_from_secrets_api(&fly, "peer-db").await.unwrap_err();
+    assert!(matches!(err, EscrowError::ValuesHidden { .. }), "{err:?}");
+    assert!(err.suggests_manual_entry());
 }
