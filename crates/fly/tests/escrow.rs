@@ -316,6 +316,16 @@ async fn capture_then_prove_then_a_changed_password_is_caught_and_nothing_leaks(
         }
     }
 
+    // Every request is one the OpenAPI document describes (exec with `command`, `stdin`, `timeout`).
+    let contract = openapi_contract::Contract::load().unwrap();
+    for request in &seen {
+        if let Err(violations) =
+            contract.check_request(&request.method, &request.uri, request.body.as_ref())
+        {
+            panic!("{} {}: {violations}", request.method, request.uri);
+        }
+    }
+
     // Nor does the emulator's event stream or its logs.
     let operator = operator(&env);
     for id in machine_ids(&env).await {
@@ -392,6 +402,10 @@ async fn a_stopped_replica_does_not_matter_but_a_stopped_cluster_suggests_manual
         .expect("a secrets request");
     assert_eq!(api.method, "GET");
     assert!(api.uri.contains("show_secrets=true"), "{api:?}");
+    openapi_contract::Contract::load()
+        .unwrap()
+        .check_request(&api.method, &api.uri, None)
+        .unwrap();
     for request in &seen {
         for password in [SU, REPL, OPERATOR] {
             assert!(!request.uri.contains(password), "{request:?}");
