@@ -53,9 +53,12 @@ pub const CAPTURE_ARGV: [&str; 2] = ["printenv", "-0"];
 
 /// The login check, run as `sh -c PROOF_SCRIPT sh ROLE` with the password and a newline on stdin.
 /// `IFS= read -r` keeps the line exactly (blanks and backslashes included); `-w` never prompts;
-/// `-X` skips any psqlrc. `localhost:5433` is HAProxy's wildcard front for the local Postgres
-/// (fly-platform.md §2.3; postgres-ha `config/haproxy.cfg`); without `-h` libpq would look for a
-/// socket in `/var/run/postgresql`, which Stolon does not use (its socket is in `/tmp`).
+/// `-X` skips any psqlrc. `localhost:5433` reaches the local Postgres: stolon sets
+/// `listen_addresses = 127.0.0.1,<6PN>` (`cmd/keeper/cmd/keeper.go::createPGParameters`) and
+/// HAProxy's `:5433` front is a wildcard to it (fly-platform.md §2.3). Over TCP every role logs in
+/// with md5: postgres-ha sets no `pgHBA`, so stolon's `generateHBA` adds
+/// `host all all 0.0.0.0/0 md5` and `::0/0` (repluser included). Without `-h` libpq would look
+/// for a socket in `/var/run/postgresql`, which Stolon does not use (its socket is in `/tmp`).
 pub const PROOF_SCRIPT: &str = "IFS= read -r PGPASSWORD; export PGPASSWORD; exec psql -X -w -h localhost -p 5433 -U \"$1\" -d postgres -t -A -c 'select 1'";
 
 /// Seconds an exec may take (Fly's proxy ends a request after 60 s).
@@ -456,8 +459,9 @@ pub struct RoleProof {
 /// exec stdin only.
 ///
 /// The leader is the Machine whose `role` check passes with `leader`. That check itself logs in as
-/// `flypgadmin` with the Machine's SU_PASSWORD (postgres-ha `pkg/flycheck`; the seed guide's
-/// "haproxy still has the server as unhealthy … flypgadmin can't connect"), so once someone has
+/// `flypgadmin` with the Machine's SU_PASSWORD (postgres-ha `pkg/flycheck/role.go` through
+/// `pkg/flypg/node.go::NewLocalConnection`; the seed guide's "haproxy still has the server as
+/// unhealthy … flypgadmin can't connect"), so once someone has
 /// run `ALTER ROLE flypgadmin` no Machine reports a leader — exactly when the proof matters most.
 /// Then the check runs on the first started Machine instead (a replica holds the same roles:
 /// physical replication copies `pg_authid`), and [`RoleProof::on_leader`] says so.
