@@ -22,9 +22,11 @@
 //! may read values; its result says so ([`CaptureSource::SecretsApi`]).
 //!
 //! **The login proof** runs `psql` on the leader with the password on exec `stdin`
-//! (`MachineExecRequest.stdin` in the OpenAPI document), read by the shell into `PGPASSWORD`; the
-//! role name is a positional argument (`"$1"`), never pasted into the script. So the password is
-//! in no argv (visible in `ps` and Fly's request logs), no URL and no Machine event.
+//! (`MachineExecRequest.stdin` in the OpenAPI document, `Stdin` in fly-go `machine_types.go`),
+//! read by the shell into `PGPASSWORD`; the role name is a positional argument (`"$1"`), never
+//! pasted into the script. So the password is in no argv (visible in `ps` and Fly's request
+//! logs), no URL and no Machine event; it is in psql's environment only, which on Linux only its
+//! own user and root can read.
 
 use std::collections::BTreeMap;
 use std::fmt;
