@@ -205,6 +205,24 @@ impl fmt::Debug for CapturedCredentials {
     }
 }
 
+impl CapturedCredentials {
+    /// Every captured field by its variable name: the three passwords (in [`ROLE_PASSWORDS`]
+    /// order), then the storage settings by name. One place for whoever seals one record per field.
+    pub fn fields(&self) -> impl Iterator<Item = (&str, &SecretString)> {
+        [
+            ("SU_PASSWORD", &self.passwords.su_password),
+            ("REPL_PASSWORD", &self.passwords.repl_password),
+            ("OPERATOR_PASSWORD", &self.passwords.operator_password),
+        ]
+        .into_iter()
+        .chain(
+            self.storage
+                .iter()
+                .map(|(name, value)| (name.as_str(), value)),
+        )
+    }
+}
+
 /// Whether `name` is one of the variables a capture keeps.
 pub fn is_captured_name(name: &str) -> bool {
     ROLE_PASSWORDS.iter().any(|(_, var)| *var == name)
@@ -695,5 +713,15 @@ mod tests {
             assert!(!debug.contains(value), "{debug}");
         }
         assert!(debug.contains("AWS_SECRET_ACCESS_KEY"), "{debug}");
+        let names: Vec<&str> = c.fields().map(|(name, _)| name).collect();
+        assert_eq!(
+            names,
+            [
+                "SU_PASSWORD",
+                "REPL_PASSWORD",
+                "OPERATOR_PASSWORD",
+                "AWS_SECRET_ACCESS_KEY"
+            ]
+        );
     }
 }
