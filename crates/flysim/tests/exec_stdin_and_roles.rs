@@ -44,8 +44,15 @@ async fn read_takes_the_first_line_of_exec_stdin() {
     let env = start().await;
     let dir = tempfile::tempdir().unwrap();
     let (leader, _) = cluster(&env, dir.path()).await;
-    // flysim expands `$X` while lexing the whole script (see README), so the value is observed
-    // through the environment, which each command reads when it runs.
+    // The value as a later list expands it, and through the environment once exported.
+    let echoed = exec_with_stdin(
+        &env,
+        &leader,
+        &["sh", "-c", "IFS= read -r X; echo \"[$X]\"\necho \"<$X>\""],
+        "  a b  \n",
+    )
+    .await;
+    assert_eq!(echoed["stdout"], "[  a b  ]\n<  a b  >\n");
     let whole = exec_with_stdin(
         &env,
         &leader,
