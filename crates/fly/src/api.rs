@@ -727,6 +727,20 @@ impl FlyClient {
         Ok(s.secrets)
     }
 
+    /// `GET /v1/apps/{app}/secrets?show_secrets=true`: names, digests and values (the OpenAPI
+    /// document's `show_secrets`, "Show the secret values"). Which permission a token needs for the
+    /// values is not documented (fly-platform.md §6); a secret whose value Fly leaves out has
+    /// `value: None`. Values are decoded straight into [`SecretString`]s.
+    pub async fn list_secrets_with_values(&self, app: &str) -> Result<Vec<AppSecret>, Error> {
+        let mut call = Call::new(Method::GET, &["apps", app, "secrets"], "list_secrets", app)
+            .query("show_secrets", "true");
+        if let Some(version) = self.inner.secrets_min_version(app) {
+            call = call.query("min_version", version.to_string());
+        }
+        let s: AppSecrets = self.send(&call).await?.decode()?;
+        Ok(s.secrets)
+    }
+
     /// The newest secrets version this client set for `app` with [`Self::update_secrets`]
     /// (flyctl `internal/appsecrets/minvers.go`), to pass as `min_secrets_version`.
     pub fn secrets_min_version(&self, app: &str) -> Option<u64> {

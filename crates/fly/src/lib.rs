@@ -13,6 +13,8 @@
 //! * [`FlyClient::exec`] checks the exit code (Fly answers 200 when the command fails).
 //! * [`stolon`]: roles, leader, `stolonctl` with `/data/.env`, `stolonctl-run`, env as secrets,
 //!   role passwords the image survives ([`stolon::password`]).
+//! * [`escrow`]: capture a Stolon cluster's role passwords and wal-g settings from its leader
+//!   (`printenv -0`), and prove the passwords still open their roles (password on exec stdin).
 //! * [`graphql`]: `enablePostgresConsul` on api.fly.io, the Consul URL a Stolon cluster needs.
 
 mod api;
@@ -20,6 +22,7 @@ mod auth;
 mod client;
 pub mod decode;
 mod error;
+pub mod escrow;
 pub mod graphql;
 mod ratelimit;
 mod rollout;

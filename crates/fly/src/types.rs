@@ -434,7 +434,9 @@ pub struct WaitMachineResponse {
 }
 
 /// `MachineExecRequest` schema (the argv form; the deprecated `cmd` string is never sent).
-#[derive(Debug, Clone, Default, Serialize)]
+/// `Debug` shows only the size of `stdin`: it carries secrets (the login proof sends a password
+/// there so that it never appears in argv).
+#[derive(Clone, Default, Serialize)]
 pub struct ExecRequest {
     pub command: Vec<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -443,6 +445,20 @@ pub struct ExecRequest {
     pub stdin: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub container: Option<String>,
+}
+
+impl fmt::Debug for ExecRequest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ExecRequest")
+            .field("command", &self.command)
+            .field("timeout", &self.timeout)
+            .field(
+                "stdin",
+                &self.stdin.as_ref().map(|s| format!("[{} bytes]", s.len())),
+            )
+            .field("container", &self.container)
+            .finish()
+    }
 }
 
 impl ExecRequest {
@@ -637,7 +653,8 @@ pub struct CreateVolumeRequest {
 
 // ---------------------------------------------------------------- secrets
 
-/// `AppSecret` schema. Values are only present with `show_secrets`, which this crate never asks for.
+/// `AppSecret` schema. Values are only present with `show_secrets`, which only
+/// `FlyClient::list_secrets_with_values` asks for (credential escrow's fallback).
 #[derive(Clone, Default, Deserialize)]
 pub struct AppSecret {
     #[serde(default, deserialize_with = "null_default")]

@@ -162,6 +162,13 @@ pub(crate) fn image_ref(image: &str) -> Value {
         labels.insert("fly.app_role".into(), json!("postgres_cluster"));
         labels.insert("fly.version".into(), json!("v0.0.41"));
         labels.insert("fly.pg-version".into(), json!(tag));
+    } else if repository.trim_start_matches("docker.io/") == "flyio/postgres-flex" {
+        // fly-apps/postgres-flex `Dockerfile`: `LABEL fly.app_role=postgres_cluster`,
+        // `fly.pg-version`, `fly.pg-manager=repmgr` (flyctl tells flex from Stolon by the last one).
+        // flysim does not emulate the flex image itself: such a Machine only runs and reports its image.
+        labels.insert("fly.app_role".into(), json!("postgres_cluster"));
+        labels.insert("fly.pg-version".into(), json!(tag));
+        labels.insert("fly.pg-manager".into(), json!("repmgr"));
     }
     json!({"registry": registry, "repository": repository, "tag": tag, "digest": digest, "labels": labels})
 }

@@ -136,30 +136,23 @@ impl Shell<'_, '_> {
     }
 
     fn script_inner(&mut self, script: &str, stdin: &str) -> Out {
-        let toks = match self.tokenize(script, stdin) {
-            Ok(t) => t,
-            Err(e) => return Out::err(2, format!("sh: 1: {e}\n")),
-        };
-        // Split into and-or lists separated by ';' or '&'.
+        // One list at a time (separated by ';', '&' or a newline), each expanded just before it runs.
         let mut out = Out::default();
-        let mut list: Vec<Tok> = Vec::new();
-        let mut lists: Vec<(Vec<Tok>, bool)> = Vec::new();
-        for t in toks {
-            match &t {
-                Tok::Op(op) if op == ";" || op == "&" => {
-                    lists.push((std::mem::take(&mut list), op == "&"));
+        let mut lexer = tokenize::Lexer::new(script);
+        loop {
+            let (list, background) = match self.next_list(&mut lexer, stdin) {
+                Ok(Some(next)) => next,
+                Ok(None) => break,
+                Err(e) => {
+                    out.stderr.push_str(&format!("sh: 1: {e}\n"));
+                    out.code = 2;
+                    break;
                 }
-                _ => list.push(t),
-            }
-        }
-        if !list.is_empty() {
-            lists.push((list, false));
-        }
-        for (l, background) in lists {
-            if l.is_empty() {
+            };
+            if list.is_empty() {
                 continue;
             }
-            let result = self.and_or(&l, stdin, background);
+            let result = self.and_or(&list, stdin, background);
             out.stdout.push_str(&result.stdout);
             out.stderr.push_str(&result.stderr);
             out.code = if background { 0 } else { result.code };

@@ -28,12 +28,21 @@ fn lines_out<'a>(lines: impl IntoIterator<Item = &'a str>) -> Out {
     )
 }
 
-fn env_listing(env: &BTreeMap<String, String>) -> Out {
+/// `NAME=value` entries, each ended by a newline, or by a NUL with `-0`/`--null` (GNU coreutils
+/// `printenv`/`env`: "end each output line with NUL, not newline"), which keeps a value holding a
+/// newline (a JSON service-account key) unambiguous.
+fn env_listing(env: &BTreeMap<String, String>, null: bool) -> Out {
+    let end = if null { '\0' } else { '\n' };
     Out::ok(
         env.iter()
-            .map(|(k, v)| format!("{k}={v}\n"))
+            .map(|(k, v)| format!("{k}={v}{end}"))
             .collect::<String>(),
     )
+}
+
+/// `-0` / `--null` (GNU coreutils `printenv` and `env`).
+fn is_null_flag(arg: &str) -> bool {
+    arg == "-0" || arg == "--null"
 }
 
 impl Shell<'_, '_> {
@@ -111,6 +120,7 @@ impl Shell<'_, '_> {
             }
             "printenv" => printenv(call),
             "env" => self.env(call),
+            "read" => self.read(call),
             "export" => self.export(args),
             "unset" => {
                 for name in args {
@@ -145,9 +155,10 @@ impl Shell<'_, '_> {
 
     /// `env [NAME=value…] [program args…]`.
     fn env(&mut self, call: &Call<'_>) -> Out {
-        let args = call.args;
+        let null = call.args.first().is_some_and(|a| is_null_flag(a));
+        let args = if null { &call.args[1..] } else { call.args };
         if args.is_empty() {
-            return env_listing(call.env);
+            return env_listing(call.env, null);
         }
         let mut env = call.env.clone();
         let mut index = 0;
@@ -156,7 +167,7 @@ impl Shell<'_, '_> {
             index += 1;
         }
         if index >= args.len() {
-            return env_listing(&env);
+            return env_listing(&env, null);
         }
         self.run_args(call, &args[index..], &env)
     }
@@ -173,6 +184,68 @@ impl Shell<'_, '_> {
                     if let Some(value) = self.vars.remove(arg) {
                         self.exported.insert(arg.clone(), value);
                     }
+                }
+            }
+        }
+        Out::default()
+    }
+
+    /// `read [-r] NAME…` (POSIX `read`): the first line of stdin into shell variables. With `IFS=`
+    /// (`IFS= read -r NAME`) the line is kept whole, leading and trailing blanks included; otherwise
+    /// it is split on blanks and the last name takes the rest. Exit 1 at end of input without a
+    /// newline-ended line, as dash and bash do. Without `-r` a backslash escapes the next character.
+    fn read(&mut self, call: &Call<'_>) -> Out {
+        let raw = call.args.iter().any(|a| a == "-r");
+        let names: Vec<&String> = call.args.iter().filter(|a| !a.starts_with('-')).collect();
+        let Some((line, _rest)) = call.stdin.split_once('\n') else {
+            for name in &names {
+                self.vars.insert(name.to_string(), String::new());
+            }
+            return Out::err(1, "");
+        };
+        let line = if raw {
+            line.to_string()
+        } else {
+            let mut unescaped = String::new();
+            let mut chars = line.chars();
+            while let Some(c) = chars.next() {
+                match c {
+                    '\\' => unescaped.extend(chars.next()),
+                    c => unescaped.push(c),
+                }
+            }
+            unescaped
+        };
+        let whole = call.env.get("IFS").is_some_and(|ifs| ifs.is_empty());
+        let mut values: Vec<String> = Vec::new();
+        if whole || names.len() <= 1 {
+            values.push(if whole {
+                line
+            } else {
+                line.trim_matches([' ', '\t']).to_string()
+            });
+        } else {
+            let mut rest = line.trim_matches([' ', '\t']);
+            for _ in 1..names.len() {
+                match rest.split_once([' ', '\t']) {
+                    Some((word, tail)) => {
+                        values.push(word.to_string());
+                        rest = tail.trim_start_matches([' ', '\t']);
+                    }
+                    None => {
+                        values.push(rest.to_string());
+                        rest = "";
+                    }
+                }
+            }
+            values.push(rest.to_string());
+        }
+        for (index, name) in names.iter().enumerate() {
+            let value = values.get(index).cloned().unwrap_or_default();
+            match self.exported.get_mut(name.as_str()) {
+                Some(slot) => *slot = value,
+                None => {
+                    self.vars.insert(name.to_string(), value);
                 }
             }
         }
@@ -330,18 +403,20 @@ impl Shell<'_, '_> {
     }
 }
 
-/// `printenv [NAME…]` (exit 1 if any is unset).
+/// `printenv [-0] [NAME…]` (exit 1 if any is unset).
 fn printenv(call: &Call<'_>) -> Out {
-    if call.args.is_empty() {
-        return env_listing(call.env);
+    let null = call.args.first().is_some_and(|a| is_null_flag(a));
+    let names = if null { &call.args[1..] } else { call.args };
+    if names.is_empty() {
+        return env_listing(call.env, null);
     }
     let mut text = String::new();
     let mut code = 0;
-    for name in call.args {
+    for name in names {
         match call.env.get(name) {
             Some(value) => {
                 text.push_str(value);
-                text.push('\n');
+                text.push(if null { '\0' } else { '\n' });
             }
             None => code = 1,
         }

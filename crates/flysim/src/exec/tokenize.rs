@@ -1,6 +1,8 @@
 //! The shell's lexer: quoting (`'…'`, `"…"`, `\`), expansion (`$NAME`, `${NAME}`, `$1`, `$?`, `$#`,
 //! `$(…)`, `"$@"`), field splitting of unquoted expansions, comments, and operators (`;` `&` `&&` `|`
 //! `||` `>` `>>` `<` `2>` `2>&1` …). Expansion happens while lexing, so a word may become several fields.
+//! The script is lexed one list at a time (up to a `;`, `&` or newline), each just before it runs, as
+//! dash does: `read X; echo "$X"` sees the value `read` set.
 
 use super::Shell;
 
@@ -12,7 +14,7 @@ pub(super) enum Tok {
 }
 
 /// The lexer's position and the word under construction.
-struct Lexer {
+pub(super) struct Lexer {
     chars: Vec<char>,
     position: usize,
     tokens: Vec<Tok>,
@@ -23,7 +25,7 @@ struct Lexer {
 }
 
 impl Lexer {
-    fn new(text: &str) -> Self {
+    pub(super) fn new(text: &str) -> Self {
         Self {
             chars: text.chars().collect(),
             position: 0,
@@ -141,10 +143,22 @@ impl Lexer {
 }
 
 impl Shell<'_, '_> {
-    /// Tokenise with quoting and expansion. `$@` in double quotes yields one word per argument.
-    pub(super) fn tokenize(&mut self, text: &str, stdin: &str) -> Result<Vec<Tok>, String> {
-        let mut lexer = Lexer::new(text);
-        while let Some(c) = lexer.peek(0) {
+    /// Lex and expand the next list of the script: its tokens up to a top-level `;`, `&` or newline
+    /// (not part of `&&` or a redirection), and whether it ends with `&` (runs in the background).
+    /// `None` at the end of the script. `$@` in double quotes yields one word per argument.
+    pub(super) fn next_list(
+        &mut self,
+        lexer: &mut Lexer,
+        stdin: &str,
+    ) -> Result<Option<(Vec<Tok>, bool)>, String> {
+        loop {
+            let Some(c) = lexer.peek(0) else {
+                lexer.flush();
+                if lexer.tokens.is_empty() {
+                    return Ok(None);
+                }
+                return Ok(Some((std::mem::take(&mut lexer.tokens), false)));
+            };
             match c {
                 ' ' | '\t' | '\n' => {
                     lexer.flush();
@@ -155,18 +169,21 @@ impl Shell<'_, '_> {
                 }
                 '#' if lexer.word_is_empty() => lexer.comment(),
                 '\'' => lexer.single_quoted()?,
-                '"' => self.double_quoted(&mut lexer, stdin)?,
+                '"' => self.double_quoted(lexer, stdin)?,
                 '\\' => lexer.escaped(),
-                '$' => self.unquoted_dollar(&mut lexer, stdin)?,
+                '$' => self.unquoted_dollar(lexer, stdin)?,
                 '&' | '|' | ';' | '>' | '<' => lexer.operator(c),
                 _ => {
                     lexer.push(c);
                     lexer.position += 1;
                 }
             }
+            let ends = matches!(lexer.tokens.last(), Some(Tok::Op(op)) if op == ";" || op == "&");
+            if ends {
+                let background = matches!(lexer.tokens.pop(), Some(Tok::Op(op)) if op == "&");
+                return Ok(Some((std::mem::take(&mut lexer.tokens), background)));
+            }
         }
-        lexer.flush();
-        Ok(lexer.tokens)
     }
 
     /// `"…"`: `\` escapes `"` `\` `$` `` ` ``; `$` expands; `"$@"` gives one field per argument.

@@ -217,7 +217,7 @@ fn run_commands(
 ) -> Out {
     let mut out = String::new();
     for command in &connection.commands {
-        match run_sql(context, database, command, read_only) {
+        match run_sql(context, database, &connection.user, command, read_only) {
             Ok(SqlResult::Rows(column, rows)) => {
                 out.push_str(&render(
                     &column,

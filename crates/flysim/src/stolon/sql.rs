@@ -13,10 +13,12 @@ pub(super) fn lsn_text(lsn: u64) -> String {
     format!("{:X}/{:X}", lsn >> 32, lsn & 0xFFFF_FFFF)
 }
 
-/// Run one statement against the app's cluster as `psql` would (`read_only` on a replica).
+/// Run one statement against the app's cluster as `psql` would (`read_only` on a replica), connected
+/// as `user`.
 pub(super) fn run_sql(
     context: &mut ExecContext<'_>,
     db: &str,
+    user: &str,
     statement: &str,
     read_only: bool,
 ) -> Result<SqlResult, String> {
@@ -31,6 +33,10 @@ pub(super) fn run_sql(
     };
     let statement = statement.trim().trim_end_matches(';').trim();
     let lower = statement.to_ascii_lowercase();
+    if lower.starts_with("alter role ") || lower.starts_with("alter user ") {
+        // Parsed from the original text: the password literal keeps its case.
+        return alter_role_password(pg, user, statement, read_only);
+    }
     if let Some(result) = read_query(pg, db, &lower, read_only, now) {
         return result;
     }
@@ -192,6 +198,73 @@ fn write_statement(
         return Some(one("pg_switch_wal", lsn_text(old)));
     }
     None
+}
+
+/// The roles of Fly's Stolon image that are superusers: stolon creates `flypgadmin` (its
+/// `--pg-su-username`) and postgres-ha's `start` creates `postgres` with `SUPERUSER`; `repluser` only
+/// has `REPLICATION`.
+const SUPERUSERS: [&str; 2] = ["flypgadmin", "postgres"];
+
+/// `ALTER ROLE name [WITH] [ENCRYPTED] PASSWORD 'literal'` (also `ALTER USER`): the role's stored
+/// hash changes, so the old password stops opening it, as in Postgres. A superuser may change any
+/// role's password, any other role only its own (Postgres `AlterRole`: "must be superuser or have
+/// CREATEROLE"); a standby refuses it as a read-only transaction.
+fn alter_role_password(
+    pg: &mut PgCluster,
+    user: &str,
+    statement: &str,
+    read_only: bool,
+) -> Result<SqlResult, String> {
+    let words = statement.splitn(3, char::is_whitespace).collect::<Vec<_>>();
+    let rest = words.get(2).copied().unwrap_or("").trim_start();
+    let (role, options) = match rest.strip_prefix('"') {
+        Some(quoted) => quoted.split_once('"').unwrap_or((quoted, "")),
+        None => rest.split_once(char::is_whitespace).unwrap_or((rest, "")),
+    };
+    let role = if rest.starts_with('"') {
+        role.to_string()
+    } else {
+        role.to_ascii_lowercase()
+    };
+    let mut options = options.trim_start();
+    for word in ["with", "encrypted"] {
+        options = strip_keyword(options, word).unwrap_or(options);
+    }
+    let Some(literal) = strip_keyword(options, "password").map(str::trim) else {
+        return Err(format!(
+            "flysim: statement not emulated: ALTER ROLE {role} (only PASSWORD '…')"
+        ));
+    };
+    let Some(password) = literal
+        .strip_prefix('\'')
+        .and_then(|l| l.strip_suffix('\''))
+        .map(|l| l.replace("''", "'"))
+    else {
+        return Err(format!(
+            "syntax error at or near \"{}\"",
+            literal.split_whitespace().next().unwrap_or("")
+        ));
+    };
+    if read_only {
+        return Err("cannot execute ALTER ROLE in a read-only transaction".into());
+    }
+    if !pg.roles.contains_key(&role) {
+        return Err(format!("role \"{role}\" does not exist"));
+    }
+    if role != user && !SUPERUSERS.contains(&user) {
+        return Err("permission denied".into());
+    }
+    pg.roles
+        .insert(role.clone(), super::md5_password(&role, &password));
+    Ok(SqlResult::Tag("ALTER ROLE".into()))
+}
+
+/// `text` after a leading keyword (any case) and the blanks that follow it.
+fn strip_keyword<'t>(text: &'t str, keyword: &str) -> Option<&'t str> {
+    let head = text.get(..keyword.len())?;
+    let tail = &text[keyword.len()..];
+    (head.eq_ignore_ascii_case(keyword) && tail.starts_with(char::is_whitespace))
+        .then(|| tail.trim_start())
 }
 
 /// `INSERT INTO table …`: `VALUES (…), (…)` or `generate_series(a, b)` rows are counted.
