@@ -176,6 +176,12 @@ pub mod actions {
     pub const AUTH_LOGOUT: &str = "auth.logout";
     pub const SETTING_CHANGE: &str = "setting.change";
     pub const KEYS_ROTATE: &str = "keys.rotate";
+    /// A Fly organisation added with its token (`core::orgs`; the detail names a fingerprint, never the token).
+    pub const ORG_ADD: &str = "org.add";
+    pub const ORG_REMOVE: &str = "org.remove";
+    /// A cluster an admin chose to track, or stopped tracking (`core::orgs`).
+    pub const CLUSTER_TRACK: &str = "cluster.track";
+    pub const CLUSTER_UNTRACK: &str = "cluster.untrack";
     /// A server function refused its caller: not signed in, or a role below the one it needs (written by the
     /// web layer, outcome `denied`).
     pub const ACCESS_DENIED: &str = "access.denied";

@@ -7,7 +7,8 @@
 //!
 //! Module dependencies point one way: `access` (the shared vocabulary) and `ts`, `seal`, `db` are leaves;
 //! `audit` uses `access`; `audit_checkpoints` uses `audit`'s table, `keyring` and `walg`'s storage configuration;
-//! `settings` uses `audit`; `users` uses `settings`, `audit` and `keyring`; `rotation` (re-sealing under a new
+//! `settings` uses `audit`; `users` uses `settings`, `audit` and `keyring`; `orgs` (Fly organisations and tracked clusters) uses `audit`,
+//! `keyring` and `clusters`' types; `rotation` (re-sealing under a new
 //! master key) uses `audit`, `keyring` and `users`' contexts; the façade uses them all.
 
 pub mod access;
@@ -17,6 +18,7 @@ pub mod backups;
 pub mod clusters;
 pub mod db;
 pub mod keyring;
+pub mod orgs;
 pub mod rotation;
 pub mod seal;
 pub mod settings;
