@@ -96,7 +96,10 @@ pub enum OrgError {
     #[error("the token is not an organisation token: {0}; create one with `fly tokens create org -o ORG`")]
     WrongScope(String),
     #[error("the organisation {slug:?} does not exist or this token cannot act in it{}", acts_in(.reachable))]
-    UnknownOrg { slug: String, reachable: Vec<String> },
+    UnknownOrg {
+        slug: String,
+        reachable: Vec<String>,
+    },
     #[error("the organisation {0:?} is already added; remove it first to replace its token")]
     AlreadyAdded(String),
     #[error("there is no organisation {0:?}: add it with its token first")]
@@ -265,7 +268,10 @@ impl Orgs {
             .await?;
         match self.add_checked(actor, meta, slug, token).await {
             Ok(summary) => Ok(summary),
-            Err(e) => self.refused(actor, meta, actions::ORG_ADD, &subject, e).await,
+            Err(e) => {
+                self.refused(actor, meta, actions::ORG_ADD, &subject, e)
+                    .await
+            }
         }
     }
 
@@ -362,7 +368,11 @@ impl Orgs {
                 info.apps.join(", ")
             )));
         }
-        if info.restricted_to_machine.as_deref().is_some_and(|m| !m.is_empty()) {
+        if info
+            .restricted_to_machine
+            .as_deref()
+            .is_some_and(|m| !m.is_empty())
+        {
             return Err(OrgError::WrongScope("it is limited to one machine".into()));
         }
         let name = info
@@ -422,7 +432,12 @@ impl Orgs {
     /// Remove an added organisation and its sealed token; its tracked clusters are untracked in the same
     /// transaction. Admins only. The environment's organisation cannot be removed.
     #[tracing::instrument(skip_all, fields(org = slug, actor = %actor.display_name()), err(level = "debug"))]
-    pub async fn remove(&self, actor: &Actor, meta: &RequestMeta, slug: &str) -> Result<(), OrgError> {
+    pub async fn remove(
+        &self,
+        actor: &Actor,
+        meta: &RequestMeta,
+        slug: &str,
+    ) -> Result<(), OrgError> {
         let subject = format!("org:{slug}");
         self.require_admin(actor, meta, actions::ORG_REMOVE, &subject)
             .await?;
@@ -463,7 +478,11 @@ impl Orgs {
     /// The Postgres apps of `org` (Stolon or postgres-flex, by image), with machines, regions, roles (the
     /// `role` check) and Postgres version (image label `fly.pg-version`), sorted by app. Any signed-in role.
     #[tracing::instrument(skip_all, fields(org = org), err(level = "debug"))]
-    pub async fn postgres_apps(&self, actor: &Actor, org: &str) -> Result<Vec<PostgresApp>, OrgError> {
+    pub async fn postgres_apps(
+        &self,
+        actor: &Actor,
+        org: &str,
+    ) -> Result<Vec<PostgresApp>, OrgError> {
         require_viewer(actor)?;
         let client = self.client_for(org).await?;
         let apps = client.list_apps(org).await.map_err(fly_refusal)?.apps;
@@ -497,7 +516,10 @@ impl Orgs {
             .await?;
         match self.track_checked(actor, meta, org, app, &subject).await {
             Ok(tracked) => Ok(tracked),
-            Err(e) => self.refused(actor, meta, actions::CLUSTER_TRACK, &subject, e).await,
+            Err(e) => {
+                self.refused(actor, meta, actions::CLUSTER_TRACK, &subject, e)
+                    .await
+            }
         }
     }
 
@@ -517,8 +539,11 @@ impl Orgs {
             org: org.to_owned(),
             app: app.to_owned(),
         };
+        // An app of another organisation is 403 to this org's token: from here it does not exist either.
         let found = client.get_app(app).await.map_err(|e| match e {
-            fly::Error::Api { status: 404, .. } => not_found(),
+            fly::Error::Api {
+                status: 403 | 404, ..
+            } => not_found(),
             other => fly_refusal(other),
         })?;
         if found
@@ -538,11 +563,12 @@ impl Orgs {
         }
         let now = ts::format(ts::now());
         let mut tx = AuditedTx::begin(&self.pool).await?;
-        let active: Option<i64> =
-            sqlx::query_scalar("SELECT id FROM tracked_clusters WHERE app = ? AND untracked_at IS NULL")
-                .bind(app)
-                .fetch_optional(&mut *tx)
-                .await?;
+        let active: Option<i64> = sqlx::query_scalar(
+            "SELECT id FROM tracked_clusters WHERE app = ? AND untracked_at IS NULL",
+        )
+        .bind(app)
+        .fetch_optional(&mut *tx)
+        .await?;
         if active.is_some() {
             return Err(OrgError::AlreadyTracked(app.to_owned()));
         }
@@ -644,8 +670,8 @@ impl Orgs {
             let opened = keyring
                 .open(&sealed, &token_context(org))
                 .map_err(|_| OrgError::Unopenable(org.to_owned()))?;
-            let token = std::str::from_utf8(&opened)
-                .map_err(|_| OrgError::Unopenable(org.to_owned()))?;
+            let token =
+                std::str::from_utf8(&opened).map_err(|_| OrgError::Unopenable(org.to_owned()))?;
             return self
                 .endpoints
                 .client(SecretString::from(token.to_owned()))
@@ -779,7 +805,12 @@ fn pg_version(machine: &Machine) -> Option<String> {
 }
 
 /// `app` as a Postgres app, when one of its machines runs a Postgres image.
-fn postgres_app(org: &str, app: &str, status: Option<&str>, machines: &[Machine]) -> Option<PostgresApp> {
+fn postgres_app(
+    org: &str,
+    app: &str,
+    status: Option<&str>,
+    machines: &[Machine],
+) -> Option<PostgresApp> {
     let first = machines.iter().find(|m| flavour(m).is_some())?;
     let flavour = flavour(first)?;
     let mut summaries: Vec<MachineSummary> = machines
