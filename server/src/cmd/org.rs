@@ -66,7 +66,12 @@ pub struct OrgConnection {
     #[command(flatten)]
     pub data: DataDirArgs,
     /// A file holding the master key (64 hex characters), instead of `WALDEN_MASTER_KEY`.
-    #[arg(long, env = "WALDEN_MASTER_KEY_FILE", value_name = "PATH", global = true)]
+    #[arg(
+        long,
+        env = "WALDEN_MASTER_KEY_FILE",
+        value_name = "PATH",
+        global = true
+    )]
     pub master_key_file: Option<PathBuf>,
     /// A file holding the retired master keys, instead of `WALDEN_RETIRED_MASTER_KEYS`.
     #[arg(
@@ -177,7 +182,10 @@ pub async fn run(args: OrgArgs) -> anyhow::Result<ExitCode> {
                 println!("no tracked clusters");
             }
             for t in tracked {
-                println!("{}\t{}\ttracked by {} at {}", t.org, t.app, t.tracked_by, t.tracked_at);
+                println!(
+                    "{}\t{}\ttracked by {} at {}",
+                    t.org, t.app, t.tracked_by, t.tracked_at
+                );
             }
         }
     }
@@ -219,14 +227,17 @@ fn read_token_line(input: &mut impl BufRead) -> anyhow::Result<SecretString> {
         .map_err(|_| anyhow::anyhow!("token: this is not a Fly API token (not UTF-8)"))?;
     let token = text.trim();
     if token.is_empty() {
-        bail!("no token on standard input (pipe one line, pass --token-file, or run on a terminal)");
+        bail!(
+            "no token on standard input (pipe one line, pass --token-file, or run on a terminal)"
+        );
     }
     Ok(SecretString::from(token))
 }
 
 fn orgs_text(orgs: &[OrgSummary]) -> String {
     if orgs.is_empty() {
-        return "no organisations (add one with `walden org add ORG`, or set FLY_API_TOKEN)\n".into();
+        return "no organisations (add one with `walden org add ORG`, or set FLY_API_TOKEN)\n"
+            .into();
     }
     let mut out = String::new();
     for org in orgs {
@@ -276,7 +287,10 @@ mod tests {
     #[test]
     fn reads_one_trimmed_line_and_refuses_bad_input() {
         let token = read_token_line(&mut &b"  FlyV1 fm2_abc \r\nsecond\n"[..]).unwrap();
-        assert_eq!(secrecy::ExposeSecret::expose_secret(&token), "FlyV1 fm2_abc");
+        assert_eq!(
+            secrecy::ExposeSecret::expose_secret(&token),
+            "FlyV1 fm2_abc"
+        );
         assert!(read_token_line(&mut &b""[..]).is_err());
         assert!(read_token_line(&mut &b"\n"[..]).is_err());
         assert!(read_token_line(&mut &[0xff, 0xfe, b'\n'][..]).is_err());
