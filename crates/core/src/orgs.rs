@@ -67,7 +67,7 @@ impl FlyEndpoints {
     }
 
     /// A client for `token` against these endpoints.
-    fn client(&self, token: SecretString) -> Result<FlyClient, fly::Error> {
+    fn client(&self, token: SecretString) -> Result<FlyClient, Box<fly::Error>> {
         let mut builder = FlyClient::builder().token(token);
         if let Some(url) = &self.machines_base_url {
             builder = builder.machines_base_url(url.clone());
@@ -75,7 +75,7 @@ impl FlyEndpoints {
         if let Some(url) = &self.api_base_url {
             builder = builder.api_base_url(url.clone());
         }
-        builder.build()
+        builder.build().map_err(Box::new)
     }
 }
 
@@ -119,7 +119,7 @@ pub enum OrgError {
     #[error("the token could not be sealed")]
     Seal,
     #[error("the Fly API refused or failed the request: {0}")]
-    Fly(#[source] fly::Error),
+    Fly(#[source] Box<fly::Error>),
     #[error(transparent)]
     Audit(#[from] AuditError),
     #[error("database error: {0}")]
@@ -338,12 +338,12 @@ impl Orgs {
     /// Ask the peer what the token is: it must act in `slug` as a whole (no app or machine restriction), and
     /// the organisation's apps must list. Returns the organisation's name.
     async fn validate_token(&self, slug: &str, token: &SecretString) -> Result<String, OrgError> {
-        let client = self.endpoints.client(token.clone()).map_err(|e| match e {
+        let client = self.endpoints.client(token.clone()).map_err(|e| match *e {
             fly::Error::Config(_) => OrgError::Invalid(FieldError::new(
                 "token",
                 "this does not look like a Fly API token",
             )),
-            other => OrgError::Fly(other),
+            other => OrgError::Fly(Box::new(other)),
         })?;
         // fly-go `CurrentToken` / the OpenAPI document's `GET /tokens/current` (`CurrentToken_show`).
         let current = client.current_token().await.map_err(fly_refusal)?;
@@ -756,7 +756,7 @@ fn valid_slug(slug: &str) -> Result<(), FieldError> {
 fn fly_refusal(e: fly::Error) -> OrgError {
     match e {
         fly::Error::Api { status: 401, .. } => OrgError::TokenRejected,
-        other => OrgError::Fly(other),
+        other => OrgError::Fly(Box::new(other)),
     }
 }
 
