@@ -129,6 +129,15 @@ async fn adds_the_demo_org_from_stdin_lists_its_apps_and_tracks_its_cluster() {
     assert!(String::from_utf8_lossy(&out.stdout).contains("demo\tDemo Org\tadded by (system:cli"));
     outputs.push(out);
 
+    let out = run(with_key(&["check", "demo"]), b"").await;
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("the token of demo is valid"),
+        "{}",
+        text(&out)
+    );
+    outputs.push(out);
+
     let out = run(with_key(&["apps", "demo"]), b"").await;
     assert!(out.status.success(), "{}", text(&out));
     let apps = String::from_utf8_lossy(&out.stdout).into_owned();
@@ -168,6 +177,7 @@ async fn adds_the_demo_org_from_stdin_lists_its_apps_and_tracks_its_cluster() {
         ("org.add", "failed"),
         ("org.add", "failed"),
         ("org.add", "ok"),
+        ("org.validate", "ok"),
         ("cluster.track", "ok"),
         ("cluster.untrack", "ok"),
     ];

@@ -179,6 +179,8 @@ pub mod actions {
     /// A Fly organisation added with its token (`core::orgs`; the detail names a fingerprint, never the token).
     pub const ORG_ADD: &str = "org.add";
     pub const ORG_REMOVE: &str = "org.remove";
+    /// An added organisation's stored token checked with Fly again.
+    pub const ORG_VALIDATE: &str = "org.validate";
     /// A cluster an admin chose to track, or stopped tracking (`core::orgs`).
     pub const CLUSTER_TRACK: &str = "cluster.track";
     pub const CLUSTER_UNTRACK: &str = "cluster.untrack";

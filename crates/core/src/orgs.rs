@@ -335,6 +335,52 @@ impl Orgs {
         })
     }
 
+    /// Check an added organisation's stored token with Fly again (as [`Orgs::add`] does) and record when it
+    /// last passed. Admins only; audited either way (`org.validate`). Returns the time of the check.
+    #[tracing::instrument(skip_all, fields(org = slug, actor = %actor.display_name()), err(level = "debug"))]
+    pub async fn validate(
+        &self,
+        actor: &Actor,
+        meta: &RequestMeta,
+        slug: &str,
+    ) -> Result<String, OrgError> {
+        let subject = format!("org:{slug}");
+        self.require_admin(actor, meta, actions::ORG_VALIDATE, &subject)
+            .await?;
+        let checked = async {
+            if self.stored_token(slug).await?.is_none() {
+                return Err(match &self.environment {
+                    Some(env) if env.org == slug => OrgError::FromEnvironment(slug.to_owned()),
+                    _ => OrgError::NotFound(slug.to_owned()),
+                });
+            }
+            let token = self.open_token(slug).await?;
+            self.validate_token(slug, &token).await
+        }
+        .await;
+        let name = match checked {
+            Ok(name) => name,
+            Err(e) => {
+                return self
+                    .refused(actor, meta, actions::ORG_VALIDATE, &subject, e)
+                    .await
+            }
+        };
+        let now = ts::format(ts::now());
+        let mut tx = AuditedTx::begin(&self.pool).await?;
+        sqlx::query("UPDATE fly_orgs SET name = ?, last_validated_at = ? WHERE slug = ?")
+            .bind(&name)
+            .bind(&now)
+            .bind(slug)
+            .execute(&mut *tx)
+            .await?;
+        let event = Event::new(actions::ORG_VALIDATE, Outcome::Ok)
+            .subject(subject)
+            .detail(serde_json::json!({ "org": slug }));
+        tx.commit(actor, meta, &event).await?;
+        Ok(now)
+    }
+
     /// Ask the peer what the token is: it must act in `slug` as a whole (no app or machine restriction), and
     /// the organisation's apps must list. Returns the organisation's name.
     async fn validate_token(&self, slug: &str, token: &SecretString) -> Result<String, OrgError> {
@@ -665,22 +711,30 @@ impl Orgs {
 
     /// A client acting in `org`: its added token (opened from the database), else the environment's.
     async fn client_for(&self, org: &str) -> Result<FlyClient, OrgError> {
-        if let Some(sealed) = self.stored_token(org).await? {
-            let keyring = self.keyring.as_ref().ok_or(OrgError::NoKeyring)?;
-            let opened = keyring
-                .open(&sealed, &token_context(org))
-                .map_err(|_| OrgError::Unopenable(org.to_owned()))?;
-            let token =
-                std::str::from_utf8(&opened).map_err(|_| OrgError::Unopenable(org.to_owned()))?;
-            return self
-                .endpoints
-                .client(SecretString::from(token.to_owned()))
-                .map_err(OrgError::Fly);
+        if self.stored_token(org).await?.is_some() {
+            let token = self.open_token(org).await?;
+            return self.endpoints.client(token).map_err(OrgError::Fly);
         }
         match &self.environment {
             Some(env) if env.org == org => Ok(env.client.clone()),
             _ => Err(OrgError::NotFound(org.to_owned())),
         }
+    }
+
+    /// The added token of `org`, opened with the keyring (bound to the org: a token moved from another
+    /// row does not open).
+    async fn open_token(&self, org: &str) -> Result<SecretString, OrgError> {
+        let sealed = self
+            .stored_token(org)
+            .await?
+            .ok_or_else(|| OrgError::NotFound(org.to_owned()))?;
+        let keyring = self.keyring.as_ref().ok_or(OrgError::NoKeyring)?;
+        let opened = keyring
+            .open(&sealed, &token_context(org))
+            .map_err(|_| OrgError::Unopenable(org.to_owned()))?;
+        let token =
+            std::str::from_utf8(&opened).map_err(|_| OrgError::Unopenable(org.to_owned()))?;
+        Ok(SecretString::from(token.to_owned()))
     }
 
     async fn stored_token(&self, slug: &str) -> Result<Option<Vec<u8>>, sqlx::Error> {

@@ -540,6 +540,8 @@ async fn the_environment_org_is_listed_and_cannot_be_removed() {
     let err = orgs.remove(&cli, &meta(), DEMO_ORG).await.unwrap_err();
     assert!(matches!(err, OrgError::FromEnvironment(_)), "{err}");
     assert!(err.to_string().contains("FLY_API_TOKEN"), "{err}");
+    let err = orgs.validate(&cli, &meta(), DEMO_ORG).await.unwrap_err();
+    assert!(matches!(err, OrgError::FromEnvironment(_)), "{err}");
     assert_eq!(orgs.tracked(&cli).await.unwrap().len(), 1);
     // The same walden (no keyring) cannot open another org it does not know.
     let err = orgs.postgres_apps(&cli, "acme").await.unwrap_err();
@@ -611,6 +613,23 @@ async fn rotation_reseals_org_tokens() {
             1
         );
     }
+    // Checking a token again (after the rotation) records when it last passed.
+    let before = walden.orgs().list(&Actor::cli()).await.unwrap();
+    let at = walden
+        .orgs()
+        .validate(&Actor::cli(), &meta(), "acme")
+        .await
+        .unwrap();
+    let after = walden.orgs().list(&Actor::cli()).await.unwrap();
+    assert_eq!(after[0].slug, "acme");
+    assert_eq!(after[0].last_validated_at.as_deref(), Some(at.as_str()));
+    assert!(after[0].last_validated_at >= before[0].last_validated_at);
+    let err = walden
+        .orgs()
+        .validate(&Actor::cli(), &meta(), "nope")
+        .await
+        .unwrap_err();
+    assert!(matches!(err, OrgError::NotFound(_)), "{err}");
     // A sealed token moved to another org's row does not open there.
     sqlx::query(
         "UPDATE fly_orgs SET token_sealed = (SELECT token_sealed FROM fly_orgs WHERE slug = 'demo') \
@@ -622,6 +641,12 @@ async fn rotation_reseals_org_tokens() {
     let err = walden
         .orgs()
         .postgres_apps(&Actor::cli(), "acme")
+        .await
+        .unwrap_err();
+    assert!(matches!(err, OrgError::Unopenable(_)), "{err}");
+    let err = walden
+        .orgs()
+        .validate(&Actor::cli(), &meta(), "acme")
         .await
         .unwrap_err();
     assert!(matches!(err, OrgError::Unopenable(_)), "{err}");

@@ -48,6 +48,8 @@ pub enum OrgCommand {
     },
     /// List the organisations (never their tokens).
     List,
+    /// Check an added organisation's stored token with Fly again.
+    Check { org: String },
     /// Remove an added organisation and its token; its clusters are no longer tracked.
     Remove { org: String },
     /// List an organisation's Postgres apps: flavour, version, regions, machines and roles.
@@ -161,6 +163,10 @@ pub async fn run(args: OrgArgs) -> anyhow::Result<ExitCode> {
             );
         }
         OrgCommand::List => print!("{}", orgs_text(&orgs.list(&actor).await?)),
+        OrgCommand::Check { org } => {
+            let at = orgs.validate(&actor, &meta, &org).await?;
+            println!("the token of {org} is valid (checked at {at})");
+        }
         OrgCommand::Remove { org } => {
             orgs.remove(&actor, &meta, &org).await?;
             println!("removed organisation {org}");
