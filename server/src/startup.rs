@@ -85,6 +85,7 @@ impl Application {
             },
             keyring,
             fly: Some(fly),
+            fly_endpoints: None,
         };
         let walden = Walden::from_pool(pool.clone(), options)?;
         let setup_token = setup_token(&config, &walden, addr).await?;

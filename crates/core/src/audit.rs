@@ -191,6 +191,14 @@ pub mod actions {
     pub const ESCROW_REVEAL_APPROVE: &str = "escrow.reveal_approve";
     /// An approved request whose window passed unused, or a pending request that aged out.
     pub const ESCROW_REVEAL_EXPIRE: &str = "escrow.reveal_expire";
+    /// A Fly organisation added with its token (`core::orgs`; the detail names a fingerprint, never the token).
+    pub const ORG_ADD: &str = "org.add";
+    pub const ORG_REMOVE: &str = "org.remove";
+    /// An added organisation's stored token checked with Fly again.
+    pub const ORG_VALIDATE: &str = "org.validate";
+    /// A cluster an admin chose to track, or stopped tracking (`core::orgs`).
+    pub const CLUSTER_TRACK: &str = "cluster.track";
+    pub const CLUSTER_UNTRACK: &str = "cluster.untrack";
     /// A server function refused its caller: not signed in, or a role below the one it needs (written by the
     /// web layer, outcome `denied`).
     pub const ACCESS_DENIED: &str = "access.denied";

@@ -8,8 +8,9 @@
 //! Module dependencies point one way: `access` (the shared vocabulary) and `ts`, `seal`, `db` are leaves;
 //! `audit` uses `access`; `audit_checkpoints` uses `audit`'s table, `keyring` and `walg`'s storage configuration;
 //! `settings` uses `audit`; `users` uses `settings`, `audit` and `keyring`; `escrow` (sealed cluster
-//! credentials) uses `audit`, `settings` and `keyring`; `rotation` (re-sealing under a new master key) uses
-//! `audit`, `keyring` and the contexts of `users` and `escrow`; the façade uses them all.
+//! credentials) uses `audit`, `settings` and `keyring`; `orgs` (Fly organisations and tracked clusters) uses
+//! `audit`, `keyring` and `clusters`' types; `rotation` (re-sealing under a new master key) uses `audit`,
+//! `keyring` and the contexts of `users`, `escrow` and `orgs`; the façade uses them all.
 
 pub mod access;
 pub mod audit;
@@ -19,6 +20,7 @@ pub mod clusters;
 pub mod db;
 pub mod escrow;
 pub mod keyring;
+pub mod orgs;
 pub mod rotation;
 pub mod seal;
 pub mod settings;

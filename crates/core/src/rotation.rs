@@ -86,6 +86,12 @@ pub const SEALED_COLUMNS: &[SealedColumn] = &[
         context_columns: "org, app, version, field",
         context: crate::escrow::row_context,
     },
+    SealedColumn {
+        table: "fly_orgs",
+        column: "token_sealed",
+        context_columns: "slug",
+        context: crate::orgs::sealed_token_context,
+    },
 ];
 
 /// Why a rotation or a status report did not happen. Names key ids and rows, never key material.

@@ -23,6 +23,7 @@ use crate::clusters::{Clusters, FlyConnection};
 use crate::db;
 use crate::escrow::Escrow;
 use crate::keyring::Keyring;
+use crate::orgs::{FlyEndpoints, Orgs};
 use crate::settings::Settings;
 use crate::users::{Accounts, HashLimits, HashParams, Hasher, UserError};
 
@@ -37,6 +38,9 @@ pub struct WaldenOptions {
     pub keyring: Option<Keyring>,
     /// The Fly API and organisation. Without one, cluster listing is unavailable (CLI account commands).
     pub fly: Option<FlyConnection>,
+    /// Where added organisations' tokens are sent; the `fly` connection's peer when `None` (demo mode's
+    /// emulator), else Fly's public API. The CLI sets it from `FLY_FLAPS_BASE_URL`/`FLY_API_HOSTNAME`.
+    pub fly_endpoints: Option<FlyEndpoints>,
 }
 
 /// Why Walden could not be opened.
@@ -57,6 +61,7 @@ pub struct Walden {
     audit: AuditLog,
     settings: Settings,
     clusters: Clusters,
+    orgs: Orgs,
     backups: Backups,
     escrow: Escrow,
 }
@@ -79,6 +84,12 @@ impl Walden {
         Ok(Walden {
             audit: AuditLog::new(pool.clone()),
             settings: Settings::new(pool.clone()),
+            orgs: Orgs::new(
+                pool.clone(),
+                options.keyring.clone(),
+                options.fly.clone(),
+                options.fly_endpoints,
+            ),
             clusters: Clusters::new(options.fly),
             backups: Backups::new(pool.clone()),
             escrow: Escrow::new(pool.clone(), options.keyring.clone()),
@@ -106,6 +117,12 @@ impl Walden {
     /// The Postgres clusters of the watched Fly organisation.
     pub fn clusters(&self) -> &Clusters {
         &self.clusters
+    }
+
+    /// Fly organisations added with their own token (and the environment's), their Postgres apps, and the
+    /// clusters Walden tracks.
+    pub fn orgs(&self) -> &Orgs {
+        &self.orgs
     }
 
     /// The wal-g index of each storage, kept in the database and refreshed incrementally, and the timeline

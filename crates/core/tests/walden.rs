@@ -21,6 +21,7 @@ fn options(keyring: Option<Keyring>) -> WaldenOptions {
         hash_limits: Default::default(),
         keyring,
         fly: None,
+        fly_endpoints: None,
     }
 }
 

@@ -384,6 +384,17 @@ impl FlyClient {
         FlyClientBuilder::default()
     }
 
+    /// The Machines API base URL this client calls (without `/v1`). With [`Self::api_base_url`], lets a
+    /// caller build a client for another token against the same peer (Walden's per-organisation tokens).
+    pub fn machines_base_url(&self) -> &str {
+        self.inner.machines.as_str()
+    }
+
+    /// The api.fly.io base URL this client calls (logs, GraphQL).
+    pub fn api_base_url(&self) -> &str {
+        self.inner.api.as_str()
+    }
+
     /// Configure from flyctl's environment variables: `FLY_API_TOKEN` (required),
     /// `FLY_FLAPS_BASE_URL` (Machines API) and `FLY_API_HOSTNAME` (api.fly.io).
     pub fn from_env() -> Result<Self, Error> {

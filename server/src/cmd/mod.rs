@@ -5,6 +5,7 @@ pub mod fly;
 pub mod flysim;
 pub mod keys;
 pub mod migrate;
+pub mod org;
 pub mod serve;
 pub mod timeline;
 pub mod user;
