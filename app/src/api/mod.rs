@@ -7,6 +7,8 @@
 pub mod audit;
 pub mod auth;
 pub mod clusters;
+pub mod escrow;
+pub mod orgs;
 pub mod status;
 pub mod totp;
 pub mod users;
@@ -22,6 +24,8 @@ pub const POLICY: &[&[Access]] = &[
     audit::POLICY,
     auth::POLICY,
     clusters::POLICY,
+    escrow::POLICY,
+    orgs::POLICY,
     status::POLICY,
     totp::POLICY,
     users::POLICY,

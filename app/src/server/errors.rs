@@ -9,6 +9,8 @@
 
 use walden_core::audit::AuditError;
 use walden_core::clusters::DiscoverError;
+use walden_core::escrow::EscrowError;
+use walden_core::orgs::OrgError;
 use walden_core::settings::SettingsError;
 use walden_core::users::{FieldError, LoginError, UserError};
 
@@ -135,6 +137,72 @@ impl From<LoginError> for AppError {
             LoginError::Internal(UserError::Busy) => AppError::Busy,
             LoginError::Internal(e) => internal(e),
         }
+    }
+}
+
+impl From<OrgError> for AppError {
+    /// A refusal names what to fix (the token, the organisation, the app); a Fly failure is 502; the store's
+    /// own failures are opaque (request id).
+    fn from(e: OrgError) -> Self {
+        let field = |field: &str, e: OrgError| AppError::Validation {
+            field: field.into(),
+            message: e.to_string(),
+        };
+        match e {
+            OrgError::Forbidden => AppError::Forbidden,
+            OrgError::Invalid(f) => f.into(),
+            OrgError::TokenRejected | OrgError::WrongScope(_) => field("token", e),
+            OrgError::UnknownOrg { .. } => field("slug", e),
+            OrgError::AppNotFound { .. } | OrgError::NotPostgres(_) => field("app", e),
+            OrgError::NotFound(slug) => AppError::NotFound(format!("organisation {slug}")),
+            OrgError::NoKeyring
+            | OrgError::AlreadyAdded(_)
+            | OrgError::FromEnvironment(_)
+            | OrgError::AlreadyTracked(_)
+            | OrgError::NotTracked { .. }
+            | OrgError::Unopenable(_) => AppError::Conflict(capitalised(&e)),
+            OrgError::Fly(_) => {
+                tracing::warn!(request_id = %request_id(), error = %e, "Fly organisation call failed");
+                AppError::Upstream(capitalised(&e))
+            }
+            // Seal, audit log, database: opaque.
+            other => internal(other),
+        }
+    }
+}
+
+impl From<EscrowError> for AppError {
+    /// Refusals say what to do next (give a reason, ask for approval, request again); a key or store failure
+    /// is opaque (request id). No variant carries a value.
+    fn from(e: EscrowError) -> Self {
+        match e {
+            EscrowError::Invalid(f) => f.into(),
+            EscrowError::Forbidden => AppError::Forbidden,
+            EscrowError::NotFound { what } => AppError::NotFound(what),
+            EscrowError::NoSuchRequest => AppError::NotFound("reveal request".into()),
+            EscrowError::NoKey
+            | EscrowError::ApprovalRequired
+            | EscrowError::SelfApproval
+            | EscrowError::NotYourRequest
+            | EscrowError::NotApproved
+            | EscrowError::AlreadyApproved
+            | EscrowError::RequestUsed
+            | EscrowError::RequestExpired
+            | EscrowError::UnknownKey { .. }
+            | EscrowError::Unopenable { .. } => AppError::Conflict(capitalised(&e)),
+            // Seal, audit log, database, and whatever a later capture step adds: opaque.
+            other => internal(other),
+        }
+    }
+}
+
+/// A domain error's text (written to follow a colon, in lower case) as a sentence of its own.
+fn capitalised(e: &impl std::fmt::Display) -> String {
+    let text = e.to_string();
+    let mut chars = text.chars();
+    match chars.next() {
+        Some(first) => first.to_uppercase().chain(chars).collect(),
+        None => text,
     }
 }
 

@@ -114,6 +114,16 @@ impl Visitor {
         self.state.walden.settings()
     }
 
+    /// Fly organisations and the clusters tracked in them.
+    pub fn orgs(&self) -> &walden_core::orgs::Orgs {
+        self.state.walden.orgs()
+    }
+
+    /// Escrowed cluster credentials: versions, proofs, reveals.
+    pub fn escrow(&self) -> &walden_core::escrow::Escrow {
+        self.state.walden.escrow()
+    }
+
     /// The database, for the status page's health probe only; everything else goes through a service.
     pub fn pool(&self) -> &SqlitePool {
         &self.state.pool
