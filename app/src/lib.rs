@@ -17,9 +17,18 @@ use leptos_router::{lazy_route, path, Lazy, LazyRoute};
 
 use crate::components::layout::{Layout, MarkHydrated};
 use crate::pages::{
-    account::AccountPage, audit::AuditPage, clusters::ClustersPage, invite::InvitePage,
-    login::LoginPage, not_found::NotFound, restores::RestoresPage, settings::SettingsPage,
-    setup::SetupPage, users::UsersPage,
+    account::AccountPage,
+    audit::AuditPage,
+    clusters::ClustersPage,
+    credentials::{CredentialsIndexPage, CredentialsPage},
+    invite::InvitePage,
+    login::LoginPage,
+    not_found::NotFound,
+    orgs::OrgsPage,
+    restores::RestoresPage,
+    settings::SettingsPage,
+    setup::SetupPage,
+    users::UsersPage,
 };
 
 /// The HTML document around the app; rendered on the server only.
@@ -58,7 +67,10 @@ pub fn App() -> impl IntoView {
                     <Route path=path!("/clusters") view={Lazy::<LazyClustersPage>::new()} />
                     <Route path=path!("/restores") view={Lazy::<LazyRestoresPage>::new()} />
                     <Route path=path!("/audit") view={Lazy::<LazyAuditPage>::new()} />
+                    <Route path=path!("/credentials") view={Lazy::<LazyCredentialsIndexPage>::new()} />
+                    <Route path=path!("/credentials/:org/:app") view={Lazy::<LazyCredentialsPage>::new()} />
                     <Route path=path!("/settings") view={Lazy::<LazySettingsPage>::new()} />
+                    <Route path=path!("/settings/orgs") view={Lazy::<LazyOrgsPage>::new()} />
                     <Route path=path!("/login") view={Lazy::<LazyLoginPage>::new()} />
                     <Route path=path!("/setup") view={Lazy::<LazySetupPage>::new()} />
                     <Route path=path!("/invite") view={Lazy::<LazyInvitePage>::new()} />
@@ -93,7 +105,10 @@ lazy_page! {
     LazyClustersPage => ClustersPage,
     LazyRestoresPage => RestoresPage,
     LazyAuditPage => AuditPage,
+    LazyCredentialsIndexPage => CredentialsIndexPage,
+    LazyCredentialsPage => CredentialsPage,
     LazySettingsPage => SettingsPage,
+    LazyOrgsPage => OrgsPage,
     LazyLoginPage => LoginPage,
     LazySetupPage => SetupPage,
     LazyInvitePage => InvitePage,

@@ -70,6 +70,7 @@ pub fn Layout(children: Children) -> impl IntoView {
                 </button>
                 <nav id="primary-nav" class="primary-nav" class:open=move || menu_open.get() aria-label="Primary">
                     <A href="/clusters" on:click=close_menu>"Clusters"</A>
+                    <A href="/credentials" on:click=close_menu>"Credentials"</A>
                     <A href="/restores" on:click=close_menu>"Restores"</A>
                     <A href="/audit" on:click=close_menu>"Audit"</A>
                     <A href="/settings" on:click=close_menu>"Settings"</A>

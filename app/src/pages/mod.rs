@@ -3,9 +3,11 @@
 pub mod account;
 pub mod audit;
 pub mod clusters;
+pub mod credentials;
 pub mod invite;
 pub mod login;
 pub mod not_found;
+pub mod orgs;
 pub mod restores;
 pub mod settings;
 pub mod setup;
