@@ -12,6 +12,14 @@ use walden_app::api::auth::{
     SetupAdmin,
 };
 use walden_app::api::clusters::ListClusters;
+use walden_app::api::escrow::{
+    ApproveReveal, GetCredentials, GetRequireRevealApproval, ListRevealRequests, RequestReveal,
+    RevealApproved, RevealCredential, SetRequireRevealApproval,
+};
+use walden_app::api::orgs::{
+    AddOrg, ListOrgs, ListPostgresApps, ListTracked, PastedToken, RemoveOrg, TrackCluster,
+    UntrackCluster,
+};
 use walden_app::api::status::GetConsoleStatus;
 use walden_app::api::totp::{
     BeginTotp, ConfirmTotp, DisableTotp, GetRequireTotpForAdmins, SetRequireTotpForAdmins,
@@ -22,7 +30,10 @@ use walden_app::api::users::{
 use walden_app::api::Access;
 use walden_core::users::Role;
 
-use crate::helpers::{app, InputEncoding, Session, PW};
+use crate::helpers::{app_with, InputEncoding, Session, PW};
+
+/// The proxy header the matrix's console reads client addresses from.
+const CLIENT_IP: &str = "x-test-client-ip";
 
 /// Every module's policy, in one list.
 fn policy() -> Vec<Access> {
@@ -152,6 +163,76 @@ fn probes(target: i64) -> Vec<Probe> {
             200,
         ),
         probe(GetRequireTotpForAdmins {}, 200),
+        // Organisations (the demo console's environment org is flysim's `demo`). Wrong token, unknown
+        // organisation, unknown app, untracked cluster: allowed callers get the refusal, nothing changes.
+        probe(ListOrgs {}, 200),
+        probe(
+            AddOrg {
+                slug: "personal".into(),
+                token: PastedToken("not a Fly token".into()),
+            },
+            422,
+        ),
+        probe(
+            RemoveOrg {
+                slug: "no-such-org".into(),
+            },
+            404,
+        ),
+        probe(
+            ListPostgresApps {
+                org: flysim::DEMO_ORG.into(),
+            },
+            200,
+        ),
+        probe(ListTracked {}, 200),
+        probe(
+            TrackCluster {
+                org: flysim::DEMO_ORG.into(),
+                app: "no-such-app".into(),
+            },
+            422,
+        ),
+        probe(
+            UntrackCluster {
+                org: flysim::DEMO_ORG.into(),
+                app: flysim::DEMO_APP.into(),
+            },
+            409,
+        ),
+        // Escrow: nothing captured; reveals and requests without a reason are refused before anything else.
+        probe(
+            GetCredentials {
+                org: flysim::DEMO_ORG.into(),
+                app: flysim::DEMO_APP.into(),
+            },
+            200,
+        ),
+        probe(
+            RevealCredential {
+                org: flysim::DEMO_ORG.into(),
+                app: flysim::DEMO_APP.into(),
+                version: 1,
+                field: "SU_PASSWORD".into(),
+                reason: String::new(),
+            },
+            422,
+        ),
+        probe(
+            RequestReveal {
+                org: flysim::DEMO_ORG.into(),
+                app: flysim::DEMO_APP.into(),
+                version: 1,
+                field: "SU_PASSWORD".into(),
+                reason: String::new(),
+            },
+            422,
+        ),
+        probe(ListRevealRequests {}, 200),
+        probe(ApproveReveal { id: 999_999 }, 404),
+        probe(RevealApproved { id: 999_999 }, 404),
+        probe(GetRequireRevealApproval {}, 200),
+        probe(SetRequireRevealApproval { enabled: false }, 200),
         probe(SetRequireTotpForAdmins { enabled: false }, 200),
         // Someone else's TOTP: admins only (the target has none; removing none is fine).
         Probe {
@@ -205,7 +286,9 @@ fn expected(min: Option<Role>, caller: Option<Role>, probe: &Probe) -> u16 {
 
 #[tokio::test]
 async fn authorization_matrix() {
-    let app = app().await;
+    // Each call comes from its own address (through the proxy header), so the per-client budget of anonymous
+    // refusal rows (`RefusalBudget`) never runs out and every refusal can be counted.
+    let app = app_with(|c| c.client_ip_header = Some(CLIENT_IP.parse().unwrap())).await;
     let target = app.add_users(&[("target", Role::Viewer)]).await[0];
     let callers = [
         ("anonymous", app.session(), None),
@@ -231,14 +314,21 @@ async fn authorization_matrix() {
     let mut table = Vec::new();
     // Refusals by the role check itself (not by the domain's own rules): each leaves an access.denied row.
     let mut role_refusals = 0;
+    let mut calls = 0u32;
     for (who, session, role) in &callers {
         for probe in &probes {
+            calls += 1;
+            let address = format!("10.0.{}.{}", calls / 250, calls % 250 + 1);
             let min = policy
                 .iter()
                 .find(|(path, _)| *path == probe.path)
                 .unwrap_or_else(|| panic!("{} has a probe but no policy", probe.path))
                 .1;
-            let res = (probe.request)(session).send().await.unwrap();
+            let res = (probe.request)(session)
+                .header(CLIENT_IP, address)
+                .send()
+                .await
+                .unwrap();
             let status = res.status().as_u16();
             let want = expected(min, *role, probe);
             let refused_by_role = match (min, role) {
@@ -264,6 +354,9 @@ async fn authorization_matrix() {
         "/restores",
         "/audit",
         "/settings",
+        "/settings/orgs",
+        "/credentials",
+        "/credentials/demo/demo-db",
         "/login",
         "/users",
         "/account",
