@@ -370,6 +370,9 @@ fn SecretValue(shown: RwSignal<Option<Revealed>>) -> impl IntoView {
         if let Some(handle) = ticker.get_value() {
             handle.clear();
         }
+        // A new value starts masked, whatever the previous one showed.
+        visible.set(false);
+        copied.set(false);
         left.set(REVEAL_SECONDS);
         let tick = move || {
             let now = left.get_untracked().saturating_sub(1);

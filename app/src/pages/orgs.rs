@@ -52,7 +52,9 @@ pub fn OrgsPage() -> impl IntoView {
                 }).collect_view().into_any(),
             })}
         </Transition>
-        {move || is_admin.get().then(|| view! { <AddOrgForm add /> })}
+        <Transition fallback=|| ()>
+            {move || is_admin.get().then(|| view! { <AddOrgForm add /> })}
+        </Transition>
     }
 }
 
