@@ -206,6 +206,25 @@ async fn an_operator_reveals_with_a_reason_and_the_reveal_is_audited() {
 
     pages_hold_no_value(&app, &operator.client).await;
     pages_hold_no_value(&app, &viewer.client).await;
+
+    // The credentials view: versions and proofs for everyone; the reveal form for operators only.
+    let page = format!("/credentials/{}/{}", flysim::DEMO_ORG, flysim::DEMO_APP);
+    let html_of = |client: &reqwest::Client| client.get(app.url(&page)).send();
+    let html = html_of(&viewer.client).await.unwrap().text().await.unwrap();
+    assert!(html.contains("data-test=\"versions\"") && html.contains("data-test=\"proofs\""));
+    assert!(html.contains(&c.versions[0].fields[0].fingerprint));
+    assert!(html.contains("password authentication failed"));
+    assert!(
+        !html.contains("data-test=\"reveal\""),
+        "viewers cannot reveal"
+    );
+    let html = html_of(&operator.client)
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(html.contains("data-test=\"reveal\""));
     app.stop().await;
 }
 
@@ -222,6 +241,12 @@ async fn with_approval_required_a_second_person_approves_and_the_requester_revea
     let on = SetRequireRevealApproval { enabled: true };
     assert_eq!(asker.call(&on).await.status(), 403);
     assert_eq!(admin.call(&on).await.status(), 200);
+    let settings = admin.client.get(app.url("/settings")).send().await.unwrap();
+    let html = settings.text().await.unwrap();
+    assert!(
+        html.contains("Approval required."),
+        "the Settings page shows it"
+    );
 
     // A direct reveal is refused now, saying what to do instead.
     let message = conflict_of(

@@ -144,6 +144,24 @@ async fn an_admin_adds_an_org_by_token_and_tracks_its_clusters() {
         .await
         .unwrap();
     assert!(html.contains("Fly organizations"));
+    assert!(
+        html.contains("data-test=\"add-org\""),
+        "admins get the form"
+    );
     assert!(!html.contains(flysim::DEMO_TOKEN));
+    let html = viewer
+        .client
+        .get(app.url("/settings/orgs"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(html.contains(&format!("data-org=\"{}\"", flysim::DEMO_ORG)));
+    assert!(
+        !html.contains("data-test=\"add-org\""),
+        "viewers see the list only"
+    );
     app.stop().await;
 }
