@@ -112,7 +112,7 @@ fn OrgPanel(
         |(slug, _)| list_postgres_apps(slug),
     );
     let question = format!(
-        "Remove the organization {}? Its sealed token is deleted; tracked clusters stay listed but cannot be reached.",
+        "Remove the organization {}? Its sealed token is deleted; add it again with a token to reach it.",
         org.slug
     );
     let removable = !org.from_environment;
