@@ -445,6 +445,42 @@ pub fn keyring(
     Ok(Some(ring))
 }
 
+/// The demo master key: `<data dir>/demo/master.key`, made on first use (32 random bytes as 64 hex
+/// characters, the format of `WALDEN_MASTER_KEY`; owner-only, 0600). Only for demo mode without a configured
+/// key, so that the demo can add organisations and escrow credentials out of the box; outside demo mode a
+/// missing key keeps refusing what needs it. Returns the key and the file it is kept in.
+pub fn demo_master_key(
+    data_dir: &std::path::Path,
+) -> anyhow::Result<(SecretString, std::path::PathBuf)> {
+    use anyhow::Context;
+    let path = data_dir.join("demo").join("master.key");
+    if path.is_file() {
+        #[cfg(unix)]
+        if let Ok(meta) = std::fs::metadata(&path) {
+            use std::os::unix::fs::PermissionsExt;
+            if meta.permissions().mode() & 0o077 != 0 {
+                tracing::warn!(
+                    key_file = %path.display(),
+                    "the demo master key file is readable by others; make it owner-only (chmod 600)"
+                );
+            }
+        }
+        let key = read_key_file(&path)?;
+        walden_core::keyring::SealKey::from_hex(&key).with_context(|| {
+            format!(
+                "the demo master key {} is not 64 hex characters",
+                path.display()
+            )
+        })?;
+        return Ok((key, path));
+    }
+    // A random 32-byte key as hex; the checkpoint key generator makes exactly that.
+    let key = walden_core::audit_checkpoints::CheckpointKey::generate_hex()
+        .context("cannot generate the demo master key")?;
+    crate::checkpoints::write_private(&path, secrecy::ExposeSecret::expose_secret(&key))?;
+    Ok((key, path))
+}
+
 fn read_key_file(path: &std::path::Path) -> Result<SecretString, MasterKeyError> {
     let shown = path.display().to_string();
     let text = zeroize::Zeroizing::new(std::fs::read_to_string(path).map_err(|source| {
