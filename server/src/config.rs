@@ -166,6 +166,12 @@ pub struct ServeArgs {
           value_parser = clap::value_parser!(u64).range(1..), value_name = "ROWS")]
     pub audit_checkpoint_rows: u64,
 
+    /// Capture (and prove) the credentials of every tracked cluster this often: a new escrow version is
+    /// recorded only when a value changed. Default: daily.
+    #[arg(long, env = "WALDEN_ESCROW_CAPTURE_SECS", default_value_t = 86_400,
+          value_parser = clap::value_parser!(u64).range(60..), value_name = "SECONDS")]
+    pub escrow_capture_secs: u64,
+
     /// Password hashes computed at once (19 MiB each); sign-ins beyond them queue for up to 10 s, then get
     /// 503. The VM's memory must hold the console plus this many hashes (see fly.toml).
     #[arg(
@@ -270,6 +276,7 @@ impl ServeArgs {
             checkpoints: CheckpointArgs::default(),
             audit_checkpoint_secs: 300,
             audit_checkpoint_rows: 100,
+            escrow_capture_secs: 86_400,
             hash_permits: 2,
         }
     }
@@ -352,6 +359,7 @@ impl std::fmt::Debug for ServeArgs {
             .field("checkpoints", &self.checkpoints)
             .field("audit_checkpoint_secs", &self.audit_checkpoint_secs)
             .field("audit_checkpoint_rows", &self.audit_checkpoint_rows)
+            .field("escrow_capture_secs", &self.escrow_capture_secs)
             .finish()
     }
 }

@@ -156,7 +156,11 @@ impl Application {
             checkpoints,
             demo,
         } = self;
-        let mut jobs = Jobs::spawn(walden.clone(), shutdown.child_token());
+        let mut jobs = Jobs::spawn(walden.clone(), shutdown.child_token()).with_escrow(
+            walden.clone(),
+            Duration::from_secs(config.escrow_capture_secs),
+            shutdown.child_token(),
+        );
         if let Some(writer) = checkpoints {
             jobs = jobs.with_checkpoints(writer, shutdown.child_token());
         }
