@@ -373,9 +373,12 @@ async fn a_cluster_without_a_leader_is_refused() {
         .unwrap();
     assert!(versions.is_empty());
     let rows = audit_rows(walden.pool()).await;
-    assert!(rows
-        .iter()
-        .any(|r| r.action == "escrow.capture" && r.outcome == "failed"));
+    assert!(rows.iter().any(|r| r.action == "escrow.capture"
+        && r.outcome == "failed"
+        && r.detail
+            .as_deref()
+            .unwrap_or_default()
+            .contains("fly_no_leader")));
 }
 
 /// The environment's token cannot reach the app: a clear refusal, nothing stored.

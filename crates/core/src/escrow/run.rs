@@ -14,8 +14,8 @@ use fly::stolon::ClusterCredentials;
 use secrecy::SecretString;
 
 use super::{
-    actions, check_cluster, secret_from, target, CaptureHow, CaptureOutcome, Escrow, EscrowError,
-    StoredValue,
+    actions, check_cluster, check_field, secret_from, target, CaptureHow, CaptureOutcome, Escrow,
+    EscrowError, StoredValue,
 };
 use crate::access::{Actor, RequestMeta, Role};
 use crate::audit::{self, Event, Outcome};
@@ -112,10 +112,19 @@ impl Escrow {
                 return self.refused(actor, meta, action, org, app, e).await;
             }
         };
-        let values: BTreeMap<String, SecretString> = captured
+        // A storage setting whose name escrow does not keep (e.g. `AWS_lower`) is skipped by name rather than
+        // refusing the whole capture; the three passwords are always kept names.
+        let (values, skipped): (
+            BTreeMap<String, SecretString>,
+            BTreeMap<String, SecretString>,
+        ) = captured
             .fields()
             .map(|(name, value)| (name.to_owned(), value.clone()))
-            .collect();
+            .partition(|(name, _)| check_field(name).is_ok());
+        if !skipped.is_empty() {
+            tracing::warn!(org, app, skipped = ?skipped.keys().collect::<Vec<_>>(),
+                "captured settings with names escrow does not keep were skipped");
+        }
         let outcome = self
             .record_capture(actor, meta, org, app, how, &values)
             .await?;
@@ -183,6 +192,7 @@ impl Escrow {
                     .await?;
                 }
                 RoleStatus::CouldNotCheck(why) => {
+                    let why: String = why.chars().take(300).collect();
                     let event = Event::new(action, Outcome::Failed)
                         .target(target(org, app, Some(version)))
                         .detail(serde_json::json!({
@@ -336,8 +346,43 @@ impl Escrow {
         }
         let event = Event::new(action, Outcome::Failed)
             .target(target(org, app, None))
-            .detail(serde_json::json!({ "refused": error.to_string() }));
+            .detail(serde_json::json!({ "refused": error.code() }));
         audit::record(&self.pool, actor, meta, &event).await?;
         Err(error)
+    }
+}
+
+impl EscrowError {
+    /// A short, stable name of a refusal for its audit row. Not the error's text: Fly's errors may quote
+    /// what a peer answered, and the audit log keeps forever what it is given.
+    fn code(&self) -> &'static str {
+        use fly_escrow::EscrowError as F;
+        match self {
+            EscrowError::Invalid(_) => "invalid",
+            EscrowError::Forbidden => "forbidden",
+            EscrowError::NoKey => "no_key",
+            EscrowError::NotFound { .. } => "not_found",
+            EscrowError::NotTracked { .. } => "not_tracked",
+            EscrowError::NoFly => "no_fly",
+            EscrowError::Org(_) => "org",
+            EscrowError::UnknownKey { .. } => "unknown_key",
+            EscrowError::Unopenable { .. } => "unopenable",
+            EscrowError::Fly(e) => match **e {
+                F::AppNotFound { .. } => "fly_app_not_found",
+                F::NoAccess { .. } => "fly_no_access",
+                F::NoMachines { .. } => "fly_no_machines",
+                F::Flex { .. } => "fly_flex",
+                F::NotStolon { .. } => "fly_not_stolon",
+                F::AllStopped { .. } => "fly_all_stopped",
+                F::NoLeader { .. } => "fly_no_leader",
+                F::SeveralLeaders { .. } => "fly_several_leaders",
+                F::ExecTimedOut { .. } => "fly_exec_timed_out",
+                F::ExecFailed { .. } => "fly_exec_failed",
+                F::Missing { .. } => "fly_missing",
+                F::ValuesHidden { .. } => "fly_values_hidden",
+                _ => "fly",
+            },
+            _ => "other",
+        }
     }
 }
