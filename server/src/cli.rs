@@ -40,6 +40,8 @@ pub enum Command {
     Fly(cmd::fly::FlyArgs),
     /// Fly organisations added with their own token, their Postgres apps, and the clusters Walden tracks.
     Org(cmd::org::OrgArgs),
+    /// Credential escrow of tracked clusters: capture, list, prove, reveal with a reason, enter by hand.
+    Escrow(cmd::escrow::EscrowArgs),
     /// Run the Fly API emulator standalone with a demo org (demo mode, end-to-end tests).
     Flysim(cmd::flysim::FlysimArgs),
     /// Show a wal-g bucket's backups, timelines, restorable windows and findings.
@@ -85,6 +87,7 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Keys(args) => cmd::keys::run(args).await,
         Command::Fly(args) => cmd::fly::run(args).await,
         Command::Org(args) => cmd::org::run(args).await,
+        Command::Escrow(args) => cmd::escrow::run(args).await,
         Command::Flysim(args) => cmd::flysim::run(args).await,
         Command::Timeline(args) => cmd::timeline::run_timeline(args).await,
         Command::Verify(args) => cmd::timeline::run_verify(args).await,

@@ -166,6 +166,12 @@ pub struct ServeArgs {
           value_parser = clap::value_parser!(u64).range(1..), value_name = "ROWS")]
     pub audit_checkpoint_rows: u64,
 
+    /// Capture (and prove) the credentials of every tracked cluster this often: a new escrow version is
+    /// recorded only when a value changed. Default: daily.
+    #[arg(long, env = "WALDEN_ESCROW_CAPTURE_SECS", default_value_t = 86_400,
+          value_parser = clap::value_parser!(u64).range(60..), value_name = "SECONDS")]
+    pub escrow_capture_secs: u64,
+
     /// Password hashes computed at once (19 MiB each); sign-ins beyond them queue for up to 10 s, then get
     /// 503. The VM's memory must hold the console plus this many hashes (see fly.toml).
     #[arg(
@@ -270,6 +276,7 @@ impl ServeArgs {
             checkpoints: CheckpointArgs::default(),
             audit_checkpoint_secs: 300,
             audit_checkpoint_rows: 100,
+            escrow_capture_secs: 86_400,
             hash_permits: 2,
         }
     }
@@ -352,6 +359,7 @@ impl std::fmt::Debug for ServeArgs {
             .field("checkpoints", &self.checkpoints)
             .field("audit_checkpoint_secs", &self.audit_checkpoint_secs)
             .field("audit_checkpoint_rows", &self.audit_checkpoint_rows)
+            .field("escrow_capture_secs", &self.escrow_capture_secs)
             .finish()
     }
 }
@@ -443,6 +451,42 @@ pub fn keyring(
         ring = ring.with_retired(key);
     }
     Ok(Some(ring))
+}
+
+/// The demo master key: `<data dir>/demo/master.key`, made on first use (32 random bytes as 64 hex
+/// characters, the format of `WALDEN_MASTER_KEY`; owner-only, 0600). Only for demo mode without a configured
+/// key, so that the demo can add organisations and escrow credentials out of the box; outside demo mode a
+/// missing key keeps refusing what needs it. Returns the key and the file it is kept in.
+pub fn demo_master_key(
+    data_dir: &std::path::Path,
+) -> anyhow::Result<(SecretString, std::path::PathBuf)> {
+    use anyhow::Context;
+    let path = data_dir.join("demo").join("master.key");
+    if path.is_file() {
+        #[cfg(unix)]
+        if let Ok(meta) = std::fs::metadata(&path) {
+            use std::os::unix::fs::PermissionsExt;
+            if meta.permissions().mode() & 0o077 != 0 {
+                tracing::warn!(
+                    key_file = %path.display(),
+                    "the demo master key file is readable by others; make it owner-only (chmod 600)"
+                );
+            }
+        }
+        let key = read_key_file(&path)?;
+        walden_core::keyring::SealKey::from_hex(&key).with_context(|| {
+            format!(
+                "the demo master key {} is not 64 hex characters",
+                path.display()
+            )
+        })?;
+        return Ok((key, path));
+    }
+    // A random 32-byte key as hex; the checkpoint key generator makes exactly that.
+    let key = walden_core::audit_checkpoints::CheckpointKey::generate_hex()
+        .context("cannot generate the demo master key")?;
+    crate::checkpoints::write_private(&path, secrecy::ExposeSecret::expose_secret(&key))?;
+    Ok((key, path))
 }
 
 fn read_key_file(path: &std::path::Path) -> Result<SecretString, MasterKeyError> {

@@ -9,6 +9,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tower_sessions::session_store::ExpiredDeletion;
 use tower_sessions_sqlx_store::SqliteStore;
+use walden_core::access::{Actor, RequestMeta};
 use walden_core::audit_checkpoints::{Checkpointer, Reason};
 use walden_core::Walden;
 
@@ -33,6 +34,17 @@ impl Jobs {
     pub fn with_checkpoints(mut self, writer: Arc<Checkpointer>, token: CancellationToken) -> Self {
         self.set
             .spawn(checkpoints(writer, token, CHECKPOINT_ROWS_POLL));
+        self
+    }
+
+    /// Also run the scheduled escrow capture ([`escrow_capture`]), every `every`.
+    pub fn with_escrow(
+        mut self,
+        walden: Walden,
+        every: Duration,
+        token: CancellationToken,
+    ) -> Self {
+        self.set.spawn(escrow_capture(walden, token, every));
         self
     }
 
@@ -78,6 +90,102 @@ async fn maintenance(walden: Walden, token: CancellationToken, every: Duration) 
 pub async fn delete_expired_sessions(pool: &SqlitePool) -> anyhow::Result<()> {
     SqliteStore::new(pool.clone()).delete_expired().await?;
     Ok(())
+}
+
+/// The actor the escrow worker acts as in the audit log.
+fn escrow_actor() -> Actor {
+    Actor::System {
+        label: "escrow-worker".into(),
+    }
+}
+
+/// Captures the credentials of every tracked cluster once per `every` (the first run at start, so a new
+/// deployment does not wait a day), proves them after each capture, and expires stale reveal requests.
+/// `record_capture` writes a new version only when a value changed, so an unchanged cluster costs one audit
+/// row. Failures are logged and counted, never fatal; a shutdown is honoured between clusters.
+pub async fn escrow_capture(walden: Walden, token: CancellationToken, every: Duration) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            biased;
+            () = token.cancelled() => break,
+            _ = tick.tick() => {
+                escrow_tick(&walden, &token).await;
+            }
+        }
+    }
+    tracing::debug!("escrow capture worker stopped");
+}
+
+/// What one run of the escrow worker did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct EscrowTick {
+    /// Clusters captured (a new version or unchanged).
+    pub captured: usize,
+    /// Of those, how many got a new version.
+    pub new_versions: usize,
+    /// Clusters whose capture or proof failed, or whose proof found a password that no longer works.
+    pub failed: usize,
+}
+
+/// One run of the escrow worker over every tracked cluster (see [`escrow_capture`]).
+pub async fn escrow_tick(walden: &Walden, token: &CancellationToken) -> EscrowTick {
+    let actor = escrow_actor();
+    let meta = RequestMeta::default();
+    let mut done = EscrowTick::default();
+    let tracked = match walden.orgs().tracked(&actor).await {
+        Ok(t) => t,
+        Err(e) => {
+            metrics::counter!("walden_escrow_failures_total", "stage" => "list").increment(1);
+            tracing::warn!(error = %e, "escrow worker: cannot list the tracked clusters");
+            return done;
+        }
+    };
+    let escrow = walden.escrow();
+    for cluster in tracked {
+        if token.is_cancelled() {
+            return done;
+        }
+        let (org, app) = (cluster.org.as_str(), cluster.app.as_str());
+        match escrow.capture(&actor, &meta, org, app).await {
+            Ok(report) => {
+                done.captured += 1;
+                if report.outcome.created {
+                    done.new_versions += 1;
+                    tracing::info!(org, app, version = report.outcome.version, changed = ?report.outcome.changed,
+                        "escrow worker: new credential version");
+                }
+                metrics::counter!("walden_escrow_captures_total").increment(1);
+            }
+            Err(e) => {
+                done.failed += 1;
+                metrics::counter!("walden_escrow_failures_total", "stage" => "capture")
+                    .increment(1);
+                tracing::warn!(org, app, error = %e, "escrow worker: capture failed");
+                continue;
+            }
+        }
+        match escrow.prove(&actor, &meta, org, app).await {
+            Ok(report) if report.failing().is_empty() => {}
+            Ok(report) => {
+                done.failed += 1;
+                metrics::counter!("walden_escrow_failures_total", "stage" => "proof").increment(1);
+                tracing::error!(org, app, version = report.version, roles = ?report.failing(),
+                    "escrow worker: an escrowed password no longer opens its role; a restore with it would fail");
+            }
+            Err(e) => {
+                done.failed += 1;
+                metrics::counter!("walden_escrow_failures_total", "stage" => "proof").increment(1);
+                tracing::warn!(org, app, error = %e, "escrow worker: proof failed");
+            }
+        }
+    }
+    if let Err(e) = escrow.expire_requests(&actor, &meta).await {
+        metrics::counter!("walden_escrow_failures_total", "stage" => "expire").increment(1);
+        tracing::warn!(error = %e, "escrow worker: expiring reveal requests failed");
+    }
+    done
 }
 
 /// Writes signed audit checkpoints (security review H1): one at start, one every interval even when no row

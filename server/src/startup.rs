@@ -73,10 +73,24 @@ impl Application {
             .context("cannot read the bound address")?;
         let (fly, demo) = fly_connection(&config).await?;
         let sessions = crate::security::session_layer(&pool, &config).await?;
-        let keyring =
+        let configured =
             crate::config::keyring(config.master_key.as_ref(), &config.retired_master_keys)?;
+        // Audit checkpoints keep their own demo key when no master key is configured, as before.
         let checkpoints =
-            crate::checkpoints::for_serve(&config, keyring.as_ref(), pool.clone()).await?;
+            crate::checkpoints::for_serve(&config, configured.as_ref(), pool.clone()).await?;
+        let keyring = match configured {
+            Some(ring) => Some(ring),
+            None if config.demo_mode() => {
+                let (key, path) = crate::config::demo_master_key(&config.data.data_dir)?;
+                tracing::warn!(
+                    key_file = %path.display(),
+                    "demo mode: no WALDEN_MASTER_KEY is set, so secrets are sealed with a generated demo key kept \
+                     in this file (set WALDEN_MASTER_KEY outside demo mode)"
+                );
+                crate::config::keyring(Some(&key), &config.retired_master_keys)?
+            }
+            None => None,
+        };
         let options = WaldenOptions {
             hash: config.password_hash,
             hash_limits: walden_core::users::HashLimits {
@@ -142,7 +156,11 @@ impl Application {
             checkpoints,
             demo,
         } = self;
-        let mut jobs = Jobs::spawn(walden.clone(), shutdown.child_token());
+        let mut jobs = Jobs::spawn(walden.clone(), shutdown.child_token()).with_escrow(
+            walden.clone(),
+            Duration::from_secs(config.escrow_capture_secs),
+            shutdown.child_token(),
+        );
         if let Some(writer) = checkpoints {
             jobs = jobs.with_checkpoints(writer, shutdown.child_token());
         }

@@ -710,7 +710,7 @@ impl Orgs {
     }
 
     /// A client acting in `org`: its added token (opened from the database), else the environment's.
-    async fn client_for(&self, org: &str) -> Result<FlyClient, OrgError> {
+    pub(crate) async fn client_for(&self, org: &str) -> Result<FlyClient, OrgError> {
         if self.stored_token(org).await?.is_some() {
             let token = self.open_token(org).await?;
             return self.endpoints.client(token).map_err(OrgError::Fly);

@@ -81,18 +81,19 @@ impl Walden {
         if let Some(keyring) = &options.keyring {
             accounts = accounts.with_keyring(keyring.clone());
         }
+        let orgs = Orgs::new(
+            pool.clone(),
+            options.keyring.clone(),
+            options.fly.clone(),
+            options.fly_endpoints,
+        );
         Ok(Walden {
             audit: AuditLog::new(pool.clone()),
             settings: Settings::new(pool.clone()),
-            orgs: Orgs::new(
-                pool.clone(),
-                options.keyring.clone(),
-                options.fly.clone(),
-                options.fly_endpoints,
-            ),
+            escrow: Escrow::new(pool.clone(), options.keyring.clone()).with_orgs(orgs.clone()),
+            orgs,
             clusters: Clusters::new(options.fly),
             backups: Backups::new(pool.clone()),
-            escrow: Escrow::new(pool.clone(), options.keyring.clone()),
             keyring: options.keyring,
             accounts,
             pool,

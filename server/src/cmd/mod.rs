@@ -1,6 +1,7 @@
 //! One module per command group. Each exposes its clap arguments and an async `run` returning an exit code.
 
 pub mod audit;
+pub mod escrow;
 pub mod fly;
 pub mod flysim;
 pub mod keys;

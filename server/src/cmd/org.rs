@@ -101,7 +101,7 @@ pub struct OrgConnection {
 }
 
 impl OrgConnection {
-    async fn open(&self) -> anyhow::Result<Walden> {
+    pub(crate) async fn open(&self) -> anyhow::Result<Walden> {
         let master = crate::config::load_master_key(
             std::env::var("WALDEN_MASTER_KEY").ok(),
             self.master_key_file.as_deref(),

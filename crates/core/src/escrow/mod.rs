@@ -36,6 +36,7 @@
 
 mod capture;
 mod reveal;
+mod run;
 
 use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
@@ -48,10 +49,12 @@ use zeroize::Zeroizing;
 use crate::access::{Actor, FieldError, RequestMeta, Role};
 use crate::audit::{self, actions, AuditError, AuditedTx, Event, Outcome, Target};
 use crate::keyring::{Keyring, SealError};
+use crate::orgs::{OrgError, Orgs};
 use crate::ts;
 
 pub use capture::CaptureOutcome;
 pub use reveal::RevealRequest;
+pub use run::{CaptureReport, ProofReport, RoleResult, RoleStatus};
 
 /// The three Stolon passwords every capture must hold (flypgadmin, repluser, postgres; see the seed guide).
 pub const PASSWORD_FIELDS: [&str; 3] = ["SU_PASSWORD", "REPL_PASSWORD", "OPERATOR_PASSWORD"];
@@ -206,6 +209,16 @@ pub enum EscrowError {
     Unopenable { place: String },
     #[error("a value could not be sealed; nothing was stored")]
     Seal,
+    #[error("the cluster {app:?} of {org:?} is not tracked; an admin tracks it first (walden org track)")]
+    NotTracked { org: String, app: String },
+    #[error(
+        "no Fly organisation is configured, so there is nothing to capture from or prove against"
+    )]
+    NoFly,
+    #[error("{0}")]
+    Org(Box<OrgError>),
+    #[error("{0}")]
+    Fly(Box<fly::escrow::EscrowError>),
     #[error(transparent)]
     Audit(#[from] AuditError),
     #[error("database error: {0}")]
@@ -226,6 +239,9 @@ pub struct Escrow {
     pool: SqlitePool,
     keyring: Option<Keyring>,
     clock: Clock,
+    /// Where a capture or proof finds the organisation's Fly client (`None`: list, reveal and manual entry
+    /// only).
+    orgs: Option<Orgs>,
 }
 
 impl std::fmt::Debug for Escrow {
@@ -243,7 +259,14 @@ impl Escrow {
             pool,
             keyring,
             clock: Arc::new(ts::now),
+            orgs: None,
         }
+    }
+
+    /// The same service capturing and proving through `orgs` (their tokens, or the environment's).
+    pub fn with_orgs(mut self, orgs: Orgs) -> Self {
+        self.orgs = Some(orgs);
+        self
     }
 
     /// The same service reading the time from `clock` (tests of approval windows, without waiting).
