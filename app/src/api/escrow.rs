@@ -20,6 +20,8 @@ use {
 #[cfg(feature = "ssr")]
 pub const POLICY: &[super::Access] = &[
     (<GetCredentials as ServerFn>::PATH, Some(Role::Viewer)),
+    (<CaptureCredentials as ServerFn>::PATH, Some(Role::Operator)),
+    (<ProveCredentials as ServerFn>::PATH, Some(Role::Operator)),
     (<RevealCredential as ServerFn>::PATH, Some(Role::Operator)),
     (<RequestReveal as ServerFn>::PATH, Some(Role::Operator)),
     (<ListRevealRequests as ServerFn>::PATH, Some(Role::Operator)),
@@ -159,6 +161,80 @@ impl From<walden_core::escrow::VersionInfo> for VersionRow {
             removed: v.removed,
         }
     }
+}
+
+/// What a capture did, for the page: never a value.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CaptureSummary {
+    /// The cluster's current version (new, or unchanged).
+    pub version: i64,
+    /// `true` when the capture made a new version.
+    pub created: bool,
+    pub changed: Vec<String>,
+    pub removed: Vec<String>,
+    /// `exec` (read on the leader) or `secrets_api` (every machine was stopped).
+    pub how: String,
+}
+
+/// Read the cluster's passwords and storage settings from its leader and record a new version when anything
+/// changed (`walden_core::escrow::Escrow::capture`). Operators and up; audited.
+#[server(endpoint = "capture_credentials")]
+#[cfg_attr(
+    feature = "ssr",
+    tracing::instrument(skip_all, fields(user_id = Empty, org = %org, app = %app), err(level = "info"))
+)]
+pub async fn capture_credentials(org: String, app: String) -> Result<CaptureSummary, AppError> {
+    let cx = Caller::require(Role::Operator).await?;
+    let report = cx.escrow().capture(&cx.actor, &cx.meta, &org, &app).await?;
+    Ok(CaptureSummary {
+        version: report.outcome.version,
+        created: report.outcome.created,
+        changed: report.outcome.changed,
+        removed: report.outcome.removed,
+        how: report.how.as_str().to_owned(),
+    })
+}
+
+/// One role's result of a login proof made just now.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProofResult {
+    pub role: String,
+    /// `opens`, `fails` (the escrowed password no longer opens the role) or `unchecked`.
+    pub status: String,
+    /// Why a role could not be checked.
+    pub why: Option<String>,
+    /// The proof ran on the leader (else on another started machine, when no leader reports).
+    pub on_leader: bool,
+}
+
+/// Prove that the current version's passwords still open the cluster's roles: a login on the leader with the
+/// password on exec stdin only (`walden_core::escrow::Escrow::prove`). Operators and up; audited.
+#[server(endpoint = "prove_credentials")]
+#[cfg_attr(
+    feature = "ssr",
+    tracing::instrument(skip_all, fields(user_id = Empty, org = %org, app = %app), err(level = "info"))
+)]
+pub async fn prove_credentials(org: String, app: String) -> Result<Vec<ProofResult>, AppError> {
+    use walden_core::escrow::RoleStatus;
+    let cx = Caller::require(Role::Operator).await?;
+    let report = cx.escrow().prove(&cx.actor, &cx.meta, &org, &app).await?;
+    Ok(report
+        .roles
+        .into_iter()
+        .map(|r| {
+            let (status, why) = match r.status {
+                RoleStatus::Opens => ("opens", None),
+                RoleStatus::Fails => ("fails", None),
+                RoleStatus::CouldNotCheck(why) => ("unchecked", Some(why)),
+            };
+            ProofResult {
+                role: r.role,
+                status: status.to_owned(),
+                why,
+                on_leader: r.on_leader,
+            }
+        })
+        .collect())
 }
 
 /// Reveal one field of one version for `reason` (required; written to the audit log before the value

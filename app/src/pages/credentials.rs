@@ -11,8 +11,9 @@ use leptos_router::hooks::use_params_map;
 
 use crate::api::auth::get_current_user;
 use crate::api::escrow::{
-    get_credentials, get_require_reveal_approval, list_reveal_requests, ApproveReveal, Credentials,
-    RequestReveal, RevealApproved, RevealCredential, Revealed,
+    get_credentials, get_require_reveal_approval, list_reveal_requests, ApproveReveal,
+    CaptureCredentials, Credentials, ProveCredentials, RequestReveal, RevealApproved,
+    RevealCredential, Revealed,
 };
 use crate::api::orgs::list_tracked;
 
@@ -58,7 +59,12 @@ pub fn CredentialsPage() -> impl IntoView {
     let params = use_params_map();
     let org = move || params.read().get("org").unwrap_or_default();
     let app = move || params.read().get("app").unwrap_or_default();
-    let credentials = Resource::new(move || (org(), app()), |(o, a)| get_credentials(o, a));
+    let capture = ServerAction::<CaptureCredentials>::new();
+    let prove = ServerAction::<ProveCredentials>::new();
+    let credentials = Resource::new(
+        move || (org(), app(), capture.version().get(), prove.version().get()),
+        |(o, a, _, _)| get_credentials(o, a),
+    );
     let approval = Resource::new(|| (), |_| get_require_reveal_approval());
     let me = Resource::new(|| (), |_| get_current_user());
     let can_act = Signal::derive(move || {
@@ -71,6 +77,7 @@ pub fn CredentialsPage() -> impl IntoView {
         <Title text=move || format!("Credentials of {}", app()) />
         <p class="muted"><a href="/credentials">"Credentials"</a> " / " {org} " / "</p>
         <h1 class="mono">{app}</h1>
+        {move || can_act.get().then(|| view! { <ActionsPanel org=org() app=app() capture prove /> })}
         <Transition fallback=|| view! { <p>"Loading…"</p> }>
             {move || credentials.get().map(|r| match r {
                 Err(e) => view! { <p class="panel form-error">{e.to_string()}</p> }.into_any(),
@@ -87,6 +94,59 @@ pub fn CredentialsPage() -> impl IntoView {
                 }
             })}
         </Transition>
+    }
+}
+
+/// Capture the credentials from the cluster now, and prove that they open its roles.
+#[component]
+fn ActionsPanel(
+    org: String,
+    app: String,
+    capture: ServerAction<CaptureCredentials>,
+    prove: ServerAction<ProveCredentials>,
+) -> impl IntoView {
+    let busy = move || capture.pending().get() || prove.pending().get();
+    let (org2, app2) = (org.clone(), app.clone());
+    view! {
+        <section class="panel" data-test="escrow-actions">
+            <h2>"Capture and prove"</h2>
+            <p class="muted">
+                "Capture reads SU_PASSWORD, REPL_PASSWORD, OPERATOR_PASSWORD and the storage settings on the leader and                  keeps a new version when anything changed. Prove signs in as each role with the kept passwords."
+            </p>
+            <div class="actions">
+                <button type="button" data-test="capture" disabled=busy
+                    on:click=move |_| { capture.dispatch(CaptureCredentials { org: org.clone(), app: app.clone() }); }>
+                    {move || if capture.pending().get() { "Capturing…" } else { "Capture now" }}
+                </button>
+                <button type="button" data-test="prove" disabled=busy
+                    on:click=move |_| { prove.dispatch(ProveCredentials { org: org2.clone(), app: app2.clone() }); }>
+                    {move || if prove.pending().get() { "Proving…" } else { "Prove logins" }}
+                </button>
+            </div>
+            {move || capture.value().get().map(|r| match r {
+                Ok(c) if c.created => view! {
+                    <p class="form-ok" role="status">"Captured version " {c.version} ": " {c.changed.join(", ")} " changed."</p>
+                }.into_any(),
+                Ok(c) => view! {
+                    <p class="form-ok" role="status">"Nothing changed since version " {c.version} "."</p>
+                }.into_any(),
+                Err(e) => view! { <p class="form-error" role="alert">{e.to_string()}</p> }.into_any(),
+            })}
+            {move || prove.value().get().map(|r| match r {
+                Ok(roles) => {
+                    let failing: Vec<String> = roles.iter().filter(|p| p.status == "fails").map(|p| p.role.clone()).collect();
+                    let unchecked: Vec<String> = roles.iter().filter(|p| p.status == "unchecked").map(|p| p.role.clone()).collect();
+                    if !failing.is_empty() {
+                        view! { <p class="form-error" role="alert">"The kept password no longer opens: " {failing.join(", ")} ". A restore with it would fail: capture again, or find out who changed it."</p> }.into_any()
+                    } else if !unchecked.is_empty() {
+                        view! { <p class="form-error" role="alert">"Could not check: " {unchecked.join(", ")} "."</p> }.into_any()
+                    } else {
+                        view! { <p class="form-ok" role="status">"Every role opens with the kept passwords."</p> }.into_any()
+                    }
+                }
+                Err(e) => view! { <p class="form-error" role="alert">{e.to_string()}</p> }.into_any(),
+            })}
+        </section>
     }
 }
 

@@ -189,7 +189,16 @@ impl From<EscrowError> for AppError {
             | EscrowError::RequestUsed
             | EscrowError::RequestExpired
             | EscrowError::UnknownKey { .. }
-            | EscrowError::Unopenable { .. } => AppError::Conflict(capitalised(&e)),
+            | EscrowError::Unopenable { .. }
+            | EscrowError::NotTracked { .. }
+            | EscrowError::NoFly => AppError::Conflict(capitalised(&e)),
+            EscrowError::Org(org) => (*org).into(),
+            // The cluster could not be read or proven on Fly (no leader, every machine stopped, exec failed,
+            // no access): the texts say what to do and never carry a value.
+            EscrowError::Fly(_) => {
+                tracing::warn!(request_id = %request_id(), error = %e, "escrow call to Fly failed");
+                AppError::Upstream(capitalised(&e))
+            }
             // Seal, audit log, database, and whatever a later capture step adds: opaque.
             other => internal(other),
         }

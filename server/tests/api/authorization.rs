@@ -13,8 +13,9 @@ use walden_app::api::auth::{
 };
 use walden_app::api::clusters::ListClusters;
 use walden_app::api::escrow::{
-    ApproveReveal, GetCredentials, GetRequireRevealApproval, ListRevealRequests, RequestReveal,
-    RevealApproved, RevealCredential, SetRequireRevealApproval,
+    ApproveReveal, CaptureCredentials, GetCredentials, GetRequireRevealApproval,
+    ListRevealRequests, ProveCredentials, RequestReveal, RevealApproved, RevealCredential,
+    SetRequireRevealApproval,
 };
 use walden_app::api::orgs::{
     AddOrg, ListOrgs, ListPostgresApps, ListTracked, PastedToken, RemoveOrg, TrackCluster,
@@ -201,6 +202,21 @@ fn probes(target: i64) -> Vec<Probe> {
             409,
         ),
         // Escrow: nothing captured; reveals and requests without a reason are refused before anything else.
+        // The demo cluster is not tracked: capture and prove are refused with a conflict.
+        probe(
+            CaptureCredentials {
+                org: flysim::DEMO_ORG.into(),
+                app: flysim::DEMO_APP.into(),
+            },
+            409,
+        ),
+        probe(
+            ProveCredentials {
+                org: flysim::DEMO_ORG.into(),
+                app: flysim::DEMO_APP.into(),
+            },
+            409,
+        ),
         probe(
             GetCredentials {
                 org: flysim::DEMO_ORG.into(),

@@ -314,3 +314,60 @@ async fn with_approval_required_a_second_person_approves_and_the_requester_revea
     pages_hold_no_value(&app, &asker.client).await;
     app.stop().await;
 }
+
+/// The page's two buttons: an operator captures the tracked demo cluster from its leader (a new version, then
+/// "nothing changed"), and proves that the captured passwords open its roles; a viewer may do neither.
+#[tokio::test]
+async fn an_operator_captures_and_proves_a_tracked_cluster() {
+    use walden_app::api::escrow::{
+        CaptureCredentials, CaptureSummary, ProofResult, ProveCredentials,
+    };
+    use walden_app::api::orgs::TrackCluster;
+
+    let app = app().await;
+    let (admin, operator, viewer) = (
+        app.signed_in(Role::Admin).await,
+        app.signed_in(Role::Operator).await,
+        app.signed_in(Role::Viewer).await,
+    );
+    let capture = CaptureCredentials {
+        org: flysim::DEMO_ORG.into(),
+        app: flysim::DEMO_APP.into(),
+    };
+    // Not tracked yet: refused with what to do, nothing stored.
+    let (status, err) = error_of(operator.call(&capture).await).await;
+    assert_eq!(status, 409);
+    assert!(err.to_string().contains("not tracked"), "{err}");
+    let track = TrackCluster {
+        org: flysim::DEMO_ORG.into(),
+        app: flysim::DEMO_APP.into(),
+    };
+    assert_eq!(admin.call(&track).await.status(), 200);
+
+    assert_eq!(viewer.call(&capture).await.status(), 403);
+    let res = operator.call(&capture).await;
+    assert_eq!(res.status(), 200);
+    let first: CaptureSummary = res.json().await.unwrap();
+    assert!(first.created, "{first:?}");
+    assert_eq!(first.version, 1);
+    assert_eq!(first.how, "exec");
+    for field in ["SU_PASSWORD", "REPL_PASSWORD", "OPERATOR_PASSWORD"] {
+        assert!(first.changed.iter().any(|f| f == field), "{first:?}");
+    }
+    let res = operator.call(&capture).await;
+    let again: CaptureSummary = res.json().await.unwrap();
+    assert!(!again.created && again.version == 1, "{again:?}");
+
+    let prove = ProveCredentials {
+        org: flysim::DEMO_ORG.into(),
+        app: flysim::DEMO_APP.into(),
+    };
+    assert_eq!(viewer.call(&prove).await.status(), 403);
+    let res = operator.call(&prove).await;
+    assert_eq!(res.status(), 200);
+    let roles: Vec<ProofResult> = res.json().await.unwrap();
+    let names: Vec<&str> = roles.iter().map(|r| r.role.as_str()).collect();
+    assert_eq!(names.len(), 3, "{roles:?}");
+    assert!(roles.iter().all(|r| r.status == "opens"), "{roles:?}");
+    app.stop().await;
+}
