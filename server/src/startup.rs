@@ -89,7 +89,11 @@ impl Application {
                 );
                 crate::config::keyring(Some(&key), &config.retired_master_keys)?
             }
-            None => None,
+            // Outside demo mode the console holds real credentials: it does not start without the key that
+            // seals them (issue #11: start-up refuses a missing key; a malformed one is refused above).
+            None => anyhow::bail!(
+                "WALDEN_MASTER_KEY is not set: outside demo mode Walden seals Fly tokens, escrowed passwords and                  TOTP secrets with it and does not start without it. Generate one with `openssl rand -hex 32` and                  set it as a secret (fly secrets set WALDEN_MASTER_KEY=...), or give --master-key-file"
+            ),
         };
         let options = WaldenOptions {
             hash: config.password_hash,

@@ -1,5 +1,6 @@
 //! Demo mode without `WALDEN_MASTER_KEY`: the console generates a master key once, keeps it owner-only in
-//! `<data dir>/demo/master.key` and uses it again after a restart; outside demo mode nothing is generated.
+//! `<data dir>/demo/master.key` and uses it again after a restart; outside demo mode nothing is generated and
+//! start-up refuses to go on without a key.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a test stops loudly
 
 use tokio::net::TcpListener;
@@ -41,16 +42,18 @@ async fn demo_mode_generates_a_master_key_once_and_keeps_it_private() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn outside_demo_mode_no_key_is_generated() {
+async fn outside_demo_mode_a_missing_key_stops_start_up_and_none_is_generated() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    drop(
-        build(&data, |c| {
-            c.fly_api_token = Some("fm2_not_demo".to_owned().into());
-            c.fly_machines_url = Some("http://127.0.0.1:9".into());
-            c.fly_api_url = Some("http://127.0.0.1:9".into());
-        })
-        .await,
-    );
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let mut config = ServeArgs::new(data.clone(), listener.local_addr().unwrap());
+    config.fly_api_token = Some("fm2_not_demo".to_owned().into());
+    config.fly_machines_url = Some("http://127.0.0.1:9".into());
+    config.fly_api_url = Some("http://127.0.0.1:9".into());
+    let Err(err) = Application::build_on(config, listener).await else {
+        panic!("a console outside demo mode started without a master key");
+    };
+    let text = format!("{err:#}");
+    assert!(text.contains("WALDEN_MASTER_KEY is not set"), "{text}");
     assert!(!data.join("demo").join("master.key").exists());
 }

@@ -80,6 +80,7 @@ async fn a_fly_api_failure_is_a_bad_gateway() {
         c.fly_machines_url = Some(fly.base_url.clone());
         c.fly_api_url = Some(fly.base_url.clone());
         c.fly_org = "walden-test".into();
+        c.master_key = Some("cd".repeat(32).into());
     })
     .await;
     let viewer = app.signed_in(Role::Viewer).await;
