@@ -216,21 +216,10 @@ pub struct CheckpointArgs {
 impl CheckpointArgs {
     /// Fill [`CheckpointArgs::signing_key`] from `WALDEN_AUDIT_SIGNING_KEY` (the value of `env_key`) or from
     /// `--audit-signing-key-file`, never both.
-    pub fn load_signing_key(&mut self, env_key: Option<String>) -> anyhow::Result<()> {
-        let env_key = env_key.filter(|k| !k.trim().is_empty());
-        self.signing_key = match (env_key, &self.signing_key_file) {
-            (Some(_), Some(_)) => anyhow::bail!(
-                "set the audit signing key either in WALDEN_AUDIT_SIGNING_KEY or with --audit-signing-key-file, not both"
-            ),
-            (Some(key), None) => Some(SecretString::from(key.trim().to_owned())),
-            (None, Some(path)) => {
-                let text = zeroize::Zeroizing::new(std::fs::read_to_string(path).map_err(|e| {
-                    anyhow::anyhow!("cannot read the audit signing key file {}: {e}", path.display())
-                })?);
-                Some(SecretString::from(text.trim().to_owned()))
-            }
-            (None, None) => self.signing_key.take(),
-        };
+    pub fn load_signing_key(&mut self, env_key: Option<String>) -> Result<(), SecretError> {
+        if let Some(key) = SIGNING_KEY.load(env_key, self.signing_key_file.as_deref())? {
+            self.signing_key = Some(key);
+        }
         Ok(())
     }
 }
@@ -283,8 +272,8 @@ impl ServeArgs {
 
     /// Fill [`ServeArgs::master_key`] from `WALDEN_MASTER_KEY` (the value of `env_key`) or from
     /// `--master-key-file`, never both. Its format is checked where the keyring is made.
-    pub fn load_master_key(&mut self, env_key: Option<String>) -> Result<(), MasterKeyError> {
-        if let Some(key) = load_master_key(env_key, self.master_key_file.as_deref())? {
+    pub fn load_master_key(&mut self, env_key: Option<String>) -> Result<(), SecretError> {
+        if let Some(key) = MASTER_KEY.load(env_key, self.master_key_file.as_deref())? {
             self.master_key = Some(key);
         }
         Ok(())
@@ -292,7 +281,7 @@ impl ServeArgs {
 
     /// Fill [`ServeArgs::retired_master_keys`] from `WALDEN_RETIRED_MASTER_KEYS` (the value of `env_keys`) or
     /// from `--retired-master-keys-file`, never both.
-    pub fn load_retired_keys(&mut self, env_keys: Option<String>) -> Result<(), MasterKeyError> {
+    pub fn load_retired_keys(&mut self, env_keys: Option<String>) -> Result<(), SecretError> {
         let keys = retired_keys(env_keys, self.retired_master_keys_file.as_deref())?;
         if !keys.is_empty() {
             self.retired_master_keys = keys;
@@ -302,18 +291,10 @@ impl ServeArgs {
 
     /// Fill [`ServeArgs::setup_token`] from `WALDEN_SETUP_TOKEN` (the value of `env_token`) or from
     /// `--setup-token-file`, never both.
-    pub fn load_setup_token(&mut self, env_token: Option<String>) -> anyhow::Result<()> {
-        let env_token = env_token.filter(|t| !t.trim().is_empty());
-        self.setup_token = match (env_token, &self.setup_token_file) {
-            (Some(_), Some(_)) => anyhow::bail!(
-                "set the setup token either in WALDEN_SETUP_TOKEN or with --setup-token-file, not both"
-            ),
-            (Some(token), None) => Some(SecretString::from(token.trim().to_owned())),
-            (None, Some(path)) => Some(read_key_file(path).map_err(|e| {
-                anyhow::anyhow!("{}", e.to_string().replace("master key", "setup token"))
-            })?),
-            (None, None) => self.setup_token.take(),
-        };
+    pub fn load_setup_token(&mut self, env_token: Option<String>) -> Result<(), SecretError> {
+        if let Some(token) = SETUP_TOKEN.load(env_token, self.setup_token_file.as_deref())? {
+            self.setup_token = Some(token);
+        }
         Ok(())
     }
 
@@ -369,39 +350,102 @@ fn parse_header_name(value: &str) -> Result<axum::http::HeaderName, String> {
         .map_err(|_| format!("{value:?} is not an HTTP header name"))
 }
 
-/// Why the master key could not be loaded.
+/// A secret setting: read from its environment variable or from the file its flag names, never both (so a
+/// stale file cannot silently win over the environment, or the other way round). Secrets are never flags
+/// themselves: argv is visible to every process on the machine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SecretSetting {
+    /// What it is, for people: "master key".
+    pub what: &'static str,
+    pub env: &'static str,
+    pub flag: &'static str,
+}
+
+pub const MASTER_KEY: SecretSetting = SecretSetting {
+    what: "master key",
+    env: "WALDEN_MASTER_KEY",
+    flag: "--master-key-file",
+};
+pub const RETIRED_MASTER_KEYS: SecretSetting = SecretSetting {
+    what: "retired master keys",
+    env: "WALDEN_RETIRED_MASTER_KEYS",
+    flag: "--retired-master-keys-file",
+};
+pub const SETUP_TOKEN: SecretSetting = SecretSetting {
+    what: "setup token",
+    env: "WALDEN_SETUP_TOKEN",
+    flag: "--setup-token-file",
+};
+pub const SIGNING_KEY: SecretSetting = SecretSetting {
+    what: "audit signing key",
+    env: "WALDEN_AUDIT_SIGNING_KEY",
+    flag: "--audit-signing-key-file",
+};
+
+/// Why a secret setting could not be loaded; the text names the setting, never its value.
 #[derive(Debug, thiserror::Error)]
-pub enum MasterKeyError {
-    #[error("set the master key either in WALDEN_MASTER_KEY or with --master-key-file, not both")]
-    Both,
-    #[error(
-        "set the retired master keys either in WALDEN_RETIRED_MASTER_KEYS or with --retired-master-keys-file, \
-         not both"
-    )]
-    BothRetired,
-    #[error("cannot read the master key file {path}: {source}")]
+pub enum SecretError {
+    #[error("set the {} either in {} or with {}, not both", .0.what, .0.env, .0.flag)]
+    Both(SecretSetting),
+    #[error("cannot read the {what} file {path}: {source}")]
     Read {
+        what: &'static str,
         path: String,
         #[source]
         source: std::io::Error,
     },
-    #[error("the master key file {path} is empty")]
-    Empty { path: String },
+    #[error("the {what} file {path} is empty")]
+    Empty { what: &'static str, path: String },
 }
 
-/// The master key from `WALDEN_MASTER_KEY` (the value of `env_key`) or from `file`, never both; `None` when
-/// neither is set. Used by `walden serve` and by the CLI commands that need the key.
-pub fn load_master_key(
-    env_key: Option<String>,
-    file: Option<&std::path::Path>,
-) -> Result<Option<SecretString>, MasterKeyError> {
-    let env_key = env_key.filter(|k| !k.trim().is_empty());
-    Ok(match (env_key, file) {
-        (Some(_), Some(_)) => return Err(MasterKeyError::Both),
-        (Some(key), None) => Some(SecretString::from(key.trim().to_owned())),
-        (None, Some(path)) => Some(read_key_file(path)?),
-        (None, None) => None,
-    })
+impl SecretSetting {
+    /// The secret from the environment's value (`env_value`, the value of [`SecretSetting::env`]) or from
+    /// `file`, trimmed; `None` when neither is set (a blank variable counts as unset). Its format is checked
+    /// where it is used.
+    pub fn load(
+        self,
+        env_value: Option<String>,
+        file: Option<&std::path::Path>,
+    ) -> Result<Option<SecretString>, SecretError> {
+        let env_value = env_value.map(zeroize::Zeroizing::new);
+        let env_value = env_value
+            .as_deref()
+            .map(|v| v.trim())
+            .filter(|v| !v.is_empty());
+        match (env_value, file) {
+            (Some(_), Some(_)) => Err(SecretError::Both(self)),
+            (Some(value), None) => Ok(Some(SecretString::from(value.to_owned()))),
+            (None, Some(path)) => self.read_file(path).map(Some),
+            (None, None) => Ok(None),
+        }
+    }
+
+    /// [`SecretSetting::load`] with this process's environment variable.
+    pub fn from_env(
+        self,
+        file: Option<&std::path::Path>,
+    ) -> Result<Option<SecretString>, SecretError> {
+        self.load(std::env::var(self.env).ok(), file)
+    }
+
+    fn read_file(self, path: &std::path::Path) -> Result<SecretString, SecretError> {
+        let shown = path.display().to_string();
+        let text = zeroize::Zeroizing::new(std::fs::read_to_string(path).map_err(|source| {
+            SecretError::Read {
+                what: self.what,
+                path: shown.clone(),
+                source,
+            }
+        })?);
+        let value = text.trim();
+        if value.is_empty() {
+            return Err(SecretError::Empty {
+                what: self.what,
+                path: shown,
+            });
+        }
+        Ok(SecretString::from(value.to_owned()))
+    }
 }
 
 /// Retired master keys from the environment's value or a file, never both: 64 hex characters each,
@@ -409,20 +453,35 @@ pub fn load_master_key(
 pub fn retired_keys(
     env_keys: Option<String>,
     file: Option<&std::path::Path>,
-) -> Result<Vec<SecretString>, MasterKeyError> {
-    let text = zeroize::Zeroizing::new(match (env_keys.filter(|k| !k.trim().is_empty()), file) {
-        (Some(_), Some(_)) => return Err(MasterKeyError::BothRetired),
-        (Some(keys), None) => keys,
-        (None, Some(path)) => {
-            secrecy::ExposeSecret::expose_secret(&read_key_file(path)?).to_owned()
-        }
-        (None, None) => String::new(),
-    });
-    Ok(text
+) -> Result<Vec<SecretString>, SecretError> {
+    let Some(keys) = RETIRED_MASTER_KEYS.load(env_keys, file)? else {
+        return Ok(Vec::new());
+    };
+    Ok(secrecy::ExposeSecret::expose_secret(&keys)
         .split(|c: char| c == ',' || c.is_whitespace())
         .filter(|k| !k.is_empty())
         .map(|k| SecretString::from(k.to_owned()))
         .collect())
+}
+
+/// The keyring of a CLI command that opens sealed records: the master key and the retired keys from the
+/// environment or their files. Without a master key, the demo key of `data_dir` when a demo console made one
+/// (so `walden escrow` and `walden org` work on a demo console's data, as the console does); else `None`.
+pub fn cli_keyring(
+    data_dir: &std::path::Path,
+    master_file: Option<&std::path::Path>,
+    retired_file: Option<&std::path::Path>,
+) -> anyhow::Result<Option<walden_core::keyring::Keyring>> {
+    let mut master = MASTER_KEY.from_env(master_file)?;
+    let retired = retired_keys(std::env::var(RETIRED_MASTER_KEYS.env).ok(), retired_file)?;
+    if master.is_none() && retired.is_empty() && demo_key_path(data_dir).is_file() {
+        master = Some(demo_master_key(data_dir)?.0);
+    }
+    keyring(master.as_ref(), &retired)
+}
+
+fn demo_key_path(data_dir: &std::path::Path) -> std::path::PathBuf {
+    data_dir.join("demo").join("master.key")
 }
 
 /// The keyring: the master key seals, the retired keys only open. `None` without a master key; retired keys
@@ -461,7 +520,7 @@ pub fn demo_master_key(
     data_dir: &std::path::Path,
 ) -> anyhow::Result<(SecretString, std::path::PathBuf)> {
     use anyhow::Context;
-    let path = data_dir.join("demo").join("master.key");
+    let path = demo_key_path(data_dir);
     if path.is_file() {
         #[cfg(unix)]
         if let Ok(meta) = std::fs::metadata(&path) {
@@ -473,7 +532,7 @@ pub fn demo_master_key(
                 );
             }
         }
-        let key = read_key_file(&path)?;
+        let key = MASTER_KEY.read_file(&path)?;
         walden_core::keyring::SealKey::from_hex(&key).with_context(|| {
             format!(
                 "the demo master key {} is not 64 hex characters",
@@ -487,21 +546,6 @@ pub fn demo_master_key(
         .context("cannot generate the demo master key")?;
     crate::checkpoints::write_private(&path, secrecy::ExposeSecret::expose_secret(&key))?;
     Ok((key, path))
-}
-
-fn read_key_file(path: &std::path::Path) -> Result<SecretString, MasterKeyError> {
-    let shown = path.display().to_string();
-    let text = zeroize::Zeroizing::new(std::fs::read_to_string(path).map_err(|source| {
-        MasterKeyError::Read {
-            path: shown.clone(),
-            source,
-        }
-    })?);
-    let key = text.trim();
-    if key.is_empty() {
-        return Err(MasterKeyError::Empty { path: shown });
-    }
-    Ok(SecretString::from(key.to_owned()))
 }
 
 fn parse_secret(value: &str) -> Result<SecretString, String> {
@@ -551,7 +595,7 @@ mod tests {
         both.master_key_file = Some(file);
         assert!(matches!(
             both.load_master_key(Some("ab12".into())),
-            Err(MasterKeyError::Both)
+            Err(SecretError::Both(MASTER_KEY))
         ));
 
         let mut missing = args();
@@ -565,7 +609,7 @@ mod tests {
         blank.master_key_file = Some(empty);
         assert!(matches!(
             blank.load_master_key(None),
-            Err(MasterKeyError::Empty { .. })
+            Err(SecretError::Empty { .. })
         ));
 
         let mut neither = args();
@@ -601,7 +645,7 @@ mod tests {
         both.retired_master_keys_file = Some(file);
         assert!(matches!(
             both.load_retired_keys(Some(a.clone())),
-            Err(MasterKeyError::BothRetired)
+            Err(SecretError::Both(RETIRED_MASTER_KEYS))
         ));
 
         let master = SecretString::from(c.clone());
@@ -686,6 +730,25 @@ mod tests {
         );
         let err = from_file.load_signing_key(Some("ab12".into())).unwrap_err();
         assert!(err.to_string().contains("not both"), "{err}");
+    }
+
+    #[test]
+    fn a_cli_command_uses_the_demo_key_only_when_a_demo_console_made_one() {
+        // (The test process has no WALDEN_MASTER_KEY or WALDEN_RETIRED_MASTER_KEYS set.)
+        let dir = tempfile::tempdir().unwrap();
+        assert!(cli_keyring(dir.path(), None, None).unwrap().is_none());
+        let (_, path) = demo_master_key(dir.path()).unwrap();
+        assert!(path.is_file());
+        let ring = cli_keyring(dir.path(), None, None).unwrap().unwrap();
+        let (demo, _) = demo_master_key(dir.path()).unwrap();
+        let same = walden_core::keyring::Keyring::from_master_hex(&demo).unwrap();
+        assert_eq!(ring.primary_id(), same.primary_id());
+
+        // A configured key wins over the demo key.
+        let file = dir.path().join("key");
+        std::fs::write(&file, "44".repeat(32)).unwrap();
+        let ring = cli_keyring(dir.path(), Some(&file), None).unwrap().unwrap();
+        assert_ne!(ring.primary_id(), same.primary_id());
     }
 
     #[test]

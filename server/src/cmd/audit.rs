@@ -85,11 +85,8 @@ fn local_signing_key(
     checkpoints: &mut CheckpointArgs,
     master_key_file: Option<PathBuf>,
 ) -> anyhow::Result<Option<walden_core::audit_checkpoints::CheckpointKey>> {
-    checkpoints.load_signing_key(std::env::var("WALDEN_AUDIT_SIGNING_KEY").ok())?;
-    let master = crate::config::load_master_key(
-        std::env::var("WALDEN_MASTER_KEY").ok(),
-        master_key_file.as_deref(),
-    )?;
+    checkpoints.load_signing_key(std::env::var(crate::config::SIGNING_KEY.env).ok())?;
+    let master = crate::config::MASTER_KEY.from_env(master_key_file.as_deref())?;
     let keyring = master
         .as_ref()
         .map(Keyring::from_master_hex)
@@ -108,8 +105,10 @@ fn local_signing_key(
 /// of its own, the console signed the checkpoints written before a master-key rotation with these, so they stay
 /// trusted while the old key is kept as retired.
 fn retired_signing_keys() -> anyhow::Result<Vec<PublicKey>> {
-    let retired =
-        crate::config::retired_keys(std::env::var("WALDEN_RETIRED_MASTER_KEYS").ok(), None)?;
+    let retired = crate::config::retired_keys(
+        std::env::var(crate::config::RETIRED_MASTER_KEYS.env).ok(),
+        None,
+    )?;
     retired
         .iter()
         .enumerate()

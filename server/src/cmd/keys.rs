@@ -49,12 +49,9 @@ pub struct KeyArgs {
 impl KeyArgs {
     /// The keyring from the environment or the files; the master key is required.
     fn keyring(&self) -> anyhow::Result<Keyring> {
-        let master = crate::config::load_master_key(
-            std::env::var("WALDEN_MASTER_KEY").ok(),
-            self.master_key_file.as_deref(),
-        )?;
+        let master = crate::config::MASTER_KEY.from_env(self.master_key_file.as_deref())?;
         let retired = crate::config::retired_keys(
-            std::env::var("WALDEN_RETIRED_MASTER_KEYS").ok(),
+            std::env::var(crate::config::RETIRED_MASTER_KEYS.env).ok(),
             self.retired_master_keys_file.as_deref(),
         )?;
         crate::config::keyring(master.as_ref(), &retired)?.context(

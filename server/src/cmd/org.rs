@@ -102,15 +102,11 @@ pub struct OrgConnection {
 
 impl OrgConnection {
     pub(crate) async fn open(&self) -> anyhow::Result<Walden> {
-        let master = crate::config::load_master_key(
-            std::env::var("WALDEN_MASTER_KEY").ok(),
+        let keyring = crate::config::cli_keyring(
+            &self.data.data_dir,
             self.master_key_file.as_deref(),
-        )?;
-        let retired = crate::config::retired_keys(
-            std::env::var("WALDEN_RETIRED_MASTER_KEYS").ok(),
             self.retired_master_keys_file.as_deref(),
         )?;
-        let keyring = crate::config::keyring(master.as_ref(), &retired)?;
         let endpoints = FlyEndpoints {
             machines_base_url: self.fly_machines_url.clone(),
             api_base_url: self.fly_api_url.clone(),

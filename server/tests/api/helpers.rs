@@ -19,6 +19,10 @@ use tempfile::TempDir;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
+
+/// No request of these tests should take more than a few seconds; one that hangs fails with its URL in the
+/// message instead of stalling the suite without a word.
+const REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
 use walden::config::ServeArgs;
 use walden::startup::Application;
 use walden_app::api::auth::{GetCurrentUser, Login};
@@ -86,6 +90,7 @@ impl TestApp {
         let jar = Arc::new(Jar::default());
         let client = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
+            .timeout(REQUEST_TIMEOUT)
             .cookie_provider(jar.clone())
             .build()
             .expect("client");
@@ -257,6 +262,7 @@ pub async fn spawn_app_in(dir: TempDir, tweak: impl FnOnce(&mut ServeArgs)) -> T
         metrics_base: format!("http://{metrics_addr}"),
         client: reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
+            .timeout(REQUEST_TIMEOUT)
             .build()
             .expect("client"),
         dir,
