@@ -137,17 +137,22 @@ main_files = ["walden.wasm", "walden.js", "walden.css"] + loaders
 main = sum(gz(f) for f in main_files)
 kib = lambda n: f"{n / 1024:6.1f} KiB"
 print(f"    {'main (' + ', '.join(main_files) + ')':<60} {kib(main)}", file=sys.stderr)
-pages = {"a page in the main module (404)": main}
+pages = {"first visit to a page in the main module (404)": main}
 manifests = glob.glob(os.path.join(pkg, "__wasm_split_manifest*.json"))
 for manifest in manifests:
     with open(manifest) as f:
         for split, chunks in sorted(json.load(f).items()):
-            name = split.removeprefix("__").split("_view_")[0].removeprefix("lazy_")
+            # A lazy route's view is a page; any other split is a #[lazy] function that a page loads when
+            # someone opens it (the reveal panel, say): counted the same way, named for what it is.
+            if split.startswith("__lazy_"):
+                name = "first visit to " + split.removeprefix("__lazy_").split("_view_")[0]
+            else:
+                name = "on demand: " + split.strip("_").rsplit("_", 1)[0] + " (with main)"
             pages[name] = main + sum(gz(c + ".wasm") for c in chunks)
 for name, size in sorted(pages.items(), key=lambda kv: -kv[1]):
-    print(f"    first visit to {name:<45} {kib(size)}", file=sys.stderr)
+    print(f"    {name:<60} {kib(size)}", file=sys.stderr)
 worst_name, worst = max(pages.items(), key=lambda kv: kv[1])
-print(f"    largest first visit: {kib(worst).strip()} ({worst_name}); target {target} KiB, ceiling {ceiling} KiB",
+print(f"    largest: {kib(worst).strip()} ({worst_name}); target {target} KiB, ceiling {ceiling} KiB",
       file=sys.stderr)
 if worst > ceiling * 1024:
     sys.exit(f"error: a first visit downloads over the {ceiling} KiB gzip ceiling")

@@ -6,9 +6,13 @@ use crate::api::orgs::{
     list_orgs, list_postgres_apps, AddOrg, OrgRow, PgAppRow, RemoveOrg, TrackCluster,
     UntrackCluster,
 };
+use crate::error::AppError;
 
 /// Settings → Fly organizations: the organisations Walden reaches, their Postgres apps, and which of them are
 /// tracked. Everyone signed in sees the lists; admins are offered the controls (the server checks).
+///
+/// The organisations and their apps load in one resource made here and read with `Suspend` (no resource is made
+/// inside a suspense boundary: on the server that keeps the stream waiting for a task each re-render makes anew).
 #[component]
 pub fn OrgsPage() -> impl IntoView {
     let add = ServerAction::<AddOrg>::new();
@@ -16,17 +20,19 @@ pub fn OrgsPage() -> impl IntoView {
     let track = ServerAction::<TrackCluster>::new();
     let untrack = ServerAction::<UntrackCluster>::new();
     let orgs = Resource::new(
-        move || (add.version().get(), remove.version().get()),
-        |_| list_orgs(),
+        move || {
+            (
+                add.version().get(),
+                remove.version().get(),
+                track.version().get(),
+                untrack.version().get(),
+            )
+        },
+        |_| orgs_with_apps(),
     );
     let me = Resource::new(|| (), |_| get_current_user());
-    let is_admin = Signal::derive(move || {
-        me.get()
-            .and_then(Result::ok)
-            .flatten()
-            .is_some_and(|u| u.role == "admin")
-    });
-    let changes = Signal::derive(move || (track.version().get(), untrack.version().get()));
+    let is_admin =
+        move || async move { me.await.ok().flatten().is_some_and(|u| u.role == "admin") };
     let action_error = move || {
         remove
             .value()
@@ -42,20 +48,33 @@ pub fn OrgsPage() -> impl IntoView {
         <h1>"Fly organizations"</h1>
         {move || action_error().map(|e| view! { <p class="form-error" role="alert">{e}</p> })}
         <Transition fallback=|| view! { <p>"Loading…"</p> }>
-            {move || orgs.get().map(|r| match r {
-                Err(e) => view! { <p class="panel form-error">{e.to_string()}</p> }.into_any(),
-                Ok(list) if list.is_empty() => view! {
-                    <p class="panel muted" data-test="no-orgs">"No organization yet. Add one with an organization token below."</p>
-                }.into_any(),
-                Ok(list) => list.into_iter().map(|org| view! {
-                    <OrgPanel org is_admin remove track untrack changes />
-                }).collect_view().into_any(),
+            {move || Suspend::new(async move {
+                let is_admin = is_admin().await;
+                match orgs.await {
+                    Err(e) => view! { <p class="panel form-error">{e.to_string()}</p> }.into_any(),
+                    Ok(list) if list.is_empty() => view! {
+                        <p class="panel muted" data-test="no-orgs">"No organization yet. Add one with an organization token below."</p>
+                    }.into_any(),
+                    Ok(list) => list.into_iter().map(|(org, apps)| view! {
+                        <OrgPanel org apps is_admin remove track untrack />
+                    }).collect_view().into_any(),
+                }
             })}
         </Transition>
         <Transition fallback=|| ()>
-            {move || is_admin.get().then(|| view! { <AddOrgForm add /> })}
+            {move || Suspend::new(async move { is_admin().await.then(|| view! { <AddOrgForm add /> }) })}
         </Transition>
     }
+}
+
+/// The organisations with each one's Postgres apps (or why Fly could not list them), in one load.
+async fn orgs_with_apps() -> Result<Vec<(OrgRow, Result<Vec<PgAppRow>, AppError>)>, AppError> {
+    let mut out = Vec::new();
+    for org in list_orgs().await? {
+        let apps = list_postgres_apps(org.slug.clone()).await;
+        out.push((org, apps));
+    }
+    Ok(out)
 }
 
 /// The form that adds an organisation. The token field is a password field, and the form is drawn anew after
@@ -100,17 +119,12 @@ fn AddOrgForm(add: ServerAction<AddOrg>) -> impl IntoView {
 #[component]
 fn OrgPanel(
     org: OrgRow,
-    is_admin: Signal<bool>,
+    apps: Result<Vec<PgAppRow>, AppError>,
+    is_admin: bool,
     remove: ServerAction<RemoveOrg>,
     track: ServerAction<TrackCluster>,
     untrack: ServerAction<UntrackCluster>,
-    changes: Signal<(usize, usize)>,
 ) -> impl IntoView {
-    let slug = org.slug.clone();
-    let apps = Resource::new(
-        move || (slug.clone(), changes.get()),
-        |(slug, _)| list_postgres_apps(slug),
-    );
     let question = format!(
         "Remove the organization {}? Its sealed token is deleted; add it again with a token to reach it.",
         org.slug
@@ -126,9 +140,7 @@ fn OrgPanel(
                         <span class="badge" title="From FLY_API_TOKEN; unset the variable to remove it">"environment"</span>
                     })}
                 </h2>
-                {move || (is_admin.get() && removable).then(|| {
-                    let question = question.clone();
-                    let slug = slug.clone();
+                {(is_admin && removable).then(|| {
                     view! {
                         <ActionForm action=remove>
                             <input type="hidden" name="slug" value=slug />
@@ -153,8 +165,7 @@ fn OrgPanel(
                 </dl>
             })}
             <h3>"Postgres apps"</h3>
-            <Transition fallback=|| view! { <p>"Asking Fly…"</p> }>
-                {move || apps.get().map(|r| match r {
+            {match apps {
                     Err(e) => view! { <p class="form-error">{e.to_string()}</p> }.into_any(),
                     Ok(list) if list.is_empty() => view! { <p class="muted">"No Postgres app in this organization."</p> }.into_any(),
                     Ok(list) => view! {
@@ -170,8 +181,7 @@ fn OrgPanel(
                             </table>
                         </div>
                     }.into_any(),
-                })}
-            </Transition>
+            }}
         </section>
     }
 }
@@ -180,7 +190,7 @@ fn OrgPanel(
 #[component]
 fn AppRow(
     app: PgAppRow,
-    is_admin: Signal<bool>,
+    is_admin: bool,
     track: ServerAction<TrackCluster>,
     untrack: ServerAction<UntrackCluster>,
 ) -> impl IntoView {
@@ -215,8 +225,7 @@ fn AppRow(
                     } else {
                         view! { <span class="muted">"no"</span> }.into_any()
                     }}
-                    {move || is_admin.get().then(|| {
-                        let (org, name) = (org.clone(), name.clone());
+                    {is_admin.then(|| {
                         if tracked {
                             view! {
                                 <ActionForm action=untrack>

@@ -207,7 +207,8 @@ async fn an_operator_reveals_with_a_reason_and_the_reveal_is_audited() {
     pages_hold_no_value(&app, &operator.client).await;
     pages_hold_no_value(&app, &viewer.client).await;
 
-    // The credentials view: versions and proofs for everyone; the reveal form for operators only.
+    // The credentials view: versions and proofs for everyone; the reveal panel's opener for operators only (the
+    // panel itself is loaded in the browser when opened).
     let page = format!("/credentials/{}/{}", flysim::DEMO_ORG, flysim::DEMO_APP);
     let html_of = |client: &reqwest::Client| client.get(app.url(&page)).send();
     let html = html_of(&viewer.client).await.unwrap().text().await.unwrap();
@@ -215,7 +216,7 @@ async fn an_operator_reveals_with_a_reason_and_the_reveal_is_audited() {
     assert!(html.contains(&c.versions[0].fields[0].fingerprint));
     assert!(html.contains("password authentication failed"));
     assert!(
-        !html.contains("data-test=\"reveal\""),
+        !html.contains("data-test=\"open-reveal\""),
         "viewers cannot reveal"
     );
     let html = html_of(&operator.client)
@@ -224,7 +225,7 @@ async fn an_operator_reveals_with_a_reason_and_the_reveal_is_audited() {
         .text()
         .await
         .unwrap();
-    assert!(html.contains("data-test=\"reveal\""));
+    assert!(html.contains("data-test=\"open-reveal\""));
     app.stop().await;
 }
 
