@@ -1,9 +1,10 @@
 //! Issue #11 item 7, the whole-run plaintext scan: the real `walden serve` (logs at trace level), driven over
 //! loopback HTTP as a browser drives it through the whole escrow story against an in-process flysim, then
-//! stopped with SIGTERM. Its standard output and error, every HTML page it served and every file in its data
-//! directory (`walden.db`, `-wal`, `-shm`, the audit checkpoints) must hold none of the secrets it handled, nor
-//! their hex or base64 encodings. The two reveal answers are the only places a value may appear, and they are
-//! checked to hold it (so the story really handled the values) and kept out of the scan.
+//! stopped with SIGTERM. Its standard output and error, every HTML page and server-function answer it gave,
+//! and every file in its data directory (`walden.db` with its `-wal` and `-shm` while it runs, again after it
+//! stopped, and the audit checkpoints) must hold none of the secrets it handled, nor their hex or base64
+//! encodings. The two reveal answers are the only places a value may appear: they are checked to hold it (so
+//! the story really handled the values) and kept out of the scan.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a test stops loudly
 
 #[path = "api/helpers.rs"]
@@ -50,6 +51,7 @@ struct Finding {
     secret: &'static str,
     encoding: String,
     source: String,
+    /// Where the matched bytes start (for base64, the first character that depends only on the value).
     offset: usize,
 }
 
@@ -195,66 +197,70 @@ fn base64(bytes: &[u8], alphabet: &[u8; 64]) -> Vec<u8> {
     out
 }
 
-/// The scan is not vacuous: a value planted in a file is found in each of its forms, at its offset, named.
+/// The scan is not vacuous: a value planted in a file is found in each of its forms, named, at its offset; a
+/// file holding only part of it is clean; the report names the value but never shows it.
 #[test]
 fn the_scanner_finds_a_planted_value_in_every_encoding() {
-    let secret = Secret {
-        name: "PLANTED",
-        value: "demo-su-Zq81xKp2".into(),
-    };
+    // `?>` and `~?` give base64 characters 62 and 63, so the URL-safe alphabet's text differs.
+    const VALUE: &str = "planted?>~?value";
     assert_eq!(
         String::from_utf8(base64(b"any carnal pleas", STANDARD)).unwrap(),
-        "YW55IGNhcm5hbCBwbGVhcw"
+        "YW55IGNhcm5hbCBwbGVhcw",
+        "RFC 4648's example"
     );
     let dir = tempfile::tempdir().unwrap();
     let clean = dir.path().join("clean");
-    std::fs::write(&clean, b"nothing to see: demo-su-Zq81xKp").unwrap();
+    std::fs::write(&clean, &VALUE.as_bytes()[1..]).unwrap();
     let forms = [
-        secret.value.clone().into_bytes(),
-        hex(secret.value.as_bytes()).into_bytes(),
-        hex(secret.value.as_bytes()).to_uppercase().into_bytes(),
-        base64(format!("x{}", secret.value).as_bytes(), STANDARD),
-        base64(format!("xy{}yz", secret.value).as_bytes(), STANDARD),
-        base64(format!("???{}", secret.value).as_bytes(), URL_SAFE),
+        ("plain", VALUE.as_bytes().to_vec()),
+        ("hex", hex(VALUE.as_bytes()).into_bytes()),
+        ("HEX", hex(VALUE.as_bytes()).to_uppercase().into_bytes()),
+        (
+            "base64, offset 1",
+            base64(format!("x{VALUE}").as_bytes(), STANDARD),
+        ),
+        (
+            "base64, offset 2",
+            base64(format!("xy{VALUE}yz").as_bytes(), STANDARD),
+        ),
+        (
+            "base64url, offset 0",
+            base64(format!("???{VALUE}").as_bytes(), URL_SAFE),
+        ),
     ];
-    let mut planted = Vec::new();
-    for (i, form) in forms.iter().enumerate() {
-        let path = dir.path().join(format!("planted{i}"));
+    for (i, (_, form)) in forms.iter().enumerate() {
         let mut bytes = b"\x00\x01 some prefix ".to_vec();
         bytes.extend_from_slice(form);
         bytes.extend_from_slice(b" some suffix");
-        std::fs::write(&path, bytes).unwrap();
-        planted.push(path);
+        std::fs::write(dir.path().join(format!("planted{i}")), bytes).unwrap();
     }
-    let mut scanner = Scanner::new(&[secret]);
+
+    let mut scanner = Scanner::new(&[Secret {
+        name: "PLANTED",
+        value: VALUE.into(),
+    }]);
     scanner.dir(dir.path());
     assert_eq!(scanner.scanned.len(), 7);
-    for path in &planted {
-        let found: Vec<_> = scanner
-            .findings
-            .iter()
-            .filter(|f| f.source == path.display().to_string())
-            .collect();
-        assert!(!found.is_empty(), "nothing found in {}", path.display());
-        assert!(found.iter().all(|f| f.secret == "PLANTED"), "{found:?}");
+    for (i, (encoding, _)) in forms.iter().enumerate() {
+        let source = dir.path().join(format!("planted{i}")).display().to_string();
+        assert!(
+            scanner
+                .findings
+                .iter()
+                .any(|f| f.source == source && f.encoding == *encoding && f.secret == "PLANTED"),
+            "{encoding} not found in {source}: {:?}",
+            scanner.findings
+        );
     }
-    let plain = &scanner.findings[scanner
-        .findings
-        .iter()
-        .position(|f| f.source.ends_with("planted0"))
-        .unwrap()];
-    assert_eq!((plain.encoding.as_str(), plain.offset), ("plain", 15));
+    let clean = clean.display().to_string();
     assert!(
-        !scanner
-            .findings
-            .iter()
-            .any(|f| f.source == clean.display().to_string()),
-        "a prefix of the value is not the value"
+        !scanner.findings.iter().any(|f| f.source == clean),
+        "part of the value is not the value"
     );
     let message = scanner.report().join("\n");
     assert!(message.contains("PLANTED (plain) in "), "{message}");
     assert!(message.contains("planted0 at byte 15"), "{message}");
-    assert!(!message.contains("demo-su-Zq81xKp2"), "{message}");
+    assert!(!message.contains(VALUE), "{message}");
 }
 
 /// A `walden serve` child process whose standard output and error go to files.
