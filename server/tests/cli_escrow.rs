@@ -4,42 +4,23 @@
 //! `reveal` prints one value, only with a reason.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a test stops loudly
 
+mod support;
+
 use std::io::Write;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
+use support::walden;
+
 use tokio_util::sync::CancellationToken;
 use walden_core::audit::{self, AuditFilter};
 
-const KEY: &str = "4444444444444444444444444444444444444444444444444444444444444444";
 /// The demo cluster's passwords (flysim `ClusterSeed::new`).
 const SU: &str = "demo-su-Zq81xKp2";
 const REPL: &str = "demo-repl-Lw73Hs0";
 const OPERATOR: &str = "demo-op-Vb55nQe9";
 /// Typed in by hand with `enter`.
 const TYPED: &str = "typed-su-Hk29fQ";
-
-fn walden(data: &Path, base_url: &str) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_walden"));
-    for var in [
-        "WALDEN_BIND",
-        "FLY_API_HOSTNAME",
-        "WALDEN_LOG_FORMAT",
-        "WALDEN_MASTER_KEY_FILE",
-        "WALDEN_RETIRED_MASTER_KEYS",
-        "WALDEN_RETIRED_MASTER_KEYS_FILE",
-    ] {
-        cmd.env_remove(var);
-    }
-    cmd.env("WALDEN_DATA_DIR", data)
-        .env("FLY_FLAPS_BASE_URL", base_url)
-        .env("FLY_API_HOSTNAME", base_url)
-        .env("FLY_API_TOKEN", flysim::DEMO_TOKEN)
-        .env("WALDEN_FLY_ORG", flysim::DEMO_ORG)
-        .env("WALDEN_MASTER_KEY", KEY)
-        .env("RUST_LOG", "trace");
-    cmd
-}
 
 /// Run `cmd` with `input` on standard input, off the runtime's threads (the emulator serves on them).
 async fn run(mut cmd: Command, input: &'static [u8]) -> Output {

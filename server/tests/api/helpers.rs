@@ -87,18 +87,7 @@ impl TestApp {
 
     /// A visitor with an empty cookie jar of their own.
     pub fn session(&self) -> Session {
-        let jar = Arc::new(Jar::default());
-        let client = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .timeout(REQUEST_TIMEOUT)
-            .cookie_provider(jar.clone())
-            .build()
-            .expect("client");
-        Session {
-            base: self.base.clone(),
-            client,
-            jar,
-        }
+        Session::at(&self.base, reqwest::header::HeaderMap::new())
     }
 
     /// A visitor presenting `id` as their session id (a stale or planted one, say).
@@ -137,6 +126,24 @@ pub struct Session {
 }
 
 impl Session {
+    /// A visitor of the console at `base` (also one this process did not start, such as a `walden serve`
+    /// child) with an empty cookie jar, sending `headers` with every request (a browser's `Origin`, say).
+    pub fn at(base: &str, headers: reqwest::header::HeaderMap) -> Session {
+        let jar = Arc::new(Jar::default());
+        let client = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(REQUEST_TIMEOUT)
+            .cookie_provider(jar.clone())
+            .default_headers(headers)
+            .build()
+            .expect("client");
+        Session {
+            base: base.to_owned(),
+            client,
+            jar,
+        }
+    }
+
     fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }
