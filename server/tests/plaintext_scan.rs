@@ -29,8 +29,9 @@ use walden_app::api::escrow::{
     ProofResult, ProveCredentials, RequestReveal, RequestRow, RevealApproved, RevealCredential,
     Revealed, SetRequireRevealApproval,
 };
-use walden_app::api::orgs::{AddOrg, ListOrgs, ListPostgresApps, PastedToken, TrackCluster};
+use walden_app::api::orgs::{AddOrg, ListOrgs, ListPostgresApps, TrackCluster};
 use walden_app::api::users::{CreateInvite, InviteLink};
+use walden_app::api::FormSecret;
 
 use helpers::{InputEncoding, Session};
 
@@ -546,7 +547,7 @@ async fn escrow_story(people: &People, answers: &mut Answers, seed: &ClusterSeed
             admin,
             &AddOrg {
                 slug: "personal".into(),
-                token: PastedToken(flysim::DEMO_TOKEN.into()),
+                token: FormSecret(flysim::DEMO_TOKEN.into()),
             },
         )
         .await;

@@ -7,6 +7,7 @@
 use leptos::prelude::*;
 use serde::{Deserialize, Serialize};
 
+use super::FormSecret;
 use crate::error::AppError;
 #[cfg(feature = "ssr")]
 use {
@@ -22,6 +23,7 @@ pub const POLICY: &[super::Access] = &[
     (<GetCredentials as ServerFn>::PATH, Some(Role::Viewer)),
     (<CaptureCredentials as ServerFn>::PATH, Some(Role::Operator)),
     (<ProveCredentials as ServerFn>::PATH, Some(Role::Operator)),
+    (<EnterCredentials as ServerFn>::PATH, Some(Role::Operator)),
     (<RevealCredential as ServerFn>::PATH, Some(Role::Operator)),
     (<RequestReveal as ServerFn>::PATH, Some(Role::Operator)),
     (<ListRevealRequests as ServerFn>::PATH, Some(Role::Operator)),
@@ -172,7 +174,8 @@ pub struct CaptureSummary {
     pub created: bool,
     pub changed: Vec<String>,
     pub removed: Vec<String>,
-    /// `exec` (read on the leader) or `secrets_api` (every machine was stopped).
+    /// `exec` (read on the leader), `secrets_api` (every machine was stopped) or `manual_machines_down`
+    /// (typed in).
     pub how: String,
 }
 
@@ -192,6 +195,46 @@ pub async fn capture_credentials(org: String, app: String) -> Result<CaptureSumm
         changed: report.outcome.changed,
         removed: report.outcome.removed,
         how: report.how.as_str().to_owned(),
+    })
+}
+
+/// Record the three Stolon passwords typed in by a person, for a tracked cluster whose Machines are down so
+/// nothing can be read from them (`walden_core::escrow::Escrow::enter_manually`): the version is marked
+/// "typed in (machines down)", and a new one is made only when something changed. Operators and up; audited.
+/// The values arrive in the request body only and are never logged or sent back.
+#[server(endpoint = "enter_credentials")]
+#[cfg_attr(
+    feature = "ssr",
+    tracing::instrument(skip_all, fields(user_id = Empty, org = %org, app = %app), err(level = "info"))
+)]
+pub async fn enter_credentials(
+    org: String,
+    app: String,
+    su_password: FormSecret,
+    repl_password: FormSecret,
+    operator_password: FormSecret,
+) -> Result<CaptureSummary, AppError> {
+    let cx = Caller::require(Role::Operator).await?;
+    let values = std::collections::BTreeMap::from([
+        ("SU_PASSWORD".to_owned(), su_password.into_secret()),
+        ("REPL_PASSWORD".to_owned(), repl_password.into_secret()),
+        (
+            "OPERATOR_PASSWORD".to_owned(),
+            operator_password.into_secret(),
+        ),
+    ]);
+    let outcome = cx
+        .escrow()
+        .enter_manually(&cx.actor, &cx.meta, &org, &app, &values)
+        .await?;
+    Ok(CaptureSummary {
+        version: outcome.version,
+        created: outcome.created,
+        changed: outcome.changed,
+        removed: outcome.removed,
+        how: walden_core::escrow::CaptureHow::ManualMachinesDown
+            .as_str()
+            .to_owned(),
     })
 }
 

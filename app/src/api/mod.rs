@@ -13,6 +13,27 @@ pub mod status;
 pub mod totp;
 pub mod users;
 
+/// A secret typed or pasted into a form (a Fly token, a password entered by hand) on its way to the server:
+/// the same JSON/form string as a `String`, but `Debug` never shows it (server function arguments derive
+/// `Debug`), and nothing sends it back. The server moves it into a `SecretString` at once.
+#[derive(Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(transparent)]
+pub struct FormSecret(pub String);
+
+impl std::fmt::Debug for FormSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("FormSecret([redacted])")
+    }
+}
+
+impl FormSecret {
+    /// Move the value into a `SecretString` (zeroized when dropped).
+    #[cfg(feature = "ssr")]
+    pub fn into_secret(self) -> secrecy::SecretString {
+        secrecy::SecretString::from(self.0)
+    }
+}
+
 /// A server function's path and the least role that may call it (`None`: anyone, signed in or not).
 /// `Some(Role::Viewer)` means any signed-in user.
 #[cfg(feature = "ssr")]

@@ -4,6 +4,7 @@
 use leptos::prelude::*;
 use serde::{Deserialize, Serialize};
 
+use super::FormSecret;
 use crate::error::AppError;
 #[cfg(feature = "ssr")]
 use {
@@ -22,18 +23,6 @@ pub const POLICY: &[super::Access] = &[
     (<TrackCluster as ServerFn>::PATH, Some(Role::Admin)),
     (<UntrackCluster as ServerFn>::PATH, Some(Role::Admin)),
 ];
-
-/// A pasted Fly token on its way to the server: the same JSON/form string as a `String`, but `Debug` never
-/// shows it (server function arguments derive `Debug`), and nothing sends it back.
-#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct PastedToken(pub String);
-
-impl std::fmt::Debug for PastedToken {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("PastedToken([redacted])")
-    }
-}
 
 /// An organisation on the Settings page (never its token).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -106,9 +95,9 @@ impl From<walden_core::orgs::OrgSummary> for OrgRow {
     feature = "ssr",
     tracing::instrument(skip_all, fields(user_id = Empty, org = %slug), err(level = "info"))
 )]
-pub async fn add_org(slug: String, token: PastedToken) -> Result<OrgRow, AppError> {
+pub async fn add_org(slug: String, token: FormSecret) -> Result<OrgRow, AppError> {
     let cx = Caller::require(Role::Admin).await?;
-    let token = secrecy::SecretString::from(token.0);
+    let token = token.into_secret();
     let added = cx.orgs().add(&cx.actor, &cx.meta, &slug, &token).await?;
     Ok(OrgRow::from(added))
 }

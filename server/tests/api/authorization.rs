@@ -13,13 +13,12 @@ use walden_app::api::auth::{
 };
 use walden_app::api::clusters::ListClusters;
 use walden_app::api::escrow::{
-    ApproveReveal, CaptureCredentials, GetCredentials, GetRequireRevealApproval,
+    ApproveReveal, CaptureCredentials, EnterCredentials, GetCredentials, GetRequireRevealApproval,
     ListRevealRequests, ProveCredentials, RequestReveal, RevealApproved, RevealCredential,
     SetRequireRevealApproval,
 };
 use walden_app::api::orgs::{
-    AddOrg, ListOrgs, ListPostgresApps, ListTracked, PastedToken, RemoveOrg, TrackCluster,
-    UntrackCluster,
+    AddOrg, ListOrgs, ListPostgresApps, ListTracked, RemoveOrg, TrackCluster, UntrackCluster,
 };
 use walden_app::api::status::GetConsoleStatus;
 use walden_app::api::totp::{
@@ -29,6 +28,7 @@ use walden_app::api::users::{
     CreateInvite, ListInvites, ListUsers, RevokeInvite, SetUserDisabled, SetUserRole,
 };
 use walden_app::api::Access;
+use walden_app::api::FormSecret;
 use walden_core::users::Role;
 
 use crate::helpers::{app_with, InputEncoding, Session, PW};
@@ -170,7 +170,7 @@ fn probes(target: i64) -> Vec<Probe> {
         probe(
             AddOrg {
                 slug: "personal".into(),
-                token: PastedToken("not a Fly token".into()),
+                token: FormSecret("not a Fly token".into()),
             },
             422,
         ),
@@ -214,6 +214,16 @@ fn probes(target: i64) -> Vec<Probe> {
             ProveCredentials {
                 org: flysim::DEMO_ORG.into(),
                 app: flysim::DEMO_APP.into(),
+            },
+            409,
+        ),
+        probe(
+            EnterCredentials {
+                org: flysim::DEMO_ORG.into(),
+                app: flysim::DEMO_APP.into(),
+                su_password: FormSecret("typed su".into()),
+                repl_password: FormSecret("typed repl".into()),
+                operator_password: FormSecret("typed operator".into()),
             },
             409,
         ),

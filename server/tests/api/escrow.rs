@@ -372,3 +372,70 @@ async fn an_operator_captures_and_proves_a_tracked_cluster() {
     assert!(roles.iter().all(|r| r.status == "opens"), "{roles:?}");
     app.stop().await;
 }
+
+/// Hand entry for a cluster whose Machines are down: an operator types the three passwords, a version marked
+/// "typed in (machines down)" is kept (the values only sealed), an empty one is refused with nothing stored,
+/// the same values again make no new version; a viewer may not; an untracked cluster is refused.
+#[tokio::test]
+async fn an_operator_enters_the_passwords_by_hand_when_the_machines_are_down() {
+    use walden_app::api::escrow::{CaptureSummary, EnterCredentials};
+    use walden_app::api::orgs::TrackCluster;
+    use walden_app::api::FormSecret;
+
+    let app = app().await;
+    let (admin, operator, viewer) = (
+        app.signed_in(Role::Admin).await,
+        app.signed_in(Role::Operator).await,
+        app.signed_in(Role::Viewer).await,
+    );
+    let enter = |su: &str| EnterCredentials {
+        org: flysim::DEMO_ORG.into(),
+        app: flysim::DEMO_APP.into(),
+        su_password: FormSecret(su.into()),
+        repl_password: FormSecret(REPL.into()),
+        operator_password: FormSecret(OPERATOR.into()),
+    };
+    let (status, err) = error_of(operator.call(&enter(SU)).await).await;
+    assert_eq!(status, 409, "{err}");
+    assert!(err.to_string().contains("not tracked"), "{err}");
+    let track = TrackCluster {
+        org: flysim::DEMO_ORG.into(),
+        app: flysim::DEMO_APP.into(),
+    };
+    assert_eq!(admin.call(&track).await.status(), 200);
+
+    assert_eq!(viewer.call(&enter(SU)).await.status(), 403);
+    let (status, err) = error_of(operator.call(&enter("")).await).await;
+    assert_eq!(status, 422, "{err}");
+    assert!(err.to_string().contains("SU_PASSWORD"), "{err}");
+
+    let res = operator.call(&enter(SU)).await;
+    assert_eq!(res.status(), 200);
+    let body = res.text().await.unwrap();
+    for value in [SU, REPL, OPERATOR] {
+        assert!(!body.contains(value), "the answer holds a value");
+    }
+    let kept: CaptureSummary = serde_json::from_str(&body).unwrap();
+    assert!(kept.created && kept.version == 1, "{kept:?}");
+    assert_eq!(kept.how, "manual_machines_down");
+    let again: CaptureSummary = operator.call(&enter(SU)).await.json().await.unwrap();
+    assert!(!again.created && again.version == 1, "{again:?}");
+
+    let get = GetCredentials {
+        org: flysim::DEMO_ORG.into(),
+        app: flysim::DEMO_APP.into(),
+    };
+    let c: Credentials = viewer.call(&get).await.json().await.unwrap();
+    assert_eq!(c.versions.len(), 1);
+    assert_eq!(c.versions[0].how, "manual_machines_down");
+    let rows = audit_rows(&app, "escrow.capture").await;
+    assert!(
+        rows.iter().any(|r| r.outcome == "ok"
+            && r.detail
+                .as_deref()
+                .is_some_and(|d| d.contains("manual_machines_down"))),
+        "{rows:?}"
+    );
+    pages_hold_no_value(&app, &operator.client).await;
+    app.stop().await;
+}

@@ -3,9 +3,10 @@
 //! act on, the environment org that cannot be removed, Postgres apps, tracking.
 
 use walden_app::api::orgs::{
-    AddOrg, ListOrgs, ListPostgresApps, ListTracked, OrgRow, PastedToken, PgAppRow, RemoveOrg,
-    TrackCluster, TrackedRow, UntrackCluster,
+    AddOrg, ListOrgs, ListPostgresApps, ListTracked, OrgRow, PgAppRow, RemoveOrg, TrackCluster,
+    TrackedRow, UntrackCluster,
 };
+use walden_app::api::FormSecret;
 use walden_app::error::AppError;
 use walden_core::users::Role;
 
@@ -14,7 +15,7 @@ use crate::helpers::{app, error_of};
 fn add(slug: &str, token: &str) -> AddOrg {
     AddOrg {
         slug: slug.into(),
-        token: PastedToken(token.into()),
+        token: FormSecret(token.into()),
     }
 }
 

@@ -15,6 +15,7 @@ use crate::api::escrow::{
 };
 use crate::api::orgs::list_tracked;
 
+mod entry;
 mod reveal;
 
 use reveal::RevealTarget;
@@ -65,14 +66,25 @@ pub fn CredentialsPage() -> impl IntoView {
     let app = move || params.read().get("app").unwrap_or_default();
     let capture = ServerAction::<CaptureCredentials>::new();
     let prove = ServerAction::<ProveCredentials>::new();
+    // Bumped by the hand-entry form after each version it keeps.
+    let entered = RwSignal::new(0u32);
     let credentials = Resource::new(
-        move || (org(), app(), capture.version().get(), prove.version().get()),
-        |(o, a, _, _)| get_credentials(o, a),
+        move || {
+            (
+                org(),
+                app(),
+                capture.version().get(),
+                prove.version().get(),
+                entered.get(),
+            )
+        },
+        |(o, a, _, _, _)| get_credentials(o, a),
     );
     let approval = Resource::new(|| (), |_| get_require_reveal_approval());
     let me = Resource::new(|| (), |_| get_current_user());
     // Kept here so the panel stays open when the page's data is loaded again (after a capture, say).
     let reveal_open = RwSignal::new(false);
+    let entry_open = RwSignal::new(false);
     view! {
         <Title text=move || format!("Credentials of {}", app()) />
         <p class="muted"><a href="/credentials">"Credentials"</a> " / " {org} " / "</p>
@@ -90,7 +102,7 @@ pub fn CredentialsPage() -> impl IntoView {
                     Ok(c) => {
                         let target = RevealTarget::of(org(), app(), &c, needs_approval);
                         view! {
-                            {can_act.then(|| view! { <ActionsPanel org=org() app=app() capture prove /> })}
+                            {can_act.then(|| view! { <ActionsPanel org=org() app=app() capture prove entry_open /> })}
                             <ProofsPanel credentials=c.clone() />
                             {can_act.then(|| view! { <RevealOpener target open=reveal_open /> })}
                             <VersionsPanel credentials=c />
@@ -99,6 +111,12 @@ pub fn CredentialsPage() -> impl IntoView {
                 }
             })}
         </Transition>
+        // Outside the Transition: the form stays as it is while the page's data loads again.
+        {move || entry_open.get().then(|| view! {
+            <Transition fallback=|| view! { <p class="muted">"Loading…"</p> }>
+                {Suspend::new(async move { entry::entry_panel(org(), app(), entered, entry_open).await })}
+            </Transition>
+        })}
     }
 }
 
@@ -115,9 +133,9 @@ fn RevealOpener(target: RevealTarget, open: RwSignal<bool>) -> impl IntoView {
         {move || if open.get() {
             let target = target.clone();
             view! {
-                <Suspense fallback=|| view! { <section class="panel" data-test="reveal"><p class="muted">"Loading…"</p></section> }>
+                <Transition fallback=|| view! { <section class="panel" data-test="reveal"><p class="muted">"Loading…"</p></section> }>
                     {Suspend::new(async move { reveal::reveal_panel(target).await })}
-                </Suspense>
+                </Transition>
             }.into_any()
         } else {
             view! {
@@ -138,6 +156,7 @@ fn ActionsPanel(
     app: String,
     capture: ServerAction<CaptureCredentials>,
     prove: ServerAction<ProveCredentials>,
+    entry_open: RwSignal<bool>,
 ) -> impl IntoView {
     let busy = move || capture.pending().get() || prove.pending().get();
     let (org2, app2) = (org.clone(), app.clone());
@@ -145,7 +164,9 @@ fn ActionsPanel(
         <section class="panel" data-test="escrow-actions">
             <h2>"Capture and prove"</h2>
             <p class="muted">
-                "Capture reads SU_PASSWORD, REPL_PASSWORD, OPERATOR_PASSWORD and the storage settings on the leader and                  keeps a new version when anything changed. Prove signs in as each role with the kept passwords."
+                "Capture reads SU_PASSWORD, REPL_PASSWORD, OPERATOR_PASSWORD and the storage settings on the leader and keeps "
+                "a new version when anything changed. Prove signs in as each role with the kept passwords. When the "
+                "Machines are down, enter the passwords by hand."
             </p>
             <div class="actions">
                 <button type="button" data-test="capture" disabled=busy
@@ -155,6 +176,9 @@ fn ActionsPanel(
                 <button type="button" data-test="prove" disabled=busy
                     on:click=move |_| { prove.dispatch(ProveCredentials { org: org2.clone(), app: app2.clone() }); }>
                     {move || if prove.pending().get() { "Proving…" } else { "Prove logins" }}
+                </button>
+                <button type="button" class="button-secondary" data-test="open-entry" on:click=move |_| entry_open.set(true)>
+                    "Enter by hand…"
                 </button>
             </div>
             {move || capture.value().get().map(|r| match r {
