@@ -536,11 +536,11 @@ async fn an_in_memory_database_is_verified_through_sqlx() {
     assert!(r.is_intact() && r.rows == 6, "{r:?}");
     // An in-memory database lives in the pool's one connection: tamper through that connection.
     let edit = "UPDATE audit_log SET reason = 'edited' WHERE id = 4";
-    support::behind_the_triggers(&mut *pool.acquire().await.unwrap(), edit).await;
+    support::behind_the_triggers(&mut pool.acquire().await.unwrap(), edit).await;
     let b = audit::verify(&pool).await.unwrap().first_broken.unwrap();
     assert_eq!((b.id, b.breakage), (4, Breakage::Altered));
     let cut = "DELETE FROM audit_log WHERE id = 2";
-    support::behind_the_triggers(&mut *pool.acquire().await.unwrap(), cut).await;
+    support::behind_the_triggers(&mut pool.acquire().await.unwrap(), cut).await;
     let b = audit::verify(&pool).await.unwrap().first_broken.unwrap();
     assert_eq!(
         (b.id, b.breakage),
