@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::SqlitePool;
+use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tower_sessions::session_store::ExpiredDeletion;
@@ -12,10 +13,6 @@ use tower_sessions_sqlx_store::SqliteStore;
 use walden_core::access::{Actor, RequestMeta};
 use walden_core::audit_checkpoints::{Checkpointer, Reason};
 use walden_core::Walden;
-
-/// How often the checkpoint worker looks whether enough audit rows were added for a checkpoint (one indexed
-/// `MAX(id)` read): the audit write path itself stays as it is, fail-closed and unaware of checkpoints.
-pub const CHECKPOINT_ROWS_POLL: Duration = Duration::from_secs(5);
 
 /// The running workers.
 pub struct Jobs {
@@ -30,10 +27,15 @@ impl Jobs {
         Jobs { set }
     }
 
-    /// Also run the audit checkpoint writer ([`checkpoints`]).
-    pub fn with_checkpoints(mut self, writer: Arc<Checkpointer>, token: CancellationToken) -> Self {
+    /// Also run the audit checkpoint writer ([`checkpoints`]), woken by `walden`'s audited commits.
+    pub fn with_checkpoints(
+        mut self,
+        writer: Arc<Checkpointer>,
+        walden: &Walden,
+        token: CancellationToken,
+    ) -> Self {
         self.set
-            .spawn(checkpoints(writer, token, CHECKPOINT_ROWS_POLL));
+            .spawn(checkpoints(writer, walden.audit().commits(), token));
         self
     }
 
@@ -189,22 +191,27 @@ pub async fn escrow_tick(walden: &Walden, token: &CancellationToken) -> EscrowTi
 }
 
 /// Writes signed audit checkpoints (security review H1): one at start, one every interval even when no row
-/// was added (the heartbeat that makes a missing interval visible), one as soon as enough rows were added
-/// (looked at every `poll`), and one at clean shutdown. A failure is logged loudly and counted
-/// (`walden_audit_checkpoint_failures_total`) but never blocks audited writes; the next tick tries again.
-pub async fn checkpoints(writer: Arc<Checkpointer>, token: CancellationToken, poll: Duration) {
+/// was added (the heartbeat that makes a missing interval visible), one as soon as enough rows were added,
+/// and one at clean shutdown. It does not poll for rows: `commits` (`walden_core::audit::commits`) changes
+/// when an audited transaction commits, and only then does the worker read the head (`rows_due`). Rows written
+/// by another process wake nothing; the next wake or the heartbeat counts them. A failure is logged loudly
+/// and counted (`walden_audit_checkpoint_failures_total`) but never blocks audited writes; the next wake or
+/// tick tries again.
+pub async fn checkpoints(
+    writer: Arc<Checkpointer>,
+    mut commits: watch::Receiver<u64>,
+    token: CancellationToken,
+) {
     write_checkpoint(&writer, Reason::Start).await;
     let mut heartbeat = tokio::time::interval(writer.interval());
     heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     heartbeat.tick().await; // the first tick fires at once; the start checkpoint was just written
-    let mut rows = tokio::time::interval(poll);
-    rows.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    rows.tick().await;
     loop {
         tokio::select! {
             () = token.cancelled() => break,
             _ = heartbeat.tick() => write_checkpoint(&writer, Reason::Interval).await,
-            _ = rows.tick() => match writer.rows_due().await {
+            // The sender is a process-wide static and never closes, so `changed` only ever says "a row".
+            Ok(()) = commits.changed() => match writer.rows_due().await {
                 Ok(true) => {
                     write_checkpoint(&writer, Reason::Rows).await;
                     heartbeat.reset();
@@ -276,49 +283,50 @@ mod tests {
         all.into_iter().map(|b| b.reason).collect()
     }
 
+    /// Waits (up to a generous deadline, so a slow machine is never a failure) until the sink's checkpoints
+    /// satisfy `done`; this asserts what is written, not how fast.
+    async fn wait_for(sink: &Sink, what: &str, done: impl Fn(&[Reason]) -> bool) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            let now = reasons(sink).await;
+            if done(&now) {
+                return;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "no {what} checkpoint in 60 s: {now:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     #[tokio::test]
     async fn the_checkpoint_worker_writes_at_start_and_at_shutdown_and_stops_on_cancel() {
         let (_dir, _pool, sink, writer) = writer(100).await;
         let token = CancellationToken::new();
-        let task = tokio::spawn(checkpoints(
-            writer,
-            token.clone(),
-            Duration::from_secs(3600),
-        ));
+        let task = tokio::spawn(checkpoints(writer, audit::commits(), token.clone()));
         token.cancel();
         task.await.unwrap();
         assert_eq!(reasons(&sink).await, vec![Reason::Start, Reason::Shutdown]);
     }
 
+    /// The rows checkpoint comes from the audited commits waking the worker: the heartbeat is an hour away and
+    /// there is no poll to elapse.
     #[tokio::test]
-    async fn the_checkpoint_worker_writes_when_enough_rows_were_added() {
+    async fn audited_commits_wake_the_checkpoint_worker_when_enough_rows_were_added() {
         let (_dir, pool, sink, writer) = writer(2).await;
+        assert_eq!(writer.interval(), Duration::from_secs(3600));
         let token = CancellationToken::new();
-        let task = tokio::spawn(checkpoints(
-            writer,
-            token.clone(),
-            Duration::from_millis(20),
-        ));
-        // Wait (bounded) for the start checkpoint, so the rows come after it.
-        for _ in 0..500 {
-            if !reasons(&sink).await.is_empty() {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        let task = tokio::spawn(checkpoints(writer, audit::commits(), token.clone()));
+        // The rows must come after the start checkpoint, or it would already hold them.
+        wait_for(&sink, "start", |r| r == [Reason::Start]).await;
         for i in 0..2 {
             let ev = Event::new("user.create", Outcome::Ok).subject(format!("user:{i}"));
             audit::record(&pool, &Actor::cli(), &RequestMeta::default(), &ev)
                 .await
                 .unwrap();
         }
-        // Wait (bounded) for the worker to notice; this asserts what is written, not how fast.
-        for _ in 0..500 {
-            if reasons(&sink).await.contains(&Reason::Rows) {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        wait_for(&sink, "rows", |r| r.contains(&Reason::Rows)).await;
         token.cancel();
         task.await.unwrap();
         assert_eq!(

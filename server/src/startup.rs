@@ -166,7 +166,7 @@ impl Application {
             shutdown.child_token(),
         );
         if let Some(writer) = checkpoints {
-            jobs = jobs.with_checkpoints(writer, shutdown.child_token());
+            jobs = jobs.with_checkpoints(writer, &walden, shutdown.child_token());
         }
         let metrics = metrics_listener
             .map(|l| tokio::spawn(crate::metrics::serve(l, shutdown.child_token())));

@@ -2,59 +2,21 @@
 //! directory and a real checkpoint directory (security review H1).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a test stops loudly
 
-use std::io::Write;
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::Output;
 use std::time::Duration;
 
 use secrecy::{ExposeSecret, SecretString};
 use walden_core::audit_checkpoints::{CheckpointKey, Checkpointer, Reason, Sink};
 
-fn walden(data: &Path) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_walden"));
-    for var in [
-        "WALDEN_BIND",
-        "FLY_API_TOKEN",
-        "WALDEN_LOG_FORMAT",
-        "WALDEN_MASTER_KEY",
-        "WALDEN_MASTER_KEY_FILE",
-        "WALDEN_AUDIT_SINK",
-        "WALDEN_AUDIT_SIGNING_KEY",
-        "WALDEN_AUDIT_SIGNING_KEY_FILE",
-        "WALDEN_RETIRED_MASTER_KEYS",
-    ] {
-        cmd.env_remove(var);
-    }
-    cmd.env("WALDEN_DATA_DIR", data);
-    cmd
-}
+use cli_support::{add_user, stderr, stdout, walden};
 
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
+mod cli_support;
 
 /// `n` audit rows, written by the CLI as an operator would (`walden user add`).
 fn add_users(data: &Path, names: &[&str]) {
     for name in names {
-        let mut child = walden(data)
-            .args(["user", "add", name])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(b"a perfectly fine passphrase\n")
-            .unwrap();
-        let out = child.wait_with_output().unwrap();
-        assert!(out.status.success(), "{}", stderr(&out));
+        add_user(data, name);
     }
 }
 

@@ -2,65 +2,20 @@
 //! on a real data directory, keys from the environment or files only.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a test stops loudly
 
-use std::io::Write;
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+
+use cli_support::{add_admin, run, stderr, stdout, walden};
 
 use walden_core::keyring::Keyring;
 use walden_core::seal::SealKey;
+
+mod cli_support;
 
 /// `(user id, totp_secret, totp_pending)`.
 type SealedRow = (i64, Option<Vec<u8>>, Option<Vec<u8>>);
 
 const KEY_A: &str = "1111111111111111111111111111111111111111111111111111111111111111";
 const KEY_B: &str = "2222222222222222222222222222222222222222222222222222222222222222";
-
-fn walden(data: &Path) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_walden"));
-    for var in [
-        "WALDEN_BIND",
-        "FLY_API_TOKEN",
-        "WALDEN_LOG_FORMAT",
-        "WALDEN_MASTER_KEY",
-        "WALDEN_MASTER_KEY_FILE",
-        "WALDEN_RETIRED_MASTER_KEYS",
-        "WALDEN_RETIRED_MASTER_KEYS_FILE",
-    ] {
-        cmd.env_remove(var);
-    }
-    cmd.env("WALDEN_DATA_DIR", data);
-    cmd
-}
-
-fn run(cmd: &mut Command) -> Output {
-    cmd.stdin(Stdio::null()).output().unwrap()
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-fn add_admin(data: &Path, name: &str) {
-    let mut child = walden(data)
-        .args(["user", "add", "--admin", name])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(b"correct horse battery staple\n")
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(out.status.success(), "{}", stderr(&out));
-}
 
 fn key(hex: &str) -> SealKey {
     SealKey::from_hex(&hex.into()).unwrap()

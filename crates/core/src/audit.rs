@@ -36,12 +36,14 @@
 
 use std::fmt;
 use std::io::Write;
+use std::sync::LazyLock;
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use sqlx::sqlite::SqliteRow;
 use sqlx::{QueryBuilder, Row, Sqlite, SqlitePool, Transaction};
 use time::OffsetDateTime;
+use tokio::sync::watch;
 
 use crate::ts;
 
@@ -344,7 +346,8 @@ impl AuditedTx {
         })
     }
 
-    /// Append the audit row for what was done, then commit both. Returns the row's id.
+    /// Append the audit row for what was done, then commit both. Returns the row's id. Once committed, and
+    /// only then, it tells [`commits`] that a row was added.
     pub async fn commit(
         mut self,
         actor: &Actor,
@@ -353,8 +356,23 @@ impl AuditedTx {
     ) -> Result<i64, AuditError> {
         let id = append(&mut self.tx, actor, meta, event).await?;
         self.tx.commit().await?;
+        COMMITS.send_modify(|n| *n = n.wrapping_add(1));
         Ok(id)
     }
+}
+
+/// How many audit rows this process has committed, for the checkpoint worker to wake on instead of polling
+/// the table. Bumped by [`AuditedTx::commit`] after its commit succeeded, so a failed write wakes nobody and
+/// still fails closed. A wake is a hint: the worker reads the log's head itself. Process-wide because every
+/// service opens its `AuditedTx` on a bare pool; a process serves one console database, and a second one in
+/// the same process (tests) only costs its worker an extra indexed read. Rows another process writes (the
+/// `walden` CLI beside the server) wake nothing: the next wake or the worker's interval counts them.
+static COMMITS: LazyLock<watch::Sender<u64>> = LazyLock::new(|| watch::Sender::new(0));
+
+/// A receiver that sees [`COMMITS`] change each time an audit row is committed in this process (several
+/// commits between two looks are seen as one change).
+pub fn commits() -> watch::Receiver<u64> {
+    COMMITS.subscribe()
 }
 
 impl std::ops::Deref for AuditedTx {
@@ -1176,6 +1194,11 @@ impl AuditLog {
         event: &Event,
     ) -> Result<i64, AuditError> {
         record(&self.pool, actor, meta, event).await
+    }
+
+    /// See [`commits`]: what the checkpoint worker waits on.
+    pub fn commits(&self) -> watch::Receiver<u64> {
+        commits()
     }
 
     /// See [`verify`].

@@ -8,6 +8,8 @@ use walden_core::audit::{
 use walden_core::db;
 use walden_core::users::Role;
 
+mod support;
+
 async fn open() -> (tempfile::TempDir, SqlitePool) {
     let dir = tempfile::tempdir().unwrap();
     let pool = db::open(dir.path()).await.unwrap();
@@ -62,19 +64,6 @@ async fn fill(pool: &SqlitePool, n: i64) {
     }
 }
 
-async fn drop_triggers(pool: &SqlitePool) {
-    for t in ["audit_log_no_update", "audit_log_no_delete"] {
-        sqlx::query(&format!("DROP TRIGGER {t}"))
-            .execute(pool)
-            .await
-            .unwrap();
-    }
-}
-
-async fn exec(pool: &SqlitePool, sql: &str) {
-    sqlx::query(sql).execute(pool).await.unwrap();
-}
-
 #[tokio::test]
 async fn an_untouched_log_verifies() {
     let (_d, pool) = open().await;
@@ -124,11 +113,10 @@ async fn triggers_refuse_update_and_delete() {
 
 #[tokio::test]
 async fn a_changed_row_is_found() {
-    let (_d, pool) = open().await;
+    let (dir, pool) = open().await;
     fill(&pool, 10).await;
-    drop_triggers(&pool).await;
-    exec(
-        &pool,
+    support::tamper(
+        dir.path(),
         "UPDATE audit_log SET actor_name = 'mallory' WHERE id = 7",
     )
     .await;
@@ -140,12 +128,11 @@ async fn a_changed_row_is_found() {
 
 #[tokio::test]
 async fn a_changed_row_with_its_hash_recomputed_breaks_the_next_link() {
-    let (_d, pool) = open().await;
+    let (dir, pool) = open().await;
     fill(&pool, 10).await;
-    drop_triggers(&pool).await;
     // The forger recomputes row 4's own hash after changing it: the chain still catches it at row 5.
-    exec(
-        &pool,
+    support::tamper(
+        dir.path(),
         "UPDATE audit_log SET outcome = 'denied' WHERE id = 4",
     )
     .await;
@@ -175,21 +162,23 @@ async fn a_changed_row_with_its_hash_recomputed_breaks_the_next_link() {
             detail: row.detail.as_deref(),
         },
     );
-    sqlx::query("UPDATE audit_log SET hash = ? WHERE id = 4")
-        .bind(&forged[..])
-        .execute(&pool)
-        .await
-        .unwrap();
+    support::tamper(
+        dir.path(),
+        &format!(
+            "UPDATE audit_log SET hash = X'{}' WHERE id = 4",
+            hex::encode(forged)
+        ),
+    )
+    .await;
     let b = audit::verify(&pool).await.unwrap().first_broken.unwrap();
     assert_eq!((b.id, b.breakage), (5, Breakage::ChainBroken));
 }
 
 #[tokio::test]
 async fn a_deleted_row_is_found() {
-    let (_d, pool) = open().await;
+    let (dir, pool) = open().await;
     fill(&pool, 10).await;
-    drop_triggers(&pool).await;
-    exec(&pool, "DELETE FROM audit_log WHERE id = 5").await;
+    support::tamper(dir.path(), "DELETE FROM audit_log WHERE id = 5").await;
     let b = audit::verify(&pool).await.unwrap().first_broken.unwrap();
     assert_eq!(
         (b.id, b.breakage),
@@ -205,13 +194,12 @@ async fn a_deleted_row_is_found() {
 
 #[tokio::test]
 async fn a_deleted_row_with_ids_closed_up_is_found() {
-    let (_d, pool) = open().await;
+    let (dir, pool) = open().await;
     fill(&pool, 10).await;
-    drop_triggers(&pool).await;
-    exec(&pool, "DELETE FROM audit_log WHERE id = 5").await;
+    support::tamper(dir.path(), "DELETE FROM audit_log WHERE id = 5").await;
     for id in 6..=10 {
-        exec(
-            &pool,
+        support::tamper(
+            dir.path(),
             &format!("UPDATE audit_log SET id = {} WHERE id = {id}", id - 1),
         )
         .await;
@@ -223,17 +211,16 @@ async fn a_deleted_row_with_ids_closed_up_is_found() {
 
 #[tokio::test]
 async fn the_first_and_last_rows_cannot_be_cut() {
-    let (_d, pool) = open().await;
+    let (dir, pool) = open().await;
     fill(&pool, 10).await;
-    drop_triggers(&pool).await;
-    exec(&pool, "DELETE FROM audit_log WHERE id >= 9").await;
+    support::tamper(dir.path(), "DELETE FROM audit_log WHERE id >= 9").await;
     let b = audit::verify(&pool).await.unwrap().first_broken.unwrap();
     assert_eq!(
         (b.id, b.breakage),
         (9, Breakage::Truncated { last_written: 10 })
     );
 
-    exec(&pool, "DELETE FROM audit_log WHERE id = 1").await;
+    support::tamper(dir.path(), "DELETE FROM audit_log WHERE id = 1").await;
     let b = audit::verify(&pool).await.unwrap().first_broken.unwrap();
     assert_eq!(
         (b.id, b.breakage),
@@ -247,7 +234,7 @@ async fn the_first_and_last_rows_cannot_be_cut() {
     );
 
     // Emptying the table is found too, and new rows appended after it do not hide it.
-    exec(&pool, "DELETE FROM audit_log").await;
+    support::tamper(dir.path(), "DELETE FROM audit_log").await;
     let b = audit::verify(&pool).await.unwrap().first_broken.unwrap();
     assert_eq!(
         (b.id, b.breakage),
@@ -267,13 +254,16 @@ async fn the_first_and_last_rows_cannot_be_cut() {
 
 #[tokio::test]
 async fn reordered_rows_are_found() {
-    let (_d, pool) = open().await;
+    let (dir, pool) = open().await;
     fill(&pool, 10).await;
-    drop_triggers(&pool).await;
     // Swap rows 3 and 4.
-    exec(&pool, "UPDATE audit_log SET id = -1 WHERE id = 3").await;
-    exec(&pool, "UPDATE audit_log SET id = 3 WHERE id = 4").await;
-    exec(&pool, "UPDATE audit_log SET id = 4 WHERE id = -1").await;
+    support::tamper(
+        dir.path(),
+        "UPDATE audit_log SET id = -1 WHERE id = 3; \
+         UPDATE audit_log SET id = 3 WHERE id = 4; \
+         UPDATE audit_log SET id = 4 WHERE id = -1",
+    )
+    .await;
     let r = audit::verify(&pool).await.unwrap();
     let b = r.first_broken.unwrap();
     assert_eq!((b.id, b.breakage), (3, Breakage::ChainBroken));
@@ -282,11 +272,10 @@ async fn reordered_rows_are_found() {
 
 #[tokio::test]
 async fn an_overwritten_hash_is_found() {
-    let (_d, pool) = open().await;
+    let (dir, pool) = open().await;
     fill(&pool, 3).await;
-    drop_triggers(&pool).await;
-    exec(
-        &pool,
+    support::tamper(
+        dir.path(),
         "UPDATE audit_log SET hash = zeroblob(32) WHERE id = 2",
     )
     .await;
@@ -545,11 +534,13 @@ async fn an_in_memory_database_is_verified_through_sqlx() {
     fill(&pool, 6).await;
     let r = audit::verify(&pool).await.unwrap();
     assert!(r.is_intact() && r.rows == 6, "{r:?}");
-    drop_triggers(&pool).await;
-    exec(&pool, "UPDATE audit_log SET reason = 'edited' WHERE id = 4").await;
+    // An in-memory database lives in the pool's one connection: tamper through that connection.
+    let edit = "UPDATE audit_log SET reason = 'edited' WHERE id = 4";
+    support::behind_the_triggers(&mut pool.acquire().await.unwrap(), edit).await;
     let b = audit::verify(&pool).await.unwrap().first_broken.unwrap();
     assert_eq!((b.id, b.breakage), (4, Breakage::Altered));
-    exec(&pool, "DELETE FROM audit_log WHERE id = 2").await;
+    let cut = "DELETE FROM audit_log WHERE id = 2";
+    support::behind_the_triggers(&mut pool.acquire().await.unwrap(), cut).await;
     let b = audit::verify(&pool).await.unwrap().first_broken.unwrap();
     assert_eq!(
         (b.id, b.breakage),

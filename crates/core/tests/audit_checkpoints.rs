@@ -13,6 +13,8 @@ use walden_core::audit_checkpoints::{
 };
 use walden_core::db;
 
+mod support;
+
 struct Fixture {
     _dir: tempfile::TempDir,
     /// The data directory (the database file is `db::DB_FILE` in it).
@@ -65,34 +67,6 @@ async fn check(f: &Fixture) -> CheckpointReport {
         .unwrap()
 }
 
-/// One connection of its own on the database file, as an attacker's `sqlite3` would open. (Not the pool: a
-/// pooled connection whose schema cache predates a `DROP TRIGGER` run on another one refuses the `CREATE
-/// TRIGGER` that follows with "already exists".)
-async fn attacker(f: &Fixture) -> sqlx::SqliteConnection {
-    use sqlx::Connection;
-    let options = sqlx::sqlite::SqliteConnectOptions::new().filename(f.data.join(db::DB_FILE));
-    sqlx::SqliteConnection::connect_with(&options)
-        .await
-        .unwrap()
-}
-
-const DROP_TRIGGERS: &str = "DROP TRIGGER audit_log_no_update; DROP TRIGGER audit_log_no_delete;";
-
-const TRIGGERS: &str = "
-CREATE TRIGGER audit_log_no_update BEFORE UPDATE ON audit_log
-BEGIN SELECT RAISE(ABORT, 'audit_log is append-only: UPDATE refused'); END;
-CREATE TRIGGER audit_log_no_delete BEFORE DELETE ON audit_log
-BEGIN SELECT RAISE(ABORT, 'audit_log is append-only: DELETE refused'); END;";
-
-/// Tamper as someone with the file would: drop the triggers, run `sql`, recreate the triggers.
-async fn behind_the_triggers(f: &Fixture, sql: &str) {
-    let mut conn = attacker(f).await;
-    sqlx::raw_sql(&format!("{DROP_TRIGGERS} {sql} {TRIGGERS}"))
-        .execute(&mut conn)
-        .await
-        .unwrap();
-}
-
 /// A log of 70 rows with checkpoints at 20, 40 and 70 rows.
 async fn seventy_rows() -> Fixture {
     let f = fixture().await;
@@ -121,8 +95,7 @@ async fn an_intact_log_passes() {
 #[tokio::test]
 async fn a_tail_cut_with_the_sequence_edited_is_found() {
     let f = seventy_rows().await;
-    behind_the_triggers(
-        &f,
+    support::tamper(&f.data,
         "DELETE FROM audit_log WHERE id > 67; UPDATE sqlite_sequence SET seq = 67 WHERE name = 'audit_log';",
     )
     .await;
@@ -146,9 +119,10 @@ async fn a_tail_cut_with_the_sequence_edited_is_found() {
 #[tokio::test]
 async fn a_recomputed_rewrite_is_found_with_the_rows_it_touched() {
     let f = seventy_rows().await;
-    let mut conn = attacker(&f).await;
+    let mut conn = support::attacker(&f.data).await;
     sqlx::raw_sql(&format!(
-        "{DROP_TRIGGERS} UPDATE audit_log SET actor_name = '(system:cli)', outcome = 'ok' WHERE id = 25;"
+        "{} UPDATE audit_log SET actor_name = '(system:cli)', outcome = 'ok' WHERE id = 25;",
+        support::DROP_TRIGGERS
     ))
     .execute(&mut conn)
     .await
@@ -190,7 +164,10 @@ async fn a_recomputed_rewrite_is_found_with_the_rows_it_touched() {
             .unwrap();
         prev = hash;
     }
-    sqlx::raw_sql(TRIGGERS).execute(&mut conn).await.unwrap();
+    sqlx::raw_sql(support::TRIGGERS)
+        .execute(&mut conn)
+        .await
+        .unwrap();
     drop(conn);
     let chain = audit::verify(&f.pool).await.unwrap();
     assert!(chain.is_intact(), "the chain cannot see this: {chain:?}");
@@ -215,8 +192,8 @@ async fn a_recomputed_rewrite_is_found_with_the_rows_it_touched() {
 #[tokio::test]
 async fn a_wiped_log_is_found() {
     let f = seventy_rows().await;
-    behind_the_triggers(
-        &f,
+    support::tamper(
+        &f.data,
         "DELETE FROM audit_log; DELETE FROM sqlite_sequence WHERE name = 'audit_log';",
     )
     .await;
@@ -421,7 +398,7 @@ async fn checkpoints_are_due_after_n_rows_and_chain_across_restarts() {
     assert!(check(&f).await.is_intact());
 
     // The writer notices at once when the log no longer holds the last checkpoint's head.
-    behind_the_triggers(&f, "DELETE FROM audit_log WHERE id = 5;").await;
+    support::tamper(&f.data, "DELETE FROM audit_log WHERE id = 5;").await;
     assert!(again.write(Reason::Interval).await.unwrap().diverged);
 }
 
@@ -478,8 +455,7 @@ async fn an_s3_sink_holds_checkpoints_that_find_a_cut() {
     assert!(r.is_intact(), "{r:?}");
     assert_eq!((r.checkpoints, r.confirmed_through), (2, 6));
 
-    behind_the_triggers(
-        &f,
+    support::tamper(&f.data,
         "DELETE FROM audit_log WHERE id > 4; UPDATE sqlite_sequence SET seq = 4 WHERE name = 'audit_log';",
     )
     .await;

@@ -61,14 +61,22 @@ async fn psql(env: &Env, app: &str, id: &str, sql: &str) -> Value {
     .await
 }
 
+/// The set-up every cluster here starts with: app `app` with `secrets`, one Machine of `image` in iad (the
+/// primary region), and 10 s for it to boot (and, when it can, become the leader). Returns the secrets' version
+/// (for more Machines) and the Machine's id.
+async fn first_machine(env: &Env, app: &str, image: &str, secrets: Value) -> (u64, String) {
+    env.create_app(app).await;
+    let v = env.set_secrets(app, secrets).await;
+    let id = env.pg_machine(app, "iad", image, v).await;
+    env.advance(10);
+    (v, id)
+}
+
 /// A 2-node source cluster with 1000 rows and one base backup in `dir`. Returns (leader, replica).
 async fn source_cluster(env: &Env, dir: &Path) -> (String, String) {
-    env.create_app("src-db").await;
     let mut s = pg_secrets("su-src", "repl-src", "op-src", dir.to_str().unwrap());
     s["ENABLE_WALG"] = json!("true");
-    let v = env.set_secrets("src-db", s).await;
-    let a = env.pg_machine("src-db", "iad", IMAGE, v).await;
-    env.advance(10);
+    let (v, a) = first_machine(env, "src-db", IMAGE, s).await;
     let b = env.pg_machine("src-db", "iad", IMAGE, v).await;
     // Ready after a few seconds; the checks report it at their next 15 s run.
     env.advance(20);
@@ -321,15 +329,8 @@ async fn restore_cluster_on(
     dir: &Path,
     (su, repl, op): (&str, &str, &str),
 ) -> String {
-    env.create_app("dst-db").await;
-    let v = env
-        .set_secrets(
-            "dst-db",
-            pg_secrets("su-new", "repl-new", "op-new", dir.to_str().unwrap()),
-        )
-        .await;
-    let id = env.pg_machine("dst-db", "iad", image, v).await;
-    env.advance(10);
+    let own = pg_secrets("su-new", "repl-new", "op-new", dir.to_str().unwrap());
+    let (_, id) = first_machine(env, "dst-db", image, own).await;
     let mut s = pg_secrets(su, repl, op, dir.to_str().unwrap());
     s["FLY_RESTORED_FROM"] = json!("src-db");
     let v = env.set_secrets("dst-db", s).await;
@@ -603,12 +604,9 @@ async fn pitr_target_before_the_backup_loops_with_postgres_error() {
 async fn pitr_without_storage_config_keeps_failing() {
     let env = start().await;
     let dir = tempfile::tempdir().unwrap();
-    env.create_app("lonely").await;
     let mut s = pg_secrets("a", "b", "c", "x");
     s["WALG_FILE_PREFIX"] = Value::Null;
-    let v = env.set_secrets("lonely", s).await;
-    let id = env.pg_machine("lonely", "iad", IMAGE, v).await;
-    env.advance(10);
+    let (_, id) = first_machine(&env, "lonely", IMAGE, s).await;
     env.stolonctl("lonely", &id, &["init", "--yes", &pitr_spec(None)])
         .await;
     env.advance(60);
@@ -725,11 +723,8 @@ async fn leader_failover_when_the_leader_stops() {
 async fn failover_never_elects_a_keeper_outside_the_primary_region() {
     let env = start().await;
     let dir = tempfile::tempdir().unwrap();
-    env.create_app("geo-db").await;
     let secrets = pg_secrets("su", "repl", "op", dir.path().to_str().unwrap());
-    let v = env.set_secrets("geo-db", secrets).await;
-    let leader = env.pg_machine("geo-db", "iad", IMAGE, v).await;
-    env.advance(10);
+    let (v, leader) = first_machine(&env, "geo-db", IMAGE, secrets).await;
     let far = env.pg_machine("geo-db", "ord", IMAGE, v).await;
     env.advance(CHECK_RUN_SECS);
     assert_eq!(env.role("geo-db", &far).await.1, "replica");
@@ -938,12 +933,10 @@ async fn exits(env: &Env, app: &str, id: &str) -> Vec<Value> {
 async fn a_machine_without_consul_url_or_passwords_boot_loops() {
     let env = start().await;
     let dir = tempfile::tempdir().unwrap();
-    env.create_app("bare-db").await;
     let mut secrets = pg_secrets("su", "repl", "op", dir.path().to_str().unwrap());
     secrets["FLY_CONSUL_URL"] = Value::Null;
-    let v = env.set_secrets("bare-db", secrets).await;
-    let id = env.pg_machine("bare-db", "iad", IMAGE, v).await;
-    env.advance(30);
+    let (_, id) = first_machine(&env, "bare-db", IMAGE, secrets).await;
+    env.advance(20); // 30 s after it started
     assert!(exits(&env, "bare-db", &id).await.len() >= 3, "boot loop");
     assert_eq!(env.role("bare-db", &id).await.0, "critical");
     let logs = env.logs("bare-db").await;
@@ -1010,11 +1003,8 @@ async fn a_colon_or_backslash_in_the_repl_password_breaks_replicas() {
     for repl in ["re:pl", "re\\pl"] {
         let env = start().await;
         let dir = tempfile::tempdir().unwrap();
-        env.create_app("src-db").await;
         let secrets = pg_secrets("su", repl, "op", dir.path().to_str().unwrap());
-        let v = env.set_secrets("src-db", secrets).await;
-        let leader = env.pg_machine("src-db", "iad", IMAGE, v).await;
-        env.advance(10);
+        let (v, leader) = first_machine(&env, "src-db", IMAGE, secrets).await;
         let replica = env.pg_machine("src-db", "iad", IMAGE, v).await;
         env.advance(CHECK_RUN_SECS);
         assert_eq!(env.role("src-db", &leader).await.1, "leader");
@@ -1083,12 +1073,9 @@ async fn backup_push_on_a_replica_through_haproxy_is_refused() {
 async fn archive_mode_changes_need_a_postgres_restart() {
     let env = start().await;
     let dir = tempfile::tempdir().unwrap();
-    env.create_app("one-db").await;
     let mut secrets = pg_secrets("su", "repl", "op", dir.path().to_str().unwrap());
     secrets["ENABLE_WALG"] = json!("true");
-    let v = env.set_secrets("one-db", secrets).await;
-    let id = env.pg_machine("one-db", "iad", IMAGE, v).await;
-    env.advance(10);
+    let (_, id) = first_machine(&env, "one-db", IMAGE, secrets).await;
     let patch = |mode: &str| format!(r#"{{"pgParameters": {{"archive_mode": "{mode}"}}}}"#);
     let restart = format!("/v1/apps/one-db/machines/{id}/restart");
     // Archiving off, with a restart.
@@ -1126,11 +1113,8 @@ async fn show_archive_mode(env: &Env, id: &str) -> Value {
 async fn a_new_cluster_spec_is_the_images_init_config() {
     let env = start().await;
     let dir = tempfile::tempdir().unwrap();
-    env.create_app("spec-db").await;
     let secrets = pg_secrets("su", "repl", "op", dir.path().to_str().unwrap());
-    let v = env.set_secrets("spec-db", secrets).await;
-    let id = env.pg_machine("spec-db", "iad", IMAGE, v).await;
-    env.advance(10);
+    let (_, id) = first_machine(&env, "spec-db", IMAGE, secrets).await;
     let out = env.stolonctl("spec-db", &id, &["spec"]).await;
     let spec: Value = serde_json::from_str(out["stdout"].as_str().unwrap()).unwrap();
     for absent in ["failInterval", "sleepInterval", "usePgrewind"] {

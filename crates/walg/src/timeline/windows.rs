@@ -322,7 +322,9 @@ fn report_permanent_end_points(set: &BackupSet, segsize: u64, findings: &mut Fin
 
 #[cfg(test)]
 mod tests {
-    use super::super::fixture::{add_segments, at, backup, empty_index, segment_name, SEG};
+    use super::super::fixture::{
+        add_segments, at, backup, empty_index, segment_name, BackupFixture, SEG,
+    };
     use super::super::{backups, histories, lineages, restorable, tree, wal_scan};
     use super::*;
     use crate::index::{Doc, Index};
@@ -348,6 +350,16 @@ mod tests {
         };
         let windows = merge(&set, &lineages, scope, &mut findings);
         (windows, findings)
+    }
+
+    /// `backup(tli, start, end)` marked permanent the way `wal-g backup-mark` does, in its metadata (which
+    /// `backups::collect` reads before the sentinel).
+    fn permanent_backup(tli: u32, start: u64, end: u64) -> BackupFixture {
+        let mut fixture = backup(tli, start, end);
+        if let Doc::Ok(m) = &mut fixture.metadata {
+            m.is_permanent = Some(true);
+        }
+        fixture
     }
 
     #[test]
@@ -411,11 +423,7 @@ mod tests {
     fn a_permanent_backup_without_later_wal_is_noted() {
         let mut index = empty_index();
         add_segments(&mut index, 1, 2, 3);
-        let mut fixture = backup(1, 2, 3);
-        if let Doc::Ok(m) = &mut fixture.metadata {
-            m.is_permanent = Some(true);
-        }
-        fixture.add_to(&mut index);
+        permanent_backup(1, 2, 3).add_to(&mut index);
         let (_, findings) = run(&index);
         assert_eq!(findings.codes(), [FindingCode::PermanentEndPointOnly]);
     }
@@ -433,11 +441,7 @@ mod tests {
             100,
             super::super::fixture::ms(2),
         );
-        let mut fixture = backup(1, 2, 3);
-        if let Doc::Ok(m) = &mut fixture.metadata {
-            m.is_permanent = Some(true);
-        }
-        let name = fixture.add_to(&mut index);
+        let name = permanent_backup(1, 2, 3).add_to(&mut index);
         let report = crate::timeline::BucketTimeline::from_index(&index, at(100)).report();
         let b = report.backups.iter().find(|b| b.name == name).unwrap();
         assert!(b.restorable, "{b:?}");
@@ -451,11 +455,7 @@ mod tests {
     fn the_hole_after_a_permanent_backup_is_expected_retention() {
         let mut index = empty_index();
         add_segments(&mut index, 1, 2, 3);
-        let mut fixture = backup(1, 2, 3);
-        if let Doc::Ok(m) = &mut fixture.metadata {
-            m.is_permanent = Some(true);
-        }
-        fixture.add_to(&mut index);
+        permanent_backup(1, 2, 3).add_to(&mut index);
         add_segments(&mut index, 1, 40, 80);
         backup(1, 41, 42).add_to(&mut index);
         let (_, findings) = run_with(&index, 16);
