@@ -396,4 +396,21 @@ pub struct PushJob {
     /// `postgresql.conf`.
     #[serde(default)]
     pub pg_parameters: BTreeMap<String, String>,
+    /// The parent of a delta backup (`None`: a full backup).
+    #[serde(default)]
+    pub delta: Option<DeltaParent>,
+}
+
+/// What a wal-g delta backup records about its parent (the sentinel's `DeltaLSN`, `DeltaFrom`,
+/// `DeltaFullName` and `DeltaCount`, `backup_sentinel_dto.go`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DeltaParent {
+    /// The parent's full name (a full or a delta backup).
+    pub name: String,
+    /// The parent's start LSN.
+    pub start_lsn: u64,
+    /// The full backup at the root of the chain.
+    pub full_name: String,
+    /// This backup's depth in the chain: 1 for the first delta after the full backup.
+    pub count: u64,
 }

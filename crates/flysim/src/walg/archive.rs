@@ -33,20 +33,33 @@ pub(super) fn push_segments(
 ) -> Result<(), String> {
     for seg in from_seg..upto_seg {
         let name = wal_name(tli, seg);
-        let path = root.join("wal_005").join(with_ext(&name, method));
-        if path.exists() {
-            continue;
-        }
-        let mut page = vec![0u8; 8192];
-        // XLogLongPageHeader magic of PG 14 (0xD10D) and the timeline, so the object is recognisable.
-        page[0..2].copy_from_slice(&0xD10Du16.to_le_bytes());
-        page[4..8].copy_from_slice(&tli.to_le_bytes());
         let commit = if seg == from_seg { commit_ms } else { None };
-        stamp_commit(&mut page, commit);
-        let data = compress(&page, method).map_err(|e| e.to_string())?;
-        write_file(&path, &data, at).map_err(|e| format!("failed to upload {name}: {e}"))?;
+        push_wal_object(root, &name, tli, method, at, commit)?;
     }
     Ok(())
+}
+
+/// Upload one WAL object (`name` is its file name in `pg_wal`: a segment, or a segment's `.partial`) unless it
+/// is there already.
+pub(super) fn push_wal_object(
+    root: &Path,
+    name: &str,
+    tli: u32,
+    method: &str,
+    at: i64,
+    commit_ms: Option<i64>,
+) -> Result<(), String> {
+    let path = root.join("wal_005").join(with_ext(name, method));
+    if path.exists() {
+        return Ok(());
+    }
+    let mut page = vec![0u8; 8192];
+    // XLogLongPageHeader magic of PG 14 (0xD10D) and the timeline, so the object is recognisable.
+    page[0..2].copy_from_slice(&0xD10Du16.to_le_bytes());
+    page[4..8].copy_from_slice(&tli.to_le_bytes());
+    stamp_commit(&mut page, commit_ms);
+    let data = compress(&page, method).map_err(|e| e.to_string())?;
+    write_file(&path, &data, at).map_err(|e| format!("failed to upload {name}: {e}"))
 }
 
 /// The emulator's stand-in for the commit records in a segment: a marker and the newest commit time.
@@ -217,8 +230,8 @@ pub(crate) fn archive_history(
 
 // ---- reading ----
 
-/// One line of a timeline history file.
-fn history_line(parent: u32, switch_lsn: u64) -> String {
+/// One line of a timeline history file, as PostgreSQL 14's `writeTimeLineHistory` prints it (`%u\t%X/%X\t%s`).
+pub(super) fn history_line(parent: u32, switch_lsn: u64) -> String {
     format!(
         "{parent}\t{:X}/{:X}\tno recovery target specified\n",
         switch_lsn >> 32,

@@ -94,8 +94,9 @@ pub(super) fn write_file(path: &Path, data: &[u8], mtime_ms: i64) -> std::io::Re
         std::fs::create_dir_all(dir)?;
     }
     let tmp = path.with_extension("flysim-tmp");
-    std::fs::write(&tmp, data)?;
-    let f = std::fs::File::options().write(true).open(&tmp)?;
+    // One handle writes and back-dates (the demo history writes thousands of objects at start).
+    let mut f = std::fs::File::create(&tmp)?;
+    f.write_all(data)?;
     f.set_modified(SystemTime::UNIX_EPOCH + Duration::from_millis(mtime_ms.max(0) as u64))?;
     drop(f);
     std::fs::rename(&tmp, path)

@@ -56,6 +56,7 @@ pub(crate) fn seed_history(
                 permanent: false,
                 uncompressed_size: db_size(pg),
                 log_path: None,
+                delta: None,
             };
             push_segments(
                 root,
