@@ -1,5 +1,6 @@
 //! The demo seed: an org, a token, and a 3-Machine Stolon cluster whose wal-g storage is a local directory
-//! holding a day of history (WAL every few minutes, base backups twice a day).
+//! holding three weeks of history with every element of the timeline (see `walg::demo_history`); other seeded
+//! clusters get a plain history of `history_hours`.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::path::{Path, PathBuf};
@@ -31,6 +32,10 @@ pub struct ClusterSeed {
     pub operator_password: String,
     /// Hours of archived WAL (a segment every 5 min) with a base backup every 12 h (first after 1 h).
     pub history_hours: i64,
+    /// Instead of `history_hours`, the demo's three weeks that show every element of the timeline (full,
+    /// permanent and delta backups, a WAL gap, a promotion to timeline 2, a quiet night): the cluster then runs
+    /// on timeline 2.
+    pub showcase_history: bool,
 }
 
 impl ClusterSeed {
@@ -46,6 +51,7 @@ impl ClusterSeed {
             repl_password: "demo-repl-Lw73Hs0".into(),
             operator_password: "demo-op-Vb55nQe9".into(),
             history_hours: 26,
+            showcase_history: false,
         }
     }
 }
@@ -70,7 +76,8 @@ impl Sim {
     }
 
     /// Add the demo org, token and cluster (`demo-db`) unless they exist already (a persisted state was
-    /// loaded). `storage` becomes the cluster's `WALG_FILE_PREFIX` and receives its backup history.
+    /// loaded). `storage` becomes the cluster's `WALG_FILE_PREFIX` and receives its backup history (the
+    /// showcase: see [`ClusterSeed::showcase_history`]).
     pub fn seed_demo(&self, storage: impl AsRef<Path>) -> Result<DemoInfo, SimError> {
         self.add_org(DEMO_ORG, "Demo Org");
         self.add_org("personal", "Personal");
@@ -78,8 +85,11 @@ impl Sim {
         if !has_token {
             self.add_token(DEMO_TOKEN, &[DEMO_ORG, "personal"]);
         }
-        let mut info =
-            self.seed_cluster(&ClusterSeed::new(DEMO_ORG, DEMO_APP, storage.as_ref()))?;
+        let seed = ClusterSeed {
+            showcase_history: true,
+            ..ClusterSeed::new(DEMO_ORG, DEMO_APP, storage.as_ref())
+        };
+        let mut info = self.seed_cluster(&seed)?;
         info.token = DEMO_TOKEN.into();
         Ok(info)
     }
@@ -127,11 +137,20 @@ impl Sim {
             .collect();
         let leader = ids.first().cloned().unwrap_or_default();
         let mut pg = seed_pg(seed, &env, &leader);
-        crate::walg::seed_history(&storage, &mut pg, now, seed.history_hours, 12, 5, &leader)
-            .map_err(|e| SimError::Storage {
-                path: storage.display().to_string(),
-                reason: e.to_string(),
-            })?;
+        let written = if seed.showcase_history {
+            // Before the promotion the second Machine led (a replica since it came back).
+            let leaders = crate::walg::Leaders {
+                before: ids.get(1).unwrap_or(&leader),
+                after: &leader,
+            };
+            crate::walg::seed_demo_history(&storage, &mut pg, now, leaders)
+        } else {
+            crate::walg::seed_history(&storage, &mut pg, now, seed.history_hours, 12, 5, &leader)
+        };
+        written.map_err(|e| SimError::Storage {
+            path: storage.display().to_string(),
+            reason: e.to_string(),
+        })?;
         app.pg = Some(pg);
         state.apps.insert(seed.app.to_string(), app);
         let archive_every = self.timing().archive_timeout.as_millis() as i64;

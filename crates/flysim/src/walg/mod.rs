@@ -10,12 +10,14 @@ use std::time::{Duration, SystemTime};
 use crate::stolon::walg_stamp;
 
 mod archive;
+mod demo_history;
 mod fetch;
 mod list;
 mod push;
 mod seed;
 
 pub(crate) use archive::{archive_history, archive_segment};
+pub(crate) use demo_history::{seed_demo_history, Leaders};
 pub(crate) use fetch::{fetch_for_recovery, resolve_restore_command};
 pub(crate) use list::backup_list;
 pub(crate) use push::{backup_push, finish_push};
