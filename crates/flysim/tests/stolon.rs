@@ -809,6 +809,64 @@ async fn pitr_from_a_seeded_cluster_to_a_point_in_time() {
     assert!(logs.contains(&format!("wal-g backup-fetch /data/postgres {first}")));
 }
 
+/// The demo's history (a delta chain on timeline 2, after a promotion) restores with the emulator's own
+/// backup-fetch and replay: LATEST is the newest delta, replay follows timeline 2 to the end of the archive,
+/// and the restore takes timeline 3 (2 is taken).
+#[tokio::test]
+async fn pitr_from_the_demo_history_restores_its_newest_delta_on_a_new_timeline() {
+    let env = start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let seed = flysim::ClusterSeed {
+        showcase_history: true,
+        ..flysim::ClusterSeed::new(ORG, "prod-db", dir.path())
+    };
+    let info = env.sim.seed_cluster(&seed).unwrap();
+    let list = env
+        .exec(
+            "prod-db",
+            &info.machines[0],
+            &["wal-g", "backup-list", "--json"],
+        )
+        .await;
+    let list: Value = serde_json::from_str(list["stdout"].as_str().unwrap()).unwrap();
+    let latest = list.as_array().unwrap().last().unwrap()["backup_name"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        latest.starts_with("base_00000002") && latest.contains("_D_"),
+        "{latest}"
+    );
+
+    let id = restore_cluster(
+        &env,
+        dir.path(),
+        &seed.su_password,
+        &seed.repl_password,
+        &seed.operator_password,
+    )
+    .await;
+    env.stolonctl("dst-db", &id, &["init", "--yes", &pitr_spec(None)])
+        .await;
+    env.advance(600);
+    assert_eq!(
+        env.sim.pg_phase("dst-db"),
+        Some(("normal".into(), Some("recovered".into())))
+    );
+    assert_eq!(
+        psql(
+            &env,
+            "dst-db",
+            &id,
+            "select timeline_id from pg_control_checkpoint()"
+        )
+        .await["stdout"],
+        "3\n"
+    );
+    let logs = env.logs("dst-db").await.join("\n");
+    assert!(logs.contains("selected new timeline ID: 3"), "{logs}");
+}
+
 /// Postgres' own timestamp form for a recovery target.
 fn pg_time(at: time::OffsetDateTime) -> String {
     format!(
