@@ -399,6 +399,10 @@ pub struct PushJob {
     /// The parent of a delta backup (`None`: a full backup).
     #[serde(default)]
     pub delta: Option<DeltaParent>,
+    /// The walked data directory's size (the sentinel's `DataCatalogSize`) when it differs from
+    /// `uncompressed_size`: a delta packs only what changed. `None`: the same.
+    #[serde(default)]
+    pub data_catalog_size: Option<u64>,
 }
 
 /// What a wal-g delta backup records about its parent (the sentinel's `DeltaLSN`, `DeltaFrom`,

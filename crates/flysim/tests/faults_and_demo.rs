@@ -455,3 +455,56 @@ async fn documented_rate_limits_when_enforced() {
         200
     );
 }
+
+/// A JSON document of the bucket.
+fn json_file(path: &std::path::Path) -> Value {
+    serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
+}
+
+/// The newest delta's documents are what wal-g writes for a second delta: the `Delta*` sentinel fields
+/// naming its parent and the chain's full backup, the whole data directory as `DataCatalogSize`, and files
+/// metadata whose tar lists exactly the files not skipped.
+#[test]
+fn the_newest_delta_is_written_as_wal_g_writes_a_second_delta() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = Sim::builder().seed(42).build().unwrap();
+    sim.seed_demo(dir.path()).unwrap();
+    let base = dir.path().join("basebackups_005");
+    let mut sentinels: Vec<String> = std::fs::read_dir(&base)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
+        .filter(|n| n.contains("_D_") && n.ends_with("_backup_stop_sentinel.json"))
+        .collect();
+    sentinels.sort();
+    assert_eq!(sentinels.len(), 2, "{sentinels:?}");
+    let first = sentinels[0].trim_end_matches("_backup_stop_sentinel.json");
+    let second = sentinels[1].trim_end_matches("_backup_stop_sentinel.json");
+    let sentinel = json_file(&base.join(&sentinels[1]));
+    assert_eq!(sentinel["DeltaFrom"], first);
+    assert_eq!(sentinel["DeltaCount"], 2);
+    let parent = json_file(&base.join(&sentinels[0]));
+    assert_eq!(parent["DeltaCount"], 1);
+    let full = sentinel["DeltaFullName"].as_str().unwrap();
+    assert_eq!(parent["DeltaFrom"], full);
+    assert_eq!(sentinel["DeltaLSN"], parent["LSN"]);
+    // A delta's name ends with its parent's start segment (wal-g's `StripWalFileName`).
+    assert_eq!(second.split("_D_").nth(1), first.get(5..29));
+    assert!(base
+        .join(format!("{full}_backup_stop_sentinel.json"))
+        .is_file());
+    assert!(sentinel["DataCatalogSize"].as_u64() > sentinel["UncompressedSize"].as_u64());
+    let files = json_file(&base.join(second).join("files_metadata.json"));
+    let packed: Vec<&str> = files["TarFileSets"]["part_001.tar.lz4"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    for (name, file) in files["Files"].as_object().unwrap() {
+        let skipped = file["IsSkipped"].as_bool().unwrap();
+        assert_eq!(skipped, !packed.contains(&name.as_str()), "{name}");
+    }
+    assert!(files["Files"]["/PG_VERSION"]["IsSkipped"]
+        .as_bool()
+        .unwrap());
+}

@@ -224,6 +224,7 @@ impl Archive<'_> {
             uncompressed_size: size,
             log_path: None,
             delta: delta.clone(),
+            data_catalog_size: Some(db_size(pg)),
         };
         let tli = pg.timeline;
         push_segments(

@@ -146,7 +146,7 @@ pub(crate) fn write_backup(job: &PushJob) -> std::io::Result<()> {
     let mut sentinel = json!({
         "LSN": job.start_lsn, "PgVersion": job.pg_version, "FinishLSN": job.finish_lsn,
         "SystemIdentifier": job.system_identifier, "UncompressedSize": job.uncompressed_size,
-        "CompressedSize": compressed_size, "DataCatalogSize": job.uncompressed_size,
+        "CompressedSize": compressed_size, "DataCatalogSize": job.data_catalog_size.unwrap_or(job.uncompressed_size),
         "ChkpNum": null, "Version": 2, "StartTime": rfc3339(job.start_ms), "FinishTime": rfc3339(job.finish_ms),
         "DateFmt": DATE_FMT, "Hostname": job.hostname, "DataDir": job.data_dir, "IsPermanent": job.permanent,
     });
@@ -343,6 +343,7 @@ fn plan_push(
         uncompressed_size: size,
         log_path,
         delta: None,
+        data_catalog_size: None,
     };
     let master_env = pg
         .master

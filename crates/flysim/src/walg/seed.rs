@@ -57,6 +57,7 @@ pub(crate) fn seed_history(
                 uncompressed_size: db_size(pg),
                 log_path: None,
                 delta: None,
+                data_catalog_size: None,
             };
             push_segments(
                 root,
