@@ -50,12 +50,13 @@ impl Escrow {
         app: &str,
     ) -> Result<Option<StorageSettings>, EscrowError> {
         check_cluster(org, app)?;
-        let version: Option<i64> =
-            sqlx::query_scalar("SELECT MAX(version) FROM escrow_versions WHERE org = ? AND app = ?")
-                .bind(org)
-                .bind(app)
-                .fetch_one(&self.pool)
-                .await?;
+        let version: Option<i64> = sqlx::query_scalar(
+            "SELECT MAX(version) FROM escrow_versions WHERE org = ? AND app = ?",
+        )
+        .bind(org)
+        .bind(app)
+        .fetch_one(&self.pool)
+        .await?;
         let Some(version) = version else {
             return Ok(None);
         };

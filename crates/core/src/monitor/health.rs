@@ -282,7 +282,10 @@ mod tests {
         s.newest_base_backup = Some(NOW - Duration::days(8));
         let v = verdict(Some(&s), None, &["started"]);
         assert_eq!(v.health, Health::Amber);
-        assert!(v.reason.contains("newest base backup is 8 days old"), "{v:?}");
+        assert!(
+            v.reason.contains("newest base backup is 8 days old"),
+            "{v:?}"
+        );
         s.newest_base_backup = None;
         assert!(verdict(Some(&s), None, &["started"])
             .reason
@@ -297,7 +300,10 @@ mod tests {
         let v = verdict(Some(&s), None, &["started"]);
         assert_eq!(v.health, Health::Amber);
         assert!(!v.reason.contains('\n'));
-        assert!(v.reason.contains("WAL") && v.reason.contains("base backup"), "{v:?}");
+        assert!(
+            v.reason.contains("WAL") && v.reason.contains("base backup"),
+            "{v:?}"
+        );
     }
 
     #[test]
@@ -315,10 +321,20 @@ mod tests {
 
     #[test]
     fn unreachable_storage_is_red_and_names_the_last_good_refresh() {
-        let v = verdict(Some(&fresh()), Some("cannot list s3://b/p: 403"), &["started"]);
+        let v = verdict(
+            Some(&fresh()),
+            Some("cannot list s3://b/p: 403"),
+            &["started"],
+        );
         assert_eq!(v.health, Health::Red);
-        assert!(v.reason.starts_with("storage unreachable: cannot list s3://b/p: 403"));
-        assert!(v.reason.contains("last good refresh of 2026-11-29 11:59 UTC"), "{v:?}");
+        assert!(v
+            .reason
+            .starts_with("storage unreachable: cannot list s3://b/p: 403"));
+        assert!(
+            v.reason
+                .contains("last good refresh of 2026-11-29 11:59 UTC"),
+            "{v:?}"
+        );
         let never = verdict(None, Some("no such bucket"), &["started"]);
         assert_eq!(never.reason, "storage unreachable: no such bucket");
     }

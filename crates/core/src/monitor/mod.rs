@@ -94,7 +94,11 @@ impl ClusterHealth {
 
     /// The machine that reports itself leader, when exactly one does.
     pub fn leader(&self) -> Option<&MachineSummary> {
-        let mut leaders = self.machines.as_ref()?.iter().filter(|m| m.role == "leader");
+        let mut leaders = self
+            .machines
+            .as_ref()?
+            .iter()
+            .filter(|m| m.role == "leader");
         match (leaders.next(), leaders.next()) {
             (Some(one), None) => Some(one),
             _ => None,
@@ -249,7 +253,10 @@ impl Monitor {
         let mut out = Vec::with_capacity(tracked.len());
         for cluster in tracked {
             let machines = self.machines(&cluster.org, &cluster.app).await;
-            out.push(self.health(&cluster.org, &cluster.app, Some(machines)).await?);
+            out.push(
+                self.health(&cluster.org, &cluster.app, Some(machines))
+                    .await?,
+            );
         }
         out.sort_by(|a, b| {
             (a.verdict.health, &a.org, &a.app).cmp(&(b.verdict.health, &b.org, &b.app))
