@@ -21,5 +21,8 @@ CREATE TABLE cluster_health (
     good_warnings            INTEGER NOT NULL DEFAULT 0 CHECK (good_warnings >= 0),
     good_infos               INTEGER NOT NULL DEFAULT 0 CHECK (good_infos >= 0),
     good_first_error         TEXT    CHECK (good_first_error IS NULL OR length(good_first_error) <= 2000),
+    -- The cluster's archive_timeout (seconds) as read from its Stolon spec, and when; NULL: not read yet.
+    archive_timeout_secs     INTEGER CHECK (archive_timeout_secs IS NULL OR archive_timeout_secs >= 0),
+    archive_timeout_read_at  TEXT    CHECK (archive_timeout_read_at IS NULL OR length(archive_timeout_read_at) = 24),
     PRIMARY KEY (org, app)
 ) STRICT;

@@ -123,9 +123,20 @@ async fn refreshes_the_clusters_bucket_through_its_escrowed_settings() {
     let monitor = f.walden.monitor();
     let viewer = user(3, "vera", Role::Viewer);
 
+    // The cluster's own archive_timeout (5 min here) is read from its Stolon spec for the WAL rule.
+    let stolon = fly::stolon::Stolon::new(client(&f.run.base_url), APP);
+    let leader = stolon.leader().await.unwrap().id;
+    let patch = r#"{"pgParameters":{"archive_timeout":"5min"}}"#;
+    stolon
+        .stolonctl(&leader, &["update", "--patch", patch], 30)
+        .await
+        .unwrap();
+
     // Before any capture the bucket is unknown: said so, nothing fails.
     let before = monitor.refresh(ORG, APP).await.unwrap();
-    let error = before.status.unwrap().last_error.unwrap();
+    let before_status = before.status.unwrap();
+    assert_eq!(before_status.archive_timeout_secs, Some(300));
+    let error = before_status.last_error.unwrap();
     assert!(error.contains("no credentials escrowed yet"), "{error}");
     assert_eq!(before.verdict.health, Health::Red);
 

@@ -17,7 +17,7 @@ use time::OffsetDateTime;
 
 use crate::clusters::MachineSummary;
 
-/// `archive_timeout` of a Stolon cluster on Fly when it cannot be read from the cluster: 60 s, the value of the
+/// `archive_timeout` of a Stolon cluster on Fly when it cannot be read from the cluster (see `monitor::archive`): 60 s, the value of the
 /// default cluster spec of fly-apps/postgres-ha (`pkg/flypg/config.go`: `archive_timeout: "60"`) and of the
 /// wal-g guide's `stolonctl update --patch` (docs/reference/fly-platform.md, docs/reference/seed-guide.txt).
 pub const STOLON_ARCHIVE_TIMEOUT_SECS: i64 = 60;

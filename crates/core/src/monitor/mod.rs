@@ -19,6 +19,7 @@
 //! the error text is the reader's (it names the storage URL without credentials, never a value); refreshes are
 //! not audited when the worker runs them (they change no one's data), an on-demand refresh by a person is.
 
+pub mod archive;
 pub mod health;
 
 use std::collections::HashMap;
@@ -66,6 +67,9 @@ pub struct RefreshStatus {
     pub duration_ms: Option<i64>,
     /// Why the last refresh could not read the storage (`None` when it could).
     pub last_error: Option<String>,
+    /// The cluster's `archive_timeout` in seconds as read from its Stolon spec (`None`: not read yet, and the
+    /// rules use [`health::STOLON_ARCHIVE_TIMEOUT_SECS`]).
+    pub archive_timeout_secs: Option<i64>,
 }
 
 /// One tracked cluster as the home page shows it.
@@ -206,6 +210,7 @@ impl Monitor {
                     .await?;
             }
         }
+        self.update_archive_timeout(org, app).await?;
         self.health(org, app, None).await
     }
 
@@ -369,6 +374,58 @@ impl Monitor {
         Ok((url, timeline))
     }
 
+    /// Reads the cluster's `archive_timeout` again when it was never read or was read over an hour ago (see
+    /// [`archive`]); a failure (no leader, machines stopped) keeps the value read before, and is tried again in
+    /// an hour.
+    async fn update_archive_timeout(&self, org: &str, app: &str) -> Result<(), sqlx::Error> {
+        let read_at: Option<String> = sqlx::query_scalar(
+            "SELECT archive_timeout_read_at FROM cluster_health WHERE org = ? AND app = ?",
+        )
+        .bind(org)
+        .bind(app)
+        .fetch_optional(&self.pool)
+        .await?
+        .flatten();
+        let now = ts::now();
+        let due = read_at
+            .as_deref()
+            .and_then(ts::parse)
+            .is_none_or(|at| (now - at).whole_seconds() >= archive::REREAD_AFTER_SECS);
+        if !due {
+            return Ok(());
+        }
+        let read = archive::read(&self.orgs, org, app).await;
+        if let Err(e) = &read {
+            tracing::debug!(org, app, error = %e, "archive_timeout not read from the cluster");
+        }
+        sqlx::query(
+            "UPDATE cluster_health SET archive_timeout_secs = COALESCE(?, archive_timeout_secs), \
+             archive_timeout_read_at = ? WHERE org = ? AND app = ?",
+        )
+        .bind(read.ok())
+        .bind(ts::format(now))
+        .bind(org)
+        .bind(app)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// The rules for one cluster: its own `archive_timeout` when it was read (and is not 0, which turns the
+    /// timeout off), else the default.
+    fn rules_for(&self, status: Option<&RefreshStatus>) -> Rules {
+        match status
+            .and_then(|s| s.archive_timeout_secs)
+            .filter(|&t| t > 0)
+        {
+            Some(t) => Rules {
+                archive_timeout_secs: t,
+                ..self.rules
+            },
+            None => self.rules,
+        }
+    }
+
     async fn save_good(
         &self,
         org: &str,
@@ -455,6 +512,7 @@ impl Monitor {
             finished_at: time("refresh_finished_at")?,
             duration_ms: row.try_get("refresh_ms")?,
             last_error: row.try_get("last_error")?,
+            archive_timeout_secs: row.try_get("archive_timeout_secs")?,
         };
         let summary = match time("good_at")? {
             None => None,
@@ -493,7 +551,7 @@ impl Monitor {
             None => (None, None),
         };
         let verdict = health::assess(
-            &self.rules,
+            &self.rules_for(status.as_ref()),
             ts::now(),
             summary.as_ref(),
             status.as_ref().and_then(|s| s.last_error.as_deref()),
