@@ -44,12 +44,10 @@ test('set up, sign out, fail to sign in, sign in, see the shell, sign out', asyn
   await open(page, '/');
   assert.equal(await page.locator('[data-test=current-user]').textContent(), 'admin');
   assert.ok(await page.getByRole('link', { name: 'Users', exact: true }).isVisible(), 'admins see Users');
-  // Signed in: the demo org's cluster on the built-in Fly emulator, with its leader.
-  const cluster = page.locator('[data-test=cluster]');
-  await cluster.first().waitFor();
-  assert.equal(await cluster.count(), 1);
-  assert.equal(await cluster.locator('h2').textContent(), 'demo-db');
-  assert.equal(await cluster.locator('tr[data-role=leader]').count(), 1);
+  // Signed in, nothing tracked yet: the home page says where an admin tracks a cluster.
+  const empty = page.locator('[data-test=no-tracked-clusters]');
+  await empty.waitFor();
+  assert.ok(await empty.locator('a[href="/settings/orgs"]').isVisible(), 'the hint links to Fly organizations');
 
   await open(page, '/account');
   await page.click('[data-test=logout]');
@@ -57,7 +55,7 @@ test('set up, sign out, fail to sign in, sign in, see the shell, sign out', asyn
   await open(page, '/');
   assert.ok(await page.getByRole('link', { name: 'Sign in', exact: true }).isVisible(), 'signed out');
   assert.ok(await page.locator('[data-test=sign-in-needed]').isVisible(), 'clusters need a sign-in');
-  assert.equal(await page.locator('[data-test=cluster]').count(), 0);
+  assert.equal(await page.locator('[data-test=cluster-row]').count(), 0);
   assert.equal(await page.locator('[data-test=current-user]').count(), 0);
 
   await open(page, '/login');

@@ -172,6 +172,12 @@ pub struct ServeArgs {
           value_parser = clap::value_parser!(u64).range(60..), value_name = "SECONDS")]
     pub escrow_capture_secs: u64,
 
+    /// Read the wal-g storage of every tracked cluster this often (its index is refreshed incrementally), so
+    /// the clusters page and the metrics stay current. Default: every minute.
+    #[arg(long, env = "WALDEN_MONITOR_SECS", default_value_t = 60,
+          value_parser = clap::value_parser!(u64).range(5..), value_name = "SECONDS")]
+    pub monitor_secs: u64,
+
     /// Password hashes computed at once (19 MiB each); sign-ins beyond them queue for up to 10 s, then get
     /// 503. The VM's memory must hold the console plus this many hashes (see fly.toml).
     #[arg(
@@ -266,6 +272,7 @@ impl ServeArgs {
             audit_checkpoint_secs: 300,
             audit_checkpoint_rows: 100,
             escrow_capture_secs: 86_400,
+            monitor_secs: 60,
             hash_permits: 2,
         }
     }
@@ -341,6 +348,7 @@ impl std::fmt::Debug for ServeArgs {
             .field("audit_checkpoint_secs", &self.audit_checkpoint_secs)
             .field("audit_checkpoint_rows", &self.audit_checkpoint_rows)
             .field("escrow_capture_secs", &self.escrow_capture_secs)
+            .field("monitor_secs", &self.monitor_secs)
             .finish()
     }
 }

@@ -50,6 +50,17 @@ impl Jobs {
         self
     }
 
+    /// Also run the backups monitor ([`monitor`]), refreshing every tracked cluster every `every`.
+    pub fn with_monitor(
+        mut self,
+        walden: Walden,
+        every: Duration,
+        token: CancellationToken,
+    ) -> Self {
+        self.set.spawn(monitor(walden, token, every));
+        self
+    }
+
     /// Wait for every worker to reach its stopping point.
     pub async fn join(mut self) {
         while let Some(result) = self.set.join_next().await {
@@ -186,6 +197,62 @@ pub async fn escrow_tick(walden: &Walden, token: &CancellationToken) -> EscrowTi
     if let Err(e) = escrow.expire_requests(&actor, &meta).await {
         metrics::counter!("walden_escrow_failures_total", "stage" => "expire").increment(1);
         tracing::warn!(error = %e, "escrow worker: expiring reveal requests failed");
+    }
+    done
+}
+
+/// Refreshes every tracked cluster's backups health once per `every` (the first run at start), through
+/// `walden_core::monitor` (the escrowed storage settings, the incremental index, the last commit), and publishes
+/// each cluster's gauges ([`crate::metrics::cluster_health`]). A storage failure is a state of its cluster
+/// (recorded beside the last good summary, counted), never fatal; a shutdown is honoured between clusters.
+pub async fn monitor(walden: Walden, token: CancellationToken, every: Duration) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            biased;
+            () = token.cancelled() => break,
+            _ = tick.tick() => {
+                monitor_tick(&walden, &token).await;
+            }
+        }
+    }
+    tracing::debug!("monitor worker stopped");
+}
+
+/// What one run of the monitor did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct MonitorTick {
+    /// Clusters whose storage was read.
+    pub refreshed: usize,
+    /// Clusters whose storage could not be read (their last good summary stays).
+    pub failed: usize,
+}
+
+/// One run of the monitor over every tracked cluster (see [`monitor`]).
+pub async fn monitor_tick(walden: &Walden, token: &CancellationToken) -> MonitorTick {
+    let mut done = MonitorTick::default();
+    let refreshed = walden.monitor().refresh_all(|| token.is_cancelled()).await;
+    let clusters = match refreshed {
+        Ok(clusters) => clusters,
+        Err(e) => {
+            crate::metrics::monitor_failed();
+            tracing::warn!(error = %e, "monitor: the tracked clusters could not be refreshed");
+            return done;
+        }
+    };
+    let now = time::OffsetDateTime::now_utc();
+    for health in &clusters {
+        crate::metrics::cluster_health(health, now);
+        if health
+            .status
+            .as_ref()
+            .is_some_and(|s| s.last_error.is_some())
+        {
+            done.failed += 1;
+        } else {
+            done.refreshed += 1;
+        }
     }
     done
 }

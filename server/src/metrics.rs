@@ -69,6 +69,79 @@ pub fn audit_checkpoint_failed() {
     metrics::counter!("walden_audit_checkpoint_failures_total").increment(1);
 }
 
+/// The gauges of one tracked cluster after a refresh (labels `org`, `app`): ages and window bounds from the last
+/// good refresh (absent until there is one), finding counts, the refresh's duration, and a counter of refreshes
+/// that could not read the storage. Alert on `walden_cluster_refresh_errors_total` increasing, on
+/// `walden_wal_age_seconds` above 3 × archive_timeout, on `walden_base_backup_age_seconds` above
+/// 7 days, and on `walden_findings{severity="error"}` above 0.
+pub fn cluster_health(h: &walden_core::monitor::ClusterHealth, now: time::OffsetDateTime) {
+    let labels = [("org", h.org.clone()), ("app", h.app.clone())];
+    let unix = |t: time::OffsetDateTime| t.unix_timestamp_nanos() as f64 / 1e9;
+    let age = |t: time::OffsetDateTime| (now - t).as_seconds_f64().max(0.0);
+    if let Some(status) = &h.status {
+        if let Some(ms) = status.duration_ms {
+            metrics::gauge!("walden_cluster_refresh_duration_seconds", &labels)
+                .set(ms as f64 / 1000.0);
+        }
+        metrics::gauge!("walden_cluster_refresh_ok", &labels).set(if status.last_error.is_none() {
+            1.0
+        } else {
+            0.0
+        });
+        if status.last_error.is_some() {
+            metrics::counter!("walden_cluster_refresh_errors_total", &labels).increment(1);
+        }
+    }
+    let Some(s) = &h.summary else {
+        return;
+    };
+    let gauges = [
+        ("walden_wal_age_seconds", s.newest_wal.map(age)),
+        (
+            "walden_base_backup_age_seconds",
+            s.newest_base_backup.map(age),
+        ),
+        (
+            "walden_restorable_earliest_timestamp_seconds",
+            s.earliest_restorable.map(unix),
+        ),
+        (
+            "walden_restorable_latest_timestamp_seconds",
+            s.latest_restorable.map(unix),
+        ),
+        (
+            "walden_last_commit_timestamp_seconds",
+            s.last_commit.map(unix),
+        ),
+        (
+            "walden_cluster_last_good_refresh_timestamp_seconds",
+            Some(unix(s.refreshed_at)),
+        ),
+    ];
+    for (name, value) in gauges {
+        if let Some(v) = value {
+            metrics::gauge!(name, &labels).set(v);
+        }
+    }
+    for (severity, count) in [
+        ("error", s.findings.error),
+        ("warning", s.findings.warning),
+        ("info", s.findings.info),
+    ] {
+        let labels = [
+            ("org", h.org.clone()),
+            ("app", h.app.clone()),
+            ("severity", severity.to_owned()),
+        ];
+        metrics::gauge!("walden_findings", &labels).set(count as f64);
+    }
+}
+
+/// The monitor could not even list the tracked clusters (the database).
+pub fn monitor_failed() {
+    metrics::counter!("walden_monitor_failures_total").increment(1);
+}
+
 /// Serve `/metrics` on `listener` until `shutdown` fires.
 pub async fn serve(listener: TcpListener, shutdown: CancellationToken) -> std::io::Result<()> {
     let handle = handle();

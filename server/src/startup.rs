@@ -160,11 +160,17 @@ impl Application {
             checkpoints,
             demo,
         } = self;
-        let mut jobs = Jobs::spawn(walden.clone(), shutdown.child_token()).with_escrow(
-            walden.clone(),
-            Duration::from_secs(config.escrow_capture_secs),
-            shutdown.child_token(),
-        );
+        let mut jobs = Jobs::spawn(walden.clone(), shutdown.child_token())
+            .with_escrow(
+                walden.clone(),
+                Duration::from_secs(config.escrow_capture_secs),
+                shutdown.child_token(),
+            )
+            .with_monitor(
+                walden.clone(),
+                Duration::from_secs(config.monitor_secs),
+                shutdown.child_token(),
+            );
         if let Some(writer) = checkpoints {
             jobs = jobs.with_checkpoints(writer, &walden, shutdown.child_token());
         }

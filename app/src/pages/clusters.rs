@@ -1,127 +1,186 @@
 use leptos::prelude::*;
 use leptos_meta::Title;
 
-use crate::api::clusters::list_clusters;
-use crate::api::clusters::{ClusterList, ClusterView};
+use crate::api::clusters::{cluster_overview, HealthRow, Overview, RefreshCluster};
 use crate::components::status_panel::StatusPanel;
 use crate::error::AppError;
 
-/// The home page: the Postgres clusters of the watched Fly organisation.
+/// The home page: one row per tracked cluster, worst first, with its backups health (refreshed in the
+/// background by the monitor worker) and "Refresh now" for operators. The resource is made here, at the top,
+/// and read inside the `Transition` (never made inside it: leptos#4866); it is fetched again after each
+/// refresh. Everything is formatted on the server, so the page needs no date code in the browser.
 #[component]
 pub fn ClustersPage() -> impl IntoView {
-    let clusters = Resource::new(|| (), |_| list_clusters());
+    let refresh = ServerAction::<RefreshCluster>::new();
+    let overview = Resource::new(move || refresh.version().get(), |_| cluster_overview());
+    let refresh_error = move || {
+        refresh
+            .value()
+            .get()
+            .and_then(Result::err)
+            .map(|e| e.to_string())
+    };
     view! {
         <Title text="Clusters" />
         <h1>"Clusters"</h1>
-        <Transition fallback=|| view! { <p class="muted">"Asking Fly for the clusters…"</p> }>
-            {move || {
-                clusters
-                    .get()
-                    .map(|result| match result {
-                        Ok(list) => view! { <ClusterCards list /> }.into_any(),
-                        Err(AppError::Unauthorized) => {
-                            view! {
-                                <section class="panel empty-state" data-test="sign-in-needed">
-                                    <h2>"Sign in to see the clusters"</h2>
-                                    <p>
-                                        "Walden shows each Postgres cluster's machines, backups and restorable window to signed-in team members."
-                                    </p>
-                                    <p><a class="button" href="/login">"Go to the sign-in page"</a></p>
-                                </section>
-                            }
-                                .into_any()
-                        }
-                        Err(e) => {
-                            view! {
-                                <section class="panel error-panel" role="alert" data-test="clusters-error">
-                                    <h2>"The clusters could not be listed"</h2>
-                                    <p>{e.to_string()}</p>
-                                </section>
-                            }
-                                .into_any()
-                        }
-                    })
-            }}
+        {move || refresh_error().map(|e| view! { <p class="form-error" role="alert">{e}</p> })}
+        <Transition fallback=|| view! { <p class="muted">"Reading the clusters' backups…"</p> }>
+            {move || Suspend::new(async move {
+                match overview.await {
+                    Ok(overview) => view! { <HealthTable overview refresh /> }.into_any(),
+                    Err(AppError::Unauthorized) => view! {
+                        <section class="panel empty-state" data-test="sign-in-needed">
+                            <h2>"Sign in to see the clusters"</h2>
+                            <p>
+                                "Walden shows each Postgres cluster's machines, backups and restorable window to signed-in team members."
+                            </p>
+                            <p><a class="button" href="/login">"Go to the sign-in page"</a></p>
+                        </section>
+                    }.into_any(),
+                    Err(e) => view! {
+                        <section class="panel error-panel" role="alert" data-test="clusters-error">
+                            <h2>"The clusters could not be listed"</h2>
+                            <p>{e.to_string()}</p>
+                        </section>
+                    }.into_any(),
+                }
+            })}
         </Transition>
         <StatusPanel />
     }
 }
 
+/// The hint shown under the table (and instead of it when nothing is tracked).
 #[component]
-fn ClusterCards(list: ClusterList) -> impl IntoView {
-    if list.clusters.is_empty() {
+fn UntrackedHint(none: bool) -> impl IntoView {
+    let text = if none {
+        "No cluster is tracked yet. An admin tracks a Fly Postgres cluster in "
+    } else {
+        "A cluster that is not listed is not tracked: an admin tracks it in "
+    };
+    view! {
+        <p class="muted" data-test="untracked-hint">
+            {text} <a href="/settings/orgs">"Settings → Fly organizations"</a> "."
+        </p>
+    }
+}
+
+#[component]
+fn HealthTable(overview: Overview, refresh: ServerAction<RefreshCluster>) -> impl IntoView {
+    if overview.rows.is_empty() {
         return view! {
-            <section class="panel empty-state" data-test="no-clusters">
-                <h2>"No Postgres clusters in " {list.org}</h2>
-                <p>
-                    "Walden watches Fly apps that run Fly's Postgres image and archive to a wal-g bucket. Create one with fly pg create, and it appears here."
-                </p>
+            <section class="panel empty-state" data-test="no-tracked-clusters">
+                <h2>"No tracked clusters"</h2>
+                <UntrackedHint none=true />
             </section>
         }
-            .into_any();
+        .into_any();
     }
-    let org = list.org.clone();
+    let can_refresh = overview.can_refresh;
     view! {
-        <p class="muted">"Organisation " <strong>{org}</strong></p>
-        {list.clusters.into_iter().map(|cluster| view! { <ClusterCard cluster /> }).collect_view()}
+        <div class="table-scroll panel">
+            <table data-test="cluster-health">
+                <caption class="visually-hidden">"Tracked clusters, worst first"</caption>
+                <thead>
+                    <tr>
+                        <th scope="col">"Cluster"</th>
+                        <th scope="col">"Health"</th>
+                        <th scope="col">"Machines"</th>
+                        <th scope="col">"Newest WAL"</th>
+                        <th scope="col">"Newest base backup"</th>
+                        <th scope="col">"Restorable"</th>
+                        <th scope="col">"Findings"</th>
+                        <th scope="col">"Refreshed"</th>
+                    </tr>
+                </thead>
+                <tbody>
+                    {overview
+                        .rows
+                        .into_iter()
+                        .map(|row| view! { <Row row can_refresh refresh /> })
+                        .collect_view()}
+                </tbody>
+            </table>
+        </div>
+        <UntrackedHint none=false />
     }
     .into_any()
 }
 
+fn badge(health: &str) -> &'static str {
+    match health {
+        "green" => "badge badge-ok",
+        "red" => "badge badge-bad",
+        "amber" => "badge badge-warn",
+        _ => "badge badge-idle",
+    }
+}
+
+fn or_dash(v: Option<String>) -> String {
+    v.unwrap_or_else(|| "—".to_owned())
+}
+
 #[component]
-fn ClusterCard(cluster: ClusterView) -> impl IntoView {
-    let leaders = cluster
-        .machines
-        .iter()
-        .filter(|m| m.role == "leader")
-        .count();
-    let health = match leaders {
-        1 => ("badge badge-ok", "one leader".to_string()),
-        0 => ("badge badge-bad", "no leader".to_string()),
-        n => ("badge badge-bad", format!("{n} leaders")),
+fn Row(row: HealthRow, can_refresh: bool, refresh: ServerAction<RefreshCluster>) -> impl IntoView {
+    let href = format!("/clusters/{}/{}", row.org, row.app);
+    let machines = match (row.machines_up, row.machines_total) {
+        (Some(up), Some(all)) => format!("{up}/{all} up"),
+        _ => "unknown".to_owned(),
     };
-    let heading_id = format!("cluster-{}", cluster.app);
-    let labelled_by = heading_id.clone();
+    let leader = match (&row.leader, row.machines_total) {
+        (Some(l), _) => format!("leader {l}"),
+        (None, Some(_)) => "no leader".to_owned(),
+        (None, None) => row.machines_error.clone().unwrap_or_default(),
+    };
+    let findings = match row.findings {
+        Some((e, w, i)) => format!("{e} errors, {w} warnings, {i} notes"),
+        None => "—".to_owned(),
+    };
+    let window = match (&row.earliest_restorable, &row.latest_restorable) {
+        (Some(a), Some(b)) => format!("{a} → {b}"),
+        _ => "—".to_owned(),
+    };
+    let commit = row.last_commit.clone().map(|c| format!("last commit {c}"));
+    let banner = row.storage_error.clone().map(|e| {
+        let kept = match &row.last_good {
+            Some(at) => format!("The figures are from the last good refresh, {at}."),
+            None => "Nothing has been read from this storage yet.".to_owned(),
+        };
+        view! {
+            <tr class="storage-error" data-test="storage-error">
+                <td colspan="8">
+                    <p class="form-error" role="alert">
+                        <strong>"Storage error: "</strong>{e}" "{kept}
+                    </p>
+                </td>
+            </tr>
+        }
+    });
+    let (org, app) = (row.org.clone(), row.app.clone());
     view! {
-        <section class="panel" aria-labelledby=labelled_by data-test="cluster">
-            <div class="panel-head">
-                <h2 id=heading_id>{cluster.app.clone()}</h2>
-                <span class=health.0>{health.1}</span>
-            </div>
-            <div class="table-scroll">
-                <table>
-                    <caption class="visually-hidden">"Machines of " {cluster.app.clone()}</caption>
-                    <thead>
-                        <tr>
-                            <th scope="col">"Machine"</th>
-                            <th scope="col">"Region"</th>
-                            <th scope="col">"State"</th>
-                            <th scope="col">"Role"</th>
-                            <th scope="col">"Image"</th>
-                        </tr>
-                    </thead>
-                    <tbody>
-                        {cluster
-                            .machines
-                            .into_iter()
-                            .map(|m| {
-                                let data_role = m.role.clone();
-                                view! {
-                                    <tr data-role=data_role>
-                                        <td>
-                                            {m.name} <br /> <span class="mono muted">{m.id}</span>
-                                        </td>
-                                        <td>{m.region}</td>
-                                        <td>{m.state}</td>
-                                        <td>{m.role}</td>
-                                        <td class="mono">{m.image}</td>
-                                    </tr>
-                                }
-                            })
-                            .collect_view()}
-                    </tbody>
-                </table>
-            </div>
-        </section>
+        <tr data-test="cluster-row" data-health=row.health.clone()>
+            <th scope="row"><a href=href>{row.org.clone()} " / " {row.app.clone()}</a></th>
+            <td>
+                <span class=badge(&row.health)>{row.health.clone()}</span>
+                <br />
+                <span class="muted" data-test="health-reason">{row.reason.clone()}</span>
+            </td>
+            <td>{machines} <br /> <span class="muted">{leader}</span></td>
+            <td>{or_dash(row.wal_age.clone())}</td>
+            <td>{or_dash(row.base_backup_age.clone())}</td>
+            <td>{window} {commit.map(|c| view! { <br /> <span class="muted">{c}</span> })}</td>
+            <td>{findings}</td>
+            <td>
+                {or_dash(row.refreshed.clone())}
+                {can_refresh.then(|| view! {
+                    <ActionForm action=refresh>
+                        <input type="hidden" name="org" value=org />
+                        <input type="hidden" name="app" value=app />
+                        <button type="submit" class="button-secondary" data-test="refresh-now">"Refresh now"</button>
+                    </ActionForm>
+                })}
+            </td>
+        </tr>
+        {banner}
     }
 }

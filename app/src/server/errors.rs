@@ -205,6 +205,20 @@ impl From<EscrowError> for AppError {
     }
 }
 
+impl From<walden_core::monitor::MonitorError> for AppError {
+    /// Refusals say what to do (track the cluster); the store's failures are opaque (request id). A storage
+    /// failure is not an error here: it is part of the cluster's health.
+    fn from(e: walden_core::monitor::MonitorError) -> Self {
+        use walden_core::monitor::MonitorError;
+        match e {
+            MonitorError::Forbidden => AppError::Forbidden,
+            MonitorError::NotTracked { .. } => AppError::Conflict(capitalised(&e)),
+            MonitorError::Orgs(org) => org.into(),
+            other => internal(other),
+        }
+    }
+}
+
 /// A domain error's text (written to follow a colon, in lower case) as a sentence of its own.
 fn capitalised(e: &impl std::fmt::Display) -> String {
     let text = e.to_string();

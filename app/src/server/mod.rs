@@ -124,6 +124,11 @@ impl Visitor {
         self.state.walden.escrow()
     }
 
+    /// Each tracked cluster's backups health: the overview, Refresh now, the last good timeline.
+    pub fn monitor(&self) -> &walden_core::monitor::Monitor {
+        self.state.walden.monitor()
+    }
+
     /// The database, for the status page's health probe only; everything else goes through a service.
     pub fn pool(&self) -> &SqlitePool {
         &self.state.pool

@@ -201,6 +201,9 @@ pub mod actions {
     /// A cluster an admin chose to track, or stopped tracking (`core::orgs`).
     pub const CLUSTER_TRACK: &str = "cluster.track";
     pub const CLUSTER_UNTRACK: &str = "cluster.untrack";
+    /// A person asked for a cluster's backups to be read again now (`core::monitor`; `failed` when the storage
+    /// could not be read); the worker's own refreshes are not written.
+    pub const CLUSTER_REFRESH: &str = "cluster.refresh";
     /// A server function refused its caller: not signed in, or a role below the one it needs (written by the
     /// web layer, outcome `denied`).
     pub const ACCESS_DENIED: &str = "access.denied";

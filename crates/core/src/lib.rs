@@ -10,7 +10,8 @@
 //! `settings` uses `audit`; `users` uses `settings`, `audit` and `keyring`; `escrow` (sealed cluster
 //! credentials) uses `audit`, `settings` and `keyring`; `orgs` (Fly organisations and tracked clusters) uses
 //! `audit`, `keyring` and `clusters`' types; `rotation` (re-sealing under a new master key) uses `audit`,
-//! `keyring` and the contexts of `users`, `escrow` and `orgs`; the façade uses them all.
+//! `keyring` and the contexts of `users`, `escrow` and `orgs`; `monitor` (each tracked cluster's backups health)
+//! uses `escrow`, `orgs`, `backups` and `clusters`' types; the façade uses them all.
 
 pub mod access;
 pub mod audit;
@@ -20,6 +21,7 @@ pub mod clusters;
 pub mod db;
 pub mod escrow;
 pub mod keyring;
+pub mod monitor;
 pub mod orgs;
 pub mod rotation;
 pub mod seal;

@@ -23,6 +23,7 @@ use crate::clusters::{Clusters, FlyConnection};
 use crate::db;
 use crate::escrow::Escrow;
 use crate::keyring::Keyring;
+use crate::monitor::Monitor;
 use crate::orgs::{FlyEndpoints, Orgs};
 use crate::settings::Settings;
 use crate::users::{Accounts, HashLimits, HashParams, Hasher, UserError};
@@ -64,6 +65,7 @@ pub struct Walden {
     orgs: Orgs,
     backups: Backups,
     escrow: Escrow,
+    monitor: Monitor,
 }
 
 impl Walden {
@@ -87,13 +89,16 @@ impl Walden {
             options.fly.clone(),
             options.fly_endpoints,
         );
+        let escrow = Escrow::new(pool.clone(), options.keyring.clone()).with_orgs(orgs.clone());
+        let backups = Backups::new(pool.clone());
         Ok(Walden {
             audit: AuditLog::new(pool.clone()),
             settings: Settings::new(pool.clone()),
-            escrow: Escrow::new(pool.clone(), options.keyring.clone()).with_orgs(orgs.clone()),
+            monitor: Monitor::new(pool.clone(), escrow.clone(), orgs.clone(), backups.clone()),
+            escrow,
             orgs,
             clusters: Clusters::new(options.fly),
-            backups: Backups::new(pool.clone()),
+            backups,
             keyring: options.keyring,
             accounts,
             pool,
@@ -136,6 +141,12 @@ impl Walden {
     /// proofs, reveals.
     pub fn escrow(&self) -> &Escrow {
         &self.escrow
+    }
+
+    /// Each tracked cluster's backups health: refreshed by the worker and on demand, the rules, the last good
+    /// timeline.
+    pub fn monitor(&self) -> &Monitor {
+        &self.monitor
     }
 
     /// The keys that seal secrets at rest, when configured.

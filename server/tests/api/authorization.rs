@@ -11,7 +11,7 @@ use walden_app::api::auth::{
     AcceptInvite, ChangePassword, GetCurrentUser, GetSetupNeeded, Login, Logout, LogoutEverywhere,
     SetupAdmin,
 };
-use walden_app::api::clusters::ListClusters;
+use walden_app::api::clusters::{ClusterOverview, ListClusters, RefreshCluster};
 use walden_app::api::escrow::{
     ApproveReveal, CaptureCredentials, EnterCredentials, GetCredentials, GetRequireRevealApproval,
     ListRevealRequests, ProveCredentials, RequestReveal, RevealApproved, RevealCredential,
@@ -95,6 +95,15 @@ fn probes(target: i64) -> Vec<Probe> {
         // The console's own health (the demo badge shows on the sign-in page too).
         probe(GetConsoleStatus {}, 200),
         probe(ListClusters {}, 200),
+        probe(ClusterOverview {}, 200),
+        // The demo cluster is not tracked: Refresh now is refused with a conflict (nothing read).
+        probe(
+            RefreshCluster {
+                org: flysim::DEMO_ORG.into(),
+                app: flysim::DEMO_APP.into(),
+            },
+            409,
+        ),
         probe(GetCurrentUser {}, 200),
         probe(GetSetupNeeded {}, 200),
         // Wrong credentials or closed doors: nothing changes, for anyone.

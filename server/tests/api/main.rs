@@ -8,6 +8,7 @@ mod credentials;
 mod door;
 mod escrow;
 mod helpers;
+mod home;
 mod invites;
 mod keys;
 mod orgs;

@@ -37,6 +37,7 @@
 mod capture;
 mod reveal;
 mod run;
+mod storage;
 
 use secrecy::SecretString;
 use serde::{Deserialize, Serialize};

@@ -1,0 +1,637 @@
+//! The monitor: each tracked cluster's backups health, refreshed in the background and on demand (issue #12
+//! items 1, 5, 6 and 7).
+//!
+//! A refresh of one cluster ([`Monitor::refresh`]):
+//! 1. opens the wal-g storage settings of the cluster's newest escrowed version (`core::escrow`; the values stay
+//!    in this crate and are never logged) and builds a [`walg::Reader`] from them. In demo mode that is the demo
+//!    cluster's `WALG_FILE_PREFIX` (flysim's local bucket), captured like any cluster's secrets;
+//! 2. brings the storage's index up to date through [`crate::backups::Backups::refresh`] (incremental, stored);
+//! 3. computes the timeline and reads the last commit of the main lineage
+//!    ([`walg::Reader::attach_last_commit`]), so the latest restorable time is the last commit, not an upload time;
+//! 4. writes the cluster's row of `cluster_health` (migration `20261202000100_cluster_health.sql`): when the
+//!    refresh started and finished, how long it took, its error, and the summary of the last good refresh,
+//!    which a failed refresh leaves in place (the page shows it under the error).
+//!
+//! [`Monitor::overview`] reads the rows, asks Fly for each cluster's machines and applies the rules of
+//! [`health`] (worst first). [`Monitor::timeline`] hands the cluster page the last good timeline.
+//!
+//! Invariants: a storage failure is a state of the cluster (its row's `last_error`), not an error of the call;
+//! the error text is the reader's (it names the storage URL without credentials, never a value); refreshes are
+//! not audited when the worker runs them (they change no one's data), an on-demand refresh by a person is.
+
+pub mod archive;
+pub mod health;
+
+use std::collections::HashMap;
+use std::sync::{Arc, PoisonError};
+use std::time::Instant;
+
+use fly::{stolon, ListMachines};
+use sqlx::{Row, SqlitePool};
+use time::OffsetDateTime;
+use walg::{BucketTimeline, Reader, Severity};
+
+use crate::access::{Actor, RequestMeta, Role};
+use crate::audit::{self, actions, AuditError, Event, Outcome};
+use crate::backups::{storage_key, Backups};
+use crate::clusters::MachineSummary;
+use crate::escrow::Escrow;
+use crate::orgs::{OrgError, Orgs};
+use crate::ts;
+
+pub use health::{FindingCounts, Health, Rules, Summary, Verdict};
+
+/// Why a monitor call failed (a storage failure is not one: it is recorded in the cluster's status).
+#[derive(Debug, thiserror::Error)]
+pub enum MonitorError {
+    #[error("{org}/{app} is not tracked: an admin tracks it in Settings → Fly organizations")]
+    NotTracked { org: String, app: String },
+    #[error("refreshing a cluster needs the operator or admin role")]
+    Forbidden,
+    #[error("the cluster health table could not be read or written: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error(transparent)]
+    Audit(#[from] AuditError),
+    #[error(transparent)]
+    Orgs(#[from] OrgError),
+}
+
+/// The last refresh of a cluster, good or not.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RefreshStatus {
+    /// The storage URL without credentials, once known.
+    pub storage: Option<String>,
+    pub started_at: OffsetDateTime,
+    /// `None` while the first refresh is running.
+    pub finished_at: Option<OffsetDateTime>,
+    pub duration_ms: Option<i64>,
+    /// Why the last refresh could not read the storage (`None` when it could).
+    pub last_error: Option<String>,
+    /// The cluster's `archive_timeout` in seconds as read from its Stolon spec (`None`: not read yet, and the
+    /// rules use [`health::STOLON_ARCHIVE_TIMEOUT_SECS`]).
+    pub archive_timeout_secs: Option<i64>,
+}
+
+/// One tracked cluster as the home page shows it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClusterHealth {
+    pub org: String,
+    pub app: String,
+    pub verdict: Verdict,
+    /// `None` before the first refresh.
+    pub status: Option<RefreshStatus>,
+    /// The last good refresh's summary (kept when a later one fails).
+    pub summary: Option<Summary>,
+    /// `None` when Fly could not be asked (then `machines_error` says why).
+    pub machines: Option<Vec<MachineSummary>>,
+    pub machines_error: Option<String>,
+}
+
+impl ClusterHealth {
+    /// Machines in state `started`, and all of them.
+    pub fn machines_up(&self) -> Option<(usize, usize)> {
+        self.machines.as_ref().map(|m| {
+            let up = m.iter().filter(|m| m.state == "started").count();
+            (up, m.len())
+        })
+    }
+
+    /// The machine that reports itself leader, when exactly one does.
+    pub fn leader(&self) -> Option<&MachineSummary> {
+        let mut leaders = self
+            .machines
+            .as_ref()?
+            .iter()
+            .filter(|m| m.role == "leader");
+        match (leaders.next(), leaders.next()) {
+            (Some(one), None) => Some(one),
+            _ => None,
+        }
+    }
+}
+
+/// The last good timeline of a cluster, for the cluster page ([`Monitor::timeline`]).
+#[derive(Debug, Clone)]
+pub struct LastGood {
+    /// With the last commit attached when it was read in this process; rebuilt from the stored index (without
+    /// the last commit) after a restart, until the next refresh.
+    pub timeline: Arc<BucketTimeline>,
+    pub status: RefreshStatus,
+}
+
+type Kept = Arc<std::sync::Mutex<HashMap<(String, String), Arc<BucketTimeline>>>>;
+
+/// The monitor as a service of [`crate::Walden`]. Cheap to clone.
+#[derive(Clone)]
+pub struct Monitor {
+    pool: SqlitePool,
+    escrow: Escrow,
+    orgs: Orgs,
+    backups: Backups,
+    rules: Rules,
+    /// The last good timeline of each cluster refreshed in this process.
+    kept: Kept,
+}
+
+impl std::fmt::Debug for Monitor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Monitor")
+            .field("rules", &self.rules)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Monitor {
+    pub fn new(pool: SqlitePool, escrow: Escrow, orgs: Orgs, backups: Backups) -> Self {
+        Monitor {
+            pool,
+            escrow,
+            orgs,
+            backups,
+            rules: Rules::default(),
+            kept: Arc::default(),
+        }
+    }
+
+    /// The same monitor with other thresholds.
+    pub fn with_rules(mut self, rules: Rules) -> Self {
+        self.rules = rules;
+        self
+    }
+
+    /// Refreshes every tracked cluster in turn (the worker's unit of work is one cluster: `stop` is asked
+    /// between clusters). Returns each cluster's health after its refresh.
+    pub async fn refresh_all(
+        &self,
+        stop: impl Fn() -> bool,
+    ) -> Result<Vec<ClusterHealth>, MonitorError> {
+        let tracked = self.orgs.tracked(&system()).await?;
+        let mut done = Vec::with_capacity(tracked.len());
+        for cluster in tracked {
+            if stop() {
+                break;
+            }
+            done.push(self.refresh(&cluster.org, &cluster.app).await?);
+        }
+        Ok(done)
+    }
+
+    /// Refreshes one cluster now (Walden's own call: the worker). A storage failure is recorded in the status
+    /// and returned inside the health, not as an error.
+    #[tracing::instrument(skip(self), err(level = "debug"))]
+    pub async fn refresh(&self, org: &str, app: &str) -> Result<ClusterHealth, MonitorError> {
+        let started_at = ts::now();
+        let clock = Instant::now();
+        sqlx::query(
+            "INSERT INTO cluster_health (org, app, refresh_started_at) VALUES (?, ?, ?) \
+             ON CONFLICT (org, app) DO UPDATE SET refresh_started_at = excluded.refresh_started_at",
+        )
+        .bind(org)
+        .bind(app)
+        .bind(ts::format(started_at))
+        .execute(&self.pool)
+        .await?;
+        let outcome = self.read_storage(org, app).await;
+        let finished_at = ts::now();
+        let ms = i64::try_from(clock.elapsed().as_millis()).unwrap_or(i64::MAX);
+        match outcome {
+            Ok((storage, timeline)) => {
+                let summary = summarize(&timeline, finished_at);
+                self.save_good(org, app, &storage, finished_at, ms, &summary)
+                    .await?;
+                self.kept
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .insert((org.to_owned(), app.to_owned()), Arc::new(timeline));
+            }
+            Err((storage, error)) => {
+                tracing::warn!(org, app, error = %error, "cluster refresh could not read the storage");
+                self.save_error(org, app, storage.as_deref(), finished_at, ms, &error)
+                    .await?;
+            }
+        }
+        self.update_archive_timeout(org, app).await?;
+        self.health(org, app, None).await
+    }
+
+    /// Refreshes one tracked cluster for a person (the "Refresh now" button): operators and admins, refusals
+    /// and the refresh audited (`cluster.refresh`).
+    #[tracing::instrument(skip(self, actor, meta), err(level = "debug"))]
+    pub async fn refresh_now(
+        &self,
+        actor: &Actor,
+        meta: &RequestMeta,
+        org: &str,
+        app: &str,
+    ) -> Result<ClusterHealth, MonitorError> {
+        let subject = format!("org:{org}/app:{app}");
+        if !actor.has_role(Role::Operator) {
+            let denied = Event::new(actions::CLUSTER_REFRESH, Outcome::Denied).subject(&subject);
+            audit::record(&self.pool, actor, meta, &denied).await?;
+            return Err(MonitorError::Forbidden);
+        }
+        if !self.is_tracked(org, app).await? {
+            return Err(MonitorError::NotTracked {
+                org: org.to_owned(),
+                app: app.to_owned(),
+            });
+        }
+        let health = self.refresh(org, app).await?;
+        let error = health.status.as_ref().and_then(|s| s.last_error.clone());
+        let outcome = if error.is_some() {
+            Outcome::Failed
+        } else {
+            Outcome::Ok
+        };
+        let event = Event::new(actions::CLUSTER_REFRESH, outcome)
+            .subject(subject)
+            .detail(serde_json::json!({ "org": org, "app": app, "error": error }));
+        audit::record(&self.pool, actor, meta, &event).await?;
+        Ok(health)
+    }
+
+    /// Every tracked cluster's health now, worst first (then by org and app), with its machines from Fly. Any
+    /// signed-in role.
+    #[tracing::instrument(skip_all, err(level = "debug"))]
+    pub async fn overview(&self, actor: &Actor) -> Result<Vec<ClusterHealth>, MonitorError> {
+        let tracked = self.orgs.tracked(actor).await?;
+        let mut out = Vec::with_capacity(tracked.len());
+        for cluster in tracked {
+            let machines = self.machines(&cluster.org, &cluster.app).await;
+            out.push(
+                self.health(&cluster.org, &cluster.app, Some(machines))
+                    .await?,
+            );
+        }
+        out.sort_by(|a, b| {
+            (a.verdict.health, &a.org, &a.app).cmp(&(b.verdict.health, &b.org, &b.app))
+        });
+        Ok(out)
+    }
+
+    /// The last good timeline of a tracked cluster and its refresh status, for the cluster page; `None` before
+    /// the first good refresh. Any signed-in role. The timeline is the one the last good refresh computed (with
+    /// the last commit) while this process has it, else it is computed again from the stored index.
+    #[tracing::instrument(skip(self, actor), err(level = "debug"))]
+    pub async fn timeline(
+        &self,
+        actor: &Actor,
+        org: &str,
+        app: &str,
+    ) -> Result<Option<LastGood>, MonitorError> {
+        if !actor.has_role(Role::Viewer) {
+            return Err(MonitorError::Forbidden);
+        }
+        let Some((status, summary)) = self.load(org, app).await? else {
+            return Ok(None);
+        };
+        if summary.is_none() {
+            return Ok(None);
+        }
+        let kept = self
+            .kept
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&(org.to_owned(), app.to_owned()))
+            .cloned();
+        let timeline = match (kept, &status.storage) {
+            (Some(t), _) => t,
+            (None, Some(url)) => match self.backups.stored(url).await {
+                Ok(Some(index)) => Arc::new(BucketTimeline::from_index(&index, ts::now())),
+                Ok(None) => return Ok(None),
+                Err(e) => {
+                    tracing::warn!(org, app, error = %e, "the stored index cannot be read");
+                    return Ok(None);
+                }
+            },
+            (None, None) => return Ok(None),
+        };
+        Ok(Some(LastGood { timeline, status }))
+    }
+
+    /// The thresholds in use.
+    pub fn rules(&self) -> &Rules {
+        &self.rules
+    }
+
+    async fn is_tracked(&self, org: &str, app: &str) -> Result<bool, MonitorError> {
+        let found: Option<i64> = sqlx::query_scalar(
+            "SELECT id FROM tracked_clusters WHERE org = ? AND app = ? AND untracked_at IS NULL",
+        )
+        .bind(org)
+        .bind(app)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(found.is_some())
+    }
+
+    /// The storage's timeline with the last commit attached, or why it could not be read (with the storage
+    /// URL when it was known).
+    async fn read_storage(
+        &self,
+        org: &str,
+        app: &str,
+    ) -> Result<(String, BucketTimeline), (Option<String>, String)> {
+        let settings = match self.escrow.storage_settings(org, app).await {
+            Ok(Some(s)) => s,
+            Ok(None) => {
+                return Err((
+                    None,
+                    "no credentials escrowed yet, so the bucket is unknown: capture them on the \
+                     Credentials page"
+                        .to_owned(),
+                ))
+            }
+            Err(e) => return Err((None, format!("the storage settings cannot be opened: {e}"))),
+        };
+        let config = match settings.config() {
+            Ok(c) => c,
+            Err(e) => {
+                return Err((
+                    None,
+                    format!(
+                        "the escrowed storage settings (version {}: {}) are not usable: {e}",
+                        settings.version,
+                        settings.names().join(", ")
+                    ),
+                ))
+            }
+        };
+        drop(settings);
+        let url = storage_key(&config.display_url());
+        let reader = match Reader::connect(&config).await {
+            Ok(r) => r,
+            Err(e) => return Err((Some(url), e.to_string())),
+        };
+        let refreshed = match self.backups.refresh(&reader).await {
+            Ok(r) => r,
+            Err(e) => return Err((Some(url), e.to_string())),
+        };
+        let mut timeline = refreshed.timeline(ts::now());
+        reader
+            .attach_last_commit(&mut timeline, None, walg::LAST_COMMIT_SEGMENTS)
+            .await;
+        Ok((url, timeline))
+    }
+
+    /// Reads the cluster's `archive_timeout` again when it was never read or was read over an hour ago (see
+    /// [`archive`]); a failure (no leader, machines stopped) keeps the value read before, and is tried again in
+    /// an hour.
+    async fn update_archive_timeout(&self, org: &str, app: &str) -> Result<(), sqlx::Error> {
+        let read_at: Option<String> = sqlx::query_scalar(
+            "SELECT archive_timeout_read_at FROM cluster_health WHERE org = ? AND app = ?",
+        )
+        .bind(org)
+        .bind(app)
+        .fetch_optional(&self.pool)
+        .await?
+        .flatten();
+        let now = ts::now();
+        let due = read_at
+            .as_deref()
+            .and_then(ts::parse)
+            .is_none_or(|at| (now - at).whole_seconds() >= archive::REREAD_AFTER_SECS);
+        if !due {
+            return Ok(());
+        }
+        let read = archive::read(&self.orgs, org, app).await;
+        if let Err(e) = &read {
+            tracing::debug!(org, app, error = %e, "archive_timeout not read from the cluster");
+        }
+        sqlx::query(
+            "UPDATE cluster_health SET archive_timeout_secs = COALESCE(?, archive_timeout_secs), \
+             archive_timeout_read_at = ? WHERE org = ? AND app = ?",
+        )
+        .bind(read.ok())
+        .bind(ts::format(now))
+        .bind(org)
+        .bind(app)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// The rules for one cluster: its own `archive_timeout` when it was read (and is not 0, which turns the
+    /// timeout off), else the default.
+    fn rules_for(&self, status: Option<&RefreshStatus>) -> Rules {
+        match status
+            .and_then(|s| s.archive_timeout_secs)
+            .filter(|&t| t > 0)
+        {
+            Some(t) => Rules {
+                archive_timeout_secs: t,
+                ..self.rules
+            },
+            None => self.rules,
+        }
+    }
+
+    async fn save_good(
+        &self,
+        org: &str,
+        app: &str,
+        storage: &str,
+        finished_at: OffsetDateTime,
+        ms: i64,
+        s: &Summary,
+    ) -> Result<(), sqlx::Error> {
+        let t = |v: Option<OffsetDateTime>| v.map(ts::format);
+        sqlx::query(
+            "UPDATE cluster_health SET storage = ?, refresh_finished_at = ?, refresh_ms = ?, last_error = NULL, \
+             good_at = ?, good_earliest_restorable = ?, good_latest_restorable = ?, good_newest_wal = ?, \
+             good_newest_base_backup = ?, good_last_commit = ?, good_errors = ?, good_warnings = ?, \
+             good_infos = ?, good_first_error = ? WHERE org = ? AND app = ?",
+        )
+        .bind(clip(storage))
+        .bind(ts::format(finished_at))
+        .bind(ms)
+        .bind(ts::format(s.refreshed_at))
+        .bind(t(s.earliest_restorable))
+        .bind(t(s.latest_restorable))
+        .bind(t(s.newest_wal))
+        .bind(t(s.newest_base_backup))
+        .bind(t(s.last_commit))
+        .bind(s.findings.error)
+        .bind(s.findings.warning)
+        .bind(s.findings.info)
+        .bind(s.first_error.as_deref().map(clip))
+        .bind(org)
+        .bind(app)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn save_error(
+        &self,
+        org: &str,
+        app: &str,
+        storage: Option<&str>,
+        finished_at: OffsetDateTime,
+        ms: i64,
+        error: &str,
+    ) -> Result<(), sqlx::Error> {
+        sqlx::query(
+            "UPDATE cluster_health SET storage = COALESCE(?, storage), refresh_finished_at = ?, refresh_ms = ?, \
+             last_error = ? WHERE org = ? AND app = ?",
+        )
+        .bind(storage.map(clip))
+        .bind(ts::format(finished_at))
+        .bind(ms)
+        .bind(clip(error))
+        .bind(org)
+        .bind(app)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// The stored status and last good summary of a cluster; `None` before its first refresh.
+    async fn load(
+        &self,
+        org: &str,
+        app: &str,
+    ) -> Result<Option<(RefreshStatus, Option<Summary>)>, sqlx::Error> {
+        let Some(row) = sqlx::query("SELECT * FROM cluster_health WHERE org = ? AND app = ?")
+            .bind(org)
+            .bind(app)
+            .fetch_optional(&self.pool)
+            .await?
+        else {
+            return Ok(None);
+        };
+        let time = |col: &str| -> Result<Option<OffsetDateTime>, sqlx::Error> {
+            Ok(row
+                .try_get::<Option<String>, _>(col)?
+                .as_deref()
+                .and_then(ts::parse))
+        };
+        let status = RefreshStatus {
+            storage: row.try_get("storage")?,
+            started_at: time("refresh_started_at")?.unwrap_or(OffsetDateTime::UNIX_EPOCH),
+            finished_at: time("refresh_finished_at")?,
+            duration_ms: row.try_get("refresh_ms")?,
+            last_error: row.try_get("last_error")?,
+            archive_timeout_secs: row.try_get("archive_timeout_secs")?,
+        };
+        let summary = match time("good_at")? {
+            None => None,
+            Some(refreshed_at) => Some(Summary {
+                refreshed_at,
+                earliest_restorable: time("good_earliest_restorable")?,
+                latest_restorable: time("good_latest_restorable")?,
+                newest_wal: time("good_newest_wal")?,
+                newest_base_backup: time("good_newest_base_backup")?,
+                last_commit: time("good_last_commit")?,
+                findings: FindingCounts {
+                    error: row.try_get("good_errors")?,
+                    warning: row.try_get("good_warnings")?,
+                    info: row.try_get("good_infos")?,
+                },
+                first_error: row.try_get("good_first_error")?,
+            }),
+        };
+        Ok(Some((status, summary)))
+    }
+
+    /// A cluster's health from its stored row and, when given, its machines (`Err`: why Fly could not say).
+    async fn health(
+        &self,
+        org: &str,
+        app: &str,
+        machines: Option<Result<Vec<MachineSummary>, String>>,
+    ) -> Result<ClusterHealth, MonitorError> {
+        let (status, summary) = match self.load(org, app).await? {
+            Some((status, summary)) => (Some(status), summary),
+            None => (None, None),
+        };
+        let (machines, machines_error) = match machines {
+            Some(Ok(m)) => (Some(m), None),
+            Some(Err(e)) => (None, Some(e)),
+            None => (None, None),
+        };
+        let verdict = health::assess(
+            &self.rules_for(status.as_ref()),
+            ts::now(),
+            summary.as_ref(),
+            status.as_ref().and_then(|s| s.last_error.as_deref()),
+            machines.as_deref(),
+        );
+        Ok(ClusterHealth {
+            org: org.to_owned(),
+            app: app.to_owned(),
+            verdict,
+            status,
+            summary,
+            machines,
+            machines_error,
+        })
+    }
+
+    /// The cluster's machines through its organisation's client, sorted by name; the error as text.
+    async fn machines(&self, org: &str, app: &str) -> Result<Vec<MachineSummary>, String> {
+        let client = self.orgs.client_for(org).await.map_err(|e| e.to_string())?;
+        let listed = client
+            .list_machines(app, &ListMachines::default())
+            .await
+            .map_err(|e| format!("Fly did not list the machines: {e}"))?;
+        let mut machines: Vec<MachineSummary> = listed
+            .iter()
+            .map(|m| MachineSummary {
+                id: m.id.clone(),
+                name: m.name.clone(),
+                region: m.region.clone(),
+                state: m.state.clone(),
+                role: stolon::role(m).to_string(),
+                image: m.image().unwrap_or_default(),
+            })
+            .collect();
+        machines.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(machines)
+    }
+}
+
+/// The actor of Walden's own reads.
+fn system() -> Actor {
+    Actor::System {
+        label: "monitor".into(),
+    }
+}
+
+/// The summary of a good refresh's timeline.
+pub fn summarize(t: &BucketTimeline, refreshed_at: OffsetDateTime) -> Summary {
+    let count = |s: Severity| t.findings.iter().filter(|f| f.severity == s).count() as i64;
+    let last_commit = t
+        .main_lineage
+        .and_then(|m| t.commit_search(m))
+        .and_then(|c| c.found())
+        .map(|c| c.time);
+    // The window ends at the last commit when it was read and lies inside the last window.
+    let latest_restorable = match (last_commit, t.latest_restorable) {
+        (Some(c), Some(l)) if c <= l => Some(c),
+        (_, l) => l,
+    };
+    Summary {
+        refreshed_at,
+        earliest_restorable: t.earliest_restorable,
+        latest_restorable,
+        newest_wal: t.freshness.newest_wal,
+        newest_base_backup: t.backups.iter().filter_map(|b| b.finish_time).max(),
+        last_commit,
+        findings: FindingCounts {
+            error: count(Severity::Error),
+            warning: count(Severity::Warning),
+            info: count(Severity::Info),
+        },
+        first_error: t
+            .findings
+            .iter()
+            .find(|f| f.severity == Severity::Error)
+            .map(|f| f.message.clone()),
+    }
+}
+
+/// At most 2,000 characters (the table's limit), cut on a character boundary.
+fn clip(s: &str) -> String {
+    s.chars().take(2000).collect()
+}
