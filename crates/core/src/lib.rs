@@ -13,6 +13,7 @@
 //! `keyring` and the contexts of `users`, `escrow` and `orgs`; the façade uses them all.
 
 pub mod access;
+pub mod alerts;
 pub mod audit;
 pub mod audit_checkpoints;
 pub mod backups;

@@ -17,6 +17,7 @@ use std::path::Path;
 
 use sqlx::SqlitePool;
 
+use crate::alerts::Alerts;
 use crate::audit::AuditLog;
 use crate::backups::Backups;
 use crate::clusters::{Clusters, FlyConnection};
@@ -64,6 +65,7 @@ pub struct Walden {
     orgs: Orgs,
     backups: Backups,
     escrow: Escrow,
+    alerts: Alerts,
 }
 
 impl Walden {
@@ -89,6 +91,7 @@ impl Walden {
         );
         Ok(Walden {
             audit: AuditLog::new(pool.clone()),
+            alerts: Alerts::new(pool.clone()),
             settings: Settings::new(pool.clone()),
             escrow: Escrow::new(pool.clone(), options.keyring.clone()).with_orgs(orgs.clone()),
             orgs,
@@ -130,6 +133,11 @@ impl Walden {
     /// computed from it.
     pub fn backups(&self) -> &Backups {
         &self.backups
+    }
+
+    /// Conditions that need a person, raised once while they last and resolved with a recovery message.
+    pub fn alerts(&self) -> &Alerts {
+        &self.alerts
     }
 
     /// The cluster credentials kept for restores, sealed with [`Walden::keyring`]: capture, versions,
