@@ -148,6 +148,16 @@ pub struct ServeArgs {
     #[arg(long, env = "WALDEN_SETUP_TOKEN_FILE", value_name = "PATH")]
     pub setup_token_file: Option<PathBuf>,
 
+    /// Where alerts are POSTed (a Slack-compatible incoming webhook; see `crate::alerts`). Never a flag: its URL
+    /// carries a token. From `WALDEN_ALERT_WEBHOOK` or `--alert-webhook-file`; none: alerts show in the
+    /// console only.
+    #[arg(skip)]
+    pub alert_webhook: Option<SecretString>,
+
+    /// A file holding the alert webhook's URL, instead of `WALDEN_ALERT_WEBHOOK`.
+    #[arg(long, env = "WALDEN_ALERT_WEBHOOK_FILE", value_name = "PATH")]
+    pub alert_webhook_file: Option<PathBuf>,
+
     /// argon2id cost for passwords; OWASP's parameters unless a test makes them cheaper.
     #[arg(skip)]
     pub password_hash: walden_core::users::HashParams,
@@ -267,6 +277,8 @@ impl ServeArgs {
             allowed_hosts: Vec::new(),
             setup_token: None,
             setup_token_file: None,
+            alert_webhook: None,
+            alert_webhook_file: None,
             password_hash: walden_core::users::HashParams::OWASP,
             checkpoints: CheckpointArgs::default(),
             audit_checkpoint_secs: 300,
@@ -301,6 +313,15 @@ impl ServeArgs {
     pub fn load_setup_token(&mut self, env_token: Option<String>) -> Result<(), SecretError> {
         if let Some(token) = SETUP_TOKEN.load(env_token, self.setup_token_file.as_deref())? {
             self.setup_token = Some(token);
+        }
+        Ok(())
+    }
+
+    /// Fill [`ServeArgs::alert_webhook`] from `WALDEN_ALERT_WEBHOOK` (the value of `env_url`) or from
+    /// `--alert-webhook-file`, never both.
+    pub fn load_alert_webhook(&mut self, env_url: Option<String>) -> Result<(), SecretError> {
+        if let Some(url) = ALERT_WEBHOOK.load(env_url, self.alert_webhook_file.as_deref())? {
+            self.alert_webhook = Some(url);
         }
         Ok(())
     }
@@ -383,6 +404,11 @@ pub const SETUP_TOKEN: SecretSetting = SecretSetting {
     what: "setup token",
     env: "WALDEN_SETUP_TOKEN",
     flag: "--setup-token-file",
+};
+pub const ALERT_WEBHOOK: SecretSetting = SecretSetting {
+    what: "alert webhook URL",
+    env: "WALDEN_ALERT_WEBHOOK",
+    flag: "--alert-webhook-file",
 };
 pub const SIGNING_KEY: SecretSetting = SecretSetting {
     what: "audit signing key",

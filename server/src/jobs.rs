@@ -14,6 +14,9 @@ use walden_core::access::{Actor, RequestMeta};
 use walden_core::audit_checkpoints::{Checkpointer, Reason};
 use walden_core::Walden;
 
+/// How often failed alert deliveries are tried again.
+pub const ALERT_RETRY: Duration = Duration::from_secs(30);
+
 /// The running workers.
 pub struct Jobs {
     set: JoinSet<()>,
@@ -58,6 +61,23 @@ impl Jobs {
         token: CancellationToken,
     ) -> Self {
         self.set.spawn(monitor(walden, token, every));
+        self
+    }
+
+    /// Also send alerts to the webhook ([`crate::alerts::webhook_worker`]): on each audited commit, and every
+    /// [`ALERT_RETRY`] for deliveries that failed.
+    pub fn with_alert_webhook(
+        mut self,
+        walden: Walden,
+        webhook: crate::alerts::Webhook,
+        token: CancellationToken,
+    ) -> Self {
+        self.set.spawn(crate::alerts::webhook_worker(
+            walden,
+            webhook,
+            token,
+            ALERT_RETRY,
+        ));
         self
     }
 

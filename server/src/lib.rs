@@ -1,6 +1,7 @@
 //! The `walden` binary's library half: command line, configuration, start-up, router and workers.
 //! `main.rs` only calls [`cli::main`]; tests build the real router with [`startup::Application`].
 
+pub mod alerts;
 pub mod checkpoints;
 pub mod cli;
 pub mod cmd;

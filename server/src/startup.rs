@@ -45,6 +45,8 @@ pub struct Application {
     config: ServeArgs,
     /// The signed audit checkpoint writer, when there is a key to sign with.
     checkpoints: Option<Arc<walden_core::audit_checkpoints::Checkpointer>>,
+    /// Where alerts are sent, when `WALDEN_ALERT_WEBHOOK` is set.
+    webhook: Option<crate::alerts::Webhook>,
     /// The built-in Fly emulator, in demo mode.
     demo: Option<flysim::Running>,
 }
@@ -124,6 +126,11 @@ impl Application {
             setup_token,
             refusals,
         };
+        let webhook = config
+            .alert_webhook
+            .clone()
+            .map(crate::alerts::Webhook::new)
+            .transpose()?;
         let guarded = |routes| crate::security::guard(routes, sessions, guard);
         let router = crate::security::headers(router(state, guarded), config.secure_cookies);
         Ok(Application {
@@ -133,6 +140,7 @@ impl Application {
             walden,
             config,
             checkpoints,
+            webhook,
             demo,
         })
     }
@@ -158,6 +166,7 @@ impl Application {
             walden,
             config,
             checkpoints,
+            webhook,
             demo,
         } = self;
         let mut jobs = Jobs::spawn(walden.clone(), shutdown.child_token())
@@ -173,6 +182,9 @@ impl Application {
             );
         if let Some(writer) = checkpoints {
             jobs = jobs.with_checkpoints(writer, &walden, shutdown.child_token());
+        }
+        if let Some(webhook) = webhook {
+            jobs = jobs.with_alert_webhook(walden.clone(), webhook, shutdown.child_token());
         }
         let metrics = metrics_listener
             .map(|l| tokio::spawn(crate::metrics::serve(l, shutdown.child_token())));

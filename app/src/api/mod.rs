@@ -4,6 +4,7 @@
 //! Each module exports `POLICY`, who may call each of its functions; [`POLICY`] gathers them. The HTTP tests
 //! check every registered server function is listed, and every role against every function.
 
+pub mod alerts;
 pub mod audit;
 pub mod auth;
 pub mod clusters;
@@ -42,6 +43,7 @@ pub type Access = (&'static str, Option<walden_core::users::Role>);
 /// Every module's policy.
 #[cfg(feature = "ssr")]
 pub const POLICY: &[&[Access]] = &[
+    alerts::POLICY,
     audit::POLICY,
     auth::POLICY,
     clusters::POLICY,

@@ -1,2 +1,3 @@
+pub mod alerts;
 pub mod layout;
 pub mod status_panel;

@@ -123,6 +123,13 @@ impl From<SettingsError> for AppError {
     }
 }
 
+impl From<walden_core::alerts::AlertsError> for AppError {
+    /// Reading alerts fails only when the database does: opaque.
+    fn from(e: walden_core::alerts::AlertsError) -> Self {
+        internal(e)
+    }
+}
+
 impl From<LoginError> for AppError {
     /// One generic text for every credential failure.
     fn from(e: LoginError) -> Self {

@@ -129,6 +129,11 @@ impl Visitor {
         self.state.walden.monitor()
     }
 
+    /// Conditions that need a person (`walden_core::alerts`).
+    pub fn alerts(&self) -> &walden_core::alerts::Alerts {
+        self.state.walden.alerts()
+    }
+
     /// The database, for the status page's health probe only; everything else goes through a service.
     pub fn pool(&self) -> &SqlitePool {
         &self.state.pool

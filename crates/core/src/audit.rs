@@ -193,6 +193,12 @@ pub mod actions {
     pub const ESCROW_REVEAL_APPROVE: &str = "escrow.reveal_approve";
     /// An approved request whose window passed unused, or a pending request that aged out.
     pub const ESCROW_REVEAL_EXPIRE: &str = "escrow.reveal_expire";
+    /// An alert raised: a condition that needs a person (`core::alerts`).
+    pub const ALERT_RAISE: &str = "alert.raise";
+    /// An open alert resolved: the condition is over.
+    pub const ALERT_RESOLVE: &str = "alert.resolve";
+    /// An alert's raise or recovery delivered to the webhook.
+    pub const ALERT_NOTIFY: &str = "alert.notify";
     /// A Fly organisation added with its token (`core::orgs`; the detail names a fingerprint, never the token).
     pub const ORG_ADD: &str = "org.add";
     pub const ORG_REMOVE: &str = "org.remove";

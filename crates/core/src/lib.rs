@@ -14,6 +14,7 @@
 //! uses `escrow`, `orgs`, `backups` and `clusters`' types; the façade uses them all.
 
 pub mod access;
+pub mod alerts;
 pub mod audit;
 pub mod audit_checkpoints;
 pub mod backups;

@@ -17,6 +17,7 @@ use std::path::Path;
 
 use sqlx::SqlitePool;
 
+use crate::alerts::Alerts;
 use crate::audit::AuditLog;
 use crate::backups::Backups;
 use crate::clusters::{Clusters, FlyConnection};
@@ -66,6 +67,7 @@ pub struct Walden {
     backups: Backups,
     escrow: Escrow,
     monitor: Monitor,
+    alerts: Alerts,
 }
 
 impl Walden {
@@ -93,6 +95,7 @@ impl Walden {
         let backups = Backups::new(pool.clone());
         Ok(Walden {
             audit: AuditLog::new(pool.clone()),
+            alerts: Alerts::new(pool.clone()),
             settings: Settings::new(pool.clone()),
             monitor: Monitor::new(pool.clone(), escrow.clone(), orgs.clone(), backups.clone()),
             escrow,
@@ -135,6 +138,11 @@ impl Walden {
     /// computed from it.
     pub fn backups(&self) -> &Backups {
         &self.backups
+    }
+
+    /// Conditions that need a person, raised once while they last and resolved with a recovery message.
+    pub fn alerts(&self) -> &Alerts {
+        &self.alerts
     }
 
     /// The cluster credentials kept for restores, sealed with [`Walden::keyring`]: capture, versions,

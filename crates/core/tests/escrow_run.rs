@@ -260,6 +260,45 @@ async fn captures_a_tracked_cluster_proves_it_and_catches_a_changed_password() {
         .unwrap()
         .contains("no longer opens"));
 
+    // A failed proof is an alert (critical, naming the role), raised once however often it fails again.
+    let report = escrow.prove(&op, &meta(), ORG, APP).await.unwrap();
+    assert_eq!(report.failing(), ["postgres"], "{report:?}");
+    let open = walden.alerts().open().await.unwrap();
+    assert_eq!(open.len(), 1, "{open:?}");
+    assert_eq!(open[0].kind, "escrow_proof_failed");
+    assert_eq!(open[0].severity, "critical");
+    assert_eq!(open[0].app.as_deref(), Some(APP));
+    assert!(open[0].message.contains("postgres"), "{}", open[0].message);
+
+    // The team types in the password now in use (the machines' secret was not changed): the next proof
+    // opens every role and resolves the alert with a recovery message.
+    let mut typed: std::collections::BTreeMap<String, SecretString> = [
+        ("SU_PASSWORD", SU),
+        ("REPL_PASSWORD", REPL),
+        ("OPERATOR_PASSWORD", "x"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), SecretString::from(v)))
+    .collect();
+    let entered = escrow
+        .enter_manually(&op, &meta(), ORG, APP, &typed)
+        .await
+        .unwrap();
+    assert_eq!(entered.version, 2);
+    typed.clear();
+    let report = escrow.prove(&op, &meta(), ORG, APP).await.unwrap();
+    assert!(report.all_open(), "{report:?}");
+    assert!(walden.alerts().open().await.unwrap().is_empty());
+    let recent = walden.alerts().recent().await.unwrap();
+    assert!(
+        recent[0]
+            .resolution
+            .as_deref()
+            .unwrap()
+            .contains("opens again"),
+        "{recent:?}"
+    );
+
     // The opening of the passwords for a proof is audited as a proof.
     let rows = audit_rows(walden.pool()).await;
     assert!(rows.iter().any(|r| r.action == "escrow.proof"
@@ -268,6 +307,9 @@ async fn captures_a_tracked_cluster_proves_it_and_catches_a_changed_password() {
             .unwrap_or_default()
             .contains("login proof")));
     assert!(!rows.iter().any(|r| r.action == "escrow.reveal"));
+    let raised = rows.iter().filter(|r| r.action == "alert.raise").count();
+    let resolved = rows.iter().filter(|r| r.action == "alert.resolve").count();
+    assert_eq!((raised, resolved), (1, 1), "one raise, one recovery");
 
     let raw = raw_database(dir.path());
     let logs = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();

@@ -6,6 +6,7 @@ use std::collections::BTreeSet;
 use leptos::server_fn::ServerFn;
 use reqwest::RequestBuilder;
 use serde::Serialize;
+use walden_app::api::alerts::ListAlerts;
 use walden_app::api::audit::{AuditQuery, ExportAudit, ListAudit, VerifyAudit};
 use walden_app::api::auth::{
     AcceptInvite, ChangePassword, GetCurrentUser, GetSetupNeeded, Login, Logout, LogoutEverywhere,
@@ -236,6 +237,7 @@ fn probes(target: i64) -> Vec<Probe> {
             },
             409,
         ),
+        probe(ListAlerts {}, 200),
         probe(
             GetCredentials {
                 org: flysim::DEMO_ORG.into(),

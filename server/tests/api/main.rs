@@ -2,6 +2,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a test stops loudly
 
 mod accounts;
+mod alerts;
 mod authorization;
 mod checkpoints;
 mod credentials;

@@ -14,6 +14,7 @@ use crate::api::escrow::{
     get_credentials, get_require_reveal_approval, CaptureCredentials, Credentials, ProveCredentials,
 };
 use crate::api::orgs::list_tracked;
+use crate::components::alerts::{alerts_resource, AlertsPanel};
 
 mod entry;
 mod reveal;
@@ -25,9 +26,11 @@ pub use reveal::REVEAL_SECONDS;
 #[component]
 pub fn CredentialsIndexPage() -> impl IntoView {
     let tracked = Resource::new(|| (), |_| list_tracked());
+    let alerts = alerts_resource();
     view! {
         <Title text="Credentials" />
         <h1>"Credentials"</h1>
+        <AlertsPanel alerts />
         <p class="muted">"Escrowed credentials of the tracked clusters. Track clusters under "
             <a href="/settings/orgs">"Settings → Fly organizations"</a> "."</p>
         <Transition fallback=|| view! { <p>"Loading…"</p> }>

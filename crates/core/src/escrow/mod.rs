@@ -224,6 +224,9 @@ pub enum EscrowError {
     Audit(#[from] AuditError),
     #[error("database error: {0}")]
     Db(#[from] sqlx::Error),
+    /// Raising or resolving the alert of a failed proof (`crate::alerts`).
+    #[error(transparent)]
+    Alert(#[from] crate::alerts::AlertsError),
 }
 
 impl From<FieldError> for EscrowError {

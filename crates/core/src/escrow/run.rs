@@ -18,6 +18,7 @@ use super::{
     EscrowError, StoredValue,
 };
 use crate::access::{Actor, RequestMeta, Role};
+use crate::alerts::{kinds::ESCROW_PROOF_FAILED, AlertSpec, Severity};
 use crate::audit::{self, Event, Outcome};
 
 /// What [`Escrow::capture`] did: the recorded outcome and where the values came from.
@@ -210,7 +211,48 @@ impl Escrow {
                 on_leader: proof.on_leader,
             });
         }
-        Ok(ProofReport { version, roles })
+        let report = ProofReport { version, roles };
+        self.alert_on_proof(actor, meta, org, app, &report).await?;
+        Ok(report)
+    }
+
+    /// A kept password that no longer opens its role is an alert, not a silent state: raise
+    /// `escrow_proof_failed` for the cluster when a role fails, resolve it when every role opens again (a
+    /// check that could not run changes nothing).
+    async fn alert_on_proof(
+        &self,
+        actor: &Actor,
+        meta: &RequestMeta,
+        org: &str,
+        app: &str,
+        report: &ProofReport,
+    ) -> Result<(), EscrowError> {
+        let alerts = crate::alerts::Alerts::new(self.pool.clone());
+        let failing: Vec<&str> = report
+            .roles
+            .iter()
+            .filter(|r| r.status == RoleStatus::Fails)
+            .map(|r| r.role.as_str())
+            .collect();
+        if !failing.is_empty() {
+            let message = format!(
+                "The kept password of {} on {org}/{app} (version {}) no longer opens its role: a restore with \
+                 it would fail. Capture again, or find out who changed it.",
+                failing.join(", "),
+                report.version
+            );
+            let spec =
+                AlertSpec::cluster(ESCROW_PROOF_FAILED, Severity::Critical, org, app, message);
+            alerts.raise(actor, meta, &spec).await?;
+        } else if report.roles.iter().all(|r| r.status == RoleStatus::Opens) {
+            let key = crate::alerts::cluster_key(ESCROW_PROOF_FAILED, org, app);
+            let resolution = format!(
+                "Every role of {org}/{app} opens again with the kept passwords (version {}).",
+                report.version
+            );
+            alerts.resolve(actor, meta, &key, &resolution).await?;
+        }
+        Ok(())
     }
 
     /// Record credentials typed in by a person for the tracked cluster `org`/`app`, whose Machines are down
