@@ -20,6 +20,11 @@ use crate::ts;
 pub mod kinds {
     /// A kept password no longer opens its Postgres role (`crate::escrow`'s login proof).
     pub const ESCROW_PROOF_FAILED: &str = "escrow_proof_failed";
+    /// A tracked cluster's backups are red: storage unreachable, or an error finding such as a WAL gap
+    /// (`crate::monitor`).
+    pub const BACKUPS_FAILING: &str = "backups_failing";
+    /// A tracked cluster's backups are amber: WAL or the newest base backup older than the rules allow.
+    pub const BACKUPS_LATE: &str = "backups_late";
 }
 
 /// How urgent an alert is.

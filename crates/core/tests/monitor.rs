@@ -132,20 +132,21 @@ async fn refreshes_the_clusters_bucket_through_its_escrowed_settings() {
         .await
         .unwrap();
 
-    // Before any capture the bucket is unknown: said so, nothing fails.
-    let before = monitor.refresh(ORG, APP).await.unwrap();
-    let before_status = before.status.unwrap();
-    assert_eq!(before_status.archive_timeout_secs, Some(300));
-    let error = before_status.last_error.unwrap();
-    assert!(error.contains("no credentials escrowed yet"), "{error}");
-    assert_eq!(before.verdict.health, Health::Red);
-
-    f.walden
+    // Tracked but never captured: the first refresh captures the credentials as the escrow worker would
+    // (audited as the monitor), then reads the bucket they name.
+    let health = monitor.refresh(ORG, APP).await.unwrap();
+    assert_eq!(
+        health.status.as_ref().unwrap().archive_timeout_secs,
+        Some(300)
+    );
+    let versions = f
+        .walden
         .escrow()
-        .capture(&Actor::cli(), &meta(), ORG, APP)
+        .versions(&Actor::cli(), &meta(), ORG, APP)
         .await
         .unwrap();
-    let health = monitor.refresh(ORG, APP).await.unwrap();
+    assert_eq!(versions.len(), 1);
+    assert_eq!(versions[0].captured_by, "(system:monitor)");
     let status = health.status.clone().unwrap();
     assert_eq!(status.last_error, None, "{health:?}");
     let storage = status.storage.unwrap();
@@ -224,6 +225,11 @@ async fn refreshes_the_clusters_bucket_through_its_escrowed_settings() {
         idle[0].verdict
     );
     assert!(idle[0].verdict.reason.contains("stopped on purpose"));
+    // The worker's refresh sees the machines too: idle raises nothing, and resolves what was open.
+    let refreshed = monitor.refresh(ORG, APP).await.unwrap();
+    assert_eq!(refreshed.verdict.health, Health::Idle);
+    let open = f.walden.alerts().open().await.unwrap();
+    assert!(open.is_empty(), "{open:?}");
 }
 
 /// A bucket on a real S3-protocol server (moto), the settings typed in by an operator: the sample bucket's WAL
@@ -275,8 +281,23 @@ async fn an_s3_bucket_that_becomes_unreachable_keeps_its_last_good_summary() {
         good.verdict
     );
 
+    // Red is an alert (critical), raised once: the refresh after it does not raise it again.
+    let open = f.walden.alerts().open().await.unwrap();
+    assert_eq!(open.len(), 1, "{open:?}");
+    assert_eq!(
+        (open[0].kind.as_str(), open[0].severity.as_str()),
+        ("backups_failing", "critical")
+    );
+    assert!(
+        open[0].message.to_lowercase().contains("gap"),
+        "{}",
+        open[0].message
+    );
+
     drop(moto);
     let failed = monitor.refresh(ORG, APP).await.unwrap();
+    let open = f.walden.alerts().open().await.unwrap();
+    assert_eq!(open.len(), 1, "still one alert: {open:?}");
     let status = failed.status.clone().unwrap();
     let error = status.last_error.clone().unwrap();
     assert!(

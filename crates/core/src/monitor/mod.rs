@@ -54,6 +54,9 @@ pub enum MonitorError {
     Audit(#[from] AuditError),
     #[error(transparent)]
     Orgs(#[from] OrgError),
+    /// Raising or resolving the cluster's backups alert.
+    #[error(transparent)]
+    Alert(#[from] crate::alerts::AlertsError),
 }
 
 /// The last refresh of a cluster, good or not.
@@ -211,7 +214,74 @@ impl Monitor {
             }
         }
         self.update_archive_timeout(org, app).await?;
-        self.health(org, app, None).await
+        let machines = self.machines(org, app).await;
+        let health = self.health(org, app, Some(machines)).await?;
+        self.alert_on(&health).await?;
+        Ok(health)
+    }
+
+    /// The escrow capture the worker would make, for a tracked cluster with no version yet; then its storage
+    /// settings (`None` when the cluster has none).
+    async fn first_capture(
+        &self,
+        org: &str,
+        app: &str,
+    ) -> Result<Option<crate::escrow::StorageSettings>, String> {
+        self.escrow
+            .capture(&system(), &RequestMeta::default(), org, app)
+            .await
+            .map_err(|e| e.to_string())?;
+        self.escrow
+            .storage_settings(org, app)
+            .await
+            .map_err(|e| e.to_string())
+    }
+
+    /// Red and amber are alerts (`crate::alerts`), raised once while they last and resolved when the cluster
+    /// is green or idle again: `backups_failing` (critical) for red, `backups_late` (warning) for amber.
+    async fn alert_on(&self, health: &ClusterHealth) -> Result<(), MonitorError> {
+        use crate::alerts::{cluster_key, kinds, AlertSpec, Alerts, Severity};
+        let alerts = Alerts::new(self.pool.clone());
+        let (actor, meta) = (system(), RequestMeta::default());
+        let (org, app) = (health.org.as_str(), health.app.as_str());
+        let reason = &health.verdict.reason;
+        let (raise, other) = match health.verdict.health {
+            Health::Red => (
+                Some((kinds::BACKUPS_FAILING, Severity::Critical)),
+                Some(kinds::BACKUPS_LATE),
+            ),
+            Health::Amber => (
+                Some((kinds::BACKUPS_LATE, Severity::Warning)),
+                Some(kinds::BACKUPS_FAILING),
+            ),
+            Health::Green | Health::Idle => (None, None),
+        };
+        let over = format!("The backups of {org}/{app} are healthy again: {reason}.");
+        match raise {
+            Some((kind, severity)) => {
+                let message = format!("Backups of {org}/{app}: {reason}.");
+                alerts
+                    .raise(
+                        &actor,
+                        &meta,
+                        &AlertSpec::cluster(kind, severity, org, app, message),
+                    )
+                    .await?;
+                if let Some(other) = other {
+                    alerts
+                        .resolve(&actor, &meta, &cluster_key(other, org, app), &over)
+                        .await?;
+                }
+            }
+            None => {
+                for kind in [kinds::BACKUPS_FAILING, kinds::BACKUPS_LATE] {
+                    alerts
+                        .resolve(&actor, &meta, &cluster_key(kind, org, app), &over)
+                        .await?;
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Refreshes one tracked cluster for a person (the "Refresh now" button): operators and admins, refusals
@@ -334,14 +404,28 @@ impl Monitor {
     ) -> Result<(String, BucketTimeline), (Option<String>, String)> {
         let settings = match self.escrow.storage_settings(org, app).await {
             Ok(Some(s)) => s,
-            Ok(None) => {
-                return Err((
-                    None,
-                    "no credentials escrowed yet, so the bucket is unknown: capture them on the \
-                     Credentials page"
-                        .to_owned(),
-                ))
-            }
+            // Tracked but never captured (the escrow worker runs daily): capture now, as the worker would,
+            // so a newly tracked cluster shows its backups at the next refresh instead of an error.
+            Ok(None) => match self.first_capture(org, app).await {
+                Ok(Some(s)) => s,
+                Ok(None) => {
+                    return Err((
+                        None,
+                        "the captured credentials hold no wal-g storage settings (WALG_*): is \
+                         continuous archiving set up on this cluster?"
+                            .to_owned(),
+                    ))
+                }
+                Err(e) => {
+                    return Err((
+                        None,
+                        format!(
+                            "no credentials escrowed yet, so the bucket is unknown, and capturing them \
+                             failed: {e}"
+                        ),
+                    ))
+                }
+            },
             Err(e) => return Err((None, format!("the storage settings cannot be opened: {e}"))),
         };
         let config = match settings.config() {
