@@ -10,6 +10,7 @@ pub mod clusters;
 pub mod escrow;
 pub mod orgs;
 pub mod status;
+pub mod timeline;
 pub mod totp;
 pub mod users;
 
@@ -48,6 +49,7 @@ pub const POLICY: &[&[Access]] = &[
     escrow::POLICY,
     orgs::POLICY,
     status::POLICY,
+    timeline::POLICY,
     totp::POLICY,
     users::POLICY,
 ];

@@ -1,2 +1,3 @@
 pub mod layout;
 pub mod status_panel;
+pub mod timeline;

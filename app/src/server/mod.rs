@@ -124,6 +124,17 @@ impl Visitor {
         self.state.walden.escrow()
     }
 
+    /// The wal-g bucket indexes kept in the database (the cluster page's timeline).
+    pub fn backups(&self) -> &walden_core::backups::Backups {
+        self.state.walden.backups()
+    }
+
+    /// The keyring sealed values are opened with (`None` without a master key). Only the cluster page's
+    /// interim storage lookup uses it (`api::timeline`, until `core::monitor` owns that lookup).
+    pub fn keyring(&self) -> Option<&walden_core::keyring::Keyring> {
+        self.state.walden.keyring()
+    }
+
     /// The database, for the status page's health probe only; everything else goes through a service.
     pub fn pool(&self) -> &SqlitePool {
         &self.state.pool
