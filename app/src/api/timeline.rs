@@ -500,7 +500,7 @@ pub fn restorable_sentence(v: &TimelineView) -> String {
         return "Nothing is restorable from this storage yet.".to_owned();
     };
     let mut s = format!(
-        "Restorable from {} to {}",
+        "Restorable from {} UTC to {} UTC",
         crate::components::timeline::format_time(from, 0),
         crate::components::timeline::format_time(to, 0)
     );

@@ -390,7 +390,7 @@ where
         .enumerate()
         .map(|(i, tli)| {
             let y = lane_y(i) + LANE / 2.0 + 4.0;
-            view! { <text class="tl-lane-label" x=4 y=y>{format!("timeline {tli}")}</text> }
+            view! { <text class="tl-lane-label" data-test="lane" x=4 y=y>{format!("timeline {tli}")}</text> }
         })
         .collect_view();
     let runs = v

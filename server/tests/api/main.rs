@@ -4,6 +4,7 @@
 mod accounts;
 mod authorization;
 mod checkpoints;
+mod cluster_page;
 mod credentials;
 mod door;
 mod escrow;
