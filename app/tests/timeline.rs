@@ -69,12 +69,22 @@ async fn the_sample_bucket_converts_and_draws_switch_gap_and_backups() {
     assert_eq!(v.backups.len(), 5);
     assert_eq!(v.backups.iter().filter(|b| b.permanent).count(), 1);
     let delta = v.backups.iter().find(|b| b.delta_from.is_some()).unwrap();
-    assert!(v.backups.iter().any(|b| Some(&b.name) == delta.delta_from.as_ref()));
-    assert!(v.backups.iter().all(|b| b.start_lsn.as_deref().is_some_and(|l| l.contains('/'))));
+    assert!(v
+        .backups
+        .iter()
+        .any(|b| Some(&b.name) == delta.delta_from.as_ref()));
+    assert!(v
+        .backups
+        .iter()
+        .all(|b| b.start_lsn.as_deref().is_some_and(|l| l.contains('/'))));
     assert!(!v.windows.is_empty() && v.latest_restorable_ms.is_some());
     let gap_finding = v.findings.iter().find(|f| f.code == "wal_gap").unwrap();
     assert_eq!(gap_finding.severity, "error");
-    assert!(gap_finding.advice.contains("base backup"), "{}", gap_finding.advice);
+    assert!(
+        gap_finding.advice.contains("base backup"),
+        "{}",
+        gap_finding.advice
+    );
     assert!(v.findings.iter().all(|f| !f.advice.is_empty()));
     // The run before the hole ends at the segment just before it, the one after starts after it.
     let tl2: Vec<&RunView> = v.runs.iter().filter(|r| r.timeline == 2).collect();
@@ -128,7 +138,10 @@ async fn an_empty_bucket_draws_an_empty_chart() {
     );
     let html = render(v);
     assert_eq!(count(&html, "timeline-empty"), 1);
-    assert_eq!(count(&html, "run") + count(&html, "backup") + count(&html, "window"), 0);
+    assert_eq!(
+        count(&html, "run") + count(&html, "backup") + count(&html, "window"),
+        0
+    );
     assert_eq!(count(&html, "latest"), 0);
     assert_eq!(count(&html, "now"), 1);
 }
@@ -185,7 +198,15 @@ fn one_backup_is_one_full_marker_inside_a_clickable_window() {
     assert!(html.contains("base_000000010000000000000002 — full backup, timeline 1"));
     assert!(html.contains("1.0 GiB compressed; restorable"));
     // The zoom and pan controls, and the time zone toggle (UTC on the server).
-    for test in ["zoom-24h", "zoom-7d", "zoom-30d", "zoom-all", "pan-back", "pan-forward", "utc-toggle"] {
+    for test in [
+        "zoom-24h",
+        "zoom-7d",
+        "zoom-30d",
+        "zoom-all",
+        "pan-back",
+        "pan-forward",
+        "utc-toggle",
+    ] {
         assert_eq!(count(&html, test), 1, "{test}");
     }
 }

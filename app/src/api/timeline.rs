@@ -18,7 +18,8 @@ use {
 
 /// Who may call each server function of this module (`None`: anyone).
 #[cfg(feature = "ssr")]
-pub const POLICY: &[super::Access] = &[(<GetClusterTimeline as ServerFn>::PATH, Some(Role::Viewer))];
+pub const POLICY: &[super::Access] =
+    &[(<GetClusterTimeline as ServerFn>::PATH, Some(Role::Viewer))];
 
 /// Holes listed one by one per Postgres timeline; beyond it the runs between them are merged and the view says
 /// so ([`TimelineView::coverage_truncated`]).

@@ -150,10 +150,7 @@ pub fn rfc3339_utc(ms: i64) -> String {
 
 /// The restore wizard's address for a time.
 pub fn restore_link(org: &str, app: &str, ms: i64) -> String {
-    format!(
-        "/restores?org={org}&app={app}&target={}",
-        rfc3339_utc(ms)
-    )
+    format!("/restores?org={org}&app={app}&target={}", rfc3339_utc(ms))
 }
 
 /// Minutes east of UTC at `ms`: 0 in UTC mode and on the server, else the browser's zone (with its DST).
@@ -171,6 +168,26 @@ fn offset_at(ms: i64, utc: bool) -> i32 {
         let _ = ms;
         0
     }
+}
+
+/// The left edge and width of an element on the screen (`getBoundingClientRect`, called through JS so the app
+/// needs no more web-sys features than leptos enables).
+#[cfg(feature = "hydrate")]
+fn client_box(el: &wasm_bindgen::JsValue) -> Option<(f64, f64)> {
+    use wasm_bindgen::JsCast;
+    let get = |v: &wasm_bindgen::JsValue, k: &str| js_sys::Reflect::get(v, &k.into()).ok();
+    let f: js_sys::Function = get(el, "getBoundingClientRect")?.dyn_into().ok()?;
+    let rect = f.call0(el).ok()?;
+    Some((
+        get(&rect, "left")?.as_f64()?,
+        get(&rect, "width")?.as_f64()?,
+    ))
+}
+
+/// On the server nothing is clicked.
+#[cfg(not(feature = "hydrate"))]
+fn client_box<T>(_: &T) -> Option<(f64, f64)> {
+    None
 }
 
 /// A time for people: the viewer's zone (or UTC), with UTC beside it when they differ.
@@ -265,8 +282,11 @@ pub fn TimelineChart(org: String, app: String, view: TimelineView) -> impl IntoV
         let Some(svg) = svg_ref.get_untracked() else {
             return;
         };
-        let width = f64::from(svg.client_width().max(1));
-        let x = f64::from(ev.offset_x()) * WIDTH / width;
+        // The click's place in the drawing's units: the SVG scales to the page's width.
+        let Some((left, width)) = client_box(&svg) else {
+            return;
+        };
+        let x = (f64::from(ev.client_x()) - left) * WIDTH / width.max(1.0);
         let at = ms_at(x, range());
         let link = restore_link(&org.get_value(), &app.get_value(), at);
         let _ = window().location().set_href(&link);
@@ -284,16 +304,16 @@ pub fn TimelineChart(org: String, app: String, view: TimelineView) -> impl IntoV
             <div class="timeline-controls">
                 <span class="tl-zoom" role="group" aria-label="Zoom">
                     {ZOOMS.iter().enumerate().map(|(i, (label, _))| view! {
-                        <button type="button" class="btn" data-test=format!("zoom-{}", label.replace(' ', ""))
+                        <button type="button" class="button button-secondary" data-test=format!("zoom-{}", label.replace(' ', ""))
                             class:active=move || zoom.get() == i
                             on:click=move |_| { zoom.set(i); pan.set(0); }>{*label}</button>
                     }).collect_view()}
                 </span>
                 <span class="tl-pan" role="group" aria-label="Pan">
-                    <button type="button" class="btn" data-test="pan-back" title="Earlier"
+                    <button type="button" class="button button-secondary" data-test="pan-back" title="Earlier"
                         disabled=move || ZOOMS[zoom.get()].1.is_none()
                         on:click=move |_| pan.update(|p| *p += 1)>"←"</button>
-                    <button type="button" class="btn" data-test="pan-forward" title="Later"
+                    <button type="button" class="button button-secondary" data-test="pan-forward" title="Later"
                         disabled=move || pan.get() == 0
                         on:click=move |_| pan.update(|p| *p = p.saturating_sub(1))>"→"</button>
                 </span>
@@ -408,7 +428,11 @@ where
                 run.last,
                 both(run.from_ms, utc),
                 both(run.to_ms, utc),
-                if run.abandoned { " (abandoned branch)" } else { "" }
+                if run.abandoned {
+                    " (abandoned branch)"
+                } else {
+                    ""
+                }
             );
             let on_hover = hover(text.clone());
             view! {
@@ -434,8 +458,12 @@ where
                 g.missing,
                 g.first_missing,
                 g.last_missing,
-                g.after_ms.map(|t| format!(", after {}", both(t, utc))).unwrap_or_default(),
-                g.before_ms.map(|t| format!(", before {}", both(t, utc))).unwrap_or_default(),
+                g.after_ms
+                    .map(|t| format!(", after {}", both(t, utc)))
+                    .unwrap_or_default(),
+                g.before_ms
+                    .map(|t| format!(", before {}", both(t, utc)))
+                    .unwrap_or_default(),
             );
             let on_hover = hover(text.clone());
             view! {
@@ -500,9 +528,15 @@ where
             let y = backup_y + LANE / 2.0;
             let text = backup_text(b, utc);
             let (kind, shape) = match (&b.delta_from, b.permanent) {
-                (_, true) => ("permanent", format!("M{x} {} l6 6 l-6 6 l-6 -6 z M{} {y} h12", y - 6.0, x - 6.0)),
+                (_, true) => (
+                    "permanent",
+                    format!("M{x} {} l6 6 l-6 6 l-6 -6 z M{} {y} h12", y - 6.0, x - 6.0),
+                ),
                 (Some(_), _) => ("delta", format!("M{x} {} l5 5 l-5 5 l-5 -5 z", y - 5.0)),
-                (None, _) => ("full", format!("M{} {y} a6 6 0 1 0 12 0 a6 6 0 1 0 -12 0", x - 6.0)),
+                (None, _) => (
+                    "full",
+                    format!("M{} {y} a6 6 0 1 0 12 0 a6 6 0 1 0 -12 0", x - 6.0),
+                ),
             };
             let on_hover = hover(text.clone());
             view! {
@@ -525,12 +559,22 @@ where
             </g>
         }
     };
-    let now = visible(v.now_ms, v.now_ms)
-        .then(|| marker("tl-now", "now", v.now_ms, format!("now: {}", both(v.now_ms, utc))));
-    let latest = v
-        .latest_restorable_ms
-        .filter(|t| visible(*t, *t))
-        .map(|t| marker("tl-latest", "latest", t, format!("latest restorable: {}", both(t, utc))));
+    let now = visible(v.now_ms, v.now_ms).then(|| {
+        marker(
+            "tl-now",
+            "now",
+            v.now_ms,
+            format!("now: {}", both(v.now_ms, utc)),
+        )
+    });
+    let latest = v.latest_restorable_ms.filter(|t| visible(*t, *t)).map(|t| {
+        marker(
+            "tl-latest",
+            "latest",
+            t,
+            format!("latest restorable: {}", both(t, utc)),
+        )
+    });
     let empty = (v.runs.is_empty() && v.backups.is_empty()).then(|| {
         view! {
             <text class="tl-empty" data-test="timeline-empty" x=(LEFT + RIGHT) / 2.0 y=lane_y(0) + LANE
@@ -595,7 +639,9 @@ mod tests {
         let (t, step) = ticks((DAY + 5 * 60_000, 2 * DAY));
         assert_eq!(step, 3 * HOUR);
         assert!(t.len() <= 8 && !t.is_empty());
-        assert!(t.iter().all(|x| x % step == 0 && *x >= DAY && *x <= 2 * DAY));
+        assert!(t
+            .iter()
+            .all(|x| x % step == 0 && *x >= DAY && *x <= 2 * DAY));
         let (t, step) = ticks((0, 365 * DAY));
         assert_eq!(step, 90 * DAY);
         assert_eq!(t.len(), 5);

@@ -80,7 +80,10 @@ async fn the_tracked_demo_cluster_page_draws_its_timeline() {
     assert_eq!(operator.call(&capture).await.status(), 200);
 
     let html = page_as_viewer(&app).await;
-    assert!(html.contains("<title>Cluster demo-db · Walden</title>"), "title");
+    assert!(
+        html.contains("<title>Cluster demo-db · Walden</title>"),
+        "title"
+    );
     assert_eq!(count(&html, "timeline-chart"), 1, "the chart");
     assert!(count(&html, "backup") >= 1, "backup markers");
     assert!(count(&html, "run") >= 1, "WAL runs");
@@ -135,7 +138,10 @@ async fn an_unreadable_storage_shows_a_banner_without_its_secret() {
     assert_eq!(count(&html, "storage-error"), 1, "{html}");
     assert!(html.contains("s3://walden-missing/pg"), "names the storage");
     assert_eq!(count(&html, "timeline-chart"), 0);
-    assert!(!html.contains("secret-key-8f2c61d0"), "the secret key in the page");
+    assert!(
+        !html.contains("secret-key-8f2c61d0"),
+        "the secret key in the page"
+    );
     assert!(!html.contains("su pw"));
     app.stop().await;
 }
