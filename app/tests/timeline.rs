@@ -209,6 +209,11 @@ fn one_backup_is_one_full_marker_inside_a_clickable_window() {
     ] {
         assert_eq!(count(&html, test), 1, "{test}");
     }
+    let toggle = html.split("data-test=\"utc-toggle\"").nth(1).unwrap();
+    assert!(
+        toggle[..toggle.find('>').unwrap()].contains("checked"),
+        "the server's times are UTC, and the toggle says so"
+    );
 }
 
 #[test]

@@ -318,7 +318,7 @@ pub fn TimelineChart(org: String, app: String, view: TimelineView) -> impl IntoV
                         on:click=move |_| pan.update(|p| *p = p.saturating_sub(1))>"→"</button>
                 </span>
                 <label class="tl-utc">
-                    <input type="checkbox" data-test="utc-toggle" prop:checked=move || utc.get()
+                    <input type="checkbox" data-test="utc-toggle" checked=move || utc.get() prop:checked=move || utc.get()
                         on:change=move |ev| utc.set(event_target_checked(&ev)) />
                     " UTC"
                 </label>
