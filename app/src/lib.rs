@@ -19,6 +19,7 @@ use crate::components::layout::{Layout, MarkHydrated};
 use crate::pages::{
     account::AccountPage,
     audit::AuditPage,
+    cluster::ClusterPage,
     clusters::ClustersPage,
     credentials::{CredentialsIndexPage, CredentialsPage},
     invite::InvitePage,
@@ -65,6 +66,7 @@ pub fn App() -> impl IntoView {
                 <Routes fallback=NotFound>
                     <Route path=path!("/") view={Lazy::<LazyClustersPage>::new()} />
                     <Route path=path!("/clusters") view={Lazy::<LazyClustersPage>::new()} />
+                    <Route path=path!("/clusters/:org/:app") view={Lazy::<LazyClusterPage>::new()} />
                     <Route path=path!("/restores") view={Lazy::<LazyRestoresPage>::new()} />
                     <Route path=path!("/audit") view={Lazy::<LazyAuditPage>::new()} />
                     <Route path=path!("/credentials") view={Lazy::<LazyCredentialsIndexPage>::new()} />
@@ -103,6 +105,7 @@ macro_rules! lazy_page {
 
 lazy_page! {
     LazyClustersPage => ClustersPage,
+    LazyClusterPage => ClusterPage,
     LazyRestoresPage => RestoresPage,
     LazyAuditPage => AuditPage,
     LazyCredentialsIndexPage => CredentialsIndexPage,

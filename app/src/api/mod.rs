@@ -11,6 +11,7 @@ pub mod clusters;
 pub mod escrow;
 pub mod orgs;
 pub mod status;
+pub mod timeline;
 pub mod totp;
 pub mod users;
 
@@ -50,6 +51,7 @@ pub const POLICY: &[&[Access]] = &[
     escrow::POLICY,
     orgs::POLICY,
     status::POLICY,
+    timeline::POLICY,
     totp::POLICY,
     users::POLICY,
 ];

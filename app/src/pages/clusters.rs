@@ -1,7 +1,9 @@
 use leptos::prelude::*;
 use leptos_meta::Title;
 
+use crate::api::alerts::list_alerts;
 use crate::api::clusters::{cluster_overview, HealthRow, Overview, RefreshCluster};
+use crate::components::alerts::AlertsPanel;
 use crate::components::status_panel::StatusPanel;
 use crate::error::AppError;
 
@@ -13,6 +15,7 @@ use crate::error::AppError;
 pub fn ClustersPage() -> impl IntoView {
     let refresh = ServerAction::<RefreshCluster>::new();
     let overview = Resource::new(move || refresh.version().get(), |_| cluster_overview());
+    let alerts = Resource::new(move || refresh.version().get(), |_| list_alerts());
     let refresh_error = move || {
         refresh
             .value()
@@ -23,6 +26,7 @@ pub fn ClustersPage() -> impl IntoView {
     view! {
         <Title text="Clusters" />
         <h1>"Clusters"</h1>
+        <AlertsPanel alerts />
         {move || refresh_error().map(|e| view! { <p class="form-error" role="alert">{e}</p> })}
         <Transition fallback=|| view! { <p class="muted">"Reading the clusters' backups…"</p> }>
             {move || Suspend::new(async move {

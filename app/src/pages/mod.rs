@@ -2,6 +2,7 @@
 
 pub mod account;
 pub mod audit;
+pub mod cluster;
 pub mod clusters;
 pub mod credentials;
 pub mod invite;

@@ -22,6 +22,7 @@ use walden_app::api::orgs::{
     AddOrg, ListOrgs, ListPostgresApps, ListTracked, RemoveOrg, TrackCluster, UntrackCluster,
 };
 use walden_app::api::status::GetConsoleStatus;
+use walden_app::api::timeline::GetClusterTimeline;
 use walden_app::api::totp::{
     BeginTotp, ConfirmTotp, DisableTotp, GetRequireTotpForAdmins, SetRequireTotpForAdmins,
 };
@@ -244,6 +245,14 @@ fn probes(target: i64) -> Vec<Probe> {
                 app: flysim::DEMO_APP.into(),
             },
             200,
+        ),
+        // The cluster page: the demo cluster is not tracked, so allowed callers get "not found".
+        probe(
+            GetClusterTimeline {
+                org: flysim::DEMO_ORG.into(),
+                app: flysim::DEMO_APP.into(),
+            },
+            404,
         ),
         probe(
             RevealCredential {

@@ -5,6 +5,7 @@ mod accounts;
 mod alerts;
 mod authorization;
 mod checkpoints;
+mod cluster_page;
 mod credentials;
 mod door;
 mod escrow;
