@@ -113,7 +113,10 @@ async fn the_home_page_shows_each_tracked_clusters_health_and_refreshes_it_on_de
         "viewers get no button"
     );
     assert!(!html.contains("data-test=\"storage-error\""));
-    assert!(html.contains("data-test=\"alerts\""), "the gap's alert shows above the table");
+    assert!(
+        html.contains("data-test=\"alerts\""),
+        "the gap's alert shows above the table"
+    );
     assert!(html.contains("data-kind=\"backups_failing\""), "{html}");
     let html = page(&app, &operator).await;
     assert!(
