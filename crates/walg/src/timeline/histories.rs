@@ -33,6 +33,20 @@ pub(crate) fn read(index: &Index, findings: &mut Findings) -> Histories {
                 ),
                 object,
             ),
+            // PostgreSQL's writeTimeLineHistory (timeline.c) copies the parent's history and appends the
+            // parent's own line, so the history of timeline 2 or later always holds a record. One that holds
+            // none is not that file: encrypted without the key and decompressed into nothing (a brotli stream
+            // has no magic number), or truncated.
+            Doc::Ok(records) if records.is_empty() && entry.tli > 1 => findings.push(
+                Severity::Warning,
+                FindingCode::UnreadableHistory,
+                format!(
+                    "Timeline history {} holds no record (is it encrypted and WALG_LIBSODIUM_KEY not set, or \
+                     truncated?). The parent and switch point of timeline {} are not known from the file itself.",
+                    entry.name, entry.tli
+                ),
+                object,
+            ),
             Doc::Ok(records) => {
                 if entry.bad_lines > 0 {
                     findings.push(
@@ -204,6 +218,7 @@ mod tests {
         if let Some(entry) = index.histories.get_mut("00000006.history") {
             entry.bad_lines = 2;
         }
+        add_history(&mut index, 7, &[]);
         let mut findings = Findings::default();
         let histories = read(&index, &mut findings);
         assert_eq!(histories.keys().copied().collect::<Vec<_>>(), [6]);
@@ -214,7 +229,14 @@ mod tests {
                 FindingCode::HistoryOutOfOrder,
                 FindingCode::UnreadableHistory,
                 FindingCode::HistoryUnreadableLines,
+                FindingCode::UnreadableHistory,
             ]
+        );
+        let empty = &findings.with_code(FindingCode::UnreadableHistory)[1];
+        assert!(
+            empty.message.contains("holds no record"),
+            "{}",
+            empty.message
         );
         let unreadable = &findings.with_code(FindingCode::UnreadableHistory)[0];
         assert!(unreadable.message.contains("not a text file"));
