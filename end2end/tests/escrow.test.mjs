@@ -59,7 +59,9 @@ test('add an org, track, capture, prove, reveal with a reason and with approval,
   // emulator's org token adds `personal`.
   await open(page, '/settings/orgs');
   await page.waitForSelector('[data-test=org][data-org=demo]');
+  await page.click('[data-test=open-add-org]');
   const add = page.locator('[data-test=add-org]');
+  await add.waitFor();
   await add.locator('input[name=slug]').fill('personal');
   await add.locator('input[name=token]').fill('fm2_not_a_token_fly_knows');
   await add.locator('button[type=submit]').click();

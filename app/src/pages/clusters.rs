@@ -177,11 +177,11 @@ fn Row(row: HealthRow, can_refresh: bool, refresh: ServerAction<RefreshCluster>)
             <td>
                 {or_dash(row.refreshed.clone())}
                 {can_refresh.then(|| view! {
-                    <ActionForm action=refresh>
-                        <input type="hidden" name="org" value=org />
-                        <input type="hidden" name="app" value=app />
-                        <button type="submit" class="button-secondary" data-test="refresh-now">"Refresh now"</button>
-                    </ActionForm>
+                    <button type="button" class="button-secondary" data-test="refresh-now"
+                        disabled=move || refresh.pending().get()
+                        on:click=move |_| { refresh.dispatch(RefreshCluster { org: org.clone(), app: app.clone() }); }>
+                        "Refresh now"
+                    </button>
                 })}
             </td>
         </tr>

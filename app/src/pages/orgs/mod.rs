@@ -3,8 +3,7 @@ use leptos_meta::Title;
 
 use crate::api::auth::get_current_user;
 use crate::api::orgs::{
-    list_orgs, list_postgres_apps, AddOrg, OrgRow, PgAppRow, RemoveOrg, TrackCluster,
-    UntrackCluster,
+    list_orgs, list_postgres_apps, OrgRow, PgAppRow, RemoveOrg, TrackCluster, UntrackCluster,
 };
 use crate::error::AppError;
 
@@ -15,14 +14,16 @@ use crate::error::AppError;
 /// inside a suspense boundary: on the server that keeps the stream waiting for a task each re-render makes anew).
 #[component]
 pub fn OrgsPage() -> impl IntoView {
-    let add = ServerAction::<AddOrg>::new();
+    // Bumped by the add form (loaded on demand, `add.rs`) after each organisation it adds.
+    let added = RwSignal::new(0u32);
+    let add_open = RwSignal::new(false);
     let remove = ServerAction::<RemoveOrg>::new();
     let track = ServerAction::<TrackCluster>::new();
     let untrack = ServerAction::<UntrackCluster>::new();
     let orgs = Resource::new(
         move || {
             (
-                add.version().get(),
+                added.get(),
                 remove.version().get(),
                 track.version().get(),
                 untrack.version().get(),
@@ -62,7 +63,7 @@ pub fn OrgsPage() -> impl IntoView {
             })}
         </Transition>
         <Transition fallback=|| ()>
-            {move || Suspend::new(async move { is_admin().await.then(|| view! { <AddOrgForm add /> }) })}
+            {move || Suspend::new(async move { is_admin().await.then(|| view! { <AddOrgOpener added open=add_open /> }) })}
         </Transition>
     }
 }
@@ -77,41 +78,30 @@ async fn orgs_with_apps() -> Result<Vec<(OrgRow, Result<Vec<PgAppRow>, AppError>
     Ok(out)
 }
 
-/// The form that adds an organisation. The token field is a password field, and the form is drawn anew after
-/// each success so the pasted token does not linger in the page.
+mod add;
+
+/// "Add an organization", closed: a button that loads the form's code and opens it (admins add organisations
+/// rarely, so the form is not part of the page's first download).
 #[component]
-fn AddOrgForm(add: ServerAction<AddOrg>) -> impl IntoView {
+fn AddOrgOpener(added: RwSignal<u32>, open: RwSignal<bool>) -> impl IntoView {
     view! {
-        <section class="panel form-panel" data-test="add-org">
-            <h2>"Add an organization"</h2>
-            <p class="muted">
-                "Create an organization token with " <code>"fly tokens create org -o SLUG"</code>
-                " and paste it here. Fly checks it first; it is stored sealed and never shown again."
-            </p>
-            {move || {
-                let _fresh = add.version().get();
-                view! {
-                    <ActionForm action=add>
-                        <label>"Organization slug"
-                            <input type="text" name="slug" required autocomplete="off" spellcheck="false" placeholder="personal" />
-                        </label>
-                        <label>"Organization token"
-                            <input type="password" name="token" required autocomplete="off" spellcheck="false" />
-                        </label>
-                        <button type="submit" disabled=move || add.pending().get()>
-                            {move || if add.pending().get() { "Checking with Fly…" } else { "Add organization" }}
-                        </button>
-                    </ActionForm>
-                }
-            }}
-            {move || match add.value().get() {
-                Some(Ok(org)) => view! {
-                    <p class="form-ok" role="status">"Added " <strong>{org.name}</strong> " (" {org.slug} ")."</p>
-                }.into_any(),
-                Some(Err(e)) => view! { <p class="form-error" role="alert">{e.to_string()}</p> }.into_any(),
-                None => ().into_any(),
-            }}
-        </section>
+        {move || if open.get() {
+            view! {
+                <Transition fallback=|| view! { <p class="muted">"Loading…"</p> }>
+                    {Suspend::new(async move { add::add_org_panel(added).await })}
+                </Transition>
+            }.into_any()
+        } else {
+            view! {
+                <section class="panel" data-test="add-org-closed">
+                    <h2>"Add an organization"</h2>
+                    <p class="muted">"Paste an organization token: Walden checks it with Fly and keeps it sealed."</p>
+                    <button type="button" data-test="open-add-org" on:click=move |_| open.set(true)>
+                        "Add an organization…"
+                    </button>
+                </section>
+            }.into_any()
+        }}
     }
 }
 
@@ -142,18 +132,15 @@ fn OrgPanel(
                 </h2>
                 {(is_admin && removable).then(|| {
                     view! {
-                        <ActionForm action=remove>
-                            <input type="hidden" name="slug" value=slug />
-                            <button
-                                type="submit"
-                                class="button-danger"
-                                on:click=move |ev| {
-                                    if !confirmed(&question) {
-                                        ev.prevent_default();
-                                    }
+                        <button
+                            type="button"
+                            class="button-danger"
+                            on:click=move |_| {
+                                if confirmed(&question) {
+                                    remove.dispatch(RemoveOrg { slug: slug.clone() });
                                 }
-                            >"Remove"</button>
-                        </ActionForm>
+                            }
+                        >"Remove"</button>
                     }
                 })}
             </div>
@@ -226,21 +213,22 @@ fn AppRow(
                         view! { <span class="muted">"no"</span> }.into_any()
                     }}
                     {is_admin.then(|| {
+                        // Buttons that dispatch (not forms): a form per server function adds its form-decoding
+                        // code to the page's download.
+                        let (o, n) = (org.clone(), name.clone());
                         if tracked {
                             view! {
-                                <ActionForm action=untrack>
-                                    <input type="hidden" name="org" value=org />
-                                    <input type="hidden" name="app" value=name />
-                                    <button type="submit" class="button-secondary">"Untrack"</button>
-                                </ActionForm>
+                                <button type="button" class="button-secondary"
+                                    on:click=move |_| { untrack.dispatch(UntrackCluster { org: o.clone(), app: n.clone() }); }>
+                                    "Untrack"
+                                </button>
                             }.into_any()
                         } else {
                             view! {
-                                <ActionForm action=track>
-                                    <input type="hidden" name="org" value=org />
-                                    <input type="hidden" name="app" value=name />
-                                    <button type="submit">"Track"</button>
-                                </ActionForm>
+                                <button type="button"
+                                    on:click=move |_| { track.dispatch(TrackCluster { org: o.clone(), app: n.clone() }); }>
+                                    "Track"
+                                </button>
                             }.into_any()
                         }
                     })}
