@@ -137,6 +137,17 @@ fn escrow_actor() -> Actor {
 /// `record_capture` writes a new version only when a value changed, so an unchanged cluster costs one audit
 /// row. Failures are logged and counted, never fatal; a shutdown is honoured between clusters.
 pub async fn escrow_capture(walden: Walden, token: CancellationToken, every: Duration) {
+    every_interval(every, &token, || escrow_tick(&walden, &token)).await;
+    tracing::debug!("escrow capture worker stopped");
+}
+
+/// Run `unit` at once and then every `every`, until `token` fires (checked first, so a shutdown never starts
+/// another unit; a late unit delays the next instead of bunching them).
+async fn every_interval<F, Fut>(every: Duration, token: &CancellationToken, mut unit: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future,
+{
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -144,11 +155,10 @@ pub async fn escrow_capture(walden: Walden, token: CancellationToken, every: Dur
             biased;
             () = token.cancelled() => break,
             _ = tick.tick() => {
-                escrow_tick(&walden, &token).await;
+                unit().await;
             }
         }
     }
-    tracing::debug!("escrow capture worker stopped");
 }
 
 /// What one run of the escrow worker did.
@@ -226,17 +236,7 @@ pub async fn escrow_tick(walden: &Walden, token: &CancellationToken) -> EscrowTi
 /// each cluster's gauges ([`crate::metrics::cluster_health`]). A storage failure is a state of its cluster
 /// (recorded beside the last good summary, counted), never fatal; a shutdown is honoured between clusters.
 pub async fn monitor(walden: Walden, token: CancellationToken, every: Duration) {
-    let mut tick = tokio::time::interval(every);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            biased;
-            () = token.cancelled() => break,
-            _ = tick.tick() => {
-                monitor_tick(&walden, &token).await;
-            }
-        }
-    }
+    every_interval(every, &token, || monitor_tick(&walden, &token)).await;
     tracing::debug!("monitor worker stopped");
 }
 

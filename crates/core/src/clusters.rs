@@ -27,6 +27,21 @@ pub struct ClusterSummary {
     pub machines: Vec<MachineSummary>,
 }
 
+impl MachineSummary {
+    /// What the console shows of a Fly machine: its role from the Stolon role check, its image from its config
+    /// (or the image reference Fly reports).
+    pub fn of(m: &fly::Machine) -> Self {
+        MachineSummary {
+            id: m.id.clone(),
+            name: m.name.clone(),
+            region: m.region.clone(),
+            state: m.state.clone(),
+            role: stolon::role(m).to_string(),
+            image: m.image().unwrap_or_default(),
+        }
+    }
+}
+
 impl ClusterSummary {
     /// The machine that reports itself leader, when exactly one does.
     pub fn leader(&self) -> Option<&MachineSummary> {
@@ -98,21 +113,7 @@ pub async fn discover(client: &FlyClient, org: &str) -> Result<Vec<ClusterSummar
         let machines = client
             .list_machines(&app.name, &ListMachines::default())
             .await?;
-        let machines: Vec<MachineSummary> = machines
-            .iter()
-            .map(|m| MachineSummary {
-                id: m.id.clone(),
-                name: m.name.clone(),
-                region: m.region.clone(),
-                state: m.state.clone(),
-                role: stolon::role(m).to_string(),
-                image: m
-                    .config
-                    .as_ref()
-                    .and_then(|c| c.image.clone())
-                    .unwrap_or_default(),
-            })
-            .collect();
+        let machines: Vec<MachineSummary> = machines.iter().map(MachineSummary::of).collect();
         if machines.iter().any(|m| is_postgres_image(&m.image)) {
             let mut machines = machines;
             machines.sort_by(|a, b| a.name.cmp(&b.name));

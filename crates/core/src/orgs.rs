@@ -24,7 +24,7 @@ use serde::{Deserialize, Serialize};
 use sqlx::sqlite::SqliteRow;
 use sqlx::{Row, SqlitePool};
 
-use fly::{stolon, FlyClient, ListMachines, Machine};
+use fly::{FlyClient, ListMachines, Machine};
 
 use crate::access::{Actor, FieldError, RequestMeta, Role};
 use crate::audit::{self, actions, AuditError, AuditedTx, Event, Outcome};
@@ -867,17 +867,7 @@ fn postgres_app(
 ) -> Option<PostgresApp> {
     let first = machines.iter().find(|m| flavour(m).is_some())?;
     let flavour = flavour(first)?;
-    let mut summaries: Vec<MachineSummary> = machines
-        .iter()
-        .map(|m| MachineSummary {
-            id: m.id.clone(),
-            name: m.name.clone(),
-            region: m.region.clone(),
-            state: m.state.clone(),
-            role: stolon::role(m).to_string(),
-            image: m.image().unwrap_or_default(),
-        })
-        .collect();
+    let mut summaries: Vec<MachineSummary> = machines.iter().map(MachineSummary::of).collect();
     summaries.sort_by(|a, b| a.name.cmp(&b.name));
     let mut regions: Vec<String> = summaries.iter().map(|m| m.region.clone()).collect();
     regions.sort();

@@ -26,7 +26,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, PoisonError};
 use std::time::Instant;
 
-use fly::{stolon, ListMachines};
+use fly::ListMachines;
 use sqlx::{Row, SqlitePool};
 use time::OffsetDateTime;
 use walg::{BucketTimeline, Reader, Severity};
@@ -659,17 +659,7 @@ impl Monitor {
             .list_machines(app, &ListMachines::default())
             .await
             .map_err(|e| format!("Fly did not list the machines: {e}"))?;
-        let mut machines: Vec<MachineSummary> = listed
-            .iter()
-            .map(|m| MachineSummary {
-                id: m.id.clone(),
-                name: m.name.clone(),
-                region: m.region.clone(),
-                state: m.state.clone(),
-                role: stolon::role(m).to_string(),
-                image: m.image().unwrap_or_default(),
-            })
-            .collect();
+        let mut machines: Vec<MachineSummary> = listed.iter().map(MachineSummary::of).collect();
         machines.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(machines)
     }
