@@ -171,6 +171,26 @@ impl Sim {
     }
 }
 
+impl Sim {
+    /// One write of the demo's application: `rows` new rows in `app.events`, committed on the leader, so the
+    /// next archive_timeout switches and archives a segment as a busy cluster would. Nothing is written while
+    /// the leader is not started and ready (a stopped cluster takes no writes). Returns whether it wrote.
+    pub fn demo_write(&self, app: &str, rows: u64) -> bool {
+        let leader_ready = {
+            let state = self.lock();
+            state.apps.get(app).is_some_and(|owner| {
+                owner
+                    .pg
+                    .as_ref()
+                    .and_then(|pg| pg.master.as_ref())
+                    .and_then(|id| owner.machines.get(id))
+                    .is_some_and(|m| m.state == MachineState::Started && m.ready_ms.is_some())
+            })
+        };
+        leader_ready && self.pg_insert(app, "app", "events", rows).is_ok()
+    }
+}
+
 const DAY_MS: i64 = 86_400_000;
 
 /// Create the storage directory; its canonical path becomes `WALG_FILE_PREFIX`.

@@ -107,7 +107,24 @@ pub async fn start_demo(
     }
     let sim = builder.build()?;
     let info = sim.seed_demo(storage)?;
+    spawn_demo_traffic(sim.clone(), info.app.clone(), cancel.clone());
     let run = spawn(listener, sim, cancel)
         .map_err(|e| SimError::Invalid(format!("cannot serve: {e}")))?;
     Ok((run, info))
+}
+
+/// How often the demo's application writes (a few rows each time). Shorter than archive_timeout (60 s), so
+/// the demo keeps archiving a segment a minute and its dashboard shows fresh WAL, as a busy cluster's would.
+const DEMO_WRITE_EVERY: Duration = Duration::from_secs(20);
+
+/// The demo's application traffic, until `cancel` fires (see [`Sim::demo_write`]).
+fn spawn_demo_traffic(sim: Sim, app: String, cancel: CancellationToken) {
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                _ = cancel.cancelled() => break,
+                _ = tokio::time::sleep(DEMO_WRITE_EVERY) => { sim.demo_write(&app, 3); }
+            }
+        }
+    });
 }

@@ -508,3 +508,44 @@ fn the_newest_delta_is_written_as_wal_g_writes_a_second_delta() {
         .as_bool()
         .unwrap());
 }
+
+/// Demo mode's application (`flysim::start_demo` writes every 20 s): a write on the running leader is
+/// archived at the next archive_timeout, as on a busy cluster; an idle cluster archives nothing; a stopped
+/// cluster takes no writes.
+#[tokio::test]
+async fn the_demo_application_writes_are_archived_while_its_leader_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let storage = dir.path().join("walg");
+    let sim = Sim::builder()
+        .manual_clock(datetime!(2026-03-01 12:00 UTC))
+        .seed(42)
+        .build()
+        .unwrap();
+    let info = sim.seed_demo(&storage).unwrap();
+    let mut env = start_with(sim.clone()).await;
+    env.token = DEMO_TOKEN.into();
+    let segments = || std::fs::read_dir(storage.join("wal_005")).unwrap().count();
+    let before = segments();
+
+    env.advance(61);
+    assert_eq!(segments(), before, "an idle cluster archives nothing");
+
+    assert!(sim.demo_write(DEMO_APP, 3));
+    env.advance(61);
+    assert_eq!(segments(), before + 1, "the write's segment is archived");
+
+    // Stopping only the leader would be a failover (a replica takes over and takes the writes).
+    for id in &info.machines {
+        env.ok(
+            "POST",
+            &format!("/v1/apps/{DEMO_APP}/machines/{id}/stop"),
+            None,
+        )
+        .await;
+    }
+    env.advance(30);
+    assert!(
+        !sim.demo_write(DEMO_APP, 3),
+        "a stopped cluster takes no writes"
+    );
+}
