@@ -27,15 +27,7 @@ async fn open_alerts_are_listed_and_shown_until_resolved() {
     let listed: Vec<AlertRow> = viewer.call(&ListAlerts {}).await.json().await.unwrap();
     assert_eq!(listed.len(), 1);
     assert_eq!(listed[0].severity, "critical");
-    let html = viewer
-        .client
-        .get(app.url("/credentials"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let html = viewer.page("/credentials").await;
     assert!(html.contains("data-test=\"alerts\""), "the panel shows");
     assert!(html.contains("no longer opens its role"));
     assert!(html.contains(&format!(
@@ -50,15 +42,7 @@ async fn open_alerts_are_listed_and_shown_until_resolved() {
         .unwrap();
     let listed: Vec<AlertRow> = viewer.call(&ListAlerts {}).await.json().await.unwrap();
     assert!(listed.is_empty());
-    let html = viewer
-        .client
-        .get(app.url("/credentials"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let html = viewer.page("/credentials").await;
     assert!(
         !html.contains("data-test=\"alerts\""),
         "no panel without alerts"

@@ -55,12 +55,9 @@ async fn escrow_storage(app: &TestApp, storage: &[(&str, &str)]) {
     pool.close().await;
 }
 
-/// The page's HTML as a viewer gets it, without Leptos's hydration markers.
+/// The page's HTML as a viewer gets it.
 async fn page_as_viewer(app: &TestApp) -> String {
-    let viewer = app.signed_in(Role::Viewer).await;
-    let res = viewer.client.get(app.url(PAGE)).send().await.unwrap();
-    assert_eq!(res.status(), 200);
-    res.text().await.unwrap().replace("<!>", "")
+    app.signed_in(Role::Viewer).await.page(PAGE).await
 }
 
 fn count(html: &str, test: &str) -> usize {

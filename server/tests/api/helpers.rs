@@ -176,6 +176,14 @@ impl Session {
             .body(body)
     }
 
+    /// A page as this browser gets it (asserting a 200), without Leptos's hydration markers (`<!>`: where it
+    /// puts text boundaries is its business, not the page's).
+    pub async fn page(&self, path: &str) -> String {
+        let res = self.client.get(self.url(path)).send().await.unwrap();
+        assert_eq!(res.status(), 200, "GET {path}");
+        res.text().await.unwrap().replace("<!>", "")
+    }
+
     /// Sign in on this session (whatever the outcome).
     pub async fn login(&self, name: &str, password: &str) -> Response {
         self.call(&Login {

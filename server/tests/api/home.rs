@@ -9,23 +9,7 @@ use walden_app::api::escrow::CaptureCredentials;
 use walden_app::api::orgs::TrackCluster;
 use walden_core::users::Role;
 
-use crate::helpers::{app, error_of, Session, TestApp};
-
-/// Leptos marks text boundaries for hydration; where it puts them is its business.
-const HYDRATION_MARKER: &str = "<!>";
-
-async fn page(app: &TestApp, session: &Session) -> String {
-    session
-        .client
-        .get(app.url("/"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap()
-        .replace(HYDRATION_MARKER, "")
-}
+use crate::helpers::{app, error_of};
 
 fn refresh_demo() -> RefreshCluster {
     RefreshCluster {
@@ -44,7 +28,7 @@ async fn the_home_page_shows_each_tracked_clusters_health_and_refreshes_it_on_de
     );
 
     // Nothing tracked: the hint to Settings → Fly organizations, no row.
-    let html = page(&app, &viewer).await;
+    let html = viewer.page("/").await;
     assert!(html.contains("data-test=\"no-tracked-clusters\""), "{html}");
     assert!(html.contains("href=\"/settings/orgs\""));
     assert!(!html.contains("data-test=\"cluster-row\""));
@@ -101,7 +85,7 @@ async fn the_home_page_shows_each_tracked_clusters_health_and_refreshes_it_on_de
     assert!(row.leader.is_some(), "{row:?}");
     assert_eq!(row.health, "red", "{row:?}");
 
-    let html = page(&app, &viewer).await;
+    let html = viewer.page("/").await;
     assert!(html.contains("data-test=\"cluster-row\""), "{html}");
     assert!(html.contains("href=\"/clusters/demo/demo-db\""), "{html}");
     assert!(html.contains(&format!("data-health=\"{}\"", row.health)));
@@ -118,7 +102,7 @@ async fn the_home_page_shows_each_tracked_clusters_health_and_refreshes_it_on_de
         "the gap's alert shows above the table"
     );
     assert!(html.contains("data-kind=\"backups_failing\""), "{html}");
-    let html = page(&app, &operator).await;
+    let html = operator.page("/").await;
     assert!(
         html.contains("data-test=\"refresh-now\""),
         "operators get the button"
@@ -136,7 +120,7 @@ async fn the_home_page_shows_each_tracked_clusters_health_and_refreshes_it_on_de
     assert!(failed.storage_error.is_some(), "{failed:?}");
     assert_eq!(failed.health, "red");
     assert_eq!(failed.earliest_restorable, row.earliest_restorable);
-    let html = page(&app, &viewer).await;
+    let html = viewer.page("/").await;
     assert!(html.contains("data-test=\"storage-error\""), "{html}");
     assert!(html.contains("The figures are from the last good refresh"));
     assert!(html.contains(row.earliest_restorable.as_deref().unwrap()));

@@ -135,30 +135,14 @@ async fn an_admin_adds_an_org_by_token_and_tracks_its_clusters() {
     assert!(tracked.is_empty());
 
     // The Settings → Fly organizations page renders its heading; no token anywhere in it.
-    let html = admin
-        .client
-        .get(app.url("/settings/orgs"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let html = admin.page("/settings/orgs").await;
     assert!(html.contains("Fly organizations"));
     assert!(
         html.contains("data-test=\"open-add-org\""),
         "admins get the form's opener (the form loads in the browser)"
     );
     assert!(!html.contains(flysim::DEMO_TOKEN));
-    let html = viewer
-        .client
-        .get(app.url("/settings/orgs"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let html = viewer.page("/settings/orgs").await;
     assert!(html.contains(&format!("data-org=\"{}\"", flysim::DEMO_ORG)));
     assert!(
         !html.contains("data-test=\"open-add-org\""),
