@@ -3,68 +3,23 @@
 //! counts a cluster it cannot reach as failed without stopping, and stops between clusters on shutdown.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a test stops loudly
 
-use fly::FlyClient;
-use flysim::{ClusterSeed, Sim, DEMO_APP, DEMO_ORG, DEMO_TOKEN};
-use secrecy::SecretString;
+mod support;
+
+use flysim::{DEMO_APP, DEMO_ORG};
+use support::fleet::{Fleet, SECOND_APP};
 use tokio_util::sync::CancellationToken;
 use walden::jobs::{escrow_capture, escrow_tick, EscrowTick};
 use walden_core::access::{Actor, RequestMeta};
-use walden_core::clusters::FlyConnection;
-use walden_core::keyring::Keyring;
-use walden_core::users::HashParams;
-use walden_core::{Walden, WaldenOptions};
-
-const SECOND_APP: &str = "orders-db";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_tick_captures_and_proves_every_tracked_cluster() {
     let dir = tempfile::tempdir().unwrap();
-    let sim = Sim::builder()
-        .manual_clock(Sim::new().now())
-        .seed(9)
-        .build()
-        .unwrap();
-    sim.seed_demo(dir.path().join("walg-demo")).unwrap();
-    sim.seed_cluster(&ClusterSeed::new(
-        DEMO_ORG,
-        SECOND_APP,
-        &dir.path().join("walg-orders"),
-    ))
-    .unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let run = flysim::spawn(listener, sim.clone(), CancellationToken::new()).unwrap();
-    let client = FlyClient::builder()
-        .token(SecretString::from(DEMO_TOKEN))
-        .machines_base_url(run.base_url.clone())
-        .api_base_url(run.base_url.clone())
-        .build()
-        .unwrap();
-    let walden = Walden::open(
-        &dir.path().join("data"),
-        WaldenOptions {
-            hash: HashParams::TEST,
-            keyring: Some(Keyring::generate().unwrap()),
-            fly: Some(FlyConnection {
-                client,
-                org: DEMO_ORG.into(),
-            }),
-            ..WaldenOptions::default()
-        },
-    )
-    .await
-    .unwrap();
-    let cli = Actor::cli();
-    let meta = RequestMeta::default();
-    for app in [DEMO_APP, SECOND_APP] {
-        walden
-            .orgs()
-            .track(&cli, &meta, DEMO_ORG, app)
-            .await
-            .unwrap();
-    }
+    let fleet = Fleet::start(dir.path(), 9).await;
+    let (sim, walden) = (&fleet.sim, &fleet.walden);
+    let (cli, meta) = (Actor::cli(), RequestMeta::default());
 
     let token = CancellationToken::new();
-    let first = escrow_tick(&walden, &token).await;
+    let first = escrow_tick(walden, &token).await;
     assert_eq!(
         first,
         EscrowTick {
@@ -91,7 +46,7 @@ async fn one_tick_captures_and_proves_every_tracked_cluster() {
     }
 
     // Nothing changed: no new version.
-    let second = escrow_tick(&walden, &token).await;
+    let second = escrow_tick(walden, &token).await;
     assert_eq!(
         second,
         EscrowTick {
@@ -103,12 +58,7 @@ async fn one_tick_captures_and_proves_every_tracked_cluster() {
 
     // A cluster whose machines are all stopped: captured from the secrets API (unchanged), but its proof
     // cannot run: counted as failed, and the other cluster is still done.
-    let fly = FlyClient::builder()
-        .token(SecretString::from(DEMO_TOKEN))
-        .machines_base_url(run.base_url.clone())
-        .api_base_url(run.base_url.clone())
-        .build()
-        .unwrap();
+    let fly = fleet.fly();
     for m in fly
         .list_machines(SECOND_APP, &fly::ListMachines::default())
         .await
@@ -119,7 +69,7 @@ async fn one_tick_captures_and_proves_every_tracked_cluster() {
             .unwrap();
     }
     sim.advance(std::time::Duration::from_secs(10));
-    let third = escrow_tick(&walden, &token).await;
+    let third = escrow_tick(walden, &token).await;
     assert_eq!(
         third,
         EscrowTick {
@@ -131,7 +81,7 @@ async fn one_tick_captures_and_proves_every_tracked_cluster() {
 
     // A shut-down worker captures nothing more, and its loop ends.
     token.cancel();
-    assert_eq!(escrow_tick(&walden, &token).await, EscrowTick::default());
+    assert_eq!(escrow_tick(walden, &token).await, EscrowTick::default());
     escrow_capture(walden.clone(), token, std::time::Duration::from_secs(3600)).await;
     let versions = walden
         .escrow()

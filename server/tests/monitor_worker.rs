@@ -7,67 +7,21 @@
 
 use std::time::Duration;
 
-use fly::FlyClient;
-use flysim::{ClusterSeed, Sim, DEMO_APP, DEMO_ORG, DEMO_TOKEN};
-use secrecy::SecretString;
+mod support;
+
+use flysim::{DEMO_APP, DEMO_ORG};
+use support::fleet::Fleet;
 use tokio_util::sync::CancellationToken;
 use walden::jobs::{monitor, monitor_tick, MonitorTick};
 use walden_core::access::{Actor, RequestMeta};
-use walden_core::clusters::FlyConnection;
-use walden_core::keyring::Keyring;
-use walden_core::users::HashParams;
-use walden_core::{Walden, WaldenOptions};
-
-const SECOND_APP: &str = "orders-db";
+use walden_core::Walden;
 
 /// The demo cluster and a second one, both tracked; only the demo cluster's credentials captured.
 async fn tracked_demo(dir: &std::path::Path) -> (Walden, flysim::Running) {
-    let sim = Sim::builder()
-        .manual_clock(Sim::new().now())
-        .seed(11)
-        .build()
-        .unwrap();
-    sim.seed_demo(dir.join("walg-demo")).unwrap();
-    sim.seed_cluster(&ClusterSeed::new(
-        DEMO_ORG,
-        SECOND_APP,
-        &dir.join("walg-orders"),
-    ))
-    .unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let run = flysim::spawn(listener, sim, CancellationToken::new()).unwrap();
-    let client = FlyClient::builder()
-        .token(SecretString::from(DEMO_TOKEN))
-        .machines_base_url(run.base_url.clone())
-        .api_base_url(run.base_url.clone())
-        .build()
-        .unwrap();
-    let walden = Walden::open(
-        &dir.join("data"),
-        WaldenOptions {
-            hash: HashParams::TEST,
-            keyring: Some(Keyring::generate().unwrap()),
-            fly: Some(FlyConnection {
-                client,
-                org: DEMO_ORG.into(),
-            }),
-            ..WaldenOptions::default()
-        },
-    )
-    .await
-    .unwrap();
-    let cli = Actor::cli();
-    let meta = RequestMeta::default();
-    for app in [DEMO_APP, SECOND_APP] {
-        walden
-            .orgs()
-            .track(&cli, &meta, DEMO_ORG, app)
-            .await
-            .unwrap();
-    }
+    let Fleet { walden, run, .. } = Fleet::start(dir, 11).await;
     walden
         .escrow()
-        .capture(&cli, &meta, DEMO_ORG, DEMO_APP)
+        .capture(&Actor::cli(), &RequestMeta::default(), DEMO_ORG, DEMO_APP)
         .await
         .unwrap();
     (walden, run)

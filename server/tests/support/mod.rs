@@ -1,6 +1,9 @@
 //! Set-up shared by the test crates that run the real `walden` binary against an in-process flysim (the demo
-//! org and its seeded Stolon cluster): `cli_escrow.rs` and `plaintext_scan.rs`.
+//! org and its seeded Stolon cluster): `cli_escrow.rs` and `plaintext_scan.rs`; and by the worker tests, which
+//! run core in-process against it ([`fleet`]).
 #![allow(dead_code)] // each test crate uses only part of it
+
+pub mod fleet;
 
 use std::path::Path;
 use std::process::Command;
