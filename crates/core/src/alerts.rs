@@ -25,6 +25,9 @@ pub mod kinds {
     pub const BACKUPS_FAILING: &str = "backups_failing";
     /// A tracked cluster's backups are amber: WAL or the newest base backup older than the rules allow.
     pub const BACKUPS_LATE: &str = "backups_late";
+    /// A tracked cluster's WAL is not being archived and its leader's volume fills up, with the forecast of when
+    /// it is full (`crate::monitor::volume`).
+    pub const VOLUME_FILLING: &str = "volume_filling";
 }
 
 /// How urgent an alert is.

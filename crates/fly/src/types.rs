@@ -610,6 +610,14 @@ pub struct Volume {
     pub attached_machine_id: Option<String>,
     #[serde(default)]
     pub created_at: Option<String>,
+    /// Bytes in use on the volume's filesystem, as the Machines API's `Volume` schema reports them
+    /// (`bytes_used`). superfly/fly-go's `Volume` (`volume_types.go`) does not decode these fields; the
+    /// OpenAPI spec (crates/openapi-contract/spec/fly-machines-openapi.yml) does. `None` when the host did not say.
+    #[serde(default)]
+    pub bytes_used: Option<u64>,
+    /// Size of the volume's filesystem in bytes (`bytes_total`).
+    #[serde(default)]
+    pub bytes_total: Option<u64>,
 }
 
 impl Volume {

@@ -11,6 +11,10 @@
 //! - amber: the newest WAL is older than 3 × `archive_timeout`;
 //! - amber: the newest complete base backup is older than 7 days (or there is none);
 //! - green otherwise.
+//!
+//! Beside them, [`volume_filling`]: the WAL rule fires and the leader's volume grows (or is above 90 %): amber
+//! with the forecast, red when it is full within a day or above 90 %. [`combine`] puts it into the colour and
+//! line the home page shows; it is alerted on under its own kind (`volume_filling`).
 
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
@@ -189,6 +193,72 @@ pub fn assess(
         ok.push_str(&format!(" ({} warnings)", summary.findings.warning));
     }
     Verdict::new(Health::Green, ok)
+}
+
+/// A volume full within this is red (24 hours: a person has a day to fix archiving or grow the volume).
+pub const FILLING_RED_SECS: i64 = 24 * 3600;
+
+/// The `volume_filling` rule: WAL archiving is stale (the newest WAL is older than the WAL rule allows) and the
+/// leader's volume grows, or is above 90 % already (then the Stolon image has turned the cluster read-only, see
+/// [`super::volume::READ_ONLY_PERCENT`]). Amber with the forecast; red when full within [`FILLING_RED_SECS`] or
+/// above 90 %. `None` when it does not fire: WAL is fresh, the volume is not growing, it was never read, or
+/// every machine is stopped on purpose (idle).
+pub fn volume_filling(
+    rules: &Rules,
+    now: OffsetDateTime,
+    summary: Option<&Summary>,
+    machines: Option<&[MachineSummary]>,
+    volume: Option<&super::volume::VolumeStatus>,
+) -> Option<Verdict> {
+    use super::volume::{fills_in, span, READ_ONLY_PERCENT};
+    if machines.is_some_and(|m| !m.is_empty() && m.iter().all(|m| stopped_on_purpose(&m.state))) {
+        return None;
+    }
+    let wal = summary?.newest_wal?;
+    let stale = age(now, wal);
+    if stale <= rules.wal_max_age_secs() {
+        return None;
+    }
+    let volume = volume?;
+    let latest = volume.latest?;
+    let percent = latest.percent();
+    let full_at = volume.forecast.full_at();
+    let over = percent > READ_ONLY_PERCENT;
+    if full_at.is_none() && !over {
+        return None;
+    }
+    let mut reason = format!(
+        "WAL not archived for {}; the leader's volume is {percent:.0} % full",
+        span(stale)
+    );
+    if let Some(full_at) = full_at {
+        reason.push_str(&format!(" and {}", fills_in(now, full_at)));
+    }
+    if over {
+        reason.push_str(" (above 90 % the cluster turns read-only)");
+    }
+    let soon = full_at.is_some_and(|t| (t - now).whole_seconds() < FILLING_RED_SECS);
+    let health = if over || soon {
+        Health::Red
+    } else {
+        Health::Amber
+    };
+    Some(Verdict::new(health, reason))
+}
+
+/// The colour and line of the home page: the worse of the backups rules and [`volume_filling`], the volume's
+/// line first (it already says how long WAL has not been archived); a red backups reason with another cause (an
+/// unreachable storage, a WAL gap) is kept after it.
+pub fn combine(backups: &Verdict, filling: Option<&Verdict>) -> Verdict {
+    let Some(filling) = filling else {
+        return backups.clone();
+    };
+    let mut reason = filling.reason.clone();
+    if backups.health == Health::Red {
+        reason.push_str("; ");
+        reason.push_str(&backups.reason);
+    }
+    Verdict::new(backups.health.min(filling.health), reason)
 }
 
 fn age(now: OffsetDateTime, t: OffsetDateTime) -> i64 {
@@ -376,6 +446,80 @@ mod tests {
     fn never_refreshed_is_amber() {
         let v = verdict(None, None, &["started"]);
         assert_eq!(v, Verdict::new(Health::Amber, "not refreshed yet"));
+    }
+
+    fn filling(percent: u64, full_in: Option<Duration>) -> super::super::volume::VolumeStatus {
+        use super::super::volume::{Forecast, Sample, VolumeStatus};
+        VolumeStatus {
+            latest: Some(Sample {
+                at: NOW,
+                used: percent,
+                total: 100,
+            }),
+            forecast: match full_in {
+                Some(d) => Forecast::Growing {
+                    bytes_per_sec: 1.0,
+                    full_at: NOW + d,
+                },
+                None => Forecast::NotGrowing { bytes_per_sec: 0.0 },
+            },
+            error: None,
+        }
+    }
+
+    fn filling_verdict(
+        s: &Summary,
+        machines: &[&str],
+        v: &super::super::volume::VolumeStatus,
+    ) -> Option<Verdict> {
+        let machines: Vec<MachineSummary> = machines.iter().map(|s| machine(s)).collect();
+        volume_filling(&Rules::default(), NOW, Some(s), Some(&machines), Some(v))
+    }
+
+    #[test]
+    fn a_growing_volume_while_wal_is_stale_is_filling() {
+        let mut s = fresh();
+        let growing = filling(71, Some(Duration::hours(19) + Duration::minutes(5)));
+        // WAL fresh: archiving works, growth is the database's own.
+        assert_eq!(filling_verdict(&s, &["started"], &growing), None);
+        s.newest_wal = Some(NOW - Duration::hours(3));
+        let v = filling_verdict(&s, &["started"], &growing).unwrap();
+        assert_eq!(v.health, Health::Red, "full within a day: {v:?}");
+        assert_eq!(
+            v.reason,
+            "WAL not archived for 3 h; the leader's volume is 71 % full and fills in about 19 h (Mon 07:05 UTC)"
+        );
+        let later = filling(40, Some(Duration::days(3)));
+        let v = filling_verdict(&s, &["started"], &later).unwrap();
+        assert_eq!(v.health, Health::Amber, "{v:?}");
+        assert!(v.reason.contains("fills in about 3 days"), "{v:?}");
+        // Not growing and below 90 %: no alert; above 90 %: red even without a forecast.
+        assert_eq!(filling_verdict(&s, &["started"], &filling(50, None)), None);
+        let over = filling_verdict(&s, &["started"], &filling(93, None)).unwrap();
+        assert_eq!(over.health, Health::Red);
+        assert!(over.reason.contains("93 % full (above 90 %"), "{over:?}");
+        // Stopped on purpose: idle, not filling.
+        assert_eq!(filling_verdict(&s, &["stopped", "suspended"], &growing), None);
+        // Never read: nothing to say.
+        let machines = [machine("started")];
+        assert_eq!(
+            volume_filling(&Rules::default(), NOW, Some(&s), Some(&machines), None),
+            None
+        );
+    }
+
+    #[test]
+    fn the_filling_line_leads_the_home_row() {
+        let late = Verdict::new(Health::Amber, "newest WAL is 3 hours old");
+        let amber = Verdict::new(Health::Amber, "WAL not archived for 3 h; …");
+        assert_eq!(combine(&late, None), late);
+        assert_eq!(combine(&late, Some(&amber)), amber);
+        let red = Verdict::new(Health::Red, "WAL not archived for 3 h; … 95 % full");
+        assert_eq!(combine(&late, Some(&red)).health, Health::Red);
+        let gap = Verdict::new(Health::Red, "WAL gap");
+        let both = combine(&gap, Some(&amber));
+        assert_eq!(both.health, Health::Red);
+        assert_eq!(both.reason, "WAL not archived for 3 h; …; WAL gap");
     }
 
     #[test]

@@ -12,8 +12,11 @@
 //!    refresh started and finished, how long it took, its error, and the summary of the last good refresh,
 //!    which a failed refresh leaves in place (the page shows it under the error).
 //!
+//! 5. reads the leader's volume from the Machines API and keeps a sample of its use for the forecast of when it
+//!    is full ([`volume`]; a volume that cannot be read is noted in the row, not alerted on).
+//!
 //! [`Monitor::overview`] reads the rows, asks Fly for each cluster's machines and applies the rules of
-//! [`health`] (worst first). [`Monitor::timeline`] hands the cluster page the last good timeline.
+//! [`health`] (worst first), `volume_filling` among them. [`Monitor::timeline`] hands the cluster page the last good timeline.
 //!
 //! Invariants: a storage failure is a state of the cluster (its row's `last_error`), not an error of the call;
 //! the error text is the reader's (it names the storage URL without credentials, never a value); refreshes are
@@ -21,6 +24,7 @@
 
 pub mod archive;
 pub mod health;
+pub mod volume;
 
 use std::collections::HashMap;
 use std::sync::{Arc, PoisonError};
@@ -40,6 +44,7 @@ use crate::orgs::{OrgError, Orgs};
 use crate::ts;
 
 pub use health::{FindingCounts, Health, Rules, Summary, Verdict};
+pub use volume::{Forecast, VolumeStatus};
 
 /// Why a monitor call failed (a storage failure is not one: it is recorded in the cluster's status).
 #[derive(Debug, thiserror::Error)]
@@ -80,7 +85,14 @@ pub struct RefreshStatus {
 pub struct ClusterHealth {
     pub org: String,
     pub app: String,
+    /// The colour and line shown: the worse of `backups` and `volume_filling` ([`health::combine`]).
     pub verdict: Verdict,
+    /// The backups rules alone (alerted on as `backups_failing` / `backups_late`).
+    pub backups: Verdict,
+    /// The `volume_filling` rule when it fires (alerted on as `volume_filling`).
+    pub volume_filling: Option<Verdict>,
+    /// The leader's volume and its forecast; `None` when it was never read nor tried.
+    pub volume: Option<VolumeStatus>,
     /// `None` before the first refresh.
     pub status: Option<RefreshStatus>,
     /// The last good refresh's summary (kept when a later one fails).
@@ -124,6 +136,9 @@ pub struct LastGood {
 
 type Kept = Arc<std::sync::Mutex<HashMap<(String, String), Arc<BucketTimeline>>>>;
 
+/// Where the monitor reads the time: the system clock, or a test's (an emulator's manual clock).
+type Clock = Arc<dyn Fn() -> OffsetDateTime + Send + Sync>;
+
 /// The monitor as a service of [`crate::Walden`]. Cheap to clone.
 #[derive(Clone)]
 pub struct Monitor {
@@ -134,6 +149,7 @@ pub struct Monitor {
     rules: Rules,
     /// The last good timeline of each cluster refreshed in this process.
     kept: Kept,
+    clock: Clock,
 }
 
 impl std::fmt::Debug for Monitor {
@@ -153,7 +169,19 @@ impl Monitor {
             backups,
             rules: Rules::default(),
             kept: Arc::default(),
+            clock: Arc::new(ts::now),
         }
+    }
+
+    /// The same monitor on another clock: tests drive it with the emulator's manual clock, so that WAL ages
+    /// and the volume's samples move with the emulated hours.
+    pub fn with_clock(mut self, clock: impl Fn() -> OffsetDateTime + Send + Sync + 'static) -> Self {
+        self.clock = Arc::new(clock);
+        self
+    }
+
+    fn now(&self) -> OffsetDateTime {
+        (self.clock)()
     }
 
     /// The same monitor with other thresholds.
@@ -183,7 +211,7 @@ impl Monitor {
     /// and returned inside the health, not as an error.
     #[tracing::instrument(skip(self), err(level = "debug"))]
     pub async fn refresh(&self, org: &str, app: &str) -> Result<ClusterHealth, MonitorError> {
-        let started_at = ts::now();
+        let started_at = self.now();
         let clock = Instant::now();
         sqlx::query(
             "INSERT INTO cluster_health (org, app, refresh_started_at) VALUES (?, ?, ?) \
@@ -195,7 +223,7 @@ impl Monitor {
         .execute(&self.pool)
         .await?;
         let outcome = self.read_storage(org, app).await;
-        let finished_at = ts::now();
+        let finished_at = self.now();
         let ms = i64::try_from(clock.elapsed().as_millis()).unwrap_or(i64::MAX);
         match outcome {
             Ok((storage, timeline)) => {
@@ -215,6 +243,7 @@ impl Monitor {
         }
         self.update_archive_timeout(org, app).await?;
         let machines = self.machines(org, app).await;
+        self.sample_volume(org, app, &machines).await?;
         let health = self.health(org, app, Some(machines)).await?;
         self.alert_on(&health).await?;
         Ok(health)
@@ -238,14 +267,15 @@ impl Monitor {
     }
 
     /// Red and amber are alerts (`crate::alerts`), raised once while they last and resolved when the cluster
-    /// is green or idle again: `backups_failing` (critical) for red, `backups_late` (warning) for amber.
+    /// is green or idle again: `backups_failing` (critical) for red, `backups_late` (warning) for amber; and
+    /// `volume_filling` ([`Monitor::alert_on_volume`]).
     async fn alert_on(&self, health: &ClusterHealth) -> Result<(), MonitorError> {
         use crate::alerts::{cluster_key, kinds, AlertSpec, Alerts, Severity};
         let alerts = Alerts::new(self.pool.clone());
         let (actor, meta) = (system(), RequestMeta::default());
         let (org, app) = (health.org.as_str(), health.app.as_str());
-        let reason = &health.verdict.reason;
-        let (raise, other) = match health.verdict.health {
+        let reason = &health.backups.reason;
+        let (raise, other) = match health.backups.health {
             Health::Red => (
                 Some((kinds::BACKUPS_FAILING, Severity::Critical)),
                 Some(kinds::BACKUPS_LATE),
@@ -281,7 +311,112 @@ impl Monitor {
                 }
             }
         }
+        self.alert_on_volume(health).await
+    }
+
+    /// `volume_filling`: raised (warning when amber, critical when red) while the rule fires, resolved when it
+    /// no longer does (WAL archived again, the volume not growing, or the machines stopped on purpose). A
+    /// warning that turns red is resolved as escalated and raised again as critical, so the webhook says so.
+    async fn alert_on_volume(&self, health: &ClusterHealth) -> Result<(), MonitorError> {
+        use crate::alerts::{cluster_key, kinds, AlertSpec, Alerts, Severity};
+        let alerts = Alerts::new(self.pool.clone());
+        let (actor, meta) = (system(), RequestMeta::default());
+        let (org, app) = (health.org.as_str(), health.app.as_str());
+        match &health.volume_filling {
+            Some(v) => {
+                let severity = if v.health == Health::Red {
+                    Severity::Critical
+                } else {
+                    Severity::Warning
+                };
+                let message = format!(
+                    "The leader's volume of {org}/{app} is filling: {}. Fix WAL archiving (archive_command \
+                     keeps failing, so PostgreSQL keeps every segment in pg_wal) or extend the volume.",
+                    v.reason
+                );
+                let key = cluster_key(kinds::VOLUME_FILLING, org, app);
+                let escalated = alerts
+                    .open()
+                    .await?
+                    .iter()
+                    .any(|a| a.key == key && a.severity() != severity);
+                if escalated {
+                    let why = format!("Now {}: {}.", severity.as_str(), v.reason);
+                    alerts.resolve(&actor, &meta, &key, &why).await?;
+                }
+                alerts
+                    .raise(
+                        &actor,
+                        &meta,
+                        &AlertSpec::cluster(kinds::VOLUME_FILLING, severity, org, app, message),
+                    )
+                    .await?;
+            }
+            None => {
+                let now = self.now();
+                let state = match &health.volume {
+                    Some(v) => format!("the leader's volume is {}", v.describe(now)),
+                    None => "the leader's volume is no longer read".to_owned(),
+                };
+                let over = format!(
+                    "The leader's volume of {org}/{app} is no longer filling: {}; {state}.",
+                    health.verdict.reason
+                );
+                alerts
+                    .resolve(
+                        &actor,
+                        &meta,
+                        &cluster_key(kinds::VOLUME_FILLING, org, app),
+                        &over,
+                    )
+                    .await?;
+            }
+        }
         Ok(())
+    }
+
+    /// Reads the leader's volume and keeps a sample, or notes why it could not (never an error of the refresh).
+    async fn sample_volume(
+        &self,
+        org: &str,
+        app: &str,
+        machines: &Result<Vec<MachineSummary>, String>,
+    ) -> Result<(), sqlx::Error> {
+        match self.read_volume(org, app, machines).await {
+            Ok((id, used, total)) => {
+                let sample = volume::Sample {
+                    at: self.now(),
+                    used,
+                    total,
+                };
+                volume::save_sample(&self.pool, org, app, &id, sample).await
+            }
+            Err(e) => {
+                tracing::debug!(org, app, error = %e, "the leader's volume was not read");
+                volume::save_error(&self.pool, org, app, &e).await
+            }
+        }
+    }
+
+    /// The leader's volume: its id, bytes used and bytes in all, or why it is not known.
+    async fn read_volume(
+        &self,
+        org: &str,
+        app: &str,
+        machines: &Result<Vec<MachineSummary>, String>,
+    ) -> Result<(String, u64, u64), String> {
+        let machines = machines
+            .as_ref()
+            .map_err(|e| format!("the machines are not known: {e}"))?;
+        let leader = volume::leader_machine(machines).ok_or_else(|| {
+            "no machine reports itself leader, so the leader's volume is not known".to_owned()
+        })?;
+        let client = self.orgs.client_for(org).await.map_err(|e| e.to_string())?;
+        let volumes = client
+            .list_volumes(app)
+            .await
+            .map_err(|e| format!("Fly did not list the volumes: {e}"))?;
+        volume::pick(&volumes, &leader.id)
     }
 
     /// Refreshes one tracked cluster for a person (the "Refresh now" button): operators and admins, refusals
@@ -367,7 +502,7 @@ impl Monitor {
         let timeline = match (kept, &status.storage) {
             (Some(t), _) => t,
             (None, Some(url)) => match self.backups.stored(url).await {
-                Ok(Some(index)) => Arc::new(BucketTimeline::from_index(&index, ts::now())),
+                Ok(Some(index)) => Arc::new(BucketTimeline::from_index(&index, self.now())),
                 Ok(None) => return Ok(None),
                 Err(e) => {
                     tracing::warn!(org, app, error = %e, "the stored index cannot be read");
@@ -451,7 +586,7 @@ impl Monitor {
             Ok(r) => r,
             Err(e) => return Err((Some(url), e.to_string())),
         };
-        let mut timeline = refreshed.timeline(ts::now());
+        let mut timeline = refreshed.timeline(self.now());
         reader
             .attach_last_commit(&mut timeline, None, walg::LAST_COMMIT_SEGMENTS)
             .await;
@@ -470,7 +605,7 @@ impl Monitor {
         .fetch_optional(&self.pool)
         .await?
         .flatten();
-        let now = ts::now();
+        let now = self.now();
         let due = read_at
             .as_deref()
             .and_then(ts::parse)
@@ -634,17 +769,29 @@ impl Monitor {
             Some(Err(e)) => (None, Some(e)),
             None => (None, None),
         };
-        let verdict = health::assess(
-            &self.rules_for(status.as_ref()),
-            ts::now(),
+        let (rules, now) = (self.rules_for(status.as_ref()), self.now());
+        let backups = health::assess(
+            &rules,
+            now,
             summary.as_ref(),
             status.as_ref().and_then(|s| s.last_error.as_deref()),
             machines.as_deref(),
         );
+        let volume = volume::load(&self.pool, org, app, now).await?;
+        let volume_filling = health::volume_filling(
+            &rules,
+            now,
+            summary.as_ref(),
+            machines.as_deref(),
+            volume.as_ref(),
+        );
         Ok(ClusterHealth {
             org: org.to_owned(),
             app: app.to_owned(),
-            verdict,
+            verdict: health::combine(&backups, volume_filling.as_ref()),
+            backups,
+            volume_filling,
+            volume,
             status,
             summary,
             machines,
