@@ -16,7 +16,7 @@ use walden_core::access::{Actor, RequestMeta, Role};
 use walden_core::audit::{self, AuditFilter};
 use walden_core::clusters::FlyConnection;
 use walden_core::keyring::Keyring;
-use walden_core::monitor::{Health, MonitorError};
+use walden_core::monitor::{ClusterHealth, Health, Monitor, MonitorError};
 use walden_core::users::HashParams;
 use walden_core::{Walden, WaldenOptions};
 use walg::testkit::{sample_builder, MotoServer};
@@ -334,4 +334,117 @@ async fn an_s3_bucket_that_becomes_unreachable_keeps_its_last_good_summary() {
             .unwrap();
     assert_eq!(stored.0.as_deref(), Some(error.as_str()));
     assert!(stored.1.is_some());
+}
+
+/// Writes go on for `minutes` emulated minutes (a row each minute, so each archive_timeout switches a
+/// segment), the monitor refreshing every five; returns the last refresh's health.
+async fn write_for(f: &Fixture, monitor: &Monitor, minutes: u64) -> ClusterHealth {
+    let mut last = None;
+    for minute in 1..=minutes {
+        f.sim.pg_insert(APP, "shop", "orders", 10).unwrap();
+        f.sim.advance(Duration::from_secs(60));
+        if minute % 5 == 0 {
+            last = Some(monitor.refresh(ORG, APP).await.unwrap());
+        }
+    }
+    last.expect("at least five minutes")
+}
+
+/// The open `volume_filling` alert, if any.
+async fn filling_alert(walden: &Walden) -> Option<walden_core::alerts::Alert> {
+    walden
+        .alerts()
+        .open()
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|a| a.kind == "volume_filling")
+}
+
+/// The bucket refuses uploads while writes go on: WAL is not archived and the leader's volume keeps a segment
+/// per switch (flysim models PostgreSQL's `.ready` files), so `volume_filling` is raised with the forecast of
+/// when it is full; archiving back resolves it with a recovery message; with every machine stopped on purpose
+/// the cluster is idle and nothing is alerted, the unread volume only noted. The monitor runs on the
+/// emulator's clock.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_volume_filling_with_unarchived_wal_is_alerted_with_its_forecast() {
+    let f = fixture(26).await;
+    let sim = f.sim.clone();
+    let monitor = f.walden.monitor().clone().with_clock(move || sim.now());
+
+    // Archiving works: the volume is read, growth is the database's own, nothing fires.
+    let healthy = write_for(&f, &monitor, 15).await;
+    assert_eq!(healthy.volume_filling, None, "{:?}", healthy.verdict);
+    assert_ne!(healthy.verdict.health, Health::Red, "{:?}", healthy.verdict);
+    let volume = healthy.volume.clone().unwrap();
+    assert_eq!(volume.error, None, "{volume:?}");
+    let before = volume.latest.unwrap();
+    let leader = healthy.leader().unwrap().id.clone();
+    assert_eq!(Some(before.used), f.sim.disk_used_bytes(APP, &leader));
+    assert!(filling_alert(&f.walden).await.is_none());
+
+    // The bucket refuses uploads: each switch leaves its segment in pg_wal.
+    f.sim.set_wal_push_refused(APP, true).unwrap();
+    let filling = write_for(&f, &monitor, 30).await;
+    let latest = filling.volume.as_ref().unwrap().latest.unwrap();
+    assert!(latest.used > before.used, "{latest:?} after {before:?}");
+    let full_at = filling.volume.as_ref().unwrap().forecast.full_at();
+    assert!(full_at.is_some(), "{:?}", filling.volume);
+    let rule = filling.volume_filling.clone().expect("volume_filling fires");
+    assert_eq!(rule.health, Health::Amber, "{rule:?}");
+    assert!(
+        rule.reason.starts_with("WAL not archived for ")
+            && rule.reason.contains("the leader's volume is")
+            && rule.reason.contains("fills in about"),
+        "{rule:?}"
+    );
+    assert!(filling.verdict.reason.starts_with("WAL not archived"));
+    let alert = filling_alert(&f.walden).await.expect("raised");
+    assert_eq!(alert.severity.as_str(), "warning");
+    assert!(alert.message.contains("fills in about"), "{}", alert.message);
+
+    // Archiving back: the archiver catches up, the volume shrinks back, the alert is resolved.
+    f.sim.set_wal_push_refused(APP, false).unwrap();
+    let recovered = write_for(&f, &monitor, 5).await;
+    assert_eq!(recovered.volume_filling, None, "{:?}", recovered.verdict);
+    assert!(filling_alert(&f.walden).await.is_none());
+    let resolved = f
+        .walden
+        .alerts()
+        .recent()
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|a| a.id == alert.id)
+        .unwrap();
+    assert!(
+        resolved
+            .resolution
+            .as_deref()
+            .is_some_and(|r| r.contains("no longer filling")),
+        "{resolved:?}"
+    );
+
+    // Refused again, then every machine stopped on purpose: idle, nothing alerted, the volume not read.
+    f.sim.set_wal_push_refused(APP, true).unwrap();
+    let again = write_for(&f, &monitor, 20).await;
+    assert!(again.volume_filling.is_some(), "{:?}", again.verdict);
+    let fly = client(&f.run.base_url);
+    for m in fly
+        .list_machines(APP, &ListMachines::default())
+        .await
+        .unwrap()
+    {
+        fly.stop_machine(APP, &m.id, &StopRequest::default(), None)
+            .await
+            .unwrap();
+    }
+    f.sim.advance(Duration::from_secs(10));
+    let idle = monitor.refresh(ORG, APP).await.unwrap();
+    assert_eq!(idle.verdict.health, Health::Idle, "{:?}", idle.verdict);
+    assert_eq!(idle.volume_filling, None);
+    let open = f.walden.alerts().open().await.unwrap();
+    assert!(open.is_empty(), "{open:?}");
+    let unread = idle.volume.unwrap().error.unwrap();
+    assert!(unread.contains("leader"), "{unread}");
 }

@@ -301,6 +301,7 @@ fn seed_member(
         has_pgdata: true,
         keeper_initializing: false,
         used_percent: None,
+        wal_ready_bytes: 0,
     };
     app.volumes.insert(volume_id.clone(), volume);
     let mut events = VecDeque::new();
@@ -393,5 +394,7 @@ fn seed_pg(seed: &ClusterSeed, env: &BTreeMap<String, String>, leader: &str) -> 
         initialised: true,
         unarchived_commit_ms: None,
         started_archive_mode: BTreeMap::new(),
+        wal_push_refused: false,
+        ready_commit_ms: None,
     }
 }

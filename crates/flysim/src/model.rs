@@ -267,15 +267,37 @@ pub struct Volume {
     pub has_pgdata: bool,
     /// Keeper local state `Initializing: true` (a PITR run was interrupted).
     pub keeper_initializing: bool,
-    /// Share of the filesystem in use, in percent (`None`: the emulator's usual 10 %).
+    /// Share of the filesystem in use, in percent (`None`: the emulator's usual 10 %), before `wal_ready_bytes`.
     #[serde(default)]
     pub used_percent: Option<u8>,
+    /// WAL segments the leader keeps in `pg_wal` because `archive_command` fails: PostgreSQL's archiver
+    /// (`src/backend/postmaster/pgarch.c`) leaves a segment's `.ready` file, and the checkpointer may not
+    /// remove or recycle a segment until it is archived (`XLogArchiveCheckDone` in
+    /// `src/backend/access/transam/xlogarchive.c`), so `/data` grows by one segment per switch. Emptied when
+    /// an archive succeeds again (the archiver then catches up and the next checkpoint recycles them).
+    #[serde(default)]
+    pub wal_ready_bytes: u64,
 }
 
 impl Volume {
-    /// Share of the filesystem in use, in percent.
+    /// Size of the filesystem in bytes.
+    pub fn bytes_total(&self) -> u64 {
+        self.size_gb.saturating_mul(1024 * 1024 * 1024)
+    }
+
+    /// Bytes in use: the base share and the WAL kept for archiving, at most the size.
+    pub fn bytes_used(&self) -> u64 {
+        let total = self.bytes_total();
+        let base = total / 100 * u64::from(self.used_percent.unwrap_or(10).min(100));
+        base.saturating_add(self.wal_ready_bytes).min(total)
+    }
+
+    /// Share of the filesystem in use, in percent (what `df` shows, rounded up).
     pub fn used_percent(&self) -> u64 {
-        u64::from(self.used_percent.unwrap_or(10).min(100))
+        match self.bytes_total() {
+            0 => 0,
+            total => self.bytes_used().saturating_mul(100).div_ceil(total),
+        }
     }
 }
 
@@ -307,6 +329,14 @@ pub struct PgCluster {
     /// default).
     #[serde(default)]
     pub started_archive_mode: BTreeMap<String, String>,
+    /// The bucket refuses uploads (its write permission revoked, a quota reached): every `wal-push` fails
+    /// with `AccessDenied` while reads still work. Set with `Sim::set_wal_push_refused`.
+    #[serde(default)]
+    pub wal_push_refused: bool,
+    /// The newest commit of the last segment switch whose archive failed: a retry of the same commit is no new
+    /// switch, so it keeps no new segment (PostgreSQL switches at archive_timeout only after new writes).
+    #[serde(default)]
+    pub ready_commit_ms: Option<i64>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

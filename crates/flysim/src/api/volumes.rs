@@ -21,8 +21,8 @@ pub(super) fn router() -> Router<Sim> {
 }
 
 fn volume_json(volume: &Volume) -> Value {
-    let total = volume.size_gb * 1024 * 1024 * 1024;
-    let free = total - total * volume.used_percent() / 100;
+    let total = volume.bytes_total();
+    let free = total - volume.bytes_used();
     json!({
         "id": volume.id, "name": volume.name, "state": volume.state, "size_gb": volume.size_gb,
         "region": volume.region, "zone": volume.zone,

@@ -405,6 +405,28 @@ impl Sim {
         Ok(())
     }
 
+    /// The app's bucket refuses uploads (`refused`) or takes them again: while refused, every `wal-push` of the
+    /// leader fails with `AccessDenied` (reads still work), so WAL is not archived and the leader's volume
+    /// keeps a segment per switch (see `Volume::wal_ready_bytes`).
+    pub fn set_wal_push_refused(&self, app: &str, refused: bool) -> Result<(), SimError> {
+        let mut state = self.lock();
+        let pg = state
+            .apps
+            .get_mut(app)
+            .and_then(|owner| owner.pg.as_mut())
+            .ok_or_else(|| SimError::Invalid(format!("app {app} has no Postgres cluster")))?;
+        pg.wal_push_refused = refused;
+        Ok(())
+    }
+
+    /// The bytes in use on the volume mounted on `machine` (what the Machines API reports as `bytes_used`).
+    pub fn disk_used_bytes(&self, app: &str, machine: &str) -> Option<u64> {
+        let state = self.lock();
+        let owner = state.apps.get(app)?;
+        let id = owner.machines.get(machine)?.volume.as_ref()?;
+        owner.volumes.get(id).map(Volume::bytes_used)
+    }
+
     /// Insert rows into a table of the app's Postgres (for tests and the demo: data to restore).
     pub fn pg_insert(&self, app: &str, db: &str, table: &str, rows: u64) -> Result<(), SimError> {
         let now = ms(self.now());

@@ -76,6 +76,7 @@ impl Sim {
                 has_pgdata: false,
                 keeper_initializing: false,
                 used_percent: None,
+                wal_ready_bytes: 0,
             };
             state.app_mut(app)?.volumes.insert(id, volume.clone());
             Ok(volume)

@@ -183,6 +183,8 @@ fn ensure_cluster(state: &mut State, app: &str, image: &str, sizing: Sizing) {
             initialised: false,
             unarchived_commit_ms: None,
             started_archive_mode: BTreeMap::new(),
+            wal_push_refused: false,
+            ready_commit_ms: None,
         });
     }
 }

@@ -115,7 +115,14 @@ pub(super) fn archive_target(
     if cmd.contains("ENABLE_WALG") && env.get("ENABLE_WALG").is_none_or(|v| v.is_empty()) {
         return Ok(None);
     }
-    storage_root(env, at).map(Some)
+    let root = storage_root(env, at)?;
+    if pg.wal_push_refused {
+        return Err(format!(
+            "ERROR: {} failed to upload WAL: AccessDenied: Access Denied",
+            walg_stamp(at)
+        ));
+    }
+    Ok(Some(root))
 }
 
 pub(crate) fn archive_segment(state: &mut State, app: &str, at: i64) {
@@ -147,7 +154,10 @@ pub(crate) fn archive_segment(state: &mut State, app: &str, at: i64) {
         }
     };
     match archive_target(pg, &env, at) {
-        Ok(None) => switched(state),
+        Ok(None) => {
+            switched(state);
+            ready_archived(state, app, &mid);
+        }
         Ok(Some(root)) => match push_segments(
             &root,
             tli,
@@ -158,6 +168,7 @@ pub(crate) fn archive_segment(state: &mut State, app: &str, at: i64) {
         ) {
             Ok(()) => {
                 switched(state);
+                ready_archived(state, app, &mid);
                 state.log(
                     app,
                     &mid,
@@ -169,9 +180,48 @@ pub(crate) fn archive_segment(state: &mut State, app: &str, at: i64) {
                     ),
                 );
             }
-            Err(e) => archive_failed(state, app, &mid, at, &e),
+            Err(e) => {
+                keep_ready(state, app, &mid, commit);
+                archive_failed(state, app, &mid, at, &e)
+            }
         },
-        Err(e) => archive_failed(state, app, &mid, at, &e),
+        Err(e) => {
+            keep_ready(state, app, &mid, commit);
+            archive_failed(state, app, &mid, at, &e)
+        }
+    }
+}
+
+/// A switch whose archive failed: PostgreSQL keeps the finished segment in `pg_wal` with its `.ready` file
+/// and the archiver retries it (`src/backend/postmaster/pgarch.c`), so the master's volume grows by one
+/// segment. The emulator retries the same segment at each archive_timeout; only a switch with a newer commit
+/// than the last failed one keeps another segment (an idle server switches nothing).
+fn keep_ready(state: &mut State, app: &str, master: &str, commit: i64) {
+    let Some(owner) = state.apps.get_mut(app) else {
+        return;
+    };
+    let Some(pg) = owner.pg.as_mut() else { return };
+    if pg.ready_commit_ms == Some(commit) {
+        return;
+    }
+    pg.ready_commit_ms = Some(commit);
+    let volume = owner.machines.get(master).and_then(|m| m.volume.clone());
+    if let Some(v) = volume.and_then(|id| owner.volumes.get_mut(&id)) {
+        v.wal_ready_bytes = v.wal_ready_bytes.saturating_add(SEG_SIZE);
+    }
+}
+
+/// An archive succeeded: the archiver catches up with the kept segments and the next checkpoint recycles them.
+fn ready_archived(state: &mut State, app: &str, master: &str) {
+    let Some(owner) = state.apps.get_mut(app) else {
+        return;
+    };
+    if let Some(pg) = owner.pg.as_mut() {
+        pg.ready_commit_ms = None;
+    }
+    let volume = owner.machines.get(master).and_then(|m| m.volume.clone());
+    if let Some(v) = volume.and_then(|id| owner.volumes.get_mut(&id)) {
+        v.wal_ready_bytes = 0;
     }
 }
 
