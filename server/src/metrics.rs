@@ -73,9 +73,15 @@ pub fn audit_checkpoint_failed() {
 /// good refresh (absent until there is one), finding counts, the refresh's duration, and a counter of refreshes
 /// that could not read the storage. Alert on `walden_cluster_refresh_errors_total` increasing, on
 /// `walden_wal_age_seconds` above 3 × archive_timeout, on `walden_base_backup_age_seconds` above
-/// 7 days, and on `walden_findings{severity="error"}` above 0.
+/// 7 days, and on `walden_findings{severity="error"}` above 0. The leader's volume (once read):
+/// `walden_volume_used_bytes`, `walden_volume_total_bytes`, and `walden_volume_full_seconds`, the seconds until
+/// it is full at the pace of the last hours (+Inf when it is not growing, NaN while there are too few samples
+/// for a forecast, so an old forecast never lingers); alert on it below 86400 while WAL is late.
 pub fn cluster_health(h: &walden_core::monitor::ClusterHealth, now: time::OffsetDateTime) {
     let labels = [("org", h.org.clone()), ("app", h.app.clone())];
+    if let Some(v) = &h.volume {
+        volume_gauges(&labels, v, now);
+    }
     let unix = |t: time::OffsetDateTime| t.unix_timestamp_nanos() as f64 / 1e9;
     let age = |t: time::OffsetDateTime| (now - t).as_seconds_f64().max(0.0);
     if let Some(status) = &h.status {
@@ -135,6 +141,26 @@ pub fn cluster_health(h: &walden_core::monitor::ClusterHealth, now: time::Offset
         ];
         metrics::gauge!("walden_findings", &labels).set(count as f64);
     }
+}
+
+/// The leader's volume gauges of one cluster (see [`cluster_health`]).
+fn volume_gauges(
+    labels: &[(&'static str, String); 2],
+    v: &walden_core::monitor::VolumeStatus,
+    now: time::OffsetDateTime,
+) {
+    use walden_core::monitor::Forecast;
+    let Some(latest) = v.latest else {
+        return;
+    };
+    metrics::gauge!("walden_volume_used_bytes", labels).set(latest.used as f64);
+    metrics::gauge!("walden_volume_total_bytes", labels).set(latest.total as f64);
+    let full = match v.forecast {
+        Forecast::Growing { full_at, .. } => (full_at - now).as_seconds_f64().max(0.0),
+        Forecast::NotGrowing { .. } => f64::INFINITY,
+        Forecast::NotEnoughSamples => f64::NAN,
+    };
+    metrics::gauge!("walden_volume_full_seconds", labels).set(full);
 }
 
 /// The monitor could not even list the tracked clusters (the database).

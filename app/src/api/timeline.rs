@@ -35,6 +35,10 @@ pub struct ClusterTimeline {
     /// Why the storage could not be read (or found): shown as a banner.
     pub error: Option<String>,
     pub timeline: Option<TimelineView>,
+    /// The leader's volume in one line, written on the server ("71 % full, fills in about 19 h (Tue 14:05
+    /// UTC)", or why it was not read); `None` before it was first read.
+    #[serde(default)]
+    pub volume: Option<String>,
 }
 
 /// Everything the chart, the backups table and the findings list show.
@@ -178,6 +182,7 @@ pub async fn get_cluster_timeline(org: String, app: String) -> Result<ClusterTim
         storage: None,
         error: None,
         timeline: None,
+        volume: None,
     };
     // The last good timeline the monitor keeps; a cluster never refreshed yet is refreshed now (Walden's own
     // call, as the worker would), so the first visit after tracking shows its backups.
@@ -201,6 +206,7 @@ pub async fn get_cluster_timeline(org: String, app: String) -> Result<ClusterTim
         answer.error = last.status.last_error.clone();
         answer.timeline = Some(TimelineView::from(&*last.timeline));
     }
+    answer.volume = cx.monitor().volume_line(&cx.actor, &org, &app).await?;
     Ok(answer)
 }
 

@@ -48,6 +48,9 @@ fn ClusterBody(t: ClusterTimeline) -> impl IntoView {
     let storage = t.storage.clone().map(|s| {
         view! { <p class="muted">"Backups in " <span class="mono" data-test="storage">{s}</span></p> }
     });
+    let volume = t.volume.clone().map(|v| {
+        view! { <p class="muted" data-test="volume">"Leader's volume: " {v}</p> }
+    });
     let banner = t.error.clone().map(|e| {
         view! {
             <section class="panel error-panel" role="alert" data-test="storage-error">
@@ -63,7 +66,7 @@ fn ClusterBody(t: ClusterTimeline) -> impl IntoView {
             view! { <Timeline org=t.org.clone() app=t.app.clone() view=v /> }.into_any()
         }
     });
-    view! { {storage} {banner} {body} }
+    view! { {storage} {volume} {banner} {body} }
 }
 
 #[component]

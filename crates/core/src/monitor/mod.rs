@@ -514,6 +514,24 @@ impl Monitor {
         Ok(Some(LastGood { timeline, status }))
     }
 
+    /// One line on the leader's volume for the cluster page ("71 % full, fills in about 19 h (Tue 14:05
+    /// UTC)", or why it was not read); `None` when it was never read nor tried. Any signed-in role. (The
+    /// `volume_filling` rule's line is the home row's reason.)
+    pub async fn volume_line(
+        &self,
+        actor: &Actor,
+        org: &str,
+        app: &str,
+    ) -> Result<Option<String>, MonitorError> {
+        if !actor.has_role(Role::Viewer) {
+            return Err(MonitorError::Forbidden);
+        }
+        let now = self.now();
+        Ok(volume::load(&self.pool, org, app, now)
+            .await?
+            .map(|v| v.describe(now)))
+    }
+
     /// The thresholds in use.
     pub fn rules(&self) -> &Rules {
         &self.rules
