@@ -73,6 +73,14 @@ async fn one_tick_refreshes_every_tracked_cluster_and_publishes_its_gauges() {
             "{name}: {rendered}"
         );
     }
+    // The leader's volume, read once: its use, and no forecast yet from one sample (NaN, not a stale value).
+    let used = sample(&rendered, "walden_volume_used_bytes", &demo).unwrap();
+    let total = sample(&rendered, "walden_volume_total_bytes", &demo).unwrap();
+    assert!(used > 0.0 && used < total, "{rendered}");
+    assert!(
+        sample(&rendered, "walden_volume_full_seconds", &demo).is_some_and(f64::is_nan),
+        "{rendered}"
+    );
     assert_eq!(
         sample(
             &rendered,

@@ -94,6 +94,13 @@ async fn the_tracked_demo_cluster_page_draws_its_timeline() {
         "the restore link"
     );
     assert!(!html.contains("data-test=\"storage-error\""), "{html}");
+    // The leader's volume, read by the refresh of the first visit: one sample, no forecast yet.
+    assert_eq!(count(&html, "volume"), 1, "{html}");
+    assert!(
+        html.contains("Leader&#x27;s volume: 10 % full (not enough samples yet")
+            || html.contains("Leader's volume: 10 % full (not enough samples yet"),
+        "{html}"
+    );
     // The escrowed passwords never reach the page.
     assert!(!html.contains("demo-su-Zq81xKp2") && !html.contains("demo-op-Vb55nQe9"));
 

@@ -136,9 +136,10 @@ pub struct VolumeStatus {
 impl VolumeStatus {
     /// One short line for people: "71 % full, fills in about 19 h (Tue 14:05 UTC)", with why it was not read.
     pub fn describe(&self, now: OffsetDateTime) -> String {
-        let mut line = match &self.latest {
-            None => "not read yet".to_owned(),
-            Some(s) => {
+        let mut line = match (&self.latest, &self.error) {
+            (None, Some(e)) => return format!("not read: {e}"),
+            (None, None) => "not read yet".to_owned(),
+            (Some(s), _) => {
                 let mut l = format!("{:.0} % full", s.percent());
                 match self.forecast {
                     Forecast::NotEnoughSamples => l.push_str(" (not enough samples yet for a forecast)"),
