@@ -390,7 +390,10 @@ async fn a_leader_volume_filling_with_unarchived_wal_is_alerted_with_its_forecas
     assert!(latest.used > before.used, "{latest:?} after {before:?}");
     let full_at = filling.volume.as_ref().unwrap().forecast.full_at();
     assert!(full_at.is_some(), "{:?}", filling.volume);
-    let rule = filling.volume_filling.clone().expect("volume_filling fires");
+    let rule = filling
+        .volume_filling
+        .clone()
+        .expect("volume_filling fires");
     assert_eq!(rule.health, Health::Amber, "{rule:?}");
     assert!(
         rule.reason.starts_with("WAL not archived for ")
@@ -401,7 +404,11 @@ async fn a_leader_volume_filling_with_unarchived_wal_is_alerted_with_its_forecas
     assert!(filling.verdict.reason.starts_with("WAL not archived"));
     let alert = filling_alert(&f.walden).await.expect("raised");
     assert_eq!(alert.severity.as_str(), "warning");
-    assert!(alert.message.contains("fills in about"), "{}", alert.message);
+    assert!(
+        alert.message.contains("fills in about"),
+        "{}",
+        alert.message
+    );
 
     // Archiving back: the archiver catches up, the volume shrinks back, the alert is resolved.
     f.sim.set_wal_push_refused(APP, false).unwrap();

@@ -499,7 +499,10 @@ mod tests {
         assert_eq!(over.health, Health::Red);
         assert!(over.reason.contains("93 % full (above 90 %"), "{over:?}");
         // Stopped on purpose: idle, not filling.
-        assert_eq!(filling_verdict(&s, &["stopped", "suspended"], &growing), None);
+        assert_eq!(
+            filling_verdict(&s, &["stopped", "suspended"], &growing),
+            None
+        );
         // Never read: nothing to say.
         let machines = [machine("started")];
         assert_eq!(

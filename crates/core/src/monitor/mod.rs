@@ -175,7 +175,10 @@ impl Monitor {
 
     /// The same monitor on another clock: tests drive it with the emulator's manual clock, so that WAL ages
     /// and the volume's samples move with the emulated hours.
-    pub fn with_clock(mut self, clock: impl Fn() -> OffsetDateTime + Send + Sync + 'static) -> Self {
+    pub fn with_clock(
+        mut self,
+        clock: impl Fn() -> OffsetDateTime + Send + Sync + 'static,
+    ) -> Self {
         self.clock = Arc::new(clock);
         self
     }

@@ -102,10 +102,7 @@ pub fn forecast(samples: &[Sample], now: OffsetDateTime) -> Forecast {
     let mean_x = points.iter().map(|p| p.0).sum::<f64>() / n;
     let mean_y = points.iter().map(|p| p.1).sum::<f64>() / n;
     let sxx: f64 = points.iter().map(|p| (p.0 - mean_x).powi(2)).sum();
-    let sxy: f64 = points
-        .iter()
-        .map(|p| (p.0 - mean_x) * (p.1 - mean_y))
-        .sum();
+    let sxy: f64 = points.iter().map(|p| (p.0 - mean_x) * (p.1 - mean_y)).sum();
     if sxx <= 0.0 {
         return Forecast::NotEnoughSamples;
     }
@@ -142,7 +139,9 @@ impl VolumeStatus {
             (Some(s), _) => {
                 let mut l = format!("{:.0} % full", s.percent());
                 match self.forecast {
-                    Forecast::NotEnoughSamples => l.push_str(" (not enough samples yet for a forecast)"),
+                    Forecast::NotEnoughSamples => {
+                        l.push_str(" (not enough samples yet for a forecast)")
+                    }
                     Forecast::NotGrowing { .. } => l.push_str(", not growing"),
                     Forecast::Growing { full_at, .. } => {
                         l.push_str(&format!(", {}", fills_in(now, full_at)))
@@ -293,14 +292,13 @@ pub async fn load(
             })
         })
         .collect();
-    let error: Option<String> = sqlx::query_scalar(
-        "SELECT volume_error FROM cluster_health WHERE org = ? AND app = ?",
-    )
-    .bind(org)
-    .bind(app)
-    .fetch_optional(pool)
-    .await?
-    .flatten();
+    let error: Option<String> =
+        sqlx::query_scalar("SELECT volume_error FROM cluster_health WHERE org = ? AND app = ?")
+            .bind(org)
+            .bind(app)
+            .fetch_optional(pool)
+            .await?
+            .flatten();
     if samples.is_empty() && error.is_none() {
         return Ok(None);
     }
@@ -359,7 +357,10 @@ mod tests {
 
     #[test]
     fn a_shrinking_volume_is_not_growing() {
-        let f = forecast(&series(60, 10 * GIB, |i| 8 * GIB - i as u64 * 1_000_000), NOW);
+        let f = forecast(
+            &series(60, 10 * GIB, |i| 8 * GIB - i as u64 * 1_000_000),
+            NOW,
+        );
         assert!(
             matches!(f, Forecast::NotGrowing { bytes_per_sec } if bytes_per_sec < 0.0),
             "{f:?}"
@@ -418,7 +419,10 @@ mod tests {
         });
         assert!(samples.last().unwrap().percent() > READ_ONLY_PERCENT);
         let full_at = forecast(&samples, NOW).full_at().unwrap();
-        assert!(full_at > NOW && full_at < NOW + Duration::hours(24), "{full_at}");
+        assert!(
+            full_at > NOW && full_at < NOW + Duration::hours(24),
+            "{full_at}"
+        );
         // Full already: full now.
         let full = series(30, total, |i| total - 6 * (1 << 20) + i as u64 * (1 << 20));
         assert_eq!(forecast(&full, NOW).full_at(), Some(NOW));
