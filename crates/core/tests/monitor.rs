@@ -363,7 +363,8 @@ async fn filling_alert(walden: &Walden) -> Option<walden_core::alerts::Alert> {
 
 /// The bucket refuses uploads while writes go on: WAL is not archived and the leader's volume keeps a segment
 /// per switch (flysim models PostgreSQL's `.ready` files), so `volume_filling` is raised with the forecast of
-/// when it is full; archiving back resolves it with a recovery message; with every machine stopped on purpose
+/// when it is full, escalated to critical above 90 % (the leader then answers `readonly`); archiving back
+/// resolves it with a recovery message; with every machine stopped on purpose
 /// the cluster is idle and nothing is alerted, the unread volume only noted. The monitor runs on the
 /// emulator's clock.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -410,6 +411,22 @@ async fn a_leader_volume_filling_with_unarchived_wal_is_alerted_with_its_forecas
         alert.message
     );
 
+    // Above 90 %: the leader's role check answers `readonly` (its volume is still the one read), the rule turns
+    // red and the warning is escalated to a critical alert.
+    f.sim.set_disk_used(APP, &leader, 91).unwrap();
+    let over = write_for(&f, &monitor, 5).await;
+    assert!(over.leader().is_none(), "the leader answers readonly");
+    let rule = over.volume_filling.clone().expect("still filling");
+    assert_eq!(rule.health, Health::Red, "{rule:?}");
+    assert!(rule.reason.contains("above 90 %"), "{rule:?}");
+    let critical = filling_alert(&f.walden).await.expect("raised again");
+    assert_eq!(critical.severity.as_str(), "critical");
+    assert_ne!(
+        critical.id, alert.id,
+        "the warning was resolved as escalated"
+    );
+    f.sim.set_disk_used(APP, &leader, 10).unwrap();
+
     // Archiving back: the archiver catches up, the volume shrinks back, the alert is resolved.
     f.sim.set_wal_push_refused(APP, false).unwrap();
     let recovered = write_for(&f, &monitor, 5).await;
@@ -422,8 +439,17 @@ async fn a_leader_volume_filling_with_unarchived_wal_is_alerted_with_its_forecas
         .await
         .unwrap()
         .into_iter()
-        .find(|a| a.id == alert.id)
+        .find(|a| a.id == critical.id)
         .unwrap();
+    let escalated = f.walden.alerts().recent().await.unwrap();
+    let warning = escalated.iter().find(|a| a.id == alert.id).unwrap();
+    assert!(
+        warning
+            .resolution
+            .as_deref()
+            .is_some_and(|r| r.starts_with("Now critical: ")),
+        "{warning:?}"
+    );
     assert!(
         resolved
             .resolution
