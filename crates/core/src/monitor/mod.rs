@@ -419,7 +419,22 @@ impl Monitor {
             .list_volumes(app)
             .await
             .map_err(|e| format!("Fly did not list the volumes: {e}"))?;
-        volume::pick(&volumes, &leader.id)
+        match volume::pick(&volumes, &leader.id, &[]) {
+            Ok(found) => Ok(found),
+            // No volume reports the leader as attached: the leader's config names what it mounts.
+            Err(not_attached) => {
+                let machine = client.get_machine(app, &leader.id).await.map_err(|e| {
+                    format!("{not_attached}, and Fly did not show the machine: {e}")
+                })?;
+                let mounted: Vec<String> = machine
+                    .config
+                    .iter()
+                    .flat_map(|c| c.mounts.iter())
+                    .filter_map(|m| m.volume.clone())
+                    .collect();
+                volume::pick(&volumes, &leader.id, &mounted)
+            }
+        }
     }
 
     /// Refreshes one tracked cluster for a person (the "Refresh now" button): operators and admins, refusals

@@ -199,13 +199,18 @@ pub fn leader_machine(machines: &[MachineSummary]) -> Option<&MachineSummary> {
     one("leader").or_else(|| one("readonly"))
 }
 
-/// The leader's volume from the app's volumes: the one attached to `leader_id`. The error says why there is
-/// no reading (no volume attached, or the host reported no sizes).
-pub fn pick(volumes: &[fly::Volume], leader_id: &str) -> Result<(String, u64, u64), String> {
-    let volume = volumes
-        .iter()
-        .filter(|v| !v.is_destroyed())
+/// The leader's volume from the app's volumes: the one attached to `leader_id` (`attached_machine_id`), else
+/// one of those its config mounts (`mounted`, volume ids). The error says why there is no reading (no such
+/// volume, or the host reported no sizes).
+pub fn pick(
+    volumes: &[fly::Volume],
+    leader_id: &str,
+    mounted: &[String],
+) -> Result<(String, u64, u64), String> {
+    let live = || volumes.iter().filter(|v| !v.is_destroyed());
+    let volume = live()
         .find(|v| v.attached_machine_id.as_deref() == Some(leader_id))
+        .or_else(|| live().find(|v| mounted.contains(&v.id)))
         .ok_or_else(|| format!("no volume is attached to the leader machine {leader_id}"))?;
     match (volume.bytes_used, volume.bytes_total) {
         (Some(used), Some(total)) if total > 0 => Ok((volume.id.clone(), used.min(total), total)),
@@ -476,9 +481,15 @@ mod tests {
             ..fly::Volume::default()
         };
         let volumes = [vol("v1", "a", Some(5)), vol("v2", "b", Some(70))];
-        assert_eq!(pick(&volumes, "b").unwrap(), ("v2".to_owned(), 70, 100));
-        assert!(pick(&volumes, "c").unwrap_err().contains("no volume"));
-        assert!(pick(&[vol("v3", "b", None)], "b")
+        assert_eq!(
+            pick(&volumes, "b", &[]).unwrap(),
+            ("v2".to_owned(), 70, 100)
+        );
+        assert!(pick(&volumes, "c", &[]).unwrap_err().contains("no volume"));
+        // Not reported as attached: the one the machine's config mounts.
+        let mounted = ["v1".to_owned()];
+        assert_eq!(pick(&volumes, "c", &mounted).unwrap().0, "v1");
+        assert!(pick(&[vol("v3", "b", None)], "b", &[])
             .unwrap_err()
             .contains("bytes_used"));
     }
