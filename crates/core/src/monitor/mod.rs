@@ -10,13 +10,13 @@
 //!    ([`walg::Reader::attach_last_commit`]), so the latest restorable time is the last commit, not an upload time;
 //! 4. writes the cluster's row of `cluster_health` (migration `20261202000100_cluster_health.sql`): when the
 //!    refresh started and finished, how long it took, its error, and the summary of the last good refresh,
-//!    which a failed refresh leaves in place (the page shows it under the error).
-//!
+//!    which a failed refresh leaves in place (the page shows it under the error);
 //! 5. reads the leader's volume from the Machines API and keeps a sample of its use for the forecast of when it
 //!    is full ([`volume`]; a volume that cannot be read is noted in the row, not alerted on).
 //!
 //! [`Monitor::overview`] reads the rows, asks Fly for each cluster's machines and applies the rules of
-//! [`health`] (worst first), `volume_filling` among them. [`Monitor::timeline`] hands the cluster page the last good timeline.
+//! [`health`] (worst first), `volume_filling` among them. [`Monitor::timeline`] hands the cluster page the last
+//! good timeline.
 //!
 //! Invariants: a storage failure is a state of the cluster (its row's `last_error`), not an error of the call;
 //! the error text is the reader's (it names the storage URL without credentials, never a value); refreshes are
@@ -338,11 +338,13 @@ impl Monitor {
                     v.reason
                 );
                 let key = cluster_key(kinds::VOLUME_FILLING, org, app);
-                let escalated = alerts
-                    .open()
-                    .await?
-                    .iter()
-                    .any(|a| a.key == key && a.severity() != severity);
+                // Only upwards: a critical alert whose volume drops below 90 % stays one open alert.
+                let escalated = severity == Severity::Critical
+                    && alerts
+                        .open()
+                        .await?
+                        .iter()
+                        .any(|a| a.key == key && a.severity() == Severity::Warning);
                 if escalated {
                     let why = format!("Now {}: {}.", severity.as_str(), v.reason);
                     alerts.resolve(&actor, &meta, &key, &why).await?;
