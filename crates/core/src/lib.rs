@@ -24,6 +24,7 @@ pub mod escrow;
 pub mod keyring;
 pub mod monitor;
 pub mod orgs;
+pub mod restore;
 pub mod rotation;
 pub mod seal;
 pub mod settings;

@@ -157,6 +157,16 @@ impl Walden {
         &self.monitor
     }
 
+    /// The restore planner (`core::restore`), built on the same escrow, orgs and backups.
+    pub fn restores(&self) -> crate::restore::Restores {
+        crate::restore::Restores::new(
+            self.pool.clone(),
+            self.escrow.clone(),
+            self.orgs.clone(),
+            self.backups.clone(),
+        )
+    }
+
     /// The keys that seal secrets at rest, when configured.
     pub fn keyring(&self) -> Option<&Keyring> {
         self.keyring.as_ref()

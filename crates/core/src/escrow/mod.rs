@@ -38,6 +38,7 @@ mod capture;
 mod reveal;
 mod run;
 mod storage;
+mod survival;
 pub(crate) use storage::StorageSettings;
 
 use secrecy::SecretString;

@@ -1,0 +1,165 @@
+//! The pre-flight rules, each a pure function of what was read, returning the [`Reason`] it refuses with (what
+//! is wrong, in plain words, and what to do). [`super::Restores::preflight`] runs every one and keeps every
+//! refusal, so a person fixes everything at once.
+
+use super::Reason;
+
+/// The least memory a restoring machine gets: the community PITR guide (docs/reference/seed-guide.txt: "the
+/// shared CPU/256MB does not have enough ram to perform the restore process") found 256 MB too small.
+pub const MIN_MEMORY_MB: i64 = 512;
+
+/// Headroom on top of the data a restore writes: a quarter more, and at least one GB (Postgres' own files,
+/// the new timeline's WAL, logs).
+pub const VOLUME_HEADROOM_PERCENT: u64 = 25;
+
+/// A WAL segment replayed occupies its full size in `pg_wal` while recovery runs, whatever its stored size.
+pub const GIB: u64 = 1024 * 1024 * 1024;
+
+/// The volume a restore needs, in whole GB: the backup's uncompressed size plus the WAL to replay (segments ×
+/// segment size) plus [`VOLUME_HEADROOM_PERCENT`] %, and one GB more, rounded up.
+pub fn volume_needed_gb(backup_uncompressed: u64, wal_segments: u64, segment_size: u64) -> i64 {
+    let data = backup_uncompressed.saturating_add(wal_segments.saturating_mul(segment_size));
+    let with_headroom = data.saturating_add(data / 100 * VOLUME_HEADROOM_PERCENT) + GIB;
+    i64::try_from(with_headroom.div_ceil(GIB)).unwrap_or(i64::MAX)
+}
+
+/// The machine's memory: never under [`MIN_MEMORY_MB`] nor under the source's (its `shared_buffers` and
+/// `work_mem` were sized for it).
+pub fn memory(requested: i64, source: Option<i64>) -> Option<Reason> {
+    if requested < MIN_MEMORY_MB {
+        return Some(Reason::new(
+            "memory_too_small",
+            format!("{requested} MB of memory is too little for a restore: 256 MB machines run out of memory replaying WAL."),
+            format!("Give the machine at least {MIN_MEMORY_MB} MB (--memory 512 or more)."),
+        ));
+    }
+    match source {
+        Some(s) if requested < s => Some(Reason::new(
+            "memory_below_source",
+            format!("{requested} MB is less than the source machine's {s} MB, for which its Postgres settings were made."),
+            format!("Give the machine at least {s} MB."),
+        )),
+        _ => None,
+    }
+}
+
+/// The volume: at least [`volume_needed_gb`].
+pub fn volume(requested: i64, needed: i64) -> Option<Reason> {
+    (requested < needed).then(|| {
+        Reason::new(
+            "volume_too_small",
+            format!(
+                "A {requested} GB volume cannot hold the restore: the backup's uncompressed size, the WAL to replay \
+                 and {VOLUME_HEADROOM_PERCENT} % headroom plus 1 GB come to {needed} GB."
+            ),
+            format!("Ask for a volume of at least {needed} GB."),
+        )
+    })
+}
+
+/// The major version in a `fly.pg-version` label or image tag (`14.6` → 14, `9.6.24` → 9.6 stays 9).
+pub fn major_of_label(label: &str) -> Option<u32> {
+    label.split(['.', '-']).next()?.parse().ok()
+}
+
+/// The major version of a backup's `PgVersion` (`PG_VERSION_NUM`: 140006 → 14, 90624 → 9).
+pub fn major_of_num(num: i64) -> Option<u32> {
+    let num = u32::try_from(num).ok()?;
+    // Since PostgreSQL 10 the major is num / 10000; before it, 9.6 is 90600 and its first digit (9) is enough here.
+    Some(num / 10_000)
+}
+
+/// The backup must have been taken by the same Postgres major version the image runs: a physical backup
+/// starts only under its own major ("database files are incompatible with server"), and the keeper loops.
+pub fn same_major(
+    backup: &str,
+    backup_num: Option<i64>,
+    image: &str,
+    label: Option<&str>,
+) -> Option<Reason> {
+    let b = backup_num.and_then(major_of_num);
+    let i = label.and_then(major_of_label);
+    match (b, i) {
+        (Some(b), Some(i)) if b != i => Some(Reason::new(
+            "major_mismatch",
+            format!(
+                "Backup {backup} was taken by PostgreSQL {b}, but the source's image {image} runs PostgreSQL {i}: \
+                 PostgreSQL refuses data files of another major version and the machine would restart forever."
+            ),
+            format!("Restore a backup taken under PostgreSQL {i}, or restore this one with a PostgreSQL {b} image."),
+        )),
+        (None, _) => None,
+        (Some(_), None) => Some(Reason::new(
+            "major_unknown",
+            format!("The Postgres version of the source's image {image} is unknown (no fly.pg-version label or tag)."),
+            "Check the source's machines: the restore uses their image.".into(),
+        )),
+        _ => None,
+    }
+}
+
+/// Why a password would break the Stolon image, from the image's own source (fly-apps/postgres-ha):
+/// `pkg/flyunlock/unlock.go::createRequiredUsers` (run with `FLY_RESTORED_FROM`, so by every restore) pastes it
+/// into `ALTER USER … WITH PASSWORD '%s'` unescaped, so a `'` fails the SQL and the machine boot-loops; Stolon
+/// writes the replication password into a pgpass line `host:port:*:user:password`
+/// (`internal/postgresql/postgresql.go`) unescaped, so a `:` or `\` breaks replica resync. An empty password is
+/// refused by `pkg/flypg/node.go::NewNode` ("SU_PASSWORD is required"). The stricter generator rule
+/// (`fly::stolon::password`) applies to new passwords; a kept one only has to survive.
+pub fn password_breaks(password: &str) -> Option<&'static str> {
+    if password.is_empty() {
+        return Some("it is empty, and the image refuses to start without it (pkg/flypg/node.go)");
+    }
+    if password.contains('\'') {
+        return Some("it holds a quote ('), which breaks the image's ALTER USER … PASSWORD '…' when restoring (pkg/flyunlock/unlock.go)");
+    }
+    if password.contains([':', '\\']) {
+        return Some("it holds ':' or '\\', which break the pgpass line Stolon writes for replication (stolon internal/postgresql/postgresql.go)");
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn volume_rule() {
+        // 10 GiB backup + 64 segments of 16 MiB = 11 GiB; +25 % + 1 GiB = 14.75 → 15.
+        assert_eq!(volume_needed_gb(10 * GIB, 64, 16 * 1024 * 1024), 15);
+        assert_eq!(volume_needed_gb(0, 0, 16 * 1024 * 1024), 1);
+        assert!(volume(14, 15).is_some());
+        assert!(volume(15, 15).is_none());
+    }
+
+    #[test]
+    fn memory_rule() {
+        assert_eq!(
+            memory(256, None).map(|r| r.code),
+            Some("memory_too_small".into())
+        );
+        assert_eq!(
+            memory(1024, Some(2048)).map(|r| r.code),
+            Some("memory_below_source".into())
+        );
+        assert!(memory(512, Some(256)).is_none());
+    }
+
+    #[test]
+    fn majors() {
+        assert_eq!(major_of_label("14.6"), Some(14));
+        assert_eq!(major_of_num(140006), Some(14));
+        assert_eq!(major_of_num(150002), Some(15));
+        assert!(same_major("b", Some(140006), "flyio/postgres:15.2", Some("15.2")).is_some());
+        assert!(same_major("b", Some(140006), "flyio/postgres:14.6", Some("14.6")).is_none());
+    }
+
+    #[test]
+    fn passwords() {
+        assert!(password_breaks("abcDEF123456789xyz").is_none());
+        assert!(password_breaks("demo-su-Zq81xKp2").is_none());
+        assert!(password_breaks("it's").is_some());
+        assert!(password_breaks("a:b").is_some());
+        assert!(password_breaks("a\\b").is_some());
+        assert!(password_breaks("").is_some());
+    }
+}

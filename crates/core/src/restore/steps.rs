@@ -1,0 +1,287 @@
+//! The plan's actions: the exact Machines API calls and exec argv the engine runs, in order, with every secret
+//! masked as where it comes from (`<escrowed SU password>`); the Stolon init spec; the pgParameters the restored
+//! server needs; the duration estimate. Pure functions of what pre-flight read.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+/// One step the engine runs. Each names its Fly call (method and path, or the exec argv) so the plan shows
+/// exactly what will happen; values that are secrets appear only as `<…>` placeholders.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "step", rename_all = "snake_case")]
+pub enum Step {
+    /// `POST /v1/apps?wait=true`, after `GET /v1/apps/{app}` says it does not exist (look before create).
+    CreateApp { app: String, org: String },
+    /// GraphQL `enablePostgresConsul(input: {appId})`: the image panics without `FLY_CONSUL_URL`.
+    EnableConsul { app: String },
+    /// `POST /v1/apps/{app}/secrets`; values are placeholders for escrowed or computed values.
+    SetSecrets {
+        app: String,
+        values: BTreeMap<String, String>,
+    },
+    /// `POST /v1/apps/{app}/volumes`.
+    CreateVolume {
+        app: String,
+        name: String,
+        region: String,
+        size_gb: i64,
+    },
+    /// `POST /v1/apps/{app}/machines` with the source's config and image, the new volume, `min_secrets_version`.
+    CreateMachine {
+        app: String,
+        region: String,
+        image: String,
+        memory_mb: i64,
+        cpus: i64,
+        cpu_kind: String,
+        env: BTreeMap<String, String>,
+    },
+    /// `GET /v1/apps/{app}/machines/{id}/wait?state=…`.
+    Wait { app: String, state: String },
+    /// `POST /v1/apps/{app}/machines/{id}/exec` with this argv.
+    Exec {
+        app: String,
+        argv: Vec<String>,
+        why: String,
+    },
+}
+
+impl Step {
+    /// The Fly call, as a line.
+    pub fn call(&self) -> String {
+        match self {
+            Step::CreateApp { .. } => "POST /v1/apps?wait=true".into(),
+            Step::EnableConsul { .. } => "GraphQL enablePostgresConsul".into(),
+            Step::SetSecrets { app, .. } => format!("POST /v1/apps/{app}/secrets"),
+            Step::CreateVolume { app, .. } => format!("POST /v1/apps/{app}/volumes"),
+            Step::CreateMachine { app, .. } => format!("POST /v1/apps/{app}/machines"),
+            Step::Wait { app, state } => {
+                format!("GET /v1/apps/{app}/machines/<new machine>/wait?state={state}")
+            }
+            Step::Exec { app, .. } => format!("POST /v1/apps/{app}/machines/<new machine>/exec"),
+        }
+    }
+}
+
+/// The parameters hot standby (which Stolon forces on) refuses to start below the primary's values.
+pub const NEVER_BELOW_SOURCE: [&str; 5] = [
+    "max_connections",
+    "max_worker_processes",
+    "max_wal_senders",
+    "max_prepared_transactions",
+    "max_locks_per_transaction",
+];
+
+/// The image's conditional archive command (fly-apps/postgres-ha `pkg/flypg/config.go`): archives only while
+/// `ENABLE_WALG` is set, so the restored cluster writes nothing until Walden turns archiving on (a guide-style
+/// unconditional `wal-g wal-push` would write into the source's archive).
+pub const ARCHIVE_COMMAND: &str =
+    "if [ $ENABLE_WALG ]; then /usr/local/bin/wal-g wal-push \"%p\"; fi";
+
+/// What is used for the [`NEVER_BELOW_SOURCE`] parameters when the source cannot be read: the image's
+/// `InitConfig` values (`max_connections` 300, `max_worker_processes` 8) and PostgreSQL's defaults.
+pub const FALLBACK: [(&str, &str); 5] = [
+    ("max_connections", "300"),
+    ("max_worker_processes", "8"),
+    ("max_wal_senders", "10"),
+    ("max_prepared_transactions", "0"),
+    ("max_locks_per_transaction", "64"),
+];
+
+/// The pgParameters for the init spec: the source's (when read), the conditional archive command, and each of
+/// [`NEVER_BELOW_SOURCE`] at least the source's (else [`FALLBACK`]).
+pub fn pg_parameters(source: Option<&BTreeMap<String, String>>) -> BTreeMap<String, String> {
+    let mut out = source.cloned().unwrap_or_default();
+    for (name, fallback) in FALLBACK {
+        let from_source = source
+            .and_then(|s| s.get(name))
+            .and_then(|v| v.parse::<i64>().ok());
+        let keep = from_source
+            .map(|v| v.to_string())
+            .unwrap_or_else(|| fallback.to_owned());
+        out.insert(name.to_owned(), keep);
+    }
+    out.insert("archive_mode".into(), "on".into());
+    out.insert("archive_command".into(), ARCHIVE_COMMAND.into());
+    out
+}
+
+/// The `pgParameters` of a `stolonctl clusterdata read` document (`cluster.spec.pgParameters`), as strings.
+pub fn parameters_of_clusterdata(doc: &str) -> Option<BTreeMap<String, String>> {
+    let v: Value = serde_json::from_str(doc).ok()?;
+    let params = v.pointer("/cluster/spec/pgParameters")?.as_object()?;
+    Some(
+        params
+            .iter()
+            .map(|(k, v)| {
+                let s = match v {
+                    Value::String(s) => s.clone(),
+                    other => other.to_string(),
+                };
+                (k.clone(), s)
+            })
+            .collect(),
+    )
+}
+
+/// The Stolon init spec for PITR: the chosen backup by name (never `LATEST` unless it is that one), wal-g's
+/// restore command, the recovery target settings of the walg plan and the full pgParameters.
+pub fn init_spec(recovery: &walg::Plan, params: &BTreeMap<String, String>) -> Value {
+    let mut target = serde_json::Map::new();
+    if let Some(t) = &recovery.recovery_target_time {
+        target.insert("recoveryTargetTime".into(), json!(t));
+    }
+    if let Some(l) = &recovery.recovery_target_lsn {
+        target.insert("recoveryTargetLsn".into(), json!(l));
+    }
+    if let Some(i) = &recovery.recovery_target {
+        target.insert("recoveryTarget".into(), json!(i));
+    }
+    if !target.is_empty() {
+        target.insert(
+            "recoveryTargetTimeline".into(),
+            json!(recovery.recovery_target_timeline),
+        );
+    }
+    let mut pitr = json!({
+        "dataRestoreCommand": format!("wal-g backup-fetch %d {}", recovery.backup),
+        "archiveRecoverySettings": {"restoreCommand": "wal-g wal-fetch \"%f\" \"%p\""},
+    });
+    if !target.is_empty() {
+        pitr["recoveryTargetSettings"] = Value::Object(target);
+    }
+    json!({"initMode": "pitr", "pitrConfig": pitr, "pgParameters": params})
+}
+
+/// Default rates for the estimate (stated in the plan): fetching and unpacking a base backup, replaying WAL,
+/// and a fixed time for creating the app, volume and machine and the image's boot.
+pub const FETCH_BYTES_PER_SEC: u64 = 50 * 1024 * 1024;
+pub const REPLAY_BYTES_PER_SEC: u64 = 20 * 1024 * 1024;
+pub const FIXED_SECS: u64 = 180;
+
+/// Estimated seconds: stored backup bytes at [`FETCH_BYTES_PER_SEC`], WAL (full segments) at
+/// [`REPLAY_BYTES_PER_SEC`], plus [`FIXED_SECS`].
+pub fn estimate_secs(backup_stored: u64, wal_replay: u64) -> u64 {
+    FIXED_SECS + backup_stored / FETCH_BYTES_PER_SEC + wal_replay / REPLAY_BYTES_PER_SEC
+}
+
+/// What the engine does, in order: app, consul, secrets, volume, machine, wait, the one keeper, the PITR
+/// init (detached), polling, and after verification the new archive. `secret_names` are the escrowed wal-g
+/// settings the restore reads with (names only).
+pub struct StepsInput<'a> {
+    pub org: &'a str,
+    pub source_app: &'a str,
+    pub app: &'a str,
+    pub region: &'a str,
+    pub image: &'a str,
+    pub memory_mb: i64,
+    pub cpus: i64,
+    pub cpu_kind: &'a str,
+    pub volume_gb: i64,
+    pub escrow_version: i64,
+    pub storage_names: &'a [String],
+    pub prefix_variable: &'a str,
+    pub new_prefix: &'a str,
+    pub spec: &'a Value,
+}
+
+pub fn steps(i: &StepsInput<'_>) -> Vec<Step> {
+    let app = i.app.to_owned();
+    let mut secrets = BTreeMap::new();
+    for (field, label) in [
+        ("SU_PASSWORD", "SU"),
+        ("REPL_PASSWORD", "REPL"),
+        ("OPERATOR_PASSWORD", "OPERATOR"),
+    ] {
+        secrets.insert(
+            field.to_owned(),
+            format!("<escrowed {label} password, version {}>", i.escrow_version),
+        );
+    }
+    for name in i.storage_names {
+        secrets.insert(
+            name.clone(),
+            format!(
+                "<escrowed {name} of {}, version {} (read only)>",
+                i.source_app, i.escrow_version
+            ),
+        );
+    }
+    secrets.insert(
+        "FLY_CONSUL_URL".into(),
+        "<from enablePostgresConsul>".into(),
+    );
+    secrets.insert("FLY_RESTORED_FROM".into(), i.source_app.to_owned());
+    let spec = i.spec.to_string();
+    let mut env = BTreeMap::new();
+    env.insert("PRIMARY_REGION".to_owned(), i.region.to_owned());
+    let mut after = BTreeMap::new();
+    after.insert("FLY_RESTORED_FROM".to_owned(), "<unset>".to_owned());
+    after.insert(i.prefix_variable.to_owned(), i.new_prefix.to_owned());
+    after.insert("ENABLE_WALG".to_owned(), "true".to_owned());
+    vec![
+        Step::CreateApp { app: app.clone(), org: i.org.to_owned() },
+        Step::EnableConsul { app: app.clone() },
+        Step::SetSecrets { app: app.clone(), values: secrets },
+        Step::CreateVolume {
+            app: app.clone(),
+            name: "pg_data".into(),
+            region: i.region.to_owned(),
+            size_gb: i.volume_gb,
+        },
+        Step::CreateMachine {
+            app: app.clone(),
+            region: i.region.to_owned(),
+            image: i.image.to_owned(),
+            memory_mb: i.memory_mb,
+            cpus: i.cpus,
+            cpu_kind: i.cpu_kind.to_owned(),
+            env,
+        },
+        Step::Wait { app: app.clone(), state: "settled".into() },
+        Step::Exec {
+            app: app.clone(),
+            argv: fly::stolon::stolonctl_argv(&["status", "--format", "json"]),
+            why: "exactly one keeper is registered before the init".into(),
+        },
+        Step::Exec {
+            app: app.clone(),
+            argv: fly::stolon::stolonctl_argv(&["init", "--yes", spec.as_str()]),
+            why: "start the point-in-time recovery (launched detached, then polled)".into(),
+        },
+        Step::Exec {
+            app: app.clone(),
+            argv: fly::stolon::stolonctl_argv(&["clusterdata", "read"]),
+            why: "poll until the cluster's phase is normal and the keeper is out of recovery".into(),
+        },
+        Step::SetSecrets { app: app.clone(), values: after },
+        Step::Exec {
+            app,
+            argv: vec![
+                "bash".into(),
+                "-c".into(),
+                "PGUSER=postgres PGPASSWORD=\"$OPERATOR_PASSWORD\" wal-g backup-push /data/postgres".into(),
+            ],
+            why: "the new cluster's first base backup into its own prefix (detached, followed to its sentinel)".into(),
+        },
+    ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parameters_never_below_source() {
+        let mut src = BTreeMap::new();
+        src.insert("max_connections".to_owned(), "500".to_owned());
+        src.insert("archive_command".to_owned(), "wal-g wal-push %p".to_owned());
+        let p = pg_parameters(Some(&src));
+        assert_eq!(p["max_connections"], "500");
+        assert_eq!(p["max_worker_processes"], "8");
+        assert_eq!(p["archive_command"], ARCHIVE_COMMAND);
+        assert_eq!(pg_parameters(None)["max_connections"], "300");
+    }
+}

@@ -1,0 +1,374 @@
+//! The restore's pre-flight plan (`core::restore`) against flysim over loopback HTTP: a seeded Stolon cluster
+//! (flysim's demo seed: 26 h of WAL, base backups 1 h, 13 h and 25 h in), tracked, its credentials escrowed
+//! hours before the history's end (a clock-shifted capture), Walden on a real SQLite file.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a test stops loudly
+
+use fly::{FlyClient, ListMachines, UpdateMachineRequest};
+use flysim::{ClusterSeed, Sim};
+use secrecy::SecretString;
+use time::{Duration, OffsetDateTime};
+use tokio_util::sync::CancellationToken;
+use walden_core::access::{Actor, RequestMeta};
+use walden_core::audit::{self, AuditFilter};
+use walden_core::clusters::FlyConnection;
+use walden_core::escrow::Escrow;
+use walden_core::keyring::Keyring;
+use walden_core::restore::{ClusterRef, Destination, RestoreError, RestoreRequest, RestoreTarget};
+use walden_core::users::HashParams;
+use walden_core::{Walden, WaldenOptions};
+use walg::Backup;
+
+const ORG: &str = "acme";
+const TOKEN: &str = "fm2_restore_acme_token_5c90";
+const APP: &str = "prod-db";
+
+struct Fixture {
+    sim: Sim,
+    client: FlyClient,
+    walden: Walden,
+    /// Restorable backups, oldest first.
+    backups: Vec<Backup>,
+    last_commit: Option<OffsetDateTime>,
+    _keep: (flysim::Running, tempfile::TempDir, tempfile::TempDir),
+}
+
+/// The seeded cluster, tracked, escrowed `escrow_age_hours` before the emulator's now.
+async fn fixture(escrow_age_hours: i64) -> Fixture {
+    let sim_dir = tempfile::tempdir().unwrap();
+    let sim = Sim::builder()
+        .manual_clock(Sim::new().now())
+        .seed(7)
+        .build()
+        .unwrap();
+    sim.add_org(ORG, "Acme");
+    sim.add_token(TOKEN, &[ORG]);
+    sim.seed_cluster(&ClusterSeed::new(ORG, APP, &sim_dir.path().join("walg")))
+        .unwrap();
+    let run = flysim::spawn(
+        tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
+        sim.clone(),
+        CancellationToken::new(),
+    )
+    .unwrap();
+    let client = FlyClient::builder()
+        .token(SecretString::from(TOKEN))
+        .machines_base_url(&run.base_url)
+        .api_base_url(&run.base_url)
+        .build()
+        .unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let walden = Walden::open(
+        data.path(),
+        WaldenOptions {
+            hash: HashParams::TEST,
+            keyring: Some(Keyring::generate().unwrap()),
+            fly: Some(FlyConnection {
+                client: client.clone(),
+                org: ORG.into(),
+            }),
+            ..WaldenOptions::default()
+        },
+    )
+    .await
+    .unwrap();
+    walden
+        .orgs()
+        .track(&Actor::cli(), &meta(), ORG, APP)
+        .await
+        .unwrap();
+    let at = sim.now() - Duration::hours(escrow_age_hours);
+    Escrow::new(walden.pool().clone(), walden.keyring().cloned())
+        .with_orgs(walden.orgs().clone())
+        .with_clock(move || at)
+        .capture(&Actor::cli(), &meta(), ORG, APP)
+        .await
+        .unwrap();
+    walden.monitor().refresh(ORG, APP).await.unwrap();
+    let good = walden
+        .monitor()
+        .timeline(&Actor::cli(), ORG, APP)
+        .await
+        .unwrap()
+        .unwrap();
+    let mut backups: Vec<Backup> = good
+        .timeline
+        .backups
+        .iter()
+        .filter(|b| b.restorable)
+        .cloned()
+        .collect();
+    backups.sort_by_key(|b| b.finish_time);
+    assert!(
+        backups.len() >= 2,
+        "the seed has at least two restorable backups"
+    );
+    let last_commit = good
+        .timeline
+        .main_lineage
+        .and_then(|m| good.timeline.commit_search(m))
+        .and_then(|c| c.found())
+        .map(|c| c.time);
+    Fixture {
+        sim,
+        client,
+        walden,
+        backups,
+        last_commit,
+        _keep: (run, sim_dir, data),
+    }
+}
+
+fn meta() -> RequestMeta {
+    RequestMeta::default()
+}
+
+fn request(target: RestoreTarget, to: &str) -> RestoreRequest {
+    RestoreRequest {
+        source: ClusterRef {
+            org: ORG.into(),
+            app: APP.into(),
+        },
+        target,
+        timeline: None,
+        destination: Destination {
+            app: to.into(),
+            region: None,
+            memory_mb: None,
+            volume_gb: None,
+        },
+    }
+}
+
+fn at(t: OffsetDateTime) -> RestoreTarget {
+    RestoreTarget::Time { at: t }
+}
+
+/// Everything on the emulator a plan could have created: apps, and each app's volumes and machines.
+async fn fly_state(client: &FlyClient) -> Vec<String> {
+    let mut out = Vec::new();
+    for app in client.list_apps(ORG).await.unwrap().apps {
+        out.push(format!("app {}", app.name));
+        for v in client.list_volumes(&app.name).await.unwrap() {
+            out.push(format!("volume {} {:?}", v.id, v.size_gb));
+        }
+        for m in client
+            .list_machines(&app.name, &ListMachines::default())
+            .await
+            .unwrap()
+        {
+            out.push(format!("machine {} {:?} {:?}", m.id, m.state, m.image()));
+        }
+    }
+    out.sort();
+    out
+}
+
+async fn refused(f: &Fixture, req: &RestoreRequest) -> Vec<String> {
+    match f
+        .walden
+        .restores()
+        .preflight(&Actor::cli(), &meta(), req)
+        .await
+    {
+        Ok(p) => panic!("expected a refusal, got a plan of {}", p.backup.name),
+        Err(r) => r.codes().into_iter().map(str::to_owned).collect(),
+    }
+}
+
+/// Time, before-the-newest, latest, LSN and named targets each pick the right backup; the hash is stable and
+/// follows the target; nothing is created on the emulator; the stored plan and its audit row.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plans_pick_the_backup_and_change_nothing_on_fly() {
+    let f = fixture(30).await;
+    let before = fly_state(&f.client).await;
+    let restores = f.walden.restores();
+    let (old, new) = (
+        &f.backups[f.backups.len() - 2],
+        &f.backups[f.backups.len() - 1],
+    );
+    let new_finish = new.finish_time.unwrap();
+    let plan = |t| {
+        let r = restores.clone();
+        async move {
+            r.preflight(&Actor::cli(), &meta(), &request(t, "prod-db-restored"))
+                .await
+                .unwrap()
+        }
+    };
+
+    let p = plan(at(new_finish + Duration::minutes(10))).await;
+    assert_eq!(
+        p.backup.name, new.name,
+        "a time after the newest backup picks it"
+    );
+    assert!(p.recovery.recovery_target_time.is_some());
+    let before_newest = plan(at(new_finish - Duration::minutes(10))).await;
+    assert_eq!(
+        before_newest.backup.name, old.name,
+        "a time before the newest backup picks the older one"
+    );
+    assert_eq!(plan(RestoreTarget::Latest).await.backup.name, new.name);
+    let lsn = walg::Lsn(new.finish_lsn.unwrap() + 1).to_string();
+    assert_eq!(plan(RestoreTarget::Lsn { lsn }).await.backup.name, new.name);
+    let named = plan(RestoreTarget::Backup {
+        name: old.name.clone(),
+    })
+    .await;
+    assert_eq!(named.backup.name, old.name);
+    assert_eq!(named.recovery.recovery_target.as_deref(), Some("immediate"));
+
+    // What the plan says.
+    assert_eq!(p.destination.region, "iad");
+    assert!(p.destination.memory_mb >= 512);
+    assert_ne!(p.destination.walg_prefix, "");
+    assert!(
+        !p.destination.walg_prefix.ends_with(&format!("/{APP}")),
+        "never the source's prefix"
+    );
+    assert!(
+        p.pg_parameters.source.contains("clusterdata read"),
+        "{}",
+        p.pg_parameters.source
+    );
+    assert!(p.pg_parameters.values["archive_command"].contains("ENABLE_WALG"));
+    assert!(p.escrow.version >= 1);
+    let text = p.canonical();
+    for secret in ["Zq81xKp2", "Lw73Hs0", "Vb55nQe9"] {
+        assert!(!text.contains(secret), "no escrowed password in the plan");
+    }
+    assert!(text.contains("<escrowed SU password"));
+    assert!(text.contains(&format!("wal-g backup-fetch %d {}", new.name)));
+
+    // The hash: same inputs, same hash; another target, another hash.
+    let again = plan(at(new_finish + Duration::minutes(10))).await;
+    assert_eq!(p.hash(), again.hash());
+    assert_ne!(p.hash(), before_newest.hash());
+
+    // Stored with its audit row.
+    let stored = restores
+        .plan(
+            &Actor::cli(),
+            &meta(),
+            &request(at(new_finish + Duration::minutes(10)), "prod-db-restored"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(stored.hash, p.hash());
+    assert_eq!(
+        restores.stored(&stored.hash).await.unwrap().unwrap().plan,
+        p
+    );
+    let rows = audit::query(f.walden.pool(), &AuditFilter::default(), None, 1000)
+        .await
+        .unwrap()
+        .rows;
+    let row = rows
+        .iter()
+        .find(|r| r.action == "restore.plan")
+        .expect("a restore.plan row");
+    assert_eq!(row.outcome, "ok");
+
+    assert_eq!(
+        fly_state(&f.client).await,
+        before,
+        "no plan creates or changes anything on Fly"
+    );
+}
+
+/// A taken name, an unknown region, 256 MB and a target after the last commit: every reason at once, and
+/// the refusal audited; a bad name on its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_refusal_reason_together() {
+    let f = fixture(30).await;
+    f.client
+        .create_app(&fly::CreateAppRequest {
+            name: "taken-db".into(),
+            org_slug: ORG.into(),
+            network: None,
+            enable_subdomains: None,
+            app_role_id: None,
+        })
+        .await
+        .unwrap();
+    let before = fly_state(&f.client).await;
+    let after_last = f.last_commit.unwrap_or(f.sim.now()) + Duration::seconds(1);
+    let mut req = request(at(after_last), "taken-db");
+    req.destination.region = Some("xyz".into());
+    req.destination.memory_mb = Some(256);
+    let codes = refused(&f, &req).await;
+    for code in ["name_taken", "unknown_region"] {
+        assert!(codes.iter().any(|c| c == code), "{code} in {codes:?}");
+    }
+    assert!(
+        codes
+            .iter()
+            .any(|c| c == "after_last_commit" || c == "after_latest"),
+        "{codes:?}"
+    );
+    // With a good target the size rule shows too.
+    let mut small = request(RestoreTarget::Latest, "taken-db");
+    small.destination.memory_mb = Some(256);
+    small.destination.volume_gb = Some(0);
+    let codes = refused(&f, &small).await;
+    for code in ["name_taken", "memory_too_small", "volume_too_small"] {
+        assert!(codes.iter().any(|c| c == code), "{code} in {codes:?}");
+    }
+    assert_eq!(
+        refused(&f, &request(RestoreTarget::Latest, "Bad_Name")).await,
+        vec!["bad_name"]
+    );
+
+    match f.walden.restores().plan(&Actor::cli(), &meta(), &req).await {
+        Err(RestoreError::Refused(r)) => assert!(r.to_string().contains("taken-db")),
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    let rows = audit::query(f.walden.pool(), &AuditFilter::default(), None, 1000)
+        .await
+        .unwrap()
+        .rows;
+    assert!(rows
+        .iter()
+        .any(|r| r.action == "restore.plan" && r.outcome == "failed"));
+    assert_eq!(fly_state(&f.client).await, before);
+}
+
+/// Credentials escrowed only after the target: refused; a source image of another major: refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_escrow_at_target_and_another_major_are_refused() {
+    let f = fixture(5).await;
+    let old = &f.backups[f.backups.len() - 2];
+    let t = old.finish_time.unwrap() + Duration::minutes(10);
+    assert!(refused(&f, &request(at(t), "new-db"))
+        .await
+        .contains(&"no_escrow_at_target".to_owned()));
+    // The latest state is after the capture: planned.
+    f.walden
+        .restores()
+        .preflight(
+            &Actor::cli(),
+            &meta(),
+            &request(RestoreTarget::Latest, "new-db"),
+        )
+        .await
+        .unwrap();
+
+    let machines = f
+        .client
+        .list_machines(APP, &ListMachines::default())
+        .await
+        .unwrap();
+    for m in machines {
+        let mut config = m.config.clone().unwrap();
+        config.image = Some("flyio/postgres:15.2".into());
+        let update = UpdateMachineRequest {
+            config,
+            ..Default::default()
+        };
+        f.client
+            .update_machine(APP, &m.id, &update, None)
+            .await
+            .unwrap();
+    }
+    let codes = refused(&f, &request(RestoreTarget::Latest, "new-db")).await;
+    assert!(codes.contains(&"major_mismatch".to_owned()), "{codes:?}");
+}
