@@ -42,6 +42,8 @@ pub enum Command {
     Org(cmd::org::OrgArgs),
     /// Credential escrow of tracked clusters: capture, list, prove, reveal with a reason, enter by hand.
     Escrow(cmd::escrow::EscrowArgs),
+    /// Restores of tracked clusters: `restore plan` checks everything and prints the plan and its hash.
+    Restore(cmd::restore::RestoreArgs),
     /// Run the Fly API emulator standalone with a demo org (demo mode, end-to-end tests).
     Flysim(cmd::flysim::FlysimArgs),
     /// Show a wal-g bucket's backups, timelines, restorable windows and findings.
@@ -88,6 +90,7 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Fly(args) => cmd::fly::run(args).await,
         Command::Org(args) => cmd::org::run(args).await,
         Command::Escrow(args) => cmd::escrow::run(args).await,
+        Command::Restore(args) => cmd::restore::run(args).await,
         Command::Flysim(args) => cmd::flysim::run(args).await,
         Command::Timeline(args) => cmd::timeline::run_timeline(args).await,
         Command::Verify(args) => cmd::timeline::run_verify(args).await,

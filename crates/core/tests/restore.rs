@@ -3,7 +3,7 @@
 //! hours before the history's end (a clock-shifted capture), Walden on a real SQLite file.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a test stops loudly
 
-use fly::{FlyClient, ListMachines, UpdateMachineRequest};
+use fly::{FlyClient, ListMachines, StopRequest, UpdateMachineRequest};
 use flysim::{ClusterSeed, Sim};
 use secrecy::SecretString;
 use time::{Duration, OffsetDateTime};
@@ -317,6 +317,9 @@ async fn every_refusal_reason_together() {
         refused(&f, &request(RestoreTarget::Latest, "Bad_Name")).await,
         vec!["bad_name"]
     );
+    let mut untracked = request(RestoreTarget::Latest, "new-db");
+    untracked.source.app = "other-db".into();
+    assert_eq!(refused(&f, &untracked).await, vec!["not_tracked"]);
 
     match f.walden.restores().plan(&Actor::cli(), &meta(), &req).await {
         Err(RestoreError::Refused(r)) => assert!(r.to_string().contains("taken-db")),
@@ -332,31 +335,57 @@ async fn every_refusal_reason_together() {
     assert_eq!(fly_state(&f.client).await, before);
 }
 
-/// Credentials escrowed only after the target: refused; a source image of another major: refused.
+/// Credentials escrowed only after the target: refused (latest uses the newest version: planned); with every
+/// source machine stopped the plan says which pgParameters it used instead; a source image of another major:
+/// refused.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn no_escrow_at_target_and_another_major_are_refused() {
+async fn no_escrow_at_target_source_down_and_another_major() {
     let f = fixture(5).await;
     let old = &f.backups[f.backups.len() - 2];
     let t = old.finish_time.unwrap() + Duration::minutes(10);
-    assert!(refused(&f, &request(at(t), "new-db"))
-        .await
-        .contains(&"no_escrow_at_target".to_owned()));
-    // The latest state is after the capture: planned.
-    f.walden
-        .restores()
-        .preflight(
-            &Actor::cli(),
-            &meta(),
-            &request(RestoreTarget::Latest, "new-db"),
-        )
+    let codes = refused(&f, &request(at(t), "new-db")).await;
+    assert!(
+        codes.contains(&"no_escrow_at_target".to_owned()),
+        "{codes:?}"
+    );
+    let restores = f.walden.restores();
+    let latest = request(RestoreTarget::Latest, "new-db");
+    let up = restores
+        .preflight(&Actor::cli(), &meta(), &latest)
         .await
         .unwrap();
+    assert_eq!(
+        up.escrow.valid_at,
+        "the end of the archived WAL (the newest version)"
+    );
 
     let machines = f
         .client
         .list_machines(APP, &ListMachines::default())
         .await
         .unwrap();
+    for m in &machines {
+        f.client
+            .stop_machine(APP, &m.id, &StopRequest::default(), None)
+            .await
+            .unwrap();
+    }
+    let down = restores
+        .preflight(&Actor::cli(), &meta(), &latest)
+        .await
+        .unwrap();
+    assert!(
+        down.pg_parameters.source.contains("no reachable leader"),
+        "{}",
+        down.pg_parameters.source
+    );
+    assert_eq!(down.pg_parameters.values["max_connections"], "300");
+    assert_ne!(
+        down.hash(),
+        up.hash(),
+        "the parameters' source is part of the plan"
+    );
+
     for m in machines {
         let mut config = m.config.clone().unwrap();
         config.image = Some("flyio/postgres:15.2".into());
@@ -369,6 +398,6 @@ async fn no_escrow_at_target_and_another_major_are_refused() {
             .await
             .unwrap();
     }
-    let codes = refused(&f, &request(RestoreTarget::Latest, "new-db")).await;
+    let codes = refused(&f, &latest).await;
     assert!(codes.contains(&"major_mismatch".to_owned()), "{codes:?}");
 }

@@ -7,6 +7,7 @@ pub mod flysim;
 pub mod keys;
 pub mod migrate;
 pub mod org;
+pub mod restore;
 pub mod serve;
 pub mod timeline;
 pub mod user;

@@ -36,3 +36,11 @@ pub fn walden(data: &Path, base_url: &str) -> Command {
         .env("RUST_LOG", "trace");
     cmd
 }
+
+/// Runs `cmd` to completion with nothing on standard input, off the runtime's threads (the in-process emulator
+/// serves on them).
+pub async fn run_off_runtime(mut cmd: Command) -> std::process::Output {
+    tokio::task::spawn_blocking(move || cmd.stdin(std::process::Stdio::null()).output().unwrap())
+        .await
+        .unwrap()
+}

@@ -402,20 +402,7 @@ impl Restores {
         ) {
             reasons.push(r);
         }
-        // The credentials the restored data holds: those valid at the point restored to.
-        let valid_at = match &req.target {
-            RestoreTarget::Time { at } => *at,
-            RestoreTarget::Latest => timeline
-                .main_lineage
-                .and_then(|m| timeline.commit_search(m))
-                .and_then(|c| c.found())
-                .map(|c| c.time)
-                .or(timeline.latest_restorable)
-                .unwrap_or_else(ts::now),
-            RestoreTarget::Lsn { .. } | RestoreTarget::Backup { .. } => {
-                backup.finish_time.unwrap_or(backup.sentinel_modified)
-            }
-        };
+        let valid_at = credentials_time(&req.target, backup);
         let escrow = self
             .escrow_choice(actor, meta, org, app, valid_at, &mut reasons)
             .await;
@@ -552,22 +539,23 @@ impl Restores {
                 "Check the escrowed wal-g settings (capture them again) and the bucket's permissions.".into(),
             )
         };
-        let settings =
-            match self.escrow.storage_settings(org, app).await {
-                Ok(Some(s)) => s,
-                Ok(None) => return Err(Reason::new(
+        let settings = match self.escrow.storage_settings(org, app).await {
+            Ok(Some(s)) => s,
+            Ok(None) => {
+                return Err(Reason::new(
                     "no_escrow",
                     format!(
                         "No credentials of {org}/{app} are escrowed, so its archive is unknown."
                     ),
                     "Capture them: walden escrow capture.".into(),
-                )),
-                Err(e) => {
-                    return Err(unreadable(format!(
-                        "The escrowed storage settings cannot be opened: {e}."
-                    )))
-                }
-            };
+                ))
+            }
+            Err(e) => {
+                return Err(unreadable(format!(
+                    "The escrowed storage settings cannot be opened: {e}."
+                )))
+            }
+        };
         let config = settings.config().map_err(|e| {
             unreadable(format!(
                 "The escrowed storage settings are not usable: {e}."
@@ -597,18 +585,22 @@ impl Restores {
         meta: &RequestMeta,
         org: &str,
         app: &str,
-        at: time::OffsetDateTime,
+        at: Option<time::OffsetDateTime>,
         reasons: &mut Vec<Reason>,
     ) -> Option<EscrowChoice> {
-        let version = match self.escrow.version_at(actor, meta, org, app, at).await {
+        let valid_at = match at {
+            Some(t) => walg::plan::exact_time(t),
+            None => "the end of the archived WAL (the newest version)".to_owned(),
+        };
+        let when = at.unwrap_or_else(ts::now);
+        let version = match self.escrow.version_at(actor, meta, org, app, when).await {
             Ok(Some(v)) => v,
             Ok(None) => {
                 reasons.push(Reason::new(
                     "no_escrow_at_target",
                     format!(
-                        "No escrowed credentials of {org}/{app} were captured at or before {}: the restored roles' \
-                         passwords are unknown.",
-                        walg::plan::exact_time(at)
+                        "No escrowed credentials of {org}/{app} were captured at or before {valid_at}: the restored \
+                         roles' passwords are unknown."
                     ),
                     "Choose a later target, or enter the passwords of that time by hand (walden escrow enter).".into(),
                 ));
@@ -665,7 +657,7 @@ impl Restores {
             version: version.version,
             captured_at: version.captured_at,
             captured_by: version.captured_by,
-            valid_at: walg::plan::exact_time(at),
+            valid_at,
             last_proofs: proofs,
         })
     }
@@ -782,6 +774,21 @@ async fn read_parameters(
             None => (None, "the source's cluster data holds no pgParameters; the image's and PostgreSQL's defaults were used".into()),
         },
         Err(e) => (None, format!("the source could not be read ({e}); the image's and PostgreSQL's defaults were used for the max_* settings")),
+    }
+}
+
+/// The time whose escrowed credentials the restore uses: those valid at the point restored to. A time target
+/// is that time; a named backup or an LSN, the backup's end (the LSN's own time is not known before replay).
+/// Latest uses now: the restore runs to the end of the archived WAL, which is as late as anything captured, so
+/// the newest version is the one nearest to it (and `FLY_RESTORED_FROM` sets the three roles to its passwords).
+/// `None` stands for now (the plan then says "the newest version", so its hash does not change by the second).
+fn credentials_time(target: &RestoreTarget, backup: &walg::Backup) -> Option<time::OffsetDateTime> {
+    match target {
+        RestoreTarget::Time { at } => Some(*at),
+        RestoreTarget::Latest => None,
+        RestoreTarget::Lsn { .. } | RestoreTarget::Backup { .. } => {
+            Some(backup.finish_time.unwrap_or(backup.sentinel_modified))
+        }
     }
 }
 

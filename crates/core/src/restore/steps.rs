@@ -16,11 +16,18 @@ pub enum Step {
     CreateApp { app: String, org: String },
     /// GraphQL `enablePostgresConsul(input: {appId})`: the image panics without `FLY_CONSUL_URL`.
     EnableConsul { app: String },
-    /// `POST /v1/apps/{app}/secrets`; values are placeholders for escrowed or computed values.
+    /// `POST /v1/apps/{app}/secrets` (`{"values": {name: value | null}}`): a value is a placeholder for an
+    /// escrowed or computed value, or plain when it is no secret; `None` unsets the secret.
     SetSecrets {
         app: String,
-        values: BTreeMap<String, String>,
+        values: BTreeMap<String, Option<String>>,
     },
+    /// `POST /v1/apps/{app}/machines/{id}` with the machine's full config and the new `min_secrets_version`:
+    /// secrets reach a machine only on an update or start.
+    UpdateMachine { app: String, why: String },
+    /// The escrow's login proof on the new machine (`fly::escrow::prove_logins`: one login per role, the
+    /// password on exec stdin, never in argv), after `pg_is_in_recovery()` is false.
+    ProveLogins { app: String },
     /// `POST /v1/apps/{app}/volumes`.
     CreateVolume {
         app: String,
@@ -57,6 +64,12 @@ impl Step {
             Step::SetSecrets { app, .. } => format!("POST /v1/apps/{app}/secrets"),
             Step::CreateVolume { app, .. } => format!("POST /v1/apps/{app}/volumes"),
             Step::CreateMachine { app, .. } => format!("POST /v1/apps/{app}/machines"),
+            Step::UpdateMachine { app, .. } => {
+                format!("POST /v1/apps/{app}/machines/<new machine>")
+            }
+            Step::ProveLogins { app } => {
+                format!("POST /v1/apps/{app}/machines/<new machine>/exec (one per role)")
+            }
             Step::Wait { app, state } => {
                 format!("GET /v1/apps/{app}/machines/<new machine>/wait?state={state}")
             }
@@ -197,30 +210,33 @@ pub fn steps(i: &StepsInput<'_>) -> Vec<Step> {
     ] {
         secrets.insert(
             field.to_owned(),
-            format!("<escrowed {label} password, version {}>", i.escrow_version),
+            Some(format!(
+                "<escrowed {label} password, version {}>",
+                i.escrow_version
+            )),
         );
     }
     for name in i.storage_names {
         secrets.insert(
             name.clone(),
-            format!(
+            Some(format!(
                 "<escrowed {name} of {}, version {} (read only)>",
                 i.source_app, i.escrow_version
-            ),
+            )),
         );
     }
     secrets.insert(
         "FLY_CONSUL_URL".into(),
-        "<from enablePostgresConsul>".into(),
+        Some("<from enablePostgresConsul>".into()),
     );
-    secrets.insert("FLY_RESTORED_FROM".into(), i.source_app.to_owned());
+    secrets.insert("FLY_RESTORED_FROM".into(), Some(i.source_app.to_owned()));
     let spec = i.spec.to_string();
     let mut env = BTreeMap::new();
     env.insert("PRIMARY_REGION".to_owned(), i.region.to_owned());
     let mut after = BTreeMap::new();
-    after.insert("FLY_RESTORED_FROM".to_owned(), "<unset>".to_owned());
-    after.insert(i.prefix_variable.to_owned(), i.new_prefix.to_owned());
-    after.insert("ENABLE_WALG".to_owned(), "true".to_owned());
+    after.insert("FLY_RESTORED_FROM".to_owned(), None);
+    after.insert(i.prefix_variable.to_owned(), Some(i.new_prefix.to_owned()));
+    after.insert("ENABLE_WALG".to_owned(), Some("true".to_owned()));
     vec![
         Step::CreateApp { app: app.clone(), org: i.org.to_owned() },
         Step::EnableConsul { app: app.clone() },
@@ -256,13 +272,26 @@ pub fn steps(i: &StepsInput<'_>) -> Vec<Step> {
             argv: fly::stolon::stolonctl_argv(&["clusterdata", "read"]),
             why: "poll until the cluster's phase is normal and the keeper is out of recovery".into(),
         },
-        Step::SetSecrets { app: app.clone(), values: after },
+        Step::ProveLogins { app: app.clone() },
+        Step::SetSecrets {
+            app: app.clone(),
+            values: after,
+        },
+        Step::UpdateMachine {
+            app: app.clone(),
+            why: "FLY_RESTORED_FROM unset (else a replica rebooting with data starts outside Stolon), the new \
+                  prefix and archiving on reach the machine"
+                .into(),
+        },
         Step::Exec {
             app,
             argv: vec![
                 "bash".into(),
                 "-c".into(),
-                "PGUSER=postgres PGPASSWORD=\"$OPERATOR_PASSWORD\" wal-g backup-push /data/postgres".into(),
+                // HAProxy's :5432 reaches the leader, which the one machine is; the password comes from the
+                // machine's own environment, never from this argv.
+                "PGHOST=localhost PGPORT=5432 PGUSER=postgres PGPASSWORD=\"$OPERATOR_PASSWORD\" wal-g backup-push /data/postgres"
+                    .into(),
             ],
             why: "the new cluster's first base backup into its own prefix (detached, followed to its sentinel)".into(),
         },
