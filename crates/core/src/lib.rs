@@ -11,7 +11,8 @@
 //! credentials) uses `audit`, `settings` and `keyring`; `orgs` (Fly organisations and tracked clusters) uses
 //! `audit`, `keyring` and `clusters`' types; `rotation` (re-sealing under a new master key) uses `audit`,
 //! `keyring` and the contexts of `users`, `escrow` and `orgs`; `monitor` (each tracked cluster's backups health)
-//! uses `escrow`, `orgs`, `backups` and `clusters`' types; the façade uses them all.
+//! uses `escrow`, `orgs`, `backups` and `clusters`' types; `restore` (the restore's pre-flight plan) uses `escrow`,
+//! `orgs`, `backups` and `audit`; the façade uses them all.
 
 pub mod access;
 pub mod alerts;

@@ -2,7 +2,37 @@
 //! is wrong, in plain words, and what to do). [`super::Restores::preflight`] runs every one and keeps every
 //! refusal, so a person fixes everything at once.
 
+use super::request::{check_app_name, known_region, RestoreRequest, REGIONS};
 use super::Reason;
+
+/// The rules on the request's own words: the new name (Fly's rule), the region, and a destination that is
+/// not the source.
+pub fn request_words(req: &RestoreRequest) -> Vec<Reason> {
+    let dest = &req.destination;
+    let mut reasons = Vec::new();
+    if let Err(why) = check_app_name(&dest.app) {
+        reasons.push(Reason::new(
+            "bad_name",
+            why,
+            "Choose a name of lowercase letters, digits and dashes.".into(),
+        ));
+    }
+    if let Some(r) = dest.region.as_deref().filter(|r| !known_region(r)) {
+        reasons.push(Reason::new(
+            "unknown_region",
+            format!("'{r}' is not a Fly region."),
+            format!("Choose one of: {}.", REGIONS.join(", ")),
+        ));
+    }
+    if dest.app == req.source.app {
+        reasons.push(Reason::new(
+            "same_as_source",
+            format!("The new cluster cannot be the source, {}.", req.source.app),
+            "Name a new app.".into(),
+        ));
+    }
+    reasons
+}
 
 /// The least memory a restoring machine gets: the community PITR guide (docs/reference/seed-guide.txt: "the
 /// shared CPU/256MB does not have enough ram to perform the restore process") found 256 MB too small.

@@ -279,43 +279,27 @@ impl Restores {
         meta: &RequestMeta,
         req: &RestoreRequest,
     ) -> Result<Plan, Refused> {
-        let mut reasons = Vec::new();
         let (org, app) = (req.source.org.as_str(), req.source.app.as_str());
         let dest = &req.destination;
-        if let Err(why) = request::check_app_name(&dest.app) {
-            reasons.push(Reason::new(
-                "bad_name",
-                why,
-                "Choose a name of lowercase letters, digits and dashes.".into(),
-            ));
-        }
-        if let Some(r) = dest.region.as_deref().filter(|r| !request::known_region(r)) {
-            reasons.push(Reason::new(
-                "unknown_region",
-                format!("'{r}' is not a Fly region."),
-                format!("Choose one of: {}.", request::REGIONS.join(", ")),
-            ));
-        }
-        if dest.app == app {
-            reasons.push(Reason::new(
-                "same_as_source",
-                format!("The new cluster cannot be the source, {app}."),
-                "Name a new app.".into(),
-            ));
-        }
-        let tracked = self
-            .orgs
-            .tracked(actor)
-            .await
-            .map(|t| t.iter().any(|c| c.org == org && c.app == app))
-            .unwrap_or(false);
-        if !tracked {
-            reasons.push(Reason::new(
-                "not_tracked",
-                format!("{org}/{app} is not a tracked cluster."),
-                "An admin tracks it in Settings → Fly organizations; then plan again.".into(),
-            ));
-            return Err(Refused { reasons });
+        let mut reasons = checks::request_words(req);
+        match self.orgs.tracked(actor).await {
+            Ok(t) if t.iter().any(|c| c.org == org && c.app == app) => {}
+            Ok(_) => {
+                reasons.push(Reason::new(
+                    "not_tracked",
+                    format!("{org}/{app} is not a tracked cluster."),
+                    "An admin tracks it in Settings → Fly organizations; then plan again.".into(),
+                ));
+                return Err(Refused { reasons });
+            }
+            Err(e) => {
+                reasons.push(Reason::new(
+                    "not_tracked",
+                    format!("The tracked clusters cannot be read: {e}."),
+                    "Sign in with a role that may see them.".into(),
+                ));
+                return Err(Refused { reasons });
+            }
         }
         let client = match self.orgs.client_for(org).await {
             Ok(c) => Some(c),
@@ -342,22 +326,8 @@ impl Restores {
             },
             None => None,
         };
-        if let Some(c) = &client {
-            if request::check_app_name(&dest.app).is_ok() {
-                match c.get_app(&dest.app).await {
-                    Ok(_) => reasons.push(Reason::new(
-                        "name_taken",
-                        format!("An app named {} exists already.", dest.app),
-                        "Choose another name: the restore always creates a new app.".into(),
-                    )),
-                    Err(e) if e.status() == Some(404) => {}
-                    Err(e) => reasons.push(Reason::new(
-                        "name_unchecked",
-                        format!("Fly could not say whether {} is free: {e}.", dest.app),
-                        "Try again in a moment.".into(),
-                    )),
-                }
-            }
+        if let (Some(c), Ok(())) = (&client, request::check_app_name(&dest.app)) {
+            reasons.extend(name_taken(c, &dest.app).await);
         }
         let timeline = match self.read_archive(org, app).await {
             Ok(t) => Some(t),
@@ -366,23 +336,9 @@ impl Restores {
                 None
             }
         };
-        let chosen = timeline.as_ref().and_then(|t| match req.target.to_walg() {
-            None => {
-                reasons.push(Reason::new(
-                    "bad_lsn",
-                    "The LSN does not parse.".into(),
-                    "Give an LSN like 0/3000028.".into(),
-                ));
-                None
-            }
-            Some(target) => match t.choose_backup(&target, req.timeline) {
-                PlanOutcome::Plan(p) => Some(*p),
-                PlanOutcome::Refusal(r) => {
-                    reasons.push(Reason::new(&r.code, r.reason, fix_for(&r.code)));
-                    None
-                }
-            },
-        });
+        let chosen = timeline
+            .as_ref()
+            .and_then(|t| choose(t, req).map_err(|r| reasons.push(r)).ok());
         let (Some(timeline), Some(recovery), Some(facts)) = (timeline, chosen, facts) else {
             return Err(Refused { reasons });
         };
@@ -417,14 +373,8 @@ impl Restores {
         }
         let segment_size = timeline.segment_size;
         let replay_bytes = recovery.wal_segments.saturating_mul(segment_size);
-        let needed = checks::volume_needed_gb(
-            backup
-                .uncompressed_size
-                .and_then(|b| u64::try_from(b).ok())
-                .unwrap_or(0),
-            recovery.wal_segments,
-            segment_size,
-        );
+        let (stored, uncompressed) = chain_sizes(&timeline, backup);
+        let needed = checks::volume_needed_gb(uncompressed, recovery.wal_segments, segment_size);
         let volume_gb = dest
             .volume_gb
             .unwrap_or(needed.max(facts.volume_gb.unwrap_or(0)));
@@ -465,10 +415,12 @@ impl Restores {
             new_prefix: &new_prefix,
             spec: &spec,
         });
-        let stored = backup
-            .compressed_size
-            .and_then(|b| u64::try_from(b).ok())
-            .unwrap_or(0);
+        let volume_rule = format!(
+            "at least {needed} GB: the backup uncompressed + {} WAL segments × {} MiB + {} % + 1 GB",
+            recovery.wal_segments,
+            segment_size / (1024 * 1024),
+            checks::VOLUME_HEADROOM_PERCENT
+        );
         let seconds = steps::estimate_secs(stored, replay_bytes);
         Ok(Plan {
             format: 1,
@@ -503,12 +455,7 @@ impl Restores {
                 cpus: facts.cpus,
                 cpu_kind: facts.cpu_kind,
                 volume_gb,
-                volume_rule: format!(
-                    "at least {needed} GB: the backup uncompressed + {} WAL segments × {} MiB + {} % + 1 GB",
-                    0u64.max(replay_bytes / segment_size.max(1)),
-                    segment_size / (1024 * 1024),
-                    checks::VOLUME_HEADROOM_PERCENT
-                ),
+                volume_rule,
                 walg_prefix: new_prefix,
                 walg_prefix_variable: prefix_variable,
             },
@@ -688,6 +635,58 @@ impl Restores {
             .map(|c| c.display_url())
             .unwrap_or_default();
         (variable, new_prefix(&url, new_app), names)
+    }
+}
+
+/// What `backup-fetch` downloads (the stored sizes of the backup and its delta ancestors) and the largest
+/// uncompressed size along the chain (a delta's own size is only its changes; the full one below it is the
+/// database's).
+fn chain_sizes(timeline: &BucketTimeline, backup: &walg::Backup) -> (u64, u64) {
+    let size = |v: Option<i64>| v.and_then(|b| u64::try_from(b).ok()).unwrap_or(0);
+    let chain = std::iter::once(backup).chain(
+        backup
+            .delta_chain
+            .iter()
+            .filter_map(|name| timeline.backups.iter().find(|b| &b.name == name)),
+    );
+    chain.fold((0, 0), |(stored, largest), b| {
+        (
+            stored + size(b.compressed_size),
+            largest.max(size(b.uncompressed_size)),
+        )
+    })
+}
+
+/// `name_taken` when an app of that name exists (look with `GET /v1/apps/{name}`: 404 means free), or
+/// `name_unchecked` when Fly could not say.
+async fn name_taken(client: &FlyClient, name: &str) -> Option<Reason> {
+    match client.get_app(name).await {
+        Ok(_) => Some(Reason::new(
+            "name_taken",
+            format!("An app named {name} exists already."),
+            "Choose another name: the restore always creates a new app.".into(),
+        )),
+        Err(e) if e.status() == Some(404) => None,
+        Err(e) => Some(Reason::new(
+            "name_unchecked",
+            format!("Fly could not say whether {name} is free: {e}."),
+            "Try again in a moment.".into(),
+        )),
+    }
+}
+
+/// walg's choice of backup and recovery settings for the request's target, or its refusal as a reason.
+fn choose(timeline: &BucketTimeline, req: &RestoreRequest) -> Result<walg::Plan, Reason> {
+    let Some(target) = req.target.to_walg() else {
+        return Err(Reason::new(
+            "bad_lsn",
+            "The LSN does not parse.".into(),
+            "Give an LSN like 0/3000028.".into(),
+        ));
+    };
+    match timeline.choose_backup(&target, req.timeline) {
+        PlanOutcome::Plan(p) => Ok(*p),
+        PlanOutcome::Refusal(r) => Err(Reason::new(&r.code, r.reason, fix_for(&r.code))),
     }
 }
 
