@@ -398,30 +398,11 @@ fn cli_against_s3_with_wal_g_variables() {
 /// A bucket with 1 MiB segments whose newest segment is real WAL (`walg::xlog_writer`): one commit at
 /// `base + 31 min`, archived at `base + 45 min`.
 fn bucket_with_real_wal(base: OffsetDateTime) -> tempfile::TempDir {
-    const SEG: u64 = 1024 * 1024;
     let dir = tempfile::tempdir().unwrap();
-    let mut b = BucketBuilder::new();
-    b.segment_size = SEG;
-    b.wal(1, 1, 4, base + Duration::minutes(1), Duration::minutes(2));
-    let mut spec = BackupSpec::at(1, 2, base + Duration::minutes(2));
-    spec.start_lsn = 2 * SEG + 0x28;
-    spec.finish_lsn = 3 * SEG + 0x1F8;
-    b.backup(&spec);
-    let mut w = walg::xlog_writer::WalWriter::new(SEG, 5 * SEG);
-    let commit = base + Duration::minutes(31);
-    let pg_us =
-        (commit - time::macros::datetime!(2000-01-01 00:00 UTC)).whole_microseconds() as i64;
-    w.heap(1, b"row");
-    w.commit(1, pg_us, &[]);
-    w.heap(0, b"checkpoint-ish");
-    w.finish_segment();
-    let data = walg::codec::compress(&w.buf, walg::Compression::Lz4).unwrap();
-    b.raw(
-        "wal_005/000000010000000000000005.lz4",
-        &data,
-        base + Duration::minutes(45),
-    );
-    b.write_dir(dir.path()).unwrap();
+    walg::testkit::real_wal_builder(base)
+        .0
+        .write_dir(dir.path())
+        .unwrap();
     dir
 }
 

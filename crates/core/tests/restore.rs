@@ -3,6 +3,8 @@
 //! hours before the history's end (a clock-shifted capture), Walden on a real SQLite file.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a test stops loudly
 
+use std::collections::BTreeMap;
+
 use fly::{FlyClient, ListMachines, StopRequest, UpdateMachineRequest};
 use flysim::{ClusterSeed, Sim};
 use secrecy::SecretString;
@@ -34,6 +36,52 @@ struct Fixture {
 
 /// The seeded cluster, tracked, escrowed `escrow_age_hours` before the emulator's now.
 async fn fixture(escrow_age_hours: i64) -> Fixture {
+    let mut f = bare_fixture(None).await;
+    let at = f.sim.now() - Duration::hours(escrow_age_hours);
+    escrow_at(&f.walden, at)
+        .capture(&Actor::cli(), &meta(), ORG, APP)
+        .await
+        .unwrap();
+    f.walden.monitor().refresh(ORG, APP).await.unwrap();
+    let good = f
+        .walden
+        .monitor()
+        .timeline(&Actor::cli(), ORG, APP)
+        .await
+        .unwrap()
+        .unwrap();
+    let mut backups: Vec<Backup> = good
+        .timeline
+        .backups
+        .iter()
+        .filter(|b| b.restorable)
+        .cloned()
+        .collect();
+    backups.sort_by_key(|b| b.finish_time);
+    assert!(
+        backups.len() >= 2,
+        "the seed has at least two restorable backups"
+    );
+    f.backups = backups;
+    f.last_commit = good
+        .timeline
+        .main_lineage
+        .and_then(|m| good.timeline.commit_search(m))
+        .and_then(|c| c.found())
+        .map(|c| c.time);
+    f
+}
+
+/// The escrow service reading its time from a fixed clock (a capture made `at`).
+fn escrow_at(walden: &Walden, at: OffsetDateTime) -> Escrow {
+    Escrow::new(walden.pool().clone(), walden.keyring().cloned())
+        .with_orgs(walden.orgs().clone())
+        .with_clock(move || at)
+}
+
+/// The seeded cluster (with another image than the seed's `flyio/postgres:14.6` when given), tracked, nothing
+/// escrowed yet.
+async fn bare_fixture(image: Option<&str>) -> Fixture {
     let sim_dir = tempfile::tempdir().unwrap();
     let sim = Sim::builder()
         .manual_clock(Sim::new().now())
@@ -42,8 +90,11 @@ async fn fixture(escrow_age_hours: i64) -> Fixture {
         .unwrap();
     sim.add_org(ORG, "Acme");
     sim.add_token(TOKEN, &[ORG]);
-    sim.seed_cluster(&ClusterSeed::new(ORG, APP, &sim_dir.path().join("walg")))
-        .unwrap();
+    let mut seed = ClusterSeed::new(ORG, APP, &sim_dir.path().join("walg"));
+    if let Some(image) = image {
+        seed.image = image.into();
+    }
+    sim.seed_cluster(&seed).unwrap();
     let run = flysim::spawn(
         tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
         sim.clone(),
@@ -76,44 +127,12 @@ async fn fixture(escrow_age_hours: i64) -> Fixture {
         .track(&Actor::cli(), &meta(), ORG, APP)
         .await
         .unwrap();
-    let at = sim.now() - Duration::hours(escrow_age_hours);
-    Escrow::new(walden.pool().clone(), walden.keyring().cloned())
-        .with_orgs(walden.orgs().clone())
-        .with_clock(move || at)
-        .capture(&Actor::cli(), &meta(), ORG, APP)
-        .await
-        .unwrap();
-    walden.monitor().refresh(ORG, APP).await.unwrap();
-    let good = walden
-        .monitor()
-        .timeline(&Actor::cli(), ORG, APP)
-        .await
-        .unwrap()
-        .unwrap();
-    let mut backups: Vec<Backup> = good
-        .timeline
-        .backups
-        .iter()
-        .filter(|b| b.restorable)
-        .cloned()
-        .collect();
-    backups.sort_by_key(|b| b.finish_time);
-    assert!(
-        backups.len() >= 2,
-        "the seed has at least two restorable backups"
-    );
-    let last_commit = good
-        .timeline
-        .main_lineage
-        .and_then(|m| good.timeline.commit_search(m))
-        .and_then(|c| c.found())
-        .map(|c| c.time);
     Fixture {
         sim,
         client,
         walden,
-        backups,
-        last_commit,
+        backups: Vec::new(),
+        last_commit: None,
         _keep: (run, sim_dir, data),
     }
 }
@@ -299,6 +318,8 @@ async fn every_refusal_reason_together() {
     for code in ["name_taken", "unknown_region"] {
         assert!(codes.iter().any(|c| c == code), "{code} in {codes:?}");
     }
+    // flysim's WAL has no records, so its last commit is unknown: past the newest WAL is refused here; the
+    // last commit read from real WAL has its own test below.
     assert!(
         codes
             .iter()
@@ -400,4 +421,89 @@ async fn no_escrow_at_target_source_down_and_another_major() {
     }
     let codes = refused(&f, &latest).await;
     assert!(codes.contains(&"major_mismatch".to_owned()), "{codes:?}");
+}
+
+/// flysim's WAL segments hold no records, so the last commit is read from a bucket with real WAL
+/// (`walg::testkit::real_wal_builder`), named by credentials typed in an hour before its history: a time after
+/// the last archived commit is refused (PostgreSQL would never finish), one before it is planned. Then a
+/// version whose SU password holds a quote: refused, naming the field, never the value.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_the_last_commit_and_passwords_the_image_cannot_survive_are_refused() {
+    // walg's testkit writes PostgreSQL 16 backups: the source runs 16 too.
+    let f = bare_fixture(Some("flyio/postgres:16.2")).await;
+    let bucket = tempfile::tempdir().unwrap();
+    let base = f.sim.now().replace_nanosecond(0).unwrap() - Duration::hours(2);
+    let (builder, commit) = walg::testkit::real_wal_builder(base);
+    builder.write_dir(bucket.path()).unwrap();
+    let prefix = bucket.path().display().to_string();
+    let values = |su: &str| -> BTreeMap<String, SecretString> {
+        [
+            ("SU_PASSWORD", su),
+            ("REPL_PASSWORD", "ReplPassword4Restore"),
+            ("OPERATOR_PASSWORD", "OpPassword4Restore"),
+            ("WALG_FILE_PREFIX", prefix.as_str()),
+            ("WALG_PG_WAL_SIZE", "1"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), SecretString::from(v.to_owned())))
+        .collect()
+    };
+    escrow_at(&f.walden, base - Duration::hours(1))
+        .enter_manually(
+            &Actor::cli(),
+            &meta(),
+            ORG,
+            APP,
+            &values("SuPassword4Restore"),
+        )
+        .await
+        .unwrap();
+
+    let codes = refused(&f, &request(at(commit + Duration::minutes(9)), "new-db")).await;
+    assert_eq!(codes, vec!["after_last_commit"]);
+    let plan = f
+        .walden
+        .restores()
+        .preflight(
+            &Actor::cli(),
+            &meta(),
+            &request(at(commit - Duration::minutes(1)), "new-db"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(plan.wal.to, "000000010000000000000005");
+    assert_eq!(plan.destination.walg_prefix_variable, "WALG_FILE_PREFIX");
+    assert!(!plan.destination.walg_prefix.starts_with("file://"));
+    assert_ne!(
+        plan.destination.walg_prefix,
+        bucket.path().display().to_string()
+    );
+
+    escrow_at(&f.walden, base - Duration::minutes(30))
+        .enter_manually(
+            &Actor::cli(),
+            &meta(),
+            ORG,
+            APP,
+            &values("it'sQuoted4Restore"),
+        )
+        .await
+        .unwrap();
+    let refusal = f
+        .walden
+        .restores()
+        .preflight(
+            &Actor::cli(),
+            &meta(),
+            &request(at(commit - Duration::minutes(1)), "new-db"),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(refusal.codes(), vec!["password_breaks_image"]);
+    let text = refusal.to_string();
+    assert!(
+        text.contains("SU_PASSWORD") && text.contains("unlock.go"),
+        "{text}"
+    );
+    assert!(!text.contains("it'sQuoted"), "{text}");
 }

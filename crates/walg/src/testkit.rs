@@ -440,6 +440,36 @@ pub fn sample_builder(now: OffsetDateTime) -> BucketBuilder {
     b
 }
 
+/// A bucket whose newest segment holds real WAL records, so its last commit can be read: 1 MiB segments
+/// (`WALG_PG_WAL_SIZE=1`) 1–4 of timeline 1, one every two minutes from `base` + 1 min; a full backup started in
+/// segment 2 at `base` + 2 min; segment 5 written by [`crate::xlog_writer::WalWriter`] with one commit at
+/// `base` + 31 min, uploaded at `base` + 45 min. Returns the builder and the commit time.
+pub fn real_wal_builder(base: OffsetDateTime) -> (BucketBuilder, OffsetDateTime) {
+    const SEG: u64 = 1024 * 1024;
+    let mut b = BucketBuilder::new();
+    b.segment_size = SEG;
+    b.wal(1, 1, 4, base + Duration::minutes(1), Duration::minutes(2));
+    let mut spec = BackupSpec::at(1, 2, base + Duration::minutes(2));
+    spec.start_lsn = 2 * SEG + 0x28;
+    spec.finish_lsn = 3 * SEG + 0x1F8;
+    b.backup(&spec);
+    let mut w = crate::xlog_writer::WalWriter::new(SEG, 5 * SEG);
+    let commit = base + Duration::minutes(31);
+    let pg_us =
+        (commit - time::macros::datetime!(2000-01-01 00:00 UTC)).whole_microseconds() as i64;
+    w.heap(1, b"row");
+    w.commit(1, pg_us, &[]);
+    w.heap(0, b"checkpoint-ish");
+    w.finish_segment();
+    let data = crate::codec::compress(&w.buf, Compression::Lz4).unwrap_or_default();
+    b.raw(
+        "wal_005/000000010000000000000005.lz4",
+        &data,
+        base + Duration::minutes(45),
+    );
+    (b, commit)
+}
+
 /// Writes a small, pleasant demo bucket into `dir` (anchored at the current time): two timelines, a few days of
 /// backups, one WAL gap. Returns the storage URL to read it (`file:///...`).
 pub fn sample_bucket(dir: &Path) -> std::io::Result<String> {

@@ -634,7 +634,13 @@ impl Restores {
             .config()
             .map(|c| c.display_url())
             .unwrap_or_default();
-        (variable, new_prefix(&url, new_app), names)
+        let prefix = new_prefix(&url, new_app);
+        // WALG_FILE_PREFIX is a path; the other prefixes are URLs (s3://, gs://, azure://).
+        let prefix = match (variable.as_str(), prefix.strip_prefix("file://")) {
+            ("WALG_FILE_PREFIX", Some(path)) => path.to_owned(),
+            _ => prefix,
+        };
+        (variable, prefix, names)
     }
 }
 
