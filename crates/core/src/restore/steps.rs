@@ -140,7 +140,8 @@ pub fn parameters_of_clusterdata(doc: &str) -> Option<BTreeMap<String, String>> 
 }
 
 /// The Stolon init spec for PITR: the chosen backup by name (never `LATEST` unless it is that one), wal-g's
-/// restore command, the recovery target settings of the walg plan and the full pgParameters.
+/// restore command, the recovery target settings of the walg plan (the timeline always stated) and the full
+/// pgParameters.
 pub fn init_spec(recovery: &walg::Plan, params: &BTreeMap<String, String>) -> Value {
     let mut target = serde_json::Map::new();
     if let Some(t) = &recovery.recovery_target_time {
@@ -152,19 +153,17 @@ pub fn init_spec(recovery: &walg::Plan, params: &BTreeMap<String, String>) -> Va
     if let Some(i) = &recovery.recovery_target {
         target.insert("recoveryTarget".into(), json!(i));
     }
-    if !target.is_empty() {
-        target.insert(
-            "recoveryTargetTimeline".into(),
-            json!(recovery.recovery_target_timeline),
-        );
-    }
+    // Always the plan's timeline by number: with no target the keeper would set `latest`, which follows any
+    // newer timeline in the archive, another cluster's included.
+    target.insert(
+        "recoveryTargetTimeline".into(),
+        json!(recovery.recovery_target_timeline),
+    );
     let mut pitr = json!({
         "dataRestoreCommand": format!("wal-g backup-fetch %d {}", recovery.backup),
         "archiveRecoverySettings": {"restoreCommand": "wal-g wal-fetch \"%f\" \"%p\""},
     });
-    if !target.is_empty() {
-        pitr["recoveryTargetSettings"] = Value::Object(target);
-    }
+    pitr["recoveryTargetSettings"] = Value::Object(target);
     json!({"initMode": "pitr", "pitrConfig": pitr, "pgParameters": params})
 }
 
@@ -301,6 +300,37 @@ pub fn steps(i: &StepsInput<'_>) -> Vec<Step> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_init_spec_names_the_backup_and_the_timeline() {
+        let plan = walg::Plan {
+            backup: "base_000000010000000000000002".into(),
+            backup_timeline: 1,
+            delta_chain: Vec::new(),
+            backup_finish_time: None,
+            recovery_target_time: None,
+            recovery_target_lsn: None,
+            recovery_target: None,
+            recovery_target_timeline: "1".into(),
+            recovery_target_inclusive: None,
+            recovery_target_action: "promote".into(),
+            wal_from: String::new(),
+            wal_to: String::new(),
+            wal_segments: 0,
+            wal_bytes: 0,
+            notes: Vec::new(),
+        };
+        let spec = init_spec(&plan, &pg_parameters(None));
+        assert_eq!(
+            spec["pitrConfig"]["dataRestoreCommand"],
+            "wal-g backup-fetch %d base_000000010000000000000002"
+        );
+        assert_eq!(
+            spec["pitrConfig"]["recoveryTargetSettings"]["recoveryTargetTimeline"],
+            "1"
+        );
+        assert_eq!(spec["pgParameters"]["archive_command"], ARCHIVE_COMMAND);
+    }
 
     #[test]
     fn parameters_never_below_source() {
