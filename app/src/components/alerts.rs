@@ -3,12 +3,13 @@
 use leptos::prelude::*;
 
 use crate::api::alerts::AlertRow;
+use crate::page_data::{page_data, PageData};
 
 /// The open alerts (`list_alerts`), each with its cluster linked. `alerts` is the page's resource (made at the
 /// page's top, see docs/ARCHITECTURE.md).
 #[component]
 pub fn AlertsPanel(
-    alerts: Resource<Result<Vec<AlertRow>, crate::error::AppError>>,
+    alerts: PageData<Result<Vec<AlertRow>, crate::error::AppError>>,
 ) -> impl IntoView {
     view! {
         <Transition fallback=|| ()>
@@ -54,6 +55,6 @@ fn AlertItem(alert: AlertRow) -> impl IntoView {
 }
 
 /// A page's alerts resource: make it at the page's top and pass it to [`AlertsPanel`].
-pub fn alerts_resource() -> Resource<Result<Vec<AlertRow>, crate::error::AppError>> {
-    Resource::new(|| (), |_| crate::api::alerts::list_alerts())
+pub fn alerts_resource() -> PageData<Result<Vec<AlertRow>, crate::error::AppError>> {
+    page_data(|| (), |_| crate::api::alerts::list_alerts())
 }

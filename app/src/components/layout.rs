@@ -4,6 +4,7 @@ use leptos_router::components::A;
 use crate::api::auth::get_current_user;
 use crate::api::status::get_console_status;
 use crate::error::ErrorList;
+use crate::page_data::page_data;
 
 /// Whether the current page has hydrated: `<main data-hydrated="true">` then, which end2end tests wait for
 /// before they click. The frame hydrates before a lazy page's code has arrived, so the page itself says so.
@@ -24,8 +25,8 @@ pub fn MarkHydrated() -> impl IntoView {
 /// The page frame: skip link, top bar with the demo badge, primary navigation, content, footer.
 #[component]
 pub fn Layout(children: Children) -> impl IntoView {
-    let status = Resource::new(|| (), |_| get_console_status());
-    let me = Resource::new(|| (), |_| get_current_user());
+    let status = page_data(|| (), |_| get_console_status());
+    let me = page_data(|| (), |_| get_current_user());
     let menu_open = RwSignal::new(false);
     let close_menu = move |_| menu_open.set(false);
     // Set by the page's own `MarkHydrated` once the page (loaded lazily, after this frame) has hydrated.

@@ -1,12 +1,13 @@
 use leptos::prelude::*;
 
 use crate::api::status::get_console_status;
+use crate::page_data::page_data;
 
 /// The console's own health, re-checked on demand (a server-function round trip from the browser).
 #[component]
 pub fn StatusPanel() -> impl IntoView {
     let checks = RwSignal::new(0u32);
-    let status = Resource::new(move || checks.get(), |_| get_console_status());
+    let status = page_data(move || checks.get(), |_| get_console_status());
 
     view! {
         <section class="panel" aria-labelledby="status-heading">

@@ -3,6 +3,7 @@ use leptos_meta::Title;
 
 use crate::api::auth::{get_current_user, ChangePassword, Logout, LogoutEverywhere};
 use crate::api::totp::{BeginTotp, ConfirmTotp, DisableTotp};
+use crate::page_data::page_data;
 
 /// One's own account: password, sign out, sign out everywhere.
 #[component]
@@ -13,7 +14,7 @@ pub fn AccountPage() -> impl IntoView {
     let begin = ServerAction::<BeginTotp>::new();
     let confirm = ServerAction::<ConfirmTotp>::new();
     let disable = ServerAction::<DisableTotp>::new();
-    let me = Resource::new(
+    let me = page_data(
         move || (logout.version().get(), everywhere.version().get()),
         |_| get_current_user(),
     );

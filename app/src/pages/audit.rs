@@ -2,6 +2,7 @@ use leptos::prelude::*;
 use leptos_meta::Title;
 
 use crate::api::audit::{export_audit, list_audit, verify_audit, AuditQuery};
+use crate::page_data::page_data;
 
 const PAGE: u32 = 50;
 
@@ -29,11 +30,11 @@ pub fn AuditPage() -> impl IntoView {
     let text = RwSignal::new(String::new());
     let applied = RwSignal::new(AuditQuery::default());
     let before = RwSignal::new(None::<i64>);
-    let rows = Resource::new(
+    let rows = page_data(
         move || (applied.get(), before.get()),
         |(q, b)| list_audit(q, b, PAGE),
     );
-    let chain = Resource::new(|| (), |_| verify_audit());
+    let chain = page_data(|| (), |_| verify_audit());
     let export = Action::new(move |format: &String| {
         let q = applied.get_untracked();
         let format = format.clone();

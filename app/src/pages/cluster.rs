@@ -15,6 +15,7 @@ use crate::api::timeline::{
 use crate::components::timeline::{
     format_time, human_bytes, human_duration, restore_link, TimelineChart,
 };
+use crate::page_data::page_data;
 
 /// The cluster page.
 #[component]
@@ -22,7 +23,7 @@ pub fn ClusterPage() -> impl IntoView {
     let params = use_params_map();
     let org = move || params.read().get("org").unwrap_or_default();
     let app = move || params.read().get("app").unwrap_or_default();
-    let timeline = Resource::new(move || (org(), app()), |(o, a)| get_cluster_timeline(o, a));
+    let timeline = page_data(move || (org(), app()), |(o, a)| get_cluster_timeline(o, a));
     view! {
         <Title text=move || format!("Cluster {}", app()) />
         <p class="muted"><a href="/clusters">"Clusters"</a> " / " {org} " / "</p>

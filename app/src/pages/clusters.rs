@@ -6,6 +6,7 @@ use crate::api::clusters::{cluster_overview, HealthRow, Overview, RefreshCluster
 use crate::components::alerts::AlertsPanel;
 use crate::components::status_panel::StatusPanel;
 use crate::error::AppError;
+use crate::page_data::page_data;
 
 /// The home page: one row per tracked cluster, worst first, with its backups health (refreshed in the
 /// background by the monitor worker) and "Refresh now" for operators. The resource is made here, at the top,
@@ -14,8 +15,8 @@ use crate::error::AppError;
 #[component]
 pub fn ClustersPage() -> impl IntoView {
     let refresh = ServerAction::<RefreshCluster>::new();
-    let overview = Resource::new(move || refresh.version().get(), |_| cluster_overview());
-    let alerts = Resource::new(move || refresh.version().get(), |_| list_alerts());
+    let overview = page_data(move || refresh.version().get(), |_| cluster_overview());
+    let alerts = page_data(move || refresh.version().get(), |_| list_alerts());
     let refresh_error = move || {
         refresh
             .value()

@@ -3,12 +3,13 @@ use leptos_meta::Title;
 use leptos_router::components::A;
 
 use crate::api::auth::{get_setup_needed, Login};
+use crate::page_data::page_data;
 
 /// Sign in. Errors never say whether the user exists.
 #[component]
 pub fn LoginPage() -> impl IntoView {
     let login = ServerAction::<Login>::new();
-    let setup = Resource::new(|| (), |_| get_setup_needed());
+    let setup = page_data(|| (), |_| get_setup_needed());
     let error = move || {
         login
             .value()

@@ -4,21 +4,22 @@ use leptos_meta::Title;
 use crate::api::auth::get_current_user;
 use crate::api::escrow::{get_require_reveal_approval, SetRequireRevealApproval};
 use crate::api::totp::{get_require_totp_for_admins, SetRequireTotpForAdmins};
+use crate::page_data::page_data;
 
 /// Console settings. Signed-in users see them; only admins are offered the controls (the server checks).
 #[component]
 pub fn SettingsPage() -> impl IntoView {
     let require = ServerAction::<SetRequireTotpForAdmins>::new();
-    let required = Resource::new(
+    let required = page_data(
         move || require.version().get(),
         |_| get_require_totp_for_admins(),
     );
     let approval = ServerAction::<SetRequireRevealApproval>::new();
-    let approval_required = Resource::new(
+    let approval_required = page_data(
         move || approval.version().get(),
         |_| get_require_reveal_approval(),
     );
-    let me = Resource::new(|| (), |_| get_current_user());
+    let me = page_data(|| (), |_| get_current_user());
     let is_admin = move || {
         me.get()
             .and_then(Result::ok)

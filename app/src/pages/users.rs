@@ -4,6 +4,7 @@ use leptos_meta::Title;
 use crate::api::users::{
     list_invites, list_users, CreateInvite, RevokeInvite, SetUserDisabled, SetUserRole,
 };
+use crate::page_data::page_data;
 
 /// Users and invitations (admins; the server refuses everyone else). Two-factor policy is on Settings.
 #[component]
@@ -12,11 +13,11 @@ pub fn UsersPage() -> impl IntoView {
     let set_disabled = ServerAction::<SetUserDisabled>::new();
     let invite = ServerAction::<CreateInvite>::new();
     let revoke = ServerAction::<RevokeInvite>::new();
-    let invites = Resource::new(
+    let invites = page_data(
         move || (invite.version().get(), revoke.version().get()),
         |_| list_invites(),
     );
-    let users = Resource::new(
+    let users = page_data(
         move || (set_role.version().get(), set_disabled.version().get()),
         |_| list_users(),
     );

@@ -15,6 +15,7 @@ use crate::api::escrow::{
 };
 use crate::api::orgs::list_tracked;
 use crate::components::alerts::{alerts_resource, AlertsPanel};
+use crate::page_data::page_data;
 
 mod entry;
 mod reveal;
@@ -25,7 +26,7 @@ pub use reveal::REVEAL_SECONDS;
 /// The tracked clusters, each linking to its credentials.
 #[component]
 pub fn CredentialsIndexPage() -> impl IntoView {
-    let tracked = Resource::new(|| (), |_| list_tracked());
+    let tracked = page_data(|| (), |_| list_tracked());
     let alerts = alerts_resource();
     view! {
         <Title text="Credentials" />
@@ -71,7 +72,7 @@ pub fn CredentialsPage() -> impl IntoView {
     let prove = ServerAction::<ProveCredentials>::new();
     // Bumped by the hand-entry form after each version it keeps.
     let entered = RwSignal::new(0u32);
-    let credentials = Resource::new(
+    let credentials = page_data(
         move || {
             (
                 org(),
@@ -83,8 +84,8 @@ pub fn CredentialsPage() -> impl IntoView {
         },
         |(o, a, _, _, _)| get_credentials(o, a),
     );
-    let approval = Resource::new(|| (), |_| get_require_reveal_approval());
-    let me = Resource::new(|| (), |_| get_current_user());
+    let approval = page_data(|| (), |_| get_require_reveal_approval());
+    let me = page_data(|| (), |_| get_current_user());
     // Kept here so the panel stays open when the page's data is loaded again (after a capture, say).
     let reveal_open = RwSignal::new(false);
     let entry_open = RwSignal::new(false);

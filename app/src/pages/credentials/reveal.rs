@@ -8,6 +8,7 @@ use crate::api::escrow::{
     list_reveal_requests, ApproveReveal, Credentials, RequestReveal, RevealApproved,
     RevealCredential, Revealed,
 };
+use crate::page_data::page_data;
 
 /// How long a revealed value stays in the page.
 pub const REVEAL_SECONDS: u32 = 60;
@@ -75,7 +76,7 @@ fn RevealPanel(target: RevealTarget) -> impl IntoView {
             shown.set(Some(value));
         }
     });
-    let requests = Resource::new(
+    let requests = page_data(
         move || {
             (
                 request.version().get(),

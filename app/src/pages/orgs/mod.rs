@@ -6,6 +6,7 @@ use crate::api::orgs::{
     list_orgs, list_postgres_apps, OrgRow, PgAppRow, RemoveOrg, TrackCluster, UntrackCluster,
 };
 use crate::error::AppError;
+use crate::page_data::page_data;
 
 /// Settings → Fly organizations: the organisations Walden reaches, their Postgres apps, and which of them are
 /// tracked. Everyone signed in sees the lists; admins are offered the controls (the server checks).
@@ -20,7 +21,7 @@ pub fn OrgsPage() -> impl IntoView {
     let remove = ServerAction::<RemoveOrg>::new();
     let track = ServerAction::<TrackCluster>::new();
     let untrack = ServerAction::<UntrackCluster>::new();
-    let orgs = Resource::new(
+    let orgs = page_data(
         move || {
             (
                 added.get(),
@@ -31,7 +32,7 @@ pub fn OrgsPage() -> impl IntoView {
         },
         |_| orgs_with_apps(),
     );
-    let me = Resource::new(|| (), |_| get_current_user());
+    let me = page_data(|| (), |_| get_current_user());
     let is_admin =
         move || async move { me.await.ok().flatten().is_some_and(|u| u.role == "admin") };
     let action_error = move || {
