@@ -44,7 +44,8 @@ test('the home page renders the shell with the demo badge', async () => {
 });
 
 test('the page hydrates and a server function round-trips from the browser', async () => {
-  const { page, errors, context } = await openPage('/');
+  // The console's status is the settings page's System section (it left the home page).
+  const { page, errors, context } = await openPage('/settings');
   await hydrated(page);
   const before = await page.locator('[data-test=checked-at]').textContent();
   const call = page.waitForResponse((r) => r.url().includes('/api/get_console_status'));

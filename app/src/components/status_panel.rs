@@ -3,16 +3,17 @@ use leptos::prelude::*;
 use crate::api::status::get_console_status;
 use crate::page_data::page_data;
 
-/// The console's own health, re-checked on demand (a server-function round trip from the browser).
+/// The settings page's "System" section: the console's own health, re-checked on demand (a server-function
+/// round trip from the browser).
 #[component]
 pub fn StatusPanel() -> impl IntoView {
     let checks = RwSignal::new(0u32);
     let status = page_data(move || checks.get(), |_| get_console_status());
 
     view! {
-        <section class="panel" aria-labelledby="status-heading">
+        <section class="panel" aria-labelledby="status-heading" data-test="system">
             <div class="panel-head">
-                <h2 id="status-heading">"Console status"</h2>
+                <h2 id="status-heading">"System"</h2>
                 <button
                     type="button"
                     class="button"

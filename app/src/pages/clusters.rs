@@ -4,7 +4,6 @@ use leptos_meta::Title;
 use crate::api::alerts::list_alerts;
 use crate::api::clusters::{cluster_overview, HealthRow, Overview, RefreshCluster};
 use crate::components::alerts::AlertsPanel;
-use crate::components::status_panel::StatusPanel;
 use crate::error::AppError;
 use crate::page_data::page_data;
 
@@ -51,7 +50,6 @@ pub fn ClustersPage() -> impl IntoView {
                 }
             })}
         </Transition>
-        <StatusPanel />
     }
 }
 

@@ -4,9 +4,11 @@ use leptos_meta::Title;
 use crate::api::auth::get_current_user;
 use crate::api::escrow::{get_require_reveal_approval, SetRequireRevealApproval};
 use crate::api::totp::{get_require_totp_for_admins, SetRequireTotpForAdmins};
+use crate::components::status_panel::StatusPanel;
 use crate::page_data::page_data;
 
-/// Console settings. Signed-in users see them; only admins are offered the controls (the server checks).
+/// Console settings. Signed-in users see them; only admins are offered the controls (the server checks). The
+/// "System" section at the end is the console's own health (where an admin looks for it, not on the home page).
 #[component]
 pub fn SettingsPage() -> impl IntoView {
     let require = ServerAction::<SetRequireTotpForAdmins>::new();
@@ -71,5 +73,6 @@ pub fn SettingsPage() -> impl IntoView {
             </Transition>
             {move || approval.value().get().and_then(Result::err).map(|e| view! { <p class="form-error" role="alert">{e.to_string()}</p> })}
         </section>
+        <StatusPanel />
     }
 }
