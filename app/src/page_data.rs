@@ -49,3 +49,33 @@ where
 {
     Resource::new_with_options(source, fetcher, false)
 }
+
+#[cfg(test)]
+mod tests {
+    use leptos::server::codee::string::JsonSerdeCodec;
+    use leptos::server::codee::{Decoder, Encoder};
+
+    use super::SliceJson;
+
+    type Data = Result<Vec<(String, Option<u32>)>, String>;
+
+    /// The server's encoding is Leptos's own, and the browser reads back what it wrote, text and errors alike.
+    #[test]
+    fn encodes_as_leptos_and_decodes_what_it_encodes() {
+        for value in [
+            Ok(vec![
+                ("ünïcode \"quoted\"".to_owned(), Some(7)),
+                ("none".to_owned(), None),
+            ]),
+            Err("the clusters could not be listed".to_owned()),
+        ] {
+            let encoded = <SliceJson as Encoder<Data>>::encode(&value).unwrap();
+            assert_eq!(
+                encoded,
+                <JsonSerdeCodec as Encoder<Data>>::encode(&value).unwrap()
+            );
+            let decoded = <SliceJson as Decoder<Data>>::decode(&encoded).unwrap();
+            assert_eq!(decoded, value);
+        }
+    }
+}
