@@ -32,6 +32,7 @@ RUN cargo chef cook --release --recipe-path recipe.json --package walden \
       --package walden-app --no-default-features --features hydrate
 COPY . .
 RUN cargo leptos build --release --split \
+ && target/release/walden assets compress target/site/pkg \
  && cp target/release/walden /walden \
  && cp -r target/site /site
 

@@ -2,6 +2,7 @@
 //! `main.rs` only calls [`cli::main`]; tests build the real router with [`startup::Application`].
 
 pub mod alerts;
+pub mod assets;
 pub mod checkpoints;
 pub mod cli;
 pub mod cmd;

@@ -2,6 +2,7 @@
 
 use std::future::IntoFuture;
 use std::net::SocketAddr;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -367,12 +368,14 @@ pub fn router(state: AppState, guarded: impl FnOnce(Router) -> Router) -> Router
             tracing::info!(status, latency_ms, "finished processing request");
         }
     };
+    let (pkg_path, pkg) = (format!("/{}", options.site_pkg_dir), pkg_service(&options));
     let routes = Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .leptos_routes_with_context(&state, routes, provide_csp_nonce, move || {
             shell(options.clone())
         })
+        .nest_service(&pkg_path, pkg)
         .fallback(leptos_axum::file_and_error_handler_with_context::<
             AppState,
             _,
@@ -391,6 +394,18 @@ pub fn router(state: AppState, guarded: impl FnOnce(Router) -> Router) -> Router
                 )
                 .layer(PropagateRequestIdLayer::new(REQUEST_ID)),
         )
+}
+
+/// The bundle (`<site root>/pkg`), served precompressed (see [`crate::assets`]).
+fn pkg_service(
+    options: &LeptosOptions,
+) -> tower_http::set_header::SetResponseHeader<
+    tower_http::services::ServeDir,
+    axum::http::HeaderValue,
+> {
+    crate::assets::serve_pkg(
+        Path::new(options.site_root.as_ref()).join(options.site_pkg_dir.as_ref()),
+    )
 }
 
 /// Give Leptos this request's CSP nonce (made by `security::headers`, which also sends it in the

@@ -1,5 +1,6 @@
 //! One module per command group. Each exposes its clap arguments and an async `run` returning an exit code.
 
+pub mod assets;
 pub mod audit;
 pub mod escrow;
 pub mod fly;

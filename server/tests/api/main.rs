@@ -3,6 +3,7 @@
 
 mod accounts;
 mod alerts;
+mod assets;
 mod authorization;
 mod checkpoints;
 mod cluster_page;
