@@ -1,13 +1,16 @@
-//! The stored index: tables `backup_indexes` (one row per storage), `backup_index_wal` (one row per `wal_005/`
-//! object) and `backup_index_entries` (folders, backups, history files, stray keys; JSON bodies).
+//! The stored index: tables `backup_indexes` (one row per storage), `backup_index_wal_blocks` (the `wal_005/`
+//! objects in blocks of 1,024, see [`super::wal_blocks`]) and `backup_index_entries` (folders, backups, history
+//! files, stray keys; JSON bodies).
 //!
 //! Invariants: a save writes, in one `BEGIN IMMEDIATE` transaction, only the rows that differ between the index
-//! it was given as the stored one and the new index, and bumps the row's `revision`. When the stored version
+//! it was given as the stored one and the new index (for the WAL: the blocks whose objects differ), and bumps
+//! the row's `revision`. When the stored version
 //! (id, revision) is not the one the caller started from (another writer came in between) or there is no base
 //! (nothing stored, or the stored rows were unreadable), it replaces every row of that storage instead. A load
 //! reads in one snapshot and refuses (as [`LoadError::Corrupt`]) anything that does not decode to exactly what
 //! was saved.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
 
 use futures_util::TryStreamExt;
@@ -15,21 +18,25 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use sqlx::{QueryBuilder, Sqlite, SqliteConnection, SqlitePool};
 use walg::index::{Index, WalObject};
-use walg::names::classify_wal_file;
 
+use super::wal_blocks::{self, BLOCK};
 use crate::ts;
 
-/// Rows per multi-row `INSERT` or `DELETE` (4 bound values a row stays far below SQLite's 32,766 limit).
+/// Rows per multi-row `INSERT` (4 bound values a row stays far below SQLite's 32,766 limit).
 const ROWS_PER_STATEMENT: usize = 1_000;
+/// WAL blocks per multi-row `INSERT` (a block's body is about 10 KiB).
+const BLOCKS_PER_STATEMENT: usize = 64;
 
 /// What a save wrote.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Written {
     /// Every row of the storage was replaced (nothing usable was stored, or another writer came in between).
     pub replaced: bool,
-    /// `wal_005/` rows inserted or updated, and deleted.
+    /// `wal_005/` objects new or changed, and gone.
     pub wal_written: u64,
     pub wal_deleted: u64,
+    /// WAL blocks written (each holds up to 1,024 objects: the changed ones and their neighbours).
+    pub wal_blocks_written: u64,
     /// Entry rows (folders, backups, history files, stray keys) inserted or updated, and deleted.
     pub entries_written: u64,
     pub entries_deleted: u64,
@@ -124,33 +131,30 @@ pub(super) async fn load(
     Ok(Some((Version { id, revision }, index)))
 }
 
-/// The `wal_005/` rows, in name order (the order of the primary key, byte order like Rust's `str`).
+/// The `wal_005/` objects, in name order (byte order like Rust's `str`), from blocks `0, 1, ...`, every one
+/// but the last full (the layout [`write_changes`] relies on).
 async fn load_wal(
     tx: &mut SqliteConnection,
     id: i64,
     segment_size: u64,
 ) -> Result<Vec<WalObject>, LoadError> {
-    let mut rows = sqlx::query_as::<_, (String, i64, i64)>(
-        "SELECT name, size, modified_ms FROM backup_index_wal WHERE index_id = ? ORDER BY name",
+    let blocks: Vec<(i64, i64, Vec<u8>)> = sqlx::query_as(
+        "SELECT block, objects, body FROM backup_index_wal_blocks WHERE index_id = ? ORDER BY block",
     )
     .bind(id)
-    .fetch(&mut *tx);
-    let mut wal: Vec<WalObject> = Vec::new();
-    while let Some((name, size, modified_ms)) = rows.try_next().await? {
-        let size = u64::try_from(size).map_err(|_| {
-            LoadError::Corrupt(format!("the WAL object {name} has a negative size"))
-        })?;
-        if wal.last().is_some_and(|last| last.name >= name) {
+    .fetch_all(&mut *tx)
+    .await?;
+    let mut wal: Vec<WalObject> = Vec::with_capacity(blocks.len() * BLOCK);
+    let last = blocks.len().saturating_sub(1);
+    for (i, (block, objects, body)) in blocks.iter().enumerate() {
+        let objects = usize::try_from(*objects).unwrap_or(0);
+        if *block != i as i64 || (i < last && objects != BLOCK) {
             return Err(LoadError::Corrupt(format!(
-                "the WAL object {name} is out of order"
+                "WAL block {block} is out of place (position {i}, {objects} objects)"
             )));
         }
-        wal.push(WalObject {
-            key: classify_wal_file(&name, segment_size),
-            name,
-            size,
-            modified_ms,
-        });
+        wal_blocks::decode(body, objects, segment_size, &mut wal)
+            .map_err(|e| LoadError::Corrupt(format!("WAL block {block} does not decode: {e}")))?;
     }
     Ok(wal)
 }
@@ -239,7 +243,7 @@ pub(super) async fn save(
             write_changes(&mut tx, id, base, after).await?
         }
         _ => {
-            sqlx::query("DELETE FROM backup_index_wal WHERE index_id = ?")
+            sqlx::query("DELETE FROM backup_index_wal_blocks WHERE index_id = ?")
                 .bind(id)
                 .execute(&mut *tx)
                 .await?;
@@ -248,7 +252,8 @@ pub(super) async fn save(
                 .execute(&mut *tx)
                 .await?;
             let empty = empty_like(after);
-            let mut written = write_changes(&mut tx, id, &empty, after).await?;
+            let after = sorted_like(after);
+            let mut written = write_changes(&mut tx, id, &empty, &after).await?;
             written.replaced = true;
             written
         }
@@ -310,7 +315,28 @@ fn sorted(wal: &[WalObject]) -> bool {
     wal.is_sorted_by(|a, b| a.name < b.name)
 }
 
-/// Writes the rows that differ between `base` and `after`.
+/// `index` with its WAL in strictly increasing name order (the last of equal names kept), as blocks store it.
+fn sorted_like(index: &Index) -> Cow<'_, Index> {
+    if sorted(&index.wal) {
+        return Cow::Borrowed(index);
+    }
+    let mut fixed = index.clone();
+    fixed.wal.reverse();
+    fixed.wal.sort_by(|a, b| a.name.cmp(&b.name));
+    fixed.wal.dedup_by(|later, first| later.name == first.name);
+    Cow::Owned(fixed)
+}
+
+/// Same name, size and LastModified (the key is derived from the name).
+fn same_objects(a: &[WalObject], b: &[WalObject]) -> bool {
+    a.len() == b.len()
+        && a.iter().zip(b).all(|(x, y)| {
+            x.name == y.name && x.size == y.size && x.modified_ms == y.modified_ms
+        })
+}
+
+/// Writes the rows that differ between `base` and `after` (both with their WAL sorted by name): the entries one
+/// by one, the WAL as the blocks whose objects differ, and no block past the new last one.
 async fn write_changes(
     tx: &mut SqliteConnection,
     id: i64,
@@ -348,14 +374,29 @@ async fn write_changes(
         &mut entry_deletes,
     );
 
-    upsert_wal(tx, id, &wal_upserts).await?;
-    delete_wal(tx, id, &wal_deletes).await?;
+    let (old, new) = (base.wal.chunks(BLOCK), after.wal.chunks(BLOCK));
+    let (old_blocks, new_blocks) = (old.len(), new.len());
+    let mut old = old.map(Some).chain(std::iter::repeat(None));
+    let changed: Vec<(i64, &[WalObject])> = new
+        .enumerate()
+        .filter(|(_, block)| !old.next().flatten().is_some_and(|o| same_objects(o, block)))
+        .map(|(k, block)| (k as i64, block))
+        .collect();
+    upsert_blocks(tx, id, &changed).await?;
+    if old_blocks > new_blocks {
+        sqlx::query("DELETE FROM backup_index_wal_blocks WHERE index_id = ? AND block >= ?")
+            .bind(id)
+            .bind(new_blocks as i64)
+            .execute(&mut *tx)
+            .await?;
+    }
     upsert_entries(tx, id, &entry_upserts).await?;
     delete_entries(tx, id, &entry_deletes).await?;
     Ok(Written {
         replaced: false,
         wal_written: wal_upserts.len() as u64,
         wal_deleted: wal_deletes.len() as u64,
+        wal_blocks_written: changed.len() as u64,
         entries_written: entry_upserts.len() as u64,
         entries_deleted: entry_deletes.len() as u64,
     })
@@ -436,49 +477,25 @@ fn diff_stray<'a>(
     deletes.extend(old.difference(&new).map(|name| (STRAY, *name)));
 }
 
-async fn upsert_wal(
+async fn upsert_blocks(
     tx: &mut SqliteConnection,
     id: i64,
-    rows: &[&WalObject],
+    blocks: &[(i64, &[WalObject])],
 ) -> Result<(), SaveError> {
-    for chunk in rows.chunks(ROWS_PER_STATEMENT) {
-        let mut sizes = Vec::with_capacity(chunk.len());
-        for w in chunk {
-            sizes.push(i64::try_from(w.size).map_err(|_| {
-                SaveError::Encode(format!(
-                    "the WAL object {} is too large ({} bytes)",
-                    w.name, w.size
-                ))
-            })?);
-        }
+    for chunk in blocks.chunks(BLOCKS_PER_STATEMENT) {
         let mut query = QueryBuilder::<Sqlite>::new(
-            "INSERT INTO backup_index_wal (index_id, name, size, modified_ms) ",
+            "INSERT INTO backup_index_wal_blocks (index_id, block, objects, body) ",
         );
-        query.push_values(chunk.iter().zip(&sizes), |mut row, (w, size)| {
+        query.push_values(chunk, |mut row, (block, objects)| {
             row.push_bind(id)
-                .push_bind(w.name.as_str())
-                .push_bind(*size)
-                .push_bind(w.modified_ms);
+                .push_bind(*block)
+                .push_bind(objects.len() as i64)
+                .push_bind(wal_blocks::encode(objects));
         });
         query.push(
-            " ON CONFLICT (index_id, name) DO UPDATE \
-             SET size = excluded.size, modified_ms = excluded.modified_ms",
+            " ON CONFLICT (index_id, block) DO UPDATE \
+             SET objects = excluded.objects, body = excluded.body",
         );
-        query.build().execute(&mut *tx).await?;
-    }
-    Ok(())
-}
-
-async fn delete_wal(tx: &mut SqliteConnection, id: i64, names: &[&str]) -> Result<(), SaveError> {
-    for chunk in names.chunks(ROWS_PER_STATEMENT) {
-        let mut query =
-            QueryBuilder::<Sqlite>::new("DELETE FROM backup_index_wal WHERE index_id = ");
-        query.push_bind(id).push(" AND name IN (");
-        let mut list = query.separated(", ");
-        for name in chunk {
-            list.push_bind(*name);
-        }
-        query.push(")");
         query.build().execute(&mut *tx).await?;
     }
     Ok(())
@@ -526,6 +543,7 @@ async fn delete_entries(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use walg::names::classify_wal_file;
 
     fn object(name: &str, size: u64) -> WalObject {
         WalObject {

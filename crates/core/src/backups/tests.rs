@@ -50,6 +50,14 @@ async fn count(pool: &SqlitePool, table: &str) -> i64 {
         .unwrap()
 }
 
+/// `wal_005/` objects stored, over every storage (the blocks' counts).
+async fn wal_objects(pool: &SqlitePool) -> i64 {
+    sqlx::query_scalar("SELECT COALESCE(SUM(objects), 0) FROM backup_index_wal_blocks")
+        .fetch_one(pool)
+        .await
+        .unwrap()
+}
+
 /// The timeline's JSON without the fields that depend on when it was computed.
 fn report(index: &Index) -> serde_json::Value {
     let now = OffsetDateTime::now_utc();
@@ -71,7 +79,7 @@ async fn an_index_is_stored_and_loaded_back_equal() {
     assert!(first.written.replaced);
     assert_eq!(first.written.wal_written, first.index.wal.len() as u64);
     assert_eq!(
-        count(&f.pool, "backup_index_wal").await,
+        wal_objects(&f.pool).await,
         first.index.wal.len() as i64
     );
     assert_eq!(first.index.backups.len(), 5);
@@ -165,6 +173,59 @@ async fn a_full_build_after_the_maximum_age_applies_deletions() {
 }
 
 #[tokio::test]
+async fn a_large_listing_is_stored_in_blocks_and_a_refresh_rewrites_only_the_tail() {
+    let f = fixture().await;
+    let bucket = tempfile::tempdir().unwrap();
+    walg::testkit::generate_large(bucket.path(), 3_000, 3).unwrap();
+    let reader = reader(bucket.path());
+    let blocks = |index: &Index| index.wal.len().div_ceil(wal_blocks::BLOCK) as i64;
+    let first = Backups::new(f.pool.clone()).refresh(&reader).await.unwrap();
+    assert!(first.index.wal.len() > 2 * wal_blocks::BLOCK);
+    assert_eq!(
+        count(&f.pool, "backup_index_wal_blocks").await,
+        blocks(&first.index)
+    );
+    assert_eq!(first.written.wal_blocks_written as i64, blocks(&first.index));
+
+    // 100 new segments, refreshed by a new service (the CLI): it loads the blocks and rewrites the last ones.
+    walg::testkit::extend_large(bucket.path(), 3_001, 100).unwrap();
+    let cli = Backups::new(f.pool.clone());
+    let second = cli.refresh(&reader).await.unwrap();
+    assert!(!second.written.replaced && !second.stats.full);
+    assert_eq!(second.written.wal_written, 100);
+    assert!(
+        (1..=2).contains(&second.written.wal_blocks_written),
+        "{:?}",
+        second.written
+    );
+    assert_eq!(wal_objects(&f.pool).await, second.index.wal.len() as i64);
+    let stored = Backups::new(f.pool.clone())
+        .stored(reader.url())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(stored, *second.index);
+
+    // Retention deletes the oldest segment: a full build finds it and every block after it shifts.
+    std::fs::remove_file(bucket.path().join("wal_005").join(&stored.wal[0].name)).unwrap();
+    let rebuilt = cli.rebuild(&reader).await.unwrap();
+    assert_eq!(rebuilt.written.wal_deleted, 1);
+    assert_eq!(rebuilt.written.wal_blocks_written as i64, blocks(&rebuilt.index));
+    assert_eq!(
+        count(&f.pool, "backup_index_wal_blocks").await,
+        blocks(&rebuilt.index)
+    );
+    let stored = Backups::new(f.pool.clone())
+        .stored(reader.url())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(stored, *rebuilt.index);
+    let (built, _) = reader.build().await.unwrap();
+    assert_eq!(report(&stored), report(&built));
+}
+
+#[tokio::test]
 async fn two_storages_are_kept_apart() {
     let f = fixture().await;
     let sample = sample_bucket();
@@ -183,7 +244,7 @@ async fn two_storages_are_kept_apart() {
     assert_eq!(b.index.backups.len(), 1);
     assert_eq!(count(&f.pool, "backup_indexes").await, 2);
     assert_eq!(
-        count(&f.pool, "backup_index_wal").await,
+        wal_objects(&f.pool).await,
         (a.index.wal.len() + b.index.wal.len()) as i64
     );
     let fresh = Backups::new(f.pool.clone());
@@ -194,7 +255,7 @@ async fn two_storages_are_kept_apart() {
     assert!(fresh.stored(first.url()).await.unwrap().is_none());
     assert_eq!(fresh.stored(second.url()).await.unwrap().unwrap(), *b.index);
     assert_eq!(
-        count(&f.pool, "backup_index_wal").await,
+        wal_objects(&f.pool).await,
         b.index.wal.len() as i64
     );
 }
@@ -213,6 +274,9 @@ async fn an_unreadable_row_is_a_clear_error_and_the_next_refresh_rebuilds() {
         "UPDATE backup_indexes SET cursors = '{\"wal_005/\": 5}'",
         "UPDATE backup_index_entries SET body = '{\"name\": \"someone else\", \"tli\": 2, \
          \"records\": \"missing\", \"bad_lines\": 0}' WHERE kind = 'history'",
+        // A WAL block cut short, and blocks that say they hold fewer objects than they do.
+        "UPDATE backup_index_wal_blocks SET body = substr(body, 1, length(body) - 1)",
+        "UPDATE backup_index_wal_blocks SET objects = objects - 1",
     ] {
         sqlx::query(damage).execute(&f.pool).await.unwrap();
         let err = backups.stored(reader.url()).await.unwrap_err();
@@ -232,7 +296,7 @@ async fn an_unreadable_row_is_a_clear_error_and_the_next_refresh_rebuilds() {
         assert!(rebuilt.stats.full && rebuilt.written.replaced, "{damage}");
         assert_eq!(report(&rebuilt.index), report(&built), "{damage}");
         assert_eq!(
-            count(&f.pool, "backup_index_wal").await,
+            wal_objects(&f.pool).await,
             first.index.wal.len() as i64
         );
         let stored = fresh.stored(reader.url()).await.unwrap().unwrap();
