@@ -216,7 +216,7 @@ fn list_local_after(dir: &std::path::Path, after: &str) -> std::io::Result<Vec<L
         } else {
             after.strip_prefix(prefix).and_then(|r| r.strip_prefix('/'))
         };
-        let entries = match read_names(dir, rest) {
+        let (dir_fd, entries) = match read_names(dir, rest) {
             Ok(e) => e,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
             Err(e) => return Err(e),
@@ -230,11 +230,10 @@ fn list_local_after(dir: &std::path::Path, after: &str) -> std::io::Result<Vec<L
             } else {
                 format!("{prefix}/{name}")
             };
-            let path = dir.join(&name);
             let is_dir = match kind {
                 EntryKind::Dir => true,
                 EntryKind::File => false,
-                EntryKind::Other => path.is_dir(),
+                EntryKind::Other => dir.join(&name).is_dir(),
             };
             if is_dir {
                 // Every key below starts with "rel/": skip the directory when all of them sort before `after`.
@@ -242,16 +241,15 @@ fn list_local_after(dir: &std::path::Path, after: &str) -> std::io::Result<Vec<L
                 if lowest.as_str() < after && !after.starts_with(lowest.as_str()) {
                     continue;
                 }
-                walk(&path, &rel, after, out)?;
+                walk(&dir.join(&name), &rel, after, out)?;
             } else if rel.as_str() > after {
-                let meta = std::fs::metadata(&path)?;
-                if !meta.is_file() {
+                let Some((size, modified_ms)) = file_meta(&dir_fd, dir, &name)? else {
                     continue;
-                }
+                };
                 out.push(Listed {
                     rel,
-                    size: meta.len(),
-                    modified_ms: meta.modified().map(system_time_ms).unwrap_or(0),
+                    size,
+                    modified_ms,
                 });
             }
         }
@@ -270,13 +268,73 @@ enum EntryKind {
     Other,
 }
 
-/// Names in `dir` (UTF-8 only), leaving out regular files whose name is `<= skip_upto`. On Linux this reads the
-/// directory with large `getdents64` batches and compares names in place, without an allocation per entry.
+/// The open directory its entries are stat'ed relative to (Linux), or nothing (elsewhere: by path).
+#[cfg(target_os = "linux")]
+type DirFd = rustix::fd::OwnedFd;
+#[cfg(not(target_os = "linux"))]
+type DirFd = ();
+
+/// Size and LastModified (Unix ms) of `name` in `dir`, following symlinks; `None` when it is not a regular file.
+/// On Linux one `statx` relative to the open directory, asking only for type, size and mtime (no path walk).
+#[cfg(target_os = "linux")]
+fn file_meta(
+    dir_fd: &DirFd,
+    dir: &std::path::Path,
+    name: &str,
+) -> std::io::Result<Option<(u64, i64)>> {
+    use rustix::fs::{AtFlags, FileType, StatxFlags};
+    let st = match rustix::fs::statx(
+        dir_fd,
+        name,
+        AtFlags::empty(),
+        StatxFlags::TYPE | StatxFlags::SIZE | StatxFlags::MTIME,
+    ) {
+        Ok(st) => st,
+        // A kernel before 4.11: stat by path.
+        Err(rustix::io::Errno::NOSYS) => return file_meta_by_path(&dir.join(name)),
+        Err(e) => return Err(e.into()),
+    };
+    if !FileType::from_raw_mode(u32::from(st.stx_mode)).is_file() {
+        return Ok(None);
+    }
+    let (secs, nanos) = (st.stx_mtime.tv_sec, st.stx_mtime.tv_nsec);
+    let mtime = if secs >= 0 {
+        std::time::UNIX_EPOCH + std::time::Duration::new(secs.unsigned_abs(), nanos)
+    } else {
+        std::time::UNIX_EPOCH - std::time::Duration::from_secs(secs.unsigned_abs())
+            + std::time::Duration::from_nanos(u64::from(nanos))
+    };
+    Ok(Some((st.stx_size, system_time_ms(mtime))))
+}
+
+#[cfg(not(target_os = "linux"))]
+fn file_meta(
+    _dir_fd: &DirFd,
+    dir: &std::path::Path,
+    name: &str,
+) -> std::io::Result<Option<(u64, i64)>> {
+    file_meta_by_path(&dir.join(name))
+}
+
+fn file_meta_by_path(path: &std::path::Path) -> std::io::Result<Option<(u64, i64)>> {
+    let meta = std::fs::metadata(path)?;
+    if !meta.is_file() {
+        return Ok(None);
+    }
+    Ok(Some((
+        meta.len(),
+        meta.modified().map(system_time_ms).unwrap_or(0),
+    )))
+}
+
+/// Names in `dir` (UTF-8 only), leaving out regular files whose name is `<= skip_upto`, with the open directory.
+/// On Linux this reads the directory with large `getdents64` batches and compares names in place, without an
+/// allocation per entry.
 #[cfg(target_os = "linux")]
 fn read_names(
     dir: &std::path::Path,
     skip_upto: Option<&str>,
-) -> std::io::Result<Vec<(String, EntryKind)>> {
+) -> std::io::Result<(DirFd, Vec<(String, EntryKind)>)> {
     use rustix::fs::{FileType, Mode, OFlags, RawDir};
     let fd = rustix::fs::open(
         dir,
@@ -284,7 +342,7 @@ fn read_names(
         Mode::empty(),
     )?;
     let mut buf = vec![std::mem::MaybeUninit::<u8>::uninit(); 1 << 20];
-    let mut raw = RawDir::new(fd, &mut buf);
+    let mut raw = RawDir::new(&fd, &mut buf);
     let mut out = Vec::new();
     while let Some(entry) = raw.next() {
         let entry = entry?;
@@ -304,14 +362,15 @@ fn read_names(
             out.push((name.to_string(), kind));
         }
     }
-    Ok(out)
+    drop(raw);
+    Ok((fd, out))
 }
 
 #[cfg(not(target_os = "linux"))]
 fn read_names(
     dir: &std::path::Path,
     skip_upto: Option<&str>,
-) -> std::io::Result<Vec<(String, EntryKind)>> {
+) -> std::io::Result<(DirFd, Vec<(String, EntryKind)>)> {
     let mut out = Vec::new();
     for entry in std::fs::read_dir(dir)? {
         let entry = entry?;
@@ -331,7 +390,7 @@ fn read_names(
         }
         out.push((name, kind));
     }
-    Ok(out)
+    Ok(((), out))
 }
 
 impl Reader {
