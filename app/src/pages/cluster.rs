@@ -44,8 +44,10 @@ pub fn ClusterPage() -> impl IntoView {
     }
 }
 
+/// The page under its title, from the server function's answer (public for the render benchmark,
+/// `app/benches/cluster_page.rs`).
 #[component]
-fn ClusterBody(t: ClusterTimeline) -> impl IntoView {
+pub fn ClusterBody(t: ClusterTimeline) -> impl IntoView {
     let storage = t.storage.clone().map(|s| {
         view! { <p class="muted">"Backups in " <span class="mono" data-test="storage">{s}</span></p> }
     });

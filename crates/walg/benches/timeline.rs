@@ -1,4 +1,10 @@
-//! Benchmark: full build vs raw listing, and refresh vs full build, on a generated local-file tree.
+//! Benchmark: full build vs listing the same tree, and refresh vs full build, on a generated local-file tree.
+//!
+//! The listings the build is compared with, side by side in each run (issue #12 item 9: a full build ≤ 1.3 × the
+//! fastest listing of names, sizes and mtimes the OS offers): `find DIR -printf '%s %T@ %p\n' > /dev/null`
+//! (spawned); a plain Rust walk (`read_dir`, i.e. `getdents64`, and a `statx` per entry through
+//! `DirEntry::metadata`); `Reader::raw_list` (the reader's own listing of both prefixes, without parsing); and
+//! object_store's local listing, which full builds used before (kept to show what changed).
 //!
 //! Run: `cargo bench -p walg --bench timeline` (it never runs under `cargo test`).
 //! Environment: `WALG_BENCH_WAL` (default 1000000), `WALG_BENCH_BACKUPS` (1000), `WALG_BENCH_NEW` (1000),
@@ -24,6 +30,60 @@ fn median(mut v: Vec<Duration>) -> Duration {
 
 fn secs(d: Duration) -> String {
     format!("{:.3} s", d.as_secs_f64())
+}
+
+/// `find DIR -printf '%s %T@ %p\n' > /dev/null`, spawned and waited for.
+fn find_listing(dir: &std::path::Path) -> Duration {
+    let t = Instant::now();
+    let status = std::process::Command::new("find")
+        .arg(dir)
+        .args(["-printf", "%s %T@ %p\n"])
+        .stdout(std::process::Stdio::null())
+        .status()
+        .expect("spawn find");
+    assert!(status.success(), "find failed");
+    t.elapsed()
+}
+
+/// Every file under `dir` with its name, size and mtime: `read_dir` (`getdents64`) and one `statx` per entry
+/// (`DirEntry::metadata` stats relative to the open directory). Returns the number of files.
+fn walk(dir: &std::path::Path) -> u64 {
+    let mut files = 0;
+    let mut checksum = 0u64;
+    for entry in std::fs::read_dir(dir).expect("read_dir") {
+        let entry = entry.expect("entry");
+        let meta = entry.metadata().expect("stat");
+        if meta.is_dir() {
+            files += walk(&entry.path());
+        } else {
+            let mtime = meta.modified().expect("mtime");
+            checksum = checksum
+                .wrapping_add(meta.len())
+                .wrapping_add(entry.file_name().len() as u64)
+                .wrapping_add(
+                    mtime
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .map(|d| d.as_secs())
+                        .unwrap_or(0),
+                );
+            files += 1;
+        }
+    }
+    std::hint::black_box(checksum);
+    files
+}
+
+/// object_store's `LocalFileSystem::list` of the whole tree (metadata included). Returns the number of objects.
+async fn object_store_list(dir: &std::path::Path) -> u64 {
+    use futures::TryStreamExt;
+    use object_store::ObjectStore;
+    let store = object_store::local::LocalFileSystem::new_with_prefix(dir).expect("store");
+    let metas: Vec<object_store::ObjectMeta> = store
+        .list(None)
+        .try_collect()
+        .await
+        .expect("object_store list");
+    metas.len() as u64
 }
 
 fn main() {
@@ -71,14 +131,26 @@ fn main() {
     let listed = rt.block_on(reader.raw_list()).expect("raw list");
     println!("objects listed: {listed}");
 
+    let (mut find, mut rust, mut os_list) = (Vec::new(), Vec::new(), Vec::new());
     let mut raw = Vec::new();
     let mut full = Vec::new();
     let mut analysis = Vec::new();
     let mut index = None;
     for _ in 0..runs {
+        find.push(find_listing(&dir));
+
+        let t = Instant::now();
+        let walked = walk(&dir);
+        rust.push(t.elapsed());
+        assert!(walked >= listed, "the walk sees every object");
+
         let t = Instant::now();
         rt.block_on(reader.raw_list()).expect("raw list");
         raw.push(t.elapsed());
+
+        let t = Instant::now();
+        rt.block_on(object_store_list(&dir));
+        os_list.push(t.elapsed());
 
         let t = Instant::now();
         let (idx, _) = rt.block_on(reader.build()).expect("build");
@@ -89,16 +161,34 @@ fn main() {
         assert!(!tl.backups.is_empty());
         index = Some(idx);
     }
+    let (find, rust, os_list) = (median(find), median(rust), median(os_list));
     let (raw, full, analysis) = (median(raw), median(full), median(analysis));
-    println!("raw listing:        {}", secs(raw));
+    println!("medians of {runs} runs, side by side:");
+    println!("find -printf '%s %T@ %p\\n':  {}", secs(find));
+    println!("Rust read_dir + statx walk:  {}", secs(rust));
+    println!("Reader::raw_list:            {}", secs(raw));
+    println!("object_store local list:     {}", secs(os_list));
     println!(
-        "full build:         {} (of which timeline analysis {})",
+        "full build:                  {} (of which timeline analysis {})",
         secs(full),
         secs(analysis)
     );
+    let fastest = find.min(rust);
     println!(
-        "full / raw ratio:   {:.3}  (target <= 1.3)",
+        "full / fastest OS listing:   {:.3}  (target <= 1.3)",
+        full.as_secs_f64() / fastest.as_secs_f64()
+    );
+    println!(
+        "full / find:                 {:.3}",
+        full.as_secs_f64() / find.as_secs_f64()
+    );
+    println!(
+        "full / raw_list:             {:.3}",
         full.as_secs_f64() / raw.as_secs_f64()
+    );
+    println!(
+        "object_store list / find:    {:.3}",
+        os_list.as_secs_f64() / find.as_secs_f64()
     );
 
     let mut idx = index.expect("index");

@@ -2,58 +2,13 @@
 //! from its wal-g bucket on the emulator's local storage, the backups table and findings; an empty storage's
 //! how-to; a banner when the storage cannot be read, without the storage's secret in the page.
 
-use std::collections::BTreeMap;
-
-use secrecy::SecretString;
 use walden_app::api::escrow::CaptureCredentials;
-use walden_app::api::orgs::TrackCluster;
 use walden_app::api::timeline::{ClusterTimeline, GetClusterTimeline};
-use walden_core::audit::{Actor, RequestMeta};
-use walden_core::escrow::{CaptureHow, Escrow};
 use walden_core::users::Role;
 
-use crate::helpers::{app, TestApp};
+use crate::helpers::{app, escrow_storage, track_demo, TestApp};
 
 const PAGE: &str = "/clusters/demo/demo-db";
-
-/// An admin tracks the demo cluster.
-async fn track_demo(app: &TestApp) {
-    let admin = app.signed_in(Role::Admin).await;
-    let track = TrackCluster {
-        org: flysim::DEMO_ORG.into(),
-        app: flysim::DEMO_APP.into(),
-    };
-    assert_eq!(admin.call(&track).await.status(), 200);
-}
-
-/// Escrows `storage` as the demo cluster's storage settings (a version as a capture would make it), straight
-/// through walden_core with the console's master key (see `helpers::app_with`).
-async fn escrow_storage(app: &TestApp, storage: &[(&str, &str)]) {
-    let pool = walden_core::db::open(&app.data_dir()).await.unwrap();
-    let master: SecretString = "ab".repeat(32).into();
-    let ring = walden::config::keyring(Some(&master), &[]).unwrap();
-    let values: BTreeMap<String, SecretString> = [
-        ("SU_PASSWORD", "su pw"),
-        ("REPL_PASSWORD", "repl pw"),
-        ("OPERATOR_PASSWORD", "op pw"),
-    ]
-    .iter()
-    .chain(storage)
-    .map(|(k, v)| (k.to_string(), SecretString::from(v.to_string())))
-    .collect();
-    Escrow::new(pool.clone(), ring)
-        .record_capture(
-            &Actor::cli(),
-            &RequestMeta::default(),
-            flysim::DEMO_ORG,
-            flysim::DEMO_APP,
-            CaptureHow::Manual,
-            &values,
-        )
-        .await
-        .unwrap();
-    pool.close().await;
-}
 
 /// The page's HTML as a viewer gets it.
 async fn page_as_viewer(app: &TestApp) -> String {

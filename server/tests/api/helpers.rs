@@ -8,12 +8,14 @@
 //! assert_eq!(res.status(), 200);
 //! ```
 
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use leptos::server_fn::{ContentType, Http, ServerFn};
 use reqwest::cookie::{CookieStore, Jar};
 use reqwest::{Response, StatusCode};
+use secrecy::SecretString;
 use serde::Serialize;
 use tempfile::TempDir;
 use tokio::net::TcpListener;
@@ -26,8 +28,10 @@ const REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
 use walden::config::ServeArgs;
 use walden::startup::Application;
 use walden_app::api::auth::{GetCurrentUser, Login};
+use walden_app::api::orgs::TrackCluster;
 use walden_app::error::AppError;
-use walden_core::audit::Actor;
+use walden_core::audit::{Actor, RequestMeta};
+use walden_core::escrow::{CaptureHow, Escrow};
 use walden_core::users::{Accounts, HashParams, Hasher, Role};
 
 /// Every test user's password.
@@ -302,4 +306,43 @@ pub async fn app_with(tweak: impl FnOnce(&mut ServeArgs)) -> TestApp {
 
 pub async fn app() -> TestApp {
     app_with(|_| {}).await
+}
+
+/// An admin tracks the demo cluster.
+pub async fn track_demo(app: &TestApp) {
+    let admin = app.signed_in(Role::Admin).await;
+    let track = TrackCluster {
+        org: flysim::DEMO_ORG.into(),
+        app: flysim::DEMO_APP.into(),
+    };
+    assert_eq!(admin.call(&track).await.status(), 200);
+}
+
+/// Escrows `storage` as the demo cluster's storage settings (a version as a capture would make it), straight
+/// through walden_core with the console's master key (see `helpers::app_with`).
+pub async fn escrow_storage(app: &TestApp, storage: &[(&str, &str)]) {
+    let pool = walden_core::db::open(&app.data_dir()).await.unwrap();
+    let master: SecretString = "ab".repeat(32).into();
+    let ring = walden::config::keyring(Some(&master), &[]).unwrap();
+    let values: BTreeMap<String, SecretString> = [
+        ("SU_PASSWORD", "su pw"),
+        ("REPL_PASSWORD", "repl pw"),
+        ("OPERATOR_PASSWORD", "op pw"),
+    ]
+    .iter()
+    .chain(storage)
+    .map(|(k, v)| (k.to_string(), SecretString::from(v.to_string())))
+    .collect();
+    Escrow::new(pool.clone(), ring)
+        .record_capture(
+            &Actor::cli(),
+            &RequestMeta::default(),
+            flysim::DEMO_ORG,
+            flysim::DEMO_APP,
+            CaptureHow::Manual,
+            &values,
+        )
+        .await
+        .unwrap();
+    pool.close().await;
 }

@@ -330,9 +330,9 @@ fn sorted_like(index: &Index) -> Cow<'_, Index> {
 /// Same name, size and LastModified (the key is derived from the name).
 fn same_objects(a: &[WalObject], b: &[WalObject]) -> bool {
     a.len() == b.len()
-        && a.iter().zip(b).all(|(x, y)| {
-            x.name == y.name && x.size == y.size && x.modified_ms == y.modified_ms
-        })
+        && a.iter()
+            .zip(b)
+            .all(|(x, y)| x.name == y.name && x.size == y.size && x.modified_ms == y.modified_ms)
 }
 
 /// Writes the rows that differ between `base` and `after` (both with their WAL sorted by name): the entries one

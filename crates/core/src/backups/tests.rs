@@ -78,10 +78,7 @@ async fn an_index_is_stored_and_loaded_back_equal() {
     assert!(first.stats.full, "nothing stored: a full build");
     assert!(first.written.replaced);
     assert_eq!(first.written.wal_written, first.index.wal.len() as u64);
-    assert_eq!(
-        wal_objects(&f.pool).await,
-        first.index.wal.len() as i64
-    );
+    assert_eq!(wal_objects(&f.pool).await, first.index.wal.len() as i64);
     assert_eq!(first.index.backups.len(), 5);
 
     let stored = backups.stored(reader.url()).await.unwrap().unwrap();
@@ -185,7 +182,10 @@ async fn a_large_listing_is_stored_in_blocks_and_a_refresh_rewrites_only_the_tai
         count(&f.pool, "backup_index_wal_blocks").await,
         blocks(&first.index)
     );
-    assert_eq!(first.written.wal_blocks_written as i64, blocks(&first.index));
+    assert_eq!(
+        first.written.wal_blocks_written as i64,
+        blocks(&first.index)
+    );
 
     // 100 new segments, refreshed by a new service (the CLI): it loads the blocks and rewrites the last ones.
     walg::testkit::extend_large(bucket.path(), 3_001, 100).unwrap();
@@ -210,7 +210,10 @@ async fn a_large_listing_is_stored_in_blocks_and_a_refresh_rewrites_only_the_tai
     std::fs::remove_file(bucket.path().join("wal_005").join(&stored.wal[0].name)).unwrap();
     let rebuilt = cli.rebuild(&reader).await.unwrap();
     assert_eq!(rebuilt.written.wal_deleted, 1);
-    assert_eq!(rebuilt.written.wal_blocks_written as i64, blocks(&rebuilt.index));
+    assert_eq!(
+        rebuilt.written.wal_blocks_written as i64,
+        blocks(&rebuilt.index)
+    );
     assert_eq!(
         count(&f.pool, "backup_index_wal_blocks").await,
         blocks(&rebuilt.index)
@@ -254,10 +257,7 @@ async fn two_storages_are_kept_apart() {
     assert!(fresh.forget(first.url()).await.unwrap());
     assert!(fresh.stored(first.url()).await.unwrap().is_none());
     assert_eq!(fresh.stored(second.url()).await.unwrap().unwrap(), *b.index);
-    assert_eq!(
-        wal_objects(&f.pool).await,
-        b.index.wal.len() as i64
-    );
+    assert_eq!(wal_objects(&f.pool).await, b.index.wal.len() as i64);
 }
 
 #[tokio::test]
@@ -295,10 +295,7 @@ async fn an_unreadable_row_is_a_clear_error_and_the_next_refresh_rebuilds() {
         assert!(rebuilt.rebuilt_because.is_some(), "{damage}");
         assert!(rebuilt.stats.full && rebuilt.written.replaced, "{damage}");
         assert_eq!(report(&rebuilt.index), report(&built), "{damage}");
-        assert_eq!(
-            wal_objects(&f.pool).await,
-            first.index.wal.len() as i64
-        );
+        assert_eq!(wal_objects(&f.pool).await, first.index.wal.len() as i64);
         let stored = fresh.stored(reader.url()).await.unwrap().unwrap();
         assert_eq!(stored, *rebuilt.index, "{damage}");
     }

@@ -195,7 +195,9 @@ mod tests {
             .contains("cut short"));
         let mut longer = body.clone();
         longer.push(0);
-        assert!(decode_fresh(&longer, 5).unwrap_err().contains("after the last"));
+        assert!(decode_fresh(&longer, 5)
+            .unwrap_err()
+            .contains("after the last"));
         let mut other = body.clone();
         other[0] = 2;
         assert!(decode_fresh(&other, 5).unwrap_err().contains("format 2"));

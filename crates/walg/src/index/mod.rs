@@ -362,7 +362,6 @@ fn read_names(
             out.push((name.to_string(), kind));
         }
     }
-    drop(raw);
     Ok((fd, out))
 }
 
