@@ -43,7 +43,10 @@ fn render(t: ClusterTimeline) -> String {
 
 fn main() {
     if !std::env::args().any(|a| a == "--bench") {
-        println!("cluster_page bench: skipped (run with `cargo bench -p walden-app --features ssr --bench cluster_page`)");
+        println!(
+            "cluster_page bench: skipped \
+             (run with `cargo bench -p walden-app --features ssr --bench cluster_page`)"
+        );
         return;
     }
     let wal = env_u64("WALDEN_BENCH_WAL", 100_000);

@@ -472,7 +472,7 @@ impl Reader {
 
     async fn list(&self, folder: &str, after: Option<&str>) -> Result<Vec<Listed>, ReadError> {
         // Local files are read directly, for full builds too: object_store's local listing (walkdir, a URL
-        // path per entry, a path-based stat) took 1.7 times as long as `find -printf` (see benches/timeline.rs).
+        // path per entry, a path-based stat) took 2.2 times as long as `find -printf` (see benches/timeline.rs).
         if let Some(dir) = self.local_folder(folder) {
             let after = after.unwrap_or_default().to_string();
             return self
