@@ -101,6 +101,7 @@ fn main() {
             storage: Some(reader.url().to_owned()),
             error: None,
             timeline: Some(view),
+            volume: Some("Leader's volume: 41 % full, not growing.".into()),
         });
         let rendered = t.elapsed();
         html_t.push(rendered);
