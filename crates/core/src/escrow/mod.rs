@@ -35,6 +35,7 @@
 //! - Plaintext lives only in [`SecretString`] and [`Zeroizing`] buffers; errors name rows, never values.
 
 mod capture;
+mod restore_values;
 mod reveal;
 mod run;
 mod storage;
