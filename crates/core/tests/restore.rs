@@ -1,186 +1,19 @@
 //! The restore's pre-flight plan (`core::restore`) against flysim over loopback HTTP: a seeded Stolon cluster
 //! (flysim's demo seed: 26 h of WAL, base backups 1 h, 13 h and 25 h in), tracked, its credentials escrowed
-//! hours before the history's end (a clock-shifted capture), Walden on a real SQLite file.
+//! hours before the history's end (a clock-shifted capture), Walden on a real SQLite file (`support::restore`).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a test stops loudly
+
+mod support;
 
 use std::collections::BTreeMap;
 
-use fly::{FlyClient, ListMachines, StopRequest, UpdateMachineRequest};
-use flysim::{ClusterSeed, Sim};
+use fly::{ListMachines, StopRequest, UpdateMachineRequest};
 use secrecy::SecretString;
-use time::{Duration, OffsetDateTime};
-use tokio_util::sync::CancellationToken;
-use walden_core::access::{Actor, RequestMeta};
+use support::restore::*;
+use time::Duration;
+use walden_core::access::Actor;
 use walden_core::audit::{self, AuditFilter};
-use walden_core::clusters::FlyConnection;
-use walden_core::escrow::Escrow;
-use walden_core::keyring::Keyring;
-use walden_core::restore::{ClusterRef, Destination, RestoreError, RestoreRequest, RestoreTarget};
-use walden_core::users::HashParams;
-use walden_core::{Walden, WaldenOptions};
-use walg::Backup;
-
-const ORG: &str = "acme";
-const TOKEN: &str = "fm2_restore_acme_token_5c90";
-const APP: &str = "prod-db";
-
-struct Fixture {
-    sim: Sim,
-    client: FlyClient,
-    walden: Walden,
-    /// Restorable backups, oldest first.
-    backups: Vec<Backup>,
-    last_commit: Option<OffsetDateTime>,
-    _keep: (flysim::Running, tempfile::TempDir, tempfile::TempDir),
-}
-
-/// The seeded cluster, tracked, escrowed `escrow_age_hours` before the emulator's now.
-async fn fixture(escrow_age_hours: i64) -> Fixture {
-    let mut f = bare_fixture(None).await;
-    let at = f.sim.now() - Duration::hours(escrow_age_hours);
-    escrow_at(&f.walden, at)
-        .capture(&Actor::cli(), &meta(), ORG, APP)
-        .await
-        .unwrap();
-    f.walden.monitor().refresh(ORG, APP).await.unwrap();
-    let good = f
-        .walden
-        .monitor()
-        .timeline(&Actor::cli(), ORG, APP)
-        .await
-        .unwrap()
-        .unwrap();
-    let mut backups: Vec<Backup> = good
-        .timeline
-        .backups
-        .iter()
-        .filter(|b| b.restorable)
-        .cloned()
-        .collect();
-    backups.sort_by_key(|b| b.finish_time);
-    assert!(
-        backups.len() >= 2,
-        "the seed has at least two restorable backups"
-    );
-    f.backups = backups;
-    f.last_commit = good
-        .timeline
-        .main_lineage
-        .and_then(|m| good.timeline.commit_search(m))
-        .and_then(|c| c.found())
-        .map(|c| c.time);
-    f
-}
-
-/// The escrow service reading its time from a fixed clock (a capture made `at`).
-fn escrow_at(walden: &Walden, at: OffsetDateTime) -> Escrow {
-    Escrow::new(walden.pool().clone(), walden.keyring().cloned())
-        .with_orgs(walden.orgs().clone())
-        .with_clock(move || at)
-}
-
-/// The seeded cluster (with another image than the seed's `flyio/postgres:14.6` when given), tracked, nothing
-/// escrowed yet.
-async fn bare_fixture(image: Option<&str>) -> Fixture {
-    let sim_dir = tempfile::tempdir().unwrap();
-    let sim = Sim::builder()
-        .manual_clock(Sim::new().now())
-        .seed(7)
-        .build()
-        .unwrap();
-    sim.add_org(ORG, "Acme");
-    sim.add_token(TOKEN, &[ORG]);
-    let mut seed = ClusterSeed::new(ORG, APP, &sim_dir.path().join("walg"));
-    if let Some(image) = image {
-        seed.image = image.into();
-    }
-    sim.seed_cluster(&seed).unwrap();
-    let run = flysim::spawn(
-        tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
-        sim.clone(),
-        CancellationToken::new(),
-    )
-    .unwrap();
-    let client = FlyClient::builder()
-        .token(SecretString::from(TOKEN))
-        .machines_base_url(&run.base_url)
-        .api_base_url(&run.base_url)
-        .build()
-        .unwrap();
-    let data = tempfile::tempdir().unwrap();
-    let walden = Walden::open(
-        data.path(),
-        WaldenOptions {
-            hash: HashParams::TEST,
-            keyring: Some(Keyring::generate().unwrap()),
-            fly: Some(FlyConnection {
-                client: client.clone(),
-                org: ORG.into(),
-            }),
-            ..WaldenOptions::default()
-        },
-    )
-    .await
-    .unwrap();
-    walden
-        .orgs()
-        .track(&Actor::cli(), &meta(), ORG, APP)
-        .await
-        .unwrap();
-    Fixture {
-        sim,
-        client,
-        walden,
-        backups: Vec::new(),
-        last_commit: None,
-        _keep: (run, sim_dir, data),
-    }
-}
-
-fn meta() -> RequestMeta {
-    RequestMeta::default()
-}
-
-fn request(target: RestoreTarget, to: &str) -> RestoreRequest {
-    RestoreRequest {
-        source: ClusterRef {
-            org: ORG.into(),
-            app: APP.into(),
-        },
-        target,
-        timeline: None,
-        destination: Destination {
-            app: to.into(),
-            region: None,
-            memory_mb: None,
-            volume_gb: None,
-        },
-    }
-}
-
-fn at(t: OffsetDateTime) -> RestoreTarget {
-    RestoreTarget::Time { at: t }
-}
-
-/// Everything on the emulator a plan could have created: apps, and each app's volumes and machines.
-async fn fly_state(client: &FlyClient) -> Vec<String> {
-    let mut out = Vec::new();
-    for app in client.list_apps(ORG).await.unwrap().apps {
-        out.push(format!("app {}", app.name));
-        for v in client.list_volumes(&app.name).await.unwrap() {
-            out.push(format!("volume {} {:?}", v.id, v.size_gb));
-        }
-        for m in client
-            .list_machines(&app.name, &ListMachines::default())
-            .await
-            .unwrap()
-        {
-            out.push(format!("machine {} {:?} {:?}", m.id, m.state, m.image()));
-        }
-    }
-    out.sort();
-    out
-}
+use walden_core::restore::{RestoreError, RestoreRequest, RestoreTarget};
 
 async fn refused(f: &Fixture, req: &RestoreRequest) -> Vec<String> {
     match f

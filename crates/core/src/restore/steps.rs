@@ -255,7 +255,7 @@ pub fn steps(i: &StepsInput<'_>) -> Vec<Step> {
             cpu_kind: i.cpu_kind.to_owned(),
             env,
         },
-        Step::Wait { app: app.clone(), state: "settled".into() },
+        Step::Wait { app: app.clone(), state: "started".into() },
         Step::Exec {
             app: app.clone(),
             argv: fly::stolon::stolonctl_argv(&["status", "--format", "json"]),

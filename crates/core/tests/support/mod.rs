@@ -1,7 +1,10 @@
-//! Set-up the audit tests share: tampering with the audit log as someone who can write the SQLite file would,
-//! behind the log's back (its append-only triggers dropped, then put back so the damage is not visible).
+//! Set-up the tests share. The restore tests' emulator and console are in [`restore`]; here, for the audit
+//! tests: tampering with the audit log as someone who can write the SQLite file would, behind the log's back
+//! (its append-only triggers dropped, then put back so the damage is not visible).
 // Each test crate that declares `mod support;` uses part of this.
 #![allow(dead_code)]
+
+pub mod restore;
 
 use std::path::Path;
 

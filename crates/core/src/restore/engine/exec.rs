@@ -349,7 +349,8 @@ async fn source_config(client: &FlyClient, app: &str) -> Result<MachineConfig, S
     })
 }
 
-/// Waits (in bounded calls, keeping the lease) until the machine settles, then requires it started.
+/// Waits for the plan's state (`started`) in bounded calls, keeping the lease between them; a machine Fly
+/// could not launch (`failed`) stops the run at once rather than at the deadline.
 async fn wait_started(ctx: &StepCtx<'_>, app: &str, state: &str) -> Result<Value, StepError> {
     let id = ctx.earlier_str("machine").ok_or_else(|| {
         StepError::Permanent("the machine step produced no machine id".into())
@@ -362,28 +363,25 @@ async fn wait_started(ctx: &StepCtx<'_>, app: &str, state: &str) -> Result<Value
             .wait(app, &id, &WaitFor::state(state), chunk)
             .await
         {
-            Ok(_) => break,
-            Err(fly::Error::WaitTimeout { .. }) if start.elapsed() < ctx.wait_deadline => {
-                ctx.held.refresh().await?;
-            }
-            Err(fly::Error::WaitTimeout { .. }) => {
-                return Err(StepError::Permanent(format!(
-                    "The new machine {id} did not settle within {} minutes; look at its logs (fly logs -a {app}).",
-                    ctx.wait_deadline.as_secs() / 60
-                )))
-            }
+            Ok(_) => return Ok(json!({ "machine": id, "state": state })),
+            Err(fly::Error::WaitTimeout { .. }) => {}
             Err(e) => return Err(e.into()),
         }
-    }
-    let machine = ctx.client.get_machine(app, &id).await?;
-    match machine.state.as_str() {
-        "started" => Ok(json!({ "machine": id, "state": "started" })),
-        "failed" => Err(StepError::Permanent(format!(
-            "Fly could not launch the new machine {id} (it is in the failed state): a host or image problem. \
-             Look at fly machine status {id} -a {app}."
-        ))),
-        other => Err(StepError::Permanent(format!(
-            "The new machine {id} settled as {other} instead of started; look at its logs (fly logs -a {app})."
-        ))),
+        let machine = ctx.client.get_machine(app, &id).await?;
+        if machine.state == "failed" {
+            return Err(StepError::Permanent(format!(
+                "Fly could not launch the new machine {id} (it is in the failed state): a host or image problem. \
+                 Look at fly machine status {id} -a {app}."
+            )));
+        }
+        if start.elapsed() >= ctx.wait_deadline {
+            return Err(StepError::Permanent(format!(
+                "The new machine {id} was not {state} after {} minutes (it is {}); look at its logs \
+                 (fly logs -a {app}).",
+                ctx.wait_deadline.as_secs() / 60,
+                machine.state
+            )));
+        }
+        ctx.held.refresh().await?;
     }
 }
