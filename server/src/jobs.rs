@@ -64,6 +64,17 @@ impl Jobs {
         self
     }
 
+    /// Also run the restore engine ([`restores`]), looking for runnable restore runs every `every`.
+    pub fn with_restores(
+        mut self,
+        walden: Walden,
+        every: Duration,
+        token: CancellationToken,
+    ) -> Self {
+        self.set.spawn(restores(walden, token, every));
+        self
+    }
+
     /// Also send alerts to the webhook ([`crate::alerts::webhook_worker`]): on each audited commit, and every
     /// [`ALERT_RETRY`] for deliveries that failed.
     pub fn with_alert_webhook(
@@ -229,6 +240,24 @@ pub async fn escrow_tick(walden: &Walden, token: &CancellationToken) -> EscrowTi
         tracing::warn!(error = %e, "escrow worker: expiring reveal requests failed");
     }
     done
+}
+
+/// How often the restore worker looks for runnable runs: a started run begins within this, and a run a crashed
+/// console left is taken over this long after its lease expired.
+pub const RESTORE_TICK: Duration = Duration::from_secs(2);
+
+/// Moves every runnable restore run on (`walden_core::restore::engine::tick`): a run just started, or one whose
+/// worker died (its lease expired). A shutdown is honoured between steps; a failure is logged, never fatal
+/// (the run's own row says what went wrong).
+pub async fn restores(walden: Walden, token: CancellationToken, every: Duration) {
+    every_interval(every, &token, || async {
+        let stop = || token.is_cancelled();
+        if let Err(e) = walden_core::restore::engine::tick(&walden, &stop).await {
+            tracing::warn!(error = %e, "restore worker: the runs could not be read");
+        }
+    })
+    .await;
+    tracing::debug!("restore worker stopped");
 }
 
 /// Refreshes every tracked cluster's backups health once per `every` (the first run at start), through

@@ -180,6 +180,11 @@ impl Application {
                 walden.clone(),
                 Duration::from_secs(config.monitor_secs),
                 shutdown.child_token(),
+            )
+            .with_restores(
+                walden.clone(),
+                crate::jobs::RESTORE_TICK,
+                shutdown.child_token(),
             );
         if let Some(writer) = checkpoints {
             jobs = jobs.with_checkpoints(writer, &walden, shutdown.child_token());

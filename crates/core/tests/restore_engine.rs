@@ -90,8 +90,14 @@ async fn assert_exactly_one_of_each(client: &FlyClient, app: &str, run: &str) {
     let m = &machines[0];
     assert_eq!(m.state, "started");
     let config = m.config.as_ref().unwrap();
-    assert_eq!(config.metadata.get(RUN_METADATA).map(String::as_str), Some(run));
-    assert_eq!(config.mounts[0].volume.as_deref(), Some(volumes[0].id.as_str()));
+    assert_eq!(
+        config.metadata.get(RUN_METADATA).map(String::as_str),
+        Some(run)
+    );
+    assert_eq!(
+        config.mounts[0].volume.as_deref(),
+        Some(volumes[0].id.as_str())
+    );
 }
 
 /// The source cluster as the emulator holds it: machines (state and full config), volumes, secrets (names
@@ -111,7 +117,10 @@ async fn source_state(client: &FlyClient) -> Vec<String> {
         ));
     }
     for v in client.list_volumes(APP).await.unwrap() {
-        out.push(format!("volume {} {:?} {:?}", v.id, v.size_gb, v.attached_machine_id));
+        out.push(format!(
+            "volume {} {:?} {:?}",
+            v.id, v.size_gb, v.attached_machine_id
+        ));
     }
     for s in client.list_secrets(APP).await.unwrap() {
         out.push(format!("secret {} {:?}", s.name, s.digest));
@@ -202,8 +211,11 @@ async fn a_run_reaches_a_started_machine_with_one_of_each() {
     assert_eq!(source_state(&f.client).await, source_before);
 
     // A paused run is not moved again, and the worker's tick finds nothing to do.
-    assert_eq!(run_to_stop(&f.walden, &run.id).await.state, RunState::Paused);
-    assert_eq!(engine::tick(&f.walden).await.unwrap(), 0);
+    assert_eq!(
+        run_to_stop(&f.walden, &run.id).await.state,
+        RunState::Paused
+    );
+    assert_eq!(engine::tick(&f.walden, &|| false).await.unwrap(), 0);
 
     let rows = audit::query(f.walden.pool(), &AuditFilter::default(), None, 1000)
         .await
@@ -250,11 +262,19 @@ async fn a_name_taken_since_the_plan_fails_the_run() {
     let view = run_to_stop(&f.walden, &run.id).await;
     assert_eq!(view.state, RunState::Failed);
     assert!(
-        view.failure.as_deref().unwrap().contains("taken since the plan"),
+        view.failure
+            .as_deref()
+            .unwrap()
+            .contains("taken since the plan"),
         "{view:?}"
     );
     assert_eq!(view.steps[0].status, "failed");
-    assert!(f.client.list_volumes("late-taken").await.unwrap().is_empty());
+    assert!(f
+        .client
+        .list_volumes("late-taken")
+        .await
+        .unwrap()
+        .is_empty());
     let rows = audit::query(f.walden.pool(), &AuditFilter::default(), None, 1000)
         .await
         .unwrap()
@@ -271,12 +291,14 @@ async fn leave_lease_of_dead_worker(walden: &Walden, run: &str, expired: bool) {
     } else {
         "2999-01-01T00:00:00.000Z"
     };
-    sqlx::query("UPDATE restore_runs SET lease_owner = 'dead-worker', lease_expires_at = ? WHERE id = ?")
-        .bind(at)
-        .bind(run)
-        .execute(walden.pool())
-        .await
-        .unwrap();
+    sqlx::query(
+        "UPDATE restore_runs SET lease_owner = 'dead-worker', lease_expires_at = ? WHERE id = ?",
+    )
+    .bind(at)
+    .bind(run)
+    .execute(walden.pool())
+    .await
+    .unwrap();
 }
 
 /// As if the console died after step `idx`'s Fly call but before recording it: the step back to running

@@ -34,12 +34,12 @@ impl Escrow {
         let ring = self.keyring()?;
         let mut out = BTreeMap::new();
         for field in fields {
-            let row = rows
-                .iter()
-                .find(|r| r.field == *field)
-                .ok_or_else(|| EscrowError::NotFound {
-                    what: format!("{field} in version {version} of {org}/{app}"),
-                })?;
+            let row =
+                rows.iter()
+                    .find(|r| r.field == *field)
+                    .ok_or_else(|| EscrowError::NotFound {
+                        what: format!("{field} in version {version} of {org}/{app}"),
+                    })?;
             let secret = secret_from(self.open_value(ring, row)?, || row.place())?;
             out.insert((*field).to_owned(), secret);
         }

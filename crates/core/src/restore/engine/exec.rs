@@ -275,9 +275,9 @@ async fn create_machine(ctx: &StepCtx<'_>, step: &Step) -> Result<Value, StepErr
     if let Some(m) = run_machine(ctx, app).await? {
         return Ok(json!({ "machine": m.id }));
     }
-    let volume = ctx.earlier_str("volume").ok_or_else(|| {
-        StepError::Permanent("the volume step produced no volume id".into())
-    })?;
+    let volume = ctx
+        .earlier_str("volume")
+        .ok_or_else(|| StepError::Permanent("the volume step produced no volume id".into()))?;
     let source = source_config(ctx.client, &ctx.plan.source.app).await?;
     let mut config = source;
     config.image = Some(image.clone());
@@ -323,8 +323,7 @@ async fn run_machine(ctx: &StepCtx<'_>, app: &str) -> Result<Option<Machine>, St
         .await?;
     Ok(machines.into_iter().find(|m| {
         !m.is_gone()
-            && m
-                .config
+            && m.config
                 .as_ref()
                 .and_then(|c| c.metadata.get(RUN_METADATA))
                 .is_some_and(|r| r == ctx.held.run)
@@ -352,9 +351,9 @@ async fn source_config(client: &FlyClient, app: &str) -> Result<MachineConfig, S
 /// Waits for the plan's state (`started`) in bounded calls, keeping the lease between them; a machine Fly
 /// could not launch (`failed`) stops the run at once rather than at the deadline.
 async fn wait_started(ctx: &StepCtx<'_>, app: &str, state: &str) -> Result<Value, StepError> {
-    let id = ctx.earlier_str("machine").ok_or_else(|| {
-        StepError::Permanent("the machine step produced no machine id".into())
-    })?;
+    let id = ctx
+        .earlier_str("machine")
+        .ok_or_else(|| StepError::Permanent("the machine step produced no machine id".into()))?;
     let start = tokio::time::Instant::now();
     let chunk = Duration::from_secs(30);
     loop {

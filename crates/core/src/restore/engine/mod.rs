@@ -244,15 +244,21 @@ pub async fn advance(walden: &Walden, run: &str) -> Result<Advance, EngineError>
 }
 
 /// One pass of the worker: every runnable run (pending or running, lease free or expired) moved on in turn.
-/// Returns how many runs it moved.
-pub async fn tick(walden: &Walden) -> Result<usize, EngineError> {
+/// `stop` is asked before each run and each step (a shutdown waits for the step in progress, never cuts a
+/// record in half). Returns how many runs it moved.
+pub async fn tick(walden: &Walden, stop: &(dyn Fn() -> bool + Sync)) -> Result<usize, EngineError> {
     let engine = Engine::new(walden.restores(), EngineOptions::default());
     let mut moved = 0;
     for id in runs::runnable(&engine.restores.pool).await? {
-        match engine.advance(&id, usize::MAX).await {
+        if stop() {
+            break;
+        }
+        match engine.advance_until(&id, usize::MAX, stop).await {
             Ok(Advance::Ran(_)) => moved += 1,
             Ok(Advance::Held) => {}
-            Err(e) => tracing::warn!(run = %id, error = %e, "restore engine: the run could not be moved on"),
+            Err(e) => {
+                tracing::warn!(run = %id, error = %e, "restore engine: the run could not be moved on")
+            }
         }
     }
     Ok(moved)
@@ -273,6 +279,16 @@ impl Engine {
     /// Takes the run's lease and runs at most `max_steps` steps (the worker passes no limit; a limit is how a
     /// test stops a worker at a step boundary), then lets the lease go.
     pub async fn advance(&self, run: &str, max_steps: usize) -> Result<Advance, EngineError> {
+        self.advance_until(run, max_steps, &|| false).await
+    }
+
+    /// [`Engine::advance`] that also stops (between steps) once `stop` says so.
+    pub async fn advance_until(
+        &self,
+        run: &str,
+        max_steps: usize,
+        stop: &(dyn Fn() -> bool + Sync),
+    ) -> Result<Advance, EngineError> {
         let pool = &self.restores.pool;
         let owner = new_run_id()?;
         if !runs::take_lease(pool, run, &owner, self.options.lease).await? {
@@ -283,14 +299,20 @@ impl Engine {
                 Advance::Ran(view)
             });
         }
-        let driven = self.drive(run, &owner, max_steps).await;
+        let driven = self.drive(run, &owner, max_steps, stop).await;
         runs::release_lease(pool, run, &owner).await?;
         driven?;
         Ok(Advance::Ran(runs::view(pool, run).await?))
     }
 
     /// The loop: the next step, recorded, until the run stops or `max_steps` ran.
-    async fn drive(&self, run: &str, owner: &str, max_steps: usize) -> Result<(), EngineError> {
+    async fn drive(
+        &self,
+        run: &str,
+        owner: &str,
+        max_steps: usize,
+        stop: &(dyn Fn() -> bool + Sync),
+    ) -> Result<(), EngineError> {
         let pool = &self.restores.pool;
         let row = runs::load(pool, run).await?;
         let plan = store::load(pool, &row.plan_hash)
@@ -309,7 +331,7 @@ impl Engine {
         let client = self.restores.orgs.client_for(&plan.source.org).await;
         for _ in 0..max_steps {
             let row = runs::load(pool, run).await?;
-            if !row.state.runnable() {
+            if !row.state.runnable() || stop() {
                 break;
             }
             let idx = row.next_step;
@@ -341,7 +363,10 @@ impl Engine {
                 }
             };
             let earlier = runs::produced_before(pool, run, idx).await?;
-            match self.run_step(&held, client, &plan, step, idx, &earlier, prior).await? {
+            match self
+                .run_step(&held, client, &plan, step, idx, &earlier, prior)
+                .await?
+            {
                 Ok(produced) => held.finish_step(idx, &kind, &produced).await?,
                 Err(why) => {
                     held.fail_step(idx, &kind, &why).await?;

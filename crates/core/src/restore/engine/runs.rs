@@ -139,17 +139,23 @@ pub(super) async fn refresh_lease(
     owner: &str,
     ttl: Duration,
 ) -> Result<(), EngineError> {
-    let done = sqlx::query("UPDATE restore_runs SET lease_expires_at = ? WHERE id = ? AND lease_owner = ?")
-        .bind(expiry(ttl))
-        .bind(id)
-        .bind(owner)
-        .execute(pool)
-        .await?;
+    let done = sqlx::query(
+        "UPDATE restore_runs SET lease_expires_at = ? WHERE id = ? AND lease_owner = ?",
+    )
+    .bind(expiry(ttl))
+    .bind(id)
+    .bind(owner)
+    .execute(pool)
+    .await?;
     held(done.rows_affected(), id)
 }
 
 /// Gives the lease back (when still held).
-pub(super) async fn release_lease(pool: &SqlitePool, id: &str, owner: &str) -> Result<(), EngineError> {
+pub(super) async fn release_lease(
+    pool: &SqlitePool,
+    id: &str,
+    owner: &str,
+) -> Result<(), EngineError> {
     sqlx::query(
         "UPDATE restore_runs SET lease_owner = NULL, lease_expires_at = NULL WHERE id = ? AND lease_owner = ?",
     )
@@ -186,7 +192,12 @@ impl Held<'_> {
 
     /// Marks step `idx` running (one more attempt) and the run running, with `restore.step.start`; returns the
     /// attempts made before this one (a step interrupted by a crash has some: its Fly call may have happened).
-    pub async fn start_step(&self, idx: usize, kind: &str, detail: Value) -> Result<i64, EngineError> {
+    pub async fn start_step(
+        &self,
+        idx: usize,
+        kind: &str,
+        detail: Value,
+    ) -> Result<i64, EngineError> {
         let mut tx = AuditedTx::begin(self.pool).await?;
         let prior: i64 = sqlx::query_scalar(
             "SELECT attempts FROM restore_run_steps WHERE run_id = ? AND idx = ?",
@@ -221,7 +232,8 @@ impl Held<'_> {
         let event = Event::new(actions::STEP_START, Outcome::Ok)
             .target(target(self.run, self.app))
             .detail(detail);
-        tx.commit(self.actor, &RequestMeta::default(), &event).await?;
+        tx.commit(self.actor, &RequestMeta::default(), &event)
+            .await?;
         Ok(prior)
     }
 
@@ -229,16 +241,23 @@ impl Held<'_> {
     /// end are audited, the retries are logged); keeps the lease.
     pub async fn retry_step(&self, idx: usize) -> Result<(), EngineError> {
         self.refresh().await?;
-        sqlx::query("UPDATE restore_run_steps SET attempts = attempts + 1 WHERE run_id = ? AND idx = ?")
-            .bind(self.run)
-            .bind(idx as i64)
-            .execute(self.pool)
-            .await?;
+        sqlx::query(
+            "UPDATE restore_run_steps SET attempts = attempts + 1 WHERE run_id = ? AND idx = ?",
+        )
+        .bind(self.run)
+        .bind(idx as i64)
+        .execute(self.pool)
+        .await?;
         Ok(())
     }
 
     /// Step `idx` done with what it produced; the run moves to the next step. `restore.step.done`.
-    pub async fn finish_step(&self, idx: usize, kind: &str, produced: &Value) -> Result<(), EngineError> {
+    pub async fn finish_step(
+        &self,
+        idx: usize,
+        kind: &str,
+        produced: &Value,
+    ) -> Result<(), EngineError> {
         let mut tx = AuditedTx::begin(self.pool).await?;
         let now = ts::format(ts::now());
         sqlx::query(
@@ -264,7 +283,8 @@ impl Held<'_> {
         let event = Event::new(actions::STEP_DONE, Outcome::Ok)
             .target(target(self.run, self.app))
             .detail(serde_json::json!({ "index": idx, "kind": kind, "produced": produced }));
-        tx.commit(self.actor, &RequestMeta::default(), &event).await?;
+        tx.commit(self.actor, &RequestMeta::default(), &event)
+            .await?;
         Ok(())
     }
 
@@ -298,7 +318,8 @@ impl Held<'_> {
         let event = Event::new(actions::STEP_FAIL, Outcome::Failed)
             .target(target(self.run, self.app))
             .detail(serde_json::json!({ "index": idx, "kind": kind, "error": why }));
-        tx.commit(self.actor, &RequestMeta::default(), &event).await?;
+        tx.commit(self.actor, &RequestMeta::default(), &event)
+            .await?;
         Ok(())
     }
 
@@ -319,7 +340,8 @@ impl Held<'_> {
         let event = Event::new(actions::RUN_PAUSE, Outcome::Ok)
             .target(target(self.run, self.app))
             .detail(serde_json::json!({ "index": idx, "kind": kind, "why": why }));
-        tx.commit(self.actor, &RequestMeta::default(), &event).await?;
+        tx.commit(self.actor, &RequestMeta::default(), &event)
+            .await?;
         Ok(())
     }
 
@@ -337,7 +359,8 @@ impl Held<'_> {
         .await?;
         held(run.rows_affected(), self.run)?;
         let event = Event::new(actions::RUN_DONE, Outcome::Ok).target(target(self.run, self.app));
-        tx.commit(self.actor, &RequestMeta::default(), &event).await?;
+        tx.commit(self.actor, &RequestMeta::default(), &event)
+            .await?;
         Ok(())
     }
 }
@@ -356,7 +379,11 @@ pub(super) async fn produced_before(
     .fetch_all(pool)
     .await?;
     rows.into_iter()
-        .map(|p| Ok(p.map(|s| serde_json::from_str(&s)).transpose()?.unwrap_or(Value::Null)))
+        .map(|p| {
+            Ok(p.map(|s| serde_json::from_str(&s))
+                .transpose()?
+                .unwrap_or(Value::Null))
+        })
         .collect()
 }
 
