@@ -185,6 +185,23 @@ pub(super) struct Held<'a> {
 }
 
 impl Held<'_> {
+    /// Commits `tx` with this run's audit row for `action` (and `detail`): the change and its row land together.
+    async fn commit(
+        &self,
+        tx: AuditedTx,
+        action: &'static str,
+        outcome: Outcome,
+        detail: Option<Value>,
+    ) -> Result<(), EngineError> {
+        let mut event = Event::new(action, outcome).target(target(self.run, self.app));
+        if let Some(detail) = detail {
+            event = event.detail(detail);
+        }
+        tx.commit(self.actor, &RequestMeta::default(), &event)
+            .await?;
+        Ok(())
+    }
+
     /// Keeps the lease through a long step.
     pub async fn refresh(&self) -> Result<(), EngineError> {
         refresh_lease(self.pool, self.run, self.owner, self.ttl).await
@@ -229,10 +246,7 @@ impl Held<'_> {
         detail["index"] = idx.into();
         detail["kind"] = kind.into();
         detail["attempt"] = (prior + 1).into();
-        let event = Event::new(actions::STEP_START, Outcome::Ok)
-            .target(target(self.run, self.app))
-            .detail(detail);
-        tx.commit(self.actor, &RequestMeta::default(), &event)
+        self.commit(tx, actions::STEP_START, Outcome::Ok, Some(detail))
             .await?;
         Ok(prior)
     }
@@ -280,12 +294,13 @@ impl Held<'_> {
         .execute(&mut *tx)
         .await?;
         held(run.rows_affected(), self.run)?;
-        let event = Event::new(actions::STEP_DONE, Outcome::Ok)
-            .target(target(self.run, self.app))
-            .detail(serde_json::json!({ "index": idx, "kind": kind, "produced": produced }));
-        tx.commit(self.actor, &RequestMeta::default(), &event)
-            .await?;
-        Ok(())
+        self.commit(
+            tx,
+            actions::STEP_DONE,
+            Outcome::Ok,
+            Some(serde_json::json!({ "index": idx, "kind": kind, "produced": produced })),
+        )
+        .await
     }
 
     /// Step `idx` failed for good: the step and the run are `failed` with `why`, the lease is let go.
@@ -315,12 +330,13 @@ impl Held<'_> {
         .execute(&mut *tx)
         .await?;
         held(run.rows_affected(), self.run)?;
-        let event = Event::new(actions::STEP_FAIL, Outcome::Failed)
-            .target(target(self.run, self.app))
-            .detail(serde_json::json!({ "index": idx, "kind": kind, "error": why }));
-        tx.commit(self.actor, &RequestMeta::default(), &event)
-            .await?;
-        Ok(())
+        self.commit(
+            tx,
+            actions::STEP_FAIL,
+            Outcome::Failed,
+            Some(serde_json::json!({ "index": idx, "kind": kind, "error": why })),
+        )
+        .await
     }
 
     /// The run stops before step `idx`, which the engine cannot run yet: `paused` with `why`.
@@ -337,12 +353,13 @@ impl Held<'_> {
         .execute(&mut *tx)
         .await?;
         held(run.rows_affected(), self.run)?;
-        let event = Event::new(actions::RUN_PAUSE, Outcome::Ok)
-            .target(target(self.run, self.app))
-            .detail(serde_json::json!({ "index": idx, "kind": kind, "why": why }));
-        tx.commit(self.actor, &RequestMeta::default(), &event)
-            .await?;
-        Ok(())
+        self.commit(
+            tx,
+            actions::RUN_PAUSE,
+            Outcome::Ok,
+            Some(serde_json::json!({ "index": idx, "kind": kind, "why": why })),
+        )
+        .await
     }
 
     /// Every step done: the run is `done`. `restore.run.done`.
@@ -358,10 +375,7 @@ impl Held<'_> {
         .execute(&mut *tx)
         .await?;
         held(run.rows_affected(), self.run)?;
-        let event = Event::new(actions::RUN_DONE, Outcome::Ok).target(target(self.run, self.app));
-        tx.commit(self.actor, &RequestMeta::default(), &event)
-            .await?;
-        Ok(())
+        self.commit(tx, actions::RUN_DONE, Outcome::Ok, None).await
     }
 }
 
