@@ -13,10 +13,10 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use time::OffsetDateTime;
-use walden_core::backups::Backups;
+use walden_core::backups::{Backups, Refreshed};
 use walden_core::db;
 use walg::testkit::{extend_large, generate_large};
-use walg::{Reader, StorageConfig, Timeline};
+use walg::{Index, Reader, StorageConfig, Timeline};
 
 fn env_u64(name: &str, default: u64) -> u64 {
     std::env::var(name)
@@ -85,17 +85,22 @@ async fn run() {
     // The worker's refreshes first: a refresh by another service in between would make its copy stale.
     let mut next = wal + 1;
     let mut warm = Vec::new();
+    let mut warm_split = Vec::new();
     for _ in 0..runs {
         extend_large(bucket.path(), next, new).expect("extend");
         next += new;
         let t = Instant::now();
         let refreshed = worker.refresh(&reader).await.expect("refresh");
+        let before_timeline = t.elapsed();
         let _timeline = refreshed.timeline(OffsetDateTime::now_utc());
         warm.push(t.elapsed());
+        warm_split.push(Split::of(&refreshed, t.elapsed() - before_timeline));
         assert_eq!(refreshed.written.wal_written, new);
         assert!(!refreshed.written.replaced && !refreshed.stats.full);
     }
     let mut cold = Vec::new();
+    let mut cold_split = Vec::new();
+    let mut last = None;
     for _ in 0..runs {
         extend_large(bucket.path(), next, new).expect("extend");
         next += new;
@@ -104,10 +109,30 @@ async fn run() {
             .refresh(&reader)
             .await
             .expect("refresh");
+        let before_timeline = t.elapsed();
         let _timeline = refreshed.timeline(OffsetDateTime::now_utc());
         cold.push(t.elapsed());
+        cold_split.push(Split::of(&refreshed, t.elapsed() - before_timeline));
         assert_eq!(refreshed.written.wal_written, new);
+        last = Some(refreshed.index);
     }
+    // The refreshed index, as stored, is what a full build of the storage finds.
+    let (mut built, _) = reader.build().await.expect("build");
+    let refreshed = last.expect("a refresh");
+    (built.built_at_ms, built.refreshed_at_ms) = (refreshed.built_at_ms, refreshed.refreshed_at_ms);
+    assert!(
+        *refreshed == built,
+        "the refreshed index differs from a full build"
+    );
+    let stored = worker
+        .stored(reader.url())
+        .await
+        .expect("load")
+        .expect("stored");
+    assert!(
+        stored == built,
+        "the stored index differs from a full build"
+    );
     let (load, warm, cold) = (median(load), median(warm), median(cold));
     let ratio = |d: Duration| d.as_secs_f64() / full.as_secs_f64();
     println!("full build + timeline:                    {}", ms(full));
@@ -131,4 +156,56 @@ async fn run() {
         ms(cold),
         ratio(cold)
     );
+    for (who, split) in [
+        ("kept", Split::median(&warm_split)),
+        ("loaded", Split::median(&cold_split)),
+    ] {
+        println!(
+            "  {who:>6}: base {}, read (probe + merge) {}, save (diff + commit) {}, timeline {}; \
+             a copy of the index (not made) {}",
+            ms(split.base),
+            ms(split.read),
+            ms(split.save),
+            ms(split.timeline),
+            ms(split.copy)
+        );
+    }
+}
+
+/// The parts of one refresh: the service's own (`Took`), its timeline, and what copying its index would cost.
+#[derive(Clone, Copy)]
+struct Split {
+    base: Duration,
+    read: Duration,
+    save: Duration,
+    timeline: Duration,
+    copy: Duration,
+}
+
+impl Split {
+    fn of(refreshed: &Refreshed, timeline: Duration) -> Split {
+        let t = Instant::now();
+        let copy = Index::clone(&refreshed.index);
+        let copy_time = t.elapsed();
+        drop(copy);
+        Split {
+            base: refreshed.took.base,
+            read: refreshed.took.read,
+            save: refreshed.took.save,
+            timeline,
+            copy: copy_time,
+        }
+    }
+
+    /// Each part's median on its own.
+    fn median(all: &[Split]) -> Split {
+        let part = |f: fn(&Split) -> Duration| median(all.iter().map(f).collect());
+        Split {
+            base: part(|s| s.base),
+            read: part(|s| s.read),
+            save: part(|s| s.save),
+            timeline: part(|s| s.timeline),
+            copy: part(|s| s.copy),
+        }
+    }
 }

@@ -25,7 +25,7 @@ mod wal_blocks;
 
 use std::collections::HashMap;
 use std::sync::{Arc, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use sqlx::SqlitePool;
 use walg::{Index, ReadStats, Reader, Timeline};
@@ -65,6 +65,17 @@ pub struct Refreshed {
     pub rebuilt_because: Option<String>,
     /// The storage's analysis thresholds (its `WALG_UPLOAD_CONCURRENCY`).
     pub options: walg::timeline::Options,
+    /// Where the time went (logged; the benchmark reports it).
+    pub took: Took,
+}
+
+/// The parts of a [`Backups::refresh`]: finding the index to start from (the kept copy, or a load), reading the
+/// storage (the refresh or full build), and saving the difference.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Took {
+    pub base: Duration,
+    pub read: Duration,
+    pub save: Duration,
 }
 
 impl Refreshed {
@@ -167,10 +178,23 @@ impl Backups {
         let slot = self.slot(&key);
         let mut kept = slot.lock().await;
         // Taken out: if anything below fails, the next call starts again from the database.
+        let started = Instant::now();
         let (base, rebuilt_because) = self.base(&key, reader.url(), kept.take()).await?;
-        let (index, stats) = match (&base, reading) {
+        let mut took = Took {
+            base: started.elapsed(),
+            ..Took::default()
+        };
+        let started = Instant::now();
+        // What the save diffs against: the base's entries and WAL length (the WAL objects it needs come from the
+        // stored blocks), so the base itself can be brought up to date in place instead of copied.
+        let before = base
+            .as_ref()
+            .map(|b| store::Before::of(&b.index, b.version));
+        let (index, stats) = match (base, reading) {
             (Some(base), Reading::RefreshOrBuild) => {
-                let mut index = Index::clone(&base.index);
+                // The caller's `Refreshed` may still share the kept copy; then (only then) it is copied.
+                let mut index =
+                    Arc::try_unwrap(base.index).unwrap_or_else(|shared| Index::clone(&shared));
                 let stats = reader
                     .refresh_or_build(&mut index, self.full_build_max_age)
                     .await?;
@@ -178,7 +202,9 @@ impl Backups {
             }
             _ => reader.build().await?,
         };
-        let before = base.as_ref().map(|b| (b.index.as_ref(), b.version));
+        let before = before.map(|b| b.with_wal_kept(stats.wal_kept));
+        took.read = started.elapsed();
+        let started = Instant::now();
         let (version, written) = match store::save(&self.pool, &key, before, &index).await {
             Ok(saved) => saved,
             Err(store::SaveError::Database(source)) => return Err(database_error(&key, source)),
@@ -186,8 +212,12 @@ impl Backups {
                 return Err(BackupsError::Encode { url: key, reason })
             }
         };
+        took.save = started.elapsed();
         tracing::debug!(
             full = stats.full,
+            base_ms = took.base.as_millis() as u64,
+            read_ms = took.read.as_millis() as u64,
+            save_ms = took.save.as_millis() as u64,
             wal_written = written.wal_written,
             wal_deleted = written.wal_deleted,
             wal_blocks_written = written.wal_blocks_written,
@@ -205,6 +235,7 @@ impl Backups {
             written,
             rebuilt_because,
             options: reader.timeline_options(),
+            took,
         })
     }
 

@@ -138,17 +138,29 @@ async fn load_wal(
     id: i64,
     segment_size: u64,
 ) -> Result<Vec<WalObject>, LoadError> {
+    load_wal_from(tx, id, 0, segment_size).await
+}
+
+/// The `wal_005/` objects of blocks `first, first + 1, ...` (as [`load_wal`]).
+async fn load_wal_from(
+    tx: &mut SqliteConnection,
+    id: i64,
+    first: usize,
+    segment_size: u64,
+) -> Result<Vec<WalObject>, LoadError> {
     let blocks: Vec<(i64, i64, Vec<u8>)> = sqlx::query_as(
-        "SELECT block, objects, body FROM backup_index_wal_blocks WHERE index_id = ? ORDER BY block",
+        "SELECT block, objects, body FROM backup_index_wal_blocks WHERE index_id = ? AND block >= ? \
+         ORDER BY block",
     )
     .bind(id)
+    .bind(first as i64)
     .fetch_all(&mut *tx)
     .await?;
     let mut wal: Vec<WalObject> = Vec::with_capacity(blocks.len() * BLOCK);
     let last = blocks.len().saturating_sub(1);
     for (i, (block, objects, body)) in blocks.iter().enumerate() {
         let objects = usize::try_from(*objects).unwrap_or(0);
-        if *block != i as i64 || (i < last && objects != BLOCK) {
+        if *block != (first + i) as i64 || (i < last && objects != BLOCK) {
             return Err(LoadError::Corrupt(format!(
                 "WAL block {block} is out of place (position {i}, {objects} objects)"
             )));
@@ -217,13 +229,47 @@ fn same_name(kind: &str, name: &str, inside: &str) -> Result<(), LoadError> {
     }
 }
 
-/// Saves `after` as the index of `key`. `before` is the stored index the caller started from, with its
-/// version: only the differences are written when it is still the stored one, every row otherwise. Returns the
-/// new version and what was written.
+/// What a save needs of the stored index the caller started from, without its WAL: the entries (a few hundred
+/// rows, copied), how many WAL objects it held, and how many of them the new index kept as they were (from
+/// [`walg::ReadStats::wal_kept`]). The WAL objects after those are read back from the stored blocks, which are
+/// the base's exactly while the stored version is `version`.
+pub(super) struct Before {
+    version: Version,
+    entries: Index,
+    wal_len: usize,
+    wal_kept: usize,
+}
+
+impl Before {
+    /// The base `index`, stored as `version`; nothing of its WAL is known to be kept yet.
+    pub(super) fn of(index: &Index, version: Version) -> Before {
+        let mut entries = empty_like(index);
+        entries.folders.clone_from(&index.folders);
+        entries.backups.clone_from(&index.backups);
+        entries.histories.clone_from(&index.histories);
+        entries.stray_keys.clone_from(&index.stray_keys);
+        Before {
+            version,
+            entries,
+            wal_len: index.wal.len(),
+            wal_kept: 0,
+        }
+    }
+
+    /// The same, knowing the new index's first `wal_kept` WAL objects are the base's.
+    pub(super) fn with_wal_kept(mut self, wal_kept: usize) -> Before {
+        self.wal_kept = wal_kept.min(self.wal_len);
+        self
+    }
+}
+
+/// Saves `after` as the index of `key`. `before` describes the stored index the caller started from: only the
+/// differences are written when it is still the stored one, every row otherwise. Returns the new version and
+/// what was written.
 pub(super) async fn save(
     pool: &SqlitePool,
     key: &str,
-    before: Option<(&Index, Version)>,
+    before: Option<Before>,
     after: &Index,
 ) -> Result<(Version, Written), SaveError> {
     let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
@@ -233,14 +279,16 @@ pub(super) async fn save(
             .fetch_optional(&mut *tx)
             .await?;
     let base = match (before, stored) {
-        (Some((index, version)), Some(current)) if version == current => Some(index),
+        (Some(before), Some(current)) if before.version == current && sorted(&after.wal) => {
+            stored_tail(&mut tx, current.id, before, after.segment_size).await?
+        }
         _ => None,
     };
     let version = save_header(&mut tx, key, after).await?;
     let id = version.id;
     let written = match base {
-        Some(base) if sorted(&base.wal) && sorted(&after.wal) => {
-            write_changes(&mut tx, id, base, after).await?
+        Some((entries, first_block, old_tail)) => {
+            write_changes(&mut tx, id, &entries, first_block, &old_tail, after).await?
         }
         _ => {
             sqlx::query("DELETE FROM backup_index_wal_blocks WHERE index_id = ?")
@@ -253,13 +301,36 @@ pub(super) async fn save(
                 .await?;
             let empty = empty_like(after);
             let after = sorted_like(after);
-            let mut written = write_changes(&mut tx, id, &empty, &after).await?;
+            let mut written = write_changes(&mut tx, id, &empty, 0, &[], &after).await?;
             written.replaced = true;
             written
         }
     };
     tx.commit().await?;
     Ok((version, written))
+}
+
+/// The base of a difference: its entries, the first WAL block that may have changed, and the stored WAL objects
+/// from that block on. `None` (write every row instead) when the stored blocks do not hold what `before` says.
+async fn stored_tail(
+    tx: &mut SqliteConnection,
+    id: i64,
+    before: Before,
+    segment_size: u64,
+) -> Result<Option<(Index, usize, Vec<WalObject>)>, SaveError> {
+    let first_block = before.wal_kept / BLOCK;
+    let tail = match load_wal_from(tx, id, first_block, segment_size).await {
+        Ok(tail) => tail,
+        Err(LoadError::Database(e)) => return Err(SaveError::Database(e)),
+        Err(LoadError::Corrupt(reason)) => {
+            tracing::warn!(%reason, "the stored WAL blocks are unreadable: replacing every row");
+            return Ok(None);
+        }
+    };
+    if first_block * BLOCK + tail.len() != before.wal_len {
+        return Ok(None);
+    }
+    Ok(Some((before.entries, first_block, tail)))
 }
 
 /// Inserts or updates the storage's row, bumping its revision; returns its new version.
@@ -336,14 +407,18 @@ fn same_objects(a: &[WalObject], b: &[WalObject]) -> bool {
 }
 
 /// Writes the rows that differ between `base` and `after` (both with their WAL sorted by name): the entries one
-/// by one, the WAL as the blocks whose objects differ, and no block past the new last one.
+/// by one, the WAL as the blocks whose objects differ, and no block past the new last one. The WAL blocks before
+/// `first_block` are the same in both; `old_tail` is the base's WAL from that block on (`base.wal` is unused).
 async fn write_changes(
     tx: &mut SqliteConnection,
     id: i64,
     base: &Index,
+    first_block: usize,
+    old_tail: &[WalObject],
     after: &Index,
 ) -> Result<Written, SaveError> {
-    let (wal_upserts, wal_deletes) = diff_wal(&base.wal, &after.wal);
+    let new_tail = after.wal.get(first_block * BLOCK..).unwrap_or_default();
+    let (wal_upserts, wal_deletes) = diff_wal(old_tail, new_tail);
     let mut entry_upserts = Vec::new();
     let mut entry_deletes = Vec::new();
     diff_entries(
@@ -374,13 +449,13 @@ async fn write_changes(
         &mut entry_deletes,
     );
 
-    let (old, new) = (base.wal.chunks(BLOCK), after.wal.chunks(BLOCK));
-    let (old_blocks, new_blocks) = (old.len(), new.len());
+    let (old, new) = (old_tail.chunks(BLOCK), new_tail.chunks(BLOCK));
+    let (old_blocks, new_blocks) = (first_block + old.len(), first_block + new.len());
     let mut old = old.map(Some).chain(std::iter::repeat(None));
     let changed: Vec<(i64, &[WalObject])> = new
         .enumerate()
         .filter(|(_, block)| !old.next().flatten().is_some_and(|o| same_objects(o, block)))
-        .map(|(k, block)| (k as i64, block))
+        .map(|(k, block)| ((first_block + k) as i64, block))
         .collect();
     upsert_blocks(tx, id, &changed).await?;
     if old_blocks > new_blocks {

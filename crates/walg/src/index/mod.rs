@@ -131,6 +131,10 @@ pub struct ReadStats {
     /// Local storage: names a probing refresh tried with a stat (0 when it listed instead).
     #[serde(default)]
     pub probed: u64,
+    /// How many of the index's first WAL objects the read left exactly as they were (0 for a full build): a
+    /// caller that stored the index before can rewrite only what comes after them, without a copy to diff.
+    #[serde(default)]
+    pub wal_kept: usize,
 }
 
 /// Storage could not be read at all (per-object problems become findings instead).
@@ -649,6 +653,7 @@ impl Reader {
         idx: &mut Index,
         wal_dir: std::path::PathBuf,
         base_cursor: Option<String>,
+        wal_kept: &mut usize,
     ) -> Result<Option<ReadStats>, ReadError> {
         let mut stats = ReadStats::default();
         // 1. History files of new timelines (their switch points start the new timelines' probes).
@@ -666,7 +671,7 @@ impl Reader {
             .collect();
         stats.listed += found.len() as u64;
         stats.new_histories = new_histories.len() as u64;
-        probe::merge(idx, found);
+        *wal_kept = (*wal_kept).min(probe::merge(idx, found));
         self.read_histories(idx, new_histories).await;
 
         // 2. Segments (and their sidecars) per timeline, gaps, partials.
@@ -677,7 +682,7 @@ impl Reader {
         stats.probed += tried;
         stats.listed += found.len() as u64;
         let found: Vec<WalObject> = found.into_iter().map(|l| self.wal_object(l)).collect();
-        probe::merge(idx, found);
+        *wal_kept = (*wal_kept).min(probe::merge(idx, found));
         set_wal_cursor(idx);
 
         // 3. Base backups: listed after the cursor (a small folder).
@@ -708,9 +713,10 @@ impl Reader {
                 .await?;
             stats.listed += found.len() as u64;
             let found: Vec<WalObject> = found.into_iter().map(|l| self.wal_object(l)).collect();
-            probe::merge(idx, found);
+            *wal_kept = (*wal_kept).min(probe::merge(idx, found));
             set_wal_cursor(idx);
         }
+        stats.wal_kept = *wal_kept;
         Ok(Some(stats))
     }
 
@@ -718,10 +724,14 @@ impl Reader {
         let wal_cursor = idx.cursors.get(WAL).cloned();
         let base_cursor = idx.cursors.get(BASEBACKUPS).cloned();
         let mut probed_histories = 0;
+        let mut wal_kept = idx.wal.len();
         if refresh {
             if let Some(dir) = self.local_folder(WAL) {
                 let before = idx.histories.len();
-                if let Some(stats) = self.update_local(idx, dir, base_cursor.clone()).await? {
+                if let Some(stats) = self
+                    .update_local(idx, dir, base_cursor.clone(), &mut wal_kept)
+                    .await?
+                {
                     return Ok(stats);
                 }
                 probed_histories = (idx.histories.len() - before) as u64;
@@ -735,7 +745,8 @@ impl Reader {
             listed: (wal.len() + base.len()) as u64,
             ..Default::default()
         };
-        let new_histories = self.ingest_wal(idx, wal, wal_cursor.as_deref());
+        let (new_histories, truncated) = self.ingest_wal(idx, wal, wal_cursor.as_deref());
+        stats.wal_kept = wal_kept.min(truncated);
         let new_sentinels = self.ingest_base(idx, base, base_cursor.as_deref());
         stats.new_histories = new_histories.len() as u64 + probed_histories;
         stats.new_sentinels = new_sentinels.len() as u64;
@@ -746,13 +757,13 @@ impl Reader {
         Ok(stats)
     }
 
-    /// Merges a WAL listing; returns the history files to read.
+    /// Merges a WAL listing; returns the history files to read and how many objects stayed before the listed ones.
     fn ingest_wal(
         &self,
         idx: &mut Index,
         listed: Vec<Listed>,
         cursor: Option<&str>,
-    ) -> Vec<(String, u32, crate::names::Compression)> {
+    ) -> (Vec<(String, u32, crate::names::Compression)>, usize) {
         let mut fresh: Vec<WalObject> = listed.into_iter().map(|m| self.wal_object(m)).collect();
         fresh.sort_unstable_by(|a, b| a.name.cmp(&b.name));
         if let Some(c) = cursor {
@@ -766,9 +777,10 @@ impl Reader {
             .filter(|w| w.key.kind == WalKind::History && !idx.histories.contains_key(&w.name))
             .map(|w| (w.name.clone(), w.key.tli, w.key.compression))
             .collect();
+        let kept = idx.wal.len();
         idx.wal.extend(fresh);
         set_wal_cursor(idx);
-        histories
+        (histories, kept)
     }
 
     /// Merges a base-backup listing; returns new sentinels (name, LastModified).

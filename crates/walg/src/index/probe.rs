@@ -333,8 +333,9 @@ pub(crate) fn backup_history_names(idx: &Index, tli: u32, lsn: u64) -> Vec<Strin
     comps.into_iter().collect()
 }
 
-/// Merges probed objects into the sorted `idx.wal` (objects already there are kept as they are).
-pub(crate) fn merge(idx: &mut Index, mut fresh: Vec<WalObject>) {
+/// Merges probed objects into the sorted `idx.wal` (objects already there are kept as they are); returns the
+/// position of the first one inserted (everything before it is untouched), `idx.wal.len()` when none was.
+pub(crate) fn merge(idx: &mut Index, mut fresh: Vec<WalObject>) -> usize {
     fresh.sort_unstable_by(|a, b| a.name.cmp(&b.name));
     fresh.dedup_by(|a, b| a.name == b.name);
     fresh.retain(|f| {
@@ -343,12 +344,14 @@ pub(crate) fn merge(idx: &mut Index, mut fresh: Vec<WalObject>) {
             .is_err()
     });
     let Some(first) = fresh.first() else {
-        return;
+        return idx.wal.len();
     };
-    let in_order = idx.wal.last().is_none_or(|l| l.name < first.name);
+    let at = idx.wal.partition_point(|w| w.name < first.name);
+    let in_order = at == idx.wal.len();
     idx.wal.extend(fresh);
     if !in_order {
         // Two sorted runs: the stable sort merges them in linear time.
         idx.wal.sort_by(|a, b| a.name.cmp(&b.name));
     }
+    at
 }
