@@ -5,7 +5,9 @@
 //! `walg::testkit::generate_large` into a temp dir, then measures (medians): a full build with its timeline; the
 //! first store (every row inserted); loading the stored index; a refresh through a service that kept its copy
 //! in memory (the console's worker) and through a new service that loads the stored index first (the CLI), each
-//! after `WALDEN_BENCH_NEW` new segments and including the save and the timeline. Variables: `WALDEN_BENCH_WAL`
+//! after `WALDEN_BENCH_NEW` new segments and including the save and the timeline, with the split of each (the
+//! service's `Refreshed::took`, the timeline, and what a copy of the index would cost); at the end it checks that
+//! the refreshed and the stored index equal a full build. Variables: `WALDEN_BENCH_WAL`
 //! (300,000), `WALDEN_BENCH_NEW` (1,000), `WALDEN_BENCH_RUNS` (3).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a test stops loudly
 

@@ -3,8 +3,9 @@
 //! files, stray keys; JSON bodies).
 //!
 //! Invariants: a save writes, in one `BEGIN IMMEDIATE` transaction, only the rows that differ between the index
-//! it was given as the stored one and the new index (for the WAL: the blocks whose objects differ), and bumps
-//! the row's `revision`. When the stored version
+//! it was given as the stored one ([`Before`]: its entries, and its WAL as the stored blocks from the first one
+//! the read changed) and the new index (for the WAL: the blocks whose objects differ), and bumps the row's
+//! `revision`. When the stored version
 //! (id, revision) is not the one the caller started from (another writer came in between) or there is no base
 //! (nothing stored, or the stored rows were unreadable), it replaces every row of that storage instead. A load
 //! reads in one snapshot and refuses (as [`LoadError::Corrupt`]) anything that does not decode to exactly what
