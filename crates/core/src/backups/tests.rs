@@ -365,3 +365,46 @@ fn storage_keys_hold_no_credentials() {
     );
     assert_eq!(storage_key("gs://bucket"), "gs://bucket");
 }
+
+#[tokio::test]
+async fn a_gap_filled_in_the_middle_rewrites_the_blocks_from_it_on() {
+    let f = fixture().await;
+    let bucket = tempfile::tempdir().unwrap();
+    walg::testkit::generate_large(bucket.path(), 3_000, 3).unwrap();
+    let reader = reader(bucket.path());
+    let backups = Backups::new(f.pool.clone());
+    let first = backups.refresh(&reader).await.unwrap();
+    let blocks = first.index.wal.len().div_ceil(wal_blocks::BLOCK) as u64;
+    // A segment of the second block goes missing, is built without, then arrives late (a slow upload).
+    let at = wal_blocks::BLOCK + 100;
+    let late = bucket
+        .path()
+        .join("wal_005")
+        .join(&first.index.wal[at].name);
+    let body = std::fs::read(&late).unwrap();
+    std::fs::remove_file(&late).unwrap();
+    drop(first);
+    let without = backups.rebuild(&reader).await.unwrap();
+    assert_eq!(without.written.wal_deleted, 1);
+    drop(without); // the service's kept copy is then its own: refreshed in place
+    std::fs::write(&late, body).unwrap();
+    let filled = backups.refresh(&reader).await.unwrap();
+    assert!(!filled.written.replaced && !filled.stats.full);
+    assert_eq!(filled.stats.wal_kept, at);
+    assert_eq!(filled.written.wal_written, 1);
+    assert_eq!(
+        filled.written.wal_blocks_written,
+        blocks - 1,
+        "{:?}",
+        filled.written
+    );
+    let stored = Backups::new(f.pool.clone())
+        .stored(reader.url())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(stored, *filled.index);
+    let (mut built, _) = reader.build().await.unwrap();
+    (built.built_at_ms, built.refreshed_at_ms) = (stored.built_at_ms, stored.refreshed_at_ms);
+    assert_eq!(stored, built);
+}
