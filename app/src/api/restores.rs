@@ -89,7 +89,12 @@ impl Choices {
             volume: field("volume"),
         };
         if c.kind.is_empty() {
-            c.kind = if c.target.is_empty() { "latest" } else { "time" }.into();
+            c.kind = if c.target.is_empty() {
+                "latest"
+            } else {
+                "time"
+            }
+            .into();
         }
         c
     }
@@ -307,7 +312,11 @@ pub async fn get_restore_run(id: String) -> Result<RunPage, AppError> {
     let restores = cx.restores();
     let run = restores.run(&id).await?;
     let plan = restores.stored(&run.plan_hash).await?.map(|s| s.plan);
-    Ok(RunPage::of(run, plan.as_ref(), time::OffsetDateTime::now_utc()))
+    Ok(RunPage::of(
+        run,
+        plan.as_ref(),
+        time::OffsetDateTime::now_utc(),
+    ))
 }
 
 /// A run in the list of recent runs.
@@ -463,11 +472,7 @@ impl PlanView {
             parameters_source: p.pg_parameters.source.clone(),
             estimate: duration_words(i64::try_from(p.estimate.seconds).unwrap_or(i64::MAX)),
             estimate_how: p.estimate.how.clone(),
-            steps: p
-                .steps
-                .iter()
-                .map(|s| (s.call(), step_detail(s)))
-                .collect(),
+            steps: p.steps.iter().map(|s| (s.call(), step_detail(s))).collect(),
             never_touched: p.never_touched.clone(),
             notes: p.notes.clone(),
         }
@@ -520,9 +525,10 @@ impl RunPage {
                 let to = s.finished_at.as_deref().and_then(walden_core::ts::parse);
                 let duration = match (from, to, s.status.as_str()) {
                     (Some(a), Some(b), _) => Some(duration_words((b - a).whole_seconds())),
-                    (Some(a), None, "running") => {
-                        Some(format!("{} so far", duration_words((now - a).whole_seconds())))
-                    }
+                    (Some(a), None, "running") => Some(format!(
+                        "{} so far",
+                        duration_words((now - a).whole_seconds())
+                    )),
                     _ => None,
                 };
                 let produced = s.produced.as_object().filter(|o| !o.is_empty()).map(|o| {
@@ -556,9 +562,7 @@ impl RunPage {
             source: plan
                 .map(|p| format!("{}/{}", p.source.org, p.source.app))
                 .unwrap_or_default(),
-            target_app: plan
-                .map(|p| p.destination.app.clone())
-                .unwrap_or_default(),
+            target_app: plan.map(|p| p.destination.app.clone()).unwrap_or_default(),
             target: plan
                 .map(|p| match &p.target {
                     RestoreTarget::Latest => "the latest archived commit".to_owned(),
@@ -587,7 +591,9 @@ impl RunRow {
         let live = matches!(r.state, RunState::Pending | RunState::Running);
         let duration = match (started, finished) {
             (Some(a), Some(b)) => duration_words((b - a).whole_seconds()),
-            (Some(a), None) if live => format!("{} so far", duration_words((now - a).whole_seconds())),
+            (Some(a), None) if live => {
+                format!("{} so far", duration_words((now - a).whole_seconds()))
+            }
             _ => "—".to_owned(),
         };
         RunRow {

@@ -150,7 +150,10 @@ pub fn rfc3339_utc(ms: i64) -> String {
 
 /// The restore wizard's address for a time.
 pub fn restore_link(org: &str, app: &str, ms: i64) -> String {
-    format!("/clusters/{org}/{app}/restore?kind=time&target={}", rfc3339_utc(ms))
+    format!(
+        "/clusters/{org}/{app}/restore?kind=time&target={}",
+        rfc3339_utc(ms)
+    )
 }
 
 /// Minutes east of UTC at `ms`: 0 in UTC mode and on the server, else the browser's zone (with its DST).

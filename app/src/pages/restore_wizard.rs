@@ -118,7 +118,8 @@ fn Wizard(
     let body = match step {
         1 => view! { <TargetStep choices=choices.clone() view /> }.into_any(),
         2 => view! { <DestinationStep choices=choices.clone() options /> }.into_any(),
-        _ => view! { <PlanStep org=org.clone() app=app.clone() choices=choices.clone() plan /> }.into_any(),
+        _ => view! { <PlanStep org=org.clone() app=app.clone() choices=choices.clone() plan /> }
+            .into_any(),
     };
     view! {
         <ol class="stepper" data-test="wizard" data-step=step>{stepper}</ol>
@@ -186,7 +187,11 @@ fn TargetStep(choices: Choices, view: Option<TimelineView>) -> impl IntoView {
     let on_time = move |ev: leptos::ev::Event| at.set(parse_local(&event_target_value(&ev)));
     let (earliest, latest) = view.with_value(|v| (v.earliest_restorable_ms, last_restorable(v)));
     let bounds = match (earliest, latest) {
-        (Some(a), Some(b)) => format!("Restorable from {} to {} (your time zone).", zoned(a), zoned(b)),
+        (Some(a), Some(b)) => format!(
+            "Restorable from {} to {} (your time zone).",
+            zoned(a),
+            zoned(b)
+        ),
         _ => "No restorable window yet.".to_owned(),
     };
     let backups = view.with_value(|v| {
@@ -194,11 +199,26 @@ fn TargetStep(choices: Choices, view: Option<TimelineView>) -> impl IntoView {
             .iter()
             .rev()
             .filter(|b| b.restorable)
-            .map(|b| (b.name.clone(), format!("{} — finished {} UTC, timeline {}", b.name, format_time(b.finish_ms, 0), b.timeline)))
+            .map(|b| {
+                (
+                    b.name.clone(),
+                    format!(
+                        "{} — finished {} UTC, timeline {}",
+                        b.name,
+                        format_time(b.finish_ms, 0),
+                        b.timeline
+                    ),
+                )
+            })
             .collect::<Vec<_>>()
     });
     let timelines = view.with_value(|v| {
-        let mut t: Vec<u32> = v.windows.iter().map(|w| w.timeline).chain(v.backups.iter().map(|b| b.timeline)).collect();
+        let mut t: Vec<u32> = v
+            .windows
+            .iter()
+            .map(|w| w.timeline)
+            .chain(v.backups.iter().map(|b| b.timeline))
+            .collect();
         t.sort_unstable();
         t.dedup();
         (t, v.main_timeline)
@@ -295,7 +315,9 @@ fn DestinationStep(choices: Choices, options: RestoreOptions) -> impl IntoView {
         }
         match m.parse::<i64>() {
             Ok(v) if v >= min => None,
-            Ok(_) => Some(format!("At least {min} MB: a smaller machine runs out of memory while it restores.")),
+            Ok(_) => Some(format!(
+                "At least {min} MB: a smaller machine runs out of memory while it restores."
+            )),
             Err(_) => Some("A whole number of MB.".to_owned()),
         }
     };
@@ -410,8 +432,9 @@ fn PlanShown(org: String, app: String, plan: PlanView) -> impl IntoView {
         move || typed.get().trim() == expected
     };
     let label = format!("Restore {org}/{app} to {} into {}", plan.target, plan.app);
-    let delta = (!plan.delta_chain.is_empty())
-        .then(|| view! { <dt>"Delta chain"</dt><dd class="mono">{plan.delta_chain.join(" ← ")}</dd> });
+    let delta = (!plan.delta_chain.is_empty()).then(
+        || view! { <dt>"Delta chain"</dt><dd class="mono">{plan.delta_chain.join(" ← ")}</dd> },
+    );
     let proofs = if plan.escrow_proofs.is_empty() {
         "none yet: the restore proves the logins on the new cluster".to_owned()
     } else {
@@ -588,7 +611,9 @@ fn parse_naive(s: &str) -> Option<i64> {
     let (date, clock) = s.trim().split_once(['T', ' '])?;
     let mut d = date.splitn(3, '-').map(|p| p.parse::<i64>().ok());
     let (y, m, day) = (d.next()??, d.next()??, d.next()??);
-    let mut c = clock.splitn(3, ':').map(|p| p.split('.').next().and_then(|p| p.parse::<i64>().ok()));
+    let mut c = clock
+        .splitn(3, ':')
+        .map(|p| p.split('.').next().and_then(|p| p.parse::<i64>().ok()));
     let (h, mi) = (c.next()??, c.next()??);
     let sec = c.next().flatten().unwrap_or(0);
     if !(1..=12).contains(&m) || !(1..=31).contains(&day) || h > 23 || mi > 59 || sec > 60 {
@@ -639,8 +664,12 @@ mod tests {
             ..TimelineView::default()
         };
         assert_eq!(time_problem(1_500_000, &v), None);
-        assert!(time_problem(1_950_000, &v).unwrap().starts_with("After the last archived commit"));
-        assert!(time_problem(500_000, &v).unwrap().starts_with("Outside every restorable window"));
+        assert!(time_problem(1_950_000, &v)
+            .unwrap()
+            .starts_with("After the last archived commit"));
+        assert!(time_problem(500_000, &v)
+            .unwrap()
+            .starts_with("Outside every restorable window"));
     }
 
     #[test]

@@ -286,12 +286,7 @@ fn probes(target: i64) -> Vec<Probe> {
             },
             404,
         ),
-        probe(
-            GetRestoreRun {
-                id: "0".repeat(16),
-            },
-            404,
-        ),
+        probe(GetRestoreRun { id: "0".repeat(16) }, 404),
         probe(ListRestoreRuns {}, 200),
         probe(
             RevealCredential {

@@ -51,7 +51,9 @@ async fn the_wizard_opens_for_an_operator_and_tells_a_viewer_why_not() {
     );
     // Step 2 carries step 1's choices in hidden fields, so Back keeps them.
     let html = operator
-        .page(&format!("{WIZARD}?step=2&kind=lsn&lsn=0/3000028&name=demo-db-copy"))
+        .page(&format!(
+            "{WIZARD}?step=2&kind=lsn&lsn=0/3000028&name=demo-db-copy"
+        ))
         .await;
     assert_eq!(count(&html, "destination-step"), 1, "{html}");
     assert!(html.contains(r#"name="lsn" value="0/3000028""#), "{html}");
@@ -98,9 +100,14 @@ async fn a_confirmed_plan_starts_a_run_that_its_page_and_the_list_show() {
         .await;
     assert_eq!(count(&html, "plan"), 1, "{html}");
     assert!(count(&html, "plan-steps") == 1 && html.contains("POST /v1/apps?wait=true"));
-    assert!(html.contains("&lt;escrowed") || html.contains("<escrowed"), "secrets as placeholders");
+    assert!(
+        html.contains("&lt;escrowed") || html.contains("<escrowed"),
+        "secrets as placeholders"
+    );
     assert!(!html.contains("demo-su-Zq81xKp2"), "no escrowed password");
-    assert!(html.contains(&format!("Restore demo/demo-db to the latest archived commit into {to}")));
+    assert!(html.contains(&format!(
+        "Restore demo/demo-db to the latest archived commit into {to}"
+    )));
 
     // The same choices planned again give the same plan (its hash is on the page).
     let choices = Choices {
