@@ -1,7 +1,7 @@
 //! Restores over HTTP: the wizard (`/clusters/{org}/{app}/restore`) for an operator and a viewer, a refused plan
 //! with every reason on the page, and a plan of the tracked demo cluster (flysim, its wal-g bucket on local
 //! storage) confirmed into a run that the console's worker moves on, shown on its progress page and in the
-//! list of runs.
+//! list of runs, and again after a restart.
 
 use std::time::Duration;
 
@@ -11,7 +11,7 @@ use walden_app::api::restores::{
 };
 use walden_core::users::Role;
 
-use crate::helpers::{app, error_of, track_demo, Session, TestApp};
+use crate::helpers::{app, error_of, restart, track_demo, Session, TestApp};
 
 const WIZARD: &str = "/clusters/demo/demo-db/restore";
 
@@ -171,5 +171,15 @@ async fn a_confirmed_plan_starts_a_run_that_its_page_and_the_list_show() {
     assert_eq!(count(&html, "run-row"), 1, "{html}");
     assert!(html.contains(&format!("data-run=\"{run}\"")));
     assert!(html.contains("demo/demo-db") && html.contains(to));
+
+    // Everything the page shows is in SQLite: a restarted console shows the same run.
+    let app = restart(app).await;
+    let html = app
+        .signed_in(Role::Viewer)
+        .await
+        .page(&format!("/restores/{run}"))
+        .await;
+    assert_eq!(count(&html, "run-step"), page.steps.len(), "{html}");
+    assert!(html.contains(&format!("data-state=\"{}\"", page.state)));
     app.stop().await;
 }
