@@ -179,6 +179,8 @@ fn TargetStep(choices: Choices, view: Option<TimelineView>) -> impl IntoView {
         })?
     };
     let local_value = move || at.get().map(local_input).unwrap_or_default();
+    // The attribute is what the server renders (a form sent before hydration keeps it); the property follows.
+    let initial_local = at.get_untracked().map(local_input).unwrap_or_default();
     let utc_echo = move || {
         at.get()
             .map(|ms| format!("= {} UTC", format_time(ms, 0)))
@@ -266,8 +268,9 @@ fn TargetStep(choices: Choices, view: Option<TimelineView>) -> impl IntoView {
             </fieldset>
             <div class="field" hidden=move || kind.get() != "time">
                 <label for="target-local">"Date and time (your time zone)"</label>
-                <input id="target-local" type="datetime-local" step="1" prop:value=local_value on:input=on_time />
-                <input type="hidden" name="target" prop:value=move || at.get().map(rfc3339_utc).unwrap_or_default() />
+                <input id="target-local" type="datetime-local" step="1" value=initial_local prop:value=local_value on:input=on_time />
+                <input type="hidden" name="target" value=choices.target.clone()
+                    prop:value=move || at.get().map(rfc3339_utc).unwrap_or_default() />
                 <p class="help" data-test="utc-echo">{utc_echo}</p>
                 {move || problem().map(|p| view! { <p class="error" role="alert" data-test="time-problem">{p}</p> })}
             </div>
@@ -350,7 +353,7 @@ fn DestinationStep(choices: Choices, options: RestoreOptions) -> impl IntoView {
                 <div class="field">
                     <label for="memory">"Memory (MB)"</label>
                     <input id="memory" name="memory" type="number" min=min step="256" placeholder="the source's"
-                        prop:value=move || memory.get() on:input=move |ev| memory.set(event_target_value(&ev)) />
+                        value=choices.memory.clone() prop:value=move || memory.get() on:input=move |ev| memory.set(event_target_value(&ev)) />
                     <p class="help">{format!("Empty: the source machine's size; never under {min} MB.")}</p>
                     {move || memory_problem().map(|p| view! { <p class="error" role="alert">{p}</p> })}
                 </div>
@@ -471,7 +474,10 @@ fn PlanShown(org: String, app: String, plan: PlanView) -> impl IntoView {
             <h3>"The calls, in order"</h3>
             <ol class="plan-steps" data-test="plan-steps">
                 {plan.steps.iter().map(|(call, detail)| view! {
-                    <li><code>{call.clone()}</code><br /><span class="mono small">{detail.clone()}</span></li>
+                    <li>
+                        <code>{call.clone()}</code>
+                        {(!detail.is_empty()).then(|| view! { <br /><span class="mono small">{detail.clone()}</span> })}
+                    </li>
                 }).collect_view()}
             </ol>
             <h3>"Never touched"</h3>

@@ -44,6 +44,10 @@ async fn the_wizard_opens_for_an_operator_and_tells_a_viewer_why_not() {
     assert_eq!(count(&html, "wizard"), 1, "{html}");
     assert_eq!(count(&html, "target-step"), 1);
     assert!(html.contains("= 2001-01-01 00:00 UTC"), "the UTC echo");
+    assert!(
+        html.contains(r#"name="target" value="2001-01-01T00:00:00Z""#),
+        "the form carries the time before hydration too"
+    );
     assert_eq!(
         count(&html, "time-problem"),
         1,
