@@ -268,7 +268,8 @@ fn TargetStep(choices: Choices, view: Option<TimelineView>) -> impl IntoView {
             </fieldset>
             <div class="field" hidden=move || kind.get() != "time">
                 <label for="target-local">"Date and time (your time zone)"</label>
-                <input id="target-local" type="datetime-local" step="1" value=initial_local prop:value=local_value on:input=on_time />
+                <input id="target-local" type="datetime-local" step="1" min=earliest.map(local_input) max=latest.map(local_input)
+                    value=initial_local prop:value=local_value on:input=on_time />
                 <input type="hidden" name="target" value=choices.target.clone()
                     prop:value=move || at.get().map(rfc3339_utc).unwrap_or_default() />
                 <p class="help" data-test="utc-echo">{utc_echo}</p>
