@@ -497,6 +497,8 @@ fn PlanShown(org: String, app: String, plan: PlanView) -> impl IntoView {
                 <p class="help">"The run creates a new app, volume and machine on Fly; the source is only read."</p>
             </div>
             {move || start.value().get().and_then(Result::err).map(|e| view! { <p class="form-error" role="alert">{e.to_string()}</p> })}
+            // TODO(controls): with the two-person rule on (core's approval, built separately), an "Ask for
+            // approval" button goes here and Start waits for another operator's approval of this plan hash.
             <div class="actions">
                 <button type="button" class="button-danger" data-test="start"
                     disabled=move || !matches() || start.pending().get()
