@@ -20,6 +20,7 @@
 //! (the loop).
 
 mod exec;
+mod list;
 mod runs;
 
 use std::time::Duration;
@@ -36,6 +37,7 @@ use exec::{StepCtx, StepError};
 use runs::Held;
 
 pub use exec::RUN_METADATA;
+pub use list::RunSummary;
 
 /// Audit actions of the engine.
 pub mod actions {
