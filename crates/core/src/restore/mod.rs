@@ -416,6 +416,7 @@ impl Restores {
             prefix_variable: &prefix_variable,
             new_prefix: &new_prefix,
             spec: &spec,
+            assertion: None,
         });
         let volume_rule = format!(
             "at least {needed} GB: the backup uncompressed + {} WAL segments × {} MiB + {} % + 1 GB",

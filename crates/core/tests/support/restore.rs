@@ -196,3 +196,94 @@ pub async fn fly_state(client: &FlyClient) -> Vec<String> {
     out.sort();
     out
 }
+
+/// Moves the emulator's manual clock on in the background (5 simulated seconds every 10 ms) so the keeper boots
+/// and the PITR runs while the engine polls; stops when dropped.
+pub struct ClockTicker(tokio::task::JoinHandle<()>);
+
+impl Drop for ClockTicker {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+pub fn tick_clock(sim: &Sim) -> ClockTicker {
+    let sim = sim.clone();
+    ClockTicker(tokio::spawn(async move {
+        loop {
+            sim.advance(std::time::Duration::from_secs(5));
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+    }))
+}
+
+/// Engine options for runs over a ticking emulator: polls every 20 ms, short backoff, and deadlines that end a
+/// stuck step within seconds (real time) instead of minutes.
+pub fn fast_options() -> walden_core::restore::engine::EngineOptions {
+    walden_core::restore::engine::EngineOptions {
+        backoff: std::time::Duration::from_millis(10),
+        max_backoff: std::time::Duration::from_millis(100),
+        keeper_deadline: std::time::Duration::from_secs(8),
+        pitr_deadline: std::time::Duration::from_secs(60),
+        poll_interval: std::time::Duration::from_millis(20),
+        ..walden_core::restore::engine::EngineOptions::default()
+    }
+}
+
+/// One statement over `psql` on `app`'s first started machine as `postgres` (the seed's operator password on
+/// stdin) in database `db`: the first line it prints, or its error.
+pub async fn psql(client: &FlyClient, app: &str, db: &str, sql: &str) -> Result<String, String> {
+    let machine = client
+        .list_machines(app, &ListMachines::default())
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|m| m.state == "started")
+        .expect("a started machine");
+    let mut req = fly::ExecRequest::new(vec![
+        "sh".to_string(),
+        "-c".into(),
+        "IFS= read -r PGPASSWORD; export PGPASSWORD; exec psql -X -w -h localhost -p 5433 -U postgres -d \"$1\" -t -A -c \"$2\"".into(),
+        "sh".into(),
+        db.into(),
+        sql.into(),
+    ])
+    .timeout(30);
+    req.stdin = Some("demo-op-Vb55nQe9\n".into());
+    let out = client.exec_unchecked(app, &machine.id, &req).await.unwrap();
+    if out.success() {
+        Ok(out.stdout.trim().to_owned())
+    } else {
+        Err(out.stderr.trim().to_owned())
+    }
+}
+
+/// The source cluster as the emulator holds it: machines (state and full config), volumes, secrets (names
+/// and digests).
+pub async fn source_state(client: &FlyClient) -> Vec<String> {
+    let mut out = Vec::new();
+    for m in client
+        .list_machines(APP, &ListMachines::default())
+        .await
+        .unwrap()
+    {
+        out.push(format!(
+            "machine {} {} {}",
+            m.id,
+            m.state,
+            serde_json::to_string(&m.config).unwrap()
+        ));
+    }
+    for v in client.list_volumes(APP).await.unwrap() {
+        out.push(format!(
+            "volume {} {:?} {:?}",
+            v.id, v.size_gb, v.attached_machine_id
+        ));
+    }
+    for s in client.list_secrets(APP).await.unwrap() {
+        out.push(format!("secret {} {:?}", s.name, s.digest));
+    }
+    out.sort();
+    out
+}
+

@@ -35,7 +35,7 @@ use super::{store, Restores, Step};
 use exec::{StepCtx, StepError};
 use runs::Held;
 
-pub use exec::RUN_METADATA;
+pub use exec::{assertion_holds, RUN_METADATA};
 
 /// Audit actions of the engine.
 pub mod actions {
@@ -108,6 +108,59 @@ pub struct RunView {
     /// Why the run failed or paused, in plain words.
     pub failure: Option<String>,
     pub steps: Vec<StepView>,
+    /// Durations per step and the measured RTO, from the stored times (once a step has finished).
+    pub report: Option<RunReport>,
+}
+
+/// What a run took: each finished step's duration and the measured RTO (the run's start to the restored
+/// cluster verified), from the times stored on the run and its steps.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RunReport {
+    pub steps: Vec<StepDuration>,
+    /// Seconds from the run's creation to the end of the verification step; `None` until it is verified.
+    pub rto_seconds: Option<f64>,
+    /// Seconds from the run's creation to its last finished step.
+    pub elapsed_seconds: f64,
+}
+
+/// One finished step's duration.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct StepDuration {
+    pub index: usize,
+    pub kind: String,
+    pub seconds: f64,
+}
+
+/// The report of a run from its stored times (see [`RunReport`]).
+fn report(created_at: &str, steps: &[StepView]) -> Option<RunReport> {
+    let created = crate::ts::parse(created_at)?;
+    let secs = |a: time::OffsetDateTime, b: time::OffsetDateTime| (b - a).as_seconds_f64();
+    let durations: Vec<StepDuration> = steps
+        .iter()
+        .filter_map(|s| {
+            let start = crate::ts::parse(s.started_at.as_deref()?)?;
+            let end = crate::ts::parse(s.finished_at.as_deref()?)?;
+            Some(StepDuration {
+                index: s.index,
+                kind: s.kind.clone(),
+                seconds: secs(start, end),
+            })
+        })
+        .collect();
+    let last = steps
+        .iter()
+        .filter_map(|s| crate::ts::parse(s.finished_at.as_deref()?))
+        .max()?;
+    let verified = steps
+        .iter()
+        .filter(|s| s.status == "done" && (s.kind == "verify" || s.kind == "prove_logins"))
+        .filter_map(|s| crate::ts::parse(s.finished_at.as_deref()?))
+        .max();
+    Some(RunReport {
+        steps: durations,
+        rto_seconds: verified.map(|v| secs(created, v)),
+        elapsed_seconds: secs(created, last),
+    })
 }
 
 /// One step of a run.
@@ -123,6 +176,8 @@ pub struct StepView {
     /// The Fly ids and versions it produced (`{"machine": "…"}`), or null.
     pub produced: Value,
     pub error: Option<String>,
+    /// A long step's live progress (`phase`, `percent`, `seconds_left`, `log_tail`), or null.
+    pub progress: Value,
 }
 
 /// What [`advance`] did.
@@ -173,6 +228,12 @@ pub struct EngineOptions {
     pub max_backoff: Duration,
     /// How long the Wait step waits for the new machine.
     pub wait_deadline: Duration,
+    /// How long the keeper check waits for exactly one healthy keeper (a keeper that never gets healthy).
+    pub keeper_deadline: Duration,
+    /// How long the PITR (and the first base backup) is followed before the run fails: never forever.
+    pub pitr_deadline: Duration,
+    /// The pause between two polls of a long step (progress, keeper, backup).
+    pub poll_interval: Duration,
 }
 
 impl Default for EngineOptions {
@@ -183,6 +244,9 @@ impl Default for EngineOptions {
             backoff: Duration::from_millis(200),
             max_backoff: Duration::from_secs(10),
             wait_deadline: Duration::from_secs(10 * 60),
+            keeper_deadline: Duration::from_secs(10 * 60),
+            pitr_deadline: Duration::from_secs(24 * 60 * 60),
+            poll_interval: Duration::from_secs(10),
         }
     }
 }
@@ -400,7 +464,8 @@ impl Engine {
                 held,
                 earlier,
                 prior_attempts,
-                wait_deadline: self.options.wait_deadline,
+                index: idx,
+                options: self.options,
             };
             let why = match exec::execute(&ctx, step).await {
                 Ok(produced) => return Ok(Ok(produced)),

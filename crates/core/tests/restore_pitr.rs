@@ -1,0 +1,246 @@
+//! The restore engine's second half (`core::restore::engine`: keeper check, detached PITR init, progress,
+//! verification, post-restore, report) against flysim over loopback HTTP, its manual clock moved on by a ticker
+//! (`support::restore`): restores to latest, a time, an LSN and a named backup each end `done`, out of recovery
+//! on a new timeline with the target's data, the new prefix holding a base backup and the source unchanged; the
+//! detached init is launched once even after a crash between its launch and its record; a boot loop, a keeper
+//! that never gets healthy and an out-of-memory kill each end in a clear failure.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a test stops loudly
+
+mod support;
+
+use fly::{FlyClient, ListMachines};
+use flysim::Faults;
+use support::restore::*;
+use walden_core::access::Actor;
+use walden_core::restore::engine::{Advance, Engine, RunState, RunView};
+use walden_core::restore::RestoreTarget;
+use walden_core::Walden;
+
+/// Index of the steps in a plan (see `restore::steps::steps`).
+const CREATE_MACHINE: usize = 4;
+const PITR_INIT: usize = 7;
+
+/// Plans `target` into `to` and starts its run.
+async fn start(walden: &Walden, target: RestoreTarget, to: &str) -> RunView {
+    let restores = walden.restores();
+    let plan = restores
+        .plan(&Actor::cli(), &meta(), &request(target, to))
+        .await
+        .unwrap();
+    restores
+        .start_run(&Actor::cli(), &meta(), &plan.hash, to)
+        .await
+        .unwrap()
+}
+
+/// Runs at most `steps` steps of the run with the fast options.
+async fn advance(walden: &Walden, run: &str, steps: usize) -> RunView {
+    match Engine::new(walden.restores(), fast_options())
+        .advance(run, steps)
+        .await
+        .unwrap()
+    {
+        Advance::Ran(view) => view,
+        Advance::Held => panic!("run {run} is held by another worker"),
+    }
+}
+
+/// The run's new machine.
+async fn run_machine(client: &FlyClient, app: &str) -> String {
+    client
+        .list_machines(app, &ListMachines::default())
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|m| !m.is_gone())
+        .unwrap()
+        .id
+}
+
+/// A done run: every step done, progress at 100 %, a report with an RTO; the new cluster out of recovery on a
+/// timeline after the backup's, its escrowed roles opening, its own prefix holding a base backup.
+async fn assert_restored(f: &Fixture, view: &RunView, to: &str) -> u64 {
+    assert_eq!(view.state, RunState::Done, "{view:#?}");
+    assert!(view.steps.iter().all(|s| s.status == "done"), "{view:#?}");
+    let progress = view
+        .steps
+        .iter()
+        .find(|s| s.kind == "pitr_progress")
+        .map(|s| s.progress.clone())
+        .unwrap();
+    assert_eq!(progress["phase"], "converged", "{progress}");
+    assert_eq!(progress["percent"], 100.0);
+    let report = view.report.as_ref().unwrap();
+    assert!(report.rto_seconds.is_some(), "{report:?}");
+    assert_eq!(report.steps.len(), view.steps.len());
+    assert_eq!(
+        psql(&f.client, to, "postgres", "select pg_is_in_recovery()").await,
+        Ok("f".into())
+    );
+    let timeline: u32 = psql(
+        &f.client,
+        to,
+        "postgres",
+        "select timeline_id from pg_control_checkpoint()",
+    )
+    .await
+    .unwrap()
+    .parse()
+    .unwrap();
+    let verify = view.steps.iter().find(|s| s.kind == "verify").unwrap();
+    assert_eq!(verify.produced["timeline"], timeline);
+    let backup = view.steps.iter().find(|s| s.kind == "backup_push").unwrap();
+    assert!(backup.produced["backup"]
+        .as_str()
+        .is_some_and(|b| b.starts_with("base_")));
+    psql(&f.client, to, "app", "select count(*) from events")
+        .await
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+/// Latest, the newest backup by name, a time between the two older backups, and the LSN of the oldest backup's
+/// end: each run ends done; the older the target's backup, the fewer rows the restored data holds; the source is
+/// unchanged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restores_to_each_kind_of_target_end_done() {
+    let f = fixture(30).await;
+    let _clock = tick_clock(&f.sim);
+    let source_before = source_state(&f.client).await;
+    let oldest = f.backups.first().unwrap().clone();
+    let newest = f.backups.last().unwrap().clone();
+    let between = oldest.finish_time.unwrap() + time::Duration::minutes(30);
+    let targets = [
+        ("to-latest", RestoreTarget::Latest),
+        ("to-backup", RestoreTarget::Backup { name: newest.name.clone() }),
+        ("to-time", at(between)),
+        (
+            "to-lsn",
+            RestoreTarget::Lsn {
+                lsn: walg::Lsn(oldest.finish_lsn.unwrap()).to_string(),
+            },
+        ),
+    ];
+    let mut rows = Vec::new();
+    for (to, target) in targets {
+        let run = start(&f.walden, target, to).await;
+        let view = advance(&f.walden, &run.id, usize::MAX).await;
+        rows.push(assert_restored(&f, &view, to).await);
+    }
+    assert!(rows.iter().all(|r| *r > 0), "{rows:?}");
+    assert!(rows[3] < rows[0], "an older target holds fewer rows: {rows:?}");
+    assert_eq!(source_state(&f.client).await, source_before);
+}
+
+/// The console dies after launching the init but before recording it: the step runs again on a new Walden and
+/// finds the launch (the marker on the volume), so the keeper's log shows one restore, and the run ends done.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_detached_init_is_launched_once_across_a_crash() {
+    let mut f = fixture(30).await;
+    let _clock = tick_clock(&f.sim);
+    let to = "init-once";
+    let run = start(&f.walden, RestoreTarget::Latest, to).await;
+    let view = advance(&f.walden, &run.id, PITR_INIT + 1).await;
+    assert_eq!(view.next_step, PITR_INIT + 1, "{view:#?}");
+    sqlx::query(
+        "UPDATE restore_run_steps SET status = 'running', finished_at = NULL, produced = NULL \
+         WHERE run_id = ? AND idx = ?",
+    )
+    .bind(&run.id)
+    .bind(PITR_INIT as i64)
+    .execute(f.walden.pool())
+    .await
+    .unwrap();
+    sqlx::query("UPDATE restore_runs SET next_step = ? WHERE id = ?")
+        .bind(PITR_INIT as i64)
+        .bind(&run.id)
+        .execute(f.walden.pool())
+        .await
+        .unwrap();
+    f.walden.close().await;
+    f.walden = f.reopen().await;
+    let view = advance(&f.walden, &run.id, usize::MAX).await;
+    assert_restored(&f, &view, to).await;
+    let machine = run_machine(&f.client, to).await;
+    let logs = f.client.logs(to, Some("0"), Some(&machine), None).await.unwrap();
+    let launches = logs
+        .entries
+        .iter()
+        .filter(|e| e.message.contains("executing DataRestoreCommand"))
+        .count();
+    assert_eq!(launches, 1, "the restore ran once");
+}
+
+/// Runs a fresh plan to just after its machine is created, lets `fault` break it, then runs on: the run must
+/// fail (not wait) with a cause containing `expected`.
+async fn fails_with(
+    f: &Fixture,
+    to: &str,
+    stop_after: usize,
+    fault: impl FnOnce(&str),
+    expected: &str,
+) -> RunView {
+    let run = start(&f.walden, RestoreTarget::Latest, to).await;
+    let view = advance(&f.walden, &run.id, stop_after + 1).await;
+    assert_eq!(view.next_step, stop_after + 1, "{view:#?}");
+    let machine = run_machine(&f.client, to).await;
+    fault(&machine);
+    let view = advance(&f.walden, &run.id, usize::MAX).await;
+    assert_eq!(view.state, RunState::Failed, "{view:#?}");
+    let why = view.failure.clone().unwrap();
+    assert!(why.contains(expected), "{why}");
+    view
+}
+
+/// A machine whose image panics at every boot is a boot loop; one whose Postgres never gets ready is a keeper
+/// that never gets healthy; an OOM kill during the PITR names a larger size. Each fails its step, quickly.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn boot_loop_never_healthy_and_oom_fail_clearly() {
+    let f = fixture(30).await;
+    let _clock = tick_clock(&f.sim);
+
+    let sim = f.sim.clone();
+    fails_with(
+        &f,
+        "never-healthy",
+        CREATE_MACHINE,
+        |m| {
+            sim.set_faults(Faults {
+                never_healthy: [m.to_owned()].into(),
+                ..Faults::default()
+            })
+        },
+        "never got healthy",
+    )
+    .await;
+    f.sim.set_faults(Faults::default());
+
+    let sim = f.sim.clone();
+    fails_with(
+        &f,
+        "boot-loop",
+        CREATE_MACHINE,
+        |_| {
+            sim.set_faults(Faults {
+                restored_from_fails: true,
+                monitor_exit_events: true,
+                ..Faults::default()
+            })
+        },
+        "boot loop",
+    )
+    .await;
+    f.sim.set_faults(Faults::default());
+
+    let sim = f.sim.clone();
+    let view = fails_with(
+        &f,
+        "oom",
+        PITR_INIT,
+        |m| sim.inject_oom("oom", m).unwrap(),
+        "out of memory",
+    )
+    .await;
+    assert!(view.failure.unwrap().contains("at least"));
+}
