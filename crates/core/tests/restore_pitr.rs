@@ -172,75 +172,85 @@ async fn the_detached_init_is_launched_once_across_a_crash() {
     assert_eq!(launches, 1, "the restore ran once");
 }
 
-/// Runs a fresh plan to just after its machine is created, lets `fault` break it, then runs on: the run must
-/// fail (not wait) with a cause containing `expected`.
-async fn fails_with(
-    f: &Fixture,
-    to: &str,
-    stop_after: usize,
-    fault: impl FnOnce(&str),
-    expected: &str,
-) -> RunView {
+/// A fresh plan of `to` run through step `last` (its machine exists); the run and the machine.
+async fn run_through(f: &Fixture, to: &str, last: usize) -> (String, String) {
     let run = start(&f.walden, RestoreTarget::Latest, to).await;
-    let view = advance(&f.walden, &run.id, stop_after + 1).await;
-    assert_eq!(view.next_step, stop_after + 1, "{view:#?}");
-    let machine = run_machine(&f.client, to).await;
-    fault(&machine);
-    let view = advance(&f.walden, &run.id, usize::MAX).await;
+    let view = advance(&f.walden, &run.id, last + 1).await;
+    assert_eq!(view.next_step, last + 1, "{view:#?}");
+    (run.id, run_machine(&f.client, to).await)
+}
+
+/// The run, moved on, fails (rather than waits) with a cause containing `expected`; the cause.
+async fn fails_with(f: &Fixture, run: &str, expected: &str) -> String {
+    let view = advance(&f.walden, run, usize::MAX).await;
     assert_eq!(view.state, RunState::Failed, "{view:#?}");
     let why = view.failure.clone().unwrap();
     assert!(why.contains(expected), "{why}");
-    view
+    let failed = view.steps.iter().find(|s| s.status == "failed").unwrap();
+    assert_eq!(failed.error.as_deref(), Some(why.as_str()));
+    why
 }
 
-/// A machine whose image panics at every boot is a boot loop; one whose Postgres never gets ready is a keeper
-/// that never gets healthy; an OOM kill during the PITR names a larger size. Each fails its step, quickly.
+/// A keeper whose Postgres never gets ready fails the keeper check at its deadline.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn boot_loop_never_healthy_and_oom_fail_clearly() {
+async fn a_keeper_that_never_gets_healthy_fails_clearly() {
     let f = fixture(30).await;
     let _clock = tick_clock(&f.sim);
+    let to = "never-healthy";
+    f.sim.set_faults(Faults {
+        never_healthy: [to.to_owned()].into(),
+        ..Faults::default()
+    });
+    let (run, _) = run_through(&f, to, CREATE_MACHINE).await;
+    fails_with(&f, &run, "never got healthy").await;
+}
 
-    let sim = f.sim.clone();
-    fails_with(
-        &f,
-        "never-healthy",
-        CREATE_MACHINE,
-        |m| {
-            sim.set_faults(Faults {
-                never_healthy: [m.to_owned()].into(),
-                ..Faults::default()
-            })
-        },
-        "never got healthy",
-    )
-    .await;
-    f.sim.set_faults(Faults::default());
+/// The machine loses FLY_CONSUL_URL and is updated: the image panics at every boot and Fly restarts it (exit
+/// events nested under `MonitorEvent`): a boot loop, named as such.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_boot_loop_fails_clearly() {
+    let f = fixture(30).await;
+    let _clock = tick_clock(&f.sim);
+    f.sim.set_faults(Faults {
+        monitor_exit_events: true,
+        ..Faults::default()
+    });
+    let to = "boot-loop";
+    let (run, machine) = run_through(&f, to, CREATE_MACHINE).await;
+    let unset = std::collections::BTreeMap::from([(
+        "FLY_CONSUL_URL".to_owned(),
+        None::<secrecy::SecretString>,
+    )]);
+    let version = f.client.update_secrets(to, &unset).await.unwrap();
+    let config = f.client.get_machine(to, &machine).await.unwrap().config.unwrap();
+    f.client
+        .update_machine(
+            to,
+            &machine,
+            &fly::UpdateMachineRequest {
+                config,
+                name: None,
+                region: None,
+                min_secrets_version: Some(version),
+                skip_launch: None,
+                skip_secrets: None,
+                current_version: None,
+            },
+            None,
+        )
+        .await
+        .unwrap();
+    fails_with(&f, &run, "boot loop").await;
+}
 
-    let sim = f.sim.clone();
-    fails_with(
-        &f,
-        "boot-loop",
-        CREATE_MACHINE,
-        |_| {
-            sim.set_faults(Faults {
-                restored_from_fails: true,
-                monitor_exit_events: true,
-                ..Faults::default()
-            })
-        },
-        "boot loop",
-    )
-    .await;
-    f.sim.set_faults(Faults::default());
-
-    let sim = f.sim.clone();
-    let view = fails_with(
-        &f,
-        "oom",
-        PITR_INIT,
-        |m| sim.inject_oom("oom", m).unwrap(),
-        "out of memory",
-    )
-    .await;
-    assert!(view.failure.unwrap().contains("at least"));
+/// An out-of-memory kill while the PITR runs fails the progress step, naming a larger size.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_oom_kill_fails_clearly_with_the_size_to_pick() {
+    let f = fixture(30).await;
+    let _clock = tick_clock(&f.sim);
+    let to = "oom";
+    let (run, machine) = run_through(&f, to, PITR_INIT).await;
+    f.sim.inject_oom(to, &machine).unwrap();
+    let why = fails_with(&f, &run, "out of memory").await;
+    assert!(why.contains("at least 1024 MB") || why.contains("at least"), "{why}");
 }
