@@ -13,20 +13,24 @@ use flysim::Faults;
 use support::restore::*;
 use walden_core::access::Actor;
 use walden_core::restore::engine::{Advance, Engine, RunState, RunView};
-use walden_core::restore::RestoreTarget;
+use walden_core::restore::{RestoreError, RestoreRequest, RestoreTarget};
 use walden_core::Walden;
 
 /// Index of the steps in a plan (see `restore::steps::steps`).
 const CREATE_MACHINE: usize = 4;
+const KEEPER_CHECK: usize = 6;
 const PITR_INIT: usize = 7;
 
 /// Plans `target` into `to` and starts its run.
 async fn start(walden: &Walden, target: RestoreTarget, to: &str) -> RunView {
+    start_request(walden, &request(target, to)).await
+}
+
+/// Plans `req` and starts its run.
+async fn start_request(walden: &Walden, req: &RestoreRequest) -> RunView {
     let restores = walden.restores();
-    let plan = restores
-        .plan(&Actor::cli(), &meta(), &request(target, to))
-        .await
-        .unwrap();
+    let to = req.destination.app.as_str();
+    let plan = restores.plan(&Actor::cli(), &meta(), req).await.unwrap();
     restores
         .start_run(&Actor::cli(), &meta(), &plan.hash, to)
         .await
@@ -124,7 +128,8 @@ async fn restores_to_each_kind_of_target_end_done() {
     ];
     let mut rows = Vec::new();
     for (to, target) in targets {
-        let run = start(&f.walden, target, to).await;
+        // Each run also checks the user's assertion that the restored data has rows.
+        let run = start_request(&f.walden, &asserting(target, to, "select count(*) >= 1 from events")).await;
         let view = advance(&f.walden, &run.id, usize::MAX).await;
         rows.push(assert_restored(&f, &view, to).await);
     }
@@ -253,4 +258,67 @@ async fn an_oom_kill_fails_clearly_with_the_size_to_pick() {
     f.sim.inject_oom(to, &machine).unwrap();
     let why = fails_with(&f, &run, "out of memory").await;
     assert!(why.contains("at least 1024 MB") || why.contains("at least"), "{why}");
+}
+
+/// The machine restarts while the base backup is being fetched: the keeper starts the restore again from
+/// scratch, which the progress step recognises (two fetch starts in the log) and fails, rather than watching it
+/// loop.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restore_restarted_from_scratch_fails_clearly() {
+    let f = fixture(30).await;
+    let clock = tick_clock(&f.sim);
+    let to = "from-scratch";
+    let (run, machine) = run_through(&f, to, KEEPER_CHECK).await;
+    clock.hold();
+    let view = advance(&f.walden, &run, 1).await;
+    assert_eq!(view.next_step, PITR_INIT + 1, "{view:#?}");
+    f.sim.inject_exit(to, &machine, 1, false).unwrap();
+    clock.release();
+    fails_with(&f, &run, "restarted from scratch").await;
+}
+
+/// A request of the latest point into `to` with the assertion `sql` on database `app`.
+fn asserting(target: RestoreTarget, to: &str, sql: &str) -> RestoreRequest {
+    RestoreRequest {
+        assertion: Some(sql.into()),
+        assertion_database: Some("app".into()),
+        ..request(target, to)
+    }
+}
+
+/// An assertion that does not hold on the restored data fails the verification step with its answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_false_assertion_fails_verification() {
+    let f = fixture(30).await;
+    let _clock = tick_clock(&f.sim);
+    let to = "assert-false";
+    let req = asserting(RestoreTarget::Latest, to, "select count(*) >= 1000000000 from events");
+    let run = start_request(&f.walden, &req).await;
+    let why = fails_with(&f, &run.id, "did not hold").await;
+    assert!(why.contains("'f'"), "{why}");
+    let view = f.walden.restores().run(&run.id).await.unwrap();
+    assert_eq!(view.steps.iter().find(|s| s.status == "failed").unwrap().kind, "verify");
+}
+
+/// An assertion that is not one read-only statement is refused at plan time, before any Fly call: nothing is
+/// created.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_assertion_is_refused_at_plan_time() {
+    let f = fixture(30).await;
+    let before = fly_state(&f.client).await;
+    for sql in [
+        "delete from events",
+        "select 1; drop table events",
+        "select * from events for update",
+        "select nextval('s')",
+    ] {
+        let req = asserting(RestoreTarget::Latest, "assert-bad", sql);
+        match f.walden.restores().plan(&Actor::cli(), &meta(), &req).await {
+            Err(RestoreError::Refused(r)) => {
+                assert!(r.codes().contains(&"bad_assertion"), "{sql}: {r:?}")
+            }
+            other => panic!("{sql}: expected a refusal, got {other:?}"),
+        }
+    }
+    assert_eq!(fly_state(&f.client).await, before);
 }

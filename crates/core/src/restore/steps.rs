@@ -72,6 +72,9 @@ pub enum Step {
         app: String,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         assertion: Option<String>,
+        /// The database the assertion runs in.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        database: Option<String>,
     },
     /// The new cluster's first base backup, launched detached by this argv and followed to its sentinel in
     /// the new prefix.
@@ -233,8 +236,10 @@ pub struct StepsInput<'a> {
     pub prefix_variable: &'a str,
     pub new_prefix: &'a str,
     pub spec: &'a Value,
-    /// The user's read-only assertion query, checked by [`super::checks`] before it gets here.
+    /// The user's read-only assertion query, checked by [`super::checks::assertion`] before it gets here, and
+    /// its database.
     pub assertion: Option<&'a str>,
+    pub assertion_database: Option<&'a str>,
 }
 
 /// Where the detached init and backup record that they were launched (the run's own volume) and log.
@@ -350,6 +355,9 @@ pub fn steps(i: &StepsInput<'_>) -> Vec<Step> {
         Step::Verify {
             app: app.clone(),
             assertion: i.assertion.map(str::to_owned),
+            database: i
+                .assertion
+                .map(|_| i.assertion_database.unwrap_or("postgres").to_owned()),
         },
         Step::ProveLogins { app: app.clone() },
         Step::SetSecrets {

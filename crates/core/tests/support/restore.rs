@@ -170,6 +170,8 @@ pub fn request(target: RestoreTarget, to: &str) -> RestoreRequest {
             memory_mb: None,
             volume_gb: None,
         },
+        assertion: None,
+        assertion_database: None,
     }
 }
 
@@ -198,23 +200,42 @@ pub async fn fly_state(client: &FlyClient) -> Vec<String> {
 }
 
 /// Moves the emulator's manual clock on in the background (5 simulated seconds every 10 ms) so the keeper boots
-/// and the PITR runs while the engine polls; stops when dropped.
-pub struct ClockTicker(tokio::task::JoinHandle<()>);
+/// and the PITR runs while the engine polls; a test can hold it still for a moment; stops when dropped.
+pub struct ClockTicker {
+    task: tokio::task::JoinHandle<()>,
+    held: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl ClockTicker {
+    /// Holds the clock still (a PITR stays where it is) until [`ClockTicker::release`].
+    pub fn hold(&self) {
+        self.held.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    pub fn release(&self) {
+        self.held.store(false, std::sync::atomic::Ordering::SeqCst);
+    }
+}
 
 impl Drop for ClockTicker {
     fn drop(&mut self) {
-        self.0.abort();
+        self.task.abort();
     }
 }
 
 pub fn tick_clock(sim: &Sim) -> ClockTicker {
     let sim = sim.clone();
-    ClockTicker(tokio::spawn(async move {
+    let held = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = held.clone();
+    let task = tokio::spawn(async move {
         loop {
-            sim.advance(std::time::Duration::from_secs(5));
+            if !flag.load(std::sync::atomic::Ordering::SeqCst) {
+                sim.advance(std::time::Duration::from_secs(5));
+            }
             tokio::time::sleep(std::time::Duration::from_millis(10)).await;
         }
-    }))
+    });
+    ClockTicker { task, held }
 }
 
 /// Engine options for runs over a ticking emulator: polls every 20 ms, short backoff, and deadlines that end a

@@ -214,6 +214,9 @@ pub enum EngineError {
     Plan(#[from] super::RestoreError),
     #[error("the system gave no randomness for a run id")]
     Random,
+    /// The worker was asked to stop in the middle of a long step (it resumes on the next pass).
+    #[error("the restore worker is stopping")]
+    Stopped,
 }
 
 /// How the engine runs: its lease, backoff and deadlines.
@@ -427,10 +430,14 @@ impl Engine {
                 }
             };
             let earlier = runs::produced_before(pool, run, idx).await?;
-            match self
-                .run_step(&held, client, &plan, step, idx, &earlier, prior)
-                .await?
-            {
+            let ran = self
+                .run_step(&held, client, &plan, (step, idx), &earlier, prior, stop)
+                .await;
+            // A shutdown in the middle of a long step: the step stays running and resumes on the next pass.
+            if matches!(ran, Err(EngineError::Stopped)) {
+                break;
+            }
+            match ran? {
                 Ok(produced) => held.finish_step(idx, &kind, &produced).await?,
                 Err(why) => {
                     held.fail_step(idx, &kind, &why).await?;
@@ -448,10 +455,10 @@ impl Engine {
         held: &Held<'_>,
         client: &fly::FlyClient,
         plan: &super::Plan,
-        step: &Step,
-        idx: usize,
+        (step, idx): (&Step, usize),
         earlier: &[Value],
         prior: i64,
+        stop: &(dyn Fn() -> bool + Sync),
     ) -> Result<Result<Value, String>, EngineError> {
         let start = tokio::time::Instant::now();
         let mut delay = self.options.backoff;
@@ -466,6 +473,7 @@ impl Engine {
                 prior_attempts,
                 index: idx,
                 options: self.options,
+                stop,
             };
             let why = match exec::execute(&ctx, step).await {
                 Ok(produced) => return Ok(Ok(produced)),

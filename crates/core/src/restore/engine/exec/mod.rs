@@ -94,9 +94,25 @@ pub(super) struct StepCtx<'a> {
     pub index: usize,
     /// Deadlines and the poll interval of the long steps.
     pub options: EngineOptions,
+    /// Whether the worker is shutting down (asked between two polls of a long step).
+    pub stop: &'a (dyn Fn() -> bool + Sync),
 }
 
 impl StepCtx<'_> {
+    /// Between two polls of a long step: keeps the lease, waits the poll interval, and stops the step (it stays
+    /// running, to resume) when the worker shuts down.
+    async fn pause(&self) -> Result<(), StepError> {
+        self.held.refresh().await?;
+        if (self.stop)() {
+            return Err(StepError::Engine(EngineError::Stopped));
+        }
+        tokio::time::sleep(self.options.poll_interval).await;
+        if (self.stop)() {
+            return Err(StepError::Engine(EngineError::Stopped));
+        }
+        Ok(())
+    }
+
     /// The newest value an earlier step produced under `key`.
     fn earlier_str(&self, key: &str) -> Option<String> {
         self.earlier
@@ -131,7 +147,11 @@ pub(super) async fn execute(ctx: &StepCtx<'_>, step: &Step) -> Result<Value, Ste
         Step::KeeperCheck { app, argv } => pitr::keeper_check(ctx, app, argv).await,
         Step::PitrInit { app, argv, .. } => pitr::pitr_init(ctx, app, argv).await,
         Step::PitrProgress { app, argv } => pitr::pitr_progress(ctx, app, argv).await,
-        Step::Verify { app, assertion } => verify::verify(ctx, app, assertion.as_deref()).await,
+        Step::Verify {
+            app,
+            assertion,
+            database,
+        } => verify::verify(ctx, app, assertion.as_deref(), database.as_deref()).await,
         Step::ProveLogins { app } => verify::prove_logins(ctx, app).await,
         Step::UpdateMachine { app, .. } => post::update_machine(ctx, app).await,
         Step::BackupPush { app, argv, .. } => post::backup_push(ctx, app, argv).await,

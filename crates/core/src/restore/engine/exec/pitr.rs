@@ -167,8 +167,7 @@ pub(super) async fn keeper_check(
                 ctx.options.keeper_deadline.as_secs()
             )));
         }
-        ctx.held.refresh().await?;
-        tokio::time::sleep(ctx.options.poll_interval).await;
+        ctx.pause().await?;
     }
 }
 
@@ -447,6 +446,8 @@ pub(super) async fn pitr_progress(
                 && healthy_keepers(d).1
         });
         if converged {
+            // The lines written since this poll's read (the end of the replay, a refusal) count too.
+            read_logs(ctx, app, &machine, &mut logs).await?;
             logs.phase = Some(Phase::Converged);
         }
         let now = logs
@@ -494,14 +495,45 @@ pub(super) async fn pitr_progress(
                 phase.as_str()
             )));
         }
-        ctx.held.refresh().await?;
-        tokio::time::sleep(ctx.options.poll_interval).await;
+        ctx.pause().await?;
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn entry(message: &str) -> fly::LogEntry {
+        fly::LogEntry {
+            id: None,
+            timestamp: Some("2026-11-29T14:00:00Z".into()),
+            message: message.into(),
+            level: None,
+            instance: None,
+            region: None,
+            meta: None,
+        }
+    }
+
+    /// The keeper's log read in order: the phases, a second fetch start (a restart from scratch), and a role
+    /// refused after the recovery (flysim `stolon/pitr.rs::reject_credentials` writes these lines).
+    #[test]
+    fn the_log_tells_the_phase_a_restart_and_refused_roles() {
+        let mut logs = LogState::default();
+        logs.read(&entry("keeper   | executing DataRestoreCommand: wal-g backup-fetch /data/postgres base_1"));
+        assert_eq!(logs.phase, Some(Phase::Fetching));
+        logs.read(&entry("FATAL:  password authentication failed for user \"repluser\""));
+        assert!(logs.rejected.is_empty(), "a refusal before the recovery ends is not the restore's");
+        logs.read(&entry("keeper   | INFO: Backup extraction complete."));
+        assert_eq!(logs.phase, Some(Phase::Replaying));
+        logs.read(&entry("LOG:  selected new timeline ID: 2"));
+        assert_eq!(logs.phase, Some(Phase::Promoting));
+        logs.read(&entry("FATAL:  password authentication failed for user \"repluser\""));
+        assert_eq!(logs.rejected.iter().collect::<Vec<_>>(), ["repluser"]);
+        logs.read(&entry("keeper   | executing DataRestoreCommand: wal-g backup-fetch /data/postgres base_1"));
+        assert_eq!(logs.restore_starts, 2);
+        assert_eq!(logs.phase, Some(Phase::Fetching));
+    }
 
     #[test]
     fn memory_suggestion_doubles_to_a_power_of_two() {

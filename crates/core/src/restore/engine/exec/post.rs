@@ -116,8 +116,7 @@ pub(super) async fn backup_push(ctx: &StepCtx<'_>, app: &str, argv: &[String]) -
                 "The first base backup could not be launched on {machine}; look at fly logs -a {app} -i {machine}."
             )));
         }
-        ctx.held.refresh().await?;
-        tokio::time::sleep(ctx.options.poll_interval).await;
+        ctx.pause().await?;
     };
     let reader = new_prefix_reader(ctx).await?;
     loop {
@@ -138,8 +137,7 @@ pub(super) async fn backup_push(ctx: &StepCtx<'_>, app: &str, argv: &[String]) -
                 shown.iter().rev().take(3).cloned().collect::<Vec<_>>().join(" | ")
             )));
         }
-        ctx.held.refresh().await?;
-        tokio::time::sleep(ctx.options.poll_interval).await;
+        ctx.pause().await?;
     }
 }
 

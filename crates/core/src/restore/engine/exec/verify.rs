@@ -9,12 +9,13 @@ use zeroize::Zeroize;
 use super::pitr::{exec, machine_of};
 use super::{StepCtx, StepError};
 
-/// psql as `postgres` on the machine's own Postgres (:5433), the password read from stdin, the statement `$1`.
+/// psql as `postgres` on the machine's own Postgres (:5433), the password read from stdin, the statement `$1`
+/// in the database `$2`.
 /// `PGOPTIONS` makes every transaction read-only (libpq passes it to the server), so even a statement that slipped
 /// past the plan's check could not write.
 const SQL_SCRIPT: &str = "IFS= read -r PGPASSWORD; export PGPASSWORD; \
 export PGOPTIONS='-c default_transaction_read_only=on'; \
-exec psql -X -q -w -h localhost -p 5433 -U postgres -d postgres -t -A -c \"$1\"";
+exec psql -X -q -w -h localhost -p 5433 -U postgres -d \"$2\" -t -A -c \"$1\"";
 
 /// One read-only statement as `postgres`; its first row's first column, or psql's error.
 async fn query(
@@ -22,7 +23,7 @@ async fn query(
     app: &str,
     machine: &str,
     password: &SecretString,
-    sql: &str,
+    (sql, database): (&str, &str),
 ) -> Result<Result<Option<String>, String>, StepError> {
     let argv: Vec<String> = vec![
         "sh".into(),
@@ -30,6 +31,7 @@ async fn query(
         SQL_SCRIPT.into(),
         "sh".into(),
         sql.into(),
+        database.into(),
     ];
     let mut stdin = format!("{}\n", password.expose_secret());
     let out = exec(ctx, app, machine, &argv, Some(stdin.clone())).await;
@@ -95,11 +97,12 @@ pub(super) async fn verify(
     ctx: &StepCtx<'_>,
     app: &str,
     assertion: Option<&str>,
+    database: Option<&str>,
 ) -> Result<Value, StepError> {
     let machine = machine_of(ctx)?;
     let creds = credentials(ctx).await?;
     let password = &creds.operator_password;
-    let in_recovery = query(ctx, app, &machine, password, "select pg_is_in_recovery()").await?;
+    let in_recovery = query(ctx, app, &machine, password, ("select pg_is_in_recovery()", "postgres")).await?;
     match in_recovery.as_ref().map(|v| v.as_deref()) {
         Ok(Some("f")) => {}
         Ok(Some("t")) => {
@@ -126,7 +129,7 @@ pub(super) async fn verify(
         app,
         &machine,
         password,
-        "select timeline_id from pg_control_checkpoint()",
+        ("select timeline_id from pg_control_checkpoint()", "postgres"),
     )
     .await?
     .map_err(|e| StepError::Transient(format!("psql on {machine}: {e}")))?
@@ -141,7 +144,7 @@ pub(super) async fn verify(
     }
     let mut produced = json!({ "in_recovery": false, "timeline": timeline });
     if let Some(sql) = assertion {
-        let answer = query(ctx, app, &machine, password, sql).await?;
+        let answer = query(ctx, app, &machine, password, (sql, database.unwrap_or("postgres"))).await?;
         match answer {
             Ok(first) if assertion_holds(first.as_deref()) => {
                 produced["assertion"] = json!("true");
