@@ -117,7 +117,12 @@ async fn restores_to_each_kind_of_target_end_done() {
     let between = oldest.finish_time.unwrap() + time::Duration::minutes(30);
     let targets = [
         ("to-latest", RestoreTarget::Latest),
-        ("to-backup", RestoreTarget::Backup { name: newest.name.clone() }),
+        (
+            "to-backup",
+            RestoreTarget::Backup {
+                name: newest.name.clone(),
+            },
+        ),
         ("to-time", at(between)),
         (
             "to-lsn",
@@ -129,12 +134,19 @@ async fn restores_to_each_kind_of_target_end_done() {
     let mut rows = Vec::new();
     for (to, target) in targets {
         // Each run also checks the user's assertion that the restored data has rows.
-        let run = start_request(&f.walden, &asserting(target, to, "select count(*) >= 1 from events")).await;
+        let run = start_request(
+            &f.walden,
+            &asserting(target, to, "select count(*) >= 1 from events"),
+        )
+        .await;
         let view = advance(&f.walden, &run.id, usize::MAX).await;
         rows.push(assert_restored(&f, &view, to).await);
     }
     assert!(rows.iter().all(|r| *r > 0), "{rows:?}");
-    assert!(rows[3] < rows[0], "an older target holds fewer rows: {rows:?}");
+    assert!(
+        rows[3] < rows[0],
+        "an older target holds fewer rows: {rows:?}"
+    );
     assert_eq!(source_state(&f.client).await, source_before);
 }
 
@@ -168,7 +180,11 @@ async fn the_detached_init_is_launched_once_across_a_crash() {
     let view = advance(&f.walden, &run.id, usize::MAX).await;
     assert_restored(&f, &view, to).await;
     let machine = run_machine(&f.client, to).await;
-    let logs = f.client.logs(to, Some("0"), Some(&machine), None).await.unwrap();
+    let logs = f
+        .client
+        .logs(to, Some("0"), Some(&machine), None)
+        .await
+        .unwrap();
     let launches = logs
         .entries
         .iter()
@@ -227,7 +243,13 @@ async fn a_boot_loop_fails_clearly() {
         None::<secrecy::SecretString>,
     )]);
     let version = f.client.update_secrets(to, &unset).await.unwrap();
-    let config = f.client.get_machine(to, &machine).await.unwrap().config.unwrap();
+    let config = f
+        .client
+        .get_machine(to, &machine)
+        .await
+        .unwrap()
+        .config
+        .unwrap();
     f.client
         .update_machine(
             to,
@@ -257,7 +279,10 @@ async fn an_oom_kill_fails_clearly_with_the_size_to_pick() {
     let (run, machine) = run_through(&f, to, PITR_INIT).await;
     f.sim.inject_oom(to, &machine).unwrap();
     let why = fails_with(&f, &run, "out of memory").await;
-    assert!(why.contains("at least 1024 MB") || why.contains("at least"), "{why}");
+    assert!(
+        why.contains("at least 1024 MB") || why.contains("at least"),
+        "{why}"
+    );
 }
 
 /// The machine restarts while the base backup is being fetched: the keeper starts the restore again from
@@ -292,12 +317,23 @@ async fn a_false_assertion_fails_verification() {
     let f = fixture(30).await;
     let _clock = tick_clock(&f.sim);
     let to = "assert-false";
-    let req = asserting(RestoreTarget::Latest, to, "select count(*) >= 1000000000 from events");
+    let req = asserting(
+        RestoreTarget::Latest,
+        to,
+        "select count(*) >= 1000000000 from events",
+    );
     let run = start_request(&f.walden, &req).await;
     let why = fails_with(&f, &run.id, "did not hold").await;
     assert!(why.contains("'f'"), "{why}");
     let view = f.walden.restores().run(&run.id).await.unwrap();
-    assert_eq!(view.steps.iter().find(|s| s.status == "failed").unwrap().kind, "verify");
+    assert_eq!(
+        view.steps
+            .iter()
+            .find(|s| s.status == "failed")
+            .unwrap()
+            .kind,
+        "verify"
+    );
 }
 
 /// An assertion that is not one read-only statement is refused at plan time, before any Fly call: nothing is

@@ -218,15 +218,50 @@ mod tests {
 /// a string (strict on purpose). Transaction control (BEGIN, COMMIT, …) can only start a statement, which the
 /// first-word rule refuses.
 const ASSERTION_FORBIDDEN_WORDS: [&str; 32] = [
-    "insert", "update", "delete", "merge", "truncate", "create", "alter", "drop", "grant", "revoke", "copy",
-    "into", "call", "do", "lock", "vacuum", "analyze", "analyse", "cluster", "reindex", "refresh", "listen",
-    "unlisten", "notify", "set", "reset", "prepare", "execute", "discard", "comment", "import", "checkpoint",
+    "insert",
+    "update",
+    "delete",
+    "merge",
+    "truncate",
+    "create",
+    "alter",
+    "drop",
+    "grant",
+    "revoke",
+    "copy",
+    "into",
+    "call",
+    "do",
+    "lock",
+    "vacuum",
+    "analyze",
+    "analyse",
+    "cluster",
+    "reindex",
+    "refresh",
+    "listen",
+    "unlisten",
+    "notify",
+    "set",
+    "reset",
+    "prepare",
+    "execute",
+    "discard",
+    "comment",
+    "import",
+    "checkpoint",
 ];
 
 /// Functions that write, signal, sleep or read the server's files, refused when called (also any `pg_…` or
 /// `lo_…` function: the admin and large-object families).
-const ASSERTION_FORBIDDEN_FUNCTIONS: [&str; 6] =
-    ["nextval", "setval", "set_config", "dblink", "dblink_exec", "txid_current"];
+const ASSERTION_FORBIDDEN_FUNCTIONS: [&str; 6] = [
+    "nextval",
+    "setval",
+    "set_config",
+    "dblink",
+    "dblink_exec",
+    "txid_current",
+];
 
 /// The first words an assertion may start with.
 const ASSERTION_STARTS: [&str; 5] = ["select", "with", "values", "table", "show"];
@@ -254,7 +289,10 @@ pub fn assertion(sql: &str) -> Result<(), String> {
     if body.contains("--") || body.contains("/*") {
         return Err("it holds a comment".into());
     }
-    if body.chars().any(|c| c.is_control() && c != '\n' && c != '\t' && c != '\r') {
+    if body
+        .chars()
+        .any(|c| c.is_control() && c != '\n' && c != '\t' && c != '\r')
+    {
         return Err("it holds a control character".into());
     }
     let words = words_of(body);
@@ -268,7 +306,10 @@ pub fn assertion(sql: &str) -> Result<(), String> {
         .iter()
         .find(|(w, _)| ASSERTION_FORBIDDEN_WORDS.contains(&w.as_str()))
     {
-        return Err(format!("it uses '{}', which is not read-only", w.to_uppercase()));
+        return Err(format!(
+            "it uses '{}', which is not read-only",
+            w.to_uppercase()
+        ));
     }
     if let Some((w, _)) = words.iter().find(|(w, called)| {
         *called
@@ -276,11 +317,14 @@ pub fn assertion(sql: &str) -> Result<(), String> {
                 || w.starts_with("lo_")
                 || ASSERTION_FORBIDDEN_FUNCTIONS.contains(&w.as_str()))
     }) {
-        return Err(format!("it calls {w}(), which may write or act on the server"));
+        return Err(format!(
+            "it calls {w}(), which may write or act on the server"
+        ));
     }
-    if words.windows(2).any(|p| {
-        p[0].0 == "for" && matches!(p[1].0.as_str(), "update" | "share" | "no" | "key")
-    }) {
+    if words
+        .windows(2)
+        .any(|p| p[0].0 == "for" && matches!(p[1].0.as_str(), "update" | "share" | "no" | "key"))
+    {
         return Err("it locks rows (FOR UPDATE/SHARE)".into());
     }
     Ok(())
@@ -294,7 +338,9 @@ fn words_of(sql: &str) -> Vec<(String, bool)> {
     while i < chars.len() {
         if chars[i].is_alphabetic() || chars[i] == '_' {
             let start = i;
-            while i < chars.len() && (chars[i].is_alphanumeric() || chars[i] == '_' || chars[i] == '$') {
+            while i < chars.len()
+                && (chars[i].is_alphanumeric() || chars[i] == '_' || chars[i] == '$')
+            {
                 i += 1;
             }
             let word: String = chars[start..i].iter().collect::<String>().to_lowercase();

@@ -307,4 +307,3 @@ pub async fn source_state(client: &FlyClient) -> Vec<String> {
     out.sort();
     out
 }
-

@@ -40,7 +40,8 @@ impl Connection {
             tuples_only: false,
             unaligned: false,
             tx_read_only: env.get("PGOPTIONS").is_some_and(|o| {
-                o.replace(' ', "").contains("default_transaction_read_only=on")
+                o.replace(' ', "")
+                    .contains("default_transaction_read_only=on")
             }),
         }
     }

@@ -12,9 +12,10 @@
 //!   Transient errors (429, 5xx, 408, lost connections, ambiguous creates, 409) are retried with backoff up to a
 //!   deadline on top of what `crates/fly` retries itself; a permanent failure stops the run (`failed`) with the
 //!   cause in plain words.
-//! - Built so far: the app, Consul, secrets, volume, machine, and the wait for a started machine. The run
-//!   stops `paused` (with the reason) before the first step not built yet (the keeper check and PITR init,
-//!   progress, verification, post-restore).
+//! - Every step of a plan runs: the app, Consul, secrets, volume, machine, the wait for it, the one keeper, the
+//!   PITR init (detached, once), its progress (stored on the step), verification, the login proof, the secrets
+//!   and machine update, and the first base backup. A plan step without an executor (a bare `Exec`) pauses the
+//!   run with the reason. [`RunView::report`] gives each step's duration and the measured RTO.
 //!
 //! One place per concern: [`runs`] (the tables and the lease), [`exec`] (one executor per step), this file
 //! (the loop).

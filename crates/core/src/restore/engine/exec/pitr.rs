@@ -114,7 +114,11 @@ fn healthy_keepers(doc: &Value) -> (Vec<String>, bool) {
 
 /// Stops every started machine of the app but the run's: the sentinel gives the PITR to a random registered
 /// keeper (stolon `findInitialKeeper`), so the run's must be the only one. Returns the ids stopped.
-async fn stop_others(ctx: &StepCtx<'_>, app: &str, machine: &str) -> Result<Vec<String>, StepError> {
+async fn stop_others(
+    ctx: &StepCtx<'_>,
+    app: &str,
+    machine: &str,
+) -> Result<Vec<String>, StepError> {
     let machines = ctx
         .client
         .list_machines(app, &fly::ListMachines::default())
@@ -222,7 +226,10 @@ async fn machine_trouble(ctx: &StepCtx<'_>, app: &str, machine: &str) -> Result<
              larger machine: at least {pick} MB (walden restore plan … --memory {pick})."
         )));
     }
-    let crashes = exits.iter().filter(|e| e.requested_stop != Some(true)).count();
+    let crashes = exits
+        .iter()
+        .filter(|e| e.requested_stop != Some(true))
+        .count();
     if crashes >= BOOT_LOOP_EXITS {
         return Err(StepError::Permanent(format!(
             "The new machine {machine} is in a boot loop: it exited {crashes} times on its own and Fly restarted it \
@@ -292,10 +299,9 @@ struct LogState {
 
 impl LogState {
     fn read(&mut self, entry: &fly::LogEntry) {
-        let at = entry
-            .timestamp
-            .as_deref()
-            .and_then(|t| OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339).ok());
+        let at = entry.timestamp.as_deref().and_then(|t| {
+            OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339).ok()
+        });
         if let Some(at) = at {
             self.newest = Some(self.newest.map_or(at, |n| n.max(at)));
         }
@@ -305,13 +311,16 @@ impl LogState {
             self.phase = Some(Phase::Fetching);
             self.fetch_started = at;
             self.replay_started = None;
-        } else if line.contains("Backup extraction complete") || line.contains("starting archive recovery")
+        } else if line.contains("Backup extraction complete")
+            || line.contains("starting archive recovery")
         {
             if self.phase < Some(Phase::Replaying) {
                 self.replay_started = at;
             }
             self.phase = self.phase.max(Some(Phase::Replaying));
-        } else if line.contains("selected new timeline ID") || line.contains("archive recovery complete") {
+        } else if line.contains("selected new timeline ID")
+            || line.contains("archive recovery complete")
+        {
             self.phase = self.phase.max(Some(Phase::Promoting));
         }
         if let Some(user) = rejected_user(line) {
@@ -329,7 +338,9 @@ impl LogState {
 
 /// The role in `password authentication failed for user "x"`.
 fn rejected_user(line: &str) -> Option<String> {
-    let rest = line.split("password authentication failed for user \"").nth(1)?;
+    let rest = line
+        .split("password authentication failed for user \"")
+        .nth(1)?;
     rest.split('"').next().map(str::to_owned)
 }
 
@@ -337,9 +348,16 @@ fn rejected_user(line: &str) -> Option<String> {
 /// are left out, except Postgres' own refusal, which names only the role.
 pub(super) fn shown_line(line: &str) -> Option<String> {
     let lower = line.to_ascii_lowercase();
-    let risky = ["password", "secret", "token", "key=", "passwd", "credential"]
-        .iter()
-        .any(|w| lower.contains(w));
+    let risky = [
+        "password",
+        "secret",
+        "token",
+        "key=",
+        "passwd",
+        "credential",
+    ]
+    .iter()
+    .any(|w| lower.contains(w));
     if risky && !lower.contains("password authentication failed for user") {
         return None;
     }
@@ -450,9 +468,9 @@ pub(super) async fn pitr_progress(
             read_logs(ctx, app, &machine, &mut logs).await?;
             logs.phase = Some(Phase::Converged);
         }
-        let now = logs
-            .newest
-            .map_or_else(OffsetDateTime::now_utc, |n| n.max(OffsetDateTime::now_utc()));
+        let now = logs.newest.map_or_else(OffsetDateTime::now_utc, |n| {
+            n.max(OffsetDateTime::now_utc())
+        });
         let (percent, left) = progress_numbers(ctx, &logs, now);
         let phase = logs.phase.unwrap_or(Phase::Starting);
         let progress = json!({
@@ -520,17 +538,28 @@ mod tests {
     #[test]
     fn the_log_tells_the_phase_a_restart_and_refused_roles() {
         let mut logs = LogState::default();
-        logs.read(&entry("keeper   | executing DataRestoreCommand: wal-g backup-fetch /data/postgres base_1"));
+        logs.read(&entry(
+            "keeper   | executing DataRestoreCommand: wal-g backup-fetch /data/postgres base_1",
+        ));
         assert_eq!(logs.phase, Some(Phase::Fetching));
-        logs.read(&entry("FATAL:  password authentication failed for user \"repluser\""));
-        assert!(logs.rejected.is_empty(), "a refusal before the recovery ends is not the restore's");
+        logs.read(&entry(
+            "FATAL:  password authentication failed for user \"repluser\"",
+        ));
+        assert!(
+            logs.rejected.is_empty(),
+            "a refusal before the recovery ends is not the restore's"
+        );
         logs.read(&entry("keeper   | INFO: Backup extraction complete."));
         assert_eq!(logs.phase, Some(Phase::Replaying));
         logs.read(&entry("LOG:  selected new timeline ID: 2"));
         assert_eq!(logs.phase, Some(Phase::Promoting));
-        logs.read(&entry("FATAL:  password authentication failed for user \"repluser\""));
+        logs.read(&entry(
+            "FATAL:  password authentication failed for user \"repluser\"",
+        ));
         assert_eq!(logs.rejected.iter().collect::<Vec<_>>(), ["repluser"]);
-        logs.read(&entry("keeper   | executing DataRestoreCommand: wal-g backup-fetch /data/postgres base_1"));
+        logs.read(&entry(
+            "keeper   | executing DataRestoreCommand: wal-g backup-fetch /data/postgres base_1",
+        ));
         assert_eq!(logs.restore_starts, 2);
         assert_eq!(logs.phase, Some(Phase::Fetching));
     }
@@ -545,7 +574,9 @@ mod tests {
     #[test]
     fn lines_that_may_carry_secrets_are_not_shown() {
         assert!(shown_line("ALTER USER x PASSWORD 'abc'").is_none());
-        assert!(shown_line("FATAL: password authentication failed for user \"repluser\"").is_some());
+        assert!(
+            shown_line("FATAL: password authentication failed for user \"repluser\"").is_some()
+        );
         assert_eq!(
             rejected_user("FATAL:  password authentication failed for user \"repluser\""),
             Some("repluser".into())

@@ -20,9 +20,9 @@ use crate::restore::{steps, Step};
 pub(super) async fn update_machine(ctx: &StepCtx<'_>, app: &str) -> Result<Value, StepError> {
     let id = machine_of(ctx)?;
     let machine = ctx.client.get_machine(app, &id).await?;
-    let config = machine
-        .config
-        .ok_or_else(|| StepError::Permanent(format!("The machine {id} has no config to update.")))?;
+    let config = machine.config.ok_or_else(|| {
+        StepError::Permanent(format!("The machine {id} has no config to update."))
+    })?;
     let req = UpdateMachineRequest {
         config,
         name: None,
@@ -63,7 +63,8 @@ async fn new_prefix_reader(ctx: &StepCtx<'_>) -> Result<walg::Reader, StepError>
             values
                 .iter()
                 .filter(|(k, v)| {
-                    !k.ends_with("_PASSWORD") && v.as_deref().is_some_and(|v| v.starts_with(ESCROWED))
+                    !k.ends_with("_PASSWORD")
+                        && v.as_deref().is_some_and(|v| v.starts_with(ESCROWED))
                 })
                 .map(|(k, _)| k.clone())
                 .collect()
@@ -75,7 +76,11 @@ async fn new_prefix_reader(ctx: &StepCtx<'_>) -> Result<walg::Reader, StepError>
         .escrow
         .values_for_restore(&source.org, &source.app, ctx.plan.escrow.version, &fields)
         .await
-        .map_err(|e| StepError::Permanent(format!("The escrowed storage settings cannot be opened: {e}.")))?;
+        .map_err(|e| {
+            StepError::Permanent(format!(
+                "The escrowed storage settings cannot be opened: {e}."
+            ))
+        })?;
     let mut env: HashMap<String, String> = opened
         .iter()
         .map(|(k, v)| (k.clone(), v.expose_secret().to_owned()))
@@ -86,8 +91,11 @@ async fn new_prefix_reader(ctx: &StepCtx<'_>) -> Result<walg::Reader, StepError>
     for value in env.values_mut() {
         value.zeroize();
     }
-    let config = config
-        .map_err(|e| StepError::Permanent(format!("The new prefix cannot be read with the escrowed settings: {e}.")))?;
+    let config = config.map_err(|e| {
+        StepError::Permanent(format!(
+            "The new prefix cannot be read with the escrowed settings: {e}."
+        ))
+    })?;
     walg::Reader::connect(&config)
         .await
         .map_err(|e| StepError::Transient(format!("the new prefix cannot be read: {e}")))
@@ -96,14 +104,22 @@ async fn new_prefix_reader(ctx: &StepCtx<'_>) -> Result<walg::Reader, StepError>
 /// The first base backup: waits for the restored Postgres to accept connections after the update, launches the
 /// push detached once (a marker on the run's volume), then reads the new prefix until a complete backup (its
 /// sentinel) is there. Its log on the volume is reported if it never comes.
-pub(super) async fn backup_push(ctx: &StepCtx<'_>, app: &str, argv: &[String]) -> Result<Value, StepError> {
+pub(super) async fn backup_push(
+    ctx: &StepCtx<'_>,
+    app: &str,
+    argv: &[String],
+) -> Result<Value, StepError> {
     let machine = machine_of(ctx)?;
     let start = tokio::time::Instant::now();
     let launched_at = loop {
         let out = exec(ctx, app, &machine, argv, None).await;
         if let Ok(out) = &out {
             if out.success() {
-                if let Some(at) = out.stdout.lines().find_map(|l| l.trim().parse::<i64>().ok()) {
+                if let Some(at) = out
+                    .stdout
+                    .lines()
+                    .find_map(|l| l.trim().parse::<i64>().ok())
+                {
                     break at;
                 }
             }
@@ -122,7 +138,9 @@ pub(super) async fn backup_push(ctx: &StepCtx<'_>, app: &str, argv: &[String]) -
     loop {
         if let Ok((index, _)) = reader.build().await {
             if let Some(name) = index.backups.keys().next_back() {
-                return Ok(json!({ "backup": name, "launched_at": launched_at, "prefix": ctx.plan.destination.walg_prefix }));
+                return Ok(
+                    json!({ "backup": name, "launched_at": launched_at, "prefix": ctx.plan.destination.walg_prefix }),
+                );
             }
         }
         if start.elapsed() >= ctx.options.pitr_deadline {
@@ -142,5 +160,10 @@ pub(super) async fn backup_push(ctx: &StepCtx<'_>, app: &str, argv: &[String]) -
 }
 
 fn tail_argv() -> Vec<String> {
-    vec!["tail".into(), "-n".into(), "20".into(), steps::BACKUP_LOG.into()]
+    vec![
+        "tail".into(),
+        "-n".into(),
+        "20".into(),
+        steps::BACKUP_LOG.into(),
+    ]
 }

@@ -58,7 +58,9 @@ async fn query(
 }
 
 /// The escrowed passwords of the plan's version (opened for this step only).
-pub(super) async fn credentials(ctx: &StepCtx<'_>) -> Result<fly::stolon::ClusterCredentials, StepError> {
+pub(super) async fn credentials(
+    ctx: &StepCtx<'_>,
+) -> Result<fly::stolon::ClusterCredentials, StepError> {
     let source = &ctx.plan.source;
     let names = ["SU_PASSWORD", "REPL_PASSWORD", "OPERATOR_PASSWORD"];
     let mut opened = ctx
@@ -72,9 +74,9 @@ pub(super) async fn credentials(ctx: &StepCtx<'_>) -> Result<fly::stolon::Cluste
             ))
         })?;
     let mut take = |name: &str| {
-        opened
-            .remove(name)
-            .ok_or_else(|| StepError::Permanent(format!("The escrowed {name} could not be opened.")))
+        opened.remove(name).ok_or_else(|| {
+            StepError::Permanent(format!("The escrowed {name} could not be opened."))
+        })
     };
     Ok(fly::stolon::ClusterCredentials {
         su_password: take("SU_PASSWORD")?,
@@ -102,7 +104,14 @@ pub(super) async fn verify(
     let machine = machine_of(ctx)?;
     let creds = credentials(ctx).await?;
     let password = &creds.operator_password;
-    let in_recovery = query(ctx, app, &machine, password, ("select pg_is_in_recovery()", "postgres")).await?;
+    let in_recovery = query(
+        ctx,
+        app,
+        &machine,
+        password,
+        ("select pg_is_in_recovery()", "postgres"),
+    )
+    .await?;
     match in_recovery.as_ref().map(|v| v.as_deref()) {
         Ok(Some("f")) => {}
         Ok(Some("t")) => {
@@ -129,7 +138,10 @@ pub(super) async fn verify(
         app,
         &machine,
         password,
-        ("select timeline_id from pg_control_checkpoint()", "postgres"),
+        (
+            "select timeline_id from pg_control_checkpoint()",
+            "postgres",
+        ),
     )
     .await?
     .map_err(|e| StepError::Transient(format!("psql on {machine}: {e}")))?
@@ -144,7 +156,14 @@ pub(super) async fn verify(
     }
     let mut produced = json!({ "in_recovery": false, "timeline": timeline });
     if let Some(sql) = assertion {
-        let answer = query(ctx, app, &machine, password, (sql, database.unwrap_or("postgres"))).await?;
+        let answer = query(
+            ctx,
+            app,
+            &machine,
+            password,
+            (sql, database.unwrap_or("postgres")),
+        )
+        .await?;
         match answer {
             Ok(first) if assertion_holds(first.as_deref()) => {
                 produced["assertion"] = json!("true");
