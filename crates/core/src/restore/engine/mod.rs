@@ -109,8 +109,9 @@ pub struct RunView {
     /// Why the run failed or paused, in plain words.
     pub failure: Option<String>,
     pub steps: Vec<StepView>,
-    /// Durations per step and the measured RTO, from the stored times (once a step has finished).
-    pub report: Option<RunReport>,
+    /// Durations per step and the measured RTO, from the stored times (once a step has finished). Boxed: a
+    /// view travels inside [`Advance`].
+    pub report: Option<Box<RunReport>>,
 }
 
 /// What a run took: each finished step's duration and the measured RTO (the run's start to the restored
@@ -133,7 +134,7 @@ pub struct StepDuration {
 }
 
 /// The report of a run from its stored times (see [`RunReport`]).
-fn report(created_at: &str, steps: &[StepView]) -> Option<RunReport> {
+fn report(created_at: &str, steps: &[StepView]) -> Option<Box<RunReport>> {
     let created = crate::ts::parse(created_at)?;
     let secs = |a: time::OffsetDateTime, b: time::OffsetDateTime| (b - a).as_seconds_f64();
     let durations: Vec<StepDuration> = steps
@@ -157,11 +158,11 @@ fn report(created_at: &str, steps: &[StepView]) -> Option<RunReport> {
         .filter(|s| s.status == "done" && (s.kind == "verify" || s.kind == "prove_logins"))
         .filter_map(|s| crate::ts::parse(s.finished_at.as_deref()?))
         .max();
-    Some(RunReport {
+    Some(Box::new(RunReport {
         steps: durations,
         rto_seconds: verified.map(|v| secs(created, v)),
         elapsed_seconds: secs(created, last),
-    })
+    }))
 }
 
 /// One step of a run.
