@@ -33,7 +33,7 @@ pub(super) fn machine_of(ctx: &StepCtx<'_>) -> Result<String, StepError> {
         .ok_or_else(|| StepError::Permanent("the machine step produced no machine id".into()))
 }
 
-/// One exec on the run's machine; a non-zero exit is the caller's to judge.
+/// One exec on the run's machine (`stdin` wiped after the call); a non-zero exit is the caller's to judge.
 pub(super) async fn exec(
     ctx: &StepCtx<'_>,
     app: &str,
@@ -43,7 +43,12 @@ pub(super) async fn exec(
 ) -> Result<fly::ExecOutput, StepError> {
     let mut req = ExecRequest::new(argv.to_vec()).timeout(EXEC_SECS);
     req.stdin = stdin;
-    Ok(ctx.client.exec_unchecked(app, machine, &req).await?)
+    let answer = ctx.client.exec_unchecked(app, machine, &req).await;
+    // A password given on stdin does not outlive the call.
+    if let Some(stdin) = req.stdin.as_mut() {
+        zeroize::Zeroize::zeroize(stdin);
+    }
+    Ok(answer?)
 }
 
 /// `stolonctl clusterdata read` as JSON, or `None` while the keeper or the store cannot answer yet (a booting
