@@ -3,7 +3,8 @@
 //! (`support::restore`): restores to latest, a time, an LSN and a named backup each end `done`, out of recovery
 //! on a new timeline with the target's data, the new prefix holding a base backup and the source unchanged; the
 //! detached init is launched once even after a crash between its launch and its record; a boot loop, a keeper
-//! that never gets healthy and an out-of-memory kill each end in a clear failure.
+//! that never gets healthy, an out-of-memory kill, a restore restarted from scratch and roles refused after the
+//! recovery each end in a clear failure; a false assertion fails verification, a bad one is refused at plan time.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a test stops loudly
 
 mod support;
@@ -357,4 +358,25 @@ async fn a_bad_assertion_is_refused_at_plan_time() {
         }
     }
     assert_eq!(fly_state(&f.client).await, before);
+}
+
+/// The source's repluser password changed after the escrow capture and a backup holds the new one: after the
+/// recovery Postgres refuses the (escrowed) REPL_PASSWORD the new cluster has, and the run fails naming the
+/// role instead of waiting for a cluster that never converges.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn credentials_rejected_after_recovery_name_the_role() {
+    let f = fixture(30).await;
+    let _clock = tick_clock(&f.sim);
+    psql(
+        &f.client,
+        APP,
+        "postgres",
+        "ALTER ROLE repluser PASSWORD 'Changed123x'",
+    )
+    .await
+    .unwrap();
+    push_source_backup(&f, f.backups.len()).await;
+    let run = start(&f.walden, RestoreTarget::Latest, "rejected").await;
+    let why = fails_with(&f, &run.id, "rejects the new cluster's credentials").await;
+    assert!(why.contains("repluser"), "{why}");
 }

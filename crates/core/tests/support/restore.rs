@@ -251,16 +251,21 @@ pub fn fast_options() -> walden_core::restore::engine::EngineOptions {
     }
 }
 
-/// One statement over `psql` on `app`'s first started machine as `postgres` (the seed's operator password on
-/// stdin) in database `db`: the first line it prints, or its error.
+/// One statement over `psql` on `app`'s leader (else its first started machine) as `postgres` (the seed's
+/// operator password on stdin) in database `db`: the first line it prints, or its error.
 pub async fn psql(client: &FlyClient, app: &str, db: &str, sql: &str) -> Result<String, String> {
-    let machine = client
+    let machines: Vec<fly::Machine> = client
         .list_machines(app, &ListMachines::default())
         .await
         .unwrap()
         .into_iter()
-        .find(|m| m.state == "started")
-        .expect("a started machine");
+        .filter(|m| m.state == "started")
+        .collect();
+    let machine = fly::stolon::find_leader(&machines)
+        .ok()
+        .or_else(|| machines.first())
+        .expect("a started machine")
+        .clone();
     let mut req = fly::ExecRequest::new(vec![
         "sh".to_string(),
         "-c".into(),
@@ -306,4 +311,46 @@ pub async fn source_state(client: &FlyClient) -> Vec<String> {
     }
     out.sort();
     out
+}
+
+/// A base backup of the source pushed now from its leader (`wal-g backup-push`, its own environment), waited for
+/// until the monitor sees more restorable backups than `before`.
+pub async fn push_source_backup(f: &Fixture, before: usize) {
+    let machines: Vec<fly::Machine> = f
+        .client
+        .list_machines(APP, &ListMachines::default())
+        .await
+        .unwrap();
+    let leader = fly::stolon::find_leader(&machines).unwrap().id.clone();
+    let req = fly::ExecRequest::new(vec![
+        "bash".to_string(),
+        "-c".into(),
+        "PGHOST=localhost PGPORT=5433 PGUSER=postgres PGPASSWORD=\"$OPERATOR_PASSWORD\" wal-g backup-push /data/postgres".into(),
+    ])
+    .timeout(30);
+    let _ = f.client.exec_unchecked(APP, &leader, &req).await.unwrap();
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        f.walden.monitor().refresh(ORG, APP).await.unwrap();
+        let now = f
+            .walden
+            .monitor()
+            .timeline(&Actor::cli(), ORG, APP)
+            .await
+            .unwrap()
+            .unwrap()
+            .timeline
+            .backups
+            .iter()
+            .filter(|b| b.restorable)
+            .count();
+        if now > before {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the pushed backup never appeared"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
 }
