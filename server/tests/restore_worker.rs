@@ -1,6 +1,7 @@
 //! The restore worker (`walden::jobs::restores`): over flysim's demo cluster (loopback HTTP) with a real SQLite
-//! file, a run started through core is picked up by the running worker and moved on to its started machine
-//! (paused before the steps not built yet); the worker stops on cancel.
+//! file, a run started through core is picked up by the running worker and moved on past its started machine
+//! (into the keeper check, which waits for the emulator's clock); the worker stops on cancel, even in the middle
+//! of that long step. The whole restore is `crates/core/tests/restore_pitr.rs`'s.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a test stops loudly
 
 use std::time::Duration;
@@ -41,6 +42,8 @@ async fn the_worker_moves_a_started_run_on() {
             memory_mb: None,
             volume_gb: None,
         },
+        assertion: None,
+        assertion_database: None,
     };
     let plan = walden
         .restores()
@@ -62,7 +65,11 @@ async fn the_worker_moves_a_started_run_on() {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
     let view = loop {
         let view = walden.restores().run(&started.id).await.unwrap();
-        if !view.state.runnable() {
+        let waited = view
+            .steps
+            .iter()
+            .any(|s| s.kind == "wait" && s.status == "done");
+        if waited || !view.state.runnable() {
             break view;
         }
         assert!(
@@ -71,7 +78,7 @@ async fn the_worker_moves_a_started_run_on() {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
-    assert_eq!(view.state, RunState::Paused, "{view:?}");
+    assert_eq!(view.state, RunState::Running, "{view:?}");
     assert!(view
         .steps
         .iter()

@@ -22,7 +22,8 @@ pub struct Faults {
     pub create_408_after_success: f64,
     /// Share of exec calls answered `408 deadline_exceeded` (the command still ran).
     pub exec_deadline_exceeded: f64,
-    /// Machines (by id or name) whose Postgres never becomes healthy.
+    /// Machines (by id or name, or every Machine of an app by the app's name) whose Postgres never becomes
+    /// healthy.
     pub never_healthy: BTreeSet<String>,
     /// `FLY_RESTORED_FROM` handling panics on boot (boot loop), whatever the secrets.
     pub restored_from_fails: bool,

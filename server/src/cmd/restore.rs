@@ -94,6 +94,8 @@ pub async fn run(args: RestoreArgs) -> anyhow::Result<ExitCode> {
             memory_mb: plan.memory,
             volume_gb: plan.volume,
         },
+        assertion: None,
+        assertion_database: None,
     };
     let walden = args.conn.open().await?;
     let actor = super::user::actor();

@@ -24,6 +24,26 @@ pub fn request_words(req: &RestoreRequest) -> Vec<Reason> {
             format!("Choose one of: {}.", REGIONS.join(", ")),
         ));
     }
+    if let Some(sql) = req.assertion.as_deref() {
+        if let Err(why) = assertion(sql) {
+            reasons.push(Reason::new(
+                "bad_assertion",
+                format!("The assertion query is refused: {why}."),
+                "Give one read-only statement (SELECT, WITH … SELECT, VALUES, TABLE or SHOW) without ';', comments, \
+                 backslashes, INTO, FOR UPDATE/SHARE or functions that write."
+                    .into(),
+            ));
+        }
+    }
+    if let Some(db) = req.assertion_database.as_deref() {
+        if !is_identifier(db) {
+            reasons.push(Reason::new(
+                "bad_assertion",
+                format!("'{db}' is not a database name the assertion can run in."),
+                "Give a plain name of letters, digits and underscores.".into(),
+            ));
+        }
+    }
     if dest.app == req.source.app {
         reasons.push(Reason::new(
             "same_as_source",
@@ -191,5 +211,196 @@ mod tests {
         assert!(password_breaks("a:b").is_some());
         assert!(password_breaks("a\\b").is_some());
         assert!(password_breaks("").is_some());
+    }
+}
+
+/// Words that make a statement write, lock or change the session: refused anywhere in an assertion, even inside
+/// a string (strict on purpose). Transaction control (BEGIN, COMMIT, …) can only start a statement, which the
+/// first-word rule refuses.
+const ASSERTION_FORBIDDEN_WORDS: [&str; 32] = [
+    "insert",
+    "update",
+    "delete",
+    "merge",
+    "truncate",
+    "create",
+    "alter",
+    "drop",
+    "grant",
+    "revoke",
+    "copy",
+    "into",
+    "call",
+    "do",
+    "lock",
+    "vacuum",
+    "analyze",
+    "analyse",
+    "cluster",
+    "reindex",
+    "refresh",
+    "listen",
+    "unlisten",
+    "notify",
+    "set",
+    "reset",
+    "prepare",
+    "execute",
+    "discard",
+    "comment",
+    "import",
+    "checkpoint",
+];
+
+/// Functions that write, signal, sleep or read the server's files, refused when called (also any `pg_…` or
+/// `lo_…` function: the admin and large-object families).
+const ASSERTION_FORBIDDEN_FUNCTIONS: [&str; 6] = [
+    "nextval",
+    "setval",
+    "set_config",
+    "dblink",
+    "dblink_exec",
+    "txid_current",
+];
+
+/// The first words an assertion may start with.
+const ASSERTION_STARTS: [&str; 5] = ["select", "with", "values", "table", "show"];
+
+/// Whether `sql` is one read-only statement Walden runs after a restore. Strict and simple, by design: one
+/// statement (a trailing `;` at most), starting with SELECT, WITH, VALUES, TABLE or SHOW; no comments, no
+/// backslash (psql meta-commands), none of [`ASSERTION_FORBIDDEN_WORDS`] anywhere (so no DML/DDL, `INTO`,
+/// `FOR UPDATE`/`SHARE`, transaction control), no call of [`ASSERTION_FORBIDDEN_FUNCTIONS`] or of any `pg_…`/`lo_…`
+/// function. The query also runs in a read-only transaction, so what slips past still cannot write.
+pub fn assertion(sql: &str) -> Result<(), String> {
+    let body = sql.trim();
+    let body = body.strip_suffix(';').unwrap_or(body).trim();
+    if body.is_empty() {
+        return Err("it is empty".into());
+    }
+    if body.chars().count() > 2000 {
+        return Err("it is longer than 2000 characters".into());
+    }
+    if body.contains(';') {
+        return Err("it holds more than one statement (a ';')".into());
+    }
+    if body.contains('\\') {
+        return Err("it holds a backslash (a psql meta-command)".into());
+    }
+    if body.contains("--") || body.contains("/*") {
+        return Err("it holds a comment".into());
+    }
+    if body
+        .chars()
+        .any(|c| c.is_control() && c != '\n' && c != '\t' && c != '\r')
+    {
+        return Err("it holds a control character".into());
+    }
+    let words = words_of(body);
+    let first = words.first().map(|(w, _)| w.as_str()).unwrap_or("");
+    if !ASSERTION_STARTS.contains(&first) {
+        return Err(format!(
+            "it starts with '{first}', not SELECT, WITH, VALUES, TABLE or SHOW"
+        ));
+    }
+    if let Some((w, _)) = words
+        .iter()
+        .find(|(w, _)| ASSERTION_FORBIDDEN_WORDS.contains(&w.as_str()))
+    {
+        return Err(format!(
+            "it uses '{}', which is not read-only",
+            w.to_uppercase()
+        ));
+    }
+    if let Some((w, _)) = words.iter().find(|(w, called)| {
+        *called
+            && (w.starts_with("pg_")
+                || w.starts_with("lo_")
+                || ASSERTION_FORBIDDEN_FUNCTIONS.contains(&w.as_str()))
+    }) {
+        return Err(format!(
+            "it calls {w}(), which may write or act on the server"
+        ));
+    }
+    if words
+        .windows(2)
+        .any(|p| p[0].0 == "for" && matches!(p[1].0.as_str(), "update" | "share" | "no" | "key"))
+    {
+        return Err("it locks rows (FOR UPDATE/SHARE)".into());
+    }
+    Ok(())
+}
+
+/// The statement's words, lowercased, each with whether a `(` follows it (a function call).
+fn words_of(sql: &str) -> Vec<(String, bool)> {
+    let chars: Vec<char> = sql.chars().collect();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < chars.len() {
+        if chars[i].is_alphabetic() || chars[i] == '_' {
+            let start = i;
+            while i < chars.len()
+                && (chars[i].is_alphanumeric() || chars[i] == '_' || chars[i] == '$')
+            {
+                i += 1;
+            }
+            let word: String = chars[start..i].iter().collect::<String>().to_lowercase();
+            let mut j = i;
+            while j < chars.len() && chars[j].is_whitespace() {
+                j += 1;
+            }
+            out.push((word, chars.get(j) == Some(&'(')));
+        } else {
+            i += 1;
+        }
+    }
+    out
+}
+
+/// A plain database name: letters, digits and underscores, not starting with a digit, at most 63 bytes.
+fn is_identifier(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 63
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+        && !name.starts_with(|c: char| c.is_ascii_digit())
+}
+
+#[cfg(test)]
+mod assertion_tests {
+    use super::assertion;
+
+    #[test]
+    fn one_read_only_statement_passes() {
+        for ok in [
+            "select count(*) >= 10 from events",
+            "SELECT exists (select 1 from orders where id = 42);",
+            "with t as (select 1 as x) select x from t",
+            "values (true)",
+            "table events",
+            "show server_version",
+        ] {
+            assert_eq!(assertion(ok), Ok(()), "{ok}");
+        }
+    }
+
+    #[test]
+    fn anything_else_is_refused() {
+        for bad in [
+            "",
+            "select 1; select 2",
+            "delete from events",
+            "with d as (delete from events returning *) select count(*) from d",
+            "select * into copy_of_events from events",
+            "select * from events for update",
+            "select nextval('s')",
+            "select pg_terminate_backend(1)",
+            "select lo_import('/etc/passwd')",
+            "\\! rm -rf /",
+            "select 1 -- hidden",
+            "explain analyze select 1",
+            "begin",
+            "select set_config('x', 'y', false)",
+        ] {
+            assert!(assertion(bad).is_err(), "{bad}");
+        }
     }
 }

@@ -284,6 +284,10 @@ impl Restores {
         let (org, app) = (req.source.org.as_str(), req.source.app.as_str());
         let dest = &req.destination;
         let mut reasons = checks::request_words(req);
+        if reasons.iter().any(|r| r.code == "bad_assertion") {
+            // Refused before any Fly call: nothing is read or created for a query Walden will not run.
+            return Err(Refused { reasons });
+        }
         match self.orgs.tracked(actor).await {
             Ok(t) if t.iter().any(|c| c.org == org && c.app == app) => {}
             Ok(_) => {
@@ -416,6 +420,8 @@ impl Restores {
             prefix_variable: &prefix_variable,
             new_prefix: &new_prefix,
             spec: &spec,
+            assertion: req.assertion.as_deref(),
+            assertion_database: req.assertion_database.as_deref(),
         });
         let volume_rule = format!(
             "at least {needed} GB: the backup uncompressed + {} WAL segments × {} MiB + {} % + 1 GB",

@@ -99,6 +99,13 @@ pub struct RestoreRequest {
     /// The Postgres timeline to follow, when the archive has more than one (default: the main one).
     pub timeline: Option<u32>,
     pub destination: Destination,
+    /// A read-only query the restored data must satisfy (its first value true or non-empty), run in a read-only
+    /// transaction after the recovery; one statement only ([`super::checks::assertion`] says exactly what passes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub assertion: Option<String>,
+    /// The database the assertion runs in (default `postgres`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub assertion_database: Option<String>,
 }
 
 /// Fly's rule for an app name, as flyctl checks it (`internal/command/launch/plan_builder.go::validateAppName`:

@@ -53,6 +53,36 @@ pub enum Step {
         argv: Vec<String>,
         why: String,
     },
+    /// Exactly one keeper registered and healthy before the init (this argv, `stolonctl clusterdata read`,
+    /// polled; machines other than the run's are stopped first).
+    KeeperCheck { app: String, argv: Vec<String> },
+    /// `stolonctl init` in pitr mode with the plan's spec, launched detached by this argv (a PITR outlives any
+    /// exec deadline); not launched again when the cluster data already holds this spec.
+    PitrInit {
+        app: String,
+        argv: Vec<String>,
+        why: String,
+    },
+    /// The PITR followed to the end with this argv (`stolonctl clusterdata read`), machine events and logs:
+    /// phase, percentage and time left stored on the step.
+    PitrProgress { app: String, argv: Vec<String> },
+    /// SQL over exec (passwords on stdin): out of recovery, a timeline newer than the backup's, and the
+    /// user's read-only assertion, if any, true.
+    Verify {
+        app: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        assertion: Option<String>,
+        /// The database the assertion runs in.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        database: Option<String>,
+    },
+    /// The new cluster's first base backup, launched detached by this argv and followed to its sentinel in
+    /// the new prefix.
+    BackupPush {
+        app: String,
+        argv: Vec<String>,
+        why: String,
+    },
 }
 
 impl Step {
@@ -73,7 +103,16 @@ impl Step {
             Step::Wait { app, state } => {
                 format!("GET /v1/apps/{app}/machines/<new machine>/wait?state={state}")
             }
-            Step::Exec { app, .. } => format!("POST /v1/apps/{app}/machines/<new machine>/exec"),
+            Step::Exec { app, .. }
+            | Step::KeeperCheck { app, .. }
+            | Step::PitrInit { app, .. }
+            | Step::PitrProgress { app, .. }
+            | Step::BackupPush { app, .. } => {
+                format!("POST /v1/apps/{app}/machines/<new machine>/exec")
+            }
+            Step::Verify { app, .. } => {
+                format!("POST /v1/apps/{app}/machines/<new machine>/exec (psql, password on stdin)")
+            }
         }
     }
 }
@@ -197,6 +236,50 @@ pub struct StepsInput<'a> {
     pub prefix_variable: &'a str,
     pub new_prefix: &'a str,
     pub spec: &'a Value,
+    /// The user's read-only assertion query, checked by [`super::checks::assertion`] before it gets here, and
+    /// its database.
+    pub assertion: Option<&'a str>,
+    pub assertion_database: Option<&'a str>,
+}
+
+/// Where the detached init and backup record that they were launched (the run's own volume) and log.
+pub const PITR_MARKER: &str = "/data/walden-pitr.started";
+pub const PITR_LOG: &str = "/data/walden-pitr.log";
+pub const BACKUP_MARKER: &str = "/data/walden-backup.started";
+pub const BACKUP_LOG: &str = "/data/walden-backup.log";
+
+/// The detached `stolonctl init` (`$1` is the spec). Launched once: the marker (the launch's Unix time, written
+/// before the launch) is printed and nothing runs again when it exists, so a lost answer or a crash between the
+/// launch and its record never starts the restore over (a second init wipes the data dir and starts again).
+/// `setsid nohup … > log 2>&1 &` is how a process outlives a non-interactive exec session (util-linux
+/// `setsid(1)`, coreutils `nohup(1)`; its output goes to the volume, not to the exec's closed pipes).
+/// `stolonctl` needs `/data/.env` exported: exec runs a non-interactive shell (fly-apps/postgres-ha
+/// `cmd/start/main.go` writes the file; only interactive shells read `ENV`).
+pub const PITR_LAUNCH_SCRIPT: &str = "export $(cat /data/.env | xargs)
+cat /data/walden-pitr.started 2>/dev/null && exit 0
+date -u +%s > /data/walden-pitr.started
+cat /data/walden-pitr.started
+setsid nohup stolonctl init --yes \"$1\" > /data/walden-pitr.log 2>&1 &
+";
+
+/// The detached first base backup of the restored cluster, launched once like [`PITR_LAUNCH_SCRIPT`]. HAProxy's
+/// :5432 reaches the leader, which the one machine is; the password comes from the machine's own environment,
+/// never from the argv. wal-g reads the (new) prefix from the machine's secrets.
+pub const BACKUP_PUSH_SCRIPT: &str = "cat /data/walden-backup.started 2>/dev/null && exit 0
+date -u +%s > /data/walden-backup.started
+cat /data/walden-backup.started
+PGHOST=localhost PGPORT=5432 PGUSER=postgres PGPASSWORD=\"$OPERATOR_PASSWORD\" setsid nohup wal-g backup-push /data/postgres > /data/walden-backup.log 2>&1 &
+";
+
+/// argv of the detached init: the spec is `$1`, never spliced into the script.
+pub fn pitr_launch_argv(spec: &str) -> Vec<String> {
+    vec![
+        "bash".into(),
+        "-c".into(),
+        PITR_LAUNCH_SCRIPT.into(),
+        "walden-pitr".into(),
+        spec.to_owned(),
+    ]
 }
 
 pub fn steps(i: &StepsInput<'_>) -> Vec<Step> {
@@ -256,20 +339,25 @@ pub fn steps(i: &StepsInput<'_>) -> Vec<Step> {
             env,
         },
         Step::Wait { app: app.clone(), state: "started".into() },
-        Step::Exec {
-            app: app.clone(),
-            argv: fly::stolon::stolonctl_argv(&["status", "--format", "json"]),
-            why: "exactly one keeper is registered before the init".into(),
-        },
-        Step::Exec {
-            app: app.clone(),
-            argv: fly::stolon::stolonctl_argv(&["init", "--yes", spec.as_str()]),
-            why: "start the point-in-time recovery (launched detached, then polled)".into(),
-        },
-        Step::Exec {
+        Step::KeeperCheck {
             app: app.clone(),
             argv: fly::stolon::stolonctl_argv(&["clusterdata", "read"]),
-            why: "poll until the cluster's phase is normal and the keeper is out of recovery".into(),
+        },
+        Step::PitrInit {
+            app: app.clone(),
+            argv: pitr_launch_argv(&spec),
+            why: "start the point-in-time recovery (launched detached, then polled)".into(),
+        },
+        Step::PitrProgress {
+            app: app.clone(),
+            argv: fly::stolon::stolonctl_argv(&["clusterdata", "read"]),
+        },
+        Step::Verify {
+            app: app.clone(),
+            assertion: i.assertion.map(str::to_owned),
+            database: i
+                .assertion
+                .map(|_| i.assertion_database.unwrap_or("postgres").to_owned()),
         },
         Step::ProveLogins { app: app.clone() },
         Step::SetSecrets {
@@ -282,16 +370,9 @@ pub fn steps(i: &StepsInput<'_>) -> Vec<Step> {
                   prefix and archiving on reach the machine"
                 .into(),
         },
-        Step::Exec {
+        Step::BackupPush {
             app,
-            argv: vec![
-                "bash".into(),
-                "-c".into(),
-                // HAProxy's :5432 reaches the leader, which the one machine is; the password comes from the
-                // machine's own environment, never from this argv.
-                "PGHOST=localhost PGPORT=5432 PGUSER=postgres PGPASSWORD=\"$OPERATOR_PASSWORD\" wal-g backup-push /data/postgres"
-                    .into(),
-            ],
+            argv: vec!["bash".into(), "-c".into(), BACKUP_PUSH_SCRIPT.into(), "walden-backup".into()],
             why: "the new cluster's first base backup into its own prefix (detached, followed to its sentinel)".into(),
         },
     ]

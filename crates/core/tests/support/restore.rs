@@ -170,6 +170,8 @@ pub fn request(target: RestoreTarget, to: &str) -> RestoreRequest {
             memory_mb: None,
             volume_gb: None,
         },
+        assertion: None,
+        assertion_database: None,
     }
 }
 
@@ -195,4 +197,160 @@ pub async fn fly_state(client: &FlyClient) -> Vec<String> {
     }
     out.sort();
     out
+}
+
+/// Moves the emulator's manual clock on in the background (5 simulated seconds every 10 ms) so the keeper boots
+/// and the PITR runs while the engine polls; a test can hold it still for a moment; stops when dropped.
+pub struct ClockTicker {
+    task: tokio::task::JoinHandle<()>,
+    held: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl ClockTicker {
+    /// Holds the clock still (a PITR stays where it is) until [`ClockTicker::release`].
+    pub fn hold(&self) {
+        self.held.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    pub fn release(&self) {
+        self.held.store(false, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+impl Drop for ClockTicker {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+pub fn tick_clock(sim: &Sim) -> ClockTicker {
+    let sim = sim.clone();
+    let held = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = held.clone();
+    let task = tokio::spawn(async move {
+        loop {
+            if !flag.load(std::sync::atomic::Ordering::SeqCst) {
+                sim.advance(std::time::Duration::from_secs(5));
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+    });
+    ClockTicker { task, held }
+}
+
+/// Engine options for runs over a ticking emulator: polls every 20 ms, short backoff, and deadlines that end a
+/// stuck step within seconds (real time) instead of minutes.
+pub fn fast_options() -> walden_core::restore::engine::EngineOptions {
+    walden_core::restore::engine::EngineOptions {
+        backoff: std::time::Duration::from_millis(10),
+        max_backoff: std::time::Duration::from_millis(100),
+        keeper_deadline: std::time::Duration::from_secs(8),
+        pitr_deadline: std::time::Duration::from_secs(60),
+        poll_interval: std::time::Duration::from_millis(20),
+        ..walden_core::restore::engine::EngineOptions::default()
+    }
+}
+
+/// One statement over `psql` on `app`'s leader (else its first started machine) as `postgres` (the seed's
+/// operator password on stdin) in database `db`: the first line it prints, or its error.
+pub async fn psql(client: &FlyClient, app: &str, db: &str, sql: &str) -> Result<String, String> {
+    let machines: Vec<fly::Machine> = client
+        .list_machines(app, &ListMachines::default())
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|m| m.state == "started")
+        .collect();
+    let machine = fly::stolon::find_leader(&machines)
+        .ok()
+        .or_else(|| machines.first())
+        .expect("a started machine")
+        .clone();
+    let mut req = fly::ExecRequest::new(vec![
+        "sh".to_string(),
+        "-c".into(),
+        "IFS= read -r PGPASSWORD; export PGPASSWORD; exec psql -X -w -h localhost -p 5433 -U postgres -d \"$1\" -t -A -c \"$2\"".into(),
+        "sh".into(),
+        db.into(),
+        sql.into(),
+    ])
+    .timeout(30);
+    req.stdin = Some("demo-op-Vb55nQe9\n".into());
+    let out = client.exec_unchecked(app, &machine.id, &req).await.unwrap();
+    if out.success() {
+        Ok(out.stdout.trim().to_owned())
+    } else {
+        Err(out.stderr.trim().to_owned())
+    }
+}
+
+/// The source cluster as the emulator holds it: machines (state and full config), volumes, secrets (names
+/// and digests).
+pub async fn source_state(client: &FlyClient) -> Vec<String> {
+    let mut out = Vec::new();
+    for m in client
+        .list_machines(APP, &ListMachines::default())
+        .await
+        .unwrap()
+    {
+        out.push(format!(
+            "machine {} {} {}",
+            m.id,
+            m.state,
+            serde_json::to_string(&m.config).unwrap()
+        ));
+    }
+    for v in client.list_volumes(APP).await.unwrap() {
+        out.push(format!(
+            "volume {} {:?} {:?}",
+            v.id, v.size_gb, v.attached_machine_id
+        ));
+    }
+    for s in client.list_secrets(APP).await.unwrap() {
+        out.push(format!("secret {} {:?}", s.name, s.digest));
+    }
+    out.sort();
+    out
+}
+
+/// A base backup of the source pushed now from its leader (`wal-g backup-push`, its own environment), waited for
+/// until the monitor sees more restorable backups than `before`.
+pub async fn push_source_backup(f: &Fixture, before: usize) {
+    let machines: Vec<fly::Machine> = f
+        .client
+        .list_machines(APP, &ListMachines::default())
+        .await
+        .unwrap();
+    let leader = fly::stolon::find_leader(&machines).unwrap().id.clone();
+    let req = fly::ExecRequest::new(vec![
+        "bash".to_string(),
+        "-c".into(),
+        "PGHOST=localhost PGPORT=5433 PGUSER=postgres PGPASSWORD=\"$OPERATOR_PASSWORD\" wal-g backup-push /data/postgres".into(),
+    ])
+    .timeout(30);
+    let _ = f.client.exec_unchecked(APP, &leader, &req).await.unwrap();
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        f.walden.monitor().refresh(ORG, APP).await.unwrap();
+        let now = f
+            .walden
+            .monitor()
+            .timeline(&Actor::cli(), ORG, APP)
+            .await
+            .unwrap()
+            .unwrap()
+            .timeline
+            .backups
+            .iter()
+            .filter(|b| b.restorable)
+            .count();
+        if now > before {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the pushed backup never appeared"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
 }

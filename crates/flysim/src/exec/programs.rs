@@ -40,6 +40,16 @@ fn env_listing(env: &BTreeMap<String, String>, null: bool) -> Out {
     )
 }
 
+/// `date [-u] [+FORMAT]`: with `+%s` the Unix seconds (GNU coreutils `date`: "%s seconds since the
+/// Epoch"), otherwise RFC 3339 (the only other output flysim gives).
+fn date(args: &[String], now_ms: i64) -> Out {
+    match args.iter().find(|a| a.starts_with('+')).map(String::as_str) {
+        Some("+%s") => Out::ok(format!("{}\n", now_ms.div_euclid(1000))),
+        Some(other) => Out::err(1, format!("date: flysim supports +%s only, not {other}\n")),
+        None => Out::ok(format!("{}\n", crate::clock::rfc3339(now_ms))),
+    }
+}
+
 /// `-0` / `--null` (GNU coreutils `printenv` and `env`).
 fn is_null_flag(arg: &str) -> bool {
     arg == "-0" || arg == "--null"
@@ -143,11 +153,15 @@ impl Shell<'_, '_> {
             "exec" | "command" => self.run_args(call, args, call.env),
             "nohup" if args.is_empty() => Out::err(125, "nohup: missing operand\n"),
             "nohup" => self.run_args(call, args, call.env),
+            // util-linux `setsid(1)`: the program in a new session, so it outlives the exec's session;
+            // here it simply runs (a background job's work continues in simulated time anyway).
+            "setsid" if args.is_empty() => Out::err(1, "setsid: no command specified\n"),
+            "setsid" => self.run_args(call, args, call.env),
             "sh" | "bash" | "dash" if args.first().map(|s| s.as_str()) == Some("-c") => {
                 self.subshell(call)
             }
             "hostname" => Out::ok(format!("{}\n", self.context.machine)),
-            "date" => Out::ok(format!("{}\n", crate::clock::rfc3339(self.context.now))),
+            "date" => date(args, self.context.now),
             _ => return None,
         };
         Some(out)

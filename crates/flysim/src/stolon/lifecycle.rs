@@ -33,7 +33,8 @@ pub(crate) fn boot(state: &mut State, app: &str, machine: &str, at: i64, sim: &S
     };
     let never_healthy = {
         let faults = sim.faults();
-        faults.cfg.never_healthy.contains(machine) || faults.cfg.never_healthy.contains(&boot.name)
+        let never = &faults.cfg.never_healthy;
+        never.contains(machine) || never.contains(&boot.name) || never.contains(app)
     };
     if !unlock_restored(state, app, machine, at, sim, &boot) {
         return;

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use super::sql::{render, run_sql, SqlResult};
+use super::sql::{render, run_sql_tx, SqlResult};
 use super::{md5_password, role_of};
 use crate::exec::Out;
 use crate::image::ExecContext;
@@ -18,6 +18,8 @@ struct Connection {
     commands: Vec<String>,
     tuples_only: bool,
     unaligned: bool,
+    /// `PGOPTIONS` sets `default_transaction_read_only=on` (libpq passes it to the server at connect).
+    tx_read_only: bool,
 }
 
 impl Connection {
@@ -37,6 +39,10 @@ impl Connection {
             commands: Vec::new(),
             tuples_only: false,
             unaligned: false,
+            tx_read_only: env.get("PGOPTIONS").is_some_and(|o| {
+                o.replace(' ', "")
+                    .contains("default_transaction_read_only=on")
+            }),
         }
     }
 
@@ -217,7 +223,8 @@ fn run_commands(
 ) -> Out {
     let mut out = String::new();
     for command in &connection.commands {
-        match run_sql(context, database, &connection.user, command, read_only) {
+        let ro = connection.tx_read_only;
+        match run_sql_tx(context, database, &connection.user, command, read_only, ro) {
             Ok(SqlResult::Rows(column, rows)) => {
                 out.push_str(&render(
                     &column,

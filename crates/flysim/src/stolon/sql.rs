@@ -14,13 +14,15 @@ pub(super) fn lsn_text(lsn: u64) -> String {
 }
 
 /// Run one statement against the app's cluster as `psql` would (`read_only` on a replica), connected
-/// as `user`.
-pub(super) fn run_sql(
+/// as `user`; `tx_read_only` when the session makes every transaction read-only (`PGOPTIONS='-c
+/// default_transaction_read_only=on'`): reads as usual, every write refused as on a replica.
+pub(super) fn run_sql_tx(
     context: &mut ExecContext<'_>,
     db: &str,
     user: &str,
     statement: &str,
     read_only: bool,
+    tx_read_only: bool,
 ) -> Result<SqlResult, String> {
     let now = context.now;
     let Some(pg) = context
@@ -40,7 +42,7 @@ pub(super) fn run_sql(
     if let Some(result) = read_query(pg, db, &lower, read_only, now) {
         return result;
     }
-    if let Some(result) = write_statement(pg, db, &lower, read_only) {
+    if let Some(result) = write_statement(pg, db, &lower, read_only || tx_read_only) {
         if matches!(result, Ok(SqlResult::Tag(_))) {
             pg.unarchived_commit_ms = Some(now);
         }
@@ -87,6 +89,8 @@ fn read_query(
     let version = pg.pg_version;
     let result = match lower {
         "select 1" => one("?column?", "1".into()),
+        "select true" => one("bool", "t".into()),
+        "select false" => one("bool", "f".into()),
         "select version()" => one(
             "version",
             format!(
@@ -119,6 +123,9 @@ fn read_query(
             if let Some(name) = lower.strip_prefix("show ") {
                 return Some(show(pg, name.trim(), read_only));
             }
+            if let Some(result) = count_at_least(pg, db, lower) {
+                return Some(result);
+            }
             let table = lower.strip_prefix("select count(*) from ")?;
             let table = table.trim().trim_start_matches("public.").to_string();
             let tables = pg.databases.get(db).cloned().unwrap_or_default();
@@ -129,6 +136,20 @@ fn read_query(
         }
     };
     Some(result)
+}
+
+/// `select count(*) >= N from TABLE`: whether the table holds at least N rows (`t`/`f`), the shape of a
+/// user's assertion that the restored data is there.
+fn count_at_least(pg: &PgCluster, db: &str, lower: &str) -> Option<Result<SqlResult, String>> {
+    let rest = lower.strip_prefix("select count(*) >= ")?;
+    let (n, table) = rest.split_once(" from ")?;
+    let n: u64 = n.trim().parse().ok()?;
+    let table = table.trim().trim_start_matches("public.");
+    let tables = pg.databases.get(db).cloned().unwrap_or_default();
+    Some(match tables.get(table) {
+        Some(rows) => one("?column?", if *rows >= n { "t" } else { "f" }.into()),
+        None => Err(format!("relation \"{table}\" does not exist")),
+    })
 }
 
 /// `SHOW name`.

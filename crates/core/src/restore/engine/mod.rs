@@ -12,9 +12,10 @@
 //!   Transient errors (429, 5xx, 408, lost connections, ambiguous creates, 409) are retried with backoff up to a
 //!   deadline on top of what `crates/fly` retries itself; a permanent failure stops the run (`failed`) with the
 //!   cause in plain words.
-//! - Built so far: the app, Consul, secrets, volume, machine, and the wait for a started machine. The run
-//!   stops `paused` (with the reason) before the first step not built yet (the keeper check and PITR init,
-//!   progress, verification, post-restore).
+//! - Every step of a plan runs: the app, Consul, secrets, volume, machine, the wait for it, the one keeper, the
+//!   PITR init (detached, once), its progress (stored on the step), verification, the login proof, the secrets
+//!   and machine update, and the first base backup. A plan step without an executor (a bare `Exec`) pauses the
+//!   run with the reason. [`RunView::report`] gives each step's duration and the measured RTO.
 //!
 //! One place per concern: [`runs`] (the tables and the lease), [`exec`] (one executor per step), this file
 //! (the loop).
@@ -36,7 +37,7 @@ use super::{store, Restores, Step};
 use exec::{StepCtx, StepError};
 use runs::Held;
 
-pub use exec::RUN_METADATA;
+pub use exec::{assertion_holds, RUN_METADATA};
 pub use list::RunSummary;
 
 /// Audit actions of the engine.
@@ -110,6 +111,60 @@ pub struct RunView {
     /// Why the run failed or paused, in plain words.
     pub failure: Option<String>,
     pub steps: Vec<StepView>,
+    /// Durations per step and the measured RTO, from the stored times (once a step has finished). Boxed: a
+    /// view travels inside [`Advance`].
+    pub report: Option<Box<RunReport>>,
+}
+
+/// What a run took: each finished step's duration and the measured RTO (the run's start to the restored
+/// cluster verified), from the times stored on the run and its steps.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RunReport {
+    pub steps: Vec<StepDuration>,
+    /// Seconds from the run's creation to the end of the verification step; `None` until it is verified.
+    pub rto_seconds: Option<f64>,
+    /// Seconds from the run's creation to its last finished step.
+    pub elapsed_seconds: f64,
+}
+
+/// One finished step's duration.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct StepDuration {
+    pub index: usize,
+    pub kind: String,
+    pub seconds: f64,
+}
+
+/// The report of a run from its stored times (see [`RunReport`]).
+fn report(created_at: &str, steps: &[StepView]) -> Option<Box<RunReport>> {
+    let created = crate::ts::parse(created_at)?;
+    let secs = |a: time::OffsetDateTime, b: time::OffsetDateTime| (b - a).as_seconds_f64();
+    let durations: Vec<StepDuration> = steps
+        .iter()
+        .filter_map(|s| {
+            let start = crate::ts::parse(s.started_at.as_deref()?)?;
+            let end = crate::ts::parse(s.finished_at.as_deref()?)?;
+            Some(StepDuration {
+                index: s.index,
+                kind: s.kind.clone(),
+                seconds: secs(start, end),
+            })
+        })
+        .collect();
+    let last = steps
+        .iter()
+        .filter_map(|s| crate::ts::parse(s.finished_at.as_deref()?))
+        .max()?;
+    let verified = steps
+        .iter()
+        .filter(|s| s.status == "done" && (s.kind == "verify" || s.kind == "prove_logins"))
+        .filter_map(|s| crate::ts::parse(s.finished_at.as_deref()?))
+        .max();
+    Some(Box::new(RunReport {
+        steps: durations,
+        rto_seconds: verified.map(|v| secs(created, v)),
+        elapsed_seconds: secs(created, last),
+    }))
 }
 
 /// One step of a run.
@@ -125,6 +180,8 @@ pub struct StepView {
     /// The Fly ids and versions it produced (`{"machine": "…"}`), or null.
     pub produced: Value,
     pub error: Option<String>,
+    /// A long step's live progress (`phase`, `percent`, `seconds_left`, `log_tail`), or null.
+    pub progress: Value,
 }
 
 /// What [`advance`] did.
@@ -161,6 +218,9 @@ pub enum EngineError {
     Plan(#[from] super::RestoreError),
     #[error("the system gave no randomness for a run id")]
     Random,
+    /// The worker was asked to stop in the middle of a long step (it resumes on the next pass).
+    #[error("the restore worker is stopping")]
+    Stopped,
 }
 
 /// How the engine runs: its lease, backoff and deadlines.
@@ -175,6 +235,12 @@ pub struct EngineOptions {
     pub max_backoff: Duration,
     /// How long the Wait step waits for the new machine.
     pub wait_deadline: Duration,
+    /// How long the keeper check waits for exactly one healthy keeper (a keeper that never gets healthy).
+    pub keeper_deadline: Duration,
+    /// How long the PITR (and the first base backup) is followed before the run fails: never forever.
+    pub pitr_deadline: Duration,
+    /// The pause between two polls of a long step (progress, keeper, backup).
+    pub poll_interval: Duration,
 }
 
 impl Default for EngineOptions {
@@ -185,6 +251,9 @@ impl Default for EngineOptions {
             backoff: Duration::from_millis(200),
             max_backoff: Duration::from_secs(10),
             wait_deadline: Duration::from_secs(10 * 60),
+            keeper_deadline: Duration::from_secs(10 * 60),
+            pitr_deadline: Duration::from_secs(24 * 60 * 60),
+            poll_interval: Duration::from_secs(10),
         }
     }
 }
@@ -365,10 +434,14 @@ impl Engine {
                 }
             };
             let earlier = runs::produced_before(pool, run, idx).await?;
-            match self
-                .run_step(&held, client, &plan, step, idx, &earlier, prior)
-                .await?
-            {
+            let ran = self
+                .run_step(&held, client, &plan, (step, idx), &earlier, prior, stop)
+                .await;
+            // A shutdown in the middle of a long step: the step stays running and resumes on the next pass.
+            if matches!(ran, Err(EngineError::Stopped)) {
+                break;
+            }
+            match ran? {
                 Ok(produced) => held.finish_step(idx, &kind, &produced).await?,
                 Err(why) => {
                     held.fail_step(idx, &kind, &why).await?;
@@ -386,10 +459,10 @@ impl Engine {
         held: &Held<'_>,
         client: &fly::FlyClient,
         plan: &super::Plan,
-        step: &Step,
-        idx: usize,
+        (step, idx): (&Step, usize),
         earlier: &[Value],
         prior: i64,
+        stop: &(dyn Fn() -> bool + Sync),
     ) -> Result<Result<Value, String>, EngineError> {
         let start = tokio::time::Instant::now();
         let mut delay = self.options.backoff;
@@ -402,7 +475,9 @@ impl Engine {
                 held,
                 earlier,
                 prior_attempts,
-                wait_deadline: self.options.wait_deadline,
+                index: idx,
+                options: self.options,
+                stop,
             };
             let why = match exec::execute(&ctx, step).await {
                 Ok(produced) => return Ok(Ok(produced)),

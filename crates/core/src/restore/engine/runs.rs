@@ -265,6 +265,19 @@ impl Held<'_> {
         Ok(())
     }
 
+    /// The running step `idx`'s live progress (phase, percentage, time left, last log lines; never a secret),
+    /// written at each poll of a long step; keeps the lease. Not audited: the step's start and end are.
+    pub async fn progress(&self, idx: usize, progress: &Value) -> Result<(), EngineError> {
+        self.refresh().await?;
+        sqlx::query("UPDATE restore_run_steps SET progress = ? WHERE run_id = ? AND idx = ?")
+            .bind(progress.to_string())
+            .bind(self.run)
+            .bind(idx as i64)
+            .execute(self.pool)
+            .await?;
+        Ok(())
+    }
+
     /// Step `idx` done with what it produced; the run moves to the next step. `restore.step.done`.
     pub async fn finish_step(
         &self,
@@ -412,7 +425,7 @@ pub(super) async fn view(pool: &SqlitePool, id: &str) -> Result<RunView, EngineE
     .await?
     .ok_or_else(|| EngineError::NoRun(id.to_owned()))?;
     let steps = sqlx::query(
-        "SELECT idx, kind, status, attempts, started_at, finished_at, produced, error FROM restore_run_steps \
+        "SELECT idx, kind, status, attempts, started_at, finished_at, produced, error, progress FROM restore_run_steps \
          WHERE run_id = ? ORDER BY idx",
     )
     .bind(id)
@@ -421,6 +434,7 @@ pub(super) async fn view(pool: &SqlitePool, id: &str) -> Result<RunView, EngineE
     .iter()
     .map(|s| -> Result<StepView, EngineError> {
         let produced: Option<String> = s.try_get("produced")?;
+        let progress: Option<String> = s.try_get("progress")?;
         let idx: i64 = s.try_get("idx")?;
         Ok(StepView {
             index: usize::try_from(idx).unwrap_or(0),
@@ -434,21 +448,28 @@ pub(super) async fn view(pool: &SqlitePool, id: &str) -> Result<RunView, EngineE
                 .transpose()?
                 .unwrap_or(Value::Null),
             error: s.try_get("error")?,
+            progress: progress
+                .map(|p| serde_json::from_str(&p))
+                .transpose()?
+                .unwrap_or(Value::Null),
         })
     })
     .collect::<Result<Vec<_>, _>>()?;
     let state: String = row.try_get("state")?;
     let next: i64 = row.try_get("next_step")?;
+    let created_at: String = row.try_get("created_at")?;
+    let report = super::report(&created_at, &steps);
     Ok(RunView {
         id: id.to_owned(),
         plan_hash: row.try_get("plan_hash")?,
         state: RunState::parse(&state),
         next_step: usize::try_from(next).unwrap_or(0),
         created_by: row.try_get("created_by")?,
-        created_at: row.try_get("created_at")?,
+        created_at,
         finished_at: row.try_get("finished_at")?,
         failure: row.try_get("failure")?,
         steps,
+        report,
     })
 }
 

@@ -16,13 +16,19 @@ use crate::escrow::Escrow;
 
 use super::super::{Plan, Step};
 use super::runs::Held;
-use super::EngineError;
+use super::{EngineError, EngineOptions};
+
+mod pitr;
+mod post;
+mod verify;
+
+pub use verify::assertion_holds;
 
 /// The metadata key that names the run a machine belongs to.
 pub const RUN_METADATA: &str = "walden_run";
 
 /// Where the new cluster's secrets come from: a value in the plan of this form is filled in at run time.
-const ESCROWED: &str = "<escrowed ";
+pub(super) const ESCROWED: &str = "<escrowed ";
 /// The Consul URL placeholder: [`enable_consul`] sets `FLY_CONSUL_URL` itself, so the URL (it carries a
 /// Consul token) is never held beyond that step.
 const FROM_CONSUL: &str = "<from enablePostgresConsul>";
@@ -60,17 +66,10 @@ impl From<EngineError> for StepError {
     }
 }
 
-/// Whether the engine can run `step` yet. The run pauses before the first one it cannot.
+/// Whether the engine can run `step`. The run pauses before the first one it cannot: a bare
+/// [`Step::Exec`] (an argv the engine has no executor for, from a plan older than the PITR steps).
 pub(super) fn built(step: &Step) -> bool {
-    matches!(
-        step,
-        Step::CreateApp { .. }
-            | Step::EnableConsul { .. }
-            | Step::SetSecrets { .. }
-            | Step::CreateVolume { .. }
-            | Step::CreateMachine { .. }
-            | Step::Wait { .. }
-    )
+    !matches!(step, Step::Exec { .. })
 }
 
 /// The step's kind as stored (`create_app`, …).
@@ -91,11 +90,29 @@ pub(super) struct StepCtx<'a> {
     pub earlier: &'a [Value],
     /// Attempts of this step made before this one (by this worker or one that crashed).
     pub prior_attempts: i64,
-    /// The longest the Wait step waits for the machine.
-    pub wait_deadline: Duration,
+    /// The step's index in the plan (where its progress is stored).
+    pub index: usize,
+    /// Deadlines and the poll interval of the long steps.
+    pub options: EngineOptions,
+    /// Whether the worker is shutting down (asked between two polls of a long step).
+    pub stop: &'a (dyn Fn() -> bool + Sync),
 }
 
 impl StepCtx<'_> {
+    /// Between two polls of a long step: keeps the lease, waits the poll interval, and stops the step (it stays
+    /// running, to resume) when the worker shuts down.
+    async fn pause(&self) -> Result<(), StepError> {
+        self.held.refresh().await?;
+        if (self.stop)() {
+            return Err(StepError::Engine(EngineError::Stopped));
+        }
+        tokio::time::sleep(self.options.poll_interval).await;
+        if (self.stop)() {
+            return Err(StepError::Engine(EngineError::Stopped));
+        }
+        Ok(())
+    }
+
     /// The newest value an earlier step produced under `key`.
     fn earlier_str(&self, key: &str) -> Option<String> {
         self.earlier
@@ -127,8 +144,19 @@ pub(super) async fn execute(ctx: &StepCtx<'_>, step: &Step) -> Result<Value, Ste
         } => create_volume(ctx, app, name, region, *size_gb).await,
         Step::CreateMachine { .. } => create_machine(ctx, step).await,
         Step::Wait { app, state } => wait_started(ctx, app, state).await,
-        other => Err(StepError::Permanent(format!(
-            "the step {} is not built yet",
+        Step::KeeperCheck { app, argv } => pitr::keeper_check(ctx, app, argv).await,
+        Step::PitrInit { app, argv, .. } => pitr::pitr_init(ctx, app, argv).await,
+        Step::PitrProgress { app, argv } => pitr::pitr_progress(ctx, app, argv).await,
+        Step::Verify {
+            app,
+            assertion,
+            database,
+        } => verify::verify(ctx, app, assertion.as_deref(), database.as_deref()).await,
+        Step::ProveLogins { app } => verify::prove_logins(ctx, app).await,
+        Step::UpdateMachine { app, .. } => post::update_machine(ctx, app).await,
+        Step::BackupPush { app, argv, .. } => post::backup_push(ctx, app, argv).await,
+        other @ Step::Exec { .. } => Err(StepError::Permanent(format!(
+            "the step {} has no executor",
             kind(other)
         ))),
     }
@@ -373,11 +401,11 @@ async fn wait_started(ctx: &StepCtx<'_>, app: &str, state: &str) -> Result<Value
                  Look at fly machine status {id} -a {app}."
             )));
         }
-        if start.elapsed() >= ctx.wait_deadline {
+        if start.elapsed() >= ctx.options.wait_deadline {
             return Err(StepError::Permanent(format!(
                 "The new machine {id} was not {state} after {} minutes (it is {}); look at its logs \
                  (fly logs -a {app}).",
-                ctx.wait_deadline.as_secs() / 60,
+                ctx.options.wait_deadline.as_secs() / 60,
                 machine.state
             )));
         }
