@@ -404,6 +404,8 @@ fn request_of(org: String, app: String, c: &Choices) -> (RestoreRequest, Vec<Rea
             memory_mb,
             volume_gb,
         },
+        assertion: None,
+        assertion_database: None,
     };
     (req, reasons)
 }
