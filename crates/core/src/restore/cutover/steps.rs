@@ -231,8 +231,8 @@ async fn wait_state(
 
 /// Rolls secrets `version` out to every live machine of `app` as `fly secrets set` does (leaders last; each
 /// under a machine lease: get, update with its own config and `min_secrets_version`, wait): a machine that was
-/// started (or is in `launch`) is launched by the update and waited for; any other is updated with
-/// `skip_launch` and stays as it was. Each machine done is kept in `produced["machines"]` (its id → the
+/// started is launched by the update and waited for; any other is updated with `skip_launch` and stays as it
+/// was, unless it is in `launch` (the rollback's stopped machines): then it is started once updated. Each machine done is kept in `produced["machines"]` (its id → the
 /// instance it runs now, which the checklist compares), so a second attempt skips it.
 async fn roll_out(
     ctx: &Ctx<'_>,
@@ -286,7 +286,8 @@ async fn update_one(
     let config = m.config.clone().ok_or_else(|| {
         StepError::Permanent(format!("The machine {id} of {app} has no config to update."))
     })?;
-    let relaunch = !fly::should_skip_launch(&m.state) || launch.iter().any(|l| l == id);
+    let relaunch = !fly::should_skip_launch(&m.state);
+    let start = !relaunch && launch.iter().any(|l| l == id);
     let req = UpdateMachineRequest {
         config,
         name: None,
@@ -299,6 +300,12 @@ async fn update_one(
     let nonce = (!nonce.is_empty()).then_some(nonce);
     let updated = ctx.client.update_machine(app, id, &req, nonce).await?;
     if relaunch {
+        wait_state(ctx, app, id, "started", updated.instance_id.clone()).await?;
+    } else if start {
+        // Fly leaves a machine that was not started stopped after an update (and refuses a start while the
+        // update replaces it): the new version settles, then is started with the app's current secrets.
+        wait_state(ctx, app, id, "settled", updated.instance_id.clone()).await?;
+        ctx.client.start_machine(app, id, nonce).await?;
         wait_state(ctx, app, id, "started", updated.instance_id.clone()).await?;
     }
     Ok(updated.instance_id.unwrap_or_default())
