@@ -71,11 +71,22 @@ async fn assert_cut_over(c: &CutoverFixture, old_before: &AppState, reports_befo
     let f = &c.f;
     let old = app_state(f, APP).await;
     assert!(!old.secrets.contains(&"ENABLE_WALG".to_owned()));
-    assert_eq!(old.secrets_version, old_before.secrets_version + 1, "ENABLE_WALG unset once");
-    assert_eq!(old.machines.len(), old_before.machines.len(), "no old machine destroyed");
+    assert_eq!(
+        old.secrets_version,
+        old_before.secrets_version + 1,
+        "ENABLE_WALG unset once"
+    );
+    assert_eq!(
+        old.machines.len(),
+        old_before.machines.len(),
+        "no old machine destroyed"
+    );
     for m in &old.machines {
         assert_eq!(m.state, "stopped", "{m:?}");
-        assert_eq!(m.booted_with, old.secrets_version, "{m:?} got the secrets without ENABLE_WALG");
+        assert_eq!(
+            m.booted_with, old.secrets_version,
+            "{m:?} got the secrets without ENABLE_WALG"
+        );
     }
 
     let new = app_state(f, NEW_APP).await;
@@ -89,7 +100,11 @@ async fn assert_cut_over(c: &CutoverFixture, old_before: &AppState, reports_befo
     assert_eq!(replicas.len(), old.machines.len() - 1);
     let volumes = f.client.list_volumes(NEW_APP).await.unwrap();
     let live: Vec<_> = volumes.iter().filter(|v| !v.is_destroyed()).collect();
-    assert_eq!(live.len(), new.machines.len(), "one volume per member: {live:?}");
+    assert_eq!(
+        live.len(),
+        new.machines.len(),
+        "one volume per member: {live:?}"
+    );
     for r in &replicas {
         let vol = r.volume.as_deref().unwrap();
         let v = live.iter().find(|v| v.id == vol).unwrap();
@@ -104,7 +119,10 @@ async fn assert_cut_over(c: &CutoverFixture, old_before: &AppState, reports_befo
             "{app}"
         );
         for m in &s.machines {
-            assert_eq!(m.booted_with, s.secrets_version, "{app}'s {m:?} runs the new URL");
+            assert_eq!(
+                m.booted_with, s.secrets_version,
+                "{app}'s {m:?} runs the new URL"
+            );
         }
     }
     assert_eq!(&app_state(f, UNSELECTED).await, reports_before);
@@ -139,7 +157,10 @@ async fn a_cutover_moves_the_selected_apps_and_a_rollback_puts_everything_back()
     assert_done(&view, Phase::Rollback);
     assert_eq!(view.rollback.len(), ROLLBACK_STEPS);
     let old = app_state(f, APP).await;
-    assert_eq!(old.enable_walg, old_before.enable_walg, "ENABLE_WALG set again");
+    assert_eq!(
+        old.enable_walg, old_before.enable_walg,
+        "ENABLE_WALG set again"
+    );
     assert_eq!(old.machines.len(), old_before.machines.len());
     for m in &old.machines {
         assert_eq!(m.state, "started", "{m:?}");
@@ -154,7 +175,11 @@ async fn a_cutover_moves_the_selected_apps_and_a_rollback_puts_everything_back()
     }
     assert_eq!(app_state(f, UNSELECTED).await, reports_before);
     let new = app_state(f, NEW_APP).await;
-    assert_eq!(new.machines.len(), old.machines.len(), "the new cluster is left as it is");
+    assert_eq!(
+        new.machines.len(),
+        old.machines.len(),
+        "the new cluster is left as it is"
+    );
     assert!(new.machines.iter().all(|m| m.state == "started"));
 
     let rows = audit::query(f.walden.pool(), &AuditFilter::default(), None, 1000)
@@ -171,7 +196,8 @@ async fn a_cutover_moves_the_selected_apps_and_a_rollback_puts_everything_back()
     assert_eq!(count("restore.rollback.done"), 1);
     assert!(rows
         .iter()
-        .filter(|r| r.action.starts_with("restore.cutover.") || r.action.starts_with("restore.rollback."))
+        .filter(|r| r.action.starts_with("restore.cutover.")
+            || r.action.starts_with("restore.rollback."))
         .all(|r| r.run_id.as_deref() == Some(c.run.as_str())));
 
     assert_no_plaintext(&c).await;
@@ -188,7 +214,9 @@ async fn assert_no_plaintext(c: &CutoverFixture) {
         .fetch_all(c.f.walden.pool())
         .await
         .unwrap();
-    assert!(details.iter().all(|d| !d.contains(OP_PASSWORD) && !d.contains("postgres://")));
+    assert!(details
+        .iter()
+        .all(|d| !d.contains(OP_PASSWORD) && !d.contains("postgres://")));
 }
 
 /// A console stopped after every step (a new Walden on the same SQLite file each time, as a restarted console)
@@ -229,10 +257,18 @@ async fn a_console_stopped_between_steps_resumes_without_doing_anything_twice() 
         assert!(restarts <= CUTOVER_STEPS, "{view:#?}");
     }
     assert_done(&view, Phase::Cutover);
-    assert!(view.cutover.iter().all(|s| s.attempts == 1), "{:#?}", view.cutover);
+    assert!(
+        view.cutover.iter().all(|s| s.attempts == 1),
+        "{:#?}",
+        view.cutover
+    );
     assert_cut_over(&c, &old_before, &reports_before).await;
     for ((app, _), before) in SELECTED.iter().zip(&versions_before) {
-        assert_eq!(app_state(f, app).await.secrets_version, before + 1, "{app}'s URL set once");
+        assert_eq!(
+            app_state(f, app).await.secrets_version,
+            before + 1,
+            "{app}'s URL set once"
+        );
     }
 
     // The rollback's first step, then a lease another console holds (not expired): refused, nothing done.
@@ -251,11 +287,13 @@ async fn a_console_stopped_between_steps_resumes_without_doing_anything_twice() 
         .rollback_with(&Actor::cli(), &meta(), &c.run, APP, &one_step)
         .await;
     assert!(matches!(busy, Err(CutoverError::Busy(_))), "{busy:?}");
-    sqlx::query("UPDATE restore_cutovers SET lease_owner = NULL, lease_expires_at = NULL WHERE run_id = ?")
-        .bind(&c.run)
-        .execute(f.walden.pool())
-        .await
-        .unwrap();
+    sqlx::query(
+        "UPDATE restore_cutovers SET lease_owner = NULL, lease_expires_at = NULL WHERE run_id = ?",
+    )
+    .bind(&c.run)
+    .execute(f.walden.pool())
+    .await
+    .unwrap();
     let mut restarts = 0;
     while view.state == CutoverState::Running {
         let walden = f.reopen().await;
@@ -264,15 +302,30 @@ async fn a_console_stopped_between_steps_resumes_without_doing_anything_twice() 
         assert!(restarts <= ROLLBACK_STEPS, "{view:#?}");
     }
     assert_done(&view, Phase::Rollback);
-    assert!(view.rollback.iter().all(|s| s.attempts == 1), "{:#?}", view.rollback);
+    assert!(
+        view.rollback.iter().all(|s| s.attempts == 1),
+        "{:#?}",
+        view.rollback
+    );
     let old = app_state(f, APP).await;
     assert_eq!(old.enable_walg, old_before.enable_walg);
-    assert_eq!(old.secrets_version, old_before.secrets_version + 2, "unset once, set once");
+    assert_eq!(
+        old.secrets_version,
+        old_before.secrets_version + 2,
+        "unset once, set once"
+    );
     assert!(old.machines.iter().all(|m| m.state == "started"));
     for ((app, _), before) in SELECTED.iter().zip(&versions_before) {
         let s = app_state(f, app).await;
-        assert_eq!(s.secrets_version, before + 2, "{app}: pointed once, put back once");
-        assert_eq!(s.database_url, Some(database_url(&format!("{APP}{}", suffix_of(app)))));
+        assert_eq!(
+            s.secrets_version,
+            before + 2,
+            "{app}: pointed once, put back once"
+        );
+        assert_eq!(
+            s.database_url,
+            Some(database_url(&format!("{APP}{}", suffix_of(app))))
+        );
     }
     assert_no_plaintext(&c).await;
 }
@@ -304,7 +357,9 @@ async fn refusals_change_nothing() {
     let r = restores.rollback(&viewer, &meta(), &c.run, APP).await;
     assert!(matches!(r, Err(CutoverError::Forbidden)), "{r:?}");
 
-    let r = restores.cutover(&Actor::cli(), &meta(), &c.run, &apps, NEW_APP).await;
+    let r = restores
+        .cutover(&Actor::cli(), &meta(), &c.run, &apps, NEW_APP)
+        .await;
     match r {
         Err(CutoverError::ConfirmMismatch { expected }) => assert_eq!(expected, APP),
         other => panic!("{other:?}"),
@@ -313,7 +368,9 @@ async fn refusals_change_nothing() {
     let mut bad = apps.clone();
     bad.push("no-such-app".into());
     bad.push(NEW_APP.into());
-    let r = restores.cutover(&Actor::cli(), &meta(), &c.run, &bad, APP).await;
+    let r = restores
+        .cutover(&Actor::cli(), &meta(), &c.run, &bad, APP)
+        .await;
     match r {
         Err(CutoverError::Refused(reasons)) => {
             assert_eq!(reasons.len(), 2, "{reasons:?}");
@@ -322,7 +379,13 @@ async fn refusals_change_nothing() {
         other => panic!("{other:?}"),
     }
     let r = restores
-        .cutover(&Actor::cli(), &meta(), &c.run, &["elsewhere".to_owned()], APP)
+        .cutover(
+            &Actor::cli(),
+            &meta(),
+            &c.run,
+            &["elsewhere".to_owned()],
+            APP,
+        )
         .await;
     assert!(matches!(r, Err(CutoverError::Refused(_))), "{r:?}");
 
@@ -334,11 +397,21 @@ async fn refusals_change_nothing() {
         .execute(f.walden.pool())
         .await
         .unwrap();
-    let r = restores.cutover(&Actor::cli(), &meta(), &c.run, &apps, APP).await;
+    let r = restores
+        .cutover(&Actor::cli(), &meta(), &c.run, &apps, APP)
+        .await;
     assert!(matches!(r, Err(CutoverError::NotDone { .. })), "{r:?}");
 
-    assert_eq!(fly_state(&f.client).await, before, "nothing created or destroyed");
-    assert_eq!(app_state(f, APP).await, old_before, "the old cluster untouched");
+    assert_eq!(
+        fly_state(&f.client).await,
+        before,
+        "nothing created or destroyed"
+    );
+    assert_eq!(
+        app_state(f, APP).await,
+        old_before,
+        "the old cluster untouched"
+    );
     assert!(restores.cutover_view(&c.run).await.unwrap().is_none());
 
     let rows = audit::query(f.walden.pool(), &AuditFilter::default(), None, 1000)

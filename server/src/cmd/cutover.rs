@@ -112,7 +112,11 @@ pub async fn run(args: CutoverArgs) -> anyhow::Result<ExitCode> {
 }
 
 fn render_step(out: &mut String, s: &CutoverStepView) {
-    let app = s.app.as_deref().map(|a| format!(" {a}")).unwrap_or_default();
+    let app = s
+        .app
+        .as_deref()
+        .map(|a| format!(" {a}"))
+        .unwrap_or_default();
     out.push_str(&format!("  {}. {}{app}: {}", s.index + 1, s.kind, s.status));
     if let Some(e) = &s.error {
         out.push_str(&format!(" ({e})"));

@@ -67,7 +67,12 @@ pub async fn cutover_fixture() -> CutoverFixture {
     for (app, suffix) in SELECTED {
         user_app(&f.client, app, &database_url(&format!("{APP}{suffix}"))).await;
     }
-    user_app(&f.client, UNSELECTED, &database_url(&format!("{APP}.flycast"))).await;
+    user_app(
+        &f.client,
+        UNSELECTED,
+        &database_url(&format!("{APP}.flycast")),
+    )
+    .await;
     CutoverFixture {
         f,
         run,

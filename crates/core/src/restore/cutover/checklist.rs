@@ -10,7 +10,8 @@ use fly::Machine;
 use secrecy::ExposeSecret;
 
 use super::steps::{
-    ids, live_machines, secret_value, Ctx, StepError, CLONE_REPLICAS, POINT_APP, RESTORE_APP, START_OLD, STOP_ARCHIVING, STOP_OLD,
+    ids, live_machines, secret_value, Ctx, StepError, CLONE_REPLICAS, POINT_APP, RESTORE_APP,
+    START_OLD, STOP_ARCHIVING, STOP_OLD,
 };
 use super::{store, url, Phase, DATABASE_URL, ENABLE_WALG};
 
@@ -192,9 +193,9 @@ pub(super) async fn cutover(ctx: &Ctx<'_>) -> Result<Vec<Check>, StepError> {
                         .and_then(|c| c.mounts.first())
                         .and_then(|mount| mount.volume.clone());
                     mounted.is_some_and(|v| {
-                        volumes
-                            .iter()
-                            .any(|vol| vol.id == v && vol.attached_machine_id.as_deref() == Some(id))
+                        volumes.iter().any(|vol| {
+                            vol.id == v && vol.attached_machine_id.as_deref() == Some(id)
+                        })
                     })
                 })
                 .count()
@@ -254,10 +255,7 @@ pub(super) async fn rollback(ctx: &Ctx<'_>) -> Result<Vec<Check>, StepError> {
     out.push(line(
         format!("{old}'s machines are started again, with a leader"),
         match (down.is_empty(), leader) {
-            (true, Ok(leader)) => Ok(format!(
-                "{} started again; leader {leader}",
-                stopped.len()
-            )),
+            (true, Ok(leader)) => Ok(format!("{} started again; leader {leader}", stopped.len())),
             (_, Err(e)) => Err(format!("not started: [{}]; {e}", down.join(", "))),
             (false, _) => Err(format!("not started: {}", down.join(", "))),
         },

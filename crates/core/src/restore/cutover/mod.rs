@@ -310,7 +310,9 @@ impl Restores {
         confirm: &str,
         options: &CutoverOptions,
     ) -> Result<CutoverView, CutoverError> {
-        let clusters = self.confirmed(actor, meta, run, confirm, Phase::Cutover).await?;
+        let clusters = self
+            .confirmed(actor, meta, run, confirm, Phase::Cutover)
+            .await?;
         let start = |detail: Value| {
             Event::new(actions::CUTOVER_START, Outcome::Ok)
                 .target(store::target(run, &clusters.old_app))
@@ -360,7 +362,9 @@ impl Restores {
             }
         }
         self.drive(actor, meta, run, options).await?;
-        self.cutover_view(run).await?.ok_or_else(|| CutoverError::NoCutover(run.to_owned()))
+        self.cutover_view(run)
+            .await?
+            .ok_or_else(|| CutoverError::NoCutover(run.to_owned()))
     }
 
     /// Rolls the cutover of `run` back (see the module's doc): operators and admins; `confirm` must be the OLD
@@ -385,7 +389,9 @@ impl Restores {
         confirm: &str,
         options: &CutoverOptions,
     ) -> Result<CutoverView, CutoverError> {
-        let clusters = self.confirmed(actor, meta, run, confirm, Phase::Rollback).await?;
+        let clusters = self
+            .confirmed(actor, meta, run, confirm, Phase::Rollback)
+            .await?;
         let Some(row) = store::load(&self.pool, run).await? else {
             let why = "there is no cutover of this run to roll back".to_owned();
             self.refuse(actor, meta, run, &clusters, Phase::Rollback, vec![why])
@@ -412,12 +418,22 @@ impl Restores {
             }
             (Phase::Rollback, CutoverState::Failed) => {
                 let detail = json!({ "resume": true, "apps": row.apps });
-                store::resume(&self.pool, actor, meta, run, Phase::Rollback, &event(detail)).await?;
+                store::resume(
+                    &self.pool,
+                    actor,
+                    meta,
+                    run,
+                    Phase::Rollback,
+                    &event(detail),
+                )
+                .await?;
             }
             (Phase::Rollback, _) => {}
         }
         self.drive(actor, meta, run, options).await?;
-        self.cutover_view(run).await?.ok_or_else(|| CutoverError::NoCutover(run.to_owned()))
+        self.cutover_view(run)
+            .await?
+            .ok_or_else(|| CutoverError::NoCutover(run.to_owned()))
     }
 
     /// The cutover of `run` (and its rollback), if one was asked for.

@@ -122,7 +122,10 @@ pub(super) async fn execute(
 // ---------------------------------------------------------------- reading Fly
 
 /// The app's machines that are not destroyed.
-pub(super) async fn live_machines(client: &FlyClient, app: &str) -> Result<Vec<Machine>, fly::Error> {
+pub(super) async fn live_machines(
+    client: &FlyClient,
+    app: &str,
+) -> Result<Vec<Machine>, fly::Error> {
     Ok(client
         .list_machines(app, &ListMachines::default())
         .await?
@@ -160,11 +163,17 @@ pub(super) async fn points_at(client: &FlyClient, app: &str, old_app: &str) -> R
     }
     let value = match secret_value(client, app, DATABASE_URL).await {
         Ok(Some(v)) => v,
-        Ok(None) => return Err(format!("{app} has no {DATABASE_URL} secret to point elsewhere.")),
+        Ok(None) => {
+            return Err(format!(
+                "{app} has no {DATABASE_URL} secret to point elsewhere."
+            ))
+        }
         Err(StepError::Permanent(why) | StepError::Transient(why)) => return Err(why),
         Err(StepError::Cutover(e)) => return Err(e.to_string()),
     };
-    let host = url::host(value.expose_secret()).unwrap_or_default().to_owned();
+    let host = url::host(value.expose_secret())
+        .unwrap_or_default()
+        .to_owned();
     if url::cluster_suffix(&host, old_app).is_none() {
         return Err(format!(
             "{app}'s {DATABASE_URL} does not point at {old_app} (its host is {}); only apps using the old cluster \
@@ -243,7 +252,12 @@ async fn roll_out(
     produced: &mut Value,
 ) -> Result<(), StepError> {
     let mut machines = live_machines(ctx.client, app).await?;
-    machines.sort_by_key(|m| (fly::stolon::role(m) == fly::stolon::Role::Leader, m.id.clone()));
+    machines.sort_by_key(|m| {
+        (
+            fly::stolon::role(m) == fly::stolon::Role::Leader,
+            m.id.clone(),
+        )
+    });
     for m in machines {
         if produced["machines"].get(&m.id).is_some() {
             continue;
@@ -284,7 +298,9 @@ async fn update_one(
 ) -> Result<String, StepError> {
     let m = ctx.client.get_machine(app, id).await?;
     let config = m.config.clone().ok_or_else(|| {
-        StepError::Permanent(format!("The machine {id} of {app} has no config to update."))
+        StepError::Permanent(format!(
+            "The machine {id} of {app} has no config to update."
+        ))
     })?;
     let relaunch = !fly::should_skip_launch(&m.state);
     let start = !relaunch && launch.iter().any(|l| l == id);
@@ -554,9 +570,8 @@ async fn point_app(
                 )))
             }
         };
-        let new_url = new_url.ok_or_else(|| {
-            StepError::Permanent(format!("{app}'s {DATABASE_URL} is not a URL."))
-        })?;
+        let new_url = new_url
+            .ok_or_else(|| StepError::Permanent(format!("{app}'s {DATABASE_URL} is not a URL.")))?;
         set_secret_once(ctx, idx, app, DATABASE_URL, Some(new_url), produced).await?;
     }
     let version = produced["secrets_version"].as_u64();
@@ -602,7 +617,8 @@ async fn resume_archiving(
     produced: &mut Value,
 ) -> Result<(), StepError> {
     let old = &ctx.row.old_app;
-    let kept = store::kept_secret(ctx.held.pool, ctx.keyring, ctx.held.run, old, ENABLE_WALG).await?;
+    let kept =
+        store::kept_secret(ctx.held.pool, ctx.keyring, ctx.held.run, old, ENABLE_WALG).await?;
     if let Some(value) = kept {
         set_secret_once(ctx, idx, old, ENABLE_WALG, Some(value), produced).await?;
     }
@@ -643,7 +659,9 @@ async fn restore_app(
     else {
         return Ok(());
     };
-    let host = url::host(old.expose_secret()).unwrap_or_default().to_owned();
+    let host = url::host(old.expose_secret())
+        .unwrap_or_default()
+        .to_owned();
     produced["host"] = json!(host);
     let version = set_secret_once(ctx, idx, app, DATABASE_URL, Some(old), produced).await?;
     roll_out(ctx, idx, app, Some(version), &[], produced).await
@@ -682,4 +700,3 @@ async fn verify(
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
 }
-

@@ -63,7 +63,10 @@ mod tests {
             host("postgresql://u:p@prod-db.internal/db"),
             Some("prod-db.internal")
         );
-        assert_eq!(host("postgres://prod-db.internal"), Some("prod-db.internal"));
+        assert_eq!(
+            host("postgres://prod-db.internal"),
+            Some("prod-db.internal")
+        );
         assert_eq!(host("postgres://u:p@[fdaa::3]:5432/db"), Some("[fdaa::3]"));
         assert_eq!(host("not a url"), None);
         assert_eq!(host("postgres://u:p@:5432/db"), None);
@@ -71,8 +74,14 @@ mod tests {
 
     #[test]
     fn a_cluster_is_recognised_by_its_private_names_only() {
-        assert_eq!(cluster_suffix("prod-db.flycast", "prod-db"), Some(".flycast"));
-        assert_eq!(cluster_suffix("prod-db.internal", "prod-db"), Some(".internal"));
+        assert_eq!(
+            cluster_suffix("prod-db.flycast", "prod-db"),
+            Some(".flycast")
+        );
+        assert_eq!(
+            cluster_suffix("prod-db.internal", "prod-db"),
+            Some(".internal")
+        );
         assert_eq!(cluster_suffix("prod-db2.internal", "prod-db"), None);
         assert_eq!(cluster_suffix("prod-db.fly.dev", "prod-db"), None);
     }
