@@ -429,3 +429,53 @@ async fn refusals_change_nothing() {
     assert_eq!(count("restore.rollback.start", "failed"), 1);
     assert_eq!(count("restore.cutover.start", "ok"), 0);
 }
+
+/// A console killed inside steps, after their Fly calls but before their end was recorded: the replicas'
+/// step with nothing of its progress kept (it finds its replicas by their tags), an app's step with its
+/// progress kept (its secrets version). Run again, neither clones, sets nor rolls out anything twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_step_interrupted_after_its_fly_calls_is_not_done_twice() {
+    let c = cutover_fixture().await;
+    let f = &c.f;
+    let old_before = app_state(f, APP).await;
+    let reports_before = app_state(f, UNSELECTED).await;
+    let web_before = app_state(f, SELECTED[0].0).await;
+    let three_steps = CutoverOptions {
+        max_steps: 3,
+        ..options()
+    };
+    let view = cut_over(&f.walden, &c, &three_steps).await;
+    assert_eq!(view.cutover[2].status, "done", "{view:#?}");
+    let web_cut = app_state(f, SELECTED[0].0).await;
+
+    sqlx::query(
+        "UPDATE restore_cutover_steps SET status = 'running', finished_at = NULL, \
+         produced = CASE idx WHEN 1 THEN '{}' ELSE produced END \
+         WHERE run_id = ? AND phase = 'cutover' AND idx IN (1, 2)",
+    )
+    .bind(&c.run)
+    .execute(f.walden.pool())
+    .await
+    .unwrap();
+    sqlx::query(
+        "UPDATE restore_cutovers SET next_step = 1, lease_owner = 'killed', \
+         lease_expires_at = '2000-01-01T00:00:00.000Z' WHERE run_id = ?",
+    )
+    .bind(&c.run)
+    .execute(f.walden.pool())
+    .await
+    .unwrap();
+
+    let walden = f.reopen().await;
+    let view = cut_over(&walden, &c, &options()).await;
+    assert_done(&view, Phase::Cutover);
+    assert_eq!(view.cutover[1].attempts, 2);
+    assert_cut_over(&c, &old_before, &reports_before).await;
+    let web = app_state(f, SELECTED[0].0).await;
+    assert_eq!(
+        web.secrets_version,
+        web_before.secrets_version + 1,
+        "set once"
+    );
+    assert_eq!(web.machines, web_cut.machines, "not rolled out again");
+}
