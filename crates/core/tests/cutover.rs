@@ -479,3 +479,70 @@ async fn a_step_interrupted_after_its_fly_calls_is_not_done_twice() {
     );
     assert_eq!(web.machines, web_cut.machines, "not rolled out again");
 }
+
+/// The replaced values are part of a master-key rotation (`rotation::SEALED_COLUMNS`): a value sealed under
+/// the old key is re-sealed under the new one, for the same context, and opens with the new key alone. (Rows
+/// written by hand, on a bare database: the fixture's key cannot be given as a retired one.)
+#[tokio::test]
+async fn replaced_values_are_resealed_by_a_key_rotation() {
+    use walden_core::keyring::Keyring;
+    use walden_core::restore::cutover::secret_context;
+    use walden_core::rotation;
+    use walden_core::seal::SealKey;
+
+    let dir = tempfile::tempdir().unwrap();
+    let pool = walden_core::db::open(dir.path()).await.unwrap();
+    let (run, hash) = ("0123456789abcdef", "a".repeat(64));
+    let now = walden_core::ts::format(walden_core::ts::now());
+    for (sql, binds) in [
+        (
+            "INSERT INTO restore_plans (hash, source_org, source_app, target_app, request, plan, created_by, \
+             created_at) VALUES (?, 'acme', 'prod-db', 'prod-db-restored', '{}', '{}', 'set-up', ?)",
+            vec![hash.clone(), now.clone()],
+        ),
+        (
+            "INSERT INTO restore_runs (id, plan_hash, state, next_step, created_by, created_at, finished_at) \
+             VALUES (?, ?, 'done', 0, 'set-up', ?, ?)",
+            vec![run.into(), hash.clone(), now.clone(), now.clone()],
+        ),
+        (
+            "INSERT INTO restore_cutovers (run_id, org, old_app, new_app, apps, phase, state, next_step, \
+             created_by, created_at, updated_at) VALUES (?, 'acme', 'prod-db', 'prod-db-restored', '[\"web\"]', \
+             'cutover', 'done', 0, 'set-up', ?, ?)",
+            vec![run.into(), now.clone(), now.clone()],
+        ),
+    ] {
+        let mut q = sqlx::query(sql);
+        for b in binds {
+            q = q.bind(b);
+        }
+        q.execute(&pool).await.unwrap();
+    }
+    let a = SealKey::generate().unwrap();
+    let context = secret_context(run, "web", "DATABASE_URL");
+    let value = database_url("prod-db.flycast");
+    let sealed = Keyring::new(a.clone())
+        .seal(value.as_bytes(), &context)
+        .unwrap();
+    sqlx::query(
+        "INSERT INTO restore_cutover_secrets (run_id, app, name, sealed) VALUES (?, 'web', 'DATABASE_URL', ?)",
+    )
+    .bind(run)
+    .bind(sealed)
+    .execute(&pool)
+    .await
+    .unwrap();
+
+    let b = SealKey::generate().unwrap();
+    let ring = Keyring::new(b.clone()).with_retired(a);
+    let report = rotation::rotate(&pool, &ring, &Actor::cli(), &meta())
+        .await
+        .unwrap();
+    assert_eq!(report.total(), 1);
+    let resealed: Vec<u8> = sqlx::query_scalar("SELECT sealed FROM restore_cutover_secrets")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    let opened = Keyring::new(b).open(&resealed, &context).unwrap();
+    assert_eq!(opened.as_slice(), value.as_bytes());
+}

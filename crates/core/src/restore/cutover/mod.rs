@@ -50,6 +50,7 @@ use steps::{Ctx, StepError};
 use store::{CutoverRow, Held, NewStep};
 
 pub use checklist::Check;
+pub use store::secret_context;
 pub(crate) use store::secret_row_context;
 
 /// Audit actions of the cutover and the rollback.

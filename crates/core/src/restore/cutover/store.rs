@@ -469,7 +469,7 @@ impl Held<'_> {
 
 /// The sealing context of a replaced value: bound to the run, the app and the secret's name, so a sealed value
 /// moved to another row does not open.
-pub(crate) fn secret_context(run: &str, app: &str, name: &str) -> String {
+pub fn secret_context(run: &str, app: &str, name: &str) -> String {
     format!("walden/restore_cutover_secrets/{run}/{app}/{name}")
 }
 
