@@ -240,6 +240,29 @@ async fn a_console_stopped_between_steps_resumes_without_doing_anything_twice() 
 
     let mut view = cut_over(&f.walden, &c, &one_step).await;
     assert_eq!(view.state, CutoverState::Running);
+    // While another console holds the cutover's lease, a rollback cannot take its place.
+    sqlx::query(
+        "UPDATE restore_cutovers SET lease_owner = 'other-console', lease_expires_at = '2999-01-01T00:00:00.000Z' \
+         WHERE run_id = ?",
+    )
+    .bind(&c.run)
+    .execute(f.walden.pool())
+    .await
+    .unwrap();
+    let busy = f
+        .walden
+        .restores()
+        .rollback_with(&Actor::cli(), &meta(), &c.run, APP, &one_step)
+        .await;
+    assert!(matches!(busy, Err(CutoverError::Busy(_))), "{busy:?}");
+    let still = f
+        .walden
+        .restores()
+        .cutover_view(&c.run)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((still.phase, still.rollback.len()), (Phase::Cutover, 0));
     // The console dies holding its lease (expired now): the next one takes over.
     sqlx::query(
         "UPDATE restore_cutovers SET lease_owner = 'dead-console', lease_expires_at = '2000-01-01T00:00:00.000Z' \

@@ -158,14 +158,19 @@ pub(super) async fn begin_rollback(
     event: &Event,
 ) -> Result<(), CutoverError> {
     let mut tx = AuditedTx::begin(pool).await?;
-    sqlx::query(
+    // Not while a console holds a live lease on the cutover: its next write would land in the rollback.
+    let switched = sqlx::query(
         "UPDATE restore_cutovers SET phase = 'rollback', state = 'running', next_step = 0, failure = NULL, \
-         updated_at = ? WHERE run_id = ? AND phase = 'cutover'",
+         updated_at = ? WHERE run_id = ? AND phase = 'cutover' AND (lease_owner IS NULL OR lease_expires_at < ?)",
     )
     .bind(now())
     .bind(run)
+    .bind(now())
     .execute(&mut *tx)
     .await?;
+    if switched.rows_affected() != 1 {
+        return Err(CutoverError::Busy(run.to_owned()));
+    }
     insert_steps(&mut tx, run, Phase::Rollback, steps).await?;
     tx.commit(actor, meta, event).await?;
     Ok(())
@@ -313,11 +318,12 @@ impl Held<'_> {
     /// Keeps the lease through a long step.
     pub async fn refresh(&self) -> Result<(), CutoverError> {
         let done = sqlx::query(
-            "UPDATE restore_cutovers SET lease_expires_at = ? WHERE run_id = ? AND lease_owner = ?",
+            "UPDATE restore_cutovers SET lease_expires_at = ? WHERE run_id = ? AND lease_owner = ? AND phase = ?",
         )
         .bind(expiry(self.ttl))
         .bind(self.run)
         .bind(self.owner)
+        .bind(self.phase.as_str())
         .execute(self.pool)
         .await?;
         held(done.rows_affected(), self.run)
@@ -338,12 +344,14 @@ impl Held<'_> {
         .execute(&mut *tx)
         .await?;
         let run = sqlx::query(
-            "UPDATE restore_cutovers SET lease_expires_at = ?, updated_at = ? WHERE run_id = ? AND lease_owner = ?",
+            "UPDATE restore_cutovers SET lease_expires_at = ?, updated_at = ? WHERE run_id = ? AND lease_owner = ? \
+             AND phase = ?",
         )
         .bind(expiry(self.ttl))
         .bind(now())
         .bind(self.run)
         .bind(self.owner)
+        .bind(self.phase.as_str())
         .execute(&mut *tx)
         .await?;
         held(run.rows_affected(), self.run)?;
@@ -396,7 +404,7 @@ impl Held<'_> {
         let state = if last { "done" } else { "running" };
         let run = sqlx::query(
             "UPDATE restore_cutovers SET next_step = ?, state = ?, lease_expires_at = ?, updated_at = ? \
-             WHERE run_id = ? AND lease_owner = ?",
+             WHERE run_id = ? AND lease_owner = ? AND phase = ?",
         )
         .bind(step.index as i64 + 1)
         .bind(state)
@@ -404,6 +412,7 @@ impl Held<'_> {
         .bind(now())
         .bind(self.run)
         .bind(self.owner)
+        .bind(self.phase.as_str())
         .execute(&mut *tx)
         .await?;
         held(run.rows_affected(), self.run)?;
@@ -445,12 +454,13 @@ impl Held<'_> {
         .await?;
         let run = sqlx::query(
             "UPDATE restore_cutovers SET state = 'failed', failure = ?, updated_at = ? \
-             WHERE run_id = ? AND lease_owner = ?",
+             WHERE run_id = ? AND lease_owner = ? AND phase = ?",
         )
         .bind(&why)
         .bind(now())
         .bind(self.run)
         .bind(self.owner)
+        .bind(self.phase.as_str())
         .execute(&mut *tx)
         .await?;
         held(run.rows_affected(), self.run)?;
