@@ -10,6 +10,9 @@ CREATE TABLE restore_cutovers (
     new_app          TEXT    NOT NULL CHECK (length(new_app) BETWEEN 1 AND 63),
     -- The apps the user selected, as a JSON array of names.
     apps             TEXT    NOT NULL CHECK (json_valid(apps) AND json_type(apps) = 'array'),
+    -- Where the new replicas go (NULL: the new leader's region), chosen when the cutover was asked for.
+    replica_region   TEXT    CHECK (replica_region IS NULL OR (length(replica_region) BETWEEN 2 AND 8
+                                    AND replica_region NOT GLOB '*[^a-z0-9]*')),
     -- cutover: the cutover's steps; rollback: the rollback's (which replaced them once asked for).
     phase            TEXT    NOT NULL CHECK (phase IN ('cutover', 'rollback')),
     -- running: a console is (or was, if its lease expired) at `next_step`; failed: a step failed for good

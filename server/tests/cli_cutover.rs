@@ -1,8 +1,8 @@
 //! `walden cutover` as an operator runs it: the real binary on a real data directory, pointed at an in-process
 //! flysim (the demo org and cluster, tracked, escrowed and planned through the CLI; the restored cluster seeded
 //! beside it and the plan's `done` run written into the SQLite file as SET-UP ONLY, because the engine cannot
-//! finish a restore yet). A wrong confirmation exits 3 and changes nothing; `run` moves the selected app and
-//! prints the checklist; `status --json` shows it done; `rollback` puts the app's URL back. The trace-level
+//! finish a restore yet). A wrong confirmation exits 3 and changes nothing; `run` moves the selected app, clones
+//! the replicas in the region asked for and prints the checklist; `status --json` shows it done; `rollback` puts the app's URL back. The trace-level
 //! logs and the output never show the password.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a test stops loudly
 
@@ -192,9 +192,28 @@ async fn cutover_run_status_and_rollback_from_the_command_line() {
         "web",
         "--confirm",
         DEMO_APP,
+        "--region",
+        "ord",
     ]))
     .await;
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let replicas: Vec<String> = client
+        .list_machines(NEW_APP, &fly::ListMachines::default())
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|m| {
+            m.config
+                .as_ref()
+                .is_some_and(|c| c.metadata.contains_key("walden_cutover"))
+        })
+        .map(|m| m.region)
+        .collect();
+    assert_eq!(
+        replicas,
+        ["ord", "ord"],
+        "the replicas in the chosen region"
+    );
     let printed = text(&out);
     assert!(printed.contains("checklist:"), "{printed}");
     assert!(!printed.contains("[NOT]"), "{printed}");

@@ -358,8 +358,8 @@ fn suffix_of(app: &str) -> &'static str {
 }
 
 /// Refused before anything changes on Fly, each refusal audited: a viewer, a wrong confirmation (the NEW
-/// cluster's name), a run that is not verified, an app that does not use the old cluster, a rollback without
-/// a cutover.
+/// cluster's name), a run that is not verified, an app that does not use the old cluster, an unknown region
+/// for the replicas, a rollback without a cutover.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn refusals_change_nothing() {
     let c = cutover_fixture().await;
@@ -412,6 +412,18 @@ async fn refusals_change_nothing() {
         .await;
     assert!(matches!(r, Err(CutoverError::Refused(_))), "{r:?}");
 
+    let nowhere = CutoverOptions {
+        replica_region: Some("xx9".into()),
+        ..options()
+    };
+    let r = restores
+        .cutover_with(&Actor::cli(), &meta(), &c.run, &apps, APP, &nowhere)
+        .await;
+    match r {
+        Err(CutoverError::Refused(reasons)) => assert!(reasons[0].contains("xx9"), "{reasons:?}"),
+        other => panic!("{other:?}"),
+    }
+
     let r = restores.rollback(&Actor::cli(), &meta(), &c.run, APP).await;
     assert!(matches!(r, Err(CutoverError::NoCutover(_))), "{r:?}");
 
@@ -448,7 +460,7 @@ async fn refusals_change_nothing() {
     };
     assert_eq!(count("restore.cutover.start", "denied"), 1);
     assert_eq!(count("restore.rollback.start", "denied"), 1);
-    assert_eq!(count("restore.cutover.start", "failed"), 3);
+    assert_eq!(count("restore.cutover.start", "failed"), 4);
     assert_eq!(count("restore.rollback.start", "failed"), 1);
     assert_eq!(count("restore.cutover.start", "ok"), 0);
 }

@@ -8,7 +8,7 @@ use std::process::ExitCode;
 
 use clap::{Args, Subcommand};
 use walden_core::access::RequestMeta;
-use walden_core::restore::cutover::{CutoverError, CutoverStepView, CutoverView};
+use walden_core::restore::cutover::{CutoverError, CutoverOptions, CutoverStepView, CutoverView};
 
 use super::org::OrgConnection;
 use super::timeline::EXIT_REFUSED;
@@ -23,7 +23,8 @@ pub struct CutoverArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum CutoverCommand {
-    /// Cut a verified restore over: archiving off on the old cluster, replicas cloned for the new one, the
+    /// Cut a verified restore over: archiving off on the old cluster, replicas cloned for the new one (its
+    /// leader's region, or --region), the
     /// selected apps' DATABASE_URL pointed at it, the old machines stopped (not destroyed), then the checklist.
     Run(RunArgs),
     /// Put back what the cutover changed: the apps' old DATABASE_URL, the old machines started, archiving on.
@@ -43,6 +44,9 @@ pub struct RunArgs {
     /// The OLD cluster's name, typed to confirm.
     #[arg(long, value_name = "OLD_APP")]
     pub confirm: String,
+    /// The region of the new cluster's replicas (default: its leader's).
+    #[arg(long, value_name = "R")]
+    pub region: Option<String>,
     #[arg(long)]
     pub json: bool,
 }
@@ -72,12 +76,16 @@ pub async fn run(args: CutoverArgs) -> anyhow::Result<ExitCode> {
     let actor = super::user::actor();
     let meta = RequestMeta::default();
     let (result, json) = match &args.command {
-        CutoverCommand::Run(a) => (
-            restores
-                .cutover(&actor, &meta, &a.run, &a.apps, &a.confirm)
-                .await,
-            a.json,
-        ),
+        CutoverCommand::Run(a) => {
+            let options = CutoverOptions {
+                replica_region: a.region.clone(),
+                ..CutoverOptions::default()
+            };
+            let done = restores
+                .cutover_with(&actor, &meta, &a.run, &a.apps, &a.confirm, &options)
+                .await;
+            (done, a.json)
+        }
         CutoverCommand::Rollback(a) => (
             restores.rollback(&actor, &meta, &a.run, &a.confirm).await,
             a.json,

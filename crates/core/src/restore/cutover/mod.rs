@@ -8,7 +8,7 @@
 //! 1. `stop_archiving`: `ENABLE_WALG` unset on the old cluster (its value kept, sealed) and rolled out to its
 //!    machines (each updated with the new `min_secrets_version`); its archive stays readable.
 //! 2. `clone_replicas`: as `fly machine clone` does, one replica per old machine but one: the new leader's
-//!    config, a new empty volume each, the leader's region; waited for `started`.
+//!    config, a new empty volume each, the leader's region or the user's choice; waited for `started`.
 //! 3. `point_app` (one per selected app): the old `DATABASE_URL` kept sealed, the new one set (the host
 //!    `<new app>.flycast` or `.internal` as the old used; user, password, port, database kept: the restored
 //!    cluster has the escrowed passwords, the source's), rolled out to the app's machines.
@@ -143,6 +143,8 @@ pub struct CutoverView {
     pub new_app: String,
     /// The apps pointed at the new cluster.
     pub apps: Vec<String>,
+    /// Where the new replicas go (`None`: the new leader's region).
+    pub replica_region: Option<String>,
     pub phase: Phase,
     pub state: CutoverState,
     /// Why the phase failed, in plain words.
@@ -215,7 +217,7 @@ pub enum CutoverError {
 }
 
 /// How a cutover runs: its lease, backoff and deadlines.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct CutoverOptions {
     /// How long a lease lasts without a refresh (a crashed console's cutover is free again after it).
     pub lease: Duration,
@@ -227,6 +229,9 @@ pub struct CutoverOptions {
     pub wait_deadline: Duration,
     /// At most this many steps, then the lease is let go (a test stops a console at a step boundary).
     pub max_steps: usize,
+    /// The region of the new replicas (default: the new leader's), the user's choice when a cutover is first
+    /// asked for: kept with it, so a resumed cutover uses the same.
+    pub replica_region: Option<String>,
 }
 
 impl Default for CutoverOptions {
@@ -238,6 +243,7 @@ impl Default for CutoverOptions {
             max_backoff: Duration::from_secs(10),
             wait_deadline: Duration::from_secs(10 * 60),
             max_steps: usize::MAX,
+            replica_region: None,
         }
     }
 }
@@ -338,7 +344,8 @@ impl Restores {
             }
             Some(_) => {}
             None => {
-                let reasons = self.cutover_refusals(&clusters, apps).await?;
+                let region = options.replica_region.as_deref();
+                let reasons = self.cutover_refusals(&clusters, apps, region).await?;
                 if !reasons.is_empty() {
                     return Err(self
                         .refuse(actor, meta, run, &clusters, Phase::Cutover, reasons)
@@ -350,6 +357,7 @@ impl Restores {
                     old_app: clusters.old_app.clone(),
                     new_app: clusters.new_app.clone(),
                     apps: apps.to_vec(),
+                    replica_region: options.replica_region.clone(),
                     phase: Phase::Cutover,
                     state: CutoverState::Running,
                     next_step: 0,
@@ -459,6 +467,7 @@ impl Restores {
             old_app: row.old_app,
             new_app: row.new_app,
             apps: row.apps,
+            replica_region: row.replica_region,
             phase: row.phase,
             state: row.state,
             failure: row.failure,
@@ -545,18 +554,23 @@ impl Restores {
         CutoverError::Refused(reasons)
     }
 
-    /// Every reason a new cutover cannot go ahead, read from Fly before anything is changed: each selected app
-    /// exists, is neither cluster, and its `DATABASE_URL` points at the old cluster.
+    /// Every reason a new cutover cannot go ahead, read from Fly before anything is changed: the replicas'
+    /// region is a Fly region; each selected app exists, is neither cluster, and its `DATABASE_URL` points at
+    /// the old cluster.
     async fn cutover_refusals(
         &self,
         clusters: &RunClusters,
         apps: &[String],
+        region: Option<&str>,
     ) -> Result<Vec<String>, CutoverError> {
         if self.escrow.sealing_keyring().is_none() {
             return Err(CutoverError::NoKey);
         }
         let client = self.client(&clusters.org).await?;
         let mut reasons = Vec::new();
+        if let Some(r) = region.filter(|r| !super::request::known_region(r)) {
+            reasons.push(format!("'{r}' is not a Fly region for the new replicas."));
+        }
         let mut seen = std::collections::BTreeSet::new();
         for app in apps {
             if !seen.insert(app) {

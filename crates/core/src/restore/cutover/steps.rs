@@ -378,7 +378,7 @@ async fn replica_count(ctx: &Ctx<'_>) -> Result<usize, StepError> {
 }
 
 /// Replicas cloned from the new cluster's leader as `fly machine clone` does: a new empty volume each (the
-/// leader's volume name and size, its region), a machine with the leader's config on it, waited for.
+/// leader's volume name and size; its region, or the user's choice), a machine with the leader's config on it, waited for.
 async fn clone_replicas(ctx: &Ctx<'_>, idx: usize, produced: &mut Value) -> Result<(), StepError> {
     let new = &ctx.row.new_app;
     let count = match produced.get("replicas").and_then(Value::as_u64) {
@@ -438,6 +438,14 @@ fn new_leader(app: &str, machines: &[Machine]) -> Result<Machine, StepError> {
         })
 }
 
+/// Where the replicas go: the user's choice, else the leader's region.
+fn replica_region(ctx: &Ctx<'_>, leader: &Machine) -> String {
+    ctx.row
+        .replica_region
+        .clone()
+        .unwrap_or_else(|| leader.region.clone())
+}
+
 /// Replica `key`'s volume: the one an earlier attempt made, else a new empty one like the leader's.
 async fn clone_volume(
     ctx: &Ctx<'_>,
@@ -473,7 +481,7 @@ async fn clone_volume(
         .unwrap_or(10);
     let req = CreateVolumeRequest {
         name,
-        region: leader.region.clone(),
+        region: replica_region(ctx, leader),
         size_gb,
         encrypted: source.and_then(|v| v.encrypted),
         require_unique_zone: None,
@@ -525,7 +533,7 @@ async fn clone_machine(
     let req = CreateMachineRequest {
         config,
         name: None,
-        region: Some(leader.region.clone()),
+        region: Some(replica_region(ctx, leader)),
         lease_ttl: None,
         min_secrets_version: ctx.client.secrets_min_version(app),
         skip_launch: None,

@@ -25,6 +25,8 @@ pub(super) struct CutoverRow {
     pub old_app: String,
     pub new_app: String,
     pub apps: Vec<String>,
+    /// Where the new replicas go (`None`: the new leader's region).
+    pub replica_region: Option<String>,
     pub phase: Phase,
     pub state: CutoverState,
     pub next_step: usize,
@@ -65,7 +67,7 @@ fn clip(s: &str) -> String {
 /// The cutover of `run`, if one was asked for.
 pub(super) async fn load(pool: &SqlitePool, run: &str) -> Result<Option<CutoverRow>, CutoverError> {
     let Some(row) = sqlx::query(
-        "SELECT run_id, org, old_app, new_app, apps, phase, state, next_step, failure, created_by, created_at, \
+        "SELECT run_id, org, old_app, new_app, apps, replica_region, phase, state, next_step, failure, created_by, created_at, \
          updated_at FROM restore_cutovers WHERE run_id = ?",
     )
     .bind(run)
@@ -84,6 +86,7 @@ pub(super) async fn load(pool: &SqlitePool, run: &str) -> Result<Option<CutoverR
         old_app: row.try_get("old_app")?,
         new_app: row.try_get("new_app")?,
         apps: serde_json::from_str(&apps)?,
+        replica_region: row.try_get("replica_region")?,
         phase: Phase::parse(&phase),
         state: CutoverState::parse(&state),
         next_step: usize::try_from(next).unwrap_or(0),
@@ -130,14 +133,15 @@ pub(super) async fn insert(
     let mut tx = AuditedTx::begin(pool).await?;
     let at = now();
     sqlx::query(
-        "INSERT INTO restore_cutovers (run_id, org, old_app, new_app, apps, phase, state, next_step, created_by, \
-         created_at, updated_at) VALUES (?, ?, ?, ?, ?, 'cutover', 'running', 0, ?, ?, ?)",
+        "INSERT INTO restore_cutovers (run_id, org, old_app, new_app, apps, replica_region, phase, state, \
+         next_step, created_by, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, 'cutover', 'running', 0, ?, ?, ?)",
     )
     .bind(&row.run_id)
     .bind(&row.org)
     .bind(&row.old_app)
     .bind(&row.new_app)
     .bind(serde_json::to_string(&row.apps)?)
+    .bind(&row.replica_region)
     .bind(clip(&actor.display_name()))
     .bind(&at)
     .bind(&at)
