@@ -44,6 +44,8 @@ pub enum Command {
     Escrow(cmd::escrow::EscrowArgs),
     /// Restores of tracked clusters: `restore plan` checks everything and prints the plan and its hash.
     Restore(cmd::restore::RestoreArgs),
+    /// After a verified restore: `cutover run RUN --apps a,b --confirm OLD_APP`, `cutover rollback`, `status`.
+    Cutover(cmd::cutover::CutoverArgs),
     /// The built site's assets: `assets compress` writes the brotli and gzip copies the console serves.
     Assets(cmd::assets::AssetsArgs),
     /// Run the Fly API emulator standalone with a demo org (demo mode, end-to-end tests).
@@ -93,6 +95,7 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Org(args) => cmd::org::run(args).await,
         Command::Escrow(args) => cmd::escrow::run(args).await,
         Command::Restore(args) => cmd::restore::run(args).await,
+        Command::Cutover(args) => cmd::cutover::run(args).await,
         Command::Assets(args) => cmd::assets::run(args),
         Command::Flysim(args) => cmd::flysim::run(args).await,
         Command::Timeline(args) => cmd::timeline::run_timeline(args).await,

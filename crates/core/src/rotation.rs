@@ -92,6 +92,12 @@ pub const SEALED_COLUMNS: &[SealedColumn] = &[
         context_columns: "slug",
         context: crate::orgs::sealed_token_context,
     },
+    SealedColumn {
+        table: "restore_cutover_secrets",
+        column: "sealed",
+        context_columns: "run_id, app, name",
+        context: crate::restore::cutover::secret_row_context,
+    },
 ];
 
 /// Why a rotation or a status report did not happen. Names key ids and rows, never key material.

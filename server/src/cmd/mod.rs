@@ -2,6 +2,7 @@
 
 pub mod assets;
 pub mod audit;
+pub mod cutover;
 pub mod escrow;
 pub mod fly;
 pub mod flysim;

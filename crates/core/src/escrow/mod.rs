@@ -290,6 +290,12 @@ impl Escrow {
         (self.clock)()
     }
 
+    /// The master key this service seals with, for the restore's cutover (it keeps the values it replaces
+    /// sealed the same way).
+    pub(crate) fn sealing_keyring(&self) -> Option<&Keyring> {
+        self.keyring.as_ref()
+    }
+
     fn keyring(&self) -> Result<&Keyring, EscrowError> {
         self.keyring.as_ref().ok_or(EscrowError::NoKey)
     }

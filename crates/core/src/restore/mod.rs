@@ -7,9 +7,10 @@
 //! One place per concern: [`request`] (what is asked and the rules on its words), [`checks`] (each refusal
 //! rule), [`steps`] (the Fly calls, exec argv, init spec, pgParameters, estimate), [`hash`] (canonical JSON and
 //! SHA-256), [`store`] (the table), [`engine`] (running a stored plan: the runs, the worker's unit, the steps'
-//! executors).
+//! executors), [`cutover`] (after a verified restore: the cutover, its checklist and the rollback).
 
 pub mod checks;
+pub mod cutover;
 pub mod engine;
 pub mod hash;
 pub mod request;

@@ -4,6 +4,7 @@
 // Each test crate that declares `mod support;` uses part of this.
 #![allow(dead_code)]
 
+pub mod cutover;
 pub mod restore;
 
 use std::path::Path;

@@ -369,6 +369,15 @@ impl Sim {
             .map(|member| member.state.as_str().to_string())
     }
 
+    /// The secrets version a Machine booted with (what Fly's API does not show: tests check that an update
+    /// reached it), and the app's current one.
+    pub fn secrets_versions(&self, app: &str, machine: &str) -> Option<(u64, u64)> {
+        let state = self.lock();
+        let owner = state.apps.get(app)?;
+        let member = owner.machines.get(machine)?;
+        Some((member.secrets_version, owner.secrets_version))
+    }
+
     /// Log messages of an app, oldest first.
     pub fn log_messages(&self, app: &str) -> Vec<String> {
         let state = self.lock();
