@@ -16,9 +16,13 @@
 //!   stops `paused` (with the reason) before the first step not built yet (the keeper check and PITR init,
 //!   progress, verification, post-restore).
 //!
-//! One place per concern: [`runs`] (the tables and the lease), [`exec`] (one executor per step), this file
-//! (the loop).
+//! - [`control`]: the two-person approval of a plan, retry, cancel (leave as is, or destroy what the run made
+//!   as a clean-up job of its own).
+//!
+//! One place per concern: [`runs`] (the tables and the lease), [`exec`] (one executor per step), [`control`]
+//! (approval, retry, cancel and clean-up), this file (the loop).
 
+mod control;
 mod exec;
 mod runs;
 
@@ -35,6 +39,7 @@ use super::{store, Restores, Step};
 use exec::{StepCtx, StepError};
 use runs::Held;
 
+pub use control::{Approval, Cleanup, CleanupOutcome, CleanupView};
 pub use exec::RUN_METADATA;
 
 /// Audit actions of the engine.
@@ -51,6 +56,12 @@ pub mod actions {
     pub const STEP_DONE: &str = "restore.step.done";
     /// A step failed for good; the run is `failed`.
     pub const STEP_FAIL: &str = "restore.step.fail";
+    /// Another operator or admin approved a plan hash (or was refused: `denied`).
+    pub const APPROVE: &str = "restore.approve";
+    /// A failed run's failed step goes again.
+    pub const RUN_RETRY: &str = "restore.run.retry";
+    /// A run cancelled (with what existed), and its clean-up finished (with what was destroyed).
+    pub const RUN_CANCEL: &str = "restore.run.cancel";
 }
 
 /// Where a run is.
@@ -108,6 +119,8 @@ pub struct RunView {
     /// Why the run failed or paused, in plain words.
     pub failure: Option<String>,
     pub steps: Vec<StepView>,
+    /// The clean-up of a run cancelled with [`Cleanup::Destroy`].
+    pub cleanup: Option<CleanupView>,
 }
 
 /// One step of a run.
@@ -147,6 +160,14 @@ pub enum EngineError {
     LiveRun(String),
     #[error("there is no restore run {0}")]
     NoRun(String),
+    #[error("restores need a second person's approval: another operator or admin approves plan {0} first (walden restore approve)")]
+    NotApproved(String),
+    #[error("the plan's author cannot approve it: another operator or admin must")]
+    SelfApproval,
+    #[error("restore run {run} is {state:?}, not failed: only a failed run can be retried")]
+    NotFailed { run: String, state: RunState },
+    #[error("restore run {0} is done: there is nothing to cancel")]
+    Finished(String),
     #[error("another worker took over restore run {0}; this one stopped")]
     LeaseLost(String),
     #[error("the restore runs could not be read or written: {0}")]
@@ -214,6 +235,13 @@ impl Restores {
             .await?
             .ok_or_else(|| EngineError::NoPlan(plan_hash.to_owned()))?;
         let app = &stored.plan.destination.app;
+        if !control::approved_for(&self.pool, plan_hash, actor).await? {
+            let refused = Event::new(actions::RUN_START, Outcome::Failed)
+                .subject(format!("restore_plan:{plan_hash}"))
+                .detail(json!({ "why": "the plan has no second person's approval" }));
+            audit::record(&self.pool, actor, meta, &refused).await?;
+            return Err(EngineError::NotApproved(plan_hash.to_owned()));
+        }
         if confirm.trim() != app {
             let refused = Event::new(actions::RUN_START, Outcome::Failed)
                 .subject(format!("restore_plan:{plan_hash}"))
@@ -243,9 +271,9 @@ pub async fn advance(walden: &Walden, run: &str) -> Result<Advance, EngineError>
         .await
 }
 
-/// One pass of the worker: every runnable run (pending or running, lease free or expired) moved on in turn.
-/// `stop` is asked before each run and each step (a shutdown waits for the step in progress, never cuts a
-/// record in half). Returns how many runs it moved.
+/// One pass of the worker: every runnable run (pending or running, lease free or expired) moved on in turn,
+/// then every unfinished clean-up of a cancelled run tried once. `stop` is asked before each run and each step
+/// (a shutdown waits for the step in progress, never cuts a record in half). Returns how many runs it moved.
 pub async fn tick(walden: &Walden, stop: &(dyn Fn() -> bool + Sync)) -> Result<usize, EngineError> {
     let engine = Engine::new(walden.restores(), EngineOptions::default());
     let mut moved = 0;
@@ -259,6 +287,18 @@ pub async fn tick(walden: &Walden, stop: &(dyn Fn() -> bool + Sync)) -> Result<u
             Err(e) => {
                 tracing::warn!(run = %id, error = %e, "restore engine: the run could not be moved on")
             }
+        }
+    }
+    for id in control::pending_cleanups(&engine.restores.pool).await? {
+        if stop() {
+            break;
+        }
+        match engine.restores.clean_up(&id).await {
+            Ok(CleanupOutcome::Failed(why)) => {
+                tracing::warn!(run = %id, error = %why, "restore clean-up: this attempt failed")
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(run = %id, error = %e, "restore clean-up could not go on"),
         }
     }
     Ok(moved)
@@ -301,8 +341,13 @@ impl Engine {
         }
         let driven = self.drive(run, &owner, max_steps, stop).await;
         runs::release_lease(pool, run, &owner).await?;
-        driven?;
-        Ok(Advance::Ran(runs::view(pool, run).await?))
+        let view = runs::view(pool, run).await?;
+        match driven {
+            // Cancelled while this worker held it: it stopped at its first write after the cancel.
+            Err(EngineError::LeaseLost(_)) if view.state == RunState::Cancelled => {}
+            other => other?,
+        }
+        Ok(Advance::Ran(view))
     }
 
     /// The loop: the next step, recorded, until the run stops or `max_steps` ran.

@@ -1,7 +1,10 @@
 //! `restore_runs` and `restore_run_steps` (migration `20261203000800_restore_runs.sql`): every change of a run
 //! or a step, each written with its audit row in one transaction ([`AuditedTx`]), and the run's lease. Every
 //! write a worker makes is guarded by its lease (`WHERE lease_owner = ?`): a worker whose lease was taken over
-//! changes nothing more ([`EngineError::LeaseLost`]).
+//! changes nothing more ([`EngineError::LeaseLost`]). A worker's writes that move a run on (a step's start, a
+//! lease refresh, a failure, a pause, the end) also need the run still `pending` or `running`, so a run
+//! cancelled under a worker takes no further step; only the record of the step in flight lands, so that its
+//! clean-up sees what it made.
 
 use std::time::Duration;
 
@@ -132,7 +135,8 @@ pub(super) async fn take_lease(
     Ok(taken.rows_affected() == 1)
 }
 
-/// Pushes the lease's expiry out by `ttl`; [`EngineError::LeaseLost`] when `owner` no longer holds it.
+/// Pushes the lease's expiry out by `ttl`; [`EngineError::LeaseLost`] when `owner` no longer holds it or the run
+/// was cancelled meanwhile (how a long step notices a cancel).
 pub(super) async fn refresh_lease(
     pool: &SqlitePool,
     id: &str,
@@ -140,7 +144,7 @@ pub(super) async fn refresh_lease(
     ttl: Duration,
 ) -> Result<(), EngineError> {
     let done = sqlx::query(
-        "UPDATE restore_runs SET lease_expires_at = ? WHERE id = ? AND lease_owner = ?",
+        "UPDATE restore_runs SET lease_expires_at = ? WHERE id = ? AND lease_owner = ? AND state IN ('pending', 'running')",
     )
     .bind(expiry(ttl))
     .bind(id)
@@ -234,7 +238,8 @@ impl Held<'_> {
         .execute(&mut *tx)
         .await?;
         let run = sqlx::query(
-            "UPDATE restore_runs SET state = 'running', lease_expires_at = ? WHERE id = ? AND lease_owner = ?",
+            "UPDATE restore_runs SET state = 'running', lease_expires_at = ? WHERE id = ? AND lease_owner = ? \
+             AND state IN ('pending', 'running')",
         )
         .bind(expiry(self.ttl))
         .bind(self.run)
@@ -321,7 +326,7 @@ impl Held<'_> {
         .await?;
         let run = sqlx::query(
             "UPDATE restore_runs SET state = 'failed', failure = ?, finished_at = ?, lease_owner = NULL, \
-             lease_expires_at = NULL WHERE id = ? AND lease_owner = ?",
+             lease_expires_at = NULL WHERE id = ? AND lease_owner = ? AND state IN ('pending', 'running')",
         )
         .bind(&why)
         .bind(&now)
@@ -345,7 +350,7 @@ impl Held<'_> {
         let mut tx = AuditedTx::begin(self.pool).await?;
         let run = sqlx::query(
             "UPDATE restore_runs SET state = 'paused', failure = ?, lease_owner = NULL, lease_expires_at = NULL \
-             WHERE id = ? AND lease_owner = ?",
+             WHERE id = ? AND lease_owner = ? AND state IN ('pending', 'running')",
         )
         .bind(clip(why))
         .bind(self.run)
@@ -367,7 +372,7 @@ impl Held<'_> {
         let mut tx = AuditedTx::begin(self.pool).await?;
         let run = sqlx::query(
             "UPDATE restore_runs SET state = 'done', finished_at = ?, lease_owner = NULL, lease_expires_at = NULL \
-             WHERE id = ? AND lease_owner = ?",
+             WHERE id = ? AND lease_owner = ? AND state IN ('pending', 'running')",
         )
         .bind(ts::format(ts::now()))
         .bind(self.run)
@@ -377,6 +382,16 @@ impl Held<'_> {
         held(run.rows_affected(), self.run)?;
         self.commit(tx, actions::RUN_DONE, Outcome::Ok, None).await
     }
+}
+
+/// The newest runs' ids, newest first (at most `limit`).
+pub(super) async fn recent(pool: &SqlitePool, limit: i64) -> Result<Vec<String>, EngineError> {
+    Ok(sqlx::query_scalar(
+        "SELECT id FROM restore_runs ORDER BY created_at DESC, rowid DESC LIMIT ?",
+    )
+    .bind(limit)
+    .fetch_all(pool)
+    .await?)
 }
 
 /// What the steps before `idx` produced, in order (ids and versions the later steps use).
@@ -449,6 +464,7 @@ pub(super) async fn view(pool: &SqlitePool, id: &str) -> Result<RunView, EngineE
         finished_at: row.try_get("finished_at")?,
         failure: row.try_get("failure")?,
         steps,
+        cleanup: super::control::cleanup_view(pool, id).await?,
     })
 }
 
