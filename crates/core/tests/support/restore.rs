@@ -1,4 +1,4 @@
-//! Set-up the restore tests share (`restore.rs`, `restore_engine.rs`): flysim over loopback HTTP with its demo
+//! Set-up the restore tests share (`restore.rs`, `restore_engine.rs`, `restore_control.rs`): flysim over loopback HTTP with its demo
 //! seed (a Stolon cluster with 26 h of WAL, base backups 1 h, 13 h and 25 h in), the cluster tracked, its
 //! credentials escrowed hours before the history's end (a clock-shifted capture), Walden on a real SQLite file
 //! that a test can reopen as a restarted console would.
@@ -12,6 +12,7 @@ use walden_core::access::{Actor, RequestMeta};
 use walden_core::clusters::FlyConnection;
 use walden_core::escrow::Escrow;
 use walden_core::keyring::Keyring;
+use walden_core::restore::engine::{self, Advance, RunView, RUN_METADATA};
 use walden_core::restore::{ClusterRef, Destination, RestoreRequest, RestoreTarget};
 use walden_core::users::HashParams;
 use walden_core::{Walden, WaldenOptions};
@@ -195,4 +196,114 @@ pub async fn fly_state(client: &FlyClient) -> Vec<String> {
     }
     out.sort();
     out
+}
+
+// Runs (`restore_engine.rs`, `restore_control.rs`).
+
+/// Plans a restore of the seeded cluster (to its latest point) into `to` and starts its run.
+pub async fn started(walden: &Walden, to: &str) -> RunView {
+    let restores = walden.restores();
+    let plan = restores
+        .plan(&Actor::cli(), &meta(), &request(RestoreTarget::Latest, to))
+        .await
+        .unwrap();
+    restores
+        .start_run(&Actor::cli(), &meta(), &plan.hash, to)
+        .await
+        .unwrap()
+}
+
+/// Moves the run on until it stops; it must not be held by anyone else.
+pub async fn run_to_stop(walden: &Walden, id: &str) -> RunView {
+    match engine::advance(walden, id).await.unwrap() {
+        Advance::Ran(view) => view,
+        Advance::Held => panic!("run {id} is held by another worker"),
+    }
+}
+
+/// Exactly one app, one volume and one started machine of this run, mounting that volume.
+pub async fn assert_exactly_one_of_each(client: &FlyClient, app: &str, run: &str) {
+    let apps: Vec<String> = client
+        .list_apps(ORG)
+        .await
+        .unwrap()
+        .apps
+        .into_iter()
+        .map(|a| a.name)
+        .filter(|n| n == app)
+        .collect();
+    assert_eq!(apps.len(), 1, "one app {app}");
+    let volumes: Vec<_> = client
+        .list_volumes(app)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|v| !v.is_destroyed())
+        .collect();
+    assert_eq!(volumes.len(), 1, "one volume in {app}: {volumes:?}");
+    let machines: Vec<_> = client
+        .list_machines(app, &ListMachines::default())
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|m| !m.is_gone())
+        .collect();
+    assert_eq!(machines.len(), 1, "one machine in {app}");
+    let m = &machines[0];
+    assert_eq!(m.state, "started");
+    let config = m.config.as_ref().unwrap();
+    assert_eq!(
+        config.metadata.get(RUN_METADATA).map(String::as_str),
+        Some(run)
+    );
+    assert_eq!(
+        config.mounts[0].volume.as_deref(),
+        Some(volumes[0].id.as_str())
+    );
+}
+
+/// The source cluster as the emulator holds it: machines (state and full config), volumes, secrets (names
+/// and digests).
+pub async fn source_state(client: &FlyClient) -> Vec<String> {
+    let mut out = Vec::new();
+    for m in client
+        .list_machines(APP, &ListMachines::default())
+        .await
+        .unwrap()
+    {
+        out.push(format!(
+            "machine {} {} {}",
+            m.id,
+            m.state,
+            serde_json::to_string(&m.config).unwrap()
+        ));
+    }
+    for v in client.list_volumes(APP).await.unwrap() {
+        out.push(format!(
+            "volume {} {:?} {:?}",
+            v.id, v.size_gb, v.attached_machine_id
+        ));
+    }
+    for s in client.list_secrets(APP).await.unwrap() {
+        out.push(format!("secret {} {:?}", s.name, s.digest));
+    }
+    out.sort();
+    out
+}
+
+/// How a killed console leaves a run: its lease held by a worker that is gone, expired (`expired`) or not yet.
+pub async fn leave_lease_of_dead_worker(walden: &Walden, run: &str, expired: bool) {
+    let at = if expired {
+        "2000-01-01T00:00:00.000Z"
+    } else {
+        "2999-01-01T00:00:00.000Z"
+    };
+    sqlx::query(
+        "UPDATE restore_runs SET lease_owner = 'dead-worker', lease_expires_at = ? WHERE id = ?",
+    )
+    .bind(at)
+    .bind(run)
+    .execute(walden.pool())
+    .await
+    .unwrap();
 }

@@ -19,7 +19,7 @@
 
 use std::time::Duration;
 
-use fly::{FlyClient, ListMachines, StopRequest};
+use fly::{FlyClient, ListMachines, StopRequest, WaitFor};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use sqlx::{Row, SqlitePool};
@@ -81,6 +81,8 @@ pub enum CleanupOutcome {
 
 /// How long a clean-up holds its lease without a refresh.
 const CLEANUP_LEASE: Duration = Duration::from_secs(60);
+/// How long a clean-up attempt waits for a destroyed machine to be gone.
+const DESTROY_DEADLINE: Duration = Duration::from_secs(10 * 60);
 
 /// Whether the plan `hash` may start for `starter`: the setting is off, or someone who is neither the plan's
 /// author nor `starter` approved it.
@@ -403,18 +405,23 @@ impl Restores {
                 .as_ref()
                 .and_then(|c| c.metadata.get(RUN_METADATA))
                 .is_some_and(|r| r == job.run);
-            if m.is_gone() {
-                continue;
-            }
             if !ours {
-                kept.push(format!("machine {} (not tagged with this run)", m.id));
+                if !m.is_gone() {
+                    kept.push(format!("machine {} (not tagged with this run)", m.id));
+                }
                 continue;
             }
-            if matches!(m.state.as_str(), "started" | "starting") {
-                ignore_gone(client.stop_machine(app, &m.id, &StopRequest::default(), None).await)?;
+            if !m.is_gone() {
+                if matches!(m.state.as_str(), "started" | "starting") {
+                    ignore_gone(client.stop_machine(app, &m.id, &StopRequest::default(), None).await)?;
+                }
+                ignore_gone(client.destroy_machine(app, &m.id, true, None).await)?;
+                job.destroyed(&format!("machine {}", m.id)).await?;
             }
-            ignore_gone(client.destroy_machine(app, &m.id, true, None).await)?;
-            job.destroyed(&format!("machine {}", m.id)).await?;
+            // A destroy is asynchronous: the machine's volume stays attached until it is gone.
+            if m.state != "destroyed" {
+                until_destroyed(&client, app, &m.id, job).await?;
+            }
         }
         let recorded: Vec<String> = view
             .steps
@@ -493,6 +500,34 @@ async fn app_exists(client: &FlyClient, app: &str) -> Result<bool, CleanupError>
     }
 }
 
+/// Waits (in bounded calls, keeping the job's lease) until machine `id` is destroyed.
+async fn until_destroyed(
+    client: &FlyClient,
+    app: &str,
+    id: &str,
+    job: &Job<'_>,
+) -> Result<(), CleanupError> {
+    let start = tokio::time::Instant::now();
+    loop {
+        match client
+            .wait(app, id, &WaitFor::state("destroyed"), Duration::from_secs(30))
+            .await
+        {
+            Ok(_) => return Ok(()),
+            Err(e) if e.is_not_found() => return Ok(()),
+            Err(fly::Error::WaitTimeout { .. }) => {}
+            Err(e) => return Err(e.into()),
+        }
+        if start.elapsed() > DESTROY_DEADLINE {
+            return Err(CleanupError::Fly(format!(
+                "the machine {id} was still not destroyed after {} minutes; the clean-up tries again later",
+                DESTROY_DEADLINE.as_secs() / 60
+            )));
+        }
+        job.refresh().await?;
+    }
+}
+
 /// A destroy of something already gone is done.
 fn ignore_gone(r: Result<(), fly::Error>) -> Result<(), CleanupError> {
     match r {
@@ -528,11 +563,21 @@ struct Job<'a> {
 }
 
 impl Job<'_> {
+    /// Keeps the lease through a long wait.
+    async fn refresh(&self) -> Result<(), EngineError> {
+        self.destroyed_or_refresh(None).await
+    }
+
     /// Records one destroy (and keeps the lease).
     async fn destroyed(&self, what: &str) -> Result<(), EngineError> {
+        self.destroyed_or_refresh(Some(what)).await
+    }
+
+    async fn destroyed_or_refresh(&self, what: Option<&str>) -> Result<(), EngineError> {
         let done = sqlx::query(
-            "UPDATE restore_cleanups SET destroyed = json_insert(destroyed, '$[#]', ?), lease_expires_at = ? \
-             WHERE run_id = ? AND lease_owner = ?",
+            "UPDATE restore_cleanups SET destroyed = CASE WHEN ?1 IS NULL THEN destroyed \
+             ELSE json_insert(destroyed, '$[#]', ?1) END, lease_expires_at = ?2 \
+             WHERE run_id = ?3 AND lease_owner = ?4",
         )
         .bind(what)
         .bind(ts::format(ts::now() + CLEANUP_LEASE))
