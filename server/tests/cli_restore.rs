@@ -218,10 +218,18 @@ async fn approve_run_status_and_cancel_through_the_cli() {
 
     let out = run_off_runtime(demo.as_user("alice", &run_args)).await;
     assert!(!out.status.success(), "{}", text(&out));
-    assert!(text(&out).contains("second person's approval"), "{}", text(&out));
+    assert!(
+        text(&out).contains("second person's approval"),
+        "{}",
+        text(&out)
+    );
     let out = run_off_runtime(demo.as_user("alice", &["restore", "approve", &hash])).await;
     assert!(!out.status.success(), "{}", text(&out));
-    assert!(text(&out).contains("author cannot approve"), "{}", text(&out));
+    assert!(
+        text(&out).contains("author cannot approve"),
+        "{}",
+        text(&out)
+    );
     let out = run_off_runtime(demo.as_user("bob", &["restore", "approve", &hash])).await;
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     assert!(stdout(&out).contains("approved plan"), "{}", text(&out));

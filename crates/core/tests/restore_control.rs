@@ -125,7 +125,10 @@ async fn with_the_setting_on_a_run_needs_another_persons_approval() {
         .plan(&alice, &meta(), &request(RestoreTarget::Latest, to))
         .await
         .unwrap();
-    assert!(!restores.approval_required().await.unwrap(), "off by default");
+    assert!(
+        !restores.approval_required().await.unwrap(),
+        "off by default"
+    );
 
     // Only an admin turns it on, audited like every setting.
     assert!(f
@@ -202,7 +205,11 @@ async fn retry_after_a_permanent_failure_makes_one_of_each() {
     };
     f.sim.set_faults(Faults::default());
     assert_eq!(failed.state, RunState::Failed, "{failed:#?}");
-    assert!(failed.failure.as_deref().unwrap().contains("Fly kept failing"));
+    assert!(failed
+        .failure
+        .as_deref()
+        .unwrap()
+        .contains("Fly kept failing"));
     assert_eq!(failed.steps[3].status, "failed");
 
     let restores = f.walden.restores();
@@ -249,7 +256,12 @@ async fn cancel_and_destroy_removes_exactly_the_runs_resources() {
 
     assert!(matches!(
         restores
-            .cancel_run(&user(3, "vera", Role::Viewer), &meta(), &a.id, Cleanup::Destroy)
+            .cancel_run(
+                &user(3, "vera", Role::Viewer),
+                &meta(),
+                &a.id,
+                Cleanup::Destroy
+            )
             .await,
         Err(EngineError::Forbidden)
     ));
@@ -353,7 +365,10 @@ async fn cancel_and_leave_keeps_everything_and_stops_the_worker() {
     // Everything that exists stays; nothing moves the run again.
     let before = fly_state(&f.client).await;
     assert_eq!(engine::tick(&f.walden, &|| false).await.unwrap(), 0);
-    assert_eq!(run_to_stop(&f.walden, &run.id).await.state, RunState::Cancelled);
+    assert_eq!(
+        run_to_stop(&f.walden, &run.id).await.state,
+        RunState::Cancelled
+    );
     assert_eq!(fly_state(&f.client).await, before);
     assert!(app_exists(&f.client, to).await);
     assert_eq!(audited(&f.walden, "restore.run.cancel", "ok").await, 1);
@@ -409,7 +424,14 @@ async fn a_clean_up_interrupted_by_a_crash_resumes() {
         .await
         .unwrap();
     engine::tick(&f.walden, &|| false).await.unwrap();
-    let cleanup = f.walden.restores().run(&run.id).await.unwrap().cleanup.unwrap();
+    let cleanup = f
+        .walden
+        .restores()
+        .run(&run.id)
+        .await
+        .unwrap()
+        .cleanup
+        .unwrap();
     assert_eq!(cleanup.state, "done", "{cleanup:?}");
     assert_eq!(cleanup.attempts, 2);
     assert!(!app_exists(&f.client, to).await);

@@ -180,12 +180,10 @@ pub async fn run(args: RestoreArgs) -> anyhow::Result<ExitCode> {
             let view = restores.cancel_run(&actor, &meta, &run, how).await?;
             let view = finish_clean_up(walden, view).await?;
             print!("{}", render_run(&view));
-            Ok(
-                match view.cleanup.as_ref().map(|c| c.state.as_str()) {
-                    Some("pending") => ExitCode::FAILURE,
-                    _ => ExitCode::SUCCESS,
-                },
-            )
+            Ok(match view.cleanup.as_ref().map(|c| c.state.as_str()) {
+                Some("pending") => ExitCode::FAILURE,
+                _ => ExitCode::SUCCESS,
+            })
         }
         RestoreCommand::Retry { run } => {
             let view = restores.retry_run(&actor, &meta, &run).await?;
@@ -324,17 +322,11 @@ fn ended(view: &RunView) -> ExitCode {
             ExitCode::SUCCESS
         }
         RunState::Paused => {
-            println!(
-                "run {id} paused: {}",
-                view.failure.as_deref().unwrap_or("")
-            );
+            println!("run {id} paused: {}", view.failure.as_deref().unwrap_or(""));
             ExitCode::from(EXIT_PAUSED)
         }
         RunState::Failed => {
-            println!(
-                "run {id} failed: {}",
-                view.failure.as_deref().unwrap_or("")
-            );
+            println!("run {id} failed: {}", view.failure.as_deref().unwrap_or(""));
             print!("{}", choices(id));
             ExitCode::FAILURE
         }

@@ -386,11 +386,12 @@ impl Restores {
                 "the plan's new app {app} is its source; nothing is destroyed"
             )));
         }
-        let client = self
-            .orgs
-            .client_for(&plan.source.org)
-            .await
-            .map_err(|e| CleanupError::Fly(format!("Fly cannot be asked about {}: {e}", plan.source.org)))?;
+        let client = self.orgs.client_for(&plan.source.org).await.map_err(|e| {
+            CleanupError::Fly(format!(
+                "Fly cannot be asked about {}: {e}",
+                plan.source.org
+            ))
+        })?;
         let app_made = view
             .steps
             .iter()
@@ -413,7 +414,11 @@ impl Restores {
             }
             if !m.is_gone() {
                 if matches!(m.state.as_str(), "started" | "starting") {
-                    ignore_gone(client.stop_machine(app, &m.id, &StopRequest::default(), None).await)?;
+                    ignore_gone(
+                        client
+                            .stop_machine(app, &m.id, &StopRequest::default(), None)
+                            .await,
+                    )?;
                 }
                 ignore_gone(client.destroy_machine(app, &m.id, true, None).await)?;
                 job.destroyed(&format!("machine {}", m.id)).await?;
@@ -426,7 +431,12 @@ impl Restores {
         let recorded: Vec<String> = view
             .steps
             .iter()
-            .filter_map(|s| s.produced.get("volume").and_then(Value::as_str).map(str::to_owned))
+            .filter_map(|s| {
+                s.produced
+                    .get("volume")
+                    .and_then(Value::as_str)
+                    .map(str::to_owned)
+            })
             .collect();
         for v in client.list_volumes(app).await? {
             if v.is_destroyed() {
@@ -510,7 +520,12 @@ async fn until_destroyed(
     let start = tokio::time::Instant::now();
     loop {
         match client
-            .wait(app, id, &WaitFor::state("destroyed"), Duration::from_secs(30))
+            .wait(
+                app,
+                id,
+                &WaitFor::state("destroyed"),
+                Duration::from_secs(30),
+            )
             .await
         {
             Ok(_) => return Ok(()),
