@@ -119,8 +119,8 @@ pub struct RunView {
     /// Why the run failed or paused, in plain words.
     pub failure: Option<String>,
     pub steps: Vec<StepView>,
-    /// The clean-up of a run cancelled with [`Cleanup::Destroy`].
-    pub cleanup: Option<CleanupView>,
+    /// The clean-up of a run cancelled with [`Cleanup::Destroy`] (boxed: most runs have none).
+    pub cleanup: Option<Box<CleanupView>>,
 }
 
 /// One step of a run.

@@ -464,7 +464,7 @@ pub(super) async fn view(pool: &SqlitePool, id: &str) -> Result<RunView, EngineE
         finished_at: row.try_get("finished_at")?,
         failure: row.try_get("failure")?,
         steps,
-        cleanup: super::control::cleanup_view(pool, id).await?,
+        cleanup: super::control::cleanup_view(pool, id).await?.map(Box::new),
     })
 }
 
