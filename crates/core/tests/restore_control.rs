@@ -3,7 +3,8 @@
 //! or a viewer, audited); retry after a permanent failure ends with exactly one app, volume and machine; cancel
 //! and destroy removes exactly the run's resources (the source and an untagged machine in the new app stay);
 //! cancel and leave keeps everything and stops a worker at its next write; a clean-up interrupted by a crash
-//! resumes on a restarted console. Runs end `paused` where the engine's built steps end (or further, once
+//! resumes on a restarted console; a run whose app name someone else took is neither retried nor has that app
+//! destroyed. Runs end `paused` where the engine's built steps end (or further, once
 //! they are built); control works on whatever exists.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a test stops loudly
 
@@ -439,4 +440,42 @@ async fn a_clean_up_interrupted_by_a_crash_resumes() {
         f.walden.restores().clean_up(&run.id).await.unwrap(),
         CleanupOutcome::Nothing
     );
+}
+
+/// A run failed because someone else took the new app's name: a retry is refused (it would take their app for
+/// the run's), and cancel and destroy leaves their app alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_name_taken_by_someone_else_is_never_retried_nor_destroyed() {
+    let f = fixture(30).await;
+    let to = "taken-by-another";
+    let run = started(&f.walden, to).await;
+    f.client
+        .create_app(&fly::CreateAppRequest {
+            name: to.into(),
+            org_slug: ORG.into(),
+            network: None,
+            enable_subdomains: None,
+            app_role_id: None,
+        })
+        .await
+        .unwrap();
+    let stranger = untagged_machine(&f.client, to).await;
+    assert_eq!(
+        run_to_stop(&f.walden, &run.id).await.state,
+        RunState::Failed
+    );
+    let restores = f.walden.restores();
+    assert!(matches!(
+        restores.retry_run(&Actor::cli(), &meta(), &run.id).await,
+        Err(EngineError::NameTaken(_))
+    ));
+    let view = restores
+        .cancel_run(&Actor::cli(), &meta(), &run.id, Cleanup::Destroy)
+        .await
+        .unwrap();
+    let cleanup = view.cleanup.unwrap();
+    assert_eq!(cleanup.state, "done", "{cleanup:?}");
+    assert!(cleanup.destroyed.is_empty(), "{cleanup:?}");
+    assert!(app_exists(&f.client, to).await);
+    assert_eq!(live_machines(&f.client, to).await, vec![(stranger, None)]);
 }

@@ -5,7 +5,8 @@
 //!   the `require_restore_approval` setting on, [`Restores::start_run`] refuses a plan without one
 //!   ([`approved_for`]). `restore.approve`.
 //! - [`Restores::retry_run`]: a failed run's failed step back to pending and the run to `pending`; a worker picks
-//!   it up. `restore.run.retry`.
+//!   it up. `restore.run.retry`. Refused when the app's name was taken by someone else (the retry would take
+//!   that app for the run's).
 //! - [`Restores::cancel_run`]: any run not done becomes `cancelled` at once (a worker running it notices at its
 //!   next step boundary or lease refresh: every worker write is guarded by the run's state, see `runs.rs`).
 //!   [`Cleanup::Leave`] keeps everything; [`Cleanup::Destroy`] also queues a clean-up job
@@ -78,6 +79,11 @@ pub enum CleanupOutcome {
     /// There is nothing to clean up for this run (not cancelled with destroy, or already done).
     Nothing,
 }
+
+/// What `exec::create_app`'s failure says when the name was taken by someone else before the run sent a create.
+/// A retry of that step would count the earlier attempt and take the stranger's app for the run's, so it is
+/// refused.
+const NAME_TAKEN: &str = "was taken since the plan";
 
 /// How long a clean-up holds its lease without a refresh.
 const CLEANUP_LEASE: Duration = Duration::from_secs(60);
@@ -213,6 +219,13 @@ impl Restores {
                 run: run.to_owned(),
                 state: view.state,
             });
+        }
+        if view.steps.iter().any(|s| {
+            s.kind == "create_app"
+                && s.status == "failed"
+                && s.error.as_deref().is_some_and(|e| e.contains(NAME_TAKEN))
+        }) {
+            return Err(EngineError::NameTaken(run.to_owned()));
         }
         let app = self.run_app(&view.plan_hash).await?;
         let mut tx = AuditedTx::begin(&self.pool).await?;

@@ -150,7 +150,9 @@ pub enum Advance {
 /// Why a run could not be started or moved on.
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
-    #[error("starting a restore needs the operator or admin role")]
+    #[error(
+        "starting, approving, retrying or cancelling a restore needs the operator or admin role"
+    )]
     Forbidden,
     #[error("no restore plan has the hash {0}")]
     NoPlan(String),
@@ -168,6 +170,8 @@ pub enum EngineError {
     NotFailed { run: String, state: RunState },
     #[error("restore run {0} is done: there is nothing to cancel")]
     Finished(String),
+    #[error("restore run {0} failed because its new app's name was taken by someone else since the plan: a retry would take that app over. Cancel the run and plan again with another name")]
+    NameTaken(String),
     #[error("another worker took over restore run {0}; this one stopped")]
     LeaseLost(String),
     #[error("the restore runs could not be read or written: {0}")]
