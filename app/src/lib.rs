@@ -27,7 +27,8 @@ use crate::pages::{
     login::LoginPage,
     not_found::NotFound,
     orgs::OrgsPage,
-    restores::RestoresPage,
+    restore_wizard::RestoreWizardPage,
+    restores::{RestoreRunPage, RestoresPage},
     settings::SettingsPage,
     setup::SetupPage,
     users::UsersPage,
@@ -68,7 +69,9 @@ pub fn App() -> impl IntoView {
                     <Route path=path!("/") view={Lazy::<LazyClustersPage>::new()} />
                     <Route path=path!("/clusters") view={Lazy::<LazyClustersPage>::new()} />
                     <Route path=path!("/clusters/:org/:app") view={Lazy::<LazyClusterPage>::new()} />
+                    <Route path=path!("/clusters/:org/:app/restore") view={Lazy::<LazyRestoreWizardPage>::new()} />
                     <Route path=path!("/restores") view={Lazy::<LazyRestoresPage>::new()} />
+                    <Route path=path!("/restores/:run") view={Lazy::<LazyRestoreRunPage>::new()} />
                     <Route path=path!("/audit") view={Lazy::<LazyAuditPage>::new()} />
                     <Route path=path!("/credentials") view={Lazy::<LazyCredentialsIndexPage>::new()} />
                     <Route path=path!("/credentials/:org/:app") view={Lazy::<LazyCredentialsPage>::new()} />
@@ -107,7 +110,9 @@ macro_rules! lazy_page {
 lazy_page! {
     LazyClustersPage => ClustersPage,
     LazyClusterPage => ClusterPage,
+    LazyRestoreWizardPage => RestoreWizardPage,
     LazyRestoresPage => RestoresPage,
+    LazyRestoreRunPage => RestoreRunPage,
     LazyAuditPage => AuditPage,
     LazyCredentialsIndexPage => CredentialsIndexPage,
     LazyCredentialsPage => CredentialsPage,

@@ -10,6 +10,7 @@ pub mod auth;
 pub mod clusters;
 pub mod escrow;
 pub mod orgs;
+pub mod restores;
 pub mod status;
 pub mod timeline;
 pub mod totp;
@@ -50,6 +51,7 @@ pub const POLICY: &[&[Access]] = &[
     clusters::POLICY,
     escrow::POLICY,
     orgs::POLICY,
+    restores::POLICY,
     status::POLICY,
     timeline::POLICY,
     totp::POLICY,

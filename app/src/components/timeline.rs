@@ -150,11 +150,14 @@ pub fn rfc3339_utc(ms: i64) -> String {
 
 /// The restore wizard's address for a time.
 pub fn restore_link(org: &str, app: &str, ms: i64) -> String {
-    format!("/restores?org={org}&app={app}&target={}", rfc3339_utc(ms))
+    format!(
+        "/clusters/{org}/{app}/restore?kind=time&target={}",
+        rfc3339_utc(ms)
+    )
 }
 
 /// Minutes east of UTC at `ms`: 0 in UTC mode and on the server, else the browser's zone (with its DST).
-fn offset_at(ms: i64, utc: bool) -> i32 {
+pub fn offset_at(ms: i64, utc: bool) -> i32 {
     if utc {
         return 0;
     }
@@ -614,7 +617,7 @@ mod tests {
         assert_eq!(rfc3339_utc(ms), "2026-11-29T14:02:05Z");
         assert_eq!(
             restore_link("demo", "demo-db", ms),
-            "/restores?org=demo&app=demo-db&target=2026-11-29T14:02:05Z"
+            "/clusters/demo/demo-db/restore?kind=time&target=2026-11-29T14:02:05Z"
         );
         // A leap day.
         assert_eq!(format_time(1_709_164_800_000, 0), "2024-02-29 00:00");

@@ -27,7 +27,12 @@ pub fn ClusterPage() -> impl IntoView {
     view! {
         <Title text=move || format!("Cluster {}", app()) />
         <p class="muted"><a href="/clusters">"Clusters"</a> " / " {org} " / "</p>
-        <h1 class="mono">{app}</h1>
+        <div class="page-head">
+            <h1 class="mono">{app}</h1>
+            <a class="button" data-test="restore-action" href=move || format!("/clusters/{}/{}/restore", org(), app())>
+                "Restore…"
+            </a>
+        </div>
         <Transition fallback=|| view! { <p class="muted">"Reading the backup storage…"</p> }>
             {move || Suspend::new(async move {
                 match timeline.await {

@@ -9,6 +9,7 @@ pub mod invite;
 pub mod login;
 pub mod not_found;
 pub mod orgs;
+pub mod restore_wizard;
 pub mod restores;
 pub mod settings;
 pub mod setup;

@@ -226,6 +226,40 @@ impl From<walden_core::monitor::MonitorError> for AppError {
     }
 }
 
+impl From<walden_core::restore::RestoreError> for AppError {
+    /// A refusal says every reason (the wizard shows them one by one from the plan answer instead); the
+    /// store's failures are opaque (request id).
+    fn from(e: walden_core::restore::RestoreError) -> Self {
+        use walden_core::restore::RestoreError;
+        match e {
+            RestoreError::Forbidden => AppError::Forbidden,
+            RestoreError::Refused(_) => AppError::Conflict(e.to_string()),
+            other => internal(other),
+        }
+    }
+}
+
+impl From<walden_core::restore::engine::EngineError> for AppError {
+    /// What the person can act on (a wrong confirmation, an unknown plan or run, a run already live) says so;
+    /// the rest is opaque (request id).
+    fn from(e: walden_core::restore::engine::EngineError) -> Self {
+        use walden_core::restore::engine::EngineError;
+        match e {
+            EngineError::Forbidden => AppError::Forbidden,
+            EngineError::NoPlan(_) | EngineError::NoRun(_) => AppError::NotFound(capitalised(&e)),
+            EngineError::ConfirmMismatch { .. } => AppError::Validation {
+                field: "confirm".into(),
+                message: capitalised(&e),
+            },
+            EngineError::LiveRun(_) | EngineError::LeaseLost(_) => {
+                AppError::Conflict(capitalised(&e))
+            }
+            EngineError::Plan(plan) => plan.into(),
+            other => internal(other),
+        }
+    }
+}
+
 /// A domain error's text (written to follow a colon, in lower case) as a sentence of its own.
 fn capitalised(e: &impl std::fmt::Display) -> String {
     let text = e.to_string();

@@ -129,6 +129,11 @@ impl Visitor {
         self.state.walden.monitor()
     }
 
+    /// Restore plans and runs (`walden_core::restore`).
+    pub fn restores(&self) -> walden_core::restore::Restores {
+        self.state.walden.restores()
+    }
+
     /// Conditions that need a person (`walden_core::alerts`).
     pub fn alerts(&self) -> &walden_core::alerts::Alerts {
         self.state.walden.alerts()

@@ -19,7 +19,8 @@ use std::time::Duration;
 use clap::{Args, Subcommand};
 use walden_core::access::RequestMeta;
 use walden_core::restore::engine::{
-    Advance, Cleanup, CleanupOutcome, Engine, EngineError, EngineOptions, RunState, RunView,
+    Advance, Cleanup, CleanupOutcome, Engine, EngineError, EngineOptions, RunState, RunSummary,
+    RunView,
 };
 use walden_core::restore::{
     ClusterRef, Destination, Plan, Refused, RestoreError, RestoreRequest, RestoreTarget, Step,
@@ -149,24 +150,27 @@ pub async fn run(args: RestoreArgs) -> anyhow::Result<ExitCode> {
             };
             follow(walden, &id).await
         }
-        RestoreCommand::Status { run, json } => {
-            let views = match &run {
-                Some(id) => vec![restores.run(id).await?],
-                None => restores.recent_runs(20).await?,
-            };
+        RestoreCommand::Status {
+            run: Some(id),
+            json,
+        } => {
+            let view = restores.run(&id).await?;
             if json {
-                let doc = match run {
-                    Some(_) => serde_json::to_value(&views[0])?,
-                    None => serde_json::to_value(&views)?,
-                };
-                println!("{}", serde_json::to_string_pretty(&doc)?);
-            } else if run.is_some() {
-                print!("{}", render_run(&views[0]));
-            } else if views.is_empty() {
+                println!("{}", serde_json::to_string_pretty(&view)?);
+            } else {
+                print!("{}", render_run(&view));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        RestoreCommand::Status { run: None, json } => {
+            let runs = restores.list_runs(20).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&runs)?);
+            } else if runs.is_empty() {
                 println!("no restore runs yet");
             } else {
-                for v in &views {
-                    println!("{}", run_line(v));
+                for r in &runs {
+                    println!("{}", summary_line(r));
                 }
             }
             Ok(ExitCode::SUCCESS)
@@ -348,7 +352,27 @@ pub fn choices(id: &str) -> String {
     )
 }
 
-/// One line per run for `status`.
+/// One line per run for `status` without a run.
+fn summary_line(r: &RunSummary) -> String {
+    format!(
+        "{}  {:<9}  {}/{} steps  {}/{} → {}  by {} at {}{}",
+        r.id,
+        r.state.as_str(),
+        r.steps_done,
+        r.steps,
+        r.source_org,
+        r.source_app,
+        r.target_app,
+        r.created_by,
+        r.created_at,
+        r.failure
+            .as_deref()
+            .map(|f| format!("\n    {f}"))
+            .unwrap_or_default()
+    )
+}
+
+/// The head line of one run for `status RUN` and `cancel`.
 fn run_line(v: &RunView) -> String {
     let done = v.steps.iter().filter(|s| s.status == "done").count();
     format!(

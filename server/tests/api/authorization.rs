@@ -21,6 +21,10 @@ use walden_app::api::escrow::{
 use walden_app::api::orgs::{
     AddOrg, ListOrgs, ListPostgresApps, ListTracked, RemoveOrg, TrackCluster, UntrackCluster,
 };
+use walden_app::api::restores::{
+    CheckRestoreName, Choices, GetRestoreOptions, GetRestoreRun, ListRestoreRuns, PlanRestore,
+    StartRestore,
+};
 use walden_app::api::status::GetConsoleStatus;
 use walden_app::api::timeline::GetClusterTimeline;
 use walden_app::api::totp::{
@@ -254,6 +258,36 @@ fn probes(target: i64) -> Vec<Probe> {
             },
             404,
         ),
+        // Restores: the demo cluster is not tracked, so the plan is refused (an answer, nothing stored); no
+        // plan or run has these ids.
+        probe(GetRestoreOptions {}, 200),
+        probe(
+            CheckRestoreName {
+                name: "demo-db-copy".into(),
+            },
+            200,
+        ),
+        probe(
+            PlanRestore {
+                org: flysim::DEMO_ORG.into(),
+                app: flysim::DEMO_APP.into(),
+                choices: Choices {
+                    kind: "latest".into(),
+                    name: "demo-db-copy".into(),
+                    ..Choices::default()
+                },
+            },
+            200,
+        ),
+        probe(
+            StartRestore {
+                hash: "0".repeat(64),
+                confirm: "demo-db-copy".into(),
+            },
+            404,
+        ),
+        probe(GetRestoreRun { id: "0".repeat(16) }, 404),
+        probe(ListRestoreRuns {}, 200),
         probe(
             RevealCredential {
                 org: flysim::DEMO_ORG.into(),
@@ -398,6 +432,8 @@ async fn authorization_matrix() {
         "/",
         "/clusters",
         "/restores",
+        "/restores/0000000000000000",
+        "/clusters/demo/demo-db/restore",
         "/audit",
         "/settings",
         "/settings/orgs",

@@ -45,7 +45,7 @@ async fn the_tracked_demo_cluster_page_draws_its_timeline() {
     assert!(count(&html, "backup-row") >= 1, "the backups table");
     assert!(html.contains("Restorable from "), "the restorable sentence");
     assert!(
-        html.contains("/restores?org=demo&amp;app=demo-db&amp;target="),
+        html.contains("/clusters/demo/demo-db/restore?kind=time&amp;target="),
         "the restore link"
     );
     assert!(!html.contains("data-test=\"storage-error\""), "{html}");

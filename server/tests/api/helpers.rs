@@ -308,6 +308,17 @@ pub async fn app() -> TestApp {
     app_with(|_| {}).await
 }
 
+/// Stops an [`app`] console and starts a new one on its data directory, configured the same way: a restart.
+pub async fn restart(app: TestApp) -> TestApp {
+    let dir = app.stop().await;
+    spawn_app_in(dir, |c| {
+        c.secure_cookies = false;
+        c.password_hash = HashParams::TEST;
+        c.master_key = Some("ab".repeat(32).into());
+    })
+    .await
+}
+
 /// An admin tracks the demo cluster.
 pub async fn track_demo(app: &TestApp) {
     let admin = app.signed_in(Role::Admin).await;

@@ -17,5 +17,6 @@ mod keys;
 mod orgs;
 mod pages;
 mod probes;
+mod restores;
 mod server_fns;
 mod shutdown;

@@ -78,18 +78,7 @@ impl Escrow {
         .fetch_one(&mut *tx)
         .await?;
         let previous: Vec<StoredValue> = match current {
-            Some(v) => sqlx::query(&format!(
-                "SELECT {} FROM escrow_values WHERE org = ? AND app = ? AND version = ?",
-                StoredValue::COLUMNS
-            ))
-            .bind(org)
-            .bind(app)
-            .bind(v)
-            .fetch_all(&mut *tx)
-            .await?
-            .iter()
-            .map(StoredValue::from_row)
-            .collect::<Result<_, _>>()?,
+            Some(v) => StoredValue::of_version(&mut *tx, org, app, v).await?,
             None => Vec::new(),
         };
 

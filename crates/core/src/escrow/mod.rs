@@ -550,6 +550,30 @@ impl StoredValue {
         })
     }
 
+    /// Every stored value of `version` of `org`/`app`, sealed (inside a transaction or on the pool).
+    pub(crate) async fn of_version<'e, E>(
+        db: E,
+        org: &str,
+        app: &str,
+        version: i64,
+    ) -> Result<Vec<StoredValue>, sqlx::Error>
+    where
+        E: sqlx::Executor<'e, Database = sqlx::Sqlite>,
+    {
+        sqlx::query(&format!(
+            "SELECT {} FROM escrow_values WHERE org = ? AND app = ? AND version = ?",
+            StoredValue::COLUMNS
+        ))
+        .bind(org)
+        .bind(app)
+        .bind(version)
+        .fetch_all(db)
+        .await?
+        .iter()
+        .map(StoredValue::from_row)
+        .collect()
+    }
+
     /// Where the value lives, for errors: `SU_PASSWORD of acme/pg-main version 3 (escrow_values row 7)`.
     fn place(&self) -> String {
         format!(

@@ -19,18 +19,7 @@ impl Escrow {
         fields: &[&str],
     ) -> Result<BTreeMap<String, SecretString>, EscrowError> {
         check_cluster(org, app)?;
-        let rows: Vec<StoredValue> = sqlx::query(&format!(
-            "SELECT {} FROM escrow_values WHERE org = ? AND app = ? AND version = ?",
-            StoredValue::COLUMNS
-        ))
-        .bind(org)
-        .bind(app)
-        .bind(version)
-        .fetch_all(&self.pool)
-        .await?
-        .iter()
-        .map(StoredValue::from_row)
-        .collect::<Result<_, _>>()?;
+        let rows = StoredValue::of_version(&self.pool, org, app, version).await?;
         let ring = self.keyring()?;
         let mut out = BTreeMap::new();
         for field in fields {

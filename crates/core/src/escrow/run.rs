@@ -15,7 +15,7 @@ use secrecy::SecretString;
 
 use super::{
     actions, check_cluster, check_field, secret_from, target, CaptureHow, CaptureOutcome, Escrow,
-    EscrowError, StoredValue,
+    EscrowError, StoredValue, PASSWORD_FIELDS,
 };
 use crate::access::{Actor, RequestMeta, Role};
 use crate::alerts::{kinds::ESCROW_PROOF_FAILED, AlertSpec, Severity};
@@ -334,19 +334,11 @@ impl Escrow {
         let version = version.ok_or_else(|| EscrowError::NotFound {
             what: format!("version of {org}/{app}: capture it first"),
         })?;
-        let rows: Vec<StoredValue> = sqlx::query(&format!(
-            "SELECT {} FROM escrow_values WHERE org = ? AND app = ? AND version = ? \
-             AND field IN ('SU_PASSWORD', 'REPL_PASSWORD', 'OPERATOR_PASSWORD')",
-            StoredValue::COLUMNS
-        ))
-        .bind(org)
-        .bind(app)
-        .bind(version)
-        .fetch_all(&self.pool)
-        .await?
-        .iter()
-        .map(StoredValue::from_row)
-        .collect::<Result<_, _>>()?;
+        let rows: Vec<StoredValue> = StoredValue::of_version(&self.pool, org, app, version)
+            .await?
+            .into_iter()
+            .filter(|r| PASSWORD_FIELDS.contains(&r.field.as_str()))
+            .collect();
         let event = Event::new(actions::ESCROW_PROOF, Outcome::Ok)
             .target(target(org, app, Some(version)))
             .detail(serde_json::json!({

@@ -4,7 +4,6 @@
 
 use std::collections::HashMap;
 
-use sqlx::Row;
 use walg::config::ConfigError;
 use walg::StorageConfig;
 use zeroize::Zeroize;
@@ -60,30 +59,20 @@ impl Escrow {
         let Some(version) = version else {
             return Ok(None);
         };
-        let rows = sqlx::query(&format!(
-            "SELECT {} FROM escrow_values WHERE org = ? AND app = ? AND version = ?",
-            StoredValue::COLUMNS
-        ))
-        .bind(org)
-        .bind(app)
-        .bind(version)
-        .fetch_all(&self.pool)
-        .await?;
+        let rows = StoredValue::of_version(&self.pool, org, app, version).await?;
         let ring = self.keyring()?;
         let mut settings = StorageSettings {
             version,
             env: HashMap::new(),
         };
-        for row in &rows {
-            let field: String = row.try_get("field")?;
-            if !STORAGE_PREFIXES.iter().any(|p| field.starts_with(p)) {
+        for stored in &rows {
+            if !STORAGE_PREFIXES.iter().any(|p| stored.field.starts_with(p)) {
                 continue;
             }
-            let stored = StoredValue::from_row(row)?;
-            let secret = secret_from(self.open_value(ring, &stored)?, || stored.place())?;
+            let secret = secret_from(self.open_value(ring, stored)?, || stored.place())?;
             settings
                 .env
-                .insert(field, secret.expose_secret().to_owned());
+                .insert(stored.field.clone(), secret.expose_secret().to_owned());
         }
         Ok(Some(settings))
     }

@@ -194,15 +194,6 @@ impl Restores {
             .collect()
     }
 
-    /// The newest runs (at most `limit`), newest first, each with its steps.
-    pub async fn recent_runs(&self, limit: i64) -> Result<Vec<RunView>, EngineError> {
-        let mut out = Vec::new();
-        for id in runs::recent(&self.pool, limit).await? {
-            out.push(runs::view(&self.pool, &id).await?);
-        }
-        Ok(out)
-    }
-
     /// Retries a `failed` run: its failed step back to pending, the run to `pending` (a worker picks it up and
     /// the step looks before it creates, as after a crash). Operators and admins. `restore.run.retry`.
     pub async fn retry_run(

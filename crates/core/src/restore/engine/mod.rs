@@ -24,6 +24,7 @@
 
 mod control;
 mod exec;
+mod list;
 mod runs;
 
 use std::time::Duration;
@@ -41,6 +42,7 @@ use runs::Held;
 
 pub use control::{Approval, Cleanup, CleanupOutcome, CleanupView};
 pub use exec::RUN_METADATA;
+pub use list::RunSummary;
 
 /// Audit actions of the engine.
 pub mod actions {

@@ -384,16 +384,6 @@ impl Held<'_> {
     }
 }
 
-/// The newest runs' ids, newest first (at most `limit`).
-pub(super) async fn recent(pool: &SqlitePool, limit: i64) -> Result<Vec<String>, EngineError> {
-    Ok(sqlx::query_scalar(
-        "SELECT id FROM restore_runs ORDER BY created_at DESC, rowid DESC LIMIT ?",
-    )
-    .bind(limit)
-    .fetch_all(pool)
-    .await?)
-}
-
 /// What the steps before `idx` produced, in order (ids and versions the later steps use).
 pub(super) async fn produced_before(
     pool: &SqlitePool,
