@@ -1,15 +1,20 @@
-//! `walden restore plan` as an operator runs it: the real binary on a real data directory, pointed at an
-//! in-process flysim (the demo org and its seeded Stolon cluster, tracked and escrowed through the CLI). A plan
-//! prints its hash and steps with every secret masked; a refusal prints every reason and exits 3; each is
-//! audited as `restore.plan`; nothing is created on the emulator.
+//! `walden restore` as operators run it: the real binary on a real data directory, pointed at an in-process
+//! flysim (the demo org and its seeded Stolon cluster, tracked and escrowed through the CLI). A plan prints its
+//! hash and steps with every secret masked; a refusal prints every reason and exits 3; each is audited as
+//! `restore.plan`; nothing is created on the emulator. With approvals required, a plan runs only after another
+//! user approved it; `run` prints each step until the run stops, `status` shows it, and `cancel` destroys
+//! exactly what it created.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a test stops loudly
 
 mod support;
 
-use std::process::Output;
+use std::path::PathBuf;
+use std::process::{Command, Output};
 
+use flysim::DemoInfo;
 use support::{run_off_runtime, walden};
 use tokio_util::sync::CancellationToken;
+use walden_core::access::{Actor, RequestMeta};
 use walden_core::audit::{self, AuditFilter};
 
 fn stdout(o: &Output) -> String {
@@ -24,33 +29,76 @@ fn text(o: &Output) -> String {
     )
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn plans_print_the_hash_and_refusals_exit_3_with_every_reason() {
-    let dir = tempfile::tempdir().unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let (running, info) = flysim::start_demo(
-        listener,
-        dir.path().join("bucket"),
-        None,
-        CancellationToken::new(),
-    )
-    .await
-    .unwrap();
-    let data = dir.path().join("data");
-    let url = running.base_url.clone();
-    let app = info.app.clone();
-    let cmd = |args: &[&str]| {
-        let mut cmd = walden(&data, &url);
+/// The demo emulator with its cluster tracked and escrowed through the CLI, and a console's data directory.
+struct Demo {
+    data: PathBuf,
+    url: String,
+    info: DemoInfo,
+    _keep: (flysim::Running, tempfile::TempDir),
+}
+
+impl Demo {
+    async fn start() -> Demo {
+        let dir = tempfile::tempdir().unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let (running, info) = flysim::start_demo(
+            listener,
+            dir.path().join("bucket"),
+            None,
+            CancellationToken::new(),
+        )
+        .await
+        .unwrap();
+        let demo = Demo {
+            data: dir.path().join("data"),
+            url: running.base_url.clone(),
+            info,
+            _keep: (running, dir),
+        };
+        for setup in [
+            vec!["org", "track", &demo.info.org, &demo.info.app],
+            vec!["escrow", "capture", &demo.info.app],
+        ] {
+            let out = run_off_runtime(demo.cmd(&setup)).await;
+            assert!(out.status.success(), "{}", text(&out));
+        }
+        demo
+    }
+
+    /// `walden ARGS` on this console.
+    fn cmd(&self, args: &[&str]) -> Command {
+        let mut cmd = walden(&self.data, &self.url);
         cmd.args(args);
         cmd
-    };
-    for setup in [
-        vec!["org", "track", &info.org, &app],
-        vec!["escrow", "capture", &app],
-    ] {
-        let out = run_off_runtime(cmd(&setup)).await;
-        assert!(out.status.success(), "{}", text(&out));
     }
+
+    /// `walden ARGS` run by the CLI user `user` (`$USER`, the audit log's `cli:<user>`).
+    fn as_user(&self, user: &str, args: &[&str]) -> Command {
+        let mut cmd = self.cmd(args);
+        cmd.env("USER", user);
+        cmd
+    }
+
+    async fn audited(&self, action: &str, outcome: &str) -> usize {
+        let pool = walden_core::db::open(&self.data).await.unwrap();
+        let n = audit::query(&pool, &AuditFilter::default(), None, 5000)
+            .await
+            .unwrap()
+            .rows
+            .iter()
+            .filter(|r| r.action == action && r.outcome == outcome)
+            .count();
+        pool.close().await;
+        n
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plans_print_the_hash_and_refusals_exit_3_with_every_reason() {
+    let demo = Demo::start().await;
+    let (data, info) = (&demo.data, &demo.info);
+    let app = info.app.clone();
+    let cmd = |args: &[&str]| demo.cmd(args);
     let apps_before = run_off_runtime(cmd(&["fly", "apps", "--org", &info.org])).await;
     assert!(apps_before.status.success(), "{}", text(&apps_before));
     assert!(
@@ -109,7 +157,7 @@ async fn plans_print_the_hash_and_refusals_exit_3_with_every_reason() {
     }
 
     // Audited, and nothing created.
-    let pool = walden_core::db::open(&data).await.unwrap();
+    let pool = walden_core::db::open(data).await.unwrap();
     let rows = audit::query(&pool, &AuditFilter::default(), None, 1000)
         .await
         .unwrap()
@@ -127,4 +175,111 @@ async fn plans_print_the_hash_and_refusals_exit_3_with_every_reason() {
     );
     let apps_after = run_off_runtime(cmd(&["fly", "apps", "--org", &info.org])).await;
     assert_eq!(stdout(&apps_before), stdout(&apps_after), "no app created");
+}
+
+/// The line of `out` starting with `prefix`, without it.
+fn line_after(out: &str, prefix: &str) -> String {
+    out.lines()
+        .find_map(|l| l.strip_prefix(prefix))
+        .unwrap_or_else(|| panic!("a line starting {prefix:?} in {out}"))
+        .to_owned()
+}
+
+/// With restore approvals required (an admin setting, set here through core): alice plans; her run is refused
+/// until another user approves, and she cannot approve her own plan; bob approves; alice's `run` prints each
+/// step until the run stops where the engine stops (paused before the steps not built yet, or done); `status`
+/// lists it and shows its steps as JSON; `cancel` destroys the new app and everything in it, and leaves the
+/// source alone. Every approval, refusal and the cancel are audited.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn approve_run_status_and_cancel_through_the_cli() {
+    let demo = Demo::start().await;
+    let app = demo.info.app.clone();
+    let new = format!("{app}-cli-run");
+    let pool = walden_core::db::open(&demo.data).await.unwrap();
+    walden_core::settings::set_bool(
+        &pool,
+        &Actor::cli(),
+        &RequestMeta::default(),
+        walden_core::settings::REQUIRE_RESTORE_APPROVAL,
+        true,
+    )
+    .await
+    .unwrap();
+    pool.close().await;
+
+    let out = run_off_runtime(demo.as_user(
+        "alice",
+        &["restore", "plan", &app, "--latest", "--to", &new],
+    ))
+    .await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let hash = line_after(&stdout(&out), "hash: ");
+    let run_args = ["restore", "run", "--plan", &hash, "--confirm", &new];
+
+    let out = run_off_runtime(demo.as_user("alice", &run_args)).await;
+    assert!(!out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains("second person's approval"),
+        "{}",
+        text(&out)
+    );
+    let out = run_off_runtime(demo.as_user("alice", &["restore", "approve", &hash])).await;
+    assert!(!out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains("author cannot approve"),
+        "{}",
+        text(&out)
+    );
+    let out = run_off_runtime(demo.as_user("bob", &["restore", "approve", &hash])).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(stdout(&out).contains("approved plan"), "{}", text(&out));
+
+    let out = run_off_runtime(demo.as_user("alice", &run_args)).await;
+    let printed = stdout(&out);
+    let code = out.status.code();
+    assert!(code == Some(4) || code == Some(0), "{}", text(&out));
+    let run = line_after(&printed, "run ")
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_owned();
+    for expected in [
+        "step 1/",
+        "create_app: started",
+        "create_app: done",
+        "create_machine: done",
+        "wait: done",
+    ] {
+        assert!(printed.contains(expected), "{expected} in {printed}");
+    }
+    for secret in ["demo-su-Zq81xKp2", "demo-repl-Lw73Hs0", "demo-op-Vb55nQe9"] {
+        assert!(!text(&out).contains(secret), "{secret} printed");
+    }
+
+    let out = run_off_runtime(demo.cmd(&["restore", "status"])).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(stdout(&out).contains(&run), "{}", text(&out));
+    let out = run_off_runtime(demo.cmd(&["restore", "status", &run, "--json"])).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let view: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(view["id"], run.as_str());
+    assert!(view["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|s| s["kind"] == "wait" && s["status"] == "done"));
+
+    let out = run_off_runtime(demo.as_user("bob", &["restore", "cancel", &run])).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let printed = stdout(&out);
+    assert!(printed.contains("clean-up: done"), "{printed}");
+    assert!(printed.contains(&format!("app {new}")), "{printed}");
+    let apps = run_off_runtime(demo.cmd(&["fly", "apps", "--org", &demo.info.org])).await;
+    assert!(stdout(&apps).contains(&app), "{}", text(&apps));
+    assert!(!stdout(&apps).contains(&new), "{}", text(&apps));
+
+    assert_eq!(demo.audited("restore.approve", "ok").await, 1);
+    assert_eq!(demo.audited("restore.approve", "denied").await, 1);
+    assert_eq!(demo.audited("restore.run.start", "failed").await, 1);
+    assert_eq!(demo.audited("restore.run.cancel", "ok").await, 2);
 }

@@ -15,8 +15,15 @@ pub const REQUIRE_TOTP_FOR_ADMINS: &str = "require_totp_for_admins";
 /// When `true`, revealing an escrowed credential needs a second person's approval (`crate::escrow`).
 pub const REQUIRE_REVEAL_APPROVAL: &str = "require_reveal_approval";
 
+/// When `true`, a restore run starts only from a plan another operator or admin approved (`crate::restore`).
+pub const REQUIRE_RESTORE_APPROVAL: &str = "require_restore_approval";
+
 /// Settings this crate knows, with their kind. Unknown keys are refused so a typo never becomes a setting.
-const KNOWN_BOOL: &[&str] = &[REQUIRE_TOTP_FOR_ADMINS, REQUIRE_REVEAL_APPROVAL];
+const KNOWN_BOOL: &[&str] = &[
+    REQUIRE_TOTP_FOR_ADMINS,
+    REQUIRE_REVEAL_APPROVAL,
+    REQUIRE_RESTORE_APPROVAL,
+];
 
 /// Why a setting could not be read or changed. The texts are the ones people have always seen.
 #[derive(Debug, thiserror::Error)]
@@ -126,5 +133,10 @@ impl Settings {
     /// Whether an escrow reveal needs a second person's approval ([`REQUIRE_REVEAL_APPROVAL`]).
     pub async fn require_reveal_approval(&self) -> Result<bool, SettingsError> {
         self.get_bool(REQUIRE_REVEAL_APPROVAL).await
+    }
+
+    /// Whether a restore run needs a second person's approval of its plan ([`REQUIRE_RESTORE_APPROVAL`]).
+    pub async fn require_restore_approval(&self) -> Result<bool, SettingsError> {
+        self.get_bool(REQUIRE_RESTORE_APPROVAL).await
     }
 }

@@ -8,48 +8,21 @@
 
 mod support;
 
-use fly::{FlyClient, ListMachines};
 use flysim::Faults;
 use support::restore::*;
 use walden_core::access::{Actor, Role};
 use walden_core::audit::{self, AuditFilter};
 use walden_core::restore::engine::{
-    self, Advance, Engine, EngineError, EngineOptions, RunState, RunView, RUN_METADATA,
+    self, Advance, Engine, EngineError, EngineOptions, RunState, RunView,
 };
 use walden_core::restore::RestoreTarget;
 use walden_core::Walden;
 
 /// The steps up to a started machine (app, consul, secrets, volume, machine, wait): what this file covers; the
 /// keeper check, PITR, verification and post-restore are `restore_pitr.rs`'s, over a ticking emulator clock.
-const BUILT_STEPS: usize = 6;
+const BUILT_STEPS: usize = MACHINE_STEPS;
 /// The seed's escrowed passwords (flysim `demo.rs`): never in a run's rows or audit detail.
 const SEED_PASSWORDS: [&str; 3] = ["Zq81xKp2", "Lw73Hs0", "Vb55nQe9"];
-
-/// Plans a restore of the seeded cluster (to its latest point) into `to` and starts its run.
-async fn started(walden: &Walden, to: &str) -> RunView {
-    let restores = walden.restores();
-    let plan = restores
-        .plan(&Actor::cli(), &meta(), &request(RestoreTarget::Latest, to))
-        .await
-        .unwrap();
-    restores
-        .start_run(&Actor::cli(), &meta(), &plan.hash, to)
-        .await
-        .unwrap()
-}
-
-/// Moves the run on through the wait for its machine (or until it fails); it must not be held by anyone else.
-async fn run_to_stop(walden: &Walden, id: &str) -> RunView {
-    let next = walden.restores().run(id).await.unwrap().next_step;
-    match Engine::new(walden.restores(), EngineOptions::default())
-        .advance(id, BUILT_STEPS.saturating_sub(next))
-        .await
-        .unwrap()
-    {
-        Advance::Ran(view) => view,
-        Advance::Held => panic!("run {id} is held by another worker"),
-    }
-}
 
 /// The run stopped where it was told to: running, at the keeper check, every step before it done.
 fn assert_stopped_after_built_steps(view: &RunView) {
@@ -62,47 +35,6 @@ fn assert_stopped_after_built_steps(view: &RunView) {
     assert!(view.steps[BUILT_STEPS..]
         .iter()
         .all(|s| s.status == "pending"));
-}
-
-/// Exactly one app, one volume and one started machine of this run, mounting that volume.
-async fn assert_exactly_one_of_each(client: &FlyClient, app: &str, run: &str) {
-    let apps: Vec<String> = client
-        .list_apps(ORG)
-        .await
-        .unwrap()
-        .apps
-        .into_iter()
-        .map(|a| a.name)
-        .filter(|n| n == app)
-        .collect();
-    assert_eq!(apps.len(), 1, "one app {app}");
-    let volumes: Vec<_> = client
-        .list_volumes(app)
-        .await
-        .unwrap()
-        .into_iter()
-        .filter(|v| !v.is_destroyed())
-        .collect();
-    assert_eq!(volumes.len(), 1, "one volume in {app}: {volumes:?}");
-    let machines: Vec<_> = client
-        .list_machines(app, &ListMachines::default())
-        .await
-        .unwrap()
-        .into_iter()
-        .filter(|m| !m.is_gone())
-        .collect();
-    assert_eq!(machines.len(), 1, "one machine in {app}");
-    let m = &machines[0];
-    assert_eq!(m.state, "started");
-    let config = m.config.as_ref().unwrap();
-    assert_eq!(
-        config.metadata.get(RUN_METADATA).map(String::as_str),
-        Some(run)
-    );
-    assert_eq!(
-        config.mounts[0].volume.as_deref(),
-        Some(volumes[0].id.as_str())
-    );
 }
 
 /// Every row of the runs' tables and the audit log, as text.
@@ -251,23 +183,6 @@ async fn a_name_taken_since_the_plan_fails_the_run() {
     assert!(rows
         .iter()
         .any(|r| r.action == "restore.step.fail" && r.outcome == "failed"));
-}
-
-/// How a killed console leaves a run: its lease held by a worker that is gone, expired (`expired`) or not yet.
-async fn leave_lease_of_dead_worker(walden: &Walden, run: &str, expired: bool) {
-    let at = if expired {
-        "2000-01-01T00:00:00.000Z"
-    } else {
-        "2999-01-01T00:00:00.000Z"
-    };
-    sqlx::query(
-        "UPDATE restore_runs SET lease_owner = 'dead-worker', lease_expires_at = ? WHERE id = ?",
-    )
-    .bind(at)
-    .bind(run)
-    .execute(walden.pool())
-    .await
-    .unwrap();
 }
 
 /// As if the console died after step `idx`'s Fly call but before recording it: the step back to running

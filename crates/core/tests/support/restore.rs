@@ -1,4 +1,4 @@
-//! Set-up the restore tests share (`restore.rs`, `restore_engine.rs`): flysim over loopback HTTP with its demo
+//! Set-up the restore tests share (`restore.rs`, `restore_engine.rs`, `restore_control.rs`, `restore_pitr.rs`): flysim over loopback HTTP with its demo
 //! seed (a Stolon cluster with 26 h of WAL, base backups 1 h, 13 h and 25 h in), the cluster tracked, its
 //! credentials escrowed hours before the history's end (a clock-shifted capture), Walden on a real SQLite file
 //! that a test can reopen as a restarted console would.
@@ -12,6 +12,7 @@ use walden_core::access::{Actor, RequestMeta};
 use walden_core::clusters::FlyConnection;
 use walden_core::escrow::Escrow;
 use walden_core::keyring::Keyring;
+use walden_core::restore::engine::{Advance, Engine, EngineOptions, RunView, RUN_METADATA};
 use walden_core::restore::{ClusterRef, Destination, RestoreRequest, RestoreTarget};
 use walden_core::users::HashParams;
 use walden_core::{Walden, WaldenOptions};
@@ -353,4 +354,95 @@ pub async fn push_source_backup(f: &Fixture, before: usize) {
         );
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
+}
+
+// Runs (`restore_engine.rs`, `restore_control.rs`).
+
+/// Plans a restore of the seeded cluster (to its latest point) into `to` and starts its run.
+pub async fn started(walden: &Walden, to: &str) -> RunView {
+    let restores = walden.restores();
+    let plan = restores
+        .plan(&Actor::cli(), &meta(), &request(RestoreTarget::Latest, to))
+        .await
+        .unwrap();
+    restores
+        .start_run(&Actor::cli(), &meta(), &plan.hash, to)
+        .await
+        .unwrap()
+}
+
+/// The steps up to a started machine (app, Consul, secrets, volume, machine, the wait for it): what runs without
+/// the emulator's clock moving on (see `restore::steps::steps`).
+pub const MACHINE_STEPS: usize = 6;
+
+/// Moves the run on through the wait for its machine (or until it stops before that); it must not be held by
+/// anyone else. The keeper check and the PITR need a moving clock ([`tick_clock`], [`fast_options`]).
+pub async fn run_to_stop(walden: &Walden, id: &str) -> RunView {
+    let next = walden.restores().run(id).await.unwrap().next_step;
+    match Engine::new(walden.restores(), EngineOptions::default())
+        .advance(id, MACHINE_STEPS.saturating_sub(next))
+        .await
+        .unwrap()
+    {
+        Advance::Ran(view) => view,
+        Advance::Held => panic!("run {id} is held by another worker"),
+    }
+}
+
+/// Exactly one app, one volume and one started machine of this run, mounting that volume.
+pub async fn assert_exactly_one_of_each(client: &FlyClient, app: &str, run: &str) {
+    let apps: Vec<String> = client
+        .list_apps(ORG)
+        .await
+        .unwrap()
+        .apps
+        .into_iter()
+        .map(|a| a.name)
+        .filter(|n| n == app)
+        .collect();
+    assert_eq!(apps.len(), 1, "one app {app}");
+    let volumes: Vec<_> = client
+        .list_volumes(app)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|v| !v.is_destroyed())
+        .collect();
+    assert_eq!(volumes.len(), 1, "one volume in {app}: {volumes:?}");
+    let machines: Vec<_> = client
+        .list_machines(app, &ListMachines::default())
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|m| !m.is_gone())
+        .collect();
+    assert_eq!(machines.len(), 1, "one machine in {app}");
+    let m = &machines[0];
+    assert_eq!(m.state, "started");
+    let config = m.config.as_ref().unwrap();
+    assert_eq!(
+        config.metadata.get(RUN_METADATA).map(String::as_str),
+        Some(run)
+    );
+    assert_eq!(
+        config.mounts[0].volume.as_deref(),
+        Some(volumes[0].id.as_str())
+    );
+}
+
+/// How a killed console leaves a run: its lease held by a worker that is gone, expired (`expired`) or not yet.
+pub async fn leave_lease_of_dead_worker(walden: &Walden, run: &str, expired: bool) {
+    let at = if expired {
+        "2000-01-01T00:00:00.000Z"
+    } else {
+        "2999-01-01T00:00:00.000Z"
+    };
+    sqlx::query(
+        "UPDATE restore_runs SET lease_owner = 'dead-worker', lease_expires_at = ? WHERE id = ?",
+    )
+    .bind(at)
+    .bind(run)
+    .execute(walden.pool())
+    .await
+    .unwrap();
 }

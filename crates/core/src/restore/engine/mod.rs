@@ -17,9 +17,13 @@
 //!   and machine update, and the first base backup. A plan step without an executor (a bare `Exec`) pauses the
 //!   run with the reason. [`RunView::report`] gives each step's duration and the measured RTO.
 //!
-//! One place per concern: [`runs`] (the tables and the lease), [`exec`] (one executor per step), this file
-//! (the loop).
+//! - [`control`]: the two-person approval of a plan, retry, cancel (leave as is, or destroy what the run made
+//!   as a clean-up job of its own).
+//!
+//! One place per concern: [`runs`] (the tables and the lease), [`exec`] (one executor per step), [`control`]
+//! (approval, retry, cancel and clean-up), this file (the loop).
 
+mod control;
 mod exec;
 mod list;
 mod runs;
@@ -37,6 +41,7 @@ use super::{store, Restores, Step};
 use exec::{StepCtx, StepError};
 use runs::Held;
 
+pub use control::{Approval, Cleanup, CleanupOutcome, CleanupView};
 pub use exec::{assertion_holds, RUN_METADATA};
 pub use list::RunSummary;
 
@@ -54,6 +59,12 @@ pub mod actions {
     pub const STEP_DONE: &str = "restore.step.done";
     /// A step failed for good; the run is `failed`.
     pub const STEP_FAIL: &str = "restore.step.fail";
+    /// Another operator or admin approved a plan hash (or was refused: `denied`).
+    pub const APPROVE: &str = "restore.approve";
+    /// A failed run's failed step goes again.
+    pub const RUN_RETRY: &str = "restore.run.retry";
+    /// A run cancelled (with what existed), and its clean-up finished (with what was destroyed).
+    pub const RUN_CANCEL: &str = "restore.run.cancel";
 }
 
 /// Where a run is.
@@ -114,6 +125,8 @@ pub struct RunView {
     /// Durations per step and the measured RTO, from the stored times (once a step has finished). Boxed: a
     /// view travels inside [`Advance`].
     pub report: Option<Box<RunReport>>,
+    /// The clean-up of a run cancelled with [`Cleanup::Destroy`] (boxed: most runs have none).
+    pub cleanup: Option<Box<CleanupView>>,
 }
 
 /// What a run took: each finished step's duration and the measured RTO (the run's start to the restored
@@ -196,7 +209,9 @@ pub enum Advance {
 /// Why a run could not be started or moved on.
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
-    #[error("starting a restore needs the operator or admin role")]
+    #[error(
+        "starting, approving, retrying or cancelling a restore needs the operator or admin role"
+    )]
     Forbidden,
     #[error("no restore plan has the hash {0}")]
     NoPlan(String),
@@ -206,6 +221,16 @@ pub enum EngineError {
     LiveRun(String),
     #[error("there is no restore run {0}")]
     NoRun(String),
+    #[error("restores need a second person's approval: another operator or admin approves plan {0} first (walden restore approve)")]
+    NotApproved(String),
+    #[error("the plan's author cannot approve it: another operator or admin must")]
+    SelfApproval,
+    #[error("restore run {run} is {state:?}, not failed: only a failed run can be retried")]
+    NotFailed { run: String, state: RunState },
+    #[error("restore run {0} is done: there is nothing to cancel")]
+    Finished(String),
+    #[error("restore run {0} failed because its new app's name was taken by someone else since the plan: a retry would take that app over. Cancel the run and plan again with another name")]
+    NameTaken(String),
     #[error("another worker took over restore run {0}; this one stopped")]
     LeaseLost(String),
     #[error("the restore runs could not be read or written: {0}")]
@@ -285,6 +310,13 @@ impl Restores {
             .await?
             .ok_or_else(|| EngineError::NoPlan(plan_hash.to_owned()))?;
         let app = &stored.plan.destination.app;
+        if !control::approved_for(&self.pool, plan_hash, actor).await? {
+            let refused = Event::new(actions::RUN_START, Outcome::Failed)
+                .subject(format!("restore_plan:{plan_hash}"))
+                .detail(json!({ "why": "the plan has no second person's approval" }));
+            audit::record(&self.pool, actor, meta, &refused).await?;
+            return Err(EngineError::NotApproved(plan_hash.to_owned()));
+        }
         if confirm.trim() != app {
             let refused = Event::new(actions::RUN_START, Outcome::Failed)
                 .subject(format!("restore_plan:{plan_hash}"))
@@ -314,9 +346,9 @@ pub async fn advance(walden: &Walden, run: &str) -> Result<Advance, EngineError>
         .await
 }
 
-/// One pass of the worker: every runnable run (pending or running, lease free or expired) moved on in turn.
-/// `stop` is asked before each run and each step (a shutdown waits for the step in progress, never cuts a
-/// record in half). Returns how many runs it moved.
+/// One pass of the worker: every runnable run (pending or running, lease free or expired) moved on in turn,
+/// then every unfinished clean-up of a cancelled run tried once. `stop` is asked before each run and each step
+/// (a shutdown waits for the step in progress, never cuts a record in half). Returns how many runs it moved.
 pub async fn tick(walden: &Walden, stop: &(dyn Fn() -> bool + Sync)) -> Result<usize, EngineError> {
     let engine = Engine::new(walden.restores(), EngineOptions::default());
     let mut moved = 0;
@@ -330,6 +362,18 @@ pub async fn tick(walden: &Walden, stop: &(dyn Fn() -> bool + Sync)) -> Result<u
             Err(e) => {
                 tracing::warn!(run = %id, error = %e, "restore engine: the run could not be moved on")
             }
+        }
+    }
+    for id in control::pending_cleanups(&engine.restores.pool).await? {
+        if stop() {
+            break;
+        }
+        match engine.restores.clean_up(&id).await {
+            Ok(CleanupOutcome::Failed(why)) => {
+                tracing::warn!(run = %id, error = %why, "restore clean-up: this attempt failed")
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(run = %id, error = %e, "restore clean-up could not go on"),
         }
     }
     Ok(moved)
@@ -372,8 +416,13 @@ impl Engine {
         }
         let driven = self.drive(run, &owner, max_steps, stop).await;
         runs::release_lease(pool, run, &owner).await?;
-        driven?;
-        Ok(Advance::Ran(runs::view(pool, run).await?))
+        let view = runs::view(pool, run).await?;
+        match driven {
+            // Cancelled while this worker held it: it stopped at its first write after the cancel.
+            Err(EngineError::LeaseLost(_)) if view.state == RunState::Cancelled => {}
+            other => other?,
+        }
+        Ok(Advance::Ran(view))
     }
 
     /// The loop: the next step, recorded, until the run stops or `max_steps` ran.

@@ -1,7 +1,10 @@
 //! `restore_runs` and `restore_run_steps` (migration `20261203000800_restore_runs.sql`): every change of a run
 //! or a step, each written with its audit row in one transaction ([`AuditedTx`]), and the run's lease. Every
 //! write a worker makes is guarded by its lease (`WHERE lease_owner = ?`): a worker whose lease was taken over
-//! changes nothing more ([`EngineError::LeaseLost`]).
+//! changes nothing more ([`EngineError::LeaseLost`]). A worker's writes that move a run on (a step's start, a
+//! lease refresh, a failure, a pause, the end) also need the run still `pending` or `running`, so a run
+//! cancelled under a worker takes no further step; only the record of the step in flight lands, so that its
+//! clean-up sees what it made.
 
 use std::time::Duration;
 
@@ -132,7 +135,8 @@ pub(super) async fn take_lease(
     Ok(taken.rows_affected() == 1)
 }
 
-/// Pushes the lease's expiry out by `ttl`; [`EngineError::LeaseLost`] when `owner` no longer holds it.
+/// Pushes the lease's expiry out by `ttl`; [`EngineError::LeaseLost`] when `owner` no longer holds it or the run
+/// was cancelled meanwhile (how a long step notices a cancel).
 pub(super) async fn refresh_lease(
     pool: &SqlitePool,
     id: &str,
@@ -140,7 +144,7 @@ pub(super) async fn refresh_lease(
     ttl: Duration,
 ) -> Result<(), EngineError> {
     let done = sqlx::query(
-        "UPDATE restore_runs SET lease_expires_at = ? WHERE id = ? AND lease_owner = ?",
+        "UPDATE restore_runs SET lease_expires_at = ? WHERE id = ? AND lease_owner = ? AND state IN ('pending', 'running')",
     )
     .bind(expiry(ttl))
     .bind(id)
@@ -234,7 +238,8 @@ impl Held<'_> {
         .execute(&mut *tx)
         .await?;
         let run = sqlx::query(
-            "UPDATE restore_runs SET state = 'running', lease_expires_at = ? WHERE id = ? AND lease_owner = ?",
+            "UPDATE restore_runs SET state = 'running', lease_expires_at = ? WHERE id = ? AND lease_owner = ? \
+             AND state IN ('pending', 'running')",
         )
         .bind(expiry(self.ttl))
         .bind(self.run)
@@ -334,7 +339,7 @@ impl Held<'_> {
         .await?;
         let run = sqlx::query(
             "UPDATE restore_runs SET state = 'failed', failure = ?, finished_at = ?, lease_owner = NULL, \
-             lease_expires_at = NULL WHERE id = ? AND lease_owner = ?",
+             lease_expires_at = NULL WHERE id = ? AND lease_owner = ? AND state IN ('pending', 'running')",
         )
         .bind(&why)
         .bind(&now)
@@ -358,7 +363,7 @@ impl Held<'_> {
         let mut tx = AuditedTx::begin(self.pool).await?;
         let run = sqlx::query(
             "UPDATE restore_runs SET state = 'paused', failure = ?, lease_owner = NULL, lease_expires_at = NULL \
-             WHERE id = ? AND lease_owner = ?",
+             WHERE id = ? AND lease_owner = ? AND state IN ('pending', 'running')",
         )
         .bind(clip(why))
         .bind(self.run)
@@ -380,7 +385,7 @@ impl Held<'_> {
         let mut tx = AuditedTx::begin(self.pool).await?;
         let run = sqlx::query(
             "UPDATE restore_runs SET state = 'done', finished_at = ?, lease_owner = NULL, lease_expires_at = NULL \
-             WHERE id = ? AND lease_owner = ?",
+             WHERE id = ? AND lease_owner = ? AND state IN ('pending', 'running')",
         )
         .bind(ts::format(ts::now()))
         .bind(self.run)
@@ -470,6 +475,7 @@ pub(super) async fn view(pool: &SqlitePool, id: &str) -> Result<RunView, EngineE
         failure: row.try_get("failure")?,
         steps,
         report,
+        cleanup: super::control::cleanup_view(pool, id).await?.map(Box::new),
     })
 }
 
