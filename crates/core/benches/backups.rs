@@ -4,7 +4,8 @@
 //! `cargo bench -p walden-core --bench backups` (not run by `cargo test`). Writes a local-file bucket with
 //! `walg::testkit::generate_large` into a temp dir, then measures (medians): a full build with its timeline; the
 //! first store (every row inserted); loading the stored index; a refresh through a service that kept its copy
-//! in memory (the console's worker) and through a new service that loads the stored index first (the CLI), each
+//! in memory (the console's worker) and through a new service on a newly opened database that loads the stored
+//! index first (the CLI: `db::open`, with its `quick_check` and migrations, is timed and printed apart), each
 //! after `WALDEN_BENCH_NEW` new segments and including the save and the timeline, with the split of each (the
 //! service's `Refreshed::took`, the timeline, and what a copy of the index would cost); at the end it checks that
 //! the refreshed and the stored index equal a full build. Variables: `WALDEN_BENCH_WAL`
@@ -106,17 +107,24 @@ async fn run() {
     for _ in 0..runs {
         extend_large(bucket.path(), next, new).expect("extend");
         next += new;
+        // What `walden timeline` does: open the database file (a pool of its own, nothing cached in it), load,
+        // refresh, store, compute the timeline.
         let t = Instant::now();
-        let refreshed = Backups::new(pool.clone())
+        let cli_pool = db::open(data.path()).await.expect("database");
+        let opened = t.elapsed();
+        let refreshed = Backups::new(cli_pool.clone())
             .refresh(&reader)
             .await
             .expect("refresh");
         let before_timeline = t.elapsed();
         let _timeline = refreshed.timeline(OffsetDateTime::now_utc());
         cold.push(t.elapsed());
-        cold_split.push(Split::of(&refreshed, t.elapsed() - before_timeline));
+        let mut split = Split::of(&refreshed, t.elapsed() - before_timeline);
+        split.open = opened;
+        cold_split.push(split);
         assert_eq!(refreshed.written.wal_written, new);
         last = Some(refreshed.index);
+        cli_pool.close().await;
     }
     // The refreshed index, as stored, is what a full build of the storage finds.
     let (mut built, _) = reader.build().await.expect("build");
@@ -154,7 +162,7 @@ async fn run() {
         ratio(warm)
     );
     println!(
-        "refresh +{new}, loaded first, stored:     {} ({:.3})",
+        "refresh +{new}, opened + loaded, stored:  {} ({:.3})",
         ms(cold),
         ratio(cold)
     );
@@ -163,8 +171,9 @@ async fn run() {
         ("loaded", Split::median(&cold_split)),
     ] {
         println!(
-            "  {who:>6}: base {}, read (probe + merge) {}, save (diff + commit) {}, timeline {}; \
+            "  {who:>6}: open the database {}, base {}, read (probe + merge) {}, save (diff + commit) {}, timeline {}; \
              a copy of the index (not made) {}",
+            ms(split.open),
             ms(split.base),
             ms(split.read),
             ms(split.save),
@@ -177,6 +186,8 @@ async fn run() {
 /// The parts of one refresh: the service's own (`Took`), its timeline, and what copying its index would cost.
 #[derive(Clone, Copy)]
 struct Split {
+    /// The CLI's `db::open` of the database file (zero for the worker, whose pool is open).
+    open: Duration,
     base: Duration,
     read: Duration,
     save: Duration,
@@ -191,6 +202,7 @@ impl Split {
         let copy_time = t.elapsed();
         drop(copy);
         Split {
+            open: Duration::ZERO,
             base: refreshed.took.base,
             read: refreshed.took.read,
             save: refreshed.took.save,
@@ -203,6 +215,7 @@ impl Split {
     fn median(all: &[Split]) -> Split {
         let part = |f: fn(&Split) -> Duration| median(all.iter().map(f).collect());
         Split {
+            open: part(|s| s.open),
             base: part(|s| s.base),
             read: part(|s| s.read),
             save: part(|s| s.save),

@@ -66,15 +66,30 @@ fn is_upper_hex(s: &str) -> bool {
         .all(|b| b.is_ascii_digit() || (b'A'..=b'F').contains(&b))
 }
 
+/// The value of up to 8 upper-case hex digits (as PostgreSQL writes WAL names); `None` for any other byte.
+fn upper_hex_u32(digits: &[u8]) -> Option<u32> {
+    digits.iter().try_fold(0u32, |v, &b| {
+        let d = match b {
+            b'0'..=b'9' => b - b'0',
+            b'A'..=b'F' => b - b'A' + 10,
+            _ => return None,
+        };
+        Some(v << 4 | u32::from(d))
+    })
+}
+
 /// Parses a 24-hex WAL file name (upper case, as PostgreSQL writes it) into (timeline, segment number).
 /// Returns `None` for anything else, including a low part that is out of range for `segsize`.
+/// One pass over the name: a loaded index classifies every stored name, and a check then three
+/// `from_str_radix` were a third of loading 300,000 objects.
 pub fn parse_wal_file_name(s: &str, segsize: u64) -> Option<(u32, u64)> {
-    if s.len() != 24 || !is_upper_hex(s) {
+    let b = s.as_bytes();
+    if b.len() != 24 {
         return None;
     }
-    let tli = u32::from_str_radix(&s[0..8], 16).ok()?;
-    let log = u64::from_str_radix(&s[8..16], 16).ok()?;
-    let seg = u64::from_str_radix(&s[16..24], 16).ok()?;
+    let tli = upper_hex_u32(&b[0..8])?;
+    let log = u64::from(upper_hex_u32(&b[8..16])?);
+    let seg = u64::from(upper_hex_u32(&b[16..24])?);
     let per = segments_per_xlog_id(segsize);
     if seg >= per {
         return None;
@@ -353,6 +368,8 @@ mod tests {
         assert_eq!(parse_wal_file_name("00000001000000000000001g", SEG), None);
         assert_eq!(parse_wal_file_name("00000001000000000000001a", SEG), None);
         assert_eq!(parse_wal_file_name("0000000100000000000001", SEG), None);
+        // 24 bytes, not 24 hex digits.
+        assert_eq!(parse_wal_file_name("é0000001000000000000001", SEG), None);
     }
 
     #[test]

@@ -157,7 +157,11 @@ async fn load_wal_from(
     .bind(first as i64)
     .fetch_all(&mut *tx)
     .await?;
-    let mut wal: Vec<WalObject> = Vec::with_capacity(blocks.len() * BLOCK);
+    let total: usize = blocks
+        .iter()
+        .map(|(_, objects, _)| usize::try_from(*objects).unwrap_or(0))
+        .sum();
+    let mut wal: Vec<WalObject> = Vec::with_capacity(total + headroom(total));
     let last = blocks.len().saturating_sub(1);
     for (i, (block, objects, body)) in blocks.iter().enumerate() {
         let objects = usize::try_from(*objects).unwrap_or(0);
@@ -170,6 +174,14 @@ async fn load_wal_from(
             .map_err(|e| LoadError::Corrupt(format!("WAL block {block} does not decode: {e}")))?;
     }
     Ok(wal)
+}
+
+/// Spare room a loaded list gets for the objects the refresh that follows appends: an eighth, at least a block.
+/// A list without spare capacity is reallocated and copied whole for the first new object (measured: 9 ms for
+/// 300,000 objects on a quiet machine, 30-65 ms on a busy one, against nothing for the worker, whose list grew
+/// before); untouched capacity costs address space, not memory.
+fn headroom(objects: usize) -> usize {
+    (objects / 8).max(BLOCK)
 }
 
 /// The entry rows, decoded into `index`'s maps (stray keys come in name order).

@@ -205,6 +205,8 @@ async fn a_large_listing_is_stored_in_blocks_and_a_refresh_rewrites_only_the_tai
         .unwrap()
         .unwrap();
     assert_eq!(stored, *second.index);
+    // A loaded list has room for the objects the next refresh appends (no reallocation and copy of it all).
+    assert!(stored.wal.capacity() >= stored.wal.len() + wal_blocks::BLOCK);
 
     // Retention deletes the oldest segment: a full build finds it and every block after it shifts.
     std::fs::remove_file(bucket.path().join("wal_005").join(&stored.wal[0].name)).unwrap();
