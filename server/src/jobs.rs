@@ -242,21 +242,57 @@ pub async fn escrow_tick(walden: &Walden, token: &CancellationToken) -> EscrowTi
     done
 }
 
-/// How often the restore worker looks for runnable runs: a started run begins within this, and a run a crashed
-/// console left is taken over this long after its lease expired.
+/// How often the restore worker looks for runnable runs when nothing woke it: a run a crashed console left is
+/// taken over this long after its lease expired (a run started in this process wakes it at once).
 pub const RESTORE_TICK: Duration = Duration::from_secs(2);
 
-/// Moves every runnable restore run on (`walden_core::restore::engine::tick`): a run just started, or one whose
-/// worker died (its lease expired). A shutdown is honoured between steps; a failure is logged, never fatal
-/// (the run's own row says what went wrong).
+/// Moves every runnable restore run on, each in a task of its own (`walden_core::restore::engine::drive_run`), so
+/// a PITR that takes hours never holds up another run; then the pending clean-ups. It looks every `every`, and at
+/// once when an audited commit lands in this process (a run started, retried or cancelled), instead of polling
+/// faster. A run already driven here is not taken again (the lease keeps other consoles off it); a shutdown is
+/// honoured between steps by every task, and waited for; a failure is logged, never fatal (the run's own row
+/// says what went wrong).
 pub async fn restores(walden: Walden, token: CancellationToken, every: Duration) {
-    every_interval(every, &token, || async {
-        let stop = || token.is_cancelled();
-        if let Err(e) = walden_core::restore::engine::tick(&walden, &stop).await {
-            tracing::warn!(error = %e, "restore worker: the runs could not be read");
+    let mut commits = walden.audit().commits();
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut driven: std::collections::HashMap<String, tokio::task::JoinHandle<()>> =
+        std::collections::HashMap::new();
+    loop {
+        tokio::select! {
+            biased;
+            () = token.cancelled() => break,
+            _ = tick.tick() => {}
+            Ok(()) = commits.changed() => {}
         }
-    })
-    .await;
+        driven.retain(|_, task| !task.is_finished());
+        match walden_core::restore::engine::runnable_runs(&walden).await {
+            Ok(ids) => {
+                for id in ids {
+                    if driven.contains_key(&id) {
+                        continue;
+                    }
+                    let (walden, token) = (walden.clone(), token.clone());
+                    let task = tokio::spawn({
+                        let id = id.clone();
+                        async move {
+                            let stop = || token.is_cancelled();
+                            walden_core::restore::engine::drive_run(&walden, &id, &stop).await;
+                        }
+                    });
+                    driven.insert(id, task);
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "restore worker: the runs could not be read"),
+        }
+        let stop = || token.is_cancelled();
+        if let Err(e) = walden_core::restore::engine::clean_up_pending(&walden, &stop).await {
+            tracing::warn!(error = %e, "restore worker: the clean-ups could not be read");
+        }
+    }
+    for (_, task) in driven {
+        let _ = task.await;
+    }
     tracing::debug!("restore worker stopped");
 }
 

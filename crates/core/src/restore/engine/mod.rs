@@ -346,29 +346,56 @@ pub async fn advance(walden: &Walden, run: &str) -> Result<Advance, EngineError>
         .await
 }
 
-/// One pass of the worker: every runnable run (pending or running, lease free or expired) moved on in turn,
-/// then every unfinished clean-up of a cancelled run tried once. `stop` is asked before each run and each step
-/// (a shutdown waits for the step in progress, never cuts a record in half). Returns how many runs it moved.
+/// One pass over everything the engine has to do, one thing after another: every runnable run (pending or
+/// running, lease free or expired) moved on ([`drive_run`]), then every unfinished clean-up tried once
+/// ([`clean_up_pending`]). `stop` is asked before each run and each step (a shutdown waits for the step in
+/// progress, never cuts a record in half). Returns how many runs it moved. The console's worker does the same
+/// with each run in a task of its own (`server/src/jobs.rs`), so a long PITR never holds another run up.
 pub async fn tick(walden: &Walden, stop: &(dyn Fn() -> bool + Sync)) -> Result<usize, EngineError> {
-    let engine = Engine::new(walden.restores(), EngineOptions::default());
     let mut moved = 0;
-    for id in runs::runnable(&engine.restores.pool).await? {
+    for id in runnable_runs(walden).await? {
         if stop() {
             break;
         }
-        match engine.advance_until(&id, usize::MAX, stop).await {
-            Ok(Advance::Ran(_)) => moved += 1,
-            Ok(Advance::Held) => {}
-            Err(e) => {
-                tracing::warn!(run = %id, error = %e, "restore engine: the run could not be moved on")
-            }
+        if drive_run(walden, &id, stop).await {
+            moved += 1;
         }
     }
-    for id in control::pending_cleanups(&engine.restores.pool).await? {
+    clean_up_pending(walden, stop).await?;
+    Ok(moved)
+}
+
+/// The runs a worker may move on now: pending or running, their lease free or expired.
+pub async fn runnable_runs(walden: &Walden) -> Result<Vec<String>, EngineError> {
+    runs::runnable(walden.pool()).await
+}
+
+/// Moves one run on as far as it goes (default options) unless another worker holds it; `true` when this worker
+/// moved it. A failure to read or write the run is logged (the run's own row says what went wrong with a step).
+pub async fn drive_run(walden: &Walden, id: &str, stop: &(dyn Fn() -> bool + Sync)) -> bool {
+    let engine = Engine::new(walden.restores(), EngineOptions::default());
+    match engine.advance_until(id, usize::MAX, stop).await {
+        Ok(Advance::Ran(_)) => true,
+        Ok(Advance::Held) => false,
+        Err(e) => {
+            tracing::warn!(run = %id, error = %e, "restore engine: the run could not be moved on");
+            false
+        }
+    }
+}
+
+/// Every unfinished clean-up of a cancelled run tried once (each leased, so two workers never clean up the
+/// same run together).
+pub async fn clean_up_pending(
+    walden: &Walden,
+    stop: &(dyn Fn() -> bool + Sync),
+) -> Result<(), EngineError> {
+    let restores = walden.restores();
+    for id in control::pending_cleanups(walden.pool()).await? {
         if stop() {
             break;
         }
-        match engine.restores.clean_up(&id).await {
+        match restores.clean_up(&id).await {
             Ok(CleanupOutcome::Failed(why)) => {
                 tracing::warn!(run = %id, error = %why, "restore clean-up: this attempt failed")
             }
@@ -376,7 +403,7 @@ pub async fn tick(walden: &Walden, stop: &(dyn Fn() -> bool + Sync)) -> Result<u
             Err(e) => tracing::warn!(run = %id, error = %e, "restore clean-up could not go on"),
         }
     }
-    Ok(moved)
+    Ok(())
 }
 
 /// The engine over a [`Restores`].
