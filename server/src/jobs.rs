@@ -12,6 +12,7 @@ use tower_sessions::session_store::ExpiredDeletion;
 use tower_sessions_sqlx_store::SqliteStore;
 use walden_core::access::{Actor, RequestMeta};
 use walden_core::audit_checkpoints::{Checkpointer, Reason};
+use walden_core::restore::engine::EngineOptions;
 use walden_core::Walden;
 
 /// How often failed alert deliveries are tried again.
@@ -69,9 +70,10 @@ impl Jobs {
         mut self,
         walden: Walden,
         every: Duration,
+        options: EngineOptions,
         token: CancellationToken,
     ) -> Self {
-        self.set.spawn(restores(walden, token, every));
+        self.set.spawn(restores(walden, token, every, options));
         self
     }
 
@@ -249,10 +251,15 @@ pub const RESTORE_TICK: Duration = Duration::from_secs(2);
 /// Moves every runnable restore run on (`walden_core::restore::engine::tick`): a run just started, or one whose
 /// worker died (its lease expired). A shutdown is honoured between steps; a failure is logged, never fatal
 /// (the run's own row says what went wrong).
-pub async fn restores(walden: Walden, token: CancellationToken, every: Duration) {
+pub async fn restores(
+    walden: Walden,
+    token: CancellationToken,
+    every: Duration,
+    options: EngineOptions,
+) {
     every_interval(every, &token, || async {
         let stop = || token.is_cancelled();
-        if let Err(e) = walden_core::restore::engine::tick(&walden, &stop).await {
+        if let Err(e) = walden_core::restore::engine::tick_with(&walden, options, &stop).await {
             tracing::warn!(error = %e, "restore worker: the runs could not be read");
         }
     })

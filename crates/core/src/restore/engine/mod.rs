@@ -318,7 +318,16 @@ pub async fn advance(walden: &Walden, run: &str) -> Result<Advance, EngineError>
 /// `stop` is asked before each run and each step (a shutdown waits for the step in progress, never cuts a
 /// record in half). Returns how many runs it moved.
 pub async fn tick(walden: &Walden, stop: &(dyn Fn() -> bool + Sync)) -> Result<usize, EngineError> {
-    let engine = Engine::new(walden.restores(), EngineOptions::default());
+    tick_with(walden, EngineOptions::default(), stop).await
+}
+
+/// [`tick`] with the given options (the console's configured poll interval and lease).
+pub async fn tick_with(
+    walden: &Walden,
+    options: EngineOptions,
+    stop: &(dyn Fn() -> bool + Sync),
+) -> Result<usize, EngineError> {
+    let engine = Engine::new(walden.restores(), options);
     let mut moved = 0;
     for id in runs::runnable(&engine.restores.pool).await? {
         if stop() {
