@@ -1,6 +1,7 @@
 //! Issue #13 item 8, the fault half: 100 seeded whole restores (latest point of the seeded cluster) against
 //! flysim over loopback HTTP with faults injected on every call — 10 % 429 and 10 % 503, creates answered 408
-//! after they succeeded, exec calls answered 408 `deadline_exceeded` after the command ran — all end `done`;
+//! after they succeeded, exec calls answered 408 `deadline_exceeded` after the command ran, Machine updates and
+//! stops refused 409 as if another client held the Machine's lease — all end `done`;
 //! each run made exactly one app, one volume and one machine (tagged with its run id), recorded each step done
 //! once (one `restore.step.done` audit row per step), and the source cluster is unchanged on the emulator.
 //!
@@ -10,8 +11,8 @@
 //!
 //! Ignored for now: it found that the first base backup can be launched before the restored Postgres accepts
 //! connections again after the machine's update (seen without any fault, with 5 runs at once); that push fails,
-//! its launch marker stops a relaunch, and the run ends failed at `backup_push`. Not yet injected: lease
-//! conflicts (409) and lagging secrets (flysim has neither fault).
+//! its launch marker stops a relaunch, and the run ends failed at `backup_push`. Not yet injected: lagging
+//! secrets (what Fly answers to a `min_secrets_version` it has not caught up with is not in the reference notes).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a test stops loudly
 
 mod support;
@@ -126,6 +127,7 @@ async fn a_hundred_faulty_restores_end_done_with_nothing_duplicated() {
         rate_5xx: 0.1,
         create_408_after_success: 0.5,
         exec_deadline_exceeded: 0.2,
+        lease_conflict: 0.1,
         ..Faults::default()
     });
     let _clock = tick_clock(&f.sim);
