@@ -9,10 +9,11 @@
 //! its own rate limiter (it would pace the runs at Fly's real-time rates, not the engine's work), and the runs
 //! spread over a few concurrent tasks (one lease per run, so they never step on each other).
 //!
-//! Ignored for now: it found that the first base backup can be launched before the restored Postgres accepts
-//! connections again after the machine's update (seen without any fault, with 5 runs at once); that push fails,
-//! its launch marker stops a relaunch, and the run ends failed at `backup_push`. Not yet injected: lagging
-//! secrets (what Fly answers to a `min_secrets_version` it has not caught up with is not in the reference notes).
+//! It found that the first base backup could be launched before the restored Postgres accepted connections again
+//! after the machine's update (seen without any fault, with 5 runs at once): that push failed, its launch marker
+//! kept it from a second launch, and the run ended failed at `backup_push`; the step now waits for Postgres
+//! first. Not yet injected: lagging secrets (what Fly answers to a `min_secrets_version` it has not caught up
+//! with is not in the reference notes).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a test stops loudly
 
 mod support;
@@ -110,9 +111,6 @@ async fn assert_each_step_done_once(walden: &Walden, view: &RunView) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "fails: the engine launches the first base backup once, before the restored Postgres accepts \
-            connections after its update; the push fails, is never relaunched, and backup_push loops on \
-            'the new prefix cannot be read' until the step deadline (post.rs::backup_push)"]
 async fn a_hundred_faulty_restores_end_done_with_nothing_duplicated() {
     let f = fixture(30).await.unthrottled().await;
     let source_before = source_state(&f.client).await;
