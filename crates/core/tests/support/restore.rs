@@ -42,13 +42,16 @@ impl Fixture {
 
     /// The same fixture with a Fly client without its own rate limits (Fly's documented rates, about 1 req/s
     /// per action and app in real time, which would pace a test's many restores rather than the engine's
-    /// work), Walden reopened over it: for tests that run many restores or time one.
+    /// work), and that polls a new app's visibility for 2 s instead of Fly's minute (the emulator shows it
+    /// after 2 simulated seconds; an app create answered 503 would otherwise look for the app a real minute
+    /// before sending the create again), Walden reopened over it: for tests that run many restores or time one.
     pub async fn unthrottled(mut self) -> Fixture {
         self.client = FlyClient::builder()
             .token(SecretString::from(TOKEN))
             .machines_base_url(&self._keep.0.base_url)
             .api_base_url(&self._keep.0.base_url)
             .rate_limits(None)
+            .app_visibility_timeout(std::time::Duration::from_secs(2))
             .build()
             .unwrap();
         self.walden.close().await;
