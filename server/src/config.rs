@@ -188,6 +188,17 @@ pub struct ServeArgs {
           value_parser = clap::value_parser!(u64).range(5..), value_name = "SECONDS")]
     pub monitor_secs: u64,
 
+    /// How often a long restore step (the keeper check, the PITR, the first base backup) polls Fly.
+    #[arg(long, env = "WALDEN_RESTORE_POLL_SECS", default_value_t = 10,
+          value_parser = clap::value_parser!(u64).range(1..), value_name = "SECONDS")]
+    pub restore_poll_secs: u64,
+
+    /// How long a restore run's lease lasts without a refresh: a console killed in the middle of a run has
+    /// it taken over by the next one this long after it died.
+    #[arg(long, env = "WALDEN_RESTORE_LEASE_SECS", default_value_t = 60,
+          value_parser = clap::value_parser!(u64).range(2..), value_name = "SECONDS")]
+    pub restore_lease_secs: u64,
+
     /// Password hashes computed at once (19 MiB each); sign-ins beyond them queue for up to 10 s, then get
     /// 503. The VM's memory must hold the console plus this many hashes (see fly.toml).
     #[arg(
@@ -285,7 +296,18 @@ impl ServeArgs {
             audit_checkpoint_rows: 100,
             escrow_capture_secs: 86_400,
             monitor_secs: 60,
+            restore_poll_secs: 10,
+            restore_lease_secs: 60,
             hash_permits: 2,
+        }
+    }
+
+    /// The restore engine's options: the configured poll interval and lease, the rest its defaults.
+    pub fn restore_engine(&self) -> walden_core::restore::engine::EngineOptions {
+        walden_core::restore::engine::EngineOptions {
+            poll_interval: Duration::from_secs(self.restore_poll_secs),
+            lease: Duration::from_secs(self.restore_lease_secs),
+            ..walden_core::restore::engine::EngineOptions::default()
         }
     }
 
@@ -370,6 +392,8 @@ impl std::fmt::Debug for ServeArgs {
             .field("audit_checkpoint_rows", &self.audit_checkpoint_rows)
             .field("escrow_capture_secs", &self.escrow_capture_secs)
             .field("monitor_secs", &self.monitor_secs)
+            .field("restore_poll_secs", &self.restore_poll_secs)
+            .field("restore_lease_secs", &self.restore_lease_secs)
             .finish()
     }
 }

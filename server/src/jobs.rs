@@ -12,6 +12,7 @@ use tower_sessions::session_store::ExpiredDeletion;
 use tower_sessions_sqlx_store::SqliteStore;
 use walden_core::access::{Actor, RequestMeta};
 use walden_core::audit_checkpoints::{Checkpointer, Reason};
+use walden_core::restore::engine::EngineOptions;
 use walden_core::Walden;
 
 /// How often failed alert deliveries are tried again.
@@ -69,9 +70,10 @@ impl Jobs {
         mut self,
         walden: Walden,
         every: Duration,
+        options: EngineOptions,
         token: CancellationToken,
     ) -> Self {
-        self.set.spawn(restores(walden, token, every));
+        self.set.spawn(restores(walden, token, every, options));
         self
     }
 
@@ -252,7 +254,12 @@ pub const RESTORE_TICK: Duration = Duration::from_secs(2);
 /// faster. A run already driven here is not taken again (the lease keeps other consoles off it); a shutdown is
 /// honoured between steps by every task, and waited for; a failure is logged, never fatal (the run's own row
 /// says what went wrong).
-pub async fn restores(walden: Walden, token: CancellationToken, every: Duration) {
+pub async fn restores(
+    walden: Walden,
+    token: CancellationToken,
+    every: Duration,
+    options: EngineOptions,
+) {
     let mut commits = walden.audit().commits();
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -277,7 +284,8 @@ pub async fn restores(walden: Walden, token: CancellationToken, every: Duration)
                         let id = id.clone();
                         async move {
                             let stop = || token.is_cancelled();
-                            walden_core::restore::engine::drive_run(&walden, &id, &stop).await;
+                            walden_core::restore::engine::drive_run(&walden, options, &id, &stop)
+                                .await;
                         }
                     });
                     driven.insert(id, task);

@@ -184,6 +184,7 @@ impl Application {
             .with_restores(
                 walden.clone(),
                 crate::jobs::RESTORE_TICK,
+                config.restore_engine(),
                 shutdown.child_token(),
             );
         if let Some(writer) = checkpoints {

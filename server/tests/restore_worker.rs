@@ -13,7 +13,7 @@ use support::fleet::Fleet;
 use tokio_util::sync::CancellationToken;
 use walden::jobs::restores;
 use walden_core::access::{Actor, RequestMeta};
-use walden_core::restore::engine::RunState;
+use walden_core::restore::engine::{EngineOptions, RunState};
 use walden_core::restore::{ClusterRef, Destination, RestoreRequest, RestoreTarget};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -61,6 +61,7 @@ async fn the_worker_moves_a_started_run_on() {
         walden.clone(),
         token.clone(),
         Duration::from_millis(50),
+        EngineOptions::default(),
     ));
     let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
     let view = loop {

@@ -32,6 +32,12 @@ pub struct Faults {
     /// `failed` as an error, and its rollout relaunches `failed` Machines).
     #[serde(default)]
     pub launch_fails: BTreeSet<String>,
+    /// Share of Machine mutations (`POST`/`DELETE` on `/v1/apps/{app}/machines/{id}` and its actions; exec,
+    /// wait and the lease calls excepted) answered `409` as if another client (a `fly deploy`, another
+    /// console) held the Machine's lease: nothing happens (the spec's 409 "lease held", fly-platform notes;
+    /// flyctl retries it). Drawn only when set, so the seeded sequences of the other faults stay as they were.
+    #[serde(default)]
+    pub lease_conflict: f64,
     /// Enforce Fly's documented rate limits in simulated time (token buckets per action and Machine or
     /// app: 1 req/s burst 3; Get Machine 5 req/s burst 10) and answer 429 beyond them.
     pub enforce_rate_limits: bool,
@@ -94,9 +100,32 @@ impl FaultState {
         }
     }
 
+    /// A lease conflict for this request (see [`Faults::lease_conflict`]); draws only when the rate is set and
+    /// the request mutates a Machine.
+    pub fn lease_conflict(&mut self, method: &str, path: &str) -> bool {
+        let rate = self.cfg.lease_conflict;
+        rate > 0.0 && mutates_machine(method, path) && self.hit(rate)
+    }
+
     /// Draw once; `true` with probability `p`. Always draws, so the sequence does not depend on `p`.
     pub fn hit(&mut self, probability: f64) -> bool {
         let draw: f64 = self.rng.random();
         probability > 0.0 && draw < probability
+    }
+}
+
+/// `POST`/`DELETE` on a Machine or one of its actions, other than exec, wait, the lease and metadata (which a
+/// lease held by another client does not block).
+fn mutates_machine(method: &str, path: &str) -> bool {
+    if method != "POST" && method != "DELETE" {
+        return false;
+    }
+    let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
+    match parts.as_slice() {
+        ["v1", "apps", _, "machines", _] => true,
+        ["v1", "apps", _, "machines", _, action, ..] => {
+            !matches!(*action, "exec" | "wait" | "lease" | "metadata")
+        }
+        _ => false,
     }
 }

@@ -108,6 +108,51 @@ async fn exec_deadline_exceeded_and_latency() {
     assert!(t.elapsed() >= Duration::from_millis(120));
 }
 
+/// A lease conflict refuses a Machine's update and stop with 409 and changes nothing; exec and reads pass.
+#[tokio::test]
+async fn lease_conflicts_refuse_machine_mutations_only() {
+    let env = start().await;
+    env.create_app("held").await;
+    let m = env
+        .ok(
+            "POST",
+            "/v1/apps/held/machines",
+            Some(json!({"config": {"image": "nginx"}})),
+        )
+        .await;
+    let id = m["id"].as_str().unwrap().to_string();
+    env.advance(3);
+    env.sim.set_faults(Faults {
+        lease_conflict: 1.0,
+        ..Faults::default()
+    });
+    let update = env
+        .call(
+            "POST",
+            &format!("/v1/apps/held/machines/{id}"),
+            Some(json!({"config": {"image": "nginx:2"}})),
+        )
+        .await;
+    assert_eq!(update.status, 409, "{:?}", update.body);
+    let stop = env
+        .call("POST", &format!("/v1/apps/held/machines/{id}/stop"), None)
+        .await;
+    assert_eq!(stop.status, 409);
+    let exec = env
+        .call(
+            "POST",
+            &format!("/v1/apps/held/machines/{id}/exec"),
+            Some(json!({"command": ["true"]})),
+        )
+        .await;
+    assert_eq!(exec.status, 200);
+    let now = env
+        .ok("GET", &format!("/v1/apps/held/machines/{id}"), None)
+        .await;
+    assert_eq!(now["state"], "started");
+    assert_eq!(now["config"]["image"], "nginx");
+}
+
 #[tokio::test]
 async fn a_machine_that_never_becomes_healthy() {
     let env = start().await;

@@ -146,19 +146,24 @@ async fn a_confirmed_plan_starts_a_run_that_its_page_and_the_list_show() {
     assert_eq!(res.status(), 200);
     let run: String = res.json().await.unwrap();
 
-    // The console's worker moves it on; wait until it stops (paused before a step not built yet, or done).
+    // The console's worker moves it on (a whole restore in the demo's real-time emulator takes minutes): wait
+    // until its machine is created, or until it stops.
     let viewer = app.signed_in(Role::Viewer).await;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
     let page = loop {
         let res = viewer.call(&GetRestoreRun { id: run.clone() }).await;
         assert_eq!(res.status(), 200);
         let page: RunPage = res.json().await.unwrap();
-        if !page.live {
+        let machine_made = page
+            .steps
+            .iter()
+            .any(|s| s.kind == "create_machine" && s.status == "done");
+        if machine_made || !page.live {
             break page;
         }
         assert!(
             tokio::time::Instant::now() < deadline,
-            "the run never stopped: {page:?}"
+            "the run never made its machine: {page:?}"
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     };

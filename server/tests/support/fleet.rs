@@ -1,6 +1,7 @@
 //! In-process set-up for the worker tests (`escrow_worker.rs`, `monitor_worker.rs`): flysim on loopback (a
 //! manual clock) with the demo cluster and a second Stolon cluster, and a core [`Walden`] on a real SQLite
-//! file that talks to it with the demo org's token, both clusters tracked.
+//! file that talks to it with the demo org's token, both clusters tracked, sealed with the binary's
+//! [`super::MASTER_KEY`] (so a `walden` process on the same data directory opens its escrow).
 
 use std::path::Path;
 
@@ -48,7 +49,9 @@ impl Fleet {
                 &dir.join("data"),
                 WaldenOptions {
                     hash: HashParams::TEST,
-                    keyring: Some(Keyring::generate().unwrap()),
+                    keyring: Some(
+                        Keyring::from_master_hex(&SecretString::from(super::MASTER_KEY)).unwrap(),
+                    ),
                     fly: Some(FlyConnection {
                         client: fly_client(&run.base_url),
                         org: DEMO_ORG.into(),

@@ -40,6 +40,25 @@ impl Fixture {
     pub async fn reopen(&self) -> Walden {
         open_walden(self.data.path(), &self.client, &self.keyring).await
     }
+
+    /// The same fixture with a Fly client without its own rate limits (Fly's documented rates, about 1 req/s
+    /// per action and app in real time, which would pace a test's many restores rather than the engine's
+    /// work), and that polls a new app's visibility for 2 s instead of Fly's minute (the emulator shows it
+    /// after 2 simulated seconds; an app create answered 503 would otherwise look for the app a real minute
+    /// before sending the create again), Walden reopened over it: for tests that run many restores or time one.
+    pub async fn unthrottled(mut self) -> Fixture {
+        self.client = FlyClient::builder()
+            .token(SecretString::from(TOKEN))
+            .machines_base_url(&self._keep.0.base_url)
+            .api_base_url(&self._keep.0.base_url)
+            .rate_limits(None)
+            .app_visibility_timeout(std::time::Duration::from_secs(2))
+            .build()
+            .unwrap();
+        self.walden.close().await;
+        self.walden = self.reopen().await;
+        self
+    }
 }
 
 /// The seeded cluster, tracked, escrowed `escrow_age_hours` before the emulator's now.
@@ -225,15 +244,29 @@ impl Drop for ClockTicker {
 }
 
 pub fn tick_clock(sim: &Sim) -> ClockTicker {
+    tick_clock_by(
+        sim,
+        std::time::Duration::from_secs(5),
+        std::time::Duration::from_millis(10),
+    )
+}
+
+/// [`tick_clock`] moving `step` simulated time every `every` real time (the restore bench moves it fast, so
+/// the emulator's simulated waits cost next to nothing).
+pub fn tick_clock_by(
+    sim: &Sim,
+    step: std::time::Duration,
+    every: std::time::Duration,
+) -> ClockTicker {
     let sim = sim.clone();
     let held = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let flag = held.clone();
     let task = tokio::spawn(async move {
         loop {
             if !flag.load(std::sync::atomic::Ordering::SeqCst) {
-                sim.advance(std::time::Duration::from_secs(5));
+                sim.advance(step);
             }
-            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            tokio::time::sleep(every).await;
         }
     });
     ClockTicker { task, held }

@@ -177,7 +177,7 @@ fn app_in_path(path: &str) -> Option<&str> {
     rest.split('/').next().filter(|app| !app.is_empty())
 }
 
-/// A rate limit or an injected 429/503, drawn in request order.
+/// A rate limit, an injected 429/503 or a lease conflict (409), drawn in request order.
 fn edge_fault(sim: &Sim, method: &str, path: &str) -> Option<ApiError> {
     let limited = !sim.faults().rate_ok(method, path, ms(sim.now()));
     if limited {
@@ -195,6 +195,12 @@ fn edge_fault(sim: &Sim, method: &str, path: &str) -> Option<ApiError> {
         return Some(ApiError::new(
             503,
             "service unavailable: upstream connect error",
+        ));
+    }
+    if sim.faults().lease_conflict(method, path) {
+        return Some(ApiError::new(
+            409,
+            "failed_precondition: machine lease currently held by another client",
         ));
     }
     None

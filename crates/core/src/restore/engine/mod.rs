@@ -352,12 +352,21 @@ pub async fn advance(walden: &Walden, run: &str) -> Result<Advance, EngineError>
 /// progress, never cuts a record in half). Returns how many runs it moved. The console's worker does the same
 /// with each run in a task of its own (`server/src/jobs.rs`), so a long PITR never holds another run up.
 pub async fn tick(walden: &Walden, stop: &(dyn Fn() -> bool + Sync)) -> Result<usize, EngineError> {
+    tick_with(walden, EngineOptions::default(), stop).await
+}
+
+/// [`tick`] with the given options (the console's configured poll interval and lease).
+pub async fn tick_with(
+    walden: &Walden,
+    options: EngineOptions,
+    stop: &(dyn Fn() -> bool + Sync),
+) -> Result<usize, EngineError> {
     let mut moved = 0;
     for id in runnable_runs(walden).await? {
         if stop() {
             break;
         }
-        if drive_run(walden, &id, stop).await {
+        if drive_run(walden, options, &id, stop).await {
             moved += 1;
         }
     }
@@ -370,10 +379,15 @@ pub async fn runnable_runs(walden: &Walden) -> Result<Vec<String>, EngineError> 
     runs::runnable(walden.pool()).await
 }
 
-/// Moves one run on as far as it goes (default options) unless another worker holds it; `true` when this worker
-/// moved it. A failure to read or write the run is logged (the run's own row says what went wrong with a step).
-pub async fn drive_run(walden: &Walden, id: &str, stop: &(dyn Fn() -> bool + Sync)) -> bool {
-    let engine = Engine::new(walden.restores(), EngineOptions::default());
+/// Moves one run on as far as it goes unless another worker holds it; `true` when this worker moved it. A
+/// failure to read or write the run is logged (the run's own row says what went wrong with a step).
+pub async fn drive_run(
+    walden: &Walden,
+    options: EngineOptions,
+    id: &str,
+    stop: &(dyn Fn() -> bool + Sync),
+) -> bool {
+    let engine = Engine::new(walden.restores(), options);
     match engine.advance_until(id, usize::MAX, stop).await {
         Ok(Advance::Ran(_)) => true,
         Ok(Advance::Held) => false,

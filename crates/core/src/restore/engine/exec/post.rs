@@ -101,9 +101,9 @@ async fn new_prefix_reader(ctx: &StepCtx<'_>) -> Result<walg::Reader, StepError>
         .map_err(|e| StepError::Transient(format!("the new prefix cannot be read: {e}")))
 }
 
-/// The first base backup: waits for the restored Postgres to accept connections after the update, launches the
-/// push detached once (a marker on the run's volume), then reads the new prefix until a complete backup (its
-/// sentinel) is there. Its log on the volume is reported if it never comes.
+/// The first base backup: waits for the restored Postgres to accept connections after the update
+/// ([`wait_accepting`]), launches the push detached once (a marker on the run's volume), then reads the new
+/// prefix until a complete backup (its sentinel) is there. Its log on the volume is reported if it never comes.
 pub(super) async fn backup_push(
     ctx: &StepCtx<'_>,
     app: &str,
@@ -111,6 +111,7 @@ pub(super) async fn backup_push(
 ) -> Result<Value, StepError> {
     let machine = machine_of(ctx)?;
     let start = tokio::time::Instant::now();
+    wait_accepting(ctx, app, &machine, start).await?;
     let launched_at = loop {
         let out = exec(ctx, app, &machine, argv, None).await;
         if let Ok(out) = &out {
@@ -153,6 +154,36 @@ pub(super) async fn backup_push(
                 "The first base backup did not reach the new prefix {} in time. Its log on the machine ends: {}",
                 ctx.plan.destination.walg_prefix,
                 shown.iter().rev().take(3).cloned().collect::<Vec<_>>().join(" | ")
+            )));
+        }
+        ctx.pause().await?;
+    }
+}
+
+/// `select 1` through HAProxy's :5432, as the push connects, with the machine's own operator password (from
+/// its environment, never in the argv).
+const ACCEPTING_PROBE: &str = "PGPASSWORD=\"$OPERATOR_PASSWORD\" psql -X -w -h localhost -p 5432 -U postgres -d postgres -t -A -c \"select 1\"";
+
+/// Postgres restarts with the machine's update: a push launched before it accepts connections again fails at
+/// once, and its launch marker keeps it from being launched again (the run would wait for a backup that never
+/// comes). So the launch waits for the restored Postgres to answer, up to the keeper deadline.
+async fn wait_accepting(
+    ctx: &StepCtx<'_>,
+    app: &str,
+    machine: &str,
+    start: tokio::time::Instant,
+) -> Result<(), StepError> {
+    let argv: Vec<String> = vec!["bash".into(), "-c".into(), ACCEPTING_PROBE.into()];
+    loop {
+        match exec(ctx, app, machine, &argv, None).await {
+            Ok(out) if out.success() => return Ok(()),
+            Err(StepError::Engine(e)) => return Err(StepError::Engine(e)),
+            _ => {}
+        }
+        if start.elapsed() >= ctx.options.keeper_deadline {
+            return Err(StepError::Permanent(format!(
+                "The restored Postgres on {machine} did not accept connections again after the machine's update, \
+                 so its first base backup was not launched; look at fly logs -a {app} -i {machine}."
             )));
         }
         ctx.pause().await?;
