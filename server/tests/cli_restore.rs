@@ -177,6 +177,90 @@ async fn plans_print_the_hash_and_refusals_exit_3_with_every_reason() {
     assert_eq!(stdout(&apps_before), stdout(&apps_after), "no app created");
 }
 
+/// `--assert SQL --assert-db DB` reach the plan's verification step; a statement that is not one read-only
+/// query is refused (exit 3). `--into EXISTING_APP` restores into an existing cluster: the source itself and an
+/// app that does not exist are refused with their reasons (exit 3); `--into` with `--to`, or `--assert-db`
+/// without `--assert`, is a usage error (exit 2). Nothing is created.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plan_flags_for_an_assertion_and_an_existing_cluster() {
+    let demo = Demo::start().await;
+    let app = demo.info.app.clone();
+    let cmd = |args: &[&str]| demo.cmd(args);
+    let apps_before = run_off_runtime(cmd(&["fly", "apps", "--org", &demo.info.org])).await;
+    let new = format!("{app}-checked");
+    let out = run_off_runtime(cmd(&[
+        "restore",
+        "plan",
+        &app,
+        "--latest",
+        "--to",
+        &new,
+        "--assert",
+        "select count(*) >= 1 from events",
+        "--assert-db",
+        "app",
+        "--json",
+    ]))
+    .await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let verify = doc["plan"]["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["step"] == "verify")
+        .cloned()
+        .unwrap();
+    assert_eq!(verify["assertion"], "select count(*) >= 1 from events");
+    assert_eq!(verify["database"], "app");
+
+    let out = run_off_runtime(cmd(&[
+        "restore",
+        "plan",
+        &app,
+        "--latest",
+        "--to",
+        &new,
+        "--assert",
+        "delete from events",
+    ]))
+    .await;
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+    assert!(text(&out).contains("[bad_assertion]"), "{}", text(&out));
+
+    for (into, code) in [
+        (app.as_str(), "[into_source]"),
+        ("no-such-db", "[no_such_app]"),
+    ] {
+        let out =
+            run_off_runtime(cmd(&["restore", "plan", &app, "--latest", "--into", into])).await;
+        assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+        assert!(text(&out).contains(code), "{code} in {}", text(&out));
+    }
+
+    for usage in [
+        vec![
+            "restore", "plan", &app, "--latest", "--to", &new, "--into", "other-db",
+        ],
+        vec![
+            "restore",
+            "plan",
+            &app,
+            "--latest",
+            "--to",
+            &new,
+            "--assert-db",
+            "app",
+        ],
+        vec!["restore", "plan", &app, "--latest"],
+    ] {
+        let out = run_off_runtime(cmd(&usage)).await;
+        assert_eq!(out.status.code(), Some(2), "{usage:?}: {}", text(&out));
+    }
+    let apps_after = run_off_runtime(cmd(&["fly", "apps", "--org", &demo.info.org])).await;
+    assert_eq!(stdout(&apps_before), stdout(&apps_after), "no app created");
+}
+
 /// The line of `out` starting with `prefix`, without it.
 fn line_after(out: &str, prefix: &str) -> String {
     out.lines()

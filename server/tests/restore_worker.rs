@@ -37,6 +37,7 @@ async fn the_worker_moves_a_started_run_on() {
         target: RestoreTarget::Latest,
         timeline: None,
         destination: Destination {
+            kind: walden_core::restore::DestinationKind::New,
             app: to.into(),
             region: None,
             memory_mb: None,

@@ -399,6 +399,7 @@ fn request_of(org: String, app: String, c: &Choices) -> (RestoreRequest, Vec<Rea
         target,
         timeline,
         destination: Destination {
+            kind: walden_core::restore::DestinationKind::New,
             app: c.name.clone(),
             region: given(&c.region),
             memory_mb,

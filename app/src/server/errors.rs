@@ -251,9 +251,15 @@ impl From<walden_core::restore::engine::EngineError> for AppError {
                 field: "confirm".into(),
                 message: capitalised(&e),
             },
-            EngineError::LiveRun(_) | EngineError::LeaseLost(_) => {
-                AppError::Conflict(capitalised(&e))
-            }
+            // The run's or plan's state forbids the action now (approval, retry, cancel, a taken name): the
+            // person reads why and what to do instead.
+            EngineError::LiveRun(_)
+            | EngineError::LeaseLost(_)
+            | EngineError::NotApproved(_)
+            | EngineError::SelfApproval
+            | EngineError::NotFailed { .. }
+            | EngineError::Finished(_)
+            | EngineError::NameTaken(_) => AppError::Conflict(capitalised(&e)),
             EngineError::Plan(plan) => plan.into(),
             other => internal(other),
         }
@@ -288,3 +294,34 @@ internal_from!(
     time::error::Format,
     std::string::FromUtf8Error,
 );
+
+#[cfg(test)]
+mod tests {
+    use walden_core::restore::engine::{EngineError, RunState};
+
+    use crate::error::AppError;
+
+    /// The engine's refusals of an action in the run's or plan's present state are conflicts (409) whose text
+    /// says what to do, never the opaque internal error.
+    #[test]
+    fn engine_state_refusals_are_conflicts_with_their_reason() {
+        for e in [
+            EngineError::NotApproved("h".into()),
+            EngineError::SelfApproval,
+            EngineError::NotFailed {
+                run: "r".into(),
+                state: RunState::Running,
+            },
+            EngineError::Finished("r".into()),
+            EngineError::NameTaken("r".into()),
+        ] {
+            let text = e.to_string();
+            match AppError::from(e) {
+                AppError::Conflict(message) => {
+                    assert!(message.to_lowercase() == text.to_lowercase(), "{message}")
+                }
+                other => panic!("{text}: {other:?}"),
+            }
+        }
+    }
+}

@@ -36,6 +36,9 @@ pub struct ClusterSeed {
     /// permanent and delta backups, a WAL gap, a promotion to timeline 2, a quiet night): the cluster then runs
     /// on timeline 2.
     pub showcase_history: bool,
+    /// No user data and no archive: only the image's `postgres` database, no table, no history (what
+    /// `fly pg create` leaves; a cluster to restore into).
+    pub empty: bool,
 }
 
 impl ClusterSeed {
@@ -52,6 +55,7 @@ impl ClusterSeed {
             operator_password: "demo-op-Vb55nQe9".into(),
             history_hours: 26,
             showcase_history: false,
+            empty: false,
         }
     }
 }
@@ -137,7 +141,10 @@ impl Sim {
             .collect();
         let leader = ids.first().cloned().unwrap_or_default();
         let mut pg = seed_pg(seed, &env, &leader);
-        let written = if seed.showcase_history {
+        let written = if seed.empty {
+            // Just made with `fly pg create`: no archive yet.
+            Ok(())
+        } else if seed.showcase_history {
             // Before the promotion the second Machine led (a replica since it came back).
             let leaders = crate::walg::Leaders {
                 before: ids.get(1).unwrap_or(&leader),
@@ -358,7 +365,8 @@ fn seed_member(
     id
 }
 
-/// The cluster's data: roles from the seed's passwords, an `app` database with two tables.
+/// The cluster's data: roles from the seed's passwords, an `app` database with two tables (unless
+/// [`ClusterSeed::empty`]).
 fn seed_pg(seed: &ClusterSeed, env: &BTreeMap<String, String>, leader: &str) -> PgCluster {
     let roles = USERS
         .iter()
@@ -367,13 +375,13 @@ fn seed_pg(seed: &ClusterSeed, env: &BTreeMap<String, String>, leader: &str) -> 
             (user.to_string(), md5_password(user, password))
         })
         .collect();
-    let databases = BTreeMap::from([
-        ("postgres".to_string(), BTreeMap::new()),
-        (
+    let mut databases = BTreeMap::from([("postgres".to_string(), BTreeMap::new())]);
+    if !seed.empty {
+        databases.insert(
             "app".to_string(),
             BTreeMap::from([("events".to_string(), 0u64), ("users".to_string(), 1200u64)]),
-        ),
-    ]);
+        );
+    }
     PgCluster {
         cluster_uid: "a1b2c3d4".into(),
         spec: init_config(Sizing {

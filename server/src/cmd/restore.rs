@@ -23,7 +23,8 @@ use walden_core::restore::engine::{
     RunView,
 };
 use walden_core::restore::{
-    ClusterRef, Destination, Plan, Refused, RestoreError, RestoreRequest, RestoreTarget, Step,
+    ClusterRef, Destination, DestinationKind, Plan, Refused, RestoreError, RestoreRequest,
+    RestoreTarget, Step,
 };
 use walden_core::Walden;
 
@@ -41,7 +42,7 @@ pub struct RestoreArgs {
 #[derive(Debug, Subcommand)]
 pub enum RestoreCommand {
     /// Plan a point-in-time restore of APP into a new app: checks everything, changes nothing on Fly.
-    Plan(PlanArgs),
+    Plan(Box<PlanArgs>),
     /// Approve a plan someone else made (when restores need a second person's approval).
     Approve {
         #[arg(value_name = "HASH")]
@@ -105,8 +106,24 @@ pub struct PlanArgs {
     #[arg(long, value_name = "N")]
     pub timeline: Option<u32>,
     /// The new app's name.
-    #[arg(long, value_name = "NEW_APP")]
-    pub to: String,
+    #[arg(
+        long,
+        value_name = "NEW_APP",
+        required_unless_present = "into",
+        conflicts_with = "into"
+    )]
+    pub to: Option<String>,
+    /// Restore into an existing EMPTY cluster made with `fly pg create` instead of a new app: its SU, REPL and
+    /// OPERATOR passwords are replaced with the source's escrowed ones and all its machines but one stopped.
+    #[arg(long, value_name = "EXISTING_APP")]
+    pub into: Option<String>,
+    /// A read-only query the restored data must satisfy (its first value true or non-empty), checked after the
+    /// recovery; one statement.
+    #[arg(long = "assert", value_name = "SQL")]
+    pub assertion: Option<String>,
+    /// The database the assertion runs in (default `postgres`).
+    #[arg(long = "assert-db", value_name = "DB", requires = "assertion")]
+    pub assertion_database: Option<String>,
     /// The new cluster's region (default: the source's primary region).
     #[arg(long, value_name = "R")]
     pub region: Option<String>,
@@ -127,7 +144,7 @@ pub async fn run(args: RestoreArgs) -> anyhow::Result<ExitCode> {
     let meta = RequestMeta::default();
     let restores = walden.restores();
     match args.command {
-        RestoreCommand::Plan(plan) => run_plan(walden, &args.conn.fly_org, plan).await,
+        RestoreCommand::Plan(plan) => run_plan(walden, &args.conn.fly_org, *plan).await,
         RestoreCommand::Approve { hash } => {
             let approval = restores.approve_plan(&actor, &meta, &hash).await?;
             println!(
@@ -454,13 +471,22 @@ async fn run_plan(walden: &Walden, fly_org: &str, plan: PlanArgs) -> anyhow::Res
         target,
         timeline: plan.timeline,
         destination: Destination {
-            app: plan.to.clone(),
+            kind: if plan.into.is_some() {
+                DestinationKind::Existing
+            } else {
+                DestinationKind::New
+            },
+            app: plan
+                .into
+                .clone()
+                .or_else(|| plan.to.clone())
+                .unwrap_or_default(),
             region: plan.region.clone(),
             memory_mb: plan.memory,
             volume_gb: plan.volume,
         },
-        assertion: None,
-        assertion_database: None,
+        assertion: plan.assertion.clone(),
+        assertion_database: plan.assertion_database.clone(),
     };
     let actor = super::user::actor();
     match walden

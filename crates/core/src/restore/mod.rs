@@ -12,6 +12,7 @@
 pub mod checks;
 pub mod cutover;
 pub mod engine;
+mod existing;
 pub mod hash;
 pub mod request;
 pub mod steps;
@@ -31,7 +32,8 @@ use crate::escrow::{Escrow, STORAGE_PREFIXES};
 use crate::orgs::Orgs;
 use crate::ts;
 
-pub use request::{ClusterRef, Destination, RestoreRequest, RestoreTarget};
+pub use existing::IMAGE_DATABASES;
+pub use request::{ClusterRef, Destination, DestinationKind, RestoreRequest, RestoreTarget};
 pub use steps::Step;
 
 /// Audit actions of this module.
@@ -133,9 +135,13 @@ pub struct EscrowChoice {
     pub last_proofs: Vec<String>,
 }
 
-/// The new cluster.
+/// The destination cluster: new, or an existing empty one ([`NewCluster::existing`]).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NewCluster {
+    /// An existing cluster made with `fly pg create`, restored into (its machines' image, size and volume are
+    /// its own); not serialised when false, so a new cluster's plan keeps its hash.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub existing: bool,
     pub org: String,
     pub app: String,
     pub region: String,
@@ -218,7 +224,8 @@ pub struct Restores {
     backups: Backups,
 }
 
-/// What was read of the source cluster on Fly.
+/// What was read of the source cluster (or an existing destination) on Fly.
+#[derive(Clone)]
 struct SourceFacts {
     image: String,
     pg_label: Option<String>,
@@ -333,8 +340,21 @@ impl Restores {
             },
             None => None,
         };
+        let into_existing = dest.kind == DestinationKind::Existing;
+        let mut existing_facts = None;
         if let (Some(c), Ok(())) = (&client, request::check_app_name(&dest.app)) {
-            reasons.extend(name_taken(c, &dest.app).await);
+            if !into_existing {
+                reasons.extend(name_taken(c, &dest.app).await);
+            } else if dest.app == app {
+                reasons.push(Reason::new(
+                    "into_source",
+                    format!("{app} is the source: a restore never writes into the cluster it restores from."),
+                    "Restore into another cluster.".into(),
+                ));
+            } else {
+                existing::app_checks(c, org, &dest.app, &mut reasons).await;
+                existing_facts = self.existing_facts(c, &dest.app, &mut reasons).await;
+            }
         }
         let timeline = match self.read_archive(org, app).await {
             Ok(t) => Some(t),
@@ -357,7 +377,16 @@ impl Restores {
             ));
             return Err(Refused { reasons });
         };
-        if let Some(r) = checks::same_major(
+        if let Some(existing) = &existing_facts {
+            reasons.extend(existing::same_major(
+                &backup.name,
+                backup.pg_version,
+                &dest.app,
+                existing.pg_label.as_deref(),
+            ));
+        } else if into_existing {
+            return Err(Refused { reasons });
+        } else if let Some(r) = checks::same_major(
             &backup.name,
             backup.pg_version,
             &facts.image,
@@ -365,16 +394,22 @@ impl Restores {
         ) {
             reasons.push(r);
         }
+        // What the restored cluster runs on: the source's image and sizes for a new one, the existing
+        // cluster's own machines and volume otherwise (checked by the same rules).
+        let own = existing_facts.clone().unwrap_or_else(|| facts.clone());
         let valid_at = credentials_time(&req.target, backup);
         let escrow = self
             .escrow_choice(actor, meta, org, app, valid_at, &mut reasons)
             .await;
-        let memory = dest.memory_mb.unwrap_or(
-            facts
-                .memory_mb
-                .unwrap_or(checks::MIN_MEMORY_MB)
-                .max(checks::MIN_MEMORY_MB),
-        );
+        let memory = match &existing_facts {
+            Some(e) => e.memory_mb.unwrap_or(0),
+            None => dest.memory_mb.unwrap_or(
+                facts
+                    .memory_mb
+                    .unwrap_or(checks::MIN_MEMORY_MB)
+                    .max(checks::MIN_MEMORY_MB),
+            ),
+        };
         if let Some(r) = checks::memory(memory, facts.memory_mb) {
             reasons.push(r);
         }
@@ -382,9 +417,12 @@ impl Restores {
         let replay_bytes = recovery.wal_segments.saturating_mul(segment_size);
         let (stored, uncompressed) = chain_sizes(&timeline, backup);
         let needed = checks::volume_needed_gb(uncompressed, recovery.wal_segments, segment_size);
-        let volume_gb = dest
-            .volume_gb
-            .unwrap_or(needed.max(facts.volume_gb.unwrap_or(0)));
+        let volume_gb = match &existing_facts {
+            Some(e) => e.volume_gb.unwrap_or(0),
+            None => dest
+                .volume_gb
+                .unwrap_or(needed.max(facts.volume_gb.unwrap_or(0))),
+        };
         if let Some(r) = checks::volume(volume_gb, needed) {
             reasons.push(r);
         }
@@ -403,18 +441,26 @@ impl Restores {
             values: steps::pg_parameters(params_read.as_ref()),
             source: params_note,
         };
-        let region = dest.region.clone().unwrap_or_else(|| facts.region.clone());
+        let region = match &existing_facts {
+            Some(e) => e.region.clone(),
+            None => dest.region.clone().unwrap_or_else(|| facts.region.clone()),
+        };
         let spec = steps::init_spec(&recovery, &pg_parameters.values);
         let (prefix_variable, new_prefix, storage_names) = storage;
-        let plan_steps = steps::steps(&steps::StepsInput {
+        let steps_of = if into_existing {
+            steps::steps_existing
+        } else {
+            steps::steps
+        };
+        let plan_steps = steps_of(&steps::StepsInput {
             org,
             source_app: app,
             app: &dest.app,
             region: &region,
-            image: &facts.image,
+            image: &own.image,
             memory_mb: memory,
-            cpus: facts.cpus,
-            cpu_kind: &facts.cpu_kind,
+            cpus: own.cpus,
+            cpu_kind: &own.cpu_kind,
             volume_gb,
             escrow_version: escrow.version,
             storage_names: &storage_names,
@@ -451,18 +497,30 @@ impl Restores {
                 stored_bytes: recovery.wal_bytes,
                 replay_bytes,
             },
-            notes: recovery.notes.clone(),
+            notes: {
+                let mut notes = recovery.notes.clone();
+                if into_existing {
+                    notes.push(format!(
+                        "{}: its SU_PASSWORD, REPL_PASSWORD and OPERATOR_PASSWORD secrets are REPLACED with the \
+                         source's escrowed ones (version {}); all its machines but one are stopped (started again \
+                         by cancel and clean-up); nothing in it is destroyed",
+                        dest.app, escrow.version
+                    ));
+                }
+                notes
+            },
             recovery,
             escrow,
             destination: NewCluster {
+                existing: into_existing,
                 org: org.to_owned(),
                 app: dest.app.clone(),
                 region,
-                image: facts.image,
-                pg_version: facts.pg_label,
+                image: own.image,
+                pg_version: own.pg_label,
                 memory_mb: memory,
-                cpus: facts.cpus,
-                cpu_kind: facts.cpu_kind,
+                cpus: own.cpus,
+                cpu_kind: own.cpu_kind,
                 volume_gb,
                 volume_rule,
                 walg_prefix: new_prefix,
@@ -484,6 +542,49 @@ impl Restores {
                 "the source's wal-g prefix: only read (wal-fetch, backup-fetch), never written".to_owned(),
             ],
         })
+    }
+
+    /// The existing destination's machines (Fly's Stolon image), sizes and emptiness; `None` (with the reasons)
+    /// when it cannot be restored into. Reads only.
+    async fn existing_facts(
+        &self,
+        client: &FlyClient,
+        app: &str,
+        reasons: &mut Vec<Reason>,
+    ) -> Option<SourceFacts> {
+        if reasons.iter().any(|r| r.code == "no_such_app") {
+            return None;
+        }
+        let machines = existing::stolon_machines(client, app, reasons).await;
+        if reasons.iter().any(|r| r.code == "not_stolon") {
+            return None;
+        }
+        let facts = match source_facts(client, app).await {
+            Ok(f) => f,
+            Err(why) => {
+                reasons.push(Reason::new(
+                    "destination_unreadable",
+                    format!("The machines of {app} could not be read: {why}."),
+                    "Check that the token can read the app.".into(),
+                ));
+                return None;
+            }
+        };
+        let asked = facts.leader.clone().or_else(|| {
+            machines
+                .iter()
+                .find(|m| m.state == "started")
+                .map(|m| m.id.clone())
+        });
+        match asked {
+            Some(machine) => reasons.extend(existing::emptiness(client, app, &machine).await),
+            None => reasons.push(Reason::new(
+                "emptiness_unknown",
+                format!("{app} has no started machine to check that it is empty."),
+                "Start one (fly machine start -a APP) and plan again.".into(),
+            )),
+        }
+        Some(facts)
     }
 
     /// The source's archive, read now through the newest escrowed storage settings (as the monitor does).

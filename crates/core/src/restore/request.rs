@@ -78,10 +78,32 @@ impl RestoreTarget {
     }
 }
 
-/// Where the restored cluster goes: always a new app that the engine creates.
+/// Whether the restore creates its cluster or restores into one the team made with `fly pg create`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DestinationKind {
+    /// A new app the engine creates (app, Consul, volume, machine).
+    #[default]
+    New,
+    /// An existing, empty Stolon cluster of the org (the seed guide's path): its SU/REPL/OPERATOR secrets are
+    /// replaced with the source's escrowed ones and all its machines but one are stopped; nothing in it is
+    /// ever destroyed.
+    Existing,
+}
+
+impl DestinationKind {
+    /// Serialised only when not the default, so a plan for a new cluster keeps the hash it always had.
+    pub fn is_new(&self) -> bool {
+        *self == DestinationKind::New
+    }
+}
+
+/// Where the restored cluster goes: a new app the engine creates, or an existing empty cluster.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Destination {
-    /// The new app's name (Fly's rule: [`check_app_name`]).
+    #[serde(default, skip_serializing_if = "DestinationKind::is_new")]
+    pub kind: DestinationKind,
+    /// The app's name (Fly's rule: [`check_app_name`]): new, or the existing cluster's.
     pub app: String,
     /// Default: the source's primary region.
     pub region: Option<String>,

@@ -28,6 +28,10 @@ pub enum Step {
     /// The escrow's login proof on the new machine (`fly::escrow::prove_logins`: one login per role, the
     /// password on exec stdin, never in argv), after `pg_is_in_recovery()` is false.
     ProveLogins { app: String },
+    /// An existing cluster: `POST /v1/apps/{app}/machines/{id}/stop` for every started machine but one (the
+    /// leader, else the first started): the PITR goes to a random registered keeper, so only the kept one may
+    /// run. The ids stopped are recorded, so cancel and clean-up start them again; nothing is ever destroyed.
+    KeepOneMachine { app: String },
     /// `POST /v1/apps/{app}/volumes`.
     CreateVolume {
         app: String,
@@ -94,6 +98,9 @@ impl Step {
             Step::SetSecrets { app, .. } => format!("POST /v1/apps/{app}/secrets"),
             Step::CreateVolume { app, .. } => format!("POST /v1/apps/{app}/volumes"),
             Step::CreateMachine { app, .. } => format!("POST /v1/apps/{app}/machines"),
+            Step::KeepOneMachine { app } => {
+                format!("POST /v1/apps/{app}/machines/<each other machine>/stop")
+            }
             Step::UpdateMachine { app, .. } => {
                 format!("POST /v1/apps/{app}/machines/<new machine>")
             }
@@ -282,8 +289,9 @@ pub fn pitr_launch_argv(spec: &str) -> Vec<String> {
     ]
 }
 
-pub fn steps(i: &StepsInput<'_>) -> Vec<Step> {
-    let app = i.app.to_owned();
+/// The escrowed SU/REPL/OPERATOR passwords, the source's storage settings (read only) and
+/// `FLY_RESTORED_FROM`: what the restored cluster's secrets get, placeholders for every secret.
+fn restore_secrets(i: &StepsInput<'_>) -> BTreeMap<String, Option<String>> {
     let mut secrets = BTreeMap::new();
     for (field, label) in [
         ("SU_PASSWORD", "SU"),
@@ -307,22 +315,28 @@ pub fn steps(i: &StepsInput<'_>) -> Vec<Step> {
             )),
         );
     }
+    secrets.insert("FLY_RESTORED_FROM".into(), Some(i.source_app.to_owned()));
+    secrets
+}
+
+/// What the engine does for a new cluster (see [`StepsInput`]).
+pub fn steps(i: &StepsInput<'_>) -> Vec<Step> {
+    let app = i.app.to_owned();
+    let mut secrets = restore_secrets(i);
     secrets.insert(
         "FLY_CONSUL_URL".into(),
         Some("<from enablePostgresConsul>".into()),
     );
-    secrets.insert("FLY_RESTORED_FROM".into(), Some(i.source_app.to_owned()));
-    let spec = i.spec.to_string();
-    let mut env = BTreeMap::new();
-    env.insert("PRIMARY_REGION".to_owned(), i.region.to_owned());
-    let mut after = BTreeMap::new();
-    after.insert("FLY_RESTORED_FROM".to_owned(), None);
-    after.insert(i.prefix_variable.to_owned(), Some(i.new_prefix.to_owned()));
-    after.insert("ENABLE_WALG".to_owned(), Some("true".to_owned()));
-    vec![
-        Step::CreateApp { app: app.clone(), org: i.org.to_owned() },
+    let mut steps = vec![
+        Step::CreateApp {
+            app: app.clone(),
+            org: i.org.to_owned(),
+        },
         Step::EnableConsul { app: app.clone() },
-        Step::SetSecrets { app: app.clone(), values: secrets },
+        Step::SetSecrets {
+            app: app.clone(),
+            values: secrets,
+        },
         Step::CreateVolume {
             app: app.clone(),
             name: "pg_data".into(),
@@ -336,9 +350,45 @@ pub fn steps(i: &StepsInput<'_>) -> Vec<Step> {
             memory_mb: i.memory_mb,
             cpus: i.cpus,
             cpu_kind: i.cpu_kind.to_owned(),
-            env,
+            env: BTreeMap::from([("PRIMARY_REGION".to_owned(), i.region.to_owned())]),
         },
-        Step::Wait { app: app.clone(), state: "started".into() },
+        Step::Wait {
+            app: app.clone(),
+            state: "started".into(),
+        },
+    ];
+    steps.extend(restore_and_after(i));
+    steps
+}
+
+/// What the engine does for an existing cluster made with `fly pg create` (the seed guide's path): no app,
+/// Consul, volume or machine is created; its secrets are replaced, all machines but one stopped, the kept one
+/// updated with the new secrets version; then the same keeper check, PITR and after as a new cluster.
+pub fn steps_existing(i: &StepsInput<'_>) -> Vec<Step> {
+    let app = i.app.to_owned();
+    let mut steps = vec![
+        Step::SetSecrets { app: app.clone(), values: restore_secrets(i) },
+        Step::KeepOneMachine { app: app.clone() },
+        Step::UpdateMachine {
+            app: app.clone(),
+            why: "the escrowed passwords and FLY_RESTORED_FROM reach the kept machine (secrets reach a machine \
+                  only on an update or a start)"
+                .into(),
+        },
+    ];
+    steps.extend(restore_and_after(i));
+    steps
+}
+
+/// The keeper check, the PITR, verification and the new archive: the same for both destinations.
+fn restore_and_after(i: &StepsInput<'_>) -> Vec<Step> {
+    let app = i.app.to_owned();
+    let spec = i.spec.to_string();
+    let mut after = BTreeMap::new();
+    after.insert("FLY_RESTORED_FROM".to_owned(), None);
+    after.insert(i.prefix_variable.to_owned(), Some(i.new_prefix.to_owned()));
+    after.insert("ENABLE_WALG".to_owned(), Some("true".to_owned()));
+    vec![
         Step::KeeperCheck {
             app: app.clone(),
             argv: fly::stolon::stolonctl_argv(&["clusterdata", "read"]),

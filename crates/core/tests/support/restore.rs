@@ -185,6 +185,7 @@ pub fn request(target: RestoreTarget, to: &str) -> RestoreRequest {
         target,
         timeline: None,
         destination: Destination {
+            kind: walden_core::restore::DestinationKind::New,
             app: to.into(),
             region: None,
             memory_mb: None,
@@ -478,4 +479,47 @@ pub async fn leave_lease_of_dead_worker(walden: &Walden, run: &str, expired: boo
     .execute(walden.pool())
     .await
     .unwrap();
+}
+
+/// A second Stolon cluster `app` in the org, as `fly pg create` leaves it (3 machines, its own passwords and
+/// wal-g storage): `empty` (only the image's `postgres` database) or holding the seed's `app` database; `image`
+/// instead of the seed's. Returns its machine ids (the first leads) and its storage, to keep.
+pub fn seed_existing(
+    f: &Fixture,
+    app: &str,
+    image: Option<&str>,
+    empty: bool,
+) -> (Vec<String>, tempfile::TempDir) {
+    let storage = tempfile::tempdir().unwrap();
+    let mut seed = ClusterSeed::new(ORG, app, &storage.path().join("walg"));
+    seed.empty = empty;
+    seed.su_password = "created-su-Hh41".into();
+    seed.repl_password = "created-repl-Kk29".into();
+    seed.operator_password = "created-op-Pp63".into();
+    if let Some(image) = image {
+        seed.image = image.into();
+    }
+    let info = f.sim.seed_cluster(&seed).unwrap();
+    (info.machines, storage)
+}
+
+/// A restore request of the seeded cluster into the existing cluster `into`.
+pub fn request_into(target: RestoreTarget, into: &str) -> RestoreRequest {
+    let mut req = request(target, into);
+    req.destination.kind = walden_core::restore::DestinationKind::Existing;
+    req
+}
+
+/// `app`'s machines that are not gone: (id, state), by id.
+pub async fn machine_states(client: &FlyClient, app: &str) -> Vec<(String, String)> {
+    let mut states: Vec<(String, String)> = client
+        .list_machines(app, &ListMachines::default())
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|m| !m.is_gone())
+        .map(|m| (m.id, m.state))
+        .collect();
+    states.sort();
+    states
 }

@@ -119,6 +119,11 @@ fn read_query(
             names.extend(pg.databases.keys().cloned());
             Ok(SqlResult::Rows("datname".into(), names))
         }
+        // The user tables of the database (how Walden checks a cluster to restore into is empty).
+        "select count(*) from pg_stat_user_tables" => one(
+            "count",
+            pg.databases.get(db).map(|t| t.len()).unwrap_or(0).to_string(),
+        ),
         _ => {
             if let Some(name) = lower.strip_prefix("show ") {
                 return Some(show(pg, name.trim(), read_only));

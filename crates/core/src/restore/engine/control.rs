@@ -396,6 +396,9 @@ impl Restores {
                 plan.source.org
             ))
         })?;
+        if plan.destination.existing {
+            return start_what_the_run_stopped(&client, app, &view, job).await;
+        }
         let app_made = view
             .steps
             .iter()
@@ -503,6 +506,36 @@ fn produced(view: &RunView) -> Vec<Value> {
         .filter(|s| !s.produced.is_null())
         .map(|s| json!({ "step": s.kind, "produced": s.produced }))
         .collect()
+}
+
+/// The clean-up of a run into an existing cluster: nothing is destroyed (the app, its volumes and machines
+/// are the team's); the machines the run stopped (recorded by `keep_one_machine` before each stop, and by the
+/// keeper check) are started again. Returns what was left as it is, for the report.
+async fn start_what_the_run_stopped(
+    client: &FlyClient,
+    app: &str,
+    view: &RunView,
+    job: &Job<'_>,
+) -> Result<Vec<String>, CleanupError> {
+    let mut stopped = std::collections::BTreeSet::new();
+    for s in &view.steps {
+        stopped.extend(super::exec::stopped_ids(&s.produced));
+        stopped.extend(super::exec::stopped_ids(&s.progress));
+    }
+    for m in client.list_machines(app, &ListMachines::default()).await? {
+        if !stopped.contains(&m.id) || m.is_gone() {
+            continue;
+        }
+        if matches!(m.state.as_str(), "stopped" | "suspended") {
+            ignore_gone(client.start_machine(app, &m.id, None).await)?;
+        }
+        job.refresh().await?;
+    }
+    Ok(vec![format!(
+        "app {app} and everything in it (an existing cluster: nothing is destroyed; the {} machine(s) the run \
+         stopped were started again)",
+        stopped.len()
+    )])
 }
 
 /// Whether `app` exists on Fly.

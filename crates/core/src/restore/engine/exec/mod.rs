@@ -18,10 +18,12 @@ use super::super::{Plan, Step};
 use super::runs::Held;
 use super::{EngineError, EngineOptions};
 
+mod existing;
 mod pitr;
 mod post;
 mod verify;
 
+pub(crate) use existing::stopped_ids;
 pub use verify::assertion_holds;
 
 /// The metadata key that names the run a machine belongs to.
@@ -153,6 +155,7 @@ pub(super) async fn execute(ctx: &StepCtx<'_>, step: &Step) -> Result<Value, Ste
             database,
         } => verify::verify(ctx, app, assertion.as_deref(), database.as_deref()).await,
         Step::ProveLogins { app } => verify::prove_logins(ctx, app).await,
+        Step::KeepOneMachine { app } => existing::keep_one_machine(ctx, app).await,
         Step::UpdateMachine { app, .. } => post::update_machine(ctx, app).await,
         Step::BackupPush { app, argv, .. } => post::backup_push(ctx, app, argv).await,
         other @ Step::Exec { .. } => Err(StepError::Permanent(format!(
