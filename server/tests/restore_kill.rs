@@ -24,7 +24,9 @@ use flysim::{Sim, DEMO_APP, DEMO_ORG};
 use support::fleet::Fleet;
 use walden_core::access::{Actor, RequestMeta};
 use walden_core::restore::engine::{RunState, RunView, RUN_METADATA};
-use walden_core::restore::{ClusterRef, Destination, RestoreRequest, RestoreTarget};
+use walden_core::restore::{
+    ClusterRef, Destination, DestinationKind, RestoreRequest, RestoreTarget,
+};
 use walden_core::Walden;
 
 /// How long a whole run (or the wait for one step) may take before the test gives up: generous, never timed.
@@ -94,6 +96,7 @@ async fn start_run(walden: &Walden, to: &str) -> RunView {
         target: RestoreTarget::Latest,
         timeline: None,
         destination: Destination {
+            kind: DestinationKind::New,
             app: to.into(),
             region: None,
             memory_mb: None,
