@@ -6,21 +6,53 @@
 
 use leptos::prelude::*;
 use leptos_meta::Title;
-use leptos_router::hooks::use_params_map;
+use leptos_router::hooks::{use_params_map, use_query_map};
 
-use crate::api::restores::{get_restore_run, list_restore_runs, RunPage, RunRow};
+use crate::api::restores::{
+    approve_restore_plan, cancel_restore_run, get_plan_approval, get_restore_run,
+    list_restore_runs, retry_restore_run, PlanApproval, RunPage, RunReportView, RunRow,
+    StepProgress,
+};
 use crate::page_data::page_data;
 
 /// How often the progress page asks again while the run is live.
 const POLL: std::time::Duration = std::time::Duration::from_secs(2);
 
-/// Restore runs: past and in progress.
+/// Restore runs: past and in progress. `/restores?plan=HASH` (the link the wizard gives a plan's author under
+/// the two-person rule) also shows that plan's approval, for another operator or admin to give.
 #[component]
 pub fn RestoresPage() -> impl IntoView {
     let runs = page_data(|| (), |_| list_restore_runs());
+    let query = use_query_map();
+    let plan = move || query.read().get("plan").unwrap_or_default();
+    let approved = RwSignal::new(0u32);
+    let approval = page_data(
+        move || (plan(), approved.get()),
+        |(hash, _)| async move {
+            if hash.is_empty() {
+                Ok(None)
+            } else {
+                get_plan_approval(hash).await.map(Some)
+            }
+        },
+    );
     view! {
         <Title text="Restores" />
         <h1>"Restores"</h1>
+        <Transition fallback=|| ()>
+            {move || Suspend::new(async move {
+                match approval.await {
+                    Ok(None) => ().into_any(),
+                    Err(e) => view! {
+                        <section class="panel error-panel" role="alert" data-test="approval-error">
+                            <h2>"This plan's approval could not be read"</h2>
+                            <p>{e.to_string()}</p>
+                        </section>
+                    }.into_any(),
+                    Ok(Some(a)) => view! { <ApprovalPanel hash=plan() a approved /> }.into_any(),
+                }
+            })}
+        </Transition>
         <Transition fallback=|| view! { <p class="muted">"Reading the restore runs…"</p> }>
             {move || Suspend::new(async move {
                 match runs.await {
@@ -130,7 +162,7 @@ pub fn RestoreRunPage() -> impl IntoView {
                             <p>{e.to_string()}</p>
                         </section>
                     }.into_any(),
-                    Ok(r) => view! { <RunBody r /> }.into_any(),
+                    Ok(r) => view! { <RunBody r changed=tick /> }.into_any(),
                 }
             })}
         </Transition>
@@ -138,7 +170,7 @@ pub fn RestoreRunPage() -> impl IntoView {
 }
 
 #[component]
-fn RunBody(r: RunPage) -> impl IntoView {
+fn RunBody(r: RunPage, changed: RwSignal<u32>) -> impl IntoView {
     let failure = r.failure.clone().map(|f| {
         let title = if r.state == "paused" {
             "The run is paused"
@@ -169,7 +201,9 @@ fn RunBody(r: RunPage) -> impl IntoView {
             {live}
         </section>
         {failure}
-        <RunActions state=r.state.clone() />
+        <RunActions r=r.clone() changed />
+        {r.cleanup.clone().map(|c| view! { <section class="panel" data-test="run-cleanup"><p>{c}</p></section> })}
+        {r.report.clone().filter(|_| r.state == "done").map(|rep| view! { <Report rep /> })}
         <section class="panel">
             <h2>"Steps"</h2>
             <ol class="run-steps" aria-live="polite" data-test="run-steps">
@@ -183,6 +217,7 @@ fn RunBody(r: RunPage) -> impl IntoView {
                             {(s.attempts > 1).then(|| view! { " · " <span class="muted">{format!("{} attempts", s.attempts)}</span> })}
                             <br /><code class="small">{s.call}</code>
                             {s.produced.map(|p| view! { <br /><span class="mono small muted">{p}</span> })}
+                            {s.progress.filter(|_| s.status == "running").map(|p| view! { <Progress p /> })}
                             {s.error.map(|e| view! { <p class="error" role="alert">{e}</p> })}
                         </div>
                     </li>
@@ -192,15 +227,150 @@ fn RunBody(r: RunPage) -> impl IntoView {
     }
 }
 
-/// Where the run's buttons go: approve (two-person rule), retry the failed step, cancel and clean up, leave as
-/// is. They are backed by the engine's control functions (`walden_core::restore::engine::control`, built
-/// separately); until those land this renders nothing.
+/// A long step's live progress: its phase, a percentage bar, the time left and the machine's last log lines.
 #[component]
-fn RunActions(state: String) -> impl IntoView {
-    // TODO(controls): when core's approve/retry/cancel exist, add their server functions (module POLICY and a
-    // probe row) and render here: "Approve plan" while awaiting approval; "Retry step" and "Cancel and clean
-    // up" while `failed` or `paused`; "Cancel" while `pending`/`running`.
-    let _ = state;
+fn Progress(p: StepProgress) -> impl IntoView {
+    let percent = format!("{}.{}", p.permille / 10, p.permille % 10);
+    let label = format!("{percent} %");
+    view! {
+        <div class="run-progress" data-test="step-progress">
+            <p>
+                <span data-test="progress-phase">{p.phase}</span> " · "
+                <span data-test="progress-percent">{label.clone()}</span>
+                {p.time_left.map(|t| view! { " · about " <span data-test="progress-left">{t}</span> " left" })}
+            </p>
+            <div class="progress-bar" role="progressbar" aria-valuemin="0" aria-valuemax="100"
+                aria-valuenow=percent.clone() aria-label="Restore progress">
+                <div class="progress-fill" style=format!("width: {percent}%")></div>
+            </div>
+            {(!p.log_tail.is_empty()).then(|| view! {
+                <pre class="log-tail mono small" data-test="log-tail">{p.log_tail.join("\n")}</pre>
+            })}
+        </div>
+    }
+}
+
+/// A finished run's report: each step's duration and the measured RTO.
+#[component]
+fn Report(rep: RunReportView) -> impl IntoView {
+    view! {
+        <section class="panel" data-test="run-report">
+            <h2>"Report"</h2>
+            <dl class="facts">
+                <dt>"Measured RTO"</dt>
+                <dd data-test="run-rto">{rep.rto.unwrap_or_else(|| "not verified".into())}</dd>
+                <dt>"Whole run"</dt><dd>{rep.elapsed}</dd>
+            </dl>
+            <table class="table compact" data-test="report-steps">
+                <thead><tr><th>"Step"</th><th class="num">"Duration"</th></tr></thead>
+                <tbody>
+                    {rep.steps.into_iter().map(|(step, took)| view! {
+                        <tr><td>{step}</td><td class="num">{took}</td></tr>
+                    }).collect_view()}
+                </tbody>
+            </table>
+        </section>
+    }
+}
+
+/// The choices on a run (operators and admins; a viewer sees the state only): after a failure, retry the
+/// failed step, cancel and clean up (after a confirmation that lists what will be destroyed), or leave as is;
+/// while it runs, cancel. Each is `walden_core::restore::engine::control`, audited there.
+#[component]
+fn RunActions(r: RunPage, changed: RwSignal<u32>) -> impl IntoView {
+    if !r.can_control || matches!(r.state.as_str(), "done" | "cancelled") {
+        return ().into_any();
+    }
+    let id = r.id.clone();
+    let retry = Action::new(|id: &String| retry_restore_run(id.clone()));
+    let cancel =
+        Action::new(|(id, destroy): &(String, bool)| cancel_restore_run(id.clone(), *destroy));
+    Effect::new(move |_| {
+        if retry.value().get().is_some_and(|r| r.is_ok())
+            || cancel.value().get().is_some_and(|r| r.is_ok())
+        {
+            changed.update(|t| *t = t.wrapping_add(1));
+        }
+    });
+    let confirming = RwSignal::new(false);
+    let failed = r.state == "failed";
+    let busy = move || retry.pending().get() || cancel.pending().get();
+    let created = if r.created.is_empty() {
+        vec!["nothing yet".to_owned()]
+    } else {
+        r.created.clone()
+    };
+    let error = move || {
+        retry
+            .value()
+            .get()
+            .and_then(Result::err)
+            .or_else(|| cancel.value().get().and_then(Result::err))
+            .map(|e| view! { <p class="form-error" role="alert" data-test="action-error">{e.to_string()}</p> })
+    };
+    let (retry_id, leave_id, destroy_id) = (id.clone(), id.clone(), id);
+    view! {
+        <section class="panel danger-zone" data-test="run-actions">
+            <h2>{if failed { "What to do now" } else { "Stop this run" }}</h2>
+            <div class="actions">
+                {failed.then(|| view! {
+                    <button type="button" data-test="retry" disabled=busy
+                        on:click=move |_| { retry.dispatch(retry_id.clone()); }>"Retry the failed step"</button>
+                })}
+                <button type="button" class="button-danger" data-test="cancel-destroy" disabled=busy
+                    on:click=move |_| confirming.set(true)>"Cancel and clean up…"</button>
+                <button type="button" class="button-secondary" data-test="cancel-leave" disabled=busy
+                    on:click=move |_| { cancel.dispatch((leave_id.clone(), false)); }>
+                    {if failed { "Leave as is" } else { "Cancel, leave what exists" }}</button>
+            </div>
+            <Show when=move || confirming.get()>
+                <div class="confirm-box" data-test="destroy-confirm">
+                    <p>"The run stops, and Walden destroys only what this run created (the source is never touched):"</p>
+                    <ul>{created.iter().map(|c| view! { <li class="mono">{c.clone()}</li> }).collect_view()}</ul>
+                    <div class="actions">
+                        <button type="button" class="button-danger" data-test="destroy" disabled=busy
+                            on:click={let id = destroy_id.clone(); move |_| { cancel.dispatch((id.clone(), true)); }}>
+                            "Cancel the run and destroy these"</button>
+                        <button type="button" class="button-secondary" on:click=move |_| confirming.set(false)>"Keep them"</button>
+                    </div>
+                </div>
+            </Show>
+            {error}
+        </section>
+    }
+    .into_any()
+}
+
+/// A plan's two-person approval: who wrote it, who approved it, and the button for another operator or admin.
+#[component]
+fn ApprovalPanel(hash: String, a: PlanApproval, approved: RwSignal<u32>) -> impl IntoView {
+    let approve = Action::new(|hash: &String| approve_restore_plan(hash.clone()));
+    Effect::new(move |_| {
+        if approve.value().get().is_some_and(|r| r.is_ok()) {
+            approved.update(|t| *t = t.wrapping_add(1));
+        }
+    });
+    let given = if a.approvals.is_empty() {
+        "not approved yet".to_owned()
+    } else {
+        format!("approved by {}", a.approvals.join(", "))
+    };
+    view! {
+        <section class="panel" data-test="plan-approval">
+            <h2>"Approve a restore plan"</h2>
+            <dl class="facts">
+                <dt>"Plan"</dt><dd class="mono small">{hash.clone()}</dd>
+                <dt>"Planned by"</dt><dd>{a.author.clone()}</dd>
+                <dt>"Approval"</dt><dd data-test="approval-state">{given}</dd>
+            </dl>
+            {a.can_approve.then(|| view! {
+                <p class="help">"Approving lets the author start this exact plan (its hash): read it in the wizard first."</p>
+                <button type="button" data-test="approve" disabled=move || approve.pending().get()
+                    on:click={let hash = hash.clone(); move |_| { approve.dispatch(hash.clone()); }}>"Approve this plan"</button>
+            })}
+            {move || approve.value().get().and_then(Result::err).map(|e| view! { <p class="form-error" role="alert">{e.to_string()}</p> })}
+        </section>
+    }
 }
 
 fn step_icon(status: &str) -> &'static str {

@@ -251,9 +251,14 @@ impl From<walden_core::restore::engine::EngineError> for AppError {
                 field: "confirm".into(),
                 message: capitalised(&e),
             },
-            EngineError::LiveRun(_) | EngineError::LeaseLost(_) => {
-                AppError::Conflict(capitalised(&e))
-            }
+            // The run or plan is not in a state for this: the text says what to do instead.
+            EngineError::LiveRun(_)
+            | EngineError::LeaseLost(_)
+            | EngineError::NotApproved(_)
+            | EngineError::SelfApproval
+            | EngineError::NotFailed { .. }
+            | EngineError::Finished(_)
+            | EngineError::NameTaken(_) => AppError::Conflict(capitalised(&e)),
             EngineError::Plan(plan) => plan.into(),
             other => internal(other),
         }
