@@ -45,6 +45,9 @@ pub const POLICY: &[super::Access] = &[
         <SetRequireRestoreApproval as ServerFn>::PATH,
         Some(Role::Admin),
     ),
+    (<GetCutover as ServerFn>::PATH, Some(Role::Viewer)),
+    (<CutoverRestore as ServerFn>::PATH, Some(Role::Operator)),
+    (<RollbackCutover as ServerFn>::PATH, Some(Role::Operator)),
 ];
 
 /// The wizard's choices, as its address keeps them (`?step=2&kind=time&target=…&name=…`): every field a
@@ -421,6 +424,148 @@ pub async fn cancel_restore_run(id: String, destroy: bool) -> Result<RunPage, Ap
         .cancel_run(&cx.actor, &cx.meta, &id, cleanup)
         .await?;
     run_page(&cx, run).await
+}
+
+/// A done run's cutover: what the form needs, and the cutover (and rollback) once asked for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CutoverInfo {
+    /// The source cluster: what the confirmation must type.
+    pub old_app: String,
+    pub new_app: String,
+    /// Fly's regions, for the replicas' region.
+    pub regions: Vec<String>,
+    pub can_cut_over: bool,
+    pub cutover: Option<CutoverPage>,
+}
+
+/// A cutover as stored: its phase, each step and the checklist Walden checked itself.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CutoverPage {
+    /// `cutover` or `rollback`.
+    pub phase: String,
+    /// `running`, `failed` or `done`.
+    pub state: String,
+    pub apps: Vec<String>,
+    pub replica_region: Option<String>,
+    pub failure: Option<String>,
+    pub created_by: String,
+    /// The current phase's steps: `(what, status, error)`.
+    pub steps: Vec<(String, String, Option<String>)>,
+    /// `(what, ok, found)`, as the phase's last step checked it.
+    pub checklist: Vec<(String, bool, String)>,
+}
+
+/// The cutover of the run `run`: the form's facts and the cutover so far. Viewers and up.
+#[server(endpoint = "get_cutover")]
+#[cfg_attr(
+    feature = "ssr",
+    tracing::instrument(skip_all, fields(user_id = Empty, run = %run), err(level = "info"))
+)]
+pub async fn get_cutover(run: String) -> Result<CutoverInfo, AppError> {
+    let cx = Caller::require(Role::Viewer).await?;
+    let restores = cx.restores();
+    let view = restores.run(&run).await?;
+    let plan = restores
+        .stored(&view.plan_hash)
+        .await?
+        .ok_or_else(|| AppError::NotFound(format!("Restore plan {}", view.plan_hash)))?
+        .plan;
+    let cutover = restores.cutover_view(&run).await?.map(CutoverPage::of);
+    Ok(CutoverInfo {
+        old_app: plan.source.app,
+        new_app: plan.destination.app,
+        regions: request::REGIONS.iter().map(|r| (*r).to_owned()).collect(),
+        can_cut_over: cx.user.role >= Role::Operator,
+        cutover,
+    })
+}
+
+/// Cuts the done run `run` over: archiving off on the old cluster, replicas for the new one (in `region`;
+/// empty: the new leader's), `apps` pointed at it, the old machines stopped (not destroyed), then the
+/// checklist. `confirm` must be the OLD cluster's name. It runs to its end (the page follows it with
+/// [`get_cutover`]). Operators and up; audited by core.
+#[server(endpoint = "cutover_restore")]
+#[cfg_attr(
+    feature = "ssr",
+    tracing::instrument(skip_all, fields(user_id = Empty, run = %run), err(level = "info"))
+)]
+pub async fn cutover_restore(
+    run: String,
+    apps: Vec<String>,
+    region: String,
+    confirm: String,
+) -> Result<CutoverPage, AppError> {
+    let cx = Caller::require(Role::Operator).await?;
+    let apps: Vec<String> = apps
+        .iter()
+        .map(|a| a.trim().to_owned())
+        .filter(|a| !a.is_empty())
+        .collect();
+    let options = walden_core::restore::cutover::CutoverOptions {
+        replica_region: Some(region.trim().to_owned()).filter(|r| !r.is_empty()),
+        ..Default::default()
+    };
+    let view = cx
+        .restores()
+        .cutover_with(&cx.actor, &cx.meta, &run, &apps, &confirm, &options)
+        .await?;
+    Ok(CutoverPage::of(view))
+}
+
+/// Rolls the cutover of `run` back (the apps' old `DATABASE_URL`, the old machines started, archiving on);
+/// `confirm` must be the OLD cluster's name. Operators and up; audited by core.
+#[server(endpoint = "rollback_cutover")]
+#[cfg_attr(
+    feature = "ssr",
+    tracing::instrument(skip_all, fields(user_id = Empty, run = %run), err(level = "info"))
+)]
+pub async fn rollback_cutover(run: String, confirm: String) -> Result<CutoverPage, AppError> {
+    let cx = Caller::require(Role::Operator).await?;
+    let view = cx
+        .restores()
+        .rollback(&cx.actor, &cx.meta, &run, &confirm)
+        .await?;
+    Ok(CutoverPage::of(view))
+}
+
+#[cfg(feature = "ssr")]
+impl CutoverPage {
+    fn of(v: walden_core::restore::cutover::CutoverView) -> Self {
+        use walden_core::restore::cutover::{CutoverState, Phase};
+        let steps = if v.phase == Phase::Rollback {
+            &v.rollback
+        } else {
+            &v.cutover
+        };
+        CutoverPage {
+            phase: v.phase.as_str().to_owned(),
+            state: match v.state {
+                CutoverState::Running => "running",
+                CutoverState::Failed => "failed",
+                CutoverState::Done => "done",
+            }
+            .to_owned(),
+            steps: steps
+                .iter()
+                .map(|s| {
+                    let what = match &s.app {
+                        Some(app) => format!("{} {app}", s.kind.replace('_', " ")),
+                        None => s.kind.replace('_', " "),
+                    };
+                    (what, s.status.clone(), s.error.clone())
+                })
+                .collect(),
+            checklist: v
+                .checklist
+                .into_iter()
+                .map(|c| (c.what, c.ok, c.detail))
+                .collect(),
+            apps: v.apps,
+            replica_region: v.replica_region,
+            failure: v.failure,
+            created_by: v.created_by,
+        }
+    }
 }
 
 /// Whether a plan may start, under the two-person rule.

@@ -9,9 +9,9 @@ use leptos_meta::Title;
 use leptos_router::hooks::{use_params_map, use_query_map};
 
 use crate::api::restores::{
-    approve_restore_plan, cancel_restore_run, get_plan_approval, get_restore_run,
-    list_restore_runs, retry_restore_run, PlanApproval, RunPage, RunReportView, RunRow,
-    StepProgress,
+    approve_restore_plan, cancel_restore_run, cutover_restore, get_cutover, get_plan_approval,
+    get_restore_run, list_restore_runs, retry_restore_run, rollback_cutover, CutoverInfo,
+    PlanApproval, RunPage, RunReportView, RunRow, StepProgress,
 };
 use crate::page_data::page_data;
 
@@ -128,6 +128,9 @@ pub fn RestoreRunPage() -> impl IntoView {
     let id = move || params.read().get("run").unwrap_or_default();
     let tick = RwSignal::new(0u32);
     let run = page_data(move || (id(), tick.get()), |(id, _)| get_restore_run(id));
+    let cutover = page_data(move || (id(), tick.get()), |(id, _)| get_cutover(id));
+    // True while this page's cutover or rollback call runs: the page follows its steps meanwhile.
+    let cutting = RwSignal::new(false);
     // Poll while the run is live (only in the browser: effects do not run on the server).
     Effect::new(move |_| {
         let handle = set_interval_with_handle(
@@ -136,7 +139,7 @@ pub fn RestoreRunPage() -> impl IntoView {
                     .get_untracked()
                     .and_then(Result::ok)
                     .is_some_and(|r| r.live);
-                if live {
+                if live || cutting.get_untracked() {
                     tick.update(|t| *t = t.wrapping_add(1));
                 }
             },
@@ -163,6 +166,15 @@ pub fn RestoreRunPage() -> impl IntoView {
                         </section>
                     }.into_any(),
                     Ok(r) => view! { <RunBody r changed=tick /> }.into_any(),
+                }
+            })}
+        </Transition>
+        <Transition fallback=|| ()>
+            {move || Suspend::new(async move {
+                let done = run.await.is_ok_and(|r| r.state == "done");
+                match cutover.await {
+                    Ok(info) if done => view! { <CutoverPanel run=id() info cutting changed=tick /> }.into_any(),
+                    _ => ().into_any(),
                 }
             })}
         </Transition>
@@ -369,6 +381,147 @@ fn ApprovalPanel(hash: String, a: PlanApproval, approved: RwSignal<u32>) -> impl
                     on:click={let hash = hash.clone(); move |_| { approve.dispatch(hash.clone()); }}>"Approve this plan"</button>
             })}
             {move || approve.value().get().and_then(Result::err).map(|e| view! { <p class="form-error" role="alert">{e.to_string()}</p> })}
+        </section>
+    }
+}
+
+/// The cutover of a done run (operators act; viewers follow): pick the apps to point at the new cluster and the
+/// replicas' region, confirm by typing the OLD cluster's name; then the steps and the checklist Walden checked
+/// itself, and a confirmed one-click rollback. The call runs the cutover to its end; the page follows it.
+#[component]
+fn CutoverPanel(
+    run: String,
+    info: CutoverInfo,
+    cutting: RwSignal<bool>,
+    changed: RwSignal<u32>,
+) -> impl IntoView {
+    let old = info.old_app.clone();
+    let typed = RwSignal::new(String::new());
+    let apps = RwSignal::new(String::new());
+    let region = RwSignal::new(String::new());
+    let cut = Action::new(
+        |(run, apps, region, confirm): &(String, String, String, String)| {
+            let apps = apps.split([',', ' ']).map(str::to_owned).collect();
+            cutover_restore(run.clone(), apps, region.clone(), confirm.clone())
+        },
+    );
+    let back = Action::new(|(run, confirm): &(String, String)| {
+        rollback_cutover(run.clone(), confirm.clone())
+    });
+    Effect::new(move |_| {
+        cutting.set(cut.pending().get() || back.pending().get());
+        if cut.value().get().is_some() || back.value().get().is_some() {
+            changed.update(|t| *t = t.wrapping_add(1));
+        }
+    });
+    let expected = StoredValue::new(old.clone());
+    let matches = move || typed.with(|t| expected.with_value(|e| t.trim() == e));
+    let busy = move || cut.pending().get() || back.pending().get();
+    let error = move || {
+        cut.value()
+            .get()
+            .and_then(Result::err)
+            .or_else(|| back.value().get().and_then(Result::err))
+            .map(|e| view! { <p class="form-error" role="alert" data-test="cutover-error">{e.to_string()}</p> })
+    };
+    let confirm_field = view! {
+        <div class="field">
+            <label for="cutover-confirm">{format!("Type the old cluster's name, {old}, to go on")}</label>
+            <input id="cutover-confirm" class="mono" autocomplete="off" spellcheck="false"
+                prop:value=move || typed.get() on:input=move |ev| typed.set(event_target_value(&ev)) />
+        </div>
+    };
+    let body = match info.cutover.clone() {
+        None if !info.can_cut_over => view! {
+            <p class="muted">"No cutover yet. An operator or admin can point the apps at the new cluster from here."</p>
+        }.into_any(),
+        None => {
+            let run = run.clone();
+            view! {
+                <p>"Stops archiving on " <span class="mono">{old.clone()}</span> ", clones replicas for "
+                    <span class="mono">{info.new_app.clone()}</span> ", points the apps you name at it (their old "
+                    <span class="mono">"DATABASE_URL"</span> " kept) and stops the old machines without destroying them."</p>
+                <div class="grid-2">
+                    <div class="field">
+                        <label for="cutover-apps">"Apps to point at the new cluster"</label>
+                        <input id="cutover-apps" class="mono" autocomplete="off" spellcheck="false" placeholder="web, worker"
+                            prop:value=move || apps.get() on:input=move |ev| apps.set(event_target_value(&ev)) />
+                        <p class="help">"Your organisation's apps, comma-separated (never either cluster); each must use the old cluster now."</p>
+                    </div>
+                    <div class="field">
+                        <label for="cutover-region">"Replicas' region"</label>
+                        <select id="cutover-region" on:change=move |ev| region.set(event_target_value(&ev))>
+                            <option value="">"the new leader's region"</option>
+                            {info.regions.iter().map(|r| view! { <option value=r.clone()>{r.clone()}</option> }).collect_view()}
+                        </select>
+                        <p class="help">"Where the new cluster's replicas are made."</p>
+                    </div>
+                </div>
+                {confirm_field}
+                <div class="actions">
+                    <button type="button" class="button-danger" data-test="cutover"
+                        disabled=move || !matches() || busy()
+                        on:click=move |_| { cut.dispatch((run.clone(), apps.get_untracked(), region.get_untracked(), typed.get_untracked().trim().to_owned())); }>
+                        {format!("Cut over from {} to {}", old, info.new_app)}</button>
+                </div>
+            }.into_any()
+        }
+        Some(c) => {
+            let rollback_offered = info.can_cut_over && c.phase == "cutover" && c.state != "running";
+            let resume = (info.can_cut_over && c.state == "failed").then(|| {
+                let (run, apps_given) = (run.clone(), c.apps.join(","));
+                view! {
+                    <button type="button" data-test="cutover-resume" disabled=move || !matches() || busy()
+                        on:click=move |_| { cut.dispatch((run.clone(), apps_given.clone(), String::new(), typed.get_untracked().trim().to_owned())); }>
+                        {format!("Resume the {}", c.phase)}</button>
+                }
+            });
+            let rollback = rollback_offered.then(|| {
+                let run = run.clone();
+                view! {
+                    <button type="button" class="button-danger" data-test="rollback" disabled=move || !matches() || busy()
+                        on:click=move |_| { back.dispatch((run.clone(), typed.get_untracked().trim().to_owned())); }>
+                        "Roll back: the apps to the old cluster"</button>
+                }
+            });
+            let offered = resume.is_some() || rollback.is_some();
+            view! {
+                <p data-test="cutover-state" data-phase=c.phase.clone() data-state=c.state.clone()>
+                    {format!("{} {} (by {}); apps: {}; replicas in {}", c.phase, c.state, c.created_by,
+                        if c.apps.is_empty() { "none".to_owned() } else { c.apps.join(", ") },
+                        c.replica_region.clone().unwrap_or_else(|| "the new leader's region".into()))}</p>
+                {c.failure.clone().map(|f| view! { <p class="error" role="alert">{f}</p> })}
+                <ol class="run-steps" aria-live="polite" data-test="cutover-steps">
+                    {c.steps.into_iter().map(|(what, status, error)| {
+                        let (class, icon, word) = (format!("run-step {status}"), step_icon(&status), status.clone());
+                        view! {
+                        <li class=class data-status=status>
+                            <span class="run-step-icon" aria-hidden="true">{icon}</span>
+                            <div><strong>{what}</strong> " " <span class="muted">{word}</span>
+                                {error.map(|e| view! { <p class="error" role="alert">{e}</p> })}</div>
+                        </li>
+                    }}).collect_view()}
+                </ol>
+                {(!c.checklist.is_empty()).then(|| view! {
+                    <h3>"Checklist (checked by Walden)"</h3>
+                    <ul class="checklist" data-test="checklist">
+                        {c.checklist.into_iter().map(|(what, ok, found)| view! {
+                            <li data-test="check" data-ok=ok.to_string()>
+                                <span class=if ok { "badge badge-ok" } else { "badge badge-bad" }>{if ok { "✓ ok" } else { "✗ not yet" }}</span>
+                                " " {what} " — " <span class="muted">{found}</span>
+                            </li>
+                        }).collect_view()}
+                    </ul>
+                })}
+                {offered.then(|| view! { {confirm_field} <div class="actions">{resume}{rollback}</div> })}
+            }.into_any()
+        }
+    };
+    view! {
+        <section class="panel danger-zone" id="cutover" data-test="cutover-panel">
+            <h2>"Cutover"</h2>
+            {body}
+            {error}
         </section>
     }
 }

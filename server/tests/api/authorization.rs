@@ -22,9 +22,9 @@ use walden_app::api::orgs::{
     AddOrg, ListOrgs, ListPostgresApps, ListTracked, RemoveOrg, TrackCluster, UntrackCluster,
 };
 use walden_app::api::restores::{
-    ApproveRestorePlan, CancelRestoreRun, CheckRestoreName, Choices, GetPlanApproval,
-    GetRequireRestoreApproval, GetRestoreOptions, GetRestoreRun, ListRestoreRuns, PlanRestore,
-    RetryRestoreRun, SetRequireRestoreApproval, StartRestore,
+    ApproveRestorePlan, CancelRestoreRun, CheckRestoreName, Choices, CutoverRestore, GetCutover,
+    GetPlanApproval, GetRequireRestoreApproval, GetRestoreOptions, GetRestoreRun, ListRestoreRuns,
+    PlanRestore, RetryRestoreRun, RollbackCutover, SetRequireRestoreApproval, StartRestore,
 };
 use walden_app::api::status::GetConsoleStatus;
 use walden_app::api::timeline::GetClusterTimeline;
@@ -311,6 +311,28 @@ fn probes(target: i64) -> Vec<Probe> {
         ),
         probe(GetRequireRestoreApproval {}, 200),
         probe(SetRequireRestoreApproval { enabled: false }, 200),
+        probe(
+            GetCutover {
+                run: "0".repeat(16),
+            },
+            404,
+        ),
+        probe(
+            CutoverRestore {
+                run: "0".repeat(16),
+                apps: Vec::new(),
+                region: String::new(),
+                confirm: "demo-db".into(),
+            },
+            404,
+        ),
+        probe(
+            RollbackCutover {
+                run: "0".repeat(16),
+                confirm: "demo-db".into(),
+            },
+            404,
+        ),
         probe(
             RevealCredential {
                 org: flysim::DEMO_ORG.into(),
