@@ -481,8 +481,8 @@ pub async fn get_cutover(run: String) -> Result<CutoverInfo, AppError> {
 }
 
 /// Cuts the done run `run` over: archiving off on the old cluster, replicas for the new one (in `region`;
-/// empty: the new leader's), `apps` pointed at it, the old machines stopped (not destroyed), then the
-/// checklist. `confirm` must be the OLD cluster's name. It runs to its end (the page follows it with
+/// empty: the new leader's), `apps` (names separated by commas or spaces, as typed) pointed at it, the old
+/// machines stopped (not destroyed), then the checklist. `confirm` must be the OLD cluster's name. It runs to its end (the page follows it with
 /// [`get_cutover`]). Operators and up; audited by core.
 #[server(endpoint = "cutover_restore")]
 #[cfg_attr(
@@ -491,15 +491,16 @@ pub async fn get_cutover(run: String) -> Result<CutoverInfo, AppError> {
 )]
 pub async fn cutover_restore(
     run: String,
-    apps: Vec<String>,
+    apps: String,
     region: String,
     confirm: String,
 ) -> Result<CutoverPage, AppError> {
     let cx = Caller::require(Role::Operator).await?;
     let apps: Vec<String> = apps
-        .iter()
-        .map(|a| a.trim().to_owned())
+        .split([',', ' ', '\n'])
+        .map(str::trim)
         .filter(|a| !a.is_empty())
+        .map(str::to_owned)
         .collect();
     let options = walden_core::restore::cutover::CutoverOptions {
         replica_region: Some(region.trim().to_owned()).filter(|r| !r.is_empty()),

@@ -11,9 +11,15 @@ use leptos_router::hooks::{use_params_map, use_query_map};
 use crate::api::restores::{
     approve_restore_plan, cancel_restore_run, cutover_restore, get_cutover, get_plan_approval,
     get_restore_run, list_restore_runs, retry_restore_run, rollback_cutover, CutoverInfo,
-    PlanApproval, RunPage, RunReportView, RunRow, StepProgress,
+    CutoverPage, PlanApproval, RunPage, RunReportView, RunRow, StepProgress,
 };
+use crate::error::AppError;
 use crate::page_data::page_data;
+
+/// A cutover call: `(run, apps, region, confirm)`.
+type CutoverCall = Action<(String, String, String, String), Result<CutoverPage, AppError>>;
+/// A rollback call: `(run, confirm)`.
+type RollbackCall = Action<(String, String), Result<CutoverPage, AppError>>;
 
 /// How often the progress page asks again while the run is live.
 const POLL: std::time::Duration = std::time::Duration::from_secs(2);
@@ -129,8 +135,21 @@ pub fn RestoreRunPage() -> impl IntoView {
     let tick = RwSignal::new(0u32);
     let run = page_data(move || (id(), tick.get()), |(id, _)| get_restore_run(id));
     let cutover = page_data(move || (id(), tick.get()), |(id, _)| get_cutover(id));
-    // True while this page's cutover or rollback call runs: the page follows its steps meanwhile.
-    let cutting = RwSignal::new(false);
+    // The cutover and rollback calls live as long as the page (not the panel, which each refresh redraws):
+    // while one runs, the page follows its steps; when it ends, the page reads the result.
+    let cut: CutoverCall = Action::new(
+        |(run, apps, region, confirm): &(String, String, String, String)| {
+            cutover_restore(run.clone(), apps.clone(), region.clone(), confirm.clone())
+        },
+    );
+    let back: RollbackCall = Action::new(|(run, confirm): &(String, String)| {
+        rollback_cutover(run.clone(), confirm.clone())
+    });
+    Effect::new(move |_| {
+        if cut.value().get().is_some() || back.value().get().is_some() {
+            tick.update(|t| *t = t.wrapping_add(1));
+        }
+    });
     // Poll while the run is live (only in the browser: effects do not run on the server).
     Effect::new(move |_| {
         let handle = set_interval_with_handle(
@@ -139,7 +158,8 @@ pub fn RestoreRunPage() -> impl IntoView {
                     .get_untracked()
                     .and_then(Result::ok)
                     .is_some_and(|r| r.live);
-                if live || cutting.get_untracked() {
+                let cutting = cut.pending().get_untracked() || back.pending().get_untracked();
+                if live || cutting {
                     tick.update(|t| *t = t.wrapping_add(1));
                 }
             },
@@ -173,7 +193,7 @@ pub fn RestoreRunPage() -> impl IntoView {
             {move || Suspend::new(async move {
                 let done = run.await.is_ok_and(|r| r.state == "done");
                 match cutover.await {
-                    Ok(info) if done => view! { <CutoverPanel run=id() info cutting changed=tick /> }.into_any(),
+                    Ok(info) if done => view! { <CutoverPanel run=id() info cut back /> }.into_any(),
                     _ => ().into_any(),
                 }
             })}
@@ -392,28 +412,13 @@ fn ApprovalPanel(hash: String, a: PlanApproval, approved: RwSignal<u32>) -> impl
 fn CutoverPanel(
     run: String,
     info: CutoverInfo,
-    cutting: RwSignal<bool>,
-    changed: RwSignal<u32>,
+    cut: CutoverCall,
+    back: RollbackCall,
 ) -> impl IntoView {
     let old = info.old_app.clone();
     let typed = RwSignal::new(String::new());
     let apps = RwSignal::new(String::new());
     let region = RwSignal::new(String::new());
-    let cut = Action::new(
-        |(run, apps, region, confirm): &(String, String, String, String)| {
-            let apps = apps.split([',', ' ']).map(str::to_owned).collect();
-            cutover_restore(run.clone(), apps, region.clone(), confirm.clone())
-        },
-    );
-    let back = Action::new(|(run, confirm): &(String, String)| {
-        rollback_cutover(run.clone(), confirm.clone())
-    });
-    Effect::new(move |_| {
-        cutting.set(cut.pending().get() || back.pending().get());
-        if cut.value().get().is_some() || back.value().get().is_some() {
-            changed.update(|t| *t = t.wrapping_add(1));
-        }
-    });
     let expected = StoredValue::new(old.clone());
     let matches = move || typed.with(|t| expected.with_value(|e| t.trim() == e));
     let busy = move || cut.pending().get() || back.pending().get();

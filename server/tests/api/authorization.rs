@@ -320,7 +320,7 @@ fn probes(target: i64) -> Vec<Probe> {
         probe(
             CutoverRestore {
                 run: "0".repeat(16),
-                apps: Vec::new(),
+                apps: String::new(),
                 region: String::new(),
                 confirm: "demo-db".into(),
             },

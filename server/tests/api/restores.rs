@@ -206,18 +206,18 @@ async fn a_done_run_is_cut_over_and_rolled_back_from_its_page() {
     assert_eq!(count(&html, "cutover-panel"), 1, "{html}");
     assert_eq!(count(&html, "cutover"), 1, "the operator's button");
 
-    let cutover = |apps: &[&str], confirm: &str| CutoverRestore {
+    let cutover = |apps: &str, confirm: &str| CutoverRestore {
         run: run.clone(),
-        apps: apps.iter().map(|a| (*a).to_owned()).collect(),
+        apps: apps.into(),
         region: String::new(),
         confirm: confirm.into(),
     };
-    let (status, _) = error_of(operator.call(&cutover(&[], to)).await).await;
+    let (status, _) = error_of(operator.call(&cutover("", to)).await).await;
     assert_eq!(status, 422, "the OLD cluster's name confirms");
-    let (status, _) = error_of(operator.call(&cutover(&["no-such-app"], "demo-db")).await).await;
+    let (status, _) = error_of(operator.call(&cutover("no-such-app", "demo-db")).await).await;
     assert_eq!(status, 409, "an unknown app is refused");
 
-    let res = operator.call(&cutover(&[], "demo-db")).await;
+    let res = operator.call(&cutover("", "demo-db")).await;
     assert_eq!(res.status(), 200);
     let done: CutoverPage = res.json().await.unwrap();
     assert_eq!(
