@@ -16,10 +16,11 @@ use {
     leptos::server_fn::ServerFn,
     tracing::field::Empty,
     walden_core::restore::{
-        engine::{RunState, RunSummary, RunView as CoreRun},
+        engine::{Cleanup, RunState, RunSummary, RunView as CoreRun},
         request, ClusterRef, Destination, Plan, Reason, RestoreError, RestoreRequest,
         RestoreTarget,
     },
+    walden_core::settings,
     walden_core::users::Role,
 };
 
@@ -32,6 +33,21 @@ pub const POLICY: &[super::Access] = &[
     (<StartRestore as ServerFn>::PATH, Some(Role::Operator)),
     (<GetRestoreRun as ServerFn>::PATH, Some(Role::Viewer)),
     (<ListRestoreRuns as ServerFn>::PATH, Some(Role::Viewer)),
+    (<RetryRestoreRun as ServerFn>::PATH, Some(Role::Operator)),
+    (<CancelRestoreRun as ServerFn>::PATH, Some(Role::Operator)),
+    (<GetPlanApproval as ServerFn>::PATH, Some(Role::Viewer)),
+    (<ApproveRestorePlan as ServerFn>::PATH, Some(Role::Operator)),
+    (
+        <GetRequireRestoreApproval as ServerFn>::PATH,
+        Some(Role::Viewer),
+    ),
+    (
+        <SetRequireRestoreApproval as ServerFn>::PATH,
+        Some(Role::Admin),
+    ),
+    (<GetCutover as ServerFn>::PATH, Some(Role::Viewer)),
+    (<CutoverRestore as ServerFn>::PATH, Some(Role::Operator)),
+    (<RollbackCutover as ServerFn>::PATH, Some(Role::Operator)),
 ];
 
 /// The wizard's choices, as its address keeps them (`?step=2&kind=time&target=…&name=…`): every field a
@@ -51,12 +67,28 @@ pub struct Choices {
     pub region: String,
     pub memory: String,
     pub volume: String,
+    /// An optional read-only query the verification runs on the restored cluster (it must return a row).
+    #[serde(default)]
+    pub assertion: String,
+    /// The database the assertion runs in (empty: `postgres`).
+    #[serde(default)]
+    pub assertion_db: String,
 }
 
 impl Choices {
     /// The query keys, in the order the address lists them.
-    pub const KEYS: [&'static str; 9] = [
-        "kind", "target", "lsn", "backup", "timeline", "name", "region", "memory", "volume",
+    pub const KEYS: [&'static str; 11] = [
+        "kind",
+        "target",
+        "lsn",
+        "backup",
+        "timeline",
+        "name",
+        "region",
+        "memory",
+        "volume",
+        "assertion",
+        "assertion_db",
     ];
 
     /// The field of `key`.
@@ -70,6 +102,8 @@ impl Choices {
             "name" => &self.name,
             "region" => &self.region,
             "memory" => &self.memory,
+            "assertion" => &self.assertion,
+            "assertion_db" => &self.assertion_db,
             _ => &self.volume,
         }
     }
@@ -87,6 +121,8 @@ impl Choices {
             region: field("region"),
             memory: field("memory"),
             volume: field("volume"),
+            assertion: field("assertion"),
+            assertion_db: field("assertion_db"),
         };
         if c.kind.is_empty() {
             c.kind = if c.target.is_empty() {
@@ -209,6 +245,8 @@ pub struct PlanView {
     pub steps: Vec<(String, String)>,
     pub never_touched: Vec<String>,
     pub notes: Vec<String>,
+    /// The two-person rule's state for this plan (`required` false when the setting is off).
+    pub approval: Option<PlanApproval>,
 }
 
 /// Plans the restore the wizard's choices describe (`Restores::plan`: stored under its hash and audited, or
@@ -233,12 +271,16 @@ pub async fn plan_restore(
         ));
     }
     match cx.restores().plan(&cx.actor, &cx.meta, &req).await {
-        Ok(stored) => Ok(PlanAnswer::Plan(Box::new(PlanView::of(
-            &stored.hash,
-            &stored.created_by,
-            &stored.created_at,
-            &stored.plan,
-        )))),
+        Ok(stored) => {
+            let mut view = PlanView::of(
+                &stored.hash,
+                &stored.created_by,
+                &stored.created_at,
+                &stored.plan,
+            );
+            view.approval = Some(approval_of(&cx, &stored.hash).await?);
+            Ok(PlanAnswer::Plan(Box::new(view)))
+        }
         Err(RestoreError::Refused(refused)) => Ok(PlanAnswer::Refused(
             refused.reasons.into_iter().map(ReasonView::from).collect(),
         )),
@@ -282,6 +324,35 @@ pub struct RunPage {
     /// Why it failed or paused, in plain words.
     pub failure: Option<String>,
     pub steps: Vec<RunStep>,
+    /// The caller may retry, cancel and clean up (operators and admins).
+    pub can_control: bool,
+    /// What the run created on Fly so far (`machine: 1781…`): what "Cancel and clean up" destroys.
+    pub created: Vec<String>,
+    /// The report once a step has finished: each step's duration and the measured RTO.
+    pub report: Option<RunReportView>,
+    /// The clean-up of a run cancelled with "clean up": `pending` or `done`, and what is gone.
+    pub cleanup: Option<String>,
+}
+
+/// What a run took.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunReportView {
+    /// `(step, duration)`, in the run's order.
+    pub steps: Vec<(String, String)>,
+    /// From the start to the restored cluster verified; `None` until then.
+    pub rto: Option<String>,
+    pub elapsed: String,
+}
+
+/// A long step's live progress, as the engine stores it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StepProgress {
+    pub phase: String,
+    /// Tenths of a percent, 0 to 1000 (whole numbers keep the type `Eq`).
+    pub permille: i64,
+    pub time_left: Option<String>,
+    /// The machine's last log lines (the engine keeps only lines that cannot carry a secret).
+    pub log_tail: Vec<String>,
 }
 
 /// One step of a run.
@@ -299,6 +370,7 @@ pub struct RunStep {
     /// The Fly ids it produced, as `machine: 1781…`.
     pub produced: Option<String>,
     pub error: Option<String>,
+    pub progress: Option<StepProgress>,
 }
 
 /// A run and its steps (the progress page polls it while the run is live). Viewers and up.
@@ -309,14 +381,290 @@ pub struct RunStep {
 )]
 pub async fn get_restore_run(id: String) -> Result<RunPage, AppError> {
     let cx = Caller::require(Role::Viewer).await?;
+    run_page(&cx, cx.restores().run(&id).await?).await
+}
+
+/// The page of `run` as `cx` sees it.
+#[cfg(feature = "ssr")]
+async fn run_page(cx: &Caller, run: CoreRun) -> Result<RunPage, AppError> {
+    let plan = cx.restores().stored(&run.plan_hash).await?.map(|s| s.plan);
+    let mut page = RunPage::of(run, plan.as_ref(), time::OffsetDateTime::now_utc());
+    page.can_control = cx.user.role >= Role::Operator;
+    Ok(page)
+}
+
+/// Retries a failed run's failed step (the worker picks the run up again). Operators and up; audited by core.
+#[server(endpoint = "retry_restore_run")]
+#[cfg_attr(
+    feature = "ssr",
+    tracing::instrument(skip_all, fields(user_id = Empty, run = %id), err(level = "info"))
+)]
+pub async fn retry_restore_run(id: String) -> Result<RunPage, AppError> {
+    let cx = Caller::require(Role::Operator).await?;
+    let run = cx.restores().retry_run(&cx.actor, &cx.meta, &id).await?;
+    run_page(&cx, run).await
+}
+
+/// Cancels a run that is not done: `destroy` also destroys what the run created (only that; never the
+/// source), else everything is left as it is. Operators and up; audited by core.
+#[server(endpoint = "cancel_restore_run")]
+#[cfg_attr(
+    feature = "ssr",
+    tracing::instrument(skip_all, fields(user_id = Empty, run = %id, destroy), err(level = "info"))
+)]
+pub async fn cancel_restore_run(id: String, destroy: bool) -> Result<RunPage, AppError> {
+    let cx = Caller::require(Role::Operator).await?;
+    let cleanup = if destroy {
+        Cleanup::Destroy
+    } else {
+        Cleanup::Leave
+    };
+    let run = cx
+        .restores()
+        .cancel_run(&cx.actor, &cx.meta, &id, cleanup)
+        .await?;
+    run_page(&cx, run).await
+}
+
+/// A done run's cutover: what the form needs, and the cutover (and rollback) once asked for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CutoverInfo {
+    /// The source cluster: what the confirmation must type.
+    pub old_app: String,
+    pub new_app: String,
+    /// Fly's regions, for the replicas' region.
+    pub regions: Vec<String>,
+    pub can_cut_over: bool,
+    pub cutover: Option<CutoverPage>,
+}
+
+/// A cutover as stored: its phase, each step and the checklist Walden checked itself.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CutoverPage {
+    /// `cutover` or `rollback`.
+    pub phase: String,
+    /// `running`, `failed` or `done`.
+    pub state: String,
+    pub apps: Vec<String>,
+    pub replica_region: Option<String>,
+    pub failure: Option<String>,
+    pub created_by: String,
+    /// The current phase's steps: `(what, status, error)`.
+    pub steps: Vec<(String, String, Option<String>)>,
+    /// `(what, ok, found)`, as the phase's last step checked it.
+    pub checklist: Vec<(String, bool, String)>,
+}
+
+/// The cutover of the run `run`: the form's facts and the cutover so far. Viewers and up.
+#[server(endpoint = "get_cutover")]
+#[cfg_attr(
+    feature = "ssr",
+    tracing::instrument(skip_all, fields(user_id = Empty, run = %run), err(level = "info"))
+)]
+pub async fn get_cutover(run: String) -> Result<CutoverInfo, AppError> {
+    let cx = Caller::require(Role::Viewer).await?;
     let restores = cx.restores();
-    let run = restores.run(&id).await?;
-    let plan = restores.stored(&run.plan_hash).await?.map(|s| s.plan);
-    Ok(RunPage::of(
-        run,
-        plan.as_ref(),
-        time::OffsetDateTime::now_utc(),
-    ))
+    let view = restores.run(&run).await?;
+    let plan = restores
+        .stored(&view.plan_hash)
+        .await?
+        .ok_or_else(|| AppError::NotFound(format!("Restore plan {}", view.plan_hash)))?
+        .plan;
+    let cutover = restores.cutover_view(&run).await?.map(CutoverPage::of);
+    Ok(CutoverInfo {
+        old_app: plan.source.app,
+        new_app: plan.destination.app,
+        regions: request::REGIONS.iter().map(|r| (*r).to_owned()).collect(),
+        can_cut_over: cx.user.role >= Role::Operator,
+        cutover,
+    })
+}
+
+/// Cuts the done run `run` over: archiving off on the old cluster, replicas for the new one (in `region`;
+/// empty: the new leader's), `apps` (names separated by commas or spaces, as typed) pointed at it, the old
+/// machines stopped (not destroyed), then the checklist. `confirm` must be the OLD cluster's name. It runs to its end (the page follows it with
+/// [`get_cutover`]). Operators and up; audited by core.
+#[server(endpoint = "cutover_restore")]
+#[cfg_attr(
+    feature = "ssr",
+    tracing::instrument(skip_all, fields(user_id = Empty, run = %run), err(level = "info"))
+)]
+pub async fn cutover_restore(
+    run: String,
+    apps: String,
+    region: String,
+    confirm: String,
+) -> Result<CutoverPage, AppError> {
+    let cx = Caller::require(Role::Operator).await?;
+    let apps: Vec<String> = apps
+        .split([',', ' ', '\n'])
+        .map(str::trim)
+        .filter(|a| !a.is_empty())
+        .map(str::to_owned)
+        .collect();
+    let options = walden_core::restore::cutover::CutoverOptions {
+        replica_region: Some(region.trim().to_owned()).filter(|r| !r.is_empty()),
+        ..Default::default()
+    };
+    let view = cx
+        .restores()
+        .cutover_with(&cx.actor, &cx.meta, &run, &apps, &confirm, &options)
+        .await?;
+    Ok(CutoverPage::of(view))
+}
+
+/// Rolls the cutover of `run` back (the apps' old `DATABASE_URL`, the old machines started, archiving on);
+/// `confirm` must be the OLD cluster's name. Operators and up; audited by core.
+#[server(endpoint = "rollback_cutover")]
+#[cfg_attr(
+    feature = "ssr",
+    tracing::instrument(skip_all, fields(user_id = Empty, run = %run), err(level = "info"))
+)]
+pub async fn rollback_cutover(run: String, confirm: String) -> Result<CutoverPage, AppError> {
+    let cx = Caller::require(Role::Operator).await?;
+    let view = cx
+        .restores()
+        .rollback(&cx.actor, &cx.meta, &run, &confirm)
+        .await?;
+    Ok(CutoverPage::of(view))
+}
+
+#[cfg(feature = "ssr")]
+impl CutoverPage {
+    fn of(v: walden_core::restore::cutover::CutoverView) -> Self {
+        use walden_core::restore::cutover::{CutoverState, Phase};
+        let steps = if v.phase == Phase::Rollback {
+            &v.rollback
+        } else {
+            &v.cutover
+        };
+        CutoverPage {
+            phase: v.phase.as_str().to_owned(),
+            state: match v.state {
+                CutoverState::Running => "running",
+                CutoverState::Failed => "failed",
+                CutoverState::Done => "done",
+            }
+            .to_owned(),
+            steps: steps
+                .iter()
+                .map(|s| {
+                    let what = match &s.app {
+                        Some(app) => format!("{} {app}", s.kind.replace('_', " ")),
+                        None => s.kind.replace('_', " "),
+                    };
+                    (what, s.status.clone(), s.error.clone())
+                })
+                .collect(),
+            checklist: v
+                .checklist
+                .into_iter()
+                .map(|c| (c.what, c.ok, c.detail))
+                .collect(),
+            apps: v.apps,
+            replica_region: v.replica_region,
+            failure: v.failure,
+            created_by: v.created_by,
+        }
+    }
+}
+
+/// Whether a plan may start, under the two-person rule.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlanApproval {
+    /// The admin setting `require_restore_approval` is on.
+    pub required: bool,
+    pub author: String,
+    /// Who approved, with when (`alice at 2026-11-29 14:02:05 UTC`).
+    pub approvals: Vec<String>,
+    /// Who may approve: the other enabled operators and admins.
+    pub may_approve: Vec<String>,
+    /// The caller may approve it (an operator or admin who is not the author and has not yet approved).
+    pub can_approve: bool,
+}
+
+/// The two-person state of the stored plan `hash`. Viewers and up.
+#[server(endpoint = "get_plan_approval")]
+#[cfg_attr(
+    feature = "ssr",
+    tracing::instrument(skip_all, fields(user_id = Empty, plan = %hash), err(level = "info"))
+)]
+pub async fn get_plan_approval(hash: String) -> Result<PlanApproval, AppError> {
+    let cx = Caller::require(Role::Viewer).await?;
+    approval_of(&cx, &hash).await
+}
+
+/// The two-person state of the stored plan `hash` as `cx` sees it.
+#[cfg(feature = "ssr")]
+async fn approval_of(cx: &Caller, hash: &str) -> Result<PlanApproval, AppError> {
+    let restores = cx.restores();
+    let stored = restores
+        .stored(hash)
+        .await?
+        .ok_or_else(|| AppError::NotFound(format!("Restore plan {hash}")))?;
+    let approvals = restores.approvals(hash).await?;
+    let me = cx.actor.display_name();
+    let may_approve: Vec<String> = cx
+        .accounts()
+        .list(&cx.actor)
+        .await?
+        .into_iter()
+        .filter(|u| !u.disabled && u.role >= Role::Operator && u.name != stored.created_by)
+        .map(|u| u.name)
+        .collect();
+    Ok(PlanApproval {
+        required: restores.approval_required().await?,
+        can_approve: cx.user.role >= Role::Operator
+            && me != stored.created_by
+            && !approvals.iter().any(|a| a.approver == me),
+        approvals: approvals
+            .iter()
+            .map(|a| format!("{} at {}", a.approver, stamp(&a.approved_at)))
+            .collect(),
+        author: stored.created_by,
+        may_approve,
+    })
+}
+
+/// The caller (another operator or admin than the plan's author) approves the plan `hash`. Operators and up;
+/// audited by core.
+#[server(endpoint = "approve_restore_plan")]
+#[cfg_attr(
+    feature = "ssr",
+    tracing::instrument(skip_all, fields(user_id = Empty, plan = %hash), err(level = "info"))
+)]
+pub async fn approve_restore_plan(hash: String) -> Result<(), AppError> {
+    let cx = Caller::require(Role::Operator).await?;
+    cx.restores()
+        .approve_plan(&cx.actor, &cx.meta, &hash)
+        .await?;
+    Ok(())
+}
+
+/// Whether a restore needs a second person's approval of its plan. Viewers and up.
+#[server(endpoint = "get_require_restore_approval")]
+#[cfg_attr(
+    feature = "ssr",
+    tracing::instrument(skip_all, fields(user_id = Empty), err(level = "info"))
+)]
+pub async fn get_require_restore_approval() -> Result<bool, AppError> {
+    let cx = Caller::require(Role::Viewer).await?;
+    Ok(cx.settings().require_restore_approval().await?)
+}
+
+/// Require (or stop requiring) a second person's approval of restore plans. Admins only; audited.
+#[server(endpoint = "set_require_restore_approval")]
+#[cfg_attr(
+    feature = "ssr",
+    tracing::instrument(skip_all, fields(user_id = Empty, enabled), err(level = "info"))
+)]
+pub async fn set_require_restore_approval(enabled: bool) -> Result<(), AppError> {
+    let cx = Caller::require(Role::Admin).await?;
+    let key = settings::REQUIRE_RESTORE_APPROVAL;
+    Ok(cx
+        .settings()
+        .set_bool(&cx.actor, &cx.meta, key, enabled)
+        .await?)
 }
 
 /// A run in the list of recent runs.
@@ -405,8 +753,8 @@ fn request_of(org: String, app: String, c: &Choices) -> (RestoreRequest, Vec<Rea
             memory_mb,
             volume_gb,
         },
-        assertion: None,
-        assertion_database: None,
+        assertion: given(&c.assertion),
+        assertion_database: given(&c.assertion_db),
     };
     (req, reasons)
 }
@@ -478,6 +826,7 @@ impl PlanView {
             steps: p.steps.iter().map(|s| (s.call(), step_detail(s))).collect(),
             never_touched: p.never_touched.clone(),
             notes: p.notes.clone(),
+            approval: None,
         }
     }
 }
@@ -556,9 +905,53 @@ impl RunPage {
                     duration,
                     produced,
                     error: s.error.clone(),
+                    progress: step_progress(&s.progress),
                 }
             })
             .collect();
+        // The Fly resources among the steps' products (each once): what a clean-up may destroy.
+        let mut created: Vec<String> = Vec::new();
+        for s in &run.steps {
+            let Some(o) = s.produced.as_object() else {
+                continue;
+            };
+            for kind in ["app", "volume", "machine"] {
+                if let Some(id) = o.get(kind).and_then(serde_json::Value::as_str) {
+                    let item = format!("{kind} {id}");
+                    if !created.contains(&item) {
+                        created.push(item);
+                    }
+                }
+            }
+        }
+        let secs = |f: f64| duration_words(f.round() as i64);
+        let report = run.report.as_ref().map(|r| RunReportView {
+            steps: r
+                .steps
+                .iter()
+                .map(|d| {
+                    (
+                        format!("{}. {}", d.index + 1, d.kind.replace('_', " ")),
+                        secs(d.seconds),
+                    )
+                })
+                .collect(),
+            rto: r.rto_seconds.map(secs),
+            elapsed: secs(r.elapsed_seconds),
+        });
+        let cleanup = run.cleanup.as_ref().map(|c| {
+            let gone = if c.destroyed.is_empty() {
+                "nothing destroyed yet".to_owned()
+            } else {
+                format!("destroyed: {}", c.destroyed.join(", "))
+            };
+            let error = c
+                .error
+                .as_deref()
+                .map(|e| format!("; last attempt: {e}"))
+                .unwrap_or_default();
+            format!("Clean-up {} ({gone}){error}", c.state)
+        });
         RunPage {
             live: run.state.runnable(),
             state: run.state.as_str().to_owned(),
@@ -582,6 +975,10 @@ impl RunPage {
             elapsed,
             failure: run.failure,
             steps,
+            can_control: false,
+            created,
+            report,
+            cleanup,
         }
     }
 }
@@ -614,6 +1011,35 @@ impl RunRow {
             failure: r.failure.clone(),
         }
     }
+}
+
+/// A step's stored progress (`phase`, `percent`, `seconds_left`, `log_tail`), when it has one.
+#[cfg(feature = "ssr")]
+fn step_progress(v: &serde_json::Value) -> Option<StepProgress> {
+    let o = v.as_object()?;
+    let phase = o.get("phase")?.as_str()?.replace('_', " ");
+    let percent = o
+        .get("percent")
+        .and_then(serde_json::Value::as_f64)
+        .unwrap_or(0.0);
+    Some(StepProgress {
+        phase,
+        permille: (percent * 10.0).round().clamp(0.0, 1000.0) as i64,
+        time_left: o
+            .get("seconds_left")
+            .and_then(serde_json::Value::as_i64)
+            .map(duration_words),
+        log_tail: o
+            .get("log_tail")
+            .and_then(serde_json::Value::as_array)
+            .map(|lines| {
+                lines
+                    .iter()
+                    .filter_map(|l| l.as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default(),
+    })
 }
 
 /// A stored time as `2026-11-29 13:55:02 UTC` (the stored text when it does not parse).

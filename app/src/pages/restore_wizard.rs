@@ -151,6 +151,7 @@ fn Summary(org: String, app: String, choices: Choices) -> impl IntoView {
                 <dt>"Region"</dt><dd>{or_default(&choices.region, "the source's")}</dd>
                 <dt>"Memory"</dt><dd>{if choices.memory.is_empty() { "the source's".to_owned() } else { format!("{} MB", choices.memory) }}</dd>
                 <dt>"Volume"</dt><dd>{if choices.volume.is_empty() { "from the plan".to_owned() } else { format!("{} GB", choices.volume) }}</dd>
+                <dt>"Assertion"</dt><dd class="mono small">{or_default(&choices.assertion, "none")}</dd>
             </dl>
         </aside>
     }
@@ -364,7 +365,21 @@ fn DestinationStep(choices: Choices, options: RestoreOptions) -> impl IntoView {
                     <p class="help">"Empty: the larger of the source's volume and what the backup and WAL need."</p>
                 </div>
             </div>
-            <Carry choices=choices.clone() except=&["name", "region", "memory", "volume"] />
+            <div class="grid-2">
+                <div class="field">
+                    <label for="assertion">"Assertion query (optional)"</label>
+                    <textarea id="assertion" name="assertion" class="mono" rows="2" spellcheck="false"
+                        placeholder="SELECT 1 FROM orders WHERE id = 41723">{choices.assertion.clone()}</textarea>
+                    <p class="help">"One read-only statement the verification runs on the restored cluster; it must return a row. The plan refuses anything else, with the reason."</p>
+                </div>
+                <div class="field">
+                    <label for="assertion_db">"Its database"</label>
+                    <input id="assertion_db" name="assertion_db" class="mono" placeholder="postgres"
+                        autocomplete="off" spellcheck="false" value=choices.assertion_db.clone() />
+                    <p class="help">"Empty: postgres."</p>
+                </div>
+            </div>
+            <Carry choices=choices.clone() except=&["name", "region", "memory", "volume", "assertion", "assertion_db"] />
             <div class="actions">
                 <button type="submit" name="step" value="3"
                     disabled=move || name_problem().is_some() || memory_problem().is_some()>"Next: plan"</button>
@@ -436,6 +451,27 @@ fn PlanShown(org: String, app: String, plan: PlanView) -> impl IntoView {
         move || typed.get().trim() == expected
     };
     let label = format!("Restore {org}/{app} to {} into {}", plan.target, plan.app);
+    let approval = plan.approval.clone().filter(|a| a.required).map(|a| {
+        let link = format!("/restores?plan={}", plan.hash);
+        let who = if a.may_approve.is_empty() {
+            "nobody yet: invite another operator or admin".to_owned()
+        } else {
+            a.may_approve.join(", ")
+        };
+        let given = if a.approvals.is_empty() {
+            "Not approved yet.".to_owned()
+        } else {
+            format!("Approved by {}.", a.approvals.join(", "))
+        };
+        view! {
+            <div class="notice" data-test="approval-needed">
+                <p><strong>"A second person's approval is needed."</strong> " " {given}</p>
+                <p>"Who may approve: " <span data-test="approvers">{who}</span>
+                    ". Send them this link: " <a class="mono" href=link.clone()>{link.clone()}</a>
+                    "; once one has approved, start here."</p>
+            </div>
+        }
+    });
     let delta = (!plan.delta_chain.is_empty()).then(
         || view! { <dt>"Delta chain"</dt><dd class="mono">{plan.delta_chain.join(" ← ")}</dd> },
     );
@@ -497,8 +533,7 @@ fn PlanShown(org: String, app: String, plan: PlanView) -> impl IntoView {
                 <p class="help">"The run creates a new app, volume and machine on Fly; the source is only read."</p>
             </div>
             {move || start.value().get().and_then(Result::err).map(|e| view! { <p class="form-error" role="alert">{e.to_string()}</p> })}
-            // TODO(controls): with the two-person rule on (core's approval, built separately), an "Ask for
-            // approval" button goes here and Start waits for another operator's approval of this plan hash.
+            {approval}
             <div class="actions">
                 <button type="button" class="button-danger" data-test="start"
                     disabled=move || !matches() || start.pending().get()

@@ -3,6 +3,7 @@ use leptos_meta::Title;
 
 use crate::api::auth::get_current_user;
 use crate::api::escrow::{get_require_reveal_approval, SetRequireRevealApproval};
+use crate::api::restores::{get_require_restore_approval, SetRequireRestoreApproval};
 use crate::api::totp::{get_require_totp_for_admins, SetRequireTotpForAdmins};
 use crate::components::status_panel::StatusPanel;
 use crate::page_data::page_data;
@@ -20,6 +21,11 @@ pub fn SettingsPage() -> impl IntoView {
     let approval_required = page_data(
         move || approval.version().get(),
         |_| get_require_reveal_approval(),
+    );
+    let restore_approval = ServerAction::<SetRequireRestoreApproval>::new();
+    let restore_approval_required = page_data(
+        move || restore_approval.version().get(),
+        |_| get_require_restore_approval(),
     );
     let me = page_data(|| (), |_| get_current_user());
     let is_admin = move || {
@@ -72,6 +78,25 @@ pub fn SettingsPage() -> impl IntoView {
                 })}
             </Transition>
             {move || approval.value().get().and_then(Result::err).map(|e| view! { <p class="form-error" role="alert">{e.to_string()}</p> })}
+        </section>
+        <section class="panel form-panel" data-test="require-restore-approval">
+            <h2>"Two-person restores"</h2>
+            <p>"When it is required, a restore plan needs another operator or admin to approve it before its author can start it."</p>
+            <Transition fallback=|| view! { <p>"Loading…"</p> }>
+                {move || restore_approval_required.get().map(|r| match r {
+                    Err(e) => view! { <p class="form-error">{e.to_string()}</p> }.into_any(),
+                    Ok(on) => view! {
+                        <p data-test="require-restore-approval-state">{if on { "Approval required." } else { "Not required." }}</p>
+                        {is_admin().then(|| view! {
+                            <ActionForm action=restore_approval>
+                                <input type="hidden" name="enabled" value=(!on).to_string() />
+                                <button type="submit">{if on { "Stop requiring approval" } else { "Require approval for restores" }}</button>
+                            </ActionForm>
+                        })}
+                    }.into_any(),
+                })}
+            </Transition>
+            {move || restore_approval.value().get().and_then(Result::err).map(|e| view! { <p class="form-error" role="alert">{e.to_string()}</p> })}
         </section>
         <StatusPanel />
     }

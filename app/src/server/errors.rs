@@ -266,6 +266,35 @@ impl From<walden_core::restore::engine::EngineError> for AppError {
     }
 }
 
+impl From<walden_core::restore::cutover::CutoverError> for AppError {
+    /// What the person can act on (a wrong confirmation, a refusal with its reasons, a run not done, a cutover
+    /// elsewhere) says so; a Fly failure is 502; the store's and the key's failures are opaque (request id).
+    fn from(e: walden_core::restore::cutover::CutoverError) -> Self {
+        use walden_core::restore::cutover::CutoverError;
+        match e {
+            CutoverError::Forbidden => AppError::Forbidden,
+            CutoverError::NoRun(_) => AppError::NotFound(capitalised(&e)),
+            CutoverError::ConfirmMismatch { .. } => AppError::Validation {
+                field: "confirm".into(),
+                message: capitalised(&e),
+            },
+            CutoverError::NotDone { .. }
+            | CutoverError::Refused(_)
+            | CutoverError::NoCutover(_)
+            | CutoverError::RolledBack(_)
+            | CutoverError::Busy(_)
+            | CutoverError::LeaseLost(_)
+            | CutoverError::NoKey => AppError::Conflict(capitalised(&e)),
+            CutoverError::Fly { .. } => {
+                tracing::warn!(request_id = %request_id(), error = %e, "cutover call to Fly failed");
+                AppError::Upstream(capitalised(&e))
+            }
+            CutoverError::Plan(plan) => plan.into(),
+            other => internal(other),
+        }
+    }
+}
+
 /// A domain error's text (written to follow a colon, in lower case) as a sentence of its own.
 fn capitalised(e: &impl std::fmt::Display) -> String {
     let text = e.to_string();

@@ -22,8 +22,9 @@ use walden_app::api::orgs::{
     AddOrg, ListOrgs, ListPostgresApps, ListTracked, RemoveOrg, TrackCluster, UntrackCluster,
 };
 use walden_app::api::restores::{
-    CheckRestoreName, Choices, GetRestoreOptions, GetRestoreRun, ListRestoreRuns, PlanRestore,
-    StartRestore,
+    ApproveRestorePlan, CancelRestoreRun, CheckRestoreName, Choices, CutoverRestore, GetCutover,
+    GetPlanApproval, GetRequireRestoreApproval, GetRestoreOptions, GetRestoreRun, ListRestoreRuns,
+    PlanRestore, RetryRestoreRun, RollbackCutover, SetRequireRestoreApproval, StartRestore,
 };
 use walden_app::api::status::GetConsoleStatus;
 use walden_app::api::timeline::GetClusterTimeline;
@@ -288,6 +289,50 @@ fn probes(target: i64) -> Vec<Probe> {
         ),
         probe(GetRestoreRun { id: "0".repeat(16) }, 404),
         probe(ListRestoreRuns {}, 200),
+        probe(RetryRestoreRun { id: "0".repeat(16) }, 404),
+        probe(
+            CancelRestoreRun {
+                id: "0".repeat(16),
+                destroy: false,
+            },
+            404,
+        ),
+        probe(
+            GetPlanApproval {
+                hash: "0".repeat(64),
+            },
+            404,
+        ),
+        probe(
+            ApproveRestorePlan {
+                hash: "0".repeat(64),
+            },
+            404,
+        ),
+        probe(GetRequireRestoreApproval {}, 200),
+        probe(SetRequireRestoreApproval { enabled: false }, 200),
+        probe(
+            GetCutover {
+                run: "0".repeat(16),
+            },
+            404,
+        ),
+        probe(
+            CutoverRestore {
+                run: "0".repeat(16),
+                apps: String::new(),
+                region: String::new(),
+                confirm: "demo-db".into(),
+            },
+            404,
+        ),
+        probe(
+            RollbackCutover {
+                run: "0".repeat(16),
+                confirm: "demo-db".into(),
+            },
+            404,
+        ),
         probe(
             RevealCredential {
                 org: flysim::DEMO_ORG.into(),

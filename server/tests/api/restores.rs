@@ -7,7 +7,9 @@ use std::time::Duration;
 
 use walden_app::api::escrow::CaptureCredentials;
 use walden_app::api::restores::{
-    Choices, GetRestoreRun, PlanAnswer, PlanRestore, RunPage, StartRestore,
+    ApproveRestorePlan, CancelRestoreRun, Choices, CutoverRestore, GetPlanApproval, GetRestoreRun,
+    PlanAnswer, PlanApproval, PlanRestore, PlanView, RetryRestoreRun, RunPage,
+    SetRequireRestoreApproval, StartRestore,
 };
 use walden_core::users::Role;
 
@@ -190,5 +192,209 @@ async fn a_confirmed_plan_starts_a_run_that_its_page_and_the_list_show() {
         .await;
     assert_eq!(count(&html, "run-step"), page.steps.len(), "{html}");
     assert!(html.contains(&format!("data-state=\"{}\"", page.state)));
+    app.stop().await;
+}
+
+/// The plan of the demo cluster's latest commit into `to` with `assertion`, or the refusal.
+async fn plan_of(operator: &Session, to: &str, assertion: &str) -> Result<PlanView, PlanAnswer> {
+    let choices = Choices {
+        kind: "latest".into(),
+        name: to.into(),
+        assertion: assertion.into(),
+        ..Choices::default()
+    };
+    let res = operator
+        .call(&PlanRestore {
+            org: flysim::DEMO_ORG.into(),
+            app: flysim::DEMO_APP.into(),
+            choices,
+        })
+        .await;
+    assert_eq!(res.status(), 200);
+    match res.json().await.unwrap() {
+        PlanAnswer::Plan(plan) => Ok(*plan),
+        refused => Err(refused),
+    }
+}
+
+/// Starts the plan `hash` into `to`; the run's id.
+async fn start(operator: &Session, hash: &str, to: &str) -> String {
+    let res = operator
+        .call(&StartRestore {
+            hash: hash.into(),
+            confirm: to.into(),
+        })
+        .await;
+    assert_eq!(res.status(), 200);
+    res.json().await.unwrap()
+}
+
+/// The run's page once no worker moves it on any more (a generous deadline: a whole restore against the
+/// emulator takes minutes on a loaded machine).
+async fn stopped(session: &Session, run: &str) -> RunPage {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(600);
+    loop {
+        let res = session.call(&GetRestoreRun { id: run.into() }).await;
+        assert_eq!(res.status(), 200);
+        let page: RunPage = res.json().await.unwrap();
+        if !page.live {
+            return page;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the run never stopped: {page:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// A bad assertion is refused by the plan with the reason; one that does not hold (the emulator answers
+/// `select false` with false) fails the run at verification, and the run's page offers operators the three
+/// choices (viewers see the failure, no buttons): a retry runs it again, cancel and clean up ends it and lists
+/// what the run created.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_run_offers_retry_clean_up_and_leave_to_operators_only() {
+    let (app, operator) = demo_console().await;
+    let Err(PlanAnswer::Refused(reasons)) =
+        plan_of(&operator, "demo-db-bad", "DELETE FROM orders").await
+    else {
+        panic!("a writing assertion must be refused");
+    };
+    assert!(
+        reasons.iter().any(|r| r.code == "bad_assertion"),
+        "{reasons:?}"
+    );
+    let html = operator
+        .page(&format!(
+            "{WIZARD}?step=3&kind=latest&name=demo-db-bad&assertion=DROP+TABLE+orders"
+        ))
+        .await;
+    assert!(html.contains("data-code=\"bad_assertion\""), "{html}");
+
+    let to = "demo-db-false";
+    let plan = plan_of(&operator, to, "select false").await.unwrap();
+    let run = start(&operator, &plan.hash, to).await;
+    let page = stopped(&operator, &run).await;
+    assert_eq!(page.state, "failed", "{page:?}");
+    assert!(
+        page.failure
+            .as_deref()
+            .unwrap_or_default()
+            .contains("assertion did not hold"),
+        "{page:?}"
+    );
+    assert!(page.can_control && !page.created.is_empty(), "{page:?}");
+
+    let html = operator.page(&format!("/restores/{run}")).await;
+    for test in [
+        "run-failure",
+        "run-actions",
+        "retry",
+        "cancel-destroy",
+        "cancel-leave",
+    ] {
+        assert_eq!(count(&html, test), 1, "{test} in {html}");
+    }
+    assert!(html.contains("Leave as is"));
+    let viewer = app.signed_in(Role::Viewer).await;
+    let html = viewer.page(&format!("/restores/{run}")).await;
+    assert_eq!(count(&html, "run-failure"), 1, "{html}");
+    assert_eq!(count(&html, "run-actions"), 0, "no buttons for a viewer");
+    let retry = RetryRestoreRun { id: run.clone() };
+    assert_eq!(viewer.call(&retry).await.status(), 403);
+
+    // A retry runs the failed step again: it fails again, for the same reason.
+    let res = operator.call(&retry).await;
+    assert_eq!(res.status(), 200);
+    let page: RunPage = res.json().await.unwrap();
+    assert!(
+        ["pending", "running", "failed"].contains(&page.state.as_str()),
+        "{page:?}"
+    );
+    assert_eq!(stopped(&operator, &run).await.state, "failed");
+
+    let cancel = CancelRestoreRun {
+        id: run.clone(),
+        destroy: true,
+    };
+    let res = operator.call(&cancel).await;
+    assert_eq!(res.status(), 200);
+    let page: RunPage = res.json().await.unwrap();
+    assert_eq!(page.state, "cancelled", "{page:?}");
+    assert!(page.cleanup.is_some(), "{page:?}");
+    let (status, _) = error_of(operator.call(&retry).await).await;
+    assert_eq!(status, 409, "only a failed run is retried");
+    let cutover = CutoverRestore {
+        run: run.clone(),
+        apps: String::new(),
+        region: String::new(),
+        confirm: "demo-db".into(),
+    };
+    let (status, _) = error_of(operator.call(&cutover).await).await;
+    assert_eq!(status, 409, "only a done run is cut over");
+    let html = operator.page(&format!("/restores/{run}")).await;
+    assert_eq!(count(&html, "run-actions"), 0, "{html}");
+    assert_eq!(count(&html, "run-cleanup"), 1);
+    app.stop().await;
+}
+
+/// With the admin setting on, the wizard says an approval is needed and who may give it; the author cannot
+/// start or approve; another operator approves on `/restores?plan=HASH`; then the author starts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_person_rule_another_operator_approves_then_the_author_starts() {
+    let (app, author) = demo_console().await;
+    let admin = app.signed_in(Role::Admin).await;
+    let rule = SetRequireRestoreApproval { enabled: true };
+    assert_eq!(author.call(&rule).await.status(), 403, "admins only");
+    assert_eq!(admin.call(&rule).await.status(), 200);
+    let html = admin.page("/settings").await;
+    assert!(
+        html.contains("data-test=\"require-restore-approval-state\">Approval required."),
+        "{html}"
+    );
+
+    let to = "demo-db-approved";
+    let plan = plan_of(&author, to, "").await.unwrap();
+    let approval = plan.approval.clone().unwrap();
+    assert!(approval.required && approval.approvals.is_empty());
+    assert!(
+        !approval.may_approve.contains(&approval.author),
+        "{approval:?}"
+    );
+    assert!(!approval.may_approve.is_empty());
+    let html = author
+        .page(&format!("{WIZARD}?step=3&kind=latest&name={to}"))
+        .await;
+    assert_eq!(count(&html, "approval-needed"), 1, "{html}");
+    assert!(html.contains(&format!("/restores?plan={}", plan.hash)));
+
+    let starting = StartRestore {
+        hash: plan.hash.clone(),
+        confirm: to.into(),
+    };
+    let (status, _) = error_of(author.call(&starting).await).await;
+    assert_eq!(status, 409, "not approved yet");
+    let approve = ApproveRestorePlan {
+        hash: plan.hash.clone(),
+    };
+    let (status, _) = error_of(author.call(&approve).await).await;
+    assert_eq!(status, 409, "the author cannot approve");
+
+    let other = app.signed_in(Role::Operator).await;
+    let html = other.page(&format!("/restores?plan={}", plan.hash)).await;
+    assert_eq!(count(&html, "plan-approval"), 1, "{html}");
+    assert_eq!(count(&html, "approve"), 1);
+    assert_eq!(other.call(&approve).await.status(), 200);
+    let res = other
+        .call(&GetPlanApproval {
+            hash: plan.hash.clone(),
+        })
+        .await;
+    let state: PlanApproval = res.json().await.unwrap();
+    assert_eq!(state.approvals.len(), 1, "{state:?}");
+    assert!(!state.can_approve, "approved once");
+
+    let run = start(&author, &plan.hash, to).await;
+    assert!(!run.is_empty());
     app.stop().await;
 }
