@@ -127,11 +127,12 @@ test('from a click on the timeline to a verified restore, in at most 8 clicks', 
   await hydrated(page);
   await page.locator('[data-test=timeline-chart]').waitFor({ timeout: 60_000 });
   const captured = Date.now();
-  // At 24 h on the page's width a pixel of the chart is about 85 s: wait until the newest window reaches a
-  // pixel and a half past the capture, so a click can land between the capture and the window's end.
+  // At 24 h on the page's width a pixel of the chart is about 85 s, and the newest window's last pixel or two
+  // lie under the chart's "now" line: wait for a few pixels of restorable time after the capture, so a click
+  // can land on the window between the capture and its end.
   const chartWidth = (await page.locator('[data-test=timeline-chart]').boundingBox()).width;
   const msPerPx = DAY_MS / (((CHART.right - CHART.left) / CHART.width) * chartWidth);
-  const latest = await waitForRestorableAfter(page, captured, 1.6 * msPerPx + 10_000);
+  const latest = await waitForRestorableAfter(page, captured, 2.5 * msPerPx + 10_000);
   await shot(page, 'cluster');
 
   // From here on, everything the user does is counted.
@@ -142,11 +143,24 @@ test('from a click on the timeline to a verified restore, in at most 8 clicks', 
   await user.click(page.locator('[data-test=zoom-24h]'));
   await page.waitForFunction(() => document.querySelectorAll('[data-test=timeline-chart] [data-test=gap]').length === 0);
   const bands = page.locator('[data-test=timeline-chart] [data-test=window] .tl-window-band');
-  const boxes = await Promise.all((await bands.all()).map((b) => b.boundingBox()));
-  const newest = boxes.filter(Boolean).reduce((a, b) => (b.x + b.width > a.x + a.width ? b : a));
-  // The page reads the pointer's x in whole pixels: the last whole pixel at least 0.6 px inside the window's end.
-  const end = newest.x + newest.width;
-  const x = Math.floor(end - 0.6);
+  // The time the page gives a pixel (its own arithmetic: the chart's box, the window's end at `latest`), and
+  // the rightmost pixel that is on the window and lands after the capture.
+  const x = await page.evaluate(({ latest, captured, CHART, DAY_MS }) => {
+    const svg = document.querySelector('[data-test=timeline-chart]');
+    const box = svg.getBoundingClientRect();
+    const bands = [...svg.querySelectorAll('[data-test=window] .tl-window-band')];
+    const band = bands.reduce((a, b) => (b.getBoundingClientRect().right > a.getBoundingClientRect().right ? b : a));
+    const r = band.getBoundingClientRect();
+    const endUnits = Number(band.getAttribute('x')) + Number(band.getAttribute('width'));
+    const at = (px) => latest + ((px - box.left) * CHART.width / box.width - endUnits) * DAY_MS / (CHART.right - CHART.left);
+    for (let px = Math.floor(r.right); px > r.left; px -= 1) {
+      const hit = document.elementFromPoint(px, r.top + r.height / 2);
+      if (hit === band && at(px) <= latest - 5_000 && at(px) >= captured + 5_000) return px;
+    }
+    return null;
+  }, { latest, captured, CHART, DAY_MS });
+  assert.ok(x !== null, 'a pixel of the newest window after the capture');
+  const newest = await bands.last().boundingBox();
   await shot(page, 'cluster-24h');
   await user.clickAt(x, newest.y + newest.height / 2);
   await wizardStep(page, 1);
